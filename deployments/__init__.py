@@ -1,0 +1,1 @@
+"""How the flow is started: the CLI, deployments, and the HTTP webhook starter."""

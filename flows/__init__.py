@@ -1,0 +1,1 @@
+"""The fan-out/fan-in flow: settings, input model, processor, checkpoints, tasks."""

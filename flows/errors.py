@@ -1,0 +1,38 @@
+"""Errors fanout raises or recognises.
+
+    FanoutError
+    ├── InvalidRequest        bad input; nothing was started
+    │   └── ProcessorNotFound the configured processor cannot be imported
+    ├── TransientError        raised by a processor: retry this item
+    └── ItemsFailed           items failed for good; names each one
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class FanoutError(Exception):
+    """Base of every error fanout defines."""
+
+
+class InvalidRequest(FanoutError, ValueError):
+    """The request cannot be run as given; no item was started."""
+
+
+class ProcessorNotFound(InvalidRequest):
+    """The processor named by `FANOUT_PROCESSOR` cannot be imported or called."""
+
+
+class TransientError(FanoutError):
+    """A processor raises this (or a subclass) for a failure worth retrying."""
+
+
+class ItemsFailed(FanoutError):
+    """Some items failed permanently after their siblings finished."""
+
+    def __init__(self, failures: Sequence[tuple[str, str]], total: int) -> None:
+        self.failures = list(failures)
+        self.total = total
+        listed = "; ".join(f"{item}: {error}" for item, error in self.failures)
+        super().__init__(f"{len(self.failures)} of {total} items failed: {listed}")

@@ -1,0 +1,124 @@
+"""The `fan-out-fan-in` flow: plan the items, skip the checkpointed ones, run the rest, gather in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.runtime import flow_run
+from prefect.states import State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.batching import batch_size_for, split
+from flows.checkpoints import CheckpointStore, result_storage
+from flows.errors import ItemsFailed
+from flows.outcome import ItemOutcome, describe
+from flows.processor import load_processor
+from flows.request import FanoutRequest, plan_items
+from flows.settings import FanoutSettings, get_settings
+from flows.tasks import configured_process_item, process_batch
+
+FLOW_NAME = "fan-out-fan-in"
+
+
+@flow(name=FLOW_NAME, persist_result=True, validate_parameters=True)
+def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
+    """Fan one `process_item` out per item, wait for all, and return their results in item order.
+
+    Checkpoints belong to the orchestration instance (`request.instance_id`, else
+    this flow run's id), so running the same instance again never redoes an item
+    that finished. A failed item does not stop its siblings; the run fails at the
+    end naming every failed item.
+    """
+    settings = get_settings()
+    items = plan_items(request, settings.max_items)
+    load_processor(settings.processor)
+    instance_id = request.instance_id or str(flow_run.get_id())
+    outcomes = run_items(items, instance_id, settings)
+    return gather(items, outcomes)
+
+
+def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> dict[str, ItemOutcome]:
+    """Every item's outcome: checkpointed ones from storage, the rest from fresh task runs."""
+    checkpoints = CheckpointStore(result_storage(settings), instance_id, settings.processor)
+    outcomes = {
+        item: ItemOutcome(item=item, value=value, cached=True)
+        for item, value in checkpoints.load(items).items()
+    }
+    pending = [item for item in items if item not in outcomes]
+    get_run_logger().info(
+        "instance %s: %d items, %d from checkpoints, %d to run",
+        instance_id, len(items), len(outcomes), len(pending),
+    )
+    if pending:
+        with ThreadPoolTaskRunner(max_workers=settings.max_parallel) as runner:
+            size = batch_size_for(len(pending), settings)
+            fresh = (
+                _run_per_item(runner, pending, instance_id, settings)
+                if size == 1
+                else _run_batches(runner, pending, size, instance_id, settings)
+            )
+        outcomes.update({outcome.item: outcome for outcome in fresh})
+    return outcomes
+
+
+def _run_per_item(
+    runner: ThreadPoolTaskRunner, items: list[str], instance_id: str, settings: FanoutSettings
+) -> list[ItemOutcome]:
+    """One task run per item; Prefect's retries, caching and persistence apply to each."""
+    futures = runner.map(
+        configured_process_item(settings),
+        {"item": items, "processor": unmapped(settings.processor), "instance_id": unmapped(instance_id)},
+    )
+    futures.wait()
+    return [_outcome_from_state(item, future.state) for item, future in zip(items, futures)]
+
+
+def _outcome_from_state(item: str, state: State[Any]) -> ItemOutcome:
+    if state.is_completed():
+        return ItemOutcome(item=item, value=state.result(), cached=state.name == "Cached")
+    return ItemOutcome(item=item, error=_state_error(state))
+
+
+def _run_batches(
+    runner: ThreadPoolTaskRunner, items: list[str], size: int, instance_id: str, settings: FanoutSettings
+) -> list[ItemOutcome]:
+    """One task run per batch; each item inside is retried and checkpointed on its own."""
+    batches = split(items, size)
+    futures = runner.map(
+        process_batch,
+        {
+            "items": batches,
+            "processor": unmapped(settings.processor),
+            "instance_id": unmapped(instance_id),
+            "label": [f"{batch[0]}..{batch[-1]}" for batch in batches],
+            "settings": unmapped(settings),
+        },
+    )
+    futures.wait()
+    outcomes: list[ItemOutcome] = []
+    for batch, future in zip(batches, futures):
+        state = future.state
+        if state.is_completed():
+            outcomes.extend(state.result())
+        else:
+            error = _state_error(state)
+            outcomes.extend(ItemOutcome(item=item, error=error) for item in batch)
+    return outcomes
+
+
+def _state_error(state: State[Any]) -> str:
+    """The error a failed or crashed task run ended with."""
+    try:
+        state.result(raise_on_failure=True)
+    except BaseException as error:  # noqa: BLE001 - reported per item
+        return describe(error)
+    return f"ended {state.name}"
+
+
+def gather(items: list[str], outcomes: dict[str, ItemOutcome]) -> list[Any]:
+    """Results in item order, or `ItemsFailed` naming each failed item and its last error."""
+    failures = [(item, outcomes[item].error or "") for item in items if not outcomes[item].ok]
+    if failures:
+        raise ItemsFailed(failures, total=len(items))
+    return [outcomes[item].value for item in items]

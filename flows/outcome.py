@@ -1,0 +1,28 @@
+"""What happened to one item: its value, or its last error, and how many attempts it took."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ItemOutcome(BaseModel):
+    """The fate of one item in one run."""
+
+    item: str
+    value: Any = None
+    error: str | None = None
+    attempts: int = 0
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the item has a result (fresh or from a checkpoint)."""
+        return self.error is None
+
+
+def describe(error: BaseException) -> str:
+    """A one-line description of an error for reports: type and message."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

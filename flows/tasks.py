@@ -1,0 +1,72 @@
+"""The Prefect tasks that run items: one task run per item, or one per batch of items."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import task
+
+from flows.checkpoints import CheckpointStore, result_storage, storage_folder, task_cache_key
+from flows.outcome import ItemOutcome, describe
+from flows.processor import load_processor
+from flows.retry_policy import is_transient, jittered, retry_delays, retry_transient_only
+from flows.settings import FanoutSettings
+
+
+@task(name="process_item", task_run_name="process_item-{item}", persist_result=True)
+def process_item(item: str, processor: str, instance_id: str) -> Any:
+    """Run the processor on one item; Prefect persists the value as the item's checkpoint."""
+    return load_processor(processor)(item)
+
+
+def configured_process_item(settings: FanoutSettings) -> Any:
+    """`process_item` with this run's checkpoint key, result storage and retry policy."""
+    return process_item.with_options(
+        cache_key_fn=task_cache_key,
+        result_storage=storage_folder(settings),
+        retries=settings.retries,
+        retry_delay_seconds=retry_delays(settings) or 0,
+        retry_jitter_factor=settings.retry_jitter_factor or None,
+        retry_condition_fn=retry_transient_only,
+    )
+
+
+@task(name="process_batch", task_run_name="process_batch-{label}")
+def process_batch(
+    items: list[str], processor: str, instance_id: str, label: str, settings: FanoutSettings
+) -> list[ItemOutcome]:
+    """Run the processor over a batch, checkpointing every item as soon as it finishes.
+
+    Items already checkpointed (a retry of this batch, or a crash inside it) are
+    skipped; a failing item does not stop the rest of the batch.
+    """
+    checkpoints = CheckpointStore(result_storage(settings), instance_id, processor)
+    done = checkpoints.load(items)
+    function = load_processor(processor)
+    outcomes: list[ItemOutcome] = []
+    for item in items:
+        if item in done:
+            outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
+            continue
+        outcome = attempt_item(function, item, settings)
+        if outcome.ok:
+            checkpoints.save(item, outcome.value)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def attempt_item(function: Any, item: str, settings: FanoutSettings) -> ItemOutcome:
+    """Call the processor, retrying transient errors with backoff and jitter."""
+    delays = retry_delays(settings)
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            value = function(item)
+        except Exception as error:  # noqa: BLE001 - classified below, reported per item
+            if is_transient(error) and attempts <= len(delays):
+                time.sleep(jittered(delays[attempts - 1], settings.retry_jitter_factor))
+                continue
+            return ItemOutcome(item=item, error=describe(error), attempts=attempts)
+        return ItemOutcome(item=item, value=value, attempts=attempts)
