@@ -1,0 +1,53 @@
+"""`fanout run`: output on stdout, exit codes 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def test_run_prints_the_seeds_output_as_json(cli) -> None:
+    """`fanout run` prints the five ordered results and exits 0."""
+    done = cli("run")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [f"Processed item-{i}" for i in range(1, 6)]
+
+
+def test_explicit_items_are_run_in_order(cli) -> None:
+    """`--item` may repeat; output follows the given order."""
+    done = cli("run", "--item", "b", "--item", "a")
+    assert json.loads(done.stdout) == ["Processed b", "Processed a"]
+
+
+def test_failed_items_exit_1_and_are_named(monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path) -> None:
+    """A run with a permanently failing item exits 1 and stderr names it."""
+    monkeypatch.setenv("FANOUT_TEST_FAIL", "item-2")
+    done = cli("run", "--count", "3")
+    assert done.returncode == 1
+    assert "item-2: ValueError: item-2 is broken" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--count", "0"], {}, "count must be at least 1"),
+        (["--count", "-2"], {}, "count must be at least 1"),
+        (["--count", "11"], {"FANOUT_MAX_ITEMS": "10"}, "exceeds max_items"),
+        (["--count", "2", "--item", "a"], {}, "not both"),
+        (["--item", "a", "--item", "a"], {}, "duplicate items"),
+        (["--instance-id", "bad id"], {}, "instance_id"),
+        ([], {"FANOUT_PROCESSOR": "missing_mod:fn"}, "missing_mod"),
+        ([], {"FANOUT_MAX_PARALLEL": "0"}, "max_parallel"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    """Bad input or configuration exits 2, says what is wrong, and starts no item."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    done = cli("run", *args)
+    assert done.returncode == 2 and message in done.stderr
+    assert list(execution_log.iterdir()) == []

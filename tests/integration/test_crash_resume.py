@@ -1,0 +1,55 @@
+"""A host dies mid-run; the same instance resumes from its checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.checkpoints import instance_prefix
+from tests.integration.conftest import executed
+
+PROCESSOR = "tests.support.processors:scripted"
+
+
+def checkpointed(results: Path, instance: str) -> int:
+    folder = results / instance_prefix(instance, PROCESSOR)
+    return len(list(folder.iterdir())) if folder.exists() else 0
+
+
+@pytest.mark.parametrize("count, batch", [(12, "1"), (150, "10")], ids=["per-item", "batched"])
+def test_killed_run_resumes_with_only_unfinished_items(
+    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, clean_settings: Path, count: int, batch: str
+) -> None:
+    """After os._exit mid-item, rerunning the instance executes only what had not finished."""
+    monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-7")
+    monkeypatch.setenv("FANOUT_MAX_PARALLEL", "2")
+    monkeypatch.setenv("FANOUT_BATCH_SIZE", batch)
+    crashed = cli("run", "--count", str(count), "--instance-id", "crashy")
+    assert crashed.returncode == 17, crashed.stderr
+    finished_before = checkpointed(clean_settings, "crashy")
+    first_attempts = set(executed(execution_log))
+    assert 0 < finished_before < count
+
+    for path in execution_log.iterdir():
+        if path.name != "crashed":
+            path.unlink()
+    resumed = cli("run", "--count", str(count), "--instance-id", "crashy")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == [f"Processed item-{i}" for i in range(1, count + 1)]
+    rerun = executed(execution_log)
+    assert len(rerun) == count - finished_before
+    assert "item-7" in rerun and len(first_attempts - set(rerun)) == finished_before
+
+
+def test_another_instance_reuses_nothing_after_a_crash(monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path) -> None:
+    """A different instance id runs every item even when another instance has checkpoints."""
+    monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-4")
+    monkeypatch.setenv("FANOUT_MAX_PARALLEL", "1")
+    assert cli("run", "--count", "6", "--instance-id", "first").returncode == 17
+    for path in execution_log.iterdir():
+        if path.name != "crashed":
+            path.unlink()
+    assert cli("run", "--count", "6", "--instance-id", "second").returncode == 0
+    assert len(executed(execution_log)) == 6

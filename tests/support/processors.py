@@ -1,0 +1,88 @@
+"""Item processors for tests, steered by environment variables so subprocesses obey them too.
+
+FANOUT_TEST_LOG_DIR    each execution creates a file there (executions are counted by files)
+FANOUT_TEST_FAIL       comma-separated items that always fail (ValueError)
+FANOUT_TEST_FLAKY      comma-separated items whose first attempt raises TransientError
+FANOUT_TEST_CRASH_AT   the item at which the process dies with os._exit (once: a marker file)
+FANOUT_TEST_SLEEP_MAX  sleep a random time up to this many seconds
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from flows.errors import TransientError
+
+
+def _listed(name: str) -> set[str]:
+    return {part for part in os.environ.get(name, "").split(",") if part}
+
+
+def _log_dir() -> Path | None:
+    folder = os.environ.get("FANOUT_TEST_LOG_DIR")
+    return Path(folder) if folder else None
+
+
+def executions(item: str) -> int:
+    """How many times `item` has started, counted from the log folder."""
+    folder = _log_dir()
+    assert folder is not None
+    return len(list(folder.glob(f"{item}.*")))
+
+
+def scripted(item: str) -> str:
+    """Behaves as the FANOUT_TEST_* variables say, then returns the seed's result."""
+    folder = _log_dir()
+    if folder is not None:
+        (folder / f"{item}.{uuid.uuid4().hex}").touch()
+    crash_at = os.environ.get("FANOUT_TEST_CRASH_AT")
+    if crash_at == item and folder is not None and not (folder / "crashed").exists():
+        (folder / "crashed").touch()
+        os._exit(17)
+    sleep_max = float(os.environ.get("FANOUT_TEST_SLEEP_MAX", "0") or 0)
+    if sleep_max:
+        time.sleep(random.uniform(0, sleep_max))
+    if item in _listed("FANOUT_TEST_FAIL"):
+        raise ValueError(f"{item} is broken")
+    if item in _listed("FANOUT_TEST_FLAKY") and folder is not None and executions(item) == 1:
+        raise TransientError(f"{item} hit a blip")
+    return f"Processed {item}"
+
+
+class InFlightRecorder:
+    """Counts items running at once, to prove a concurrency cap rather than trust it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+        self.started = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self.current = self.peak = self.started = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.current += 1
+            self.started += 1
+            self.peak = max(self.peak, self.current)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.current -= 1
+
+
+RECORDER = InFlightRecorder()
+
+
+def recorded(item: str) -> str:
+    """Records how many items are in flight while sleeping briefly."""
+    with RECORDER:
+        time.sleep(0.02)
+    return f"Processed {item}"
