@@ -6,8 +6,10 @@ import time
 from typing import Any
 
 from prefect import task
+from prefect.runtime import task_run
 
 from flows.checkpoints import CheckpointStore, result_storage, storage_folder, task_cache_key
+from flows.item_context import processing
 from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
 from flows.retry_policy import is_transient, jittered, retry_delays, retry_transient_only
@@ -17,7 +19,8 @@ from flows.settings import FanoutSettings
 @task(name="process_item", task_run_name="process_item-{item}", persist_result=True)
 def process_item(item: str, processor: str, instance_id: str) -> Any:
     """Run the processor on one item; Prefect persists the value as the item's checkpoint."""
-    return load_processor(processor)(item)
+    with processing(instance_id, item, attempt=task_run.get_run_count()):
+        return load_processor(processor)(item)
 
 
 def configured_process_item(settings: FanoutSettings) -> Any:
@@ -49,21 +52,22 @@ def process_batch(
         if item in done:
             outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
             continue
-        outcome = attempt_item(function, item, settings)
+        outcome = attempt_item(function, item, settings, instance_id)
         if outcome.ok:
             checkpoints.save(item, outcome.value)
         outcomes.append(outcome)
     return outcomes
 
 
-def attempt_item(function: Any, item: str, settings: FanoutSettings) -> ItemOutcome:
+def attempt_item(function: Any, item: str, settings: FanoutSettings, instance_id: str) -> ItemOutcome:
     """Call the processor, retrying transient errors with backoff and jitter."""
     delays = retry_delays(settings)
     attempts = 0
     while True:
         attempts += 1
         try:
-            value = function(item)
+            with processing(instance_id, item, attempts):
+                value = function(item)
         except Exception as error:  # noqa: BLE001 - classified below, reported per item
             if is_transient(error) and attempts <= len(delays):
                 time.sleep(jittered(delays[attempts - 1], settings.retry_jitter_factor))

@@ -109,3 +109,14 @@ def test_unimportable_processor_fails_before_any_item(monkeypatch: pytest.Monkey
     monkeypatch.setenv("FANOUT_PROCESSOR", "no_such_module:run")
     with pytest.raises(ProcessorNotFound, match="no_such_module"):
         fan_out_fan_in()
+
+
+@pytest.mark.parametrize("count", [5, 150], ids=["per-item", "batched"])
+def test_processor_sees_a_stable_idempotency_key(monkeypatch: pytest.MonkeyPatch, execution_log: Path, count: int) -> None:
+    """Every attempt of an item sees `<instance_id>/<item>`, with its attempt number."""
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:keyed")
+    monkeypatch.setenv("FANOUT_TEST_FLAKY", "item-2")
+    output = fan_out_fan_in(FanoutRequest(count=count, instance_id="keys"))
+    assert output[:3] == ["keys/item-1", "keys/item-2", "keys/item-3"]
+    attempts = sorted(path.read_text() for path in execution_log.glob("item-2.*"))
+    assert attempts == ["keys/item-2 1", "keys/item-2 2"]

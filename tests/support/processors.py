@@ -86,3 +86,16 @@ def recorded(item: str) -> str:
     with RECORDER:
         time.sleep(0.02)
     return f"Processed {item}"
+
+
+def keyed(item: str) -> str:
+    """Returns the idempotency key fanout gives this item, and records it with the attempt."""
+    from flows.item_context import current_item
+
+    context = current_item()
+    folder = _log_dir()
+    if folder is not None:
+        (folder / f"{item}.{uuid.uuid4().hex}").write_text(f"{context.idempotency_key} {context.attempt}")
+    if item in _listed("FANOUT_TEST_FLAKY") and folder is not None and executions(item) == 1:
+        raise TransientError(f"{item} hit a blip")
+    return context.idempotency_key

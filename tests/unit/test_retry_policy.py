@@ -46,7 +46,7 @@ def test_transient_failure_is_retried_until_success() -> None:
             raise TransientError("blip")
         return item.upper()
 
-    outcome = attempt_item(flaky, "a", settings(retries=3))
+    outcome = attempt_item(flaky, "a", settings(retries=3), "i1")
     assert (outcome.value, outcome.attempts, outcome.error) == ("A", 3, None)
 
 
@@ -55,7 +55,7 @@ def test_permanent_failure_is_not_retried() -> None:
     def broken(item: str) -> str:
         raise ValueError("bad data")
 
-    outcome = attempt_item(broken, "a", settings(retries=3))
+    outcome = attempt_item(broken, "a", settings(retries=3), "i1")
     assert (outcome.attempts, outcome.error) == (1, "ValueError: bad data")
 
 
@@ -64,5 +64,5 @@ def test_retries_are_bounded() -> None:
     def always(item: str) -> str:
         raise TransientError("down")
 
-    outcome = attempt_item(always, "a", settings(retries=2))
+    outcome = attempt_item(always, "a", settings(retries=2), "i1")
     assert (outcome.attempts, outcome.error) == (3, "TransientError: down")

@@ -1,0 +1,55 @@
+"""What a processor can learn about the item it is running: instance, item, attempt, idempotency key.
+
+Delivery is at-least-once: an item that was running when its host died runs
+again. A processor with side effects reads `current_item().idempotency_key`
+(`<instance_id>/<item>`, the same on every attempt and every restart of the
+instance) to deduplicate them downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ItemContext:
+    """The item being processed, as seen from inside the processor."""
+
+    instance_id: str
+    item: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts and restarts of the same instance: `<instance_id>/<item>`."""
+        return f"{self.instance_id}/{self.item}"
+
+    @property
+    def correlation_id(self) -> str:
+        """The id that ties log lines, task runs and reports to this item (same as the key)."""
+        return self.idempotency_key
+
+
+_current: ContextVar[ItemContext | None] = ContextVar("fanout_item", default=None)
+
+
+def current_item() -> ItemContext:
+    """The item the calling processor is running; raises outside a processor call."""
+    context = _current.get()
+    if context is None:
+        raise LookupError("current_item() is only available inside a fanout processor call")
+    return context
+
+
+@contextmanager
+def processing(instance_id: str, item: str, attempt: int) -> Iterator[ItemContext]:
+    """Make `current_item()` answer for the duration of one processor call."""
+    context = ItemContext(instance_id=instance_id, item=item, attempt=attempt)
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
