@@ -11,7 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.batching import batch_size_for, split
 from flows.checkpoints import CheckpointStore, result_storage
-from flows.errors import ItemsFailed
+from flows.failures import settle
 from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
 from flows.request import FanoutRequest, plan_items
@@ -35,7 +35,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     load_processor(settings.processor)
     instance_id = request.instance_id or str(flow_run.get_id())
     outcomes = run_items(items, instance_id, settings)
-    return gather(items, outcomes)
+    return gather(items, outcomes, request, instance_id)
 
 
 def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> dict[str, ItemOutcome]:
@@ -116,9 +116,11 @@ def _state_error(state: State[Any]) -> str:
     return f"ended {state.name}"
 
 
-def gather(items: list[str], outcomes: dict[str, ItemOutcome]) -> list[Any]:
-    """Results in item order, or `ItemsFailed` naming each failed item and its last error."""
-    failures = [(item, outcomes[item].error or "") for item in items if not outcomes[item].ok]
-    if failures:
-        raise ItemsFailed(failures, total=len(items))
-    return [outcomes[item].value for item in items]
+def gather(items: list[str], outcomes: dict[str, ItemOutcome], request: FanoutRequest, instance_id: str) -> list[Any]:
+    """Results in item order (`None` for tolerated failures), or `ItemsFailed` naming each failed
+    item and its last error; either way the item report is published (flows/failures.py)."""
+    return settle(
+        items, outcomes, instance_id,
+        tolerated_count=request.tolerated_failure_count,
+        tolerated_percentage=request.tolerated_failure_percentage,
+    )

@@ -30,6 +30,14 @@ class FanoutRequest(BaseModel):
         pattern=INSTANCE_ID_PATTERN,
         description="Orchestration instance; checkpoints are shared within it. Defaults to the flow run id.",
     )
+    tolerated_failure_count: int = Field(
+        0, ge=0, strict=True,
+        description="Failed items the run tolerates and still Completes (nulls in their slots); 0: none.",
+    )
+    tolerated_failure_percentage: float = Field(
+        0, ge=0, le=100,
+        description="Failed items tolerated, as a percentage of all items; 0: not set. With both set, the stricter wins.",
+    )
 
     @model_validator(mode="after")
     def _count_or_items(self) -> FanoutRequest:

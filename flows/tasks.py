@@ -9,6 +9,7 @@ from prefect import task
 from prefect.runtime import task_run
 
 from flows.checkpoints import CheckpointStore, result_storage, storage_folder, task_cache_key
+from flows.failures import ATTEMPTS
 from flows.item_context import processing
 from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
@@ -19,7 +20,9 @@ from flows.settings import FanoutSettings
 @task(name="process_item", task_run_name="process_item-{item}", persist_result=True)
 def process_item(item: str, processor: str, instance_id: str) -> Any:
     """Run the processor on one item; Prefect persists the value as the item's checkpoint."""
-    with processing(instance_id, item, attempt=task_run.get_run_count()):
+    attempt = task_run.get_run_count()
+    ATTEMPTS.note(instance_id, item, attempt)
+    with processing(instance_id, item, attempt=attempt):
         return load_processor(processor)(item)
 
 

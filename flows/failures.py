@@ -1,0 +1,156 @@
+"""Partial failure: how many failed items a run tolerates, and the report of what failed.
+
+A run whose failed items stay within the request's thresholds Completes with
+`null` in each failed item's slot; beyond them it Fails. Either way the run
+publishes an item report (which items failed or needed retries, their attempts
+and last error) as a Prefect table artifact, which the status API reads back
+with `read_item_report`. Failed items leave no checkpoint, so a restart of the
+instance (or Prefect's Retry of the run) executes exactly those items again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from flows.errors import ItemsFailed
+from flows.outcome import ItemOutcome
+
+REPORT_KEY_PREFIX = "fanout-items-"
+
+
+class ItemReport(BaseModel):
+    """One item that failed or needed more than one attempt."""
+
+    item: str
+    status: str  # "failed" or "recovered"
+    attempts: int
+    error: str | None = None
+
+
+def allowed_failures(total: int, count: int, percentage: float) -> int:
+    """How many of `total` items may fail: the stricter of the limits that are set (non-zero).
+
+    As in Step Functions' distributed map, a run fails when it exceeds either
+    threshold; a threshold left at 0 is not set, and with neither set no
+    failure is tolerated.
+    """
+    limits = [count] if count else []
+    if percentage:
+        limits.append(int(total * percentage // 100))
+    return min(limits) if limits else 0
+
+
+def item_reports(items: Sequence[str], outcomes: dict[str, ItemOutcome], instance_id: str) -> list[ItemReport]:
+    """Reports of the failed items and of those that needed retries, in item order."""
+    reports: list[ItemReport] = []
+    for item in items:
+        outcome = outcomes[item]
+        attempts = outcome.attempts or ATTEMPTS.last(instance_id, item) or (0 if outcome.cached else 1)
+        if not outcome.ok:
+            reports.append(ItemReport(item=item, status="failed", attempts=attempts, error=outcome.error))
+        elif attempts > 1:
+            reports.append(ItemReport(item=item, status="recovered", attempts=attempts))
+    return reports
+
+
+def settle(
+    items: Sequence[str],
+    outcomes: dict[str, ItemOutcome],
+    instance_id: str,
+    tolerated_count: int = 0,
+    tolerated_percentage: float = 0,
+) -> list[Any]:
+    """The run's output with `None` for failed items, or `ItemsFailed` beyond the threshold.
+
+    Publishes the item report first, so it is there whichever way the run ends.
+    """
+    reports = item_reports(items, outcomes, instance_id)
+    ATTEMPTS.forget(instance_id, items)
+    failed = [report for report in reports if report.status == "failed"]
+    allowed = allowed_failures(len(items), tolerated_count, tolerated_percentage)
+    if reports:
+        publish_report(reports, instance_id, total=len(items), allowed=allowed)
+    if len(failed) > allowed:
+        raise ItemsFailed([(report.item, report.error or "") for report in failed], total=len(items))
+    return [outcomes[item].value if outcomes[item].ok else None for item in items]
+
+
+def report_key(instance_id: str) -> str:
+    """An artifact key for the instance: lowercase letters, digits and dashes, collision-free."""
+    slug = re.sub(r"[^a-z0-9]+", "-", instance_id.lower()).strip("-")[:60]
+    digest = hashlib.sha256(instance_id.encode()).hexdigest()[:8]
+    return f"{REPORT_KEY_PREFIX}{slug}-{digest}" if slug else f"{REPORT_KEY_PREFIX}{digest}"
+
+
+def publish_report(reports: list[ItemReport], instance_id: str, total: int, allowed: int) -> None:
+    """Publish the item report as a table artifact of the current flow run."""
+    from prefect.artifacts import create_table_artifact
+
+    failed = sum(report.status == "failed" for report in reports)
+    create_table_artifact(
+        [report.model_dump() for report in reports],
+        key=report_key(instance_id),
+        description=(
+            f"instance {instance_id}: {failed} of {total} items failed "
+            f"({allowed} tolerated); {len(reports) - failed} recovered after retries"
+        ),
+    )
+
+
+async def read_item_report(client: Any, flow_run_id: UUID) -> list[ItemReport]:
+    """The latest item report a flow run published (empty when nothing failed or retried).
+
+    `client` is a `PrefectClient`; the status API calls this with its own.
+    """
+    from prefect.client.schemas.filters import (
+        ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, ArtifactFilterType,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    artifacts = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            key=ArtifactFilterKey(like_=f"{REPORT_KEY_PREFIX}%"),
+            type=ArtifactFilterType(any_=["table"]),
+        ),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=1,
+    )
+    if not artifacts:
+        return []
+    data = artifacts[0].data
+    rows = json.loads(data) if isinstance(data, str) else data
+    return [ItemReport.model_validate(row) for row in rows]
+
+
+class AttemptLog:
+    """The last attempt number of each item run in this process, so per-item task runs
+    (whose retries Prefect counts) can report attempts like batches do."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str], int] = {}
+
+    def note(self, instance_id: str, item: str, attempt: int) -> None:
+        with self._lock:
+            self._last[(instance_id, item)] = attempt
+
+    def last(self, instance_id: str, item: str) -> int:
+        with self._lock:
+            return self._last.get((instance_id, item), 0)
+
+    def forget(self, instance_id: str, items: Sequence[str]) -> None:
+        with self._lock:
+            for item in items:
+                self._last.pop((instance_id, item), None)
+
+
+ATTEMPTS = AttemptLog()
