@@ -14,6 +14,7 @@ from flows.checkpoints import CheckpointStore, result_storage
 from flows.failures import settle
 from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
+from flows.progress import ProgressReporter, reporting
 from flows.request import FanoutRequest, plan_items
 from flows.settings import FanoutSettings, get_settings
 from flows.tasks import configured_process_item, process_batch
@@ -50,26 +51,36 @@ def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> d
         "instance %s: %d items, %d from checkpoints, %d to run",
         instance_id, len(items), len(outcomes), len(pending),
     )
-    if pending:
-        with ThreadPoolTaskRunner(max_workers=settings.max_parallel) as runner:
-            size = batch_size_for(len(pending), settings)
-            fresh = (
-                _run_per_item(runner, pending, instance_id, settings)
-                if size == 1
-                else _run_batches(runner, pending, size, instance_id, settings)
-            )
-        outcomes.update({outcome.item: outcome for outcome in fresh})
+    progress = ProgressReporter(total=len(items))
+    progress.advance(completed=len(outcomes))
+    with progress, reporting(instance_id, progress):
+        if pending:
+            with ThreadPoolTaskRunner(max_workers=settings.max_parallel) as runner:
+                size = batch_size_for(len(pending), settings)
+                fresh = (
+                    _run_per_item(runner, pending, instance_id, settings, progress)
+                    if size == 1
+                    else _run_batches(runner, pending, size, instance_id, settings)
+                )
+            outcomes.update({outcome.item: outcome for outcome in fresh})
+        progress.settle(outcomes.values())
     return outcomes
 
 
 def _run_per_item(
-    runner: ThreadPoolTaskRunner, items: list[str], instance_id: str, settings: FanoutSettings
+    runner: ThreadPoolTaskRunner,
+    items: list[str],
+    instance_id: str,
+    settings: FanoutSettings,
+    progress: ProgressReporter,
 ) -> list[ItemOutcome]:
     """One task run per item; Prefect's retries, caching and persistence apply to each."""
     futures = runner.map(
         configured_process_item(settings),
         {"item": items, "processor": unmapped(settings.processor), "instance_id": unmapped(instance_id)},
     )
+    for future in futures:
+        future.add_done_callback(progress.count_future)
     futures.wait()
     return [_outcome_from_state(item, future.state) for item, future in zip(items, futures)]
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROCESSOR_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+MIN_TOKEN_LENGTH = 16
+PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "token", "your-token-here", "xxxxxxxxxxxxxxxx"}
 
 
 class FanoutSettings(BaseSettings):
@@ -40,6 +42,45 @@ class FanoutSettings(BaseSettings):
     per_item_task_limit: int = Field(
         100, ge=0, le=10_000, description="Up to this many items, each item is its own task run."
     )
+
+    # The HTTP webhook starter (deployments/webhook.py) and `fanout up` / `fanout start`.
+    webhook_token: SecretStr | None = Field(
+        None, description="Bearer token the webhook requires (`Authorization: Bearer ...`); 16+ characters."
+    )
+    webhook_allow_anonymous: bool = Field(
+        False, description="Development only: let the webhook run without a token."
+    )
+    webhook_host: str = Field("127.0.0.1", min_length=1, description="Address the webhook binds.")
+    webhook_port: int = Field(8000, ge=0, le=65535, description="Port the webhook binds (0: any free port).")
+    webhook_max_body_bytes: int = Field(
+        1_000_000, ge=1024, le=256_000_000, description="Largest accepted request body (else 413)."
+    )
+    webhook_public_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="Base URL of the management links; the request's own when unset."
+    )
+    webhook_retry_after_seconds: int = Field(
+        1, ge=1, le=3600, description="`Retry-After` the webhook suggests while a run is not finished."
+    )
+    webhook_api_timeout_seconds: float = Field(
+        15.0, gt=0, le=300, description="Timeout of each call the webhook makes to the Prefect API."
+    )
+    prefect_api_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="Prefect API the webhook talks to; Prefect's `PREFECT_API_URL` when unset."
+    )
+    deployment_name: str = Field(
+        "fan-out-fan-in/default", pattern=r"^[^/]+/[^/]+$", description="`<flow>/<deployment>` the starters run."
+    )
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _real_token(cls, token: SecretStr | None) -> SecretStr | None:
+        """A short or placeholder token is refused: it would protect nothing."""
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        if len(value) < MIN_TOKEN_LENGTH or value.strip().lower() in PLACEHOLDER_TOKENS:
+            raise ValueError(f"webhook_token must be a real secret of at least {MIN_TOKEN_LENGTH} characters")
+        return token
 
 
 def get_settings(**overrides: object) -> FanoutSettings:

@@ -13,6 +13,7 @@ from flows.failures import ATTEMPTS
 from flows.item_context import processing
 from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
+from flows.progress import report_item
 from flows.retry_policy import is_transient, jittered, retry_delays, retry_transient_only
 from flows.settings import FanoutSettings
 
@@ -59,6 +60,7 @@ def process_batch(
         if outcome.ok:
             checkpoints.save(item, outcome.value)
         outcomes.append(outcome)
+        report_item(instance_id, outcome.ok)
     return outcomes
 
 

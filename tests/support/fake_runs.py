@@ -1,0 +1,103 @@
+"""An in-memory stand-in for Prefect behind the webhook, for fast unit tests of the HTTP logic.
+
+It mirrors the behaviour the webhook relies on and the end-to-end tests check
+against a real server: an idempotency key returns the first run, whatever the
+parameters; runs of an instance are found by its id, newest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID, uuid4
+
+from deployments.runs import LABEL_INSTANCE, LABEL_REQUEST, RunRecord
+from flows.request import FanoutRequest
+
+_clock = itertools.count()
+
+
+class FakeRuns:
+    """Flow runs kept in a dict; tests move them between states with `set_state`."""
+
+    def __init__(self) -> None:
+        self.runs: dict[UUID, RunRecord] = {}
+        self.keys: dict[str, UUID] = {}
+        self.outputs: dict[UUID, Any] = {}
+        self.calls: list[str] = []
+        self._lock = asyncio.Lock()
+
+    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str | None) -> RunRecord:
+        self.calls.append("start")
+        async with self._lock:
+            await asyncio.sleep(0)
+            if idempotency_key is not None and idempotency_key in self.keys:
+                return self.runs[self.keys[idempotency_key]]
+            assert request.instance_id is not None
+            created = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=next(_clock))
+            run = RunRecord(
+                flow_run_id=uuid4(),
+                instance_id=request.instance_id,
+                name=f"fanout-{request.instance_id}",
+                state_type="SCHEDULED",
+                state_message=None,
+                parameters={"request": request.model_dump(mode="json", exclude_none=True)},
+                labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest},
+                created=created,
+                updated=created,
+            )
+            self.runs[run.flow_run_id] = run
+            if idempotency_key is not None:
+                self.keys[idempotency_key] = run.flow_run_id
+            return run
+
+    def of_instance(self, instance_id: str) -> list[RunRecord]:
+        found = [run for run in self.runs.values() if run.instance_id == instance_id]
+        return sorted(found, key=lambda run: run.created or datetime.min, reverse=True)
+
+    async def latest(self, instance_id: str) -> RunRecord | None:
+        found = self.of_instance(instance_id)
+        return found[0] if found else None
+
+    async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None:
+        run_id = self.keys.get(idempotency_key)
+        return self.runs.get(run_id) if run_id else None
+
+    async def output(self, run: RunRecord) -> Any:
+        return self.outputs.get(run.flow_run_id)
+
+    async def terminate(self, run: RunRecord) -> None:
+        self.calls.append("terminate")
+        self.set_state(run.instance_id, "CANCELLING")
+
+    async def restart(self, run: RunRecord) -> None:
+        self.calls.append("restart")
+        self.set_state(run.instance_id, "SCHEDULED")
+
+    async def purge(self, instance_id: str) -> int:
+        self.calls.append("purge")
+        found = self.of_instance(instance_id)
+        for run in found:
+            del self.runs[run.flow_run_id]
+        self.keys = {key: run_id for key, run_id in self.keys.items() if run_id in self.runs}
+        return len(found)
+
+    def ui_url(self, run: RunRecord) -> str | None:
+        return f"http://prefect.test/runs/flow-run/{run.flow_run_id}"
+
+    def set_state(
+        self, instance_id: str, state_type: str, message: str | None = None,
+        output: Any = None, labels: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """Move the instance's latest run to `state_type` (and give it an output or labels)."""
+        run = self.of_instance(instance_id)[0]
+        updated = RunRecord(
+            **{**run.__dict__, "state_type": state_type, "state_message": message,
+               "labels": {**run.labels, **(labels or {})}}
+        )
+        self.runs[run.flow_run_id] = updated
+        if output is not None:
+            self.outputs[run.flow_run_id] = output
+        return updated

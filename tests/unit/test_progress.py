@@ -1,0 +1,84 @@
+"""Live progress: counted thread-safely, published only when changed, never failing the run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from flows.outcome import ItemOutcome
+from flows.progress import Progress, ProgressReporter, progress_from_labels, report_item, reporting
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.published: list[Progress] = []
+        self.fail = fail
+
+    def __call__(self, progress: Progress) -> None:
+        if self.fail:
+            raise ConnectionError("API down")
+        self.published.append(progress)
+
+
+def test_advance_is_thread_safe() -> None:
+    """Eight threads advancing 1,000 times each lose no count."""
+    reporter = ProgressReporter(total=8000, publish=Recorder())
+    threads = [threading.Thread(target=lambda: [reporter.advance(completed=1) for _ in range(1000)]) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert reporter.current == Progress(total=8000, completed=8000)
+
+
+def test_publishes_on_entry_and_a_final_flush_on_exit() -> None:
+    """The total shows at once, and the last count is published when the run ends."""
+    recorder = Recorder()
+    with ProgressReporter(total=3, interval=60, publish=recorder) as reporter:
+        reporter.advance(completed=2, failed=1)
+    assert recorder.published == [Progress(3), Progress(3, 2, 1)]
+
+
+def test_publishes_periodically_only_when_changed() -> None:
+    """The publisher thread publishes a change within an interval and nothing while idle."""
+    recorder = Recorder()
+    with ProgressReporter(total=5, interval=0.05, publish=recorder) as reporter:
+        reporter.advance(completed=1)
+        time.sleep(0.3)
+        assert recorder.published == [Progress(5), Progress(5, 1, 0)]
+    assert recorder.published == [Progress(5), Progress(5, 1, 0)]
+
+
+def test_a_failing_publish_does_not_fail_the_run() -> None:
+    """Publishing errors are logged and swallowed."""
+    with ProgressReporter(total=2, interval=0.01, publish=Recorder(fail=True)) as reporter:
+        reporter.advance(completed=2)
+        time.sleep(0.05)
+
+
+def test_settle_sets_the_exact_final_count() -> None:
+    """The final count comes from the outcomes, whatever was counted on the way."""
+    reporter = ProgressReporter(total=3, publish=Recorder())
+    reporter.advance(completed=5)
+    reporter.settle([ItemOutcome(item="a", value=1), ItemOutcome(item="b", value=2), ItemOutcome(item="c", error="x")])
+    assert reporter.current == Progress(3, 2, 1)
+
+
+def test_report_item_reaches_the_instances_reporter_in_this_process() -> None:
+    """Batch tasks count items through the reporter registered for their instance."""
+    reporter = ProgressReporter(total=2, publish=Recorder())
+    with reporting("inst-1", reporter):
+        report_item("inst-1", ok=True)
+        report_item("inst-1", ok=False)
+        report_item("other", ok=True)
+    report_item("inst-1", ok=True)
+    assert reporter.current == Progress(2, 1, 1)
+
+
+def test_description_and_labels() -> None:
+    """The artifact text and the labels the status URL reads."""
+    progress = Progress(200, 120, 1)
+    assert progress.describe() == "120 of 200 items done, 1 failed"
+    assert progress_from_labels({**progress.labels(), "other": "x"}) == progress
+    assert progress_from_labels({"fanout.total": "nope"}) is None
+    assert progress_from_labels(None) is None

@@ -1,0 +1,91 @@
+"""Bad input never starts a run and never breaks the webhook: each kind gets a 4xx with a message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.fake_runs import FakeRuns
+from tests.unit.webhook_client import AUTH, call, make_app
+
+JSON = {**AUTH, "Content-Type": "application/json"}
+MAX_BODY = 4096
+
+
+def post(body: bytes | str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"method": "POST", "url": "/api/start-fanout", "content": body, "headers": headers or JSON}
+
+
+def post_json(value: Any) -> dict[str, Any]:
+    return post(json.dumps(value))
+
+
+BAD_REQUESTS: dict[str, tuple[dict[str, Any], int]] = {
+    "malformed json": (post("{"), 400),
+    "trailing garbage": (post('{"count": 5} x'), 400),
+    "single quotes": (post("{'count': 5}"), 400),
+    "not utf-8": (post(b"\xff\xfe{}"), 400),
+    "json array": (post_json([1, 2]), 422),
+    "json string": (post_json("count=5"), 422),
+    "json number": (post_json(5), 422),
+    "json null": (post("null"), 422),
+    "json true": (post("true"), 422),
+    "unknown field": (post_json({"cnt": 5}), 422),
+    "count as string": (post_json({"count": "5"}), 422),
+    "count as float": (post_json({"count": 5.5}), 422),
+    "count as bool": (post_json({"count": True}), 422),
+    "count zero": (post_json({"count": 0}), 422),
+    "count negative": (post_json({"count": -3}), 422),
+    "count too large": (post_json({"count": 100_001}), 422),
+    "count huge": (post_json({"count": 10**30}), 422),
+    "count and items": (post_json({"count": 2, "items": ["a"]}), 422),
+    "items not a list": (post_json({"items": "abc"}), 422),
+    "items of numbers": (post_json({"items": [1, 2]}), 422),
+    "items empty": (post_json({"items": []}), 422),
+    "items with empty id": (post_json({"items": ["a", ""]}), 422),
+    "items duplicated": (post_json({"items": ["a", "a"]}), 422),
+    "item too long": (post_json({"items": ["x" * 1025]}), 422),
+    "item with newline": (post_json({"items": ["a\nb"]}), 422),
+    "items nested": (post_json({"items": [["a"]]}), 422),
+    "instance id with space": (post_json({"instance_id": "bad id"}), 422),
+    "instance id with slash": (post_json({"instance_id": "a/b"}), 422),
+    "instance id too long": (post_json({"instance_id": "a" * 200}), 422),
+    "instance id as number": (post_json({"instance_id": 7}), 422),
+    "text/plain body": (post('{"count": 5}', {**AUTH, "Content-Type": "text/plain"}), 415),
+    "form body": (post("count=5", {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}), 415),
+    "oversized body": (post(json.dumps({"items": [f"item-{i}" for i in range(2000)]})), 413),
+    "lying content-length": (post("{}", {**JSON, "Content-Length": str(MAX_BODY + 1)}), 413),
+    "empty idempotency key": (post("{}", {**JSON, "Idempotency-Key": ""}), 400),
+    "idempotency key too long": (post("{}", {**JSON, "Idempotency-Key": "k" * 129}), 400),
+    "idempotency key with space": (post("{}", {**JSON, "Idempotency-Key": "a b"}), 400),
+    "GET on start": ({"method": "GET", "url": "/api/start-fanout", "headers": AUTH}, 405),
+    "PUT on start": ({"method": "PUT", "url": "/api/start-fanout", "headers": AUTH}, 405),
+    "DELETE on start": ({"method": "DELETE", "url": "/api/start-fanout", "headers": AUTH}, 405),
+    "PATCH on status": ({"method": "PATCH", "url": "/api/instances/abc", "headers": AUTH}, 405),
+    "GET on terminate": ({"method": "GET", "url": "/api/instances/abc/terminate", "headers": AUTH}, 405),
+    "unknown path": ({"method": "POST", "url": "/api/start", "headers": AUTH}, 404),
+    "bad instance id in path": ({"method": "GET", "url": "/api/instances/a%20b", "headers": AUTH}, 404),
+    "restart unknown instance": ({"method": "POST", "url": "/api/instances/ghost/restart", "headers": AUTH}, 404),
+    "purge unknown instance": ({"method": "DELETE", "url": "/api/instances/ghost", "headers": AUTH}, 404),
+}
+
+
+@pytest.mark.parametrize("request_options, expected", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_bad_request_is_refused_with_a_message(request_options: dict[str, Any], expected: int) -> None:
+    """The bad request gets the expected 4xx and a message, nothing starts, and the app stays healthy."""
+    runs = FakeRuns()
+    app = make_app(runs, webhook_max_body_bytes=MAX_BODY)
+    options = dict(request_options)
+    response = call(app, options.pop("method"), options.pop("url"), **options)
+    assert response.status_code == expected, response.text
+    assert response.json()["detail"]
+    assert runs.runs == {} and "start" not in runs.calls
+    assert call(app, "GET", "/health").status_code == 200
+    assert call(app, "POST", "/api/start-fanout").status_code == 202
+
+
+def test_there_are_at_least_thirty_kinds_of_bad_request() -> None:
+    """The catalogue above covers at least 30 distinct kinds of bad request."""
+    assert len(BAD_REQUESTS) >= 30

@@ -1,0 +1,41 @@
+"""Calling the webhook app in-process over `httpx.ASGITransport`: no port, no server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from fastapi import FastAPI
+
+from deployments.webhook import create_app
+from flows.settings import FanoutSettings
+from tests.support.fake_runs import FakeRuns
+
+TOKEN = "unit-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BASE = "http://webhook.test"
+
+T = TypeVar("T")
+
+
+def make_app(runs: FakeRuns, **settings: Any) -> FastAPI:
+    """The webhook app over `runs`, with a token unless the test says otherwise."""
+    fields: dict[str, Any] = {"webhook_token": TOKEN, **settings}
+    return create_app(FanoutSettings(_env_file=None, **fields), runs=runs)  # type: ignore[call-arg]
+
+
+def with_client(app: FastAPI, use: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+    """Run `use(client)` against the app in a fresh event loop."""
+    async def main() -> T:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=10) as client:
+            return await use(client)
+    return asyncio.run(main())
+
+
+def call(app: FastAPI, method: str, url: str, **options: Any) -> httpx.Response:
+    """One request to the app; the bearer token is sent unless `headers` are given."""
+    options.setdefault("headers", AUTH)
+    return with_client(app, lambda client: client.request(method, url, **options))
