@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
+from deployments.automations_cli import automations_app
 from flows.errors import InvalidRequest, ItemsFailed
 from flows.processor import load_processor
 from flows.request import FanoutRequest, plan_items
@@ -19,6 +20,9 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=True, add_completion=False)
+
+
+app.add_typer(automations_app, name="automations")
 
 
 @app.callback()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROCESSOR_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
@@ -41,6 +41,16 @@ class FanoutSettings(BaseSettings):
     )
     per_item_task_limit: int = Field(
         100, ge=0, le=10_000, description="Up to this many items, each item is its own task run."
+    )
+    # Crash detection and automatic resume (deployments/automations.py).
+    heartbeat_seconds: int = Field(
+        30, ge=30, le=3600, description="Flow-run heartbeat interval given to workers (Prefect's minimum is 30)."
+    )
+    crash_after_seconds: int = Field(
+        90, ge=60, le=86_400, description="A run with no heartbeat for this long is marked Crashed."
+    )
+    max_auto_retries: int = Field(
+        3, ge=0, le=20, description="Automatic retries of a crashed run before it is marked Failed."
     )
 
     # The HTTP webhook starter (deployments/webhook.py) and `fanout up` / `fanout start`.
@@ -81,6 +91,13 @@ class FanoutSettings(BaseSettings):
         if len(value) < MIN_TOKEN_LENGTH or value.strip().lower() in PLACEHOLDER_TOKENS:
             raise ValueError(f"webhook_token must be a real secret of at least {MIN_TOKEN_LENGTH} characters")
         return token
+
+    @model_validator(mode="after")
+    def _window_spans_two_heartbeats(self) -> FanoutSettings:
+        """A window shorter than two heartbeats would crash healthy runs."""
+        if self.crash_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("crash_after_seconds must be at least twice heartbeat_seconds")
+        return self
 
 
 def get_settings(**overrides: object) -> FanoutSettings:

@@ -1,0 +1,114 @@
+"""The crash-resume automations' shape, and that applying them twice changes nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from deployments.automations import (
+    GIVE_UP, HEARTBEATS, RETRY, apply_automations, fanout_automations, retry_run_counts, worker_environment,
+)
+from flows.settings import get_settings
+
+DEPLOYMENT = UUID("00000000-0000-0000-0000-000000000001")
+
+
+def by_name(**overrides: object) -> dict[str, Any]:
+    return {a.name: a for a in fanout_automations([DEPLOYMENT], get_settings(**overrides))}
+
+
+def test_every_automation_is_scoped_to_fanout_deployments() -> None:
+    """Each automation only matches flow runs related to the given deployment."""
+    for automation in by_name().values():
+        related = automation.trigger.match_related
+        assert related["prefect.resource.id"] == [f"prefect.deployment.{DEPLOYMENT}"]
+        assert related["prefect.resource.role"] == ["deployment"]
+        assert automation.trigger.for_each == {"prefect.resource.id"}
+
+
+def test_missing_heartbeats_crash_the_run_after_the_window() -> None:
+    """A proactive trigger waits `crash_after_seconds` for a heartbeat or an end, then sets Crashed."""
+    heartbeats = by_name(crash_after_seconds=120)[HEARTBEATS]
+    assert heartbeats.trigger.posture == "Proactive"
+    assert heartbeats.trigger.after == {"prefect.flow-run.heartbeat"}
+    assert "prefect.flow-run.Completed" in heartbeats.trigger.expect
+    assert heartbeats.trigger.within == timedelta(seconds=120)
+    assert heartbeats.actions[0].state == "CRASHED"
+
+
+def test_crashed_runs_are_retried_as_the_same_run_up_to_the_cap() -> None:
+    """Retry sets AwaitingRetry for run counts 1..max_auto_retries, never 0."""
+    retry = by_name(max_auto_retries=2)[RETRY]
+    assert retry.trigger.posture == "Proactive" and retry.trigger.after == {"prefect.flow-run.Crashed"}
+    assert retry.trigger.match["prefect.run-count"] == ["1", "2"]
+    assert "prefect.flow-run.AwaitingRetry" in retry.trigger.expect
+    assert (retry.actions[0].state, retry.actions[0].name) == ("SCHEDULED", "AwaitingRetry")
+    assert retry.enabled
+
+
+def test_zero_retries_disables_the_retry_automation() -> None:
+    """With max_auto_retries=0 nothing is retried and crashed runs are failed."""
+    automations = by_name(max_auto_retries=0)
+    assert not automations[RETRY].enabled and retry_run_counts(get_settings(max_auto_retries=0)) == []
+    assert automations[GIVE_UP].enabled
+
+
+def test_crashed_runs_not_retried_become_failed_with_a_message() -> None:
+    """Give-up fails a run that stayed Crashed, saying how many retries it had."""
+    give_up = by_name(max_auto_retries=3)[GIVE_UP]
+    assert give_up.actions[0].state == "FAILED" and "3 automatic retries" in give_up.actions[0].message
+    assert give_up.trigger.within > by_name()[RETRY].trigger.within
+
+
+def test_no_deployment_is_refused() -> None:
+    """Automations without a scope would act on every flow run: refused."""
+    with pytest.raises(ValueError):
+        fanout_automations([], get_settings())
+
+
+def test_workers_get_the_heartbeat_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker environment carries PREFECT_FLOWS_HEARTBEAT_FREQUENCY from FANOUT_HEARTBEAT_SECONDS."""
+    monkeypatch.setenv("FANOUT_HEARTBEAT_SECONDS", "45")
+    assert worker_environment(get_settings()) == {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "45"}
+
+
+@pytest.mark.parametrize("overrides", [{"heartbeat_seconds": 29}, {"crash_after_seconds": 59},
+                                       {"heartbeat_seconds": 60, "crash_after_seconds": 90}, {"max_auto_retries": -1}])
+def test_bad_crash_settings_are_rejected(overrides: dict[str, int]) -> None:
+    """Heartbeats under 30 s, a window under two heartbeats, or negative retries are refused."""
+    with pytest.raises(ValueError):
+        get_settings(**overrides)
+
+
+class FakeClient:
+    """Just enough of PrefectClient to hold automations by name."""
+
+    def __init__(self) -> None:
+        self.automations: dict[UUID, Any] = {}
+
+    def read_automations_by_name(self, name: str) -> list[Any]:
+        return [type("A", (), {"id": key})() for key, a in self.automations.items() if a.name == name]
+
+    def create_automation(self, automation: Any) -> UUID:
+        key = uuid4()
+        self.automations[key] = automation
+        return key
+
+    def update_automation(self, key: UUID, automation: Any) -> None:
+        self.automations[key] = automation
+
+    def delete_automation(self, key: UUID) -> None:
+        del self.automations[key]
+
+
+def test_applying_twice_updates_instead_of_duplicating() -> None:
+    """A second apply updates the three automations in place."""
+    client = FakeClient()
+    first = apply_automations(client, [DEPLOYMENT], get_settings())
+    second = apply_automations(client, [DEPLOYMENT], get_settings(max_auto_retries=1))
+    assert [a.action for a in first] == ["created"] * 3 and [a.action for a in second] == ["updated"] * 3
+    assert [a.id for a in first] == [a.id for a in second] and len(client.automations) == 3
+    assert client.automations[second[1].id].trigger.match["prefect.run-count"] == ["1"]
