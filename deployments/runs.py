@@ -111,7 +111,7 @@ class PrefectRuns:
         assert request.instance_id is not None
         flow_run = await self.client.create_flow_run_from_deployment(
             await self.deployment_id(),
-            parameters={"request": request.model_dump(mode="json", exclude_none=True)},
+            parameters={"request": request.model_dump(mode="json", exclude_defaults=True)},
             name=f"fanout-{request.instance_id}",
             tags=["fanout", instance_tag(request.instance_id)],
             labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest},

@@ -43,7 +43,7 @@ class FakeRuns:
                 name=f"fanout-{request.instance_id}",
                 state_type="SCHEDULED",
                 state_message=None,
-                parameters={"request": request.model_dump(mode="json", exclude_none=True)},
+                parameters={"request": request.model_dump(mode="json", exclude_defaults=True)},
                 labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest},
                 created=created,
                 updated=created,
