@@ -7,11 +7,18 @@ written inside a batch are interchangeable. The key does not contain the flow
 run, so a new run (or Prefect's Retry) of the same instance finds it; it does
 not contain the processor's source, so fixing a processor's bug keeps the
 items it had already finished.
+
+Records are Prefect `ResultRecord`s, byte for byte what `ResultStore.write`
+produces, and `ResultStore.read` reads them. On a local folder the store skips
+what makes `ResultStore` slow per call (resolving the base path, validating the
+record model) and lists the instance's folder once to find every finished
+item; other storage blocks go through `ResultStore` itself.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -19,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
-from prefect.results import ResultStore, get_default_result_storage
+from prefect.results import ResultRecord, ResultRecordMetadata, ResultStore, get_default_result_storage
+from prefect.serializers import Serializer
 
 from flows.settings import FanoutSettings
 
@@ -68,22 +76,79 @@ def result_storage(settings: FanoutSettings) -> WritableFileSystem:
     return get_default_result_storage()
 
 
+class RecordCodec:
+    """Encodes and decodes `ResultRecord` bytes without a pydantic round trip per record.
+
+    The metadata of every record a store writes is the same but for its storage
+    key, so it is built once; the value goes through the store's own Prefect
+    serializer. A record in any other shape (another serializer, an expiration)
+    is decoded by `ResultRecord.deserialize`, so nothing Prefect can read is lost.
+    """
+
+    def __init__(self, serializer: Serializer) -> None:
+        self.serializer = serializer
+        self._metadata = json.loads(ResultRecordMetadata(serializer=serializer).dump_bytes())
+
+    def encode(self, value: Any, storage_key: str) -> bytes:
+        """The bytes `ResultRecord(...).serialize()` gives for `value` stored at `storage_key`."""
+        metadata = {**self._metadata, "storage_key": storage_key}
+        result = self.serializer.dumps(value).decode()
+        return json.dumps({"metadata": metadata, "result": result}, separators=(",", ":")).encode()
+
+    def decode(self, data: bytes) -> Any:
+        """The value held by record bytes; raises when they are not a complete record."""
+        record = json.loads(data)
+        metadata = record.get("metadata") if isinstance(record, dict) else None
+        if (
+            isinstance(metadata, dict)
+            and metadata.get("serializer") == self._metadata["serializer"]
+            and metadata.get("expiration") is None
+            and isinstance(record.get("result"), str)
+        ):
+            return self.serializer.loads(record["result"].encode())
+        return ResultRecord.deserialize(data).result
+
+
 class CheckpointStore:
-    """The checkpoints of one instance, on top of a Prefect `ResultStore`."""
+    """The checkpoints of one instance, on top of Prefect result storage."""
 
     def __init__(self, storage: WritableFileSystem, instance_id: str, processor: str) -> None:
         self.storage = storage
         self.instance_id = instance_id
         self.processor = processor
         self._results = ResultStore(result_storage=storage, cache_result_in_memory=False)
+        self._codec = RecordCodec(self._results.serializer)
+        self._folder = _local_folder(storage, instance_prefix(instance_id, processor))
+        self._folder_ready = False
 
     def key(self, item: str) -> str:
         """This instance's checkpoint key for `item`."""
         return checkpoint_key(self.instance_id, self.processor, item)
 
     def save(self, item: str, value: Any) -> None:
-        """Record that `item` finished with `value`."""
-        self._results.write(value, key=self.key(item))
+        """Record that `item` finished with `value`, as `ResultStore.write` would."""
+        if self._folder is None:
+            self._results.write(value, key=self.key(item))
+            return
+        path = os.path.join(self._folder, item_digest(item))
+        data = self._codec.encode(value, path)
+        if not self._folder_ready:
+            os.makedirs(self._folder, exist_ok=True)
+            self._folder_ready = True
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(descriptor, data)
+        finally:
+            os.close(descriptor)
+
+    def finished(self) -> set[str]:
+        """Digests of the items that have a record, from one listing (local folders only)."""
+        if self._folder is None:
+            return set()
+        try:
+            return set(os.listdir(self._folder))
+        except FileNotFoundError:
+            return set()
 
     def load(self, items: Iterable[str]) -> dict[str, Any]:
         """The finished items among `items` and their values, found in bulk.
@@ -91,25 +156,37 @@ class CheckpointStore:
         A record that cannot be read (say, half-written when a host died) counts
         as missing: the item runs again, which at-least-once delivery allows.
         """
-        wanted = list(items)
-        present = self._present_digests()
+        if self._folder is None:
+            return self._load_one_by_one(items)
+        present = self.finished()
         found: dict[str, Any] = {}
-        for item in wanted:
-            if present is not None and item_digest(item) not in present:
+        if not present:
+            return found
+        for item in items:
+            digest = item_digest(item)
+            if digest not in present:
                 continue
             try:
-                found[item] = self._results.read(self.key(item)).result
+                with open(os.path.join(self._folder, digest), "rb") as record:
+                    found[item] = self._codec.decode(record.read())
             except Exception as error:  # noqa: BLE001 - unreadable means not finished
-                if present is not None:
-                    logger.warning("checkpoint of %s unreadable, item will run again: %s", item, error)
+                logger.warning("checkpoint of %s unreadable, item will run again: %s", item, error)
         return found
 
-    def _present_digests(self) -> set[str] | None:
-        """Names under this instance's prefix in one listing, when storage is a local folder."""
-        if not isinstance(self.storage, LocalFileSystem):
-            return None
-        folder = Path(self.storage.basepath or ".").expanduser() / instance_prefix(self.instance_id, self.processor)
-        try:
-            return set(os.listdir(folder))
-        except FileNotFoundError:
-            return set()
+    def _load_one_by_one(self, items: Iterable[str]) -> dict[str, Any]:
+        """Remote storage: ask `ResultStore` for each item; a missing record is not finished."""
+        found: dict[str, Any] = {}
+        for item in items:
+            try:
+                found[item] = self._results.read(self.key(item)).result
+            except Exception:  # noqa: BLE001 - missing or unreadable means not finished
+                continue
+        return found
+
+
+def _local_folder(storage: WritableFileSystem, prefix: str) -> str | None:
+    """The absolute folder of `prefix` when storage is a local folder, resolved once."""
+    if not isinstance(storage, LocalFileSystem):
+        return None
+    base = Path(storage.basepath or ".").expanduser().resolve()
+    return str(base / prefix)

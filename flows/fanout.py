@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger, unmapped
 from prefect.runtime import flow_run
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner
 
 from flows.batching import batch_size_for, split
 from flows.checkpoints import CheckpointStore, result_storage
@@ -16,6 +16,7 @@ from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
 from flows.progress import ProgressReporter, reporting
 from flows.request import FanoutRequest, plan_items
+from flows.runners import check_runner, task_runner
 from flows.settings import FanoutSettings, get_settings
 from flows.tasks import configured_process_item, process_batch
 
@@ -34,6 +35,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     settings = get_settings()
     items = plan_items(request, settings.max_items)
     load_processor(settings.processor)
+    check_runner(settings)
     instance_id = request.instance_id or str(flow_run.get_id())
     outcomes = run_items(items, instance_id, settings)
     return gather(items, outcomes, request, instance_id)
@@ -55,7 +57,7 @@ def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> d
     progress.advance(completed=len(outcomes))
     with progress, reporting(instance_id, progress):
         if pending:
-            with ThreadPoolTaskRunner(max_workers=settings.max_parallel) as runner:
+            with task_runner(settings) as runner:
                 size = batch_size_for(len(pending), settings)
                 fresh = (
                     _run_per_item(runner, pending, instance_id, settings, progress)
@@ -68,7 +70,7 @@ def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> d
 
 
 def _run_per_item(
-    runner: ThreadPoolTaskRunner,
+    runner: TaskRunner[Any],
     items: list[str],
     instance_id: str,
     settings: FanoutSettings,
@@ -77,7 +79,8 @@ def _run_per_item(
     """One task run per item; Prefect's retries, caching and persistence apply to each."""
     futures = runner.map(
         configured_process_item(settings),
-        {"item": items, "processor": unmapped(settings.processor), "instance_id": unmapped(instance_id)},
+        {"item": items, "processor": unmapped(settings.processor), "instance_id": unmapped(instance_id),
+         "concurrency_limit": unmapped(settings.concurrency_limit)},
     )
     for future in futures:
         future.add_done_callback(progress.count_future)
@@ -92,7 +95,7 @@ def _outcome_from_state(item: str, state: State[Any]) -> ItemOutcome:
 
 
 def _run_batches(
-    runner: ThreadPoolTaskRunner, items: list[str], size: int, instance_id: str, settings: FanoutSettings
+    runner: TaskRunner[Any], items: list[str], size: int, instance_id: str, settings: FanoutSettings
 ) -> list[ItemOutcome]:
     """One task run per batch; each item inside is retried and checkpointed on its own."""
     batches = split(items, size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,21 @@ class FanoutSettings(BaseSettings):
     )
     max_auto_retries: int = Field(
         3, ge=0, le=20, description="Automatic retries of a crashed run before it is marked Failed."
+    )
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread", description="Where task runs execute: threads in the flow process, or Dask."
+    )
+    dask_address: str | None = Field(
+        None, max_length=256, description="Scheduler of an existing Dask cluster; a LocalCluster when unset."
+    )
+    dask_workers: int = Field(2, ge=1, le=64, description="Worker processes of the LocalCluster.")
+    concurrency_limit: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$",
+        description="Prefect global concurrency limit capping items in flight across runs and workers.",
+    )
+    slot_hold_seconds: float = Field(
+        1.0, gt=0, le=60, description="Longest a thread keeps a limit slot across items before queueing again."
     )
 
     # The HTTP webhook starter (deployments/webhook.py) and `fanout up` / `fanout start`.

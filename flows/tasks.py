@@ -9,6 +9,7 @@ from prefect import task
 from prefect.runtime import task_run
 
 from flows.checkpoints import CheckpointStore, result_storage, storage_folder, task_cache_key
+from flows.concurrency import ItemSlot
 from flows.failures import ATTEMPTS
 from flows.item_context import processing
 from flows.outcome import ItemOutcome, describe
@@ -19,12 +20,19 @@ from flows.settings import FanoutSettings
 
 
 @task(name="process_item", task_run_name="process_item-{item}", persist_result=True)
-def process_item(item: str, processor: str, instance_id: str) -> Any:
-    """Run the processor on one item; Prefect persists the value as the item's checkpoint."""
+def process_item(
+    item: str, processor: str, instance_id: str, concurrency_limit: str | None = None
+) -> Any:
+    """Run the processor on one item; Prefect persists the value as the item's checkpoint.
+
+    With a `concurrency_limit`, the item holds one slot of that global limit while it runs.
+    """
     attempt = task_run.get_run_count()
     ATTEMPTS.note(instance_id, item, attempt)
-    with processing(instance_id, item, attempt=attempt):
-        return load_processor(processor)(item)
+    with ItemSlot(concurrency_limit, hold_seconds=0) as slot:
+        slot.before_item()
+        with processing(instance_id, item, attempt=attempt):
+            return load_processor(processor)(item)
 
 
 def configured_process_item(settings: FanoutSettings) -> Any:
@@ -39,28 +47,32 @@ def configured_process_item(settings: FanoutSettings) -> Any:
     )
 
 
-@task(name="process_batch", task_run_name="process_batch-{label}")
+@task(name="process_batch", task_run_name="process_batch-{label}", persist_result=False)
 def process_batch(
     items: list[str], processor: str, instance_id: str, label: str, settings: FanoutSettings
 ) -> list[ItemOutcome]:
     """Run the processor over a batch, checkpointing every item as soon as it finishes.
 
-    Items already checkpointed (a retry of this batch, or a crash inside it) are
-    skipped; a failing item does not stop the rest of the batch.
+    Items already checkpointed (a rerun of this batch, say on another Dask
+    worker) are skipped; a failing item does not stop the rest of the batch.
+    The batch's own result is not persisted: its items' records are the
+    checkpoints, and writing the whole batch again would only cost time.
     """
     checkpoints = CheckpointStore(result_storage(settings), instance_id, processor)
     done = checkpoints.load(items)
     function = load_processor(processor)
     outcomes: list[ItemOutcome] = []
-    for item in items:
-        if item in done:
-            outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
-            continue
-        outcome = attempt_item(function, item, settings, instance_id)
-        if outcome.ok:
-            checkpoints.save(item, outcome.value)
-        outcomes.append(outcome)
-        report_item(instance_id, outcome.ok)
+    with ItemSlot.from_settings(settings) as slot:
+        for item in items:
+            if item in done:
+                outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
+                continue
+            slot.before_item()
+            outcome = attempt_item(function, item, settings, instance_id)
+            if outcome.ok:
+                checkpoints.save(item, outcome.value)
+            outcomes.append(outcome)
+            report_item(instance_id, outcome.ok)
     return outcomes
 
 
