@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect.filesystems import LocalFileSystem
+from prefect.results import ResultStore
 
 from flows.batching import batch_size_for, split
 from flows.checkpoints import CheckpointStore, checkpoint_key
@@ -59,3 +60,30 @@ def test_large_runs_are_batched_to_keep_every_slot_busy() -> None:
     """Large runs are split so each parallel slot gets several batches."""
     size = batch_size_for(10_000, FanoutSettings(_env_file=None, max_parallel=8))
     assert 1 < size <= 10_000 // 8 and len(split(list("x" * 10_000), size)) >= 8
+
+
+def test_a_saved_checkpoint_is_the_record_result_store_writes(tmp_path: Path) -> None:
+    """A checkpoint's bytes are exactly what Prefect's `ResultStore.write` puts at the same key."""
+    checkpoints = store(tmp_path / "ours")
+    checkpoints.save("a", {"n": 1})
+    prefect_store = ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path / "ours")))
+    prefect_store.write({"n": 1}, key=checkpoints.key("a") + "-prefect")
+    ours = (tmp_path / "ours" / checkpoints.key("a")).read_bytes()
+    theirs = (tmp_path / "ours" / (checkpoints.key("a") + "-prefect")).read_bytes()
+    assert ours == theirs.replace(b"-prefect", b"")
+
+
+def test_result_store_reads_a_saved_checkpoint(tmp_path: Path) -> None:
+    """Prefect's `ResultStore.read` gets the value back from a checkpoint key."""
+    checkpoints = store(tmp_path)
+    checkpoints.save("a", ["x", 2])
+    prefect_store = ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path)))
+    assert prefect_store.read(checkpoints.key("a")).result == ["x", 2]
+
+
+def test_a_record_written_by_result_store_is_a_checkpoint(tmp_path: Path) -> None:
+    """A record Prefect wrote at an item's key (say, by the per-item task) counts as finished."""
+    checkpoints = store(tmp_path)
+    prefect_store = ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path)))
+    prefect_store.write("from a task run", key=checkpoints.key("b"))
+    assert checkpoints.load(["a", "b"]) == {"b": "from a task run"}
