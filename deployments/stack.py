@@ -1,0 +1,169 @@
+"""The local stack `fanout up` runs, and the end-to-end tests reuse: server, deployment, worker, webhook.
+
+Everything binds 127.0.0.1 on its own port and runs in its own process group
+(deployments/processes.py), so `LocalStack.stop()` (or leaving the context
+manager, Ctrl-C, SIGTERM) stops every child and whatever they spawned.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deployments.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORK_POOL = "fanout"
+DEPLOYMENT = "fan-out-fan-in/default"
+TOKEN_FILE = "webhook-token"
+WORKER_POLL_SECONDS = "1"
+"""How often workers ask for scheduled runs (Prefect's default, 10 s, would dominate a 5-item run)."""
+
+
+def _bin(name: str) -> str:
+    """An executable of this interpreter's environment (`prefect`, `uvicorn`)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+def ensure_token(home: Path, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
+    """The webhook token and where it comes from: FANOUT_WEBHOOK_TOKEN, else `<home>/webhook-token`
+    (generated on first use, readable only by its owner)."""
+    configured = environ.get("FANOUT_WEBHOOK_TOKEN")
+    if configured:
+        return configured, "the FANOUT_WEBHOOK_TOKEN environment variable"
+    path = home / TOKEN_FILE
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip(), f"cat {path}"
+
+
+@dataclass
+class LocalStack:
+    """A Prefect server with the fanout deployment, workers and the webhook, all on loopback."""
+
+    home: Path
+    database_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    webhook_port: int = 0
+    token: str = ""
+    server: PrefectServer | None = None
+    webhook: Child | None = None
+    workers: list[Child] = field(default_factory=list)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.webhook_port}"
+
+    @property
+    def api_url(self) -> str:
+        assert self.server is not None
+        return self.server.api_url
+
+    @property
+    def ui_url(self) -> str:
+        assert self.server is not None
+        return self.server.ui_url
+
+    def client_env(self, **overrides: str) -> dict[str, str]:
+        """Environment for a process that talks to this stack's server: the stack's env, then overrides."""
+        assert self.server is not None
+        server_env = self.server.client_env()
+        prefect = {name: server_env[name] for name in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
+        return {**self.env, **prefect, **overrides}
+
+    def start(self) -> LocalStack:
+        """Server, work pool and deployments, one worker and the webhook; stopped again on failure."""
+        try:
+            self.start_server()
+            self.deploy()
+            self.start_worker()
+            self.start_webhook()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_server(self) -> PrefectServer:
+        extra = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url} if self.database_url else {}
+        self.server = PrefectServer(home=self.home / "prefect", extra_env=extra)
+        self.server.start()
+        return self.server
+
+    def deploy(self) -> None:
+        """Create the `process` work pool (if missing) and register every deployment in prefect.yaml."""
+        env = self.client_env()
+        self._prefect("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite", env=env)
+        self._prefect("deploy", "--all", "--no-prompt", env=env)
+
+    def _prefect(self, *args: str, env: Mapping[str, str]) -> None:
+        done = subprocess.run(
+            [_bin("prefect"), *args], cwd=REPO_ROOT, env=dict(env), capture_output=True, text=True, timeout=300,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+    def start_worker(self, name: str | None = None, env: Mapping[str, str] | None = None) -> Child:
+        """A `process` worker on the pool; flows it starts inherit `env` (FANOUT_* settings)."""
+        port = free_port()
+        name = name or f"worker-{len(self.workers) + 1}"
+        worker_env = self.client_env(
+            PREFECT_WORKER_QUERY_SECONDS=WORKER_POLL_SECONDS,
+            PREFECT_WORKER_WEBSERVER_HOST=LOOPBACK,
+            PREFECT_WORKER_WEBSERVER_PORT=str(port),
+            **dict(env or {}),
+        )
+        argv = [_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process",
+                "--name", name, "--with-healthcheck", "--install-policy", "never"]
+        child = spawn(name, argv, worker_env, self.home / "logs", cwd=REPO_ROOT)
+        self.workers.append(child)
+        wait_healthy(f"http://{LOOPBACK}:{port}/health", child, timeout=120)
+        return child
+
+    def stop_worker(self, child: Child, kill: bool = False) -> None:
+        """Stop (or SIGKILL, as a host crash would) one worker and its flow-run processes."""
+        child.kill() if kill else child.stop()
+        if child in self.workers:
+            self.workers.remove(child)
+
+    def start_webhook(self) -> Child:
+        """The webhook starter under uvicorn, talking to this stack's server."""
+        if not self.token:
+            self.token = ensure_token(self.home, self.env)[0]
+        self.webhook_port = self.webhook_port or free_port()
+        env = self.client_env(
+            FANOUT_WEBHOOK_TOKEN=self.token, FANOUT_PREFECT_API_URL=self.api_url, FANOUT_DEPLOYMENT_NAME=DEPLOYMENT,
+        )
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "deployments.webhook:app_from_environment",
+                "--host", LOOPBACK, "--port", str(self.webhook_port), "--no-access-log"]
+        self.webhook = spawn("webhook", argv, env, self.home / "logs", cwd=REPO_ROOT)
+        wait_healthy(f"{self.webhook_url}/health", self.webhook, timeout=120)
+        return self.webhook
+
+    def children(self) -> list[Child]:
+        """Every process the stack started, in start order."""
+        server = [self.server.child] if self.server and self.server.child else []
+        return [*server, *self.workers, *([self.webhook] if self.webhook else [])]
+
+    def stop(self) -> None:
+        """Stop the webhook, the workers, then the server (each with its process group)."""
+        for child in reversed(self.children()):
+            child.stop()
+        self.workers.clear()
+
+
+@contextmanager
+def running_stack(home: Path, **options: object) -> Iterator[LocalStack]:
+    """A started local stack, stopped on exit whatever happened inside."""
+    stack = LocalStack(home=home, **options)  # type: ignore[arg-type]
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
