@@ -98,12 +98,20 @@ def wait_healthy(url: str, child: Child, timeout: float = 120.0) -> None:
 
 @dataclass
 class PrefectServer:
-    """A `prefect server start` on loopback, with its own PREFECT_HOME (SQLite unless told otherwise)."""
+    """A `prefect server start` on loopback, with its own PREFECT_HOME.
+
+    The database is SQLite in that home unless `database_url` names another one
+    (`postgresql+asyncpg://...` for production). With `auth_string` the API
+    refuses clients that do not send it (Prefect's basic auth); `client_env()`
+    passes it to whatever we start against this server.
+    """
 
     home: Path
     port: int = field(default_factory=free_port)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     child: Child | None = None
+    database_url: str | None = None
+    auth_string: str | None = None
 
     @property
     def api_url(self) -> str:
@@ -115,14 +123,26 @@ class PrefectServer:
 
     def client_env(self) -> dict[str, str]:
         """Environment for any process that should talk to this server."""
-        return {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **self.extra_env}
+        env = {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **self.extra_env}
+        if self.auth_string:
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string
+        return env
+
+    def server_env(self) -> dict[str, str]:
+        """Environment of the server process itself: its address, database and auth."""
+        env = {**self.client_env(), "PREFECT_SERVER_API_HOST": LOOPBACK, "PREFECT_SERVER_API_PORT": str(self.port)}
+        env.pop("PREFECT_API_URL")
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
+        if self.auth_string:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+        return env
 
     def start(self, timeout: float = 180.0) -> PrefectServer:
         """Start the server and wait until its health check answers."""
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {**self.client_env(), "PREFECT_SERVER_API_HOST": LOOPBACK, "PREFECT_SERVER_API_PORT": str(self.port)}
-        env.pop("PREFECT_API_URL")
+        env = self.server_env()
         argv = [str(Path(sys.executable).with_name("prefect")), "server", "start",
                 "--host", LOOPBACK, "--port", str(self.port), "--analytics-off"]
         self.child = spawn("prefect-server", argv, env, self.home / "logs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
@@ -12,9 +13,12 @@ from prefect.task_runners import TaskRunner
 from flows.batching import batch_size_for, split
 from flows.checkpoints import CheckpointStore, result_storage
 from flows.failures import settle
+from flows.item_logging import correlating
+from flows.item_timing import collect, with_timing
 from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
 from flows.progress import ProgressReporter, reporting
+from flows.report import publish_report
 from flows.request import FanoutRequest, plan_items
 from flows.runners import check_runner, task_runner
 from flows.settings import FanoutSettings, get_settings
@@ -37,7 +41,12 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     load_processor(settings.processor)
     check_runner(settings)
     instance_id = request.instance_id or str(flow_run.get_id())
-    outcomes = run_items(items, instance_id, settings)
+    with correlating(str(flow_run.get_id()), instance_id):
+        started = time.perf_counter()
+        outcomes = run_items(items, instance_id, settings)
+    publish_report(
+        instance_id, [outcomes[item] for item in items], time.perf_counter() - started, settings.report_table_limit
+    )
     return gather(items, outcomes, request, instance_id)
 
 
@@ -85,7 +94,11 @@ def _run_per_item(
     for future in futures:
         future.add_done_callback(progress.count_future)
     futures.wait()
-    return [_outcome_from_state(item, future.state) for item, future in zip(items, futures)]
+    timings = collect(instance_id, items)
+    return [
+        with_timing(_outcome_from_state(item, future.state), timings.get(item))
+        for item, future in zip(items, futures)
+    ]
 
 
 def _outcome_from_state(item: str, state: State[Any]) -> ItemOutcome:

@@ -15,11 +15,20 @@ class ItemOutcome(BaseModel):
     error: str | None = None
     attempts: int = 0
     cached: bool = False
+    duration: float | None = None
+    """Seconds spent in the processor over all attempts in this run; None when not measured."""
 
     @property
     def ok(self) -> bool:
         """True when the item has a result (fresh or from a checkpoint)."""
         return self.error is None
+
+    @property
+    def status(self) -> str:
+        """`cached` (from a checkpoint), `completed` (ran now) or `failed`."""
+        if not self.ok:
+            return "failed"
+        return "cached" if self.cached else "completed"
 
 
 def describe(error: BaseException) -> str:

@@ -114,6 +114,10 @@ class FanoutSettings(BaseSettings):
         if self.crash_after_seconds < 2 * self.heartbeat_seconds:
             raise ValueError("crash_after_seconds must be at least twice heartbeat_seconds")
         return self
+    report_table_limit: int = Field(
+        1000, ge=0, le=100_000,
+        description="Up to this many items the report table lists every item; past it, a summary plus the failures.",
+    )
 
 
 def get_settings(**overrides: object) -> FanoutSettings:

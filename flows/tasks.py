@@ -12,6 +12,8 @@ from flows.checkpoints import CheckpointStore, result_storage, storage_folder, t
 from flows.concurrency import ItemSlot
 from flows.failures import ATTEMPTS
 from flows.item_context import processing
+from flows.item_logging import item_logger
+from flows.item_timing import timed_attempt
 from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
 from flows.progress import report_item
@@ -31,7 +33,7 @@ def process_item(
     ATTEMPTS.note(instance_id, item, attempt)
     with ItemSlot(concurrency_limit, hold_seconds=0) as slot:
         slot.before_item()
-        with processing(instance_id, item, attempt=attempt):
+        with processing(instance_id, item, attempt=attempt), timed_attempt(instance_id, item, attempt):
             return load_processor(processor)(item)
 
 
@@ -80,14 +82,21 @@ def attempt_item(function: Any, item: str, settings: FanoutSettings, instance_id
     """Call the processor, retrying transient errors with backoff and jitter."""
     delays = retry_delays(settings)
     attempts = 0
+    spent = 0.0
     while True:
         attempts += 1
+        started = time.perf_counter()
         try:
-            with processing(instance_id, item, attempts):
+            with processing(instance_id, item, attempts) as context:
                 value = function(item)
         except Exception as error:  # noqa: BLE001 - classified below, reported per item
+            spent += time.perf_counter() - started
             if is_transient(error) and attempts <= len(delays):
-                time.sleep(jittered(delays[attempts - 1], settings.retry_jitter_factor))
+                delay = jittered(delays[attempts - 1], settings.retry_jitter_factor)
+                item_logger(context).warning("attempt %d failed (%s); retrying in %.2fs", attempts, describe(error), delay)
+                time.sleep(delay)
                 continue
-            return ItemOutcome(item=item, error=describe(error), attempts=attempts)
-        return ItemOutcome(item=item, value=value, attempts=attempts)
+            item_logger(context).error("failed after %d attempt(s): %s", attempts, describe(error))
+            return ItemOutcome(item=item, error=describe(error), attempts=attempts, duration=spent)
+        spent += time.perf_counter() - started
+        return ItemOutcome(item=item, value=value, attempts=attempts, duration=spent)

@@ -99,3 +99,11 @@ def keyed(item: str) -> str:
     if item in _listed("FANOUT_TEST_FLAKY") and folder is not None and executions(item) == 1:
         raise TransientError(f"{item} hit a blip")
     return context.idempotency_key
+
+
+def chatty(item: str) -> str:
+    """Logs through fanout's item logger, then behaves like `scripted` (flaky/failing items)."""
+    from flows.item_logging import item_logger
+
+    item_logger().info("working on it")
+    return scripted(item)
