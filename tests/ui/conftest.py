@@ -1,0 +1,74 @@
+"""Browser tests: a real Prefect server with a finished fanout run, and headless Debian chromium."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.processes import PrefectServer, running_prefect_server
+from tests.conftest import REPO_ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+SCREENSHOTS = Path(os.environ.get("FANOUT_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "ui"
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A real `prefect server start` (UI included) on a free loopback port."""
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-home")) as server:
+        yield server
+
+
+def wait_for_task_runs(server: PrefectServer, flow_run_id: str, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+    """The run's task runs once `count` of them are Completed (the server records them from events, with a lag)."""
+    deadline = time.monotonic() + timeout
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+    while True:
+        runs = httpx.post(f"{server.api_url}/task_runs/filter", json=body, timeout=10).json()
+        if sum(run["state_type"] == "COMPLETED" for run in runs) >= count or time.monotonic() > deadline:
+            return list(runs)
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The seed scenario run through the CLI against the server: item-3 retried, processor logging per item."""
+    work = tmp_path_factory.mktemp("ui-run")
+    (work / "executions").mkdir()
+    env = {
+        **prefect_server.client_env(), "PYTHONPATH": str(REPO_ROOT),
+        "FANOUT_PROCESSOR": "tests.support.processors:chatty", "FANOUT_TEST_FLAKY": "item-3",
+        "FANOUT_TEST_LOG_DIR": str(work / "executions"), "FANOUT_RESULT_STORAGE": str(work / "results"),
+        "FANOUT_RETRY_DELAY_SECONDS": "0",
+    }
+    done = subprocess.run([sys.executable, "-m", "deployments.cli", "run", "--instance-id", "ui-seed"],
+                          env=env, capture_output=True, text=True, timeout=240, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run] = httpx.post(f"{prefect_server.api_url}/flow_runs/filter", json={}, timeout=10).json()
+    wait_for_task_runs(prefect_server, run["id"], count=5)
+    return dict(run)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright; never a downloaded browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
