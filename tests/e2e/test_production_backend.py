@@ -63,7 +63,7 @@ def test_seed_run_is_recorded_in_postgres(production_server: PrefectServer, post
     assert json.loads(done.stdout) == SEED_OUTPUT
     states = postgres.query("SELECT state_type FROM flow_run WHERE name IS NOT NULL ORDER BY created DESC LIMIT 1")
     assert states == "COMPLETED"
-    assert postgres.query("SELECT count(*) FROM artifact WHERE key = 'fanout-pg-seed-items'") == "1"
+    assert postgres.query("SELECT count(*) FROM artifact WHERE key = 'fanout-run-pg-seed-items'") == "1"
 
 
 def test_a_client_without_the_auth_string_cannot_start_a_run(production_server: PrefectServer) -> None:
