@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -49,6 +50,117 @@ def run(
     typer.echo(json.dumps(output, indent=2))
 
 
+DEFAULT_HOME = Path(".fanout")
+
+
+@app.command()
+def up(
+    home: Annotated[Path, typer.Option(help="Project-local folder for the database, logs and token.")] = DEFAULT_HOME,
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port (a free one if taken).")] = 4200,
+    webhook_port: Annotated[Optional[int], typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT.")] = None,
+    database_url: Annotated[
+        Optional[str], typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
+    ] = None,
+) -> None:
+    """Start the local stack on 127.0.0.1: Prefect server, work pool and deployments, a worker, the webhook."""
+    from deployments.stack import run_up
+
+    settings = _checked_settings()
+    port = settings.webhook_port if webhook_port is None else webhook_port
+    raise typer.Exit(run_up(home, prefect_port, port, database_url, say=typer.echo))
+
+
+@app.command()
+def start(
+    count: Annotated[Optional[int], typer.Option(help="Generate item-1 .. item-N.")] = None,
+    item: Annotated[Optional[list[str]], typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
+    instance_id: Annotated[Optional[str], typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run with a progress bar.")] = False,
+    url: Annotated[Optional[str], typer.Option(help="Webhook base URL; default: the one `fanout up` wrote.")] = None,
+    idempotency_key: Annotated[Optional[str], typer.Option(help="Idempotency-Key header.")] = None,
+    home: Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")] = DEFAULT_HOME,
+    timeout: Annotated[Optional[float], typer.Option(help="Give up waiting after this many seconds.")] = None,
+) -> None:
+    """Start a run through the webhook; with --wait, show progress and print the output when it finishes."""
+    import httpx
+    from rich.console import Console
+
+    from deployments.client import StartFailed
+    from deployments.client import start as post_start
+    from deployments.client import wait as follow
+
+    _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
+    body = {name: value for name, value in {"count": count, "items": item, "instance_id": instance_id}.items()
+            if value is not None}
+    base_url, token = _webhook_address(url, home)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    console = Console(stderr=True)
+    try:
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+            started = post_start(client, body, idempotency_key)
+            console.print(f"started instance {started['id']}: {started['statusQueryGetUri']}")
+            if started.get("uiUrl"):
+                console.print(f"Prefect UI: {started['uiUrl']}")
+            if not wait:
+                typer.echo(json.dumps(started, indent=2))
+                return
+            finished = follow(client, started["statusQueryGetUri"], console, timeout)
+    except StartFailed as error:
+        typer.echo(f"fanout: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if not finished.completed:
+        typer.echo(f"fanout: run {finished.status['runtimeStatus']}: {finished.status.get('output')}", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(json.dumps(finished.status["output"], indent=2))
+
+
+@app.command()
+def webhook() -> None:
+    """Run the webhook starter (uvicorn) on FANOUT_WEBHOOK_HOST:FANOUT_WEBHOOK_PORT against PREFECT_API_URL."""
+    import uvicorn
+
+    from deployments.webhook import WebhookConfigurationError, create_app
+
+    settings = _checked_settings()
+    try:
+        application = create_app(settings)
+    except WebhookConfigurationError as error:
+        typer.echo(f"fanout: bad configuration: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    uvicorn.run(application, host=settings.webhook_host, port=settings.webhook_port)
+
+
+@app.command()
+def serve(name: Annotated[str, typer.Option(help="Deployment name: fan-out-fan-in/<name>.")] = "serve") -> None:
+    """Serve the flow from this process (`flow.serve`), no work pool needed; Ctrl-C stops it."""
+    from deployments.serve import main as serve_main
+
+    _checked_settings()
+    serve_main(name)
+
+
+def _checked_settings() -> Any:
+    try:
+        return get_settings()
+    except ValidationError as error:
+        typer.echo(f"fanout: bad configuration: {_message(error)}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
+    """The webhook URL and token: explicit, else FANOUT_* settings, else what `fanout up` wrote in HOME."""
+    from deployments.stack import TOKEN_FILE, URL_FILE
+
+    settings = _checked_settings()
+    if url is None:
+        written = home / URL_FILE
+        url = written.read_text().strip() if written.exists() else f"http://{settings.webhook_host}:{settings.webhook_port}"
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    if token is None and (home / TOKEN_FILE).exists():
+        token = (home / TOKEN_FILE).read_text().strip()
+    return url, token
+
+
 def _prepare_embedded_prefect() -> None:
     """Give the embedded server time to migrate a fresh database (Prefect's 20 s is too short
     on a 2-core machine) and keep it from phoning home; explicit settings still win."""
@@ -56,13 +168,14 @@ def _prepare_embedded_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def _checked_request(**fields: Any) -> FanoutRequest:
+def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutRequest:
     """The request, or exit 2 with a message before anything starts."""
     try:
         settings = get_settings()
         request = FanoutRequest(**fields)
         plan_items(request, settings.max_items)
-        load_processor(settings.processor)
+        if check_processor:
+            load_processor(settings.processor)
     except (ValidationError, InvalidRequest) as error:
         typer.echo(f"fanout: bad input: {_message(error)}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -140,9 +140,13 @@ class PrefectRuns:
         return await state.aresult(raise_on_failure=False)
 
     async def terminate(self, run: RunRecord) -> None:
-        """Ask Prefect to cancel the run (the worker stops its process; the run ends Cancelled)."""
-        cancelling = State(type=StateType.CANCELLING, message="terminated through the webhook")
-        await self.client.set_flow_run_state(run.flow_run_id, cancelling, force=True)
+        """Cancel the run: a run no worker has picked up ends Cancelled at once; a started one goes
+        Cancelling, and its worker stops the flow process and marks it Cancelled."""
+        started = run.state_type not in (None, StateType.SCHEDULED.value)
+        state_type = StateType.CANCELLING if started else StateType.CANCELLED
+        await self.client.set_flow_run_state(
+            run.flow_run_id, State(type=state_type, message="terminated through the webhook"), force=True
+        )
 
     async def restart(self, run: RunRecord) -> None:
         """Put the same flow run back to Scheduled, as Prefect's Retry does: same instance, same checkpoints."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deployments.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
 
@@ -22,6 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK_POOL = "fanout"
 DEPLOYMENT = "fan-out-fan-in/default"
 TOKEN_FILE = "webhook-token"
+URL_FILE = "webhook-url"
+"""Where `fanout up` leaves the webhook's token and URL for `fanout start`."""
 WORKER_POLL_SECONDS = "1"
 """How often workers ask for scheduled runs (Prefect's default, 10 s, would dominate a 5-item run)."""
 
@@ -53,6 +56,7 @@ class LocalStack:
     database_url: str | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     webhook_port: int = 0
+    prefect_port: int = 0
     token: str = ""
     server: PrefectServer | None = None
     webhook: Child | None = None
@@ -93,7 +97,8 @@ class LocalStack:
 
     def start_server(self) -> PrefectServer:
         extra = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url} if self.database_url else {}
-        self.server = PrefectServer(home=self.home / "prefect", extra_env=extra)
+        port = {"port": self.prefect_port} if self.prefect_port else {}
+        self.server = PrefectServer(home=self.home / "prefect", extra_env=extra, **port)  # type: ignore[arg-type]
         self.server.start()
         return self.server
 
@@ -167,3 +172,59 @@ def running_stack(home: Path, **options: object) -> Iterator[LocalStack]:
         yield stack.start()
     finally:
         stack.stop()
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C so every child is stopped."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
+def port_or_free(port: int) -> int:
+    """`port` when it is free on loopback (0 means any), else a free one."""
+    import socket
+
+    if port:
+        with socket.socket() as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+                return port
+            except OSError:
+                pass
+    return free_port()
+
+
+def run_up(home: Path, prefect_port: int, webhook_port: int, database_url: str | None, say: Any = print) -> int:
+    """`fanout up`: start the stack, print where everything is, and keep it up until Ctrl-C or SIGTERM."""
+    import signal
+    import time
+
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    home = home.resolve()
+    stack = LocalStack(home=home, database_url=database_url, prefect_port=port_or_free(prefect_port),
+                       webhook_port=port_or_free(webhook_port))
+    token_source = ensure_token(home)[1]
+    try:
+        say(f"starting Prefect server, deployment, worker and webhook (logs in {home / 'logs'}) ...")
+        stack.start()
+        (home / URL_FILE).write_text(stack.webhook_url)
+        say(f"Prefect UI:   {stack.ui_url}")
+        say(f"Prefect API:  {stack.api_url}")
+        say(f"Webhook:      {stack.webhook_url}/api/start-fanout")
+        say(f"Token:        {token_source}")
+        say(f"Try:          fanout start --url {stack.webhook_url} --wait")
+        say("Ctrl-C stops everything.")
+        while True:
+            for child in stack.children():
+                if child.process.poll() is not None:
+                    say(f"{child.name} exited with {child.process.returncode}; stopping:\n{child.log_tail()}")
+                    return 1
+            time.sleep(0.5)
+    except (KeyboardInterrupt, Interrupted):
+        say("stopping ...")
+        return 0
+    finally:
+        stack.stop()
+        signal.signal(signal.SIGTERM, previous)

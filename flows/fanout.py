@@ -1,7 +1,8 @@
 """The `fan-out-fan-in` flow: plan the items, skip the checkpointed ones, run the rest, gather in order."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the flow's signature must hold the real
+# `FanoutRequest` class, because `flow.serve` cloudpickles the flow function by value and
+# a string annotation could not be resolved in the flow-run subprocess.
 import time
 from typing import Any
 
