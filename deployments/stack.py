@@ -54,6 +54,8 @@ class LocalStack:
 
     home: Path
     database_url: str | None = None
+    auth_string: str | None = None
+    """Prefect API auth (`PREFECT_SERVER_API_AUTH_STRING`); workers, webhook and clients get it too."""
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     webhook_port: int = 0
     prefect_port: int = 0
@@ -80,7 +82,8 @@ class LocalStack:
         """Environment for a process that talks to this stack's server: the stack's env, then overrides."""
         assert self.server is not None
         server_env = self.server.client_env()
-        prefect = {name: server_env[name] for name in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
+        names = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_API_AUTH_STRING")
+        prefect = {name: server_env[name] for name in names if name in server_env}
         return {**self.env, **prefect, **overrides}
 
     def start(self) -> LocalStack:
@@ -96,9 +99,10 @@ class LocalStack:
         return self
 
     def start_server(self) -> PrefectServer:
-        extra = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url} if self.database_url else {}
         port = {"port": self.prefect_port} if self.prefect_port else {}
-        self.server = PrefectServer(home=self.home / "prefect", extra_env=extra, **port)  # type: ignore[arg-type]
+        self.server = PrefectServer(
+            home=self.home / "prefect", database_url=self.database_url, auth_string=self.auth_string, **port  # type: ignore[arg-type]
+        )
         self.server.start()
         return self.server
 

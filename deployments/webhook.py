@@ -64,13 +64,16 @@ def _prefect_lifespan(settings: FanoutSettings) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from prefect.client.orchestration import PrefectClient
-        from prefect.settings import PREFECT_API_URL
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
 
         api_url = settings.prefect_api_url or PREFECT_API_URL.value()
         if not api_url:
             raise WebhookConfigurationError("no Prefect API: set FANOUT_PREFECT_API_URL or PREFECT_API_URL")
         timeout = settings.webhook_api_timeout_seconds
-        async with PrefectClient(api_url, httpx_settings={"timeout": httpx.Timeout(timeout)}) as client:
+        async with PrefectClient(
+            api_url, auth_string=PREFECT_API_AUTH_STRING.value() or None,  # a server with API auth needs it
+            httpx_settings={"timeout": httpx.Timeout(timeout)},
+        ) as client:
             app.state.runs = PrefectRuns(client, settings.deployment_name, ui_base=api_url.removesuffix("/api"))
             yield
 

@@ -1,7 +1,7 @@
 """End-to-end fixtures: a real Prefect server, the deployment from prefect.yaml, real workers, the real webhook.
 
-- `e2e_database_url` (session): None for SQLite; override it (or set FANOUT_E2E_DATABASE_URL)
-  to run the same stack on PostgreSQL.
+- `e2e_database_url` (session): None for SQLite; FANOUT_E2E_DATABASE=postgres runs the same stack
+  on a private PostgreSQL cluster (or FANOUT_E2E_DATABASE_URL names a database).
 - `stack` (session): server + `prefect deploy --all` + webhook under uvicorn, no worker.
 - `start_worker` (function): starts workers with this test's FANOUT_* environment (its
   result storage, its test processor); stops them, and deletes unfinished runs, at teardown.
@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from deployments.processes import Child
+from tests.support.postgres import private_postgres
 from deployments.stack import LocalStack
 from tests.conftest import REPO_ROOT
 
@@ -29,9 +30,14 @@ FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 @pytest.fixture(scope="session")
-def e2e_database_url() -> str | None:
-    """The Prefect server's database: SQLite in the stack's home unless FANOUT_E2E_DATABASE_URL is set."""
-    return os.environ.get("FANOUT_E2E_DATABASE_URL") or None
+def e2e_database_url() -> Iterator[str | None]:
+    """The Prefect server's database: SQLite in the stack's home, unless FANOUT_E2E_DATABASE_URL names one
+    or FANOUT_E2E_DATABASE=postgres asks for a private PostgreSQL cluster (started here, stopped after)."""
+    if os.environ.get("FANOUT_E2E_DATABASE") == "postgres":
+        with private_postgres() as cluster:
+            yield cluster.database_url()
+        return
+    yield os.environ.get("FANOUT_E2E_DATABASE_URL") or None
 
 
 @pytest.fixture(scope="session")

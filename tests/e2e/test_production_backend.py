@@ -5,42 +5,51 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from deployments.postgres import LocalPostgres, running_postgres
-from deployments.processes import PrefectServer, running_prefect_server
+from deployments.postgres import LocalPostgres
+from deployments.processes import PrefectServer
+from deployments.stack import LocalStack
 from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import poll_until_finished, wait_for
+from tests.support.postgres import private_postgres
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
+TOKEN = "production-webhook-token-0123456789"
 SEED_OUTPUT = [f"Processed item-{i}" for i in range(1, 6)]
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[LocalPostgres]:
-    """A private PostgreSQL cluster in a temporary folder the `postgres` user can reach."""
-    folder = Path(tempfile.mkdtemp(prefix="fanout-pg-"))
-    try:
-        with running_postgres(folder) as cluster:
-            yield cluster
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    """A private PostgreSQL cluster for this module."""
+    with private_postgres() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
-def production_server(postgres: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """`prefect server start` on that PostgreSQL database, with API auth switched on."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    with running_prefect_server(home, database_url=postgres.database_url(), auth_string=f"fanout:{secrets.token_hex(8)}") as server:
-        yield server
+def production_stack(postgres: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole stack as `fanout up --database postgres --auth` runs it: server on PostgreSQL with API auth,
+    deployment, a worker and the webhook, every client given the auth string."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    stack = LocalStack(home=tmp_path_factory.mktemp("production"), database_url=postgres.database_url(),
+                       auth_string=f"fanout:{secrets.token_hex(12)}", env=env, token=TOKEN)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def production_server(production_stack: LocalStack) -> PrefectServer:
+    assert production_stack.server is not None
+    return production_stack.server
 
 
 def fanout_run(server: PrefectServer, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -61,9 +70,25 @@ def test_seed_run_is_recorded_in_postgres(production_server: PrefectServer, post
     done = fanout_run(production_server, "--instance-id", "pg-seed")
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout) == SEED_OUTPUT
-    states = postgres.query("SELECT state_type FROM flow_run WHERE name IS NOT NULL ORDER BY created DESC LIMIT 1")
+    states = postgres.query("SELECT state_type FROM flow_run WHERE parameters->'request'->>'instance_id' = 'pg-seed'")
     assert states == "COMPLETED"
+    recorded = wait_for(  # task runs reach the database through Prefect's event pipeline, with a lag
+        lambda: int(postgres.query("SELECT count(*) FROM task_run WHERE name LIKE 'process_item-item-%'")) >= 5,
+        timeout=90, what="5 task runs in PostgreSQL",
+    )
+    assert recorded
     assert postgres.query("SELECT count(*) FROM artifact WHERE key = 'fanout-run-pg-seed-items'") == "1"
+
+
+def test_seed_scenario_through_the_webhook_on_postgres_with_auth(production_stack: LocalStack) -> None:
+    """POST /api/start-fanout -> 202 -> poll -> 200 with the seed's five results; worker and webhook pass the auth."""
+    with httpx.Client(base_url=production_stack.webhook_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+        accepted = client.post("/api/start-fanout", json={"instance_id": "pg-webhook"})
+        assert accepted.status_code == 202, accepted.text
+        finished = poll_until_finished(client, accepted.json()["statusQueryGetUri"])
+    assert finished.status_code == 200
+    assert finished.json()["runtimeStatus"] == "Completed"
+    assert finished.json()["output"] == SEED_OUTPUT
 
 
 def test_a_client_without_the_auth_string_cannot_start_a_run(production_server: PrefectServer) -> None:
