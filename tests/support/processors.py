@@ -5,10 +5,16 @@ FANOUT_TEST_FAIL       comma-separated items that always fail (ValueError)
 FANOUT_TEST_FLAKY      comma-separated items whose first attempt raises TransientError
 FANOUT_TEST_CRASH_AT   the item at which the process dies with os._exit (once: a marker file)
 FANOUT_TEST_SLEEP_MAX  sleep a random time up to this many seconds
+FANOUT_TEST_SLEEP      sleep exactly this many seconds (a slow item)
+FANOUT_TEST_CRASH_ALWAYS  the item at which the process dies every time (a poison run)
+FANOUT_TEST_FLAKY_PERCENT  this percentage of items (chosen by a hash of the item) fail their first attempt
+Each execution file holds `<idempotency key> <attempt>` when the item context is available;
+FANOUT_TEST_MARK_DONE  also create `<item>.done.<uuid>` for each execution that returned.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import threading
@@ -32,25 +38,56 @@ def executions(item: str) -> int:
     """How many times `item` has started, counted from the log folder."""
     folder = _log_dir()
     assert folder is not None
-    return len(list(folder.glob(f"{item}.*")))
+    return sum(1 for path in folder.glob(f"{item}.*") if not path.name.startswith(f"{item}.done."))
+
+
+def _context_line() -> str:
+    from flows.item_context import current_item
+
+    try:
+        context = current_item()
+    except LookupError:
+        return ""
+    return f"{context.idempotency_key} {context.attempt}"
+
+
+def is_flaky(item: str, percent: float | None = None) -> bool:
+    """True for the items FANOUT_TEST_FLAKY names or FANOUT_TEST_FLAKY_PERCENT (or `percent`) picks.
+
+    Of item-1 .. item-N exactly `percent`% are picked, evenly spread; other ids by a hash.
+    """
+    if percent is None:
+        percent = float(os.environ.get("FANOUT_TEST_FLAKY_PERCENT", "0") or 0)
+    if item in _listed("FANOUT_TEST_FLAKY"):
+        return True
+    number = item.rpartition("-")[2]
+    if number.isdigit():
+        index = int(number)
+        return int(index * percent // 100) != int((index - 1) * percent // 100)
+    return int(hashlib.sha256(item.encode()).hexdigest()[:8], 16) % 10_000 < percent * 100
 
 
 def scripted(item: str) -> str:
     """Behaves as the FANOUT_TEST_* variables say, then returns the seed's result."""
     folder = _log_dir()
     if folder is not None:
-        (folder / f"{item}.{uuid.uuid4().hex}").touch()
+        (folder / f"{item}.{uuid.uuid4().hex}").write_text(_context_line())
     crash_at = os.environ.get("FANOUT_TEST_CRASH_AT")
     if crash_at == item and folder is not None and not (folder / "crashed").exists():
         (folder / "crashed").touch()
         os._exit(17)
+    if os.environ.get("FANOUT_TEST_CRASH_ALWAYS") == item:
+        os._exit(17)
     sleep_max = float(os.environ.get("FANOUT_TEST_SLEEP_MAX", "0") or 0)
     if sleep_max:
         time.sleep(random.uniform(0, sleep_max))
+    time.sleep(float(os.environ.get("FANOUT_TEST_SLEEP", "0") or 0))
     if item in _listed("FANOUT_TEST_FAIL"):
         raise ValueError(f"{item} is broken")
-    if item in _listed("FANOUT_TEST_FLAKY") and folder is not None and executions(item) == 1:
+    if is_flaky(item) and folder is not None and executions(item) == 1:
         raise TransientError(f"{item} hit a blip")
+    if folder is not None and os.environ.get("FANOUT_TEST_MARK_DONE"):
+        (folder / f"{item}.done.{uuid.uuid4().hex}").touch()
     return f"Processed {item}"
 
 

@@ -1,0 +1,44 @@
+"""A host dies mid-run: heartbeats stop, Prefect's automations crash and retry the same run, nobody helps."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.scenarios import Workspace, kill_nine_at_half, start_worker
+from tests.support.fault_stack import FaultStack
+
+pytestmark = pytest.mark.faults
+
+
+def test_kill_nine_of_worker_and_run_completes_on_its_own(stack: FaultStack, workspace: Workspace) -> None:
+    """SIGKILL at half of 200 items, fresh worker: Completed, finished items ran once, output as uninterrupted."""
+    result = kill_nine_at_half(stack, workspace, count=200)
+    assert result.state == "COMPLETED", result.history
+    assert result.output == [f"Processed item-{i}" for i in range(1, 201)]
+    assert result.run_count >= 2, "the same flow run was retried"
+    assert 100 <= len(result.finished_before_kill) < 200
+    assert all(result.executions[item] == 1 for item in result.finished_before_kill)
+    assert set(result.executions) == {f"item-{i}" for i in range(1, 201)}
+    assert not set(result.reexecuted) & result.finished_before_kill and len(result.reexecuted) <= 4
+
+
+def test_idempotency_key_is_stable_across_a_crash(stack: FaultStack, workspace: Workspace) -> None:
+    """An item running when its process died sees the same key, `<instance>/<item>`, when it runs again."""
+    start_worker(stack, workspace, FANOUT_TEST_CRASH_AT="item-3", FANOUT_MAX_PARALLEL="1")
+    run_id = stack.start_run({"count": 4, "instance_id": "crash-keys"})
+    run = stack.wait_for(run_id, {"COMPLETED", "FAILED"}, timeout=240)
+    assert run.state.type.value == "COMPLETED", stack.history(run_id)
+    keys = sorted(path.read_text() for path in workspace.executions.glob("item-3.*"))
+    assert [key.split()[0] for key in keys] == ["crash-keys/item-3", "crash-keys/item-3"]
+
+
+def test_a_run_that_keeps_crashing_fails_after_the_retry_cap(stack: FaultStack, workspace: Workspace) -> None:
+    """A poison run is retried max_auto_retries (1) times, then marked Failed with a message saying so."""
+    start_worker(stack, workspace, FANOUT_TEST_CRASH_ALWAYS="item-2", FANOUT_MAX_PARALLEL="1")
+    run_id = stack.start_run({"count": 3})
+    run = stack.wait_for(run_id, {"FAILED", "COMPLETED", "CANCELLED"}, timeout=300)
+    history = stack.history(run_id)
+    assert run.state.type.value == "FAILED", history
+    assert "1 automatic retries" in (run.state.message or ""), history
+    assert run.run_count == 2 and sum(state.startswith("AwaitingRetry") for state in history) == 1, history
+    assert workspace.executed()["item-2"] == 2
