@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from deployments.automations import GIVE_UP_WINDOW, RETRY_WINDOW
+from deployments.automations import RETRY_WINDOW
 from tests.faults.scenarios import KillNineResult, Workspace, kill_nine_at_half
-from tests.support.fault_stack import fault_stack, settings_from
+from flows.settings import get_settings
+from tests.support.fault_stack import fault_stack
 
 
 def main() -> None:
@@ -33,11 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     crash_env = {"FANOUT_HEARTBEAT_SECONDS": str(args.heartbeat), "FANOUT_CRASH_AFTER_SECONDS": str(args.crash_after),
                  "FANOUT_MAX_AUTO_RETRIES": str(args.retries)}
-    settings_from(crash_env)  # refuses settings the product would refuse
+    get_settings(heartbeat_seconds=args.heartbeat, crash_after_seconds=args.crash_after, max_auto_retries=args.retries)
     with tempfile.TemporaryDirectory(prefix="fanout-faults-") as temp:
         began = time.monotonic()
-        with fault_stack(Path(temp), crash_env) as stack:
-            print(f"stack ready in {time.monotonic() - began:.0f}s (server {stack.server.api_url})", flush=True)
+        with fault_stack(Path(temp) / "stack", crash_env) as stack:
+            print(f"stack ready in {time.monotonic() - began:.0f}s (server {stack.api_url})", flush=True)
             results = []
             for repeat in range(1, args.repeats + 1):
                 workspace = Workspace(Path(temp) / f"repeat-{repeat}")
@@ -68,8 +69,8 @@ def print_summary(results: list[KillNineResult], args: argparse.Namespace) -> No
         print(f"{name:34} {statistics.median(values):8.1f}  {', '.join(f'{v:.1f}' for v in values)}")
     print(f"\nsettings: {args.count} items x {args.sleep}s, {args.parallel} in flight; "
           f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={args.heartbeat}s; crashed after {args.crash_after}s without a heartbeat; "
-          f"retry automation window {RETRY_WINDOW.total_seconds():.0f}s, give-up window {GIVE_UP_WINDOW.total_seconds():.0f}s; "
-          f"max automatic retries {args.retries}; worker polls every 2s")
+          f"retry automation window {RETRY_WINDOW.total_seconds():.0f}s; "
+          f"max automatic retries {args.retries}; worker polls every 1s")
 
 
 if __name__ == "__main__":

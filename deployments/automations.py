@@ -7,13 +7,13 @@ three automations, scoped to fanout's deployments only, do the rest:
 
     heartbeats      no heartbeat (nor end) for `crash_after_seconds`  -> Crashed
     retry           Crashed, run count 1..max_auto_retries            -> AwaitingRetry of the same run
-    give-up         Crashed and not retried within a minute           -> Failed, saying why
+    give-up         Crashed at run count max_auto_retries + 1         -> Failed, saying why
 
 Retrying the *same* flow run keeps its id, so the instance id (which defaults to
 it) and every checkpoint carry over: only unfinished items run again.
 
-Both automation triggers are proactive because the worker reports a crash
-twice, a few seconds apart: a reactive retry would reschedule twice. State
+The heartbeat and retry triggers are proactive because the worker reports a
+crash twice, a few seconds apart: a reactive retry would reschedule twice. State
 events are named by the state's name (`prefect.flow-run.AwaitingRetry`), and
 run count "0" is never retried (a run that crashes before Running keeps 0).
 """
@@ -36,7 +36,6 @@ HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 ENDED_STATES = ("Completed", "Failed", "Cancelled", "Crashed")
 AFTER_CRASH_STATES = ("AwaitingRetry", "Scheduled", "Pending", "Running", "Completed", "Failed", "Cancelling", "Cancelled")
 RETRY_WINDOW = timedelta(seconds=15)
-GIVE_UP_WINDOW = timedelta(seconds=60)
 
 HEARTBEATS = "fanout: crash runs whose heartbeats stop"
 RETRY = "fanout: retry crashed runs"
@@ -104,27 +103,37 @@ def retry_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -
 
 
 def give_up_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> AutomationCore:
-    """Fail a Crashed run that nothing retried, with a message that says what to do."""
+    """Fail a run that crashed once more after its last automatic retry, saying what to do.
+
+    Reactive on purpose: a proactive "not retried within a window" trigger keeps one
+    window per run open from the first crash, so it misses a crash after a retry.
+    """
     return AutomationCore(
         name=GIVE_UP,
-        description="A crashed run that was not retried automatically becomes Failed, saying why.",
-        trigger=_after_crash(deployment_ids, GIVE_UP_WINDOW),
+        description="A run that crashed again after its last automatic retry becomes Failed, saying why.",
+        trigger=EventTrigger(
+            posture=Posture.Reactive,
+            expect={flow_run_event("Crashed")},
+            match={"prefect.resource.id": "prefect.flow-run.*", "prefect.run-count": str(settings.max_auto_retries + 1)},
+            match_related=deployment_scope(deployment_ids),
+            for_each={"prefect.resource.id"},
+            threshold=1,
+            within=timedelta(0),
+        ),
         actions=[ChangeFlowRunState(
             state=StateType.FAILED,
             force=True,
             message=(
-                f"fanout: crashed after {settings.max_auto_retries} automatic retries; "
+                f"fanout: crashed again after {settings.max_auto_retries} automatic retries; "
                 "Retry the run (or restart the instance) to resume from its checkpoints"
             ),
         )],
     )
 
 
-def _after_crash(deployment_ids: Sequence[UUID], within: timedelta, run_counts: list[str] | None = None) -> EventTrigger:
-    """Fires when a run crashed and no later state followed within `within`."""
-    match: dict[str, Any] = {"prefect.resource.id": "prefect.flow-run.*"}
-    if run_counts is not None:
-        match["prefect.run-count"] = run_counts
+def _after_crash(deployment_ids: Sequence[UUID], within: timedelta, run_counts: list[str]) -> EventTrigger:
+    """Fires when a run crashed at one of `run_counts` and no later state followed within `within`."""
+    match: dict[str, Any] = {"prefect.resource.id": "prefect.flow-run.*", "prefect.run-count": run_counts}
     return EventTrigger(
         posture=Posture.Proactive,
         after={flow_run_event("Crashed")},
@@ -189,16 +198,18 @@ class NoFanoutDeployment(LookupError):
     """There is no fanout deployment on the server to scope the automations to."""
 
 
-def apply_fanout_automations(settings: FanoutSettings, deployments: Iterable[str] = ()) -> list[Applied]:
-    """Apply the automations on the server `PREFECT_API_URL` points at, for fanout's deployments.
+def apply_fanout_automations(
+    settings: FanoutSettings, deployments: Iterable[str] = (), api_url: str | None = None
+) -> list[Applied]:
+    """Apply the automations for fanout's deployments on `api_url` (else where `PREFECT_API_URL` points).
 
-    `fanout up` and `fanout automations apply` both call this after deploying.
+    `fanout up` (deployments/stack.py) and `fanout automations apply` both call this after deploying.
     """
-    from prefect.client.orchestration import get_client
+    from prefect.client.orchestration import SyncPrefectClient, get_client
 
     from flows.fanout import FLOW_NAME
 
-    with get_client(sync_client=True) as client:
+    with (SyncPrefectClient(api_url) if api_url else get_client(sync_client=True)) as client:
         ids = fanout_deployment_ids(client, FLOW_NAME, deployments)
         if not ids:
             raise NoFanoutDeployment(

@@ -36,9 +36,14 @@ def run(
     count: Annotated[Optional[int], typer.Option(help="Generate item-1 .. item-N.")] = None,
     item: Annotated[Optional[list[str]], typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
     instance_id: Annotated[Optional[str], typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    tolerated_failure_count: Annotated[int, typer.Option(help="Failed items tolerated (null in their slots).")] = 0,
+    tolerated_failure_percentage: Annotated[float, typer.Option(help="Failed items tolerated, in % of all.")] = 0,
 ) -> None:
     """Run the flow here (embedded Prefect) and print its ordered output as JSON."""
-    request = _checked_request(count=count, items=item, instance_id=instance_id)
+    request = _checked_request(
+        count=count, items=item, instance_id=instance_id,
+        tolerated_failure_count=tolerated_failure_count, tolerated_failure_percentage=tolerated_failure_percentage,
+    )
     _prepare_embedded_prefect()
     from flows.fanout import fan_out_fan_in
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployments.automations import apply_fanout_automations, worker_environment
 from deployments.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
+from flows.settings import FanoutSettings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK_POOL = "fanout"
@@ -107,10 +109,17 @@ class LocalStack:
         return self.server
 
     def deploy(self) -> None:
-        """Create the `process` work pool (if missing) and register every deployment in prefect.yaml."""
+        """Create the `process` work pool (if missing), register every deployment in prefect.yaml,
+        and apply the automations that resume crashed runs (deployments/automations.py)."""
         env = self.client_env()
         self._prefect("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite", env=env)
         self._prefect("deploy", "--all", "--no-prompt", env=env)
+        apply_fanout_automations(self.settings(), api_url=self.api_url)
+
+    def settings(self) -> FanoutSettings:
+        """The fanout settings the stack's environment describes (crash detection, retries)."""
+        fields = {name[len("FANOUT_"):].lower(): value for name, value in self.env.items() if name.startswith("FANOUT_")}
+        return get_settings(**{name: value for name, value in fields.items() if name in FanoutSettings.model_fields})
 
     def _prefect(self, *args: str, env: Mapping[str, str]) -> None:
         done = subprocess.run(
@@ -124,6 +133,7 @@ class LocalStack:
         port = free_port()
         name = name or f"worker-{len(self.workers) + 1}"
         worker_env = self.client_env(
+            **worker_environment(self.settings()),
             PREFECT_WORKER_QUERY_SECONDS=WORKER_POLL_SECONDS,
             PREFECT_WORKER_WEBSERVER_HOST=LOOPBACK,
             PREFECT_WORKER_WEBSERVER_PORT=str(port),

@@ -1,10 +1,17 @@
-"""One real stack (server, deployment, automations) for the fault suite; each test brings its own workers."""
+"""One real local stack (server, prefect.yaml deployment, crash-resume automations, webhook) for the
+fault suite; each test brings its own workers and workspace.
+
+`fault_database_url` is None (SQLite); override it, or set FANOUT_FAULTS_DATABASE_URL, to run the
+same scenarios on PostgreSQL.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.faults.scenarios import Workspace
@@ -15,17 +22,29 @@ CRASH_SETTINGS = {"FANOUT_HEARTBEAT_SECONDS": "30", "FANOUT_CRASH_AFTER_SECONDS"
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
-    """A Prefect server with the fanout deployment and its crash-resume automations."""
-    with fault_stack(tmp_path_factory.mktemp("fault-stack"), CRASH_SETTINGS) as started:
+def fault_database_url() -> str | None:
+    """The Prefect server's database: SQLite unless FANOUT_FAULTS_DATABASE_URL is set."""
+    return os.environ.get("FANOUT_FAULTS_DATABASE_URL") or None
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, fault_database_url: str | None) -> Iterator[FaultStack]:
+    """The stack with automations shaped by CRASH_SETTINGS; always stopped at the end."""
+    with fault_stack(tmp_path_factory.mktemp("fault-stack"), CRASH_SETTINGS, fault_database_url) as started:
         yield started
 
 
 @pytest.fixture
 def workspace(stack: FaultStack, tmp_path: Path) -> Iterator[Workspace]:
     """This test's execution log and result storage; its workers and unfinished runs end with it."""
-    started = len(stack.workers)
     yield Workspace(tmp_path / "fault")
+    stack.stop_workers()
     stack.cancel_unfinished()
-    for worker in stack.workers[started:]:
-        worker.stop(grace=5)
+
+
+@pytest.fixture
+def webhook(stack: FaultStack) -> Iterator[httpx.Client]:
+    """An HTTP client for the stack's webhook starter, with its bearer token."""
+    local = stack.local
+    with httpx.Client(base_url=local.webhook_url, headers={"Authorization": f"Bearer {local.token}"}, timeout=30) as client:
+        yield client

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
+import httpx
 import pytest
-from prefect.client.orchestration import PrefectClient
 
-from deployments.runs import PrefectRuns, record
+from tests.e2e.conftest import poll_until_finished
 from tests.faults.scenarios import Workspace, start_worker, wait_until
 from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
-
-FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
-
 
 def test_server_restart_mid_run_still_completes(stack: FaultStack, workspace: Workspace) -> None:
     """Stop the server at a quarter of the items and start it again on the same database: the run Completes."""
@@ -28,19 +24,15 @@ def test_server_restart_mid_run_still_completes(stack: FaultStack, workspace: Wo
     assert stack.result(run_id) == [f"Processed item-{i}" for i in range(1, 121)]
 
 
-def test_no_item_starts_after_the_run_is_terminated(stack: FaultStack, workspace: Workspace) -> None:
-    """Terminate (the status API's cancel) while items run: after Cancelled, no item starts."""
+def test_no_item_starts_after_the_run_is_terminated(stack: FaultStack, workspace: Workspace, webhook: httpx.Client) -> None:
+    """Terminate through the webhook while items run: once the run is Terminated, no item starts."""
     start_worker(stack, workspace, FANOUT_TEST_SLEEP="0.5", FANOUT_MAX_PARALLEL="2")
-    run_id = stack.start_run({"count": 80, "instance_id": "terminated"})
+    links = webhook.post("/api/start-fanout", json={"count": 80, "instance_id": "terminated"}).json()
     wait_until(lambda: len(workspace.checkpointed("terminated")) >= 6, 180, "some items finishing")
-
-    async def terminate() -> None:
-        async with PrefectClient(stack.server.api_url) as client:
-            await PrefectRuns(client, "fan-out-fan-in/faults", None).terminate(record(await client.read_flow_run(run_id)))
-    asyncio.run(terminate())
-    run = stack.wait_for(run_id, FINISHED, timeout=120, poll=0.5)
-    assert run.state.type.value == "CANCELLED", stack.history(run_id)
-    cancelled_at = run.state.timestamp.timestamp()
+    assert webhook.post(links["terminatePostUri"]).status_code in (200, 202)
+    done = poll_until_finished(webhook, links["statusQueryGetUri"], timeout=120)
+    terminated_at = time.time()
+    assert done.json()["runtimeStatus"] == "Terminated", done.text
     time.sleep(10)
-    assert workspace.started_after(cancelled_at) == []
+    assert workspace.started_after(terminated_at) == []
     assert sum(workspace.executed().values()) < 80

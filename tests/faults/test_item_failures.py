@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
+import httpx
 import pytest
-from prefect.client.orchestration import PrefectClient
 
-from deployments.runs import PrefectRuns, record
+from tests.e2e.conftest import poll_until_finished
 from tests.faults.scenarios import Workspace, start_worker
 from tests.support.fault_stack import FaultStack
 from tests.support.processors import is_flaky
@@ -16,15 +14,6 @@ pytestmark = pytest.mark.faults
 
 BROKEN = ["item-4", "item-9", "item-17"]
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
-
-
-def restart_like_the_webhook(stack: FaultStack, run_id: object) -> None:
-    """The status API's restart: the same flow run back to AwaitingRetry (Prefect's Retry)."""
-    async def restart() -> None:
-        async with PrefectClient(stack.server.api_url) as client:
-            runs = PrefectRuns(client, "fan-out-fan-in/faults", None)
-            await runs.restart(record(await client.read_flow_run(run_id)))
-    asyncio.run(restart())
 
 
 def test_transient_first_attempt_failures_complete_with_attempts_per_item(stack: FaultStack, workspace: Workspace) -> None:
@@ -51,21 +40,23 @@ def test_permanent_failures_fail_the_run_naming_exactly_them(stack: FaultStack, 
     assert [r.item for r in stack.item_report(run_id) if r.status == "failed"] == BROKEN
 
 
-def test_tolerated_failures_complete_with_nulls_then_restart_runs_exactly_them(stack: FaultStack, workspace: Workspace) -> None:
-    """Threshold 3: Completed with three nulls; after fixing the processor a restart executes exactly those three."""
+def test_tolerated_failures_complete_with_nulls_then_restart_runs_exactly_them(
+    stack: FaultStack, workspace: Workspace, webhook: httpx.Client
+) -> None:
+    """Threshold 3 through the webhook: Completed with three nulls; after a fix, restart executes exactly those three."""
     worker = start_worker(stack, workspace, FANOUT_TEST_FAIL=",".join(BROKEN))
-    run_id = stack.start_run({"count": 20, "tolerated_failure_count": 3})
-    run = stack.wait_for(run_id, FINISHED, timeout=240)
-    assert run.state.type.value == "COMPLETED", stack.history(run_id)
-    output = stack.result(run_id)
+    started = webhook.post("/api/start-fanout", json={"count": 20, "tolerated_failure_count": 3, "instance_id": "redrive"})
+    assert started.status_code == 202, started.text
+    links = started.json()
+    done = poll_until_finished(webhook, links["statusQueryGetUri"], timeout=240)
+    assert done.json()["runtimeStatus"] == "Completed", done.text
+    output = done.json()["output"]
     assert [f"item-{i + 1}" for i, value in enumerate(output) if value is None] == BROKEN
 
-    worker.stop(grace=5)
+    stack.local.stop_worker(worker)
     workspace.clear_executions()
     start_worker(stack, workspace)
-    restart_like_the_webhook(stack, run_id)
-    run = stack.wait_for(run_id, FINISHED, timeout=240)
-    assert run.state.type.value == "COMPLETED" and run.run_count == 2, stack.history(run_id)
-    assert stack.result(run_id) == [f"Processed item-{i}" for i in range(1, 21)]
+    assert webhook.post(links["restartPostUri"]).status_code in (200, 202)
+    done = poll_until_finished(webhook, links["statusQueryGetUri"], timeout=240)
+    assert done.json()["output"] == [f"Processed item-{i}" for i in range(1, 21)], done.text
     assert sorted(workspace.executed()) == sorted(BROKEN) and set(workspace.executed().values()) == {1}
-

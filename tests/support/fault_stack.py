@@ -1,35 +1,32 @@
-"""A real local fanout stack for fault tests and the fault benchmark: Prefect server, process
-work pool, the `fan-out-fan-in` deployment, the crash-resume automations and workers that can be killed.
+"""The local stack (deployments/stack.py: server, prefect.yaml deployment, crash-resume automations,
+webhook) with the moves fault tests and the fault benchmark make: kill a worker together with its
+flow-run processes, restart the server, start and watch runs.
 
 Everything runs on 127.0.0.1 on free ports and is stopped by `fault_stack()` whatever happens.
-The deployment is registered from this checkout (`flow.from_source`), so it needs no prefect.yaml.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from deployments.automations import apply_automations, worker_environment
-from deployments.processes import Child, PrefectServer, spawn
-from flows.settings import FanoutSettings, get_settings
+from deployments.processes import Child
+from deployments.stack import DEPLOYMENT, LocalStack
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-POOL = "fanout-faults"
-DEPLOYMENT = "faults"
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (read from /proc), deepest last."""
+    """Every live process below `pid` (read from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -48,42 +45,54 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _sigkill(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 @dataclass
 class FaultStack:
-    """The running stack: one server, one deployment, any number of workers over time."""
+    """A running `LocalStack` and the fault moves on it."""
 
-    server: PrefectServer
-    folder: Path
-    env: dict[str, str]
-    deployment_id: UUID | None = None
-    workers: list[Child] = field(default_factory=list)
+    local: LocalStack
+    deployment_id: UUID
+
+    @property
+    def api_url(self) -> str:
+        return self.local.api_url
 
     def client(self) -> Any:
-        """A sync Prefect client for this server."""
+        """A sync Prefect client for this stack's server."""
         from prefect.client.orchestration import SyncPrefectClient
 
-        return SyncPrefectClient(self.server.api_url)
+        return SyncPrefectClient(self.api_url)
 
-    def start_worker(self, extra_env: Mapping[str, str] | None = None) -> Child:
-        """A `prefect worker start` on the pool, with heartbeats, the stack's and `extra_env`'s variables."""
-        name = f"worker-{len(self.workers) + 1}"
-        argv = [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", POOL,
-                "--name", name, "--type", "process"]
-        worker = spawn(name, argv, {**self.env, **(extra_env or {})}, self.folder / "logs", cwd=REPO_ROOT)
-        self.workers.append(worker)
-        return worker
+    def start_worker(self, env: Mapping[str, str] | None = None) -> Child:
+        """A worker whose flow runs see `env` (FANOUT_* settings of the scenario)."""
+        return self.local.start_worker(env=env)
 
     def kill_worker_and_runs(self, worker: Child) -> list[int]:
         """SIGKILL a worker and every flow-run process it started (they run in their own sessions)."""
         victims = descendants(worker.process.pid)
         for pid in victims:
-            for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-                try:
-                    kill()
-                except (ProcessLookupError, PermissionError):
-                    pass
-        worker.kill()
+            _sigkill(pid)
+        self.local.stop_worker(worker, kill=True)
         return victims
+
+    def stop_workers(self) -> None:
+        for worker in list(self.local.workers):
+            self.local.stop_worker(worker)
+
+    def restart_server(self) -> float:
+        """Stop the Prefect server and start it again on the same port and database; seconds it was down."""
+        assert self.local.server is not None
+        began = time.monotonic()
+        self.local.server.stop()
+        self.local.server.start()
+        return time.monotonic() - began
 
     def start_run(self, request: Mapping[str, Any]) -> UUID:
         """Create a flow run of the deployment with `request` as the flow's input."""
@@ -103,8 +112,8 @@ class FaultStack:
             if run.state is not None and run.state.type.value in states:
                 return run
             time.sleep(poll)
-        raise TimeoutError(f"run {run_id} not in {states} after {timeout:.0f}s: {self.history(run_id)}\n"
-                           + "\n".join(worker.log_tail(15) for worker in self.workers))
+        logs = "\n".join(worker.log_tail(15) for worker in self.local.workers)
+        raise TimeoutError(f"run {run_id} not in {states} after {timeout:.0f}s: {self.history(run_id)}\n{logs}")
 
     def history(self, run_id: UUID) -> list[str]:
         """The run's state names in order, with messages, for failure messages."""
@@ -113,19 +122,23 @@ class FaultStack:
         return [f"{state.name}: {state.message or ''}"[:160] for state in states]
 
     def result(self, run_id: UUID) -> Any:
-        """The output a finished run returned."""
-        from prefect.states import State
+        """The output a finished run returned (read from its persisted result)."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        state: State[Any] = self.read_run(run_id).state
-        with _api(self.server.api_url):
+        state = self.read_run(run_id).state
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
             return state.result(raise_on_failure=False)
 
-    def restart_server(self) -> float:
-        """Stop the Prefect server and start it again on the same port and database; seconds it was down."""
-        began = time.monotonic()
-        self.server.stop()
-        self.server.start()
-        return time.monotonic() - began
+    def item_report(self, run_id: UUID) -> list[Any]:
+        """The item report (failed and retried items) the run published, read over the API."""
+        from prefect.client.orchestration import PrefectClient
+
+        from flows.failures import read_item_report
+
+        async def read() -> list[Any]:
+            async with PrefectClient(self.api_url) as client:
+                return await read_item_report(client, run_id)
+        return asyncio.run(read())
 
     def cancel_unfinished(self) -> None:
         """Force every unfinished run of the deployment to Cancelled, so no later worker picks it up."""
@@ -133,84 +146,35 @@ class FaultStack:
         from prefect.states import Cancelled
 
         with self.client() as client:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])))
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])))
             for run in runs:
                 if run.state is not None and run.state.type.value not in FINAL_STATES:
                     client.set_flow_run_state(run.id, Cancelled(message="fault test cleanup"), force=True)
 
-    def item_report(self, run_id: UUID) -> list[Any]:
-        """The item report (failed and retried items) the run published, read over the API."""
-        import asyncio
 
-        from prefect.client.orchestration import PrefectClient
-
-        from flows.failures import read_item_report
-
-        async def read() -> list[Any]:
-            async with PrefectClient(self.server.api_url) as client:
-                return await read_item_report(client, run_id)
-        return asyncio.run(read())
-
-    def stop_workers(self) -> None:
-        for worker in self.workers:
-            worker.stop(grace=5)
-
-    def stop(self) -> None:
-        self.stop_workers()
+def settings_env(crash_env: Mapping[str, str]) -> dict[str, str]:
+    """The stack's environment: this one without FANOUT_* overrides, plus the crash-detection settings."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
+    return {**env, "PYTHONPATH": str(REPO_ROOT), **crash_env}
 
 
 @contextmanager
-def _api(api_url: str) -> Iterator[None]:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        yield
-
-
-def settings_from(env: Mapping[str, str]) -> FanoutSettings:
-    """The fanout settings the given FANOUT_* variables describe."""
-    fields = {key[len("FANOUT_"):].lower(): value for key, value in env.items() if key.startswith("FANOUT_")}
-    return get_settings(**{name: value for name, value in fields.items() if name in FanoutSettings.model_fields})
-
-
-def register(stack: FaultStack) -> UUID:
-    """Create the process pool and the deployment of this checkout's flow, then the automations."""
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    from flows.fanout import fan_out_fan_in
-
-    with stack.client() as client:
-        try:
-            client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
-        except ObjectAlreadyExists:
-            pass
-    with _api(stack.server.api_url):
-        deployment_id = fan_out_fan_in.from_source(
-            source=str(REPO_ROOT), entrypoint="flows/fanout.py:fan_out_fan_in",
-        ).deploy(name=DEPLOYMENT, work_pool_name=POOL, print_next_steps=False, ignore_warnings=True)
-    stack.deployment_id = UUID(str(deployment_id))
-    with stack.client() as client:
-        apply_automations(client, [stack.deployment_id], settings_from(stack.env))
-    return stack.deployment_id
+def fault_stack(folder: Path, crash_env: Mapping[str, str], database_url: str | None = None) -> Iterator[FaultStack]:
+    """Server, prefect.yaml deployment, automations (shaped by `crash_env`) and webhook; all stopped on exit."""
+    local = LocalStack(home=folder, database_url=database_url, env=settings_env(crash_env))
+    try:
+        local.start_server()
+        local.deploy()
+        local.start_webhook()
+        with local_client(local) as client:
+            deployment_id = UUID(str(client.read_deployment_by_name(DEPLOYMENT).id))
+        yield FaultStack(local=local, deployment_id=deployment_id)
+    finally:
+        local.stop()
 
 
-@contextmanager
-def fault_stack(folder: Path, fanout_env: Mapping[str, str], server_env: Mapping[str, str] | None = None) -> Iterator[FaultStack]:
-    """A started server with the deployment and automations registered; every process stopped on exit.
+def local_client(local: LocalStack) -> Any:
+    from prefect.client.orchestration import SyncPrefectClient
 
-    `fanout_env` (FANOUT_* variables) reaches the workers and so the flow runs; the crash-resume
-    settings in it also shape the automations.
-    """
-    with ExitStack() as cleanup:
-        server = PrefectServer(home=folder / "prefect-home", extra_env=dict(server_env or {}))
-        cleanup.callback(server.stop)
-        server.start()
-        settings_env = {key: value for key, value in fanout_env.items() if key.startswith("FANOUT_")}
-        env = {**server.client_env(), "PYTHONPATH": str(REPO_ROOT), "PREFECT_WORKER_QUERY_SECONDS": "2",
-               "PREFECT_WORKER_PREFETCH_SECONDS": "5", **settings_env}
-        env.update(worker_environment(settings_from(env)))
-        stack = FaultStack(server=server, folder=folder, env=env)
-        cleanup.callback(stack.stop)
-        register(stack)
-        yield stack
+    return SyncPrefectClient(local.api_url)

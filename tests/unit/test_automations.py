@@ -50,17 +50,18 @@ def test_crashed_runs_are_retried_as_the_same_run_up_to_the_cap() -> None:
 
 
 def test_zero_retries_disables_the_retry_automation() -> None:
-    """With max_auto_retries=0 nothing is retried and crashed runs are failed."""
+    """With max_auto_retries=0 nothing is retried and a first crash fails the run."""
     automations = by_name(max_auto_retries=0)
     assert not automations[RETRY].enabled and retry_run_counts(get_settings(max_auto_retries=0)) == []
-    assert automations[GIVE_UP].enabled
+    assert automations[GIVE_UP].enabled and automations[GIVE_UP].trigger.match["prefect.run-count"] == ["1"]
 
 
-def test_crashed_runs_not_retried_become_failed_with_a_message() -> None:
-    """Give-up fails a run that stayed Crashed, saying how many retries it had."""
+def test_a_crash_after_the_last_retry_fails_the_run_with_a_message() -> None:
+    """Give-up reacts to a crash at run count max_auto_retries + 1, saying how many retries it had."""
     give_up = by_name(max_auto_retries=3)[GIVE_UP]
+    assert give_up.trigger.posture == "Reactive" and give_up.trigger.expect == {"prefect.flow-run.Crashed"}
+    assert give_up.trigger.match["prefect.run-count"] == ["4"]
     assert give_up.actions[0].state == "FAILED" and "3 automatic retries" in give_up.actions[0].message
-    assert give_up.trigger.within > by_name()[RETRY].trigger.within
 
 
 def test_no_deployment_is_refused() -> None:
