@@ -39,6 +39,14 @@ class Workspace:
                 "FANOUT_RESULT_STORAGE": str(self.results), "FANOUT_RETRY_DELAY_SECONDS": "0",
                 **self.extra_env, **overrides}
 
+    def keys_seen(self) -> dict[str, set[str]]:
+        """The idempotency keys each item's executions saw (`<instance>/<item>`)."""
+        seen: dict[str, set[str]] = {}
+        for path in self.executions.iterdir():
+            if path.name != "crashed" and ".done." not in path.name:
+                seen.setdefault(path.name.split(".")[0], set()).add(path.read_text().split(" ")[0])
+        return seen
+
     def executed(self) -> Counter[str]:
         """How many times each item started."""
         return Counter(path.name.split(".")[0] for path in self.executions.iterdir()
@@ -85,6 +93,7 @@ class KillNineResult:
     count: int
     finished_before_kill: set[str]
     executions: Counter[str]
+    keys_seen: dict[str, set[str]]
     kill_to_resume: float
     kill_to_complete: float
     history: list[str]
@@ -115,6 +124,6 @@ def kill_nine_at_half(stack: FaultStack, workspace: Workspace, count: int = 200,
     return KillNineResult(
         run_id=run_id, state=run.state.type.value, run_count=run.run_count, output=stack.result(run_id),
         count=count, finished_before_kill={item for item in items if item_digest(item) in digests},
-        executions=workspace.executed(), kill_to_resume=resumed_at - killed_at,
+        executions=workspace.executed(), keys_seen=workspace.keys_seen(), kill_to_resume=resumed_at - killed_at,
         kill_to_complete=ended_at - killed_at, history=stack.history(run_id),
     )

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from tests.faults.scenarios import Workspace, kill_nine_at_half, start_worker
+from tests.faults.scenarios import KillNineResult, Workspace, kill_nine_at_half, start_worker
 from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 
 
-def test_kill_nine_of_worker_and_run_completes_on_its_own(stack: FaultStack, workspace: Workspace) -> None:
+@pytest.fixture(scope="module")
+def kill_nine(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KillNineResult]:
+    """One kill -9 at half of 200 slow items (about two minutes: the heartbeat window is 60 s)."""
+    try:
+        yield kill_nine_at_half(stack, Workspace(tmp_path_factory.mktemp("kill-nine")), count=200)
+    finally:
+        stack.stop_workers()
+        stack.cancel_unfinished()
+
+
+def test_kill_nine_of_worker_and_run_completes_on_its_own(kill_nine: KillNineResult) -> None:
     """SIGKILL at half of 200 items, fresh worker: Completed, finished items ran once, output as uninterrupted."""
-    result = kill_nine_at_half(stack, workspace, count=200)
+    result = kill_nine
     assert result.state == "COMPLETED", result.history
     assert result.output == [f"Processed item-{i}" for i in range(1, 201)]
     assert result.run_count >= 2, "the same flow run was retried"
@@ -22,14 +34,9 @@ def test_kill_nine_of_worker_and_run_completes_on_its_own(stack: FaultStack, wor
     assert not set(result.reexecuted) & result.finished_before_kill and len(result.reexecuted) <= 4
 
 
-def test_idempotency_key_is_stable_across_a_crash(stack: FaultStack, workspace: Workspace) -> None:
-    """An item running when its process died sees the same key, `<instance>/<item>`, when it runs again."""
-    start_worker(stack, workspace, FANOUT_TEST_CRASH_AT="item-3", FANOUT_MAX_PARALLEL="1")
-    run_id = stack.start_run({"count": 4, "instance_id": "crash-keys"})
-    run = stack.wait_for(run_id, {"COMPLETED", "FAILED"}, timeout=240)
-    assert run.state.type.value == "COMPLETED", stack.history(run_id)
-    keys = sorted(path.read_text() for path in workspace.executions.glob("item-3.*"))
-    assert [key.split()[0] for key in keys] == ["crash-keys/item-3", "crash-keys/item-3"]
+def test_idempotency_keys_are_stable_across_the_crash(kill_nine: KillNineResult) -> None:
+    """Before and after the kill, every execution of an item saw `<instance>/<item>` (instance = the run id)."""
+    assert kill_nine.keys_seen == {f"item-{i}": {f"{kill_nine.run_id}/item-{i}"} for i in range(1, 201)}
 
 
 def test_a_run_that_keeps_crashing_fails_after_the_retry_cap(stack: FaultStack, workspace: Workspace) -> None:

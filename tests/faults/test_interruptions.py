@@ -15,13 +15,13 @@ pytestmark = pytest.mark.faults
 
 def test_server_restart_mid_run_still_completes(stack: FaultStack, workspace: Workspace) -> None:
     """Stop the server at a quarter of the items and start it again on the same database: the run Completes."""
-    start_worker(stack, workspace, FANOUT_TEST_SLEEP="1", FANOUT_MAX_PARALLEL="4")
-    run_id = stack.start_run({"count": 120, "instance_id": "server-restart"})
-    wait_until(lambda: len(workspace.checkpointed("server-restart")) >= 30, 180, "a quarter of the items")
+    start_worker(stack, workspace, FANOUT_TEST_SLEEP="0.5", FANOUT_MAX_PARALLEL="4")
+    run_id = stack.start_run({"count": 80, "instance_id": "server-restart"})
+    wait_until(lambda: len(workspace.checkpointed("server-restart")) >= 20, 180, "a quarter of the items")
     stack.restart_server()
     run = stack.wait_for(run_id, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=420)
     assert run.state.type.value == "COMPLETED", stack.history(run_id)
-    assert stack.result(run_id) == [f"Processed item-{i}" for i in range(1, 121)]
+    assert stack.result(run_id) == [f"Processed item-{i}" for i in range(1, 81)]
 
 
 def test_no_item_starts_after_the_run_is_terminated(stack: FaultStack, workspace: Workspace, webhook: httpx.Client) -> None:
