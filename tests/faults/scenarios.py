@@ -43,19 +43,19 @@ class Workspace:
         """The idempotency keys each item's executions saw (`<instance>/<item>`)."""
         seen: dict[str, set[str]] = {}
         for path in self.executions.iterdir():
-            if path.name != "crashed" and ".done." not in path.name:
+            if path.name != "crashed":
                 seen.setdefault(path.name.split(".")[0], set()).add(path.read_text().split(" ")[0])
         return seen
 
     def executed(self) -> Counter[str]:
         """How many times each item started."""
         return Counter(path.name.split(".")[0] for path in self.executions.iterdir()
-                       if path.name != "crashed" and ".done." not in path.name)
+                       if path.name != "crashed")
 
     def started_after(self, moment: float) -> list[Path]:
         """Execution files created after the wall-clock `moment`, oldest first."""
         files = [path for path in self.executions.iterdir()
-                 if path.name != "crashed" and ".done." not in path.name and path.stat().st_mtime > moment]
+                 if path.name != "crashed" and path.stat().st_mtime > moment]
         return sorted(files, key=lambda path: path.stat().st_mtime)
 
     def checkpointed(self, instance_id: str) -> set[str]:
