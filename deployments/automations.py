@@ -199,9 +199,11 @@ class NoFanoutDeployment(LookupError):
 
 
 def apply_fanout_automations(
-    settings: FanoutSettings, deployments: Iterable[str] = (), api_url: str | None = None
+    settings: FanoutSettings, deployments: Iterable[str] = (), api_url: str | None = None,
+    auth_string: str | None = None,
 ) -> list[Applied]:
-    """Apply the automations for fanout's deployments on `api_url` (else where `PREFECT_API_URL` points).
+    """Apply the automations for fanout's deployments on `api_url` (else where `PREFECT_API_URL` points;
+    `auth_string` for a server started with `PREFECT_SERVER_API_AUTH_STRING`).
 
     `fanout up` (deployments/stack.py) and `fanout automations apply` both call this after deploying.
     """
@@ -209,7 +211,8 @@ def apply_fanout_automations(
 
     from flows.fanout import FLOW_NAME
 
-    with (SyncPrefectClient(api_url) if api_url else get_client(sync_client=True)) as client:
+    client_for = SyncPrefectClient(api_url, auth_string=auth_string) if api_url else get_client(sync_client=True)
+    with client_for as client:
         ids = fanout_deployment_ids(client, FLOW_NAME, deployments)
         if not ids:
             raise NoFanoutDeployment(

@@ -114,7 +114,7 @@ class LocalStack:
         env = self.client_env()
         self._prefect("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite", env=env)
         self._prefect("deploy", "--all", "--no-prompt", env=env)
-        apply_fanout_automations(self.settings(), api_url=self.api_url)
+        apply_fanout_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
 
     def settings(self) -> FanoutSettings:
         """The fanout settings the stack's environment describes (crash detection, retries)."""
