@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit bench clean
+.PHONY: run test test-unit test-postgres bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/fanout run
@@ -14,6 +14,11 @@ test: $(VENV)/.installed-test
 
 test-unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit
+
+# The end-to-end scenarios again with the Prefect server on a private PostgreSQL cluster (the production backend).
+POSTGRES_SCENARIOS ?= tests/e2e/test_webhook_e2e.py::test_seed_scenario_post_202_then_poll_to_200_with_five_results
+test-postgres: $(VENV)/.installed-test
+	FANOUT_E2E_DATABASE=postgres $(BIN)/python -m pytest $(POSTGRES_SCENARIOS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.foundation

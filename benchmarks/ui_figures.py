@@ -2,10 +2,10 @@
 
     .venv/bin/python -m benchmarks.ui_figures [--repeats 5] [--items 10000]
 
-1. For each database, the local stack (Prefect server, deployment, one process
-   worker, webhook; deployments/stack.py) is started; after one warm-up run, the
-   seed scenario (5 items) is POSTed `--repeats` times, one after another, and
-   its status URL polled every 50 ms (not the advised Retry-After, which would
+1. One local stack (Prefect server, deployment, one process worker, webhook;
+   deployments/stack.py) per database, both up at once; after a warm-up run on
+   each, the seed scenario (5 items) is POSTed `--repeats` times to each in turns,
+   and its status URL polled every 50 ms (not the advised Retry-After, which would
    round every figure up to a second) until it answers 200. Printed side by side.
 2. A run of `--items` items (trivial processor, 1% failing) against a SQLite
    server, then the stored size of its artifacts: the item table past the
@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -58,16 +57,28 @@ def post_to_200(client: httpx.Client, instance: str) -> float:
         time.sleep(0.05)
 
 
-def seed_times(database_url: str | None, repeats: int, home: Path) -> list[float]:
-    """POST -> 200 times of the seed scenario on a local stack with this database."""
-    stack = LocalStack(home=home, database_url=database_url, env=_clean_env(), token=TOKEN)
+def seed_times(database_urls: dict[str, str | None], repeats: int, root: Path) -> dict[str, list[float]]:
+    """POST -> 200 times of the seed scenario, one local stack per database, all up at once and
+    measured in turns (SQLite, PostgreSQL, SQLite, ...) so that load from elsewhere hits both alike."""
+    stacks = {name: LocalStack(home=root / name, database_url=url, env=_clean_env(), token=TOKEN)
+              for name, url in database_urls.items()}
+    times: dict[str, list[float]] = {name: [] for name in stacks}
+    clients: dict[str, httpx.Client] = {}
     try:
-        stack.start()
-        with httpx.Client(base_url=stack.webhook_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
-            post_to_200(client, "warm-up")
-            return [post_to_200(client, f"seed-{index}-{time.time_ns()}") for index in range(repeats)]
+        for name, stack in stacks.items():
+            stack.start()
+            clients[name] = httpx.Client(base_url=stack.webhook_url, headers={"Authorization": f"Bearer {TOKEN}"},
+                                         timeout=30)
+            post_to_200(clients[name], "warm-up")
+        for index in range(repeats):
+            for name, client in clients.items():
+                times[name].append(post_to_200(client, f"seed-{index}-{time.time_ns()}"))
+        return times
     finally:
-        stack.stop()
+        for client in clients.values():
+            client.close()
+        for stack in stacks.values():
+            stack.stop()
 
 
 def artifact_bytes(api_url: str, key: str) -> int:
@@ -108,9 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fanout-bench-") as scratch:
         root = Path(scratch)
-        times: dict[str, Any] = {"SQLite": seed_times(None, args.repeats, root / "sqlite")}
         with private_postgres() as cluster:
-            times["PostgreSQL"] = seed_times(cluster.database_url(), args.repeats, root / "postgres")
+            times = seed_times({"SQLite": None, "PostgreSQL": cluster.database_url()}, args.repeats, root)
         print(f"\nseed scenario, POST /api/start-fanout -> status 200, {args.repeats} sequential runs after a warm-up (s)")
         for name, values in times.items():
             print(f"  {name:<11} {summary(values)}   runs: {', '.join(f'{v:.3f}' for v in values)}")

@@ -66,13 +66,32 @@ def up(
     database_url: Annotated[
         Optional[str], typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
     ] = None,
+    database: Annotated[
+        str, typer.Option(help="sqlite (in HOME), or postgres: a local PostgreSQL cluster in HOME/postgres.")
+    ] = "sqlite",
+    auth: Annotated[
+        bool, typer.Option("--auth/--no-auth", help="Refuse anonymous Prefect API calls (PREFECT_SERVER_API_AUTH_STRING).")
+    ] = False,
 ) -> None:
     """Start the local stack on 127.0.0.1: Prefect server, work pool and deployments, a worker, the webhook."""
+    from deployments.postgres import PostgresNotAvailable
+    from deployments.production import DATABASES, ensure_auth_string, stack_database
     from deployments.stack import run_up
 
     settings = _checked_settings()
+    if database not in DATABASES or (database == "postgres" and database_url):
+        typer.echo(f"fanout: bad input: --database is one of {', '.join(DATABASES)}, and not postgres with "
+                   "--database-url", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
     port = settings.webhook_port if webhook_port is None else webhook_port
-    raise typer.Exit(run_up(home, prefect_port, port, database_url, say=typer.echo))
+    credentials = ensure_auth_string(home.resolve()) if auth else None
+    try:
+        with stack_database(home, database, database_url) as url:
+            code = run_up(home, prefect_port, port, url, say=typer.echo, auth=credentials)
+    except PostgresNotAvailable as error:
+        typer.echo(f"fanout: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -109,13 +109,33 @@ class LocalPostgres:
                   f"--pwfile={self.password_file}", "--encoding=UTF8", "--no-instructions")
 
     def start(self) -> LocalPostgres:
-        """Initialise if needed, start the server on loopback only and create the database."""
+        """Initialise if needed, start the server on loopback only and create the database.
+
+        A server still running on this folder (its owner was killed, say) is reused on its port.
+        """
         self.initialise()
-        options = f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories='' -c max_connections=200"
-        self._run("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options, "-w", "-t", "60")
+        running = self.running_port()
+        if running is not None:
+            self.port = running
+        else:
+            options = f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories='' -c max_connections=200"
+            self._run("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options,
+                      "-w", "-t", "60")
         if not self._database_exists():
             self._run("createdb", "-h", LOOPBACK, "-p", str(self.port), "-U", ROLE, DATABASE)
         return self
+
+    def running_port(self) -> int | None:
+        """The port of a server already running on this cluster's folder, if any."""
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return None
+        status = subprocess.run(_as_service_user([str(binary_dir() / "pg_ctl"), "status", "-D", str(self.data_dir)]),
+                                capture_output=True, text=True, timeout=30)
+        if status.returncode != 0:
+            return None
+        lines = pid_file.read_text().splitlines()
+        return int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
 
     def _database_exists(self) -> bool:
         command = _as_service_user([str(binary_dir() / "psql"), "-h", LOOPBACK, "-p", str(self.port), "-U", ROLE,

@@ -210,15 +210,21 @@ def port_or_free(port: int) -> int:
     return free_port()
 
 
-def run_up(home: Path, prefect_port: int, webhook_port: int, database_url: str | None, say: Any = print) -> int:
-    """`fanout up`: start the stack, print where everything is, and keep it up until Ctrl-C or SIGTERM."""
+def run_up(
+    home: Path, prefect_port: int, webhook_port: int, database_url: str | None, say: Any = print,
+    auth: tuple[str, str] | None = None,
+) -> int:
+    """`fanout up`: start the stack, print where everything is, and keep it up until Ctrl-C or SIGTERM.
+
+    `auth` is the Prefect API auth string and where clients find it (deployments/production.py).
+    """
     import signal
     import time
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     home = home.resolve()
     stack = LocalStack(home=home, database_url=database_url, prefect_port=port_or_free(prefect_port),
-                       webhook_port=port_or_free(webhook_port))
+                       webhook_port=port_or_free(webhook_port), auth_string=auth[0] if auth else None)
     token_source = ensure_token(home)[1]
     try:
         say(f"starting Prefect server, deployment, worker and webhook (logs in {home / 'logs'}) ...")
@@ -228,6 +234,10 @@ def run_up(home: Path, prefect_port: int, webhook_port: int, database_url: str |
         say(f"Prefect API:  {stack.api_url}")
         say(f"Webhook:      {stack.webhook_url}/api/start-fanout")
         say(f"Token:        {token_source}")
+        if database_url:
+            say(f"Database:     {database_url.split('@')[-1]} (PostgreSQL)")
+        if auth:
+            say(f"Prefect auth: {auth[1]} (clients set PREFECT_API_AUTH_STRING to it)")
         say(f"Try:          fanout start --url {stack.webhook_url} --wait")
         say("Ctrl-C stops everything.")
         while True:

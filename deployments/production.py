@@ -1,0 +1,46 @@
+"""What `fanout up --database postgres --auth` adds to the local stack: a PostgreSQL database, a Prefect auth string.
+
+The database is a private PostgreSQL cluster in `<home>/postgres` (deployments/postgres.py),
+kept between runs of `fanout up` and stopped when it exits. The auth string is
+`PREFECT_SERVER_API_AUTH_STRING` if set, else generated once into `<home>/prefect-auth`
+(readable only by its owner); the stack hands it to the server, the worker and the webhook.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from deployments.postgres import running_postgres
+
+AUTH_FILE = "prefect-auth"
+DATABASES = ("sqlite", "postgres")
+
+
+def ensure_auth_string(home: Path, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
+    """The Prefect API auth string (`user:secret`) and where a client finds it."""
+    configured = environ.get("PREFECT_SERVER_API_AUTH_STRING")
+    if configured:
+        return configured, "the PREFECT_SERVER_API_AUTH_STRING environment variable"
+    path = home / AUTH_FILE
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"fanout:{secrets.token_urlsafe(24)}")
+        path.chmod(0o600)
+    return path.read_text().strip(), f"cat {path}"
+
+
+@contextmanager
+def stack_database(home: Path, database: str, database_url: str | None) -> Iterator[str | None]:
+    """The Prefect database URL for the stack: the given URL, SQLite (None), or a local PostgreSQL
+    in `<home>/postgres` that runs while the context is open."""
+    if database not in DATABASES:
+        raise ValueError(f"database must be one of {', '.join(DATABASES)}, got {database!r}")
+    if database == "sqlite" or database_url:
+        yield database_url
+        return
+    with running_postgres(home.resolve() / "postgres") as cluster:
+        yield cluster.database_url()

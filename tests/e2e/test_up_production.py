@@ -1,0 +1,88 @@
+"""`fanout up --database postgres --auth`: the local stack on PostgreSQL with a non-anonymous Prefect API."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.postgres import LocalPostgres
+from deployments.processes import Child, spawn
+from tests.e2e.conftest import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+FANOUT = str(Path(sys.executable).with_name("fanout"))
+
+
+@pytest.fixture(scope="module")
+def production_up() -> Iterator[tuple[Child, Path]]:
+    """One `fanout up --database postgres --auth` in a folder the `postgres` user can reach; the
+    SIGTERM test (last) stops it; whatever is left (the process, the cluster) is stopped at the end."""
+    root = Path(tempfile.mkdtemp(prefix="fanout-up-"))
+    root.chmod(0o755)
+    home = root / ".fanout"
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
+    env.update(FANOUT_RESULT_STORAGE=str(root / "results"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    argv = [FANOUT, "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0",
+            "--database", "postgres", "--auth"]
+    child = spawn("fanout-up", argv, env, root / "logs", cwd=root)
+    try:
+        wait_for(lambda: "Ctrl-C stops everything" in child.log_path.read_text() or child.process.poll() is not None,
+                 timeout=400, interval=1, what="fanout up to be ready")
+        assert child.process.poll() is None, child.log_tail()
+        yield child, home
+    finally:
+        child.kill()
+        LocalPostgres(folder=home / "postgres").stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def printed(child: Child, label: str) -> str:
+    match = re.search(rf"^{label}:\s+(\S+)", child.log_path.read_text(), re.M)
+    assert match, child.log_tail()
+    return match.group(1)
+
+
+def test_up_says_it_runs_on_postgres_with_auth(production_up: tuple[Child, Path]) -> None:
+    """The banner names the PostgreSQL database and where the auth string is."""
+    child, home = production_up
+    assert printed(child, "Database").endswith("/prefect")
+    assert printed(child, "Prefect auth") == "cat"
+    assert (home / "prefect-auth").stat().st_mode & 0o077 == 0
+
+
+def test_the_prefect_api_refuses_anonymous_calls(production_up: tuple[Child, Path]) -> None:
+    """Without the auth string the API answers 401, with it 200."""
+    child, home = production_up
+    api = printed(child, "Prefect API")
+    assert httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).status_code == 401
+    auth = httpx.BasicAuth(*(home / "prefect-auth").read_text().strip().split(":", 1))
+    assert httpx.post(f"{api}/flow_runs/filter", json={}, auth=auth, timeout=10).status_code == 200
+
+
+def test_start_wait_runs_the_seed_through_the_stack(production_up: tuple[Child, Path]) -> None:
+    """`fanout start --wait` goes webhook -> Prefect (auth) -> worker -> flow on PostgreSQL and prints the seed."""
+    _, home = production_up
+    done = subprocess.run([FANOUT, "start", "--home", str(home), "--wait", "--timeout", "240"], capture_output=True,
+                          text=True, timeout=300, cwd=home.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == [f"Processed item-{i}" for i in range(1, 6)]
+
+
+def test_sigterm_stops_the_stack_and_its_postgres(production_up: tuple[Child, Path]) -> None:
+    """SIGTERM ends `fanout up`, and the PostgreSQL cluster it started is stopped too."""
+    child, home = production_up
+    os.killpg(child.process.pid, signal.SIGTERM)
+    assert child.process.wait(timeout=120) == 0
+    assert LocalPostgres(folder=home / "postgres").running_port() is None
