@@ -16,7 +16,8 @@ test-unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit
 
 # The end-to-end scenarios again with the Prefect server on a private PostgreSQL cluster (the production backend).
-POSTGRES_SCENARIOS ?= tests/e2e/test_webhook_e2e.py::test_seed_scenario_post_202_then_poll_to_200_with_five_results
+POSTGRES_SCENARIOS ?= tests/e2e/test_webhook_e2e.py::test_seed_scenario_post_202_then_poll_to_200_with_five_results \
+	tests/faults/test_host_crash.py::test_kill_nine_of_worker_and_run_completes_on_its_own
 test-postgres: $(VENV)/.installed-test
 	FANOUT_E2E_DATABASE=postgres $(BIN)/python -m pytest $(POSTGRES_SCENARIOS)
 

@@ -1,8 +1,8 @@
 """One real local stack (server, prefect.yaml deployment, crash-resume automations, webhook) for the
 fault suite; each test brings its own workers and workspace.
 
-`fault_database_url` is None (SQLite); override it, or set FANOUT_FAULTS_DATABASE_URL, to run the
-same scenarios on PostgreSQL.
+`fault_database_url` is None (SQLite); FANOUT_E2E_DATABASE=postgres (`make test-postgres`) runs the
+same scenarios on a private PostgreSQL cluster, FANOUT_FAULTS_DATABASE_URL on a database you name.
 """
 
 from __future__ import annotations
@@ -16,15 +16,21 @@ import pytest
 
 from tests.faults.scenarios import Workspace
 from tests.support.fault_stack import FaultStack, fault_stack
+from tests.support.postgres import private_postgres
 
 CRASH_SETTINGS = {"FANOUT_HEARTBEAT_SECONDS": "30", "FANOUT_CRASH_AFTER_SECONDS": "60", "FANOUT_MAX_AUTO_RETRIES": "1"}
 """Heartbeats every 30 s (Prefect's minimum), crashed after 60 s without one, one automatic retry."""
 
 
 @pytest.fixture(scope="session")
-def fault_database_url() -> str | None:
-    """The Prefect server's database: SQLite unless FANOUT_FAULTS_DATABASE_URL is set."""
-    return os.environ.get("FANOUT_FAULTS_DATABASE_URL") or None
+def fault_database_url() -> Iterator[str | None]:
+    """The Prefect server's database: SQLite unless FANOUT_FAULTS_DATABASE_URL is set, or
+    FANOUT_E2E_DATABASE=postgres asks for a private PostgreSQL cluster (started here, stopped after)."""
+    if os.environ.get("FANOUT_E2E_DATABASE") == "postgres":
+        with private_postgres() as cluster:
+            yield cluster.database_url()
+        return
+    yield os.environ.get("FANOUT_FAULTS_DATABASE_URL") or None
 
 
 @pytest.fixture(scope="session")
