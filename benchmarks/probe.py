@@ -1,13 +1,17 @@
 """Run one benchmark variant in this process and print its figures as JSON.
 
-`python -m benchmarks.probe <variant> <count> [instance_id]`; variants: threadpool, naive, fanout.
-Imports happen before the clock starts. A sampler thread records the peak thread
-count; peak RSS comes from the kernel.
+`python -m benchmarks.probe <variant> <count> [instance_id] [run_name]`; variants: threadpool,
+naive, fanout. Imports happen before the clock starts (including the ones Prefect makes lazily
+on a process's first flow call), so each variant is timed warm. A sampler thread records the
+peak thread count; peak RSS comes from the kernel. `run_name` names the flow run, so a watcher
+can find it in the API; `FANOUT_BENCH_EXECUTED=<file>` writes the items this process executed
+(with `FANOUT_PROCESSOR=benchmarks.processors:recorded`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import threading
@@ -49,7 +53,7 @@ def _os_threads() -> int:
 Run = Callable[[], list[Any]]
 
 
-def threadpool(count: int, instance_id: str) -> Run:
+def threadpool(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from flows.processor import processed
 
     def run() -> list[Any]:
@@ -59,7 +63,12 @@ def threadpool(count: int, instance_id: str) -> Run:
     return run
 
 
-def naive(count: int, instance_id: str) -> Run:
+def warm_prefect() -> None:
+    """Import what Prefect imports lazily on a process's first flow call (FastAPI's encoder, ~1.5 s)."""
+    import fastapi.encoders  # noqa: F401
+
+
+def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from prefect import flow, task
 
     from flows.processor import processed
@@ -72,17 +81,31 @@ def naive(count: int, instance_id: str) -> Run:
     def naive_flow(n: int) -> list[str]:
         return process_item.map([f"item-{i}" for i in range(1, n + 1)]).result()
 
-    return lambda: naive_flow(count)
+    warm_prefect()
+    named = naive_flow.with_options(flow_run_name=run_name) if run_name else naive_flow
+    return lambda: named(count)
 
 
-def fanout(count: int, instance_id: str) -> Run:
+def fanout(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from flows.fanout import fan_out_fan_in
     from flows.request import FanoutRequest
 
-    return lambda: fan_out_fan_in(FanoutRequest(count=count, instance_id=instance_id))
+    warm_prefect()
+    named = fan_out_fan_in.with_options(flow_run_name=run_name) if run_name else fan_out_fan_in
+    return lambda: named(FanoutRequest(count=count, instance_id=instance_id))
 
 
-VARIANTS: dict[str, Callable[[int, str], Run]] = {
+def write_executed() -> None:
+    """Write the items the recording processor executed in this process, one per line."""
+    target = os.environ.get("FANOUT_BENCH_EXECUTED")
+    if target:
+        from benchmarks.processors import EXECUTED
+
+        with open(target, "w") as out:
+            out.write("\n".join(EXECUTED))
+
+
+VARIANTS: dict[str, Callable[..., Run]] = {
     "threadpool": threadpool, "naive": naive, "fanout": fanout,
 }
 
@@ -90,14 +113,17 @@ VARIANTS: dict[str, Callable[[int, str], Run]] = {
 def main() -> None:
     variant, count = sys.argv[1], int(sys.argv[2])
     instance_id = sys.argv[3] if len(sys.argv) > 3 else "bench"
-    run = VARIANTS[variant](count, instance_id)
+    run_name = sys.argv[4] if len(sys.argv) > 4 else None
+    run = VARIANTS[variant](count, instance_id, run_name)
     with ThreadSampler() as sampler:
+        started_at = time.time()
         started = time.perf_counter()
         output = run()
         seconds = time.perf_counter() - started
     assert output == [f"Processed item-{i}" for i in range(1, count + 1)], "wrong output"
+    write_executed()
     print(json.dumps({
-        "variant": variant, "count": count, "seconds": seconds,
+        "variant": variant, "count": count, "seconds": seconds, "started_at": started_at,
         "peak_threads": sampler.peak,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))

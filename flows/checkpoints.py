@@ -88,12 +88,16 @@ class RecordCodec:
     def __init__(self, serializer: Serializer) -> None:
         self.serializer = serializer
         self._metadata = json.loads(ResultRecordMetadata(serializer=serializer).dump_bytes())
+        after_key = {name: value for name, value in self._metadata.items() if name != "storage_key"}
+        # `{"metadata":{"storage_key":<key>,<the rest>},"result":<value>}`, pydantic's compact JSON.
+        self._after_key = "," + json.dumps(after_key, separators=(",", ":"))[1:] + ',"result":'
 
     def encode(self, value: Any, storage_key: str) -> bytes:
         """The bytes `ResultRecord(...).serialize()` gives for `value` stored at `storage_key`."""
-        metadata = {**self._metadata, "storage_key": storage_key}
         result = self.serializer.dumps(value).decode()
-        return json.dumps({"metadata": metadata, "result": result}, separators=(",", ":")).encode()
+        return (
+            '{"metadata":{"storage_key":' + json.dumps(storage_key) + self._after_key + json.dumps(result) + "}"
+        ).encode()
 
     def decode(self, data: bytes) -> Any:
         """The value held by record bytes; raises when they are not a complete record."""

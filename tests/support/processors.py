@@ -13,6 +13,7 @@ Each execution file holds `<idempotency key> <attempt>` when the item context is
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import random
@@ -141,3 +142,35 @@ def chatty(item: str) -> str:
 
     item_logger().info("working on it")
     return scripted(item)
+
+
+def fleet_recorded(item: str) -> str:
+    """Records items in flight across processes in FANOUT_TEST_RECORDER, holding each FANOUT_TEST_SLEEP s.
+
+    Every start and end appends `<unix time> <items in flight>` under an exclusive
+    file lock, so workers on several processes (or hosts sharing the folder)
+    write one timeline a test can read the cap from.
+    """
+    timeline = Path(os.environ["FANOUT_TEST_RECORDER"])
+    _shift_in_flight(timeline, +1)
+    try:
+        time.sleep(float(os.environ.get("FANOUT_TEST_SLEEP", "0.1")))
+    finally:
+        _shift_in_flight(timeline, -1)
+    return f"Processed {item}"
+
+
+def _shift_in_flight(timeline: Path, delta: int) -> None:
+    with timeline.open("a+") as log:
+        fcntl.flock(log, fcntl.LOCK_EX)
+        log.seek(0)
+        lines = log.read().splitlines()
+        current = int(lines[-1].split()[1]) if lines else 0
+        log.write(f"{time.time():.6f} {current + delta}\n")
+
+
+def in_flight_timeline(timeline: Path) -> list[tuple[float, int]]:
+    """The `(time, items in flight)` pairs `fleet_recorded` wrote."""
+    if not timeline.exists():
+        return []
+    return [(float(at), int(count)) for at, count in (line.split() for line in timeline.read_text().splitlines())]

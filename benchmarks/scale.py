@@ -1,0 +1,217 @@
+"""Scale figures (issue 5), side by side in one run against one warm local Prefect server.
+
+(a) `ThreadPoolExecutor.map` floor, (b) a naive Prefect `task.map` with persisted results,
+(c) fanout; N = 1,000 and 10,000 for all three, 100,000 for (a) and (c). Each run is its own
+process (benchmarks/probe.py). Then, for (c) at 10,000: a run killed (SIGKILL of its process
+group) once half of its checkpoints exist, its resume, and a rerun with every item cached.
+
+Run: `python -m benchmarks.scale` (about 10 minutes on 2 cores; `--quick` skips 100,000 and
+the naive 10,000). It prints one table and the issue's goals as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from deployments.processes import Child, PrefectServer, running_prefect_server, spawn
+from flows.checkpoints import instance_prefix, item_digest
+from flows.progress import progress_from_labels
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECORDING_PROCESSOR = "benchmarks.processors:recorded"
+STATUS_GRACE_SECONDS = 60.0
+
+
+@dataclass
+class Bench:
+    """Where runs go: the server, the scratch folder, the environment every probe gets."""
+
+    server: PrefectServer
+    scratch: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def results(self) -> Path:
+        return self.scratch / "results"
+
+    def start(self, variant: str, count: int, instance: str, run_name: str, **env: str) -> Child:
+        argv = [sys.executable, "-m", "benchmarks.probe", variant, str(count), instance, run_name]
+        return spawn(run_name, argv, {**self.env, **env}, self.scratch / "logs", cwd=REPO_ROOT)
+
+    def run(self, variant: str, count: int, instance: str | None = None, **env: str) -> dict[str, Any]:
+        """Run one variant to the end and return its figures, with the status lag when it has one."""
+        run_name = f"{variant}-{count}-{uuid.uuid4().hex[:6]}"
+        watcher = StatusWatcher(self.server.api_url, run_name, variant, count)
+        child = self.start(variant, count, instance or run_name, run_name, **env)
+        if variant != "threadpool":
+            watcher.start()
+        child.process.wait()
+        figures = last_json(child)
+        watcher.stop_after(STATUS_GRACE_SECONDS if variant == "naive" else 10.0)
+        figures["status_seconds"] = watcher.lag(figures["started_at"])
+        figures["status_seen"] = watcher.seen
+        return figures
+
+
+def last_json(child: Child) -> dict[str, Any]:
+    if child.process.returncode != 0:
+        raise RuntimeError(f"{child.name} exited {child.process.returncode}:\n{child.log_tail()}")
+    return json.loads(child.log_tail(5).strip().splitlines()[-1])
+
+
+class StatusWatcher:
+    """Polls the API for the flow run named `run_name` until its status shows every item done.
+
+    For fanout that is the run's progress labels (what the status URL's `customStatus`
+    shows); for the naive map, which has no progress of its own, the count of its
+    COMPLETED task runs.
+    """
+
+    def __init__(self, api_url: str, run_name: str, variant: str, count: int) -> None:
+        self.api_url, self.run_name, self.variant, self.count = api_url, run_name, variant, count
+        self.done_at: float | None = None
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop_after(self, grace: float) -> None:
+        """Keep watching up to `grace` seconds more (the API may lag the run), then stop."""
+        self._thread.join(timeout=grace) if self._thread.is_alive() else None
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def lag(self, started_at: float) -> float | None:
+        return None if self.done_at is None else self.done_at - started_at
+
+    def _loop(self) -> None:
+        with httpx.Client(base_url=self.api_url, timeout=10.0) as client:
+            while not self._stop.wait(0.2):
+                try:
+                    self.seen = self._done_items(client)
+                except httpx.HTTPError:
+                    continue
+                if self.seen >= self.count:
+                    self.done_at = time.time()
+                    return
+
+    def _done_items(self, client: httpx.Client) -> int:
+        by_name = {"flow_runs": {"name": {"any_": [self.run_name]}}}
+        if self.variant == "naive":
+            body = {**by_name, "task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
+            return int(client.post("/task_runs/count", json=body).json())
+        runs = client.post("/flow_runs/filter", json={**by_name, "limit": 1}).json()
+        progress = progress_from_labels(runs[0].get("labels")) if runs else None
+        return 0 if progress is None else progress.completed + progress.failed
+
+
+def crash_and_resume(bench: Bench, count: int) -> dict[str, Any]:
+    """Kill a fanout run once half its checkpoints exist; resume it; count re-executed items."""
+    instance = f"crash-{uuid.uuid4().hex[:6]}"
+    folder = bench.results / instance_prefix(instance, RECORDING_PROCESSOR)
+    env = {"FANOUT_PROCESSOR": RECORDING_PROCESSOR}
+    child = bench.start("fanout", count, instance, f"crash-{instance}", **env)
+    while child.process.poll() is None and _entries(folder) < count // 2:
+        time.sleep(0.005)
+    child.kill()
+    finished = set(os.listdir(folder)) if folder.exists() else set()
+    executed_file = bench.scratch / f"{instance}-resume.txt"
+    resumed = bench.run("fanout", count, instance, FANOUT_BENCH_EXECUTED=str(executed_file), **env)
+    executed = [line for line in executed_file.read_text().splitlines() if line]
+    again = [item for item in executed if item_digest(item) in finished]
+    return {**resumed, "finished_before": len(finished), "executed": len(executed), "reexecuted": len(again)}
+
+
+def _entries(folder: Path) -> int:
+    try:
+        return len(os.listdir(folder))
+    except FileNotFoundError:
+        return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="skip N=100,000 and the naive N=10,000")
+    args = parser.parse_args()
+    sizes = {"threadpool": [1000, 10_000, 100_000], "naive": [1000, 10_000], "fanout": [1000, 10_000, 100_000]}
+    if args.quick:
+        sizes = {"threadpool": [1000, 10_000], "naive": [1000], "fanout": [1000, 10_000]}
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        with running_prefect_server(scratch / "prefect") as server:
+            env = {**server.client_env(), "FANOUT_RESULT_STORAGE": str(scratch / "results"),
+                   "PYTHONPATH": str(REPO_ROOT), "PREFECT_LOGGING_LEVEL": "WARNING"}
+            bench = Bench(server=server, scratch=scratch, env=env)
+            bench.run("fanout", 5)  # warm the server
+            rows: dict[tuple[str, int], dict[str, Any]] = {}
+            for count in (1000, 10_000, 100_000):
+                for variant in ("threadpool", "naive", "fanout"):
+                    if count in sizes[variant]:
+                        console.log(f"{variant} N={count}")
+                        instance = f"full-{count}-{uuid.uuid4().hex[:6]}"
+                        rows[(variant, count)] = bench.run(variant, count, instance)
+                        rows[(variant, count)]["instance"] = instance
+            console.log("fanout N=10,000 cached rerun")
+            cached = bench.run("fanout", 10_000, rows[("fanout", 10_000)]["instance"])
+            console.log("fanout N=10,000 killed at 50%, then resumed")
+            crash = crash_and_resume(bench, 10_000)
+    report(console, rows, cached, crash)
+
+
+def report(console: Console, rows: dict[tuple[str, int], dict[str, Any]], cached: dict[str, Any], crash: dict[str, Any]) -> None:
+    names = {"threadpool": "(a) ThreadPoolExecutor.map", "naive": "(b) naive Prefect map", "fanout": "(c) fanout"}
+    table = Table(title="Scale, trivial processor, warm local Prefect server")
+    for column in ("variant", "N", "wall s", "items/s", "(c)/(b)", "peak RSS MB", "peak threads", "status done after s"):
+        table.add_column(column, justify="right")
+    for (variant, count), row in rows.items():
+        naive = rows.get(("naive", count))
+        ratio = f"{naive['seconds'] / row['seconds']:.1f}x" if variant == "fanout" and naive else ""
+        table.add_row(names[variant], f"{count:,}", f"{row['seconds']:.2f}", f"{count / row['seconds']:,.0f}", ratio,
+                      f"{row['peak_rss_mb']:.0f}", str(row["peak_threads"]), _status(row, count))
+    full = rows[("fanout", 10_000)]
+    table.add_row("(c) cached rerun", "10,000", f"{cached['seconds']:.2f}", "", "", f"{cached['peak_rss_mb']:.0f}",
+                  str(cached["peak_threads"]), _status(cached, 10_000))
+    table.add_row("(c) resume after kill at 50%", "10,000", f"{crash['seconds']:.2f}", "", "",
+                  f"{crash['peak_rss_mb']:.0f}", str(crash["peak_threads"]), _status(crash, 10_000))
+    console.print(table)
+    naive = rows.get(("naive", 10_000))
+    console.print(f"N=10,000 fanout: {10_000 / full['seconds']:,.0f} items/s (goal >= 5,000)"
+                  + (f", {naive['seconds'] / full['seconds']:.1f}x naive (goal >= 25x)" if naive else ""))
+    console.print(f"resume after kill at 50%: {crash['seconds'] / full['seconds']:.2f} of a full run (goal <= 0.55); "
+                  f"{crash['finished_before']:,} items were checkpointed before the kill, the resume executed "
+                  f"{crash['executed']:,}, of which {crash['reexecuted']} had finished before (goal 0)")
+    console.print(f"fully cached rerun: {cached['seconds'] / full['seconds']:.2f} of a full run (goal <= 0.1)")
+    big = rows.get(("fanout", 100_000))
+    if big:
+        console.print(f"N=100,000 fanout: completed in {big['seconds']:.1f} s, peak RSS {big['peak_rss_mb']:.0f} MB "
+                      f"(goal <= 1024), peak threads {big['peak_threads']} (goal <= 64)")
+
+
+def _status(row: dict[str, Any], count: int) -> str:
+    if row.get("variant") == "threadpool":
+        return "n/a"
+    if row.get("status_seconds") is None:
+        return f"not within {STATUS_GRACE_SECONDS:.0f}s ({row.get('status_seen', 0):,} of {count:,})"
+    return f"{row['status_seconds']:.2f}"
+
+
+if __name__ == "__main__":
+    main()
