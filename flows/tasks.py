@@ -21,8 +21,7 @@ from flows.retry_policy import is_transient, jittered, retry_delays, retry_trans
 from flows.settings import FanoutSettings
 
 
-@task(name="process_item", task_run_name="process_item-{item}", persist_result=True)
-def process_item(
+def run_item(
     item: str, processor: str, instance_id: str, concurrency_limit: str | None = None
 ) -> Any:
     """Run the processor on one item; Prefect persists the value as the item's checkpoint.
@@ -37,6 +36,11 @@ def process_item(
             return load_processor(processor)(item)
 
 
+# The tasks wrap functions importable under their own names, so Dask workers receive them by
+# reference (pickling a module-level function that a Task shadows would copy its globals).
+process_item = task(name="process_item", task_run_name="process_item-{item}", persist_result=True)(run_item)
+
+
 def configured_process_item(settings: FanoutSettings) -> Any:
     """`process_item` with this run's checkpoint key, result storage and retry policy."""
     return process_item.with_options(
@@ -49,8 +53,7 @@ def configured_process_item(settings: FanoutSettings) -> Any:
     )
 
 
-@task(name="process_batch", task_run_name="process_batch-{label}", persist_result=False)
-def process_batch(
+def run_batch(
     items: list[str], processor: str, instance_id: str, label: str, settings: FanoutSettings
 ) -> list[ItemOutcome]:
     """Run the processor over a batch, checkpointing every item as soon as it finishes.
@@ -76,6 +79,9 @@ def process_batch(
             outcomes.append(outcome)
             report_item(instance_id, outcome.ok)
     return outcomes
+
+
+process_batch = task(name="process_batch", task_run_name="process_batch-{label}", persist_result=False)(run_batch)
 
 
 def attempt_item(function: Any, item: str, settings: FanoutSettings, instance_id: str) -> ItemOutcome:

@@ -53,3 +53,21 @@ def test_another_instance_reuses_nothing_after_a_crash(monkeypatch: pytest.Monke
             path.unlink()
     assert cli("run", "--count", "6", "--instance-id", "second").returncode == 0
     assert len(executed(execution_log)) == 6
+
+
+def test_a_crash_inside_a_batch_keeps_the_items_it_finished(
+    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, clean_settings: Path
+) -> None:
+    """A host dying in the middle of a 50-item batch keeps that batch's finished items; none runs again."""
+    monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-30")
+    monkeypatch.setenv("FANOUT_MAX_PARALLEL", "1")
+    monkeypatch.setenv("FANOUT_BATCH_SIZE", "50")
+    assert cli("run", "--count", "120", "--instance-id", "mid-batch").returncode == 17
+    assert checkpointed(clean_settings, "mid-batch") == 29
+
+    for path in execution_log.iterdir():
+        if path.name != "crashed":
+            path.unlink()
+    resumed = cli("run", "--count", "120", "--instance-id", "mid-batch")
+    assert resumed.returncode == 0, resumed.stderr
+    assert executed(execution_log) == sorted(f"item-{i}" for i in range(30, 121))
