@@ -88,6 +88,14 @@ class LocalStack:
         prefect = {name: server_env[name] for name in names if name in server_env}
         return {**self.env, **prefect, **overrides}
 
+    def api_headers(self) -> dict[str, str]:
+        """Headers a raw HTTP client needs for this stack's Prefect API (basic auth when it is on)."""
+        if not self.auth_string:
+            return {}
+        import base64
+
+        return {"Authorization": f"Basic {base64.b64encode(self.auth_string.encode()).decode()}"}
+
     def start(self) -> LocalStack:
         """Server, work pool and deployments, one worker and the webhook; stopped again on failure."""
         try:

@@ -41,11 +41,20 @@ def e2e_database_url() -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, e2e_database_url: str | None) -> Iterator[LocalStack]:
+def e2e_auth_string() -> str | None:
+    """Prefect API basic auth (`user:password`) for the stack's server; None leaves the API open."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, e2e_database_url: str | None, e2e_auth_string: str | None
+) -> Iterator[LocalStack]:
     """A Prefect server with the fanout deployment and the webhook; always stopped at the end."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
     env["PYTHONPATH"] = str(REPO_ROOT)
-    local = LocalStack(home=tmp_path_factory.mktemp("stack"), database_url=e2e_database_url, env=env, token=E2E_TOKEN)
+    local = LocalStack(home=tmp_path_factory.mktemp("stack"), database_url=e2e_database_url,
+                       auth_string=e2e_auth_string, env=env, token=E2E_TOKEN)
     try:
         local.start_server()
         local.deploy()
@@ -94,13 +103,13 @@ def webhook(stack: LocalStack) -> Iterator[httpx.Client]:
 @pytest.fixture
 def prefect_api(stack: LocalStack) -> Iterator[httpx.Client]:
     """An HTTP client for the stack's Prefect REST API."""
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=30) as client:
         yield client
 
 
 def delete_unfinished_runs(stack: LocalStack) -> None:
     """Remove runs a test left behind, so the next test's worker does not pick them up."""
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=30) as client:
         runs = client.post("/flow_runs/filter", json={"limit": 200}).json()
         for run in runs:
             if (run.get("state") or {}).get("type") not in FINAL_STATES:

@@ -31,7 +31,7 @@ def finished_output(stack: LocalStack, flow_run_id: str, timeout: float = 180) -
             return flow_run.state.type.value, await flow_run.state.aresult(raise_on_failure=False)
 
     def state() -> str | None:
-        run = httpx.get(f"{stack.api_url}/flow_runs/{flow_run_id}", timeout=30).json()
+        run = httpx.get(f"{stack.api_url}/flow_runs/{flow_run_id}", headers=stack.api_headers(), timeout=30).json()
         return run["state"]["type"] if run["state"]["type"] in FINAL_STATES else None
 
     wait_for(state, timeout=timeout, what=f"flow run {flow_run_id} to finish")

@@ -51,7 +51,7 @@ def test_deploy_commands(stack: LocalStack) -> None:
     commands = [line for line in setup.splitlines() if line.strip() and "worker start" not in line]
     done = bash("\n".join(commands), stack)
     assert done.returncode == 0, done.stdout + done.stderr
-    deployment = httpx.get(f"{stack.api_url}/deployments/name/fan-out-fan-in/default", timeout=30).json()
+    deployment = httpx.get(f"{stack.api_url}/deployments/name/fan-out-fan-in/default", headers=stack.api_headers(), timeout=30).json()
     assert deployment["work_pool_name"] == "fanout"
     worker_line = next(line for line in setup.splitlines() if "worker start" in line)
     assert worker_line.strip() == "prefect worker start --pool fanout"  # the stack's workers add only local flags
