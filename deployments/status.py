@@ -72,6 +72,9 @@ class StatusDocument(BaseModel):
     input: dict[str, Any]
     output: Any = None
     custom_status: CustomStatus = Field(alias="customStatus")
+    failures: list[dict[str, Any]] = Field(
+        default_factory=list, description="Failed items of a finished run: item, attempts, last error."
+    )
     created_time: datetime | None = Field(alias="createdTime")
     last_updated_time: datetime | None = Field(alias="lastUpdatedTime")
 

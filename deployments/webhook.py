@@ -236,6 +236,7 @@ async def status_document(runs: Runs, run: RunRecord, name: str) -> StatusDocume
             logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
     elif status in FINISHED:
         output = run.state_message
+    failures = await _failures(runs, run) if status in FINISHED else []
     return StatusDocument(
         name=name,
         instanceId=run.instance_id,
@@ -243,9 +244,19 @@ async def status_document(runs: Runs, run: RunRecord, name: str) -> StatusDocume
         input=dict(run.parameters.get("request") or {}),
         output=output,
         customStatus=custom_status(run.labels),
+        failures=failures,
         createdTime=run.created,
         lastUpdatedTime=run.updated,
     )
+
+
+async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]]:
+    """The finished run's failed items; empty (and logged) when the report cannot be read."""
+    try:
+        return await runs.failures(run)
+    except Exception as error:  # noqa: BLE001 - status still answers without the report
+        logger.warning("cannot read the item report of %s: %s", run.flow_run_id, error)
+        return []
 
 
 def app_from_environment() -> FastAPI:

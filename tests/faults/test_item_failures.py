@@ -52,6 +52,7 @@ def test_tolerated_failures_complete_with_nulls_then_restart_runs_exactly_them(
     assert done.json()["runtimeStatus"] == "Completed", done.text
     output = done.json()["output"]
     assert [f"item-{i + 1}" for i, value in enumerate(output) if value is None] == BROKEN
+    assert [(f["item"], f["attempts"]) for f in done.json()["failures"]] == [(item, 1) for item in BROKEN]
 
     stack.local.stop_worker(worker)
     workspace.clear_executions()

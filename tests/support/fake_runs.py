@@ -26,6 +26,7 @@ class FakeRuns:
         self.runs: dict[UUID, RunRecord] = {}
         self.keys: dict[str, UUID] = {}
         self.outputs: dict[UUID, Any] = {}
+        self.failure_reports: dict[UUID, list[dict[str, Any]]] = {}
         self.calls: list[str] = []
         self._lock = asyncio.Lock()
 
@@ -68,6 +69,9 @@ class FakeRuns:
     async def output(self, run: RunRecord) -> Any:
         return self.outputs.get(run.flow_run_id)
 
+    async def failures(self, run: RunRecord) -> list[dict[str, Any]]:
+        return self.failure_reports.get(run.flow_run_id, [])
+
     async def terminate(self, run: RunRecord) -> None:
         self.calls.append("terminate")
         self.set_state(run.instance_id, "CANCELLING")
@@ -90,6 +94,7 @@ class FakeRuns:
     def set_state(
         self, instance_id: str, state_type: str, message: str | None = None,
         output: Any = None, labels: dict[str, Any] | None = None,
+        failures: list[dict[str, Any]] | None = None,
     ) -> RunRecord:
         """Move the instance's latest run to `state_type` (and give it an output or labels)."""
         run = self.of_instance(instance_id)[0]
@@ -100,4 +105,6 @@ class FakeRuns:
         self.runs[run.flow_run_id] = updated
         if output is not None:
             self.outputs[run.flow_run_id] = output
+        if failures is not None:
+            self.failure_reports[run.flow_run_id] = failures
         return updated
