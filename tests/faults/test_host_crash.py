@@ -14,12 +14,14 @@ pytestmark = pytest.mark.faults
 
 @pytest.fixture(scope="module")
 def kill_nine(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KillNineResult]:
-    """One kill -9 at half of 200 slow items (about two minutes: the heartbeat window is 60 s)."""
+    """One kill -9 at half of 200 slow items (about two minutes: the heartbeat window is 60 s);
+    its workers are stopped before any test reads the result, so they pick up no other run."""
     try:
-        yield kill_nine_at_half(stack, Workspace(tmp_path_factory.mktemp("kill-nine")), count=200)
+        result = kill_nine_at_half(stack, Workspace(tmp_path_factory.mktemp("kill-nine")), count=200)
     finally:
         stack.stop_workers()
         stack.cancel_unfinished()
+    yield result
 
 
 def test_kill_nine_of_worker_and_run_completes_on_its_own(kill_nine: KillNineResult) -> None:
