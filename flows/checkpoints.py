@@ -17,17 +17,19 @@ item; other storage blocks go through `ResultStore` itself.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.results import ResultRecord, ResultRecordMetadata, ResultStore, get_default_result_storage
-from prefect.serializers import Serializer
+from prefect.serializers import PickleSerializer, Serializer
+from prefect.utilities.importtools import from_qualified_name
 
 from flows.settings import FanoutSettings
 
@@ -91,17 +93,18 @@ class RecordCodec:
         after_key = {name: value for name, value in self._metadata.items() if name != "storage_key"}
         # `{"metadata":{"storage_key":<key>,<the rest>},"result":<value>}`, pydantic's compact JSON.
         self._after_key = "," + json.dumps(after_key, separators=(",", ":"))[1:] + ',"result":'
+        self._dumps, self._loads = _value_codec(serializer)
 
     def encode(self, value: Any, storage_key: str) -> bytes:
         """The bytes `ResultRecord(...).serialize()` gives for `value` stored at `storage_key`."""
-        result = self.serializer.dumps(value).decode()
+        result = self._dumps(value).decode()
         return (
             '{"metadata":{"storage_key":' + json.dumps(storage_key) + self._after_key + json.dumps(result) + "}"
         ).encode()
 
     def decode(self, data: bytes) -> Any:
         """The value held by record bytes; raises when they are not a complete record."""
-        record = json.loads(data)
+        record = json.loads(data.decode())
         metadata = record.get("metadata") if isinstance(record, dict) else None
         if (
             isinstance(metadata, dict)
@@ -109,8 +112,20 @@ class RecordCodec:
             and metadata.get("expiration") is None
             and isinstance(record.get("result"), str)
         ):
-            return self.serializer.loads(record["result"].encode())
+            return self._loads(record["result"].encode())
         return ResultRecord.deserialize(data).result
+
+
+def _value_codec(serializer: Serializer) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    """The serializer's `dumps`/`loads`; for Prefect's pickle serializer the same two steps
+    (pickle, base64) with its pickle library imported once rather than on every call."""
+    if not isinstance(serializer, PickleSerializer):
+        return serializer.dumps, serializer.loads
+    pickler = from_qualified_name(serializer.picklelib)
+    return (
+        lambda value: base64.encodebytes(pickler.dumps(value)),
+        lambda blob: pickler.loads(base64.decodebytes(blob)),
+    )
 
 
 class CheckpointStore:
