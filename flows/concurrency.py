@@ -19,6 +19,7 @@ from types import TracebackType
 
 from prefect.concurrency.sync import concurrency
 
+from flows.errors import InvalidRequest
 from flows.settings import FanoutSettings
 
 
@@ -64,6 +65,23 @@ class ItemSlot:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.release()
+
+
+def check_limit(settings: FanoutSettings) -> None:
+    """Fail before any item runs when the configured global concurrency limit does not exist."""
+    if settings.concurrency_limit is None:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(settings.concurrency_limit)
+        except ObjectNotFound:
+            raise InvalidRequest(
+                f"global concurrency limit {settings.concurrency_limit!r} does not exist: "
+                f"create it with `prefect gcl create {settings.concurrency_limit} --limit N`"
+            ) from None
 
 
 def _slot(limit_name: str) -> AbstractContextManager[None]:

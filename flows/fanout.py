@@ -21,6 +21,7 @@ from flows.processor import load_processor
 from flows.progress import ProgressReporter, reporting
 from flows.report import publish_report
 from flows.request import FanoutRequest, plan_items
+from flows.concurrency import check_limit
 from flows.runners import check_runner, task_runner
 from flows.settings import FanoutSettings, get_settings
 from flows.tasks import configured_process_item, process_batch
@@ -41,6 +42,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     items = plan_items(request, settings.max_items)
     load_processor(settings.processor)
     check_runner(settings)
+    check_limit(settings)
     instance_id = request.instance_id or str(flow_run.get_id())
     with correlating(str(flow_run.get_id()), instance_id):
         started = time.perf_counter()
