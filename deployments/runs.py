@@ -140,6 +140,13 @@ class PrefectRuns:
         state: State[Any] = run.state
         return await state.aresult(raise_on_failure=False)
 
+    async def failures(self, run: RunRecord) -> list[dict[str, Any]]:
+        """The failed items (item, attempts, last error) from the run's item report (flows/failures.py)."""
+        from flows.failures import read_item_report
+
+        reports = await read_item_report(self.client, run.flow_run_id)
+        return [report.model_dump() for report in reports if report.status == "failed"]
+
     async def terminate(self, run: RunRecord) -> None:
         """Cancel the run: a run no worker has picked up ends Cancelled at once; a started one goes
         Cancelling, and its worker stops the flow process and marks it Cancelled."""

@@ -29,3 +29,11 @@ def test_running_runs_have_no_failure_list_yet() -> None:
     app, instance = started(runs)
     runs.set_state(instance, "RUNNING", failures=REPORT)
     assert call(app, "GET", f"/api/instances/{instance}").json()["failures"] == []
+
+
+def test_the_prefect_backend_answers_every_question_the_webhook_asks() -> None:
+    """PrefectRuns (the real backend) has every method of the Runs protocol, `failures` included."""
+    from deployments.runs import PrefectRuns, Runs
+
+    asked = {name for name in vars(Runs) if not name.startswith("_")}
+    assert "failures" in asked and all(callable(getattr(PrefectRuns, name, None)) for name in asked)
