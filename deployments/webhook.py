@@ -14,6 +14,7 @@ Prefect API and reads them back. Routes (all but /health need
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -57,7 +58,15 @@ def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
     _add_routes(app)
     app.add_exception_handler(httpx.HTTPError, _prefect_unavailable)
     app.add_exception_handler(PrefectHTTPStatusError, _prefect_unavailable)
+    app.add_exception_handler(TimeoutError, _prefect_unavailable)
     return app
+
+
+def prefect_deadline(request: Request) -> asyncio.Timeout:
+    """The whole Prefect side of one webhook request must finish in time (the client's own retries
+    would otherwise hold a request for minutes when the server is overloaded): else 503 + Retry-After."""
+    settings: FanoutSettings = request.app.state.settings
+    return asyncio.timeout(settings.webhook_api_timeout_seconds)
 
 
 def _prefect_lifespan(settings: FanoutSettings) -> Any:
@@ -82,8 +91,9 @@ def _prefect_lifespan(settings: FanoutSettings) -> Any:
 
 async def _prefect_unavailable(request: Request, error: Exception) -> JSONResponse:
     """The Prefect API failed or timed out: 503, and the client may retry."""
-    logger.warning("Prefect API call failed: %s", error)
-    return JSONResponse({"detail": f"Prefect API unavailable: {error}"}, status_code=503, headers={"Retry-After": "5"})
+    logger.warning("Prefect API call failed: %r", error)
+    reason = str(error) or f"no answer within {request.app.state.settings.webhook_api_timeout_seconds}s"
+    return JSONResponse({"detail": f"Prefect API unavailable: {reason}"}, status_code=503, headers={"Retry-After": "5"})
 
 
 def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -162,14 +172,16 @@ def _add_routes(app: FastAPI) -> None:
         body = await read_limited(request, settings.webhook_max_body_bytes)
         fanout_request = parse_request(body, request.headers.get("content-type"), settings.max_items)
         runs = _runs(request)
-        run = await start_instance(runs, fanout_request, key)
+        async with prefect_deadline(request):
+            run = await start_instance(runs, fanout_request, key)
         return _accepted(request, runs, run)
 
     @app.get("/api/instances/{instance_id}", dependencies=auth)
     async def status(request: Request, instance_id: str) -> JSONResponse:
-        run = await _instance(request, instance_id)
         flow_name = request.app.state.settings.deployment_name.split("/")[0]
-        document = await status_document(_runs(request), run, flow_name)
+        async with prefect_deadline(request):
+            run = await _instance(request, instance_id)
+            document = await status_document(_runs(request), run, flow_name)
         content = document.model_dump(mode="json", by_alias=True)
         if document.finished:
             return JSONResponse(content, status_code=200)
@@ -177,26 +189,29 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.post("/api/instances/{instance_id}/terminate", dependencies=auth)
     async def terminate(request: Request, instance_id: str) -> JSONResponse:
-        run = await _instance(request, instance_id)
-        if _is_finished(run):
-            raise HTTPException(409, f"instance {instance_id} already finished ({runtime_status(run.state_type).value})")
-        await _runs(request).terminate(run)
+        async with prefect_deadline(request):
+            run = await _instance(request, instance_id)
+            if _is_finished(run):
+                raise HTTPException(409, f"instance {instance_id} already finished ({runtime_status(run.state_type).value})")
+            await _runs(request).terminate(run)
         return _accepted(request, _runs(request), run)
 
     @app.post("/api/instances/{instance_id}/restart", dependencies=auth)
     async def restart(request: Request, instance_id: str) -> JSONResponse:
-        run = await _instance(request, instance_id)
-        if not _is_finished(run):
-            raise HTTPException(409, f"instance {instance_id} is still {runtime_status(run.state_type).value}")
-        await _runs(request).restart(run)
+        async with prefect_deadline(request):
+            run = await _instance(request, instance_id)
+            if not _is_finished(run):
+                raise HTTPException(409, f"instance {instance_id} is still {runtime_status(run.state_type).value}")
+            await _runs(request).restart(run)
         return _accepted(request, _runs(request), run)
 
     @app.delete("/api/instances/{instance_id}", dependencies=auth)
     async def purge(request: Request, instance_id: str) -> JSONResponse:
-        run = await _instance(request, instance_id)
-        if not _is_finished(run):
-            raise HTTPException(409, f"instance {instance_id} is still {runtime_status(run.state_type).value}")
-        deleted = await _runs(request).purge(instance_id)
+        async with prefect_deadline(request):
+            run = await _instance(request, instance_id)
+            if not _is_finished(run):
+                raise HTTPException(409, f"instance {instance_id} is still {runtime_status(run.state_type).value}")
+            deleted = await _runs(request).purge(instance_id)
         return JSONResponse({"instancesDeleted": deleted}, status_code=200)
 
 

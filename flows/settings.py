@@ -88,7 +88,7 @@ class FanoutSettings(BaseSettings):
         1, ge=1, le=3600, description="`Retry-After` the webhook suggests while a run is not finished."
     )
     webhook_api_timeout_seconds: float = Field(
-        15.0, gt=0, le=300, description="Timeout of each call the webhook makes to the Prefect API."
+        15.0, gt=0, le=300, description="Deadline of the Prefect API work of one webhook request (503 beyond it)."
     )
     prefect_api_url: str | None = Field(
         None, pattern=r"^https?://\S+$", description="Prefect API the webhook talks to; Prefect's `PREFECT_API_URL` when unset."

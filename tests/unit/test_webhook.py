@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -244,3 +245,17 @@ def test_a_busy_instance_id_is_409(runs: FakeRuns) -> None:
     runs.set_state("daily", "FAILED")
     assert start(app, json={"instance_id": "daily"}).status_code == 202
     assert len(runs.of_instance("daily")) == 2
+
+
+def test_a_prefect_api_slower_than_the_deadline_is_503_with_retry_after(runs: FakeRuns) -> None:
+    """When Prefect does not answer within webhook_api_timeout_seconds, the start answers 503 at once."""
+    async def stuck(*args: object) -> None:
+        await asyncio.sleep(30)
+
+    runs.start = stuck  # type: ignore[method-assign, assignment]
+    app = make_app(runs, webhook_api_timeout_seconds=0.2)
+    began = time.monotonic()
+    response = start(app)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert "no answer within 0.2s" in response.json()["detail"]
+    assert time.monotonic() - began < 5
