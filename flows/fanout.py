@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import TaskRunner
@@ -74,7 +75,7 @@ def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> d
                 fresh = (
                     _run_per_item(runner, pending, instance_id, settings, progress)
                     if size == 1
-                    else _run_batches(runner, pending, size, instance_id, settings)
+                    else _run_batches(runner, pending, size, instance_id, settings, progress)
                 )
             outcomes.update({outcome.item: outcome for outcome in fresh})
         progress.settle(outcomes.values())
@@ -111,9 +112,19 @@ def _outcome_from_state(item: str, state: State[Any]) -> ItemOutcome:
 
 
 def _run_batches(
-    runner: TaskRunner[Any], items: list[str], size: int, instance_id: str, settings: FanoutSettings
+    runner: TaskRunner[Any],
+    items: list[str],
+    size: int,
+    instance_id: str,
+    settings: FanoutSettings,
+    progress: ProgressReporter,
 ) -> list[ItemOutcome]:
-    """One task run per batch; each item inside is retried and checkpointed on its own."""
+    """One task run per batch; each item inside is retried and checkpointed on its own.
+
+    Batches running in this process count their items towards progress one by
+    one (`report_item`); batches that ran in other processes (Dask workers)
+    count when they return, so the status moves on either runner.
+    """
     batches = split(items, size)
     futures = runner.map(
         process_batch,
@@ -125,16 +136,25 @@ def _run_batches(
             "settings": unmapped(settings),
         },
     )
-    futures.wait()
+    batch_of = {id(future): batch for future, batch in zip(futures, batches)}
+    counted_elsewhere = settings.task_runner != "thread"
     outcomes: list[ItemOutcome] = []
-    for batch, future in zip(batches, futures):
-        state = future.state
-        if state.is_completed():
-            outcomes.extend(state.result())
-        else:
-            error = _state_error(state)
-            outcomes.extend(ItemOutcome(item=item, error=error) for item in batch)
+    for future in as_completed(list(futures)):
+        future.wait()  # keeps the final state (and the unpersisted result) on the future
+        finished = _batch_outcomes(batch_of[id(future)], future.state)
+        if counted_elsewhere:
+            ok = sum(1 for outcome in finished if outcome.ok)
+            progress.advance(completed=ok, failed=len(finished) - ok)
+        outcomes.extend(finished)
     return outcomes
+
+
+def _batch_outcomes(batch: list[str], state: State[Any]) -> list[ItemOutcome]:
+    """A finished batch's item outcomes, or every item failed with the batch's error."""
+    if state.is_completed():
+        return list(state.result())
+    error = _state_error(state)
+    return [ItemOutcome(item=item, error=error) for item in batch]
 
 
 def _state_error(state: State[Any]) -> str:
