@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-postgres bench clean
+.PHONY: run test test-multiworker test-unit test-postgres bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/fanout run
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+test-multiworker: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m multiworker
 
 test-unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit

@@ -17,7 +17,7 @@ from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import FINAL_STATES, wait_for
 from tests.support.processors import in_flight_timeline
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.multiworker]
 
 LIMIT = "fanout-items"
 ITEMS_PER_RUN = 30
