@@ -67,10 +67,20 @@ def start_runs(api: httpx.Client, count: int) -> list[str]:
     ids = []
     for _ in range(count):
         request = {"count": ITEMS_PER_RUN, "instance_id": f"gcl-{uuid.uuid4().hex[:8]}"}
-        created = api.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"request": request}})
+        created = create_run(api, deployment["id"], request)
         assert created.status_code == 201, created.text
         ids.append(created.json()["id"])
     return ids
+
+
+def create_run(api: httpx.Client, deployment_id: str, request: dict[str, Any]) -> httpx.Response:
+    """Create a flow run, retrying the 503 a freshly started SQLite server answers while it is busy."""
+    for delay in (1, 2, 4, 8, 0):
+        created = api.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": {"request": request}})
+        if created.status_code != 503 or not delay:
+            return created
+        time.sleep(delay)
+    return created
 
 
 def all_finished(api: httpx.Client, ids: list[str]) -> list[str] | None:
