@@ -151,6 +151,12 @@ async def _instance(request: Request, instance_id: str) -> RunRecord:
     return run
 
 
+def _require_finished(run: RunRecord, instance_id: str) -> None:
+    """Restart and purge act only on a finished instance; otherwise 409 with its current status."""
+    if not _is_finished(run):
+        raise HTTPException(409, f"instance {instance_id} is still {runtime_status(run.state_type).value}")
+
+
 def _is_finished(run: RunRecord) -> bool:
     return runtime_status(run.state_type) in FINISHED
 
@@ -200,8 +206,7 @@ def _add_routes(app: FastAPI) -> None:
     async def restart(request: Request, instance_id: str) -> JSONResponse:
         async with prefect_deadline(request):
             run = await _instance(request, instance_id)
-            if not _is_finished(run):
-                raise HTTPException(409, f"instance {instance_id} is still {runtime_status(run.state_type).value}")
+            _require_finished(run, instance_id)
             await _runs(request).restart(run)
         return _accepted(request, _runs(request), run)
 
@@ -209,8 +214,7 @@ def _add_routes(app: FastAPI) -> None:
     async def purge(request: Request, instance_id: str) -> JSONResponse:
         async with prefect_deadline(request):
             run = await _instance(request, instance_id)
-            if not _is_finished(run):
-                raise HTTPException(409, f"instance {instance_id} is still {runtime_status(run.state_type).value}")
+            _require_finished(run, instance_id)
             deleted = await _runs(request).purge(instance_id)
         return JSONResponse({"instancesDeleted": deleted}, status_code=200)
 
