@@ -9,10 +9,20 @@ not contain the processor's source, so fixing a processor's bug keeps the
 items it had already finished.
 
 Records are Prefect `ResultRecord`s, byte for byte what `ResultStore.write`
-produces, and `ResultStore.read` reads them. On a local folder the store skips
-what makes `ResultStore` slow per call (resolving the base path, validating the
-record model) and lists the instance's folder once to find every finished
-item; other storage blocks go through `ResultStore` itself.
+produces at the item's key, and `ResultRecord.deserialize` reads them. They are
+kept in one of two ways in the instance's folder:
+
+- one file per item at its key, as the per-item task (Prefect's cache) and
+  `save` write them; `ResultStore.read(key)` reads such a file;
+- one journal per batch (`journal-<digest>`): every finished item's record is
+  appended as one line, in one `write` call, as soon as the item finishes. A
+  new file per item costs an inode allocation, which on this project's machines
+  took 0.05-0.7 ms of kernel time each (10,000 items: up to 7 s); an append
+  costs a few microseconds and is as durable against a killed process.
+
+On a local folder the store lists the instance's folder once to find every
+finished item, whichever way it was kept; other storage blocks have no append,
+so there every record goes through `ResultStore` at its own key.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from flows.settings import FanoutSettings
 logger = logging.getLogger(__name__)
 
 KEY_ROOT = "fanout"
+JOURNAL_PREFIX = "journal-"
 
 
 def item_digest(item: str) -> str:
@@ -56,6 +67,11 @@ def instance_prefix(instance_id: str, processor: str) -> str:
 def checkpoint_key(instance_id: str, processor: str, item: str) -> str:
     """The result-storage key of one item's checkpoint."""
     return f"{instance_prefix(instance_id, processor)}/{item_digest(item)}"
+
+
+def journal_name(batch_label: str) -> str:
+    """The file name of one batch's journal: the same for every attempt of that batch."""
+    return JOURNAL_PREFIX + hashlib.sha256(batch_label.encode()).hexdigest()[:40]
 
 
 def task_cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -104,7 +120,11 @@ class RecordCodec:
 
     def decode(self, data: bytes) -> Any:
         """The value held by record bytes; raises when they are not a complete record."""
-        record = json.loads(data.decode())
+        return self.decode_keyed(data)[1]
+
+    def decode_keyed(self, data: bytes) -> tuple[str, Any]:
+        """The storage key and the value of record bytes; raises when they are not a complete record."""
+        record = json.loads(data)
         metadata = record.get("metadata") if isinstance(record, dict) else None
         if (
             isinstance(metadata, dict)
@@ -112,8 +132,9 @@ class RecordCodec:
             and metadata.get("expiration") is None
             and isinstance(record.get("result"), str)
         ):
-            return self._loads(record["result"].encode())
-        return ResultRecord.deserialize(data).result
+            return str(metadata.get("storage_key")), self._loads(record["result"].encode())
+        parsed = ResultRecord.deserialize(data)
+        return str(parsed.metadata.storage_key), parsed.result
 
 
 def _value_codec(serializer: Serializer) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
@@ -145,52 +166,93 @@ class CheckpointStore:
         return checkpoint_key(self.instance_id, self.processor, item)
 
     def save(self, item: str, value: Any) -> None:
-        """Record that `item` finished with `value`, as `ResultStore.write` would."""
+        """Record that `item` finished with `value` in a file at its key, as `ResultStore.write` would."""
         if self._folder is None:
             self._results.write(value, key=self.key(item))
             return
         path = os.path.join(self._folder, item_digest(item))
-        data = self._codec.encode(value, path)
-        if not self._folder_ready:
-            os.makedirs(self._folder, exist_ok=True)
-            self._folder_ready = True
+        self.prepare_folder()
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(descriptor, data)
+            os.write(descriptor, self._codec.encode(value, path))
         finally:
             os.close(descriptor)
 
-    def finished(self) -> set[str]:
-        """Digests of the items that have a record, from one listing (local folders only)."""
+    def journal(self, name: str) -> CheckpointJournal:
+        """The append-only journal `name` (see `journal_name`), for one batch's items."""
+        return CheckpointJournal(self, name)
+
+    def record_line(self, item: str, value: Any) -> bytes:
+        """One journal line: the record `ResultStore.write` would put at the item's key."""
+        assert self._folder is not None, "journals live in local folders only"
+        return self._codec.encode(value, os.path.join(self._folder, item_digest(item))) + b"\n"
+
+    @property
+    def folder(self) -> str | None:
+        """The instance's local folder, or None when storage is not a local folder."""
+        return self._folder
+
+    def prepare_folder(self) -> None:
+        """Create the instance's local folder, once."""
+        if not self._folder_ready and self._folder is not None:
+            os.makedirs(self._folder, exist_ok=True)
+            self._folder_ready = True
+
+    def load(self, items: Iterable[str], journals: Iterable[str] | None = None) -> dict[str, Any]:
+        """The finished items among `items` and their values, found in bulk.
+
+        With `journals`, only those journals are read (a batch looking for its
+        own items); otherwise every journal and every per-item record is. A
+        record that cannot be read (say, half-written when a host died) counts
+        as missing: the item runs again, which at-least-once delivery allows.
+        """
         if self._folder is None:
-            return set()
+            return self._load_one_by_one(items)
+        wanted = {item_digest(item): item for item in items}
+        present = self._listing()
+        found: dict[str, Any] = {}
+        names = sorted(name for name in present if name.startswith(JOURNAL_PREFIX))
+        if journals is not None:
+            names = [name for name in journals if name in present]
+        for name in names:
+            self._read_journal(name, wanted, found)
+        if journals is None:
+            for digest in present & wanted.keys():
+                if wanted[digest] not in found:
+                    self._read_record(digest, wanted[digest], found)
+        return found
+
+    def _listing(self) -> set[str]:
+        assert self._folder is not None
         try:
             return set(os.listdir(self._folder))
         except FileNotFoundError:
             return set()
 
-    def load(self, items: Iterable[str]) -> dict[str, Any]:
-        """The finished items among `items` and their values, found in bulk.
+    def _read_record(self, digest: str, item: str, found: dict[str, Any]) -> None:
+        assert self._folder is not None
+        try:
+            with open(os.path.join(self._folder, digest), "rb") as record:
+                found[item] = self._codec.decode(record.read())
+        except Exception as error:  # noqa: BLE001 - unreadable means not finished
+            logger.warning("checkpoint of %s unreadable, item will run again: %s", item, error)
 
-        A record that cannot be read (say, half-written when a host died) counts
-        as missing: the item runs again, which at-least-once delivery allows.
-        """
-        if self._folder is None:
-            return self._load_one_by_one(items)
-        present = self.finished()
-        found: dict[str, Any] = {}
-        if not present:
-            return found
-        for item in items:
-            digest = item_digest(item)
-            if digest not in present:
-                continue
+    def _read_journal(self, name: str, wanted: dict[str, str], found: dict[str, Any]) -> None:
+        """Add the wanted items a journal holds; a line cut short by a crash is skipped."""
+        assert self._folder is not None
+        try:
+            with open(os.path.join(self._folder, name), "rb") as journal:
+                lines = journal.read().split(b"\n")
+        except FileNotFoundError:
+            return
+        for line in lines[:-1]:  # the last piece has no newline: empty, or a write cut short
             try:
-                with open(os.path.join(self._folder, digest), "rb") as record:
-                    found[item] = self._codec.decode(record.read())
-            except Exception as error:  # noqa: BLE001 - unreadable means not finished
-                logger.warning("checkpoint of %s unreadable, item will run again: %s", item, error)
-        return found
+                key, value = self._codec.decode_keyed(line)
+            except Exception:  # noqa: BLE001 - a damaged line means that item is not finished
+                continue
+            item = wanted.get(key.rsplit("/", 1)[-1])
+            if item is not None:
+                found[item] = value
 
     def _load_one_by_one(self, items: Iterable[str]) -> dict[str, Any]:
         """Remote storage: ask `ResultStore` for each item; a missing record is not finished."""
@@ -201,6 +263,46 @@ class CheckpointStore:
             except Exception:  # noqa: BLE001 - missing or unreadable means not finished
                 continue
         return found
+
+
+class CheckpointJournal:
+    """One batch's journal: each finished item's record appended with a single `write`.
+
+    A killed process leaves every whole line behind (the kernel has them); a
+    line cut short is ignored when read. On storage that is not a local folder
+    each item is saved at its own key instead.
+    """
+
+    def __init__(self, store: CheckpointStore, name: str) -> None:
+        self._store = store
+        self._name = name
+        self._descriptor: int | None = None
+
+    def append(self, item: str, value: Any) -> None:
+        """Checkpoint `item` now."""
+        folder = self._store.folder
+        if folder is None:
+            self._store.save(item, value)
+            return
+        if self._descriptor is None:
+            self._store.prepare_folder()
+            self._descriptor = os.open(
+                os.path.join(folder, self._name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+            )
+        line = memoryview(self._store.record_line(item, value))
+        while line:
+            line = line[os.write(self._descriptor, line):]
+
+    def close(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def __enter__(self) -> CheckpointJournal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _local_folder(storage: WritableFileSystem, prefix: str) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.runtime import task_run
 
-from flows.checkpoints import CheckpointStore, result_storage, storage_folder, task_cache_key
+from flows.checkpoints import CheckpointStore, journal_name, result_storage, storage_folder, task_cache_key
 from flows.concurrency import ItemSlot
 from flows.failures import ATTEMPTS
 from flows.item_context import processing
@@ -16,7 +16,7 @@ from flows.item_logging import item_logger
 from flows.item_timing import timed_attempt
 from flows.outcome import ItemOutcome, describe
 from flows.processor import load_processor
-from flows.progress import report_item
+from flows.progress import ItemTally
 from flows.retry_policy import is_transient, jittered, retry_delays, retry_transient_only
 from flows.settings import FanoutSettings
 
@@ -58,35 +58,41 @@ def run_batch(
 ) -> list[ItemOutcome]:
     """Run the processor over a batch, checkpointing every item as soon as it finishes.
 
-    Items already checkpointed (a rerun of this batch, say on another Dask
-    worker) are skipped; a failing item does not stop the rest of the batch.
+    Each finished item is appended to the batch's journal at once. Items a
+    previous attempt of this batch already journaled (a rerun, say on another
+    Dask worker) are skipped; a failing item does not stop the rest of the batch.
     The batch's own result is not persisted: its items' records are the
     checkpoints, and writing the whole batch again would only cost time.
     """
     checkpoints = CheckpointStore(result_storage(settings), instance_id, processor)
-    done = checkpoints.load(items)
+    journal = journal_name(label)
+    done = checkpoints.load(items, journals=[journal])
     function = load_processor(processor)
+    delays = retry_delays(settings)
     outcomes: list[ItemOutcome] = []
-    with ItemSlot.from_settings(settings) as slot:
+    with ItemSlot.from_settings(settings) as slot, checkpoints.journal(journal) as records, ItemTally(instance_id) as tally:
         for item in items:
             if item in done:
                 outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
                 continue
             slot.before_item()
-            outcome = attempt_item(function, item, settings, instance_id)
+            outcome = attempt_item(function, item, settings, instance_id, delays)
             if outcome.ok:
-                checkpoints.save(item, outcome.value)
+                records.append(item, outcome.value)
             outcomes.append(outcome)
-            report_item(instance_id, outcome.ok)
+            tally.count(outcome.ok)
     return outcomes
 
 
 process_batch = task(name="process_batch", task_run_name="process_batch-{label}", persist_result=False)(run_batch)
 
 
-def attempt_item(function: Any, item: str, settings: FanoutSettings, instance_id: str) -> ItemOutcome:
-    """Call the processor, retrying transient errors with backoff and jitter."""
-    delays = retry_delays(settings)
+def attempt_item(
+    function: Any, item: str, settings: FanoutSettings, instance_id: str, delays: list[float] | None = None
+) -> ItemOutcome:
+    """Call the processor, retrying transient errors with backoff and jitter (`delays`: the
+    settings' retry delays, computed once per batch by the caller)."""
+    delays = retry_delays(settings) if delays is None else delays
     attempts = 0
     spent = 0.0
     while True:

@@ -8,7 +8,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
 
 from flows.batching import batch_size_for, split
-from flows.checkpoints import CheckpointStore, checkpoint_key
+from flows.checkpoints import CheckpointStore, checkpoint_key, journal_name
 from flows.settings import FanoutSettings
 
 PROCESSOR = "flows.processor:processed"
@@ -87,3 +87,53 @@ def test_a_record_written_by_result_store_is_a_checkpoint(tmp_path: Path) -> Non
     prefect_store = ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path)))
     prefect_store.write("from a task run", key=checkpoints.key("b"))
     assert checkpoints.load(["a", "b"]) == {"b": "from a task run"}
+
+
+def test_journaled_items_are_found_in_bulk(tmp_path: Path) -> None:
+    """Items appended to a batch's journal come back with their values, per item."""
+    checkpoints = store(tmp_path)
+    with checkpoints.journal(journal_name("a..c")) as journal:
+        journal.append("a", {"n": 1})
+        journal.append("c", "C")
+    assert checkpoints.load(["a", "b", "c"]) == {"a": {"n": 1}, "c": "C"}
+
+
+def test_a_journal_line_is_the_record_result_store_writes(tmp_path: Path) -> None:
+    """Each journal line is byte for byte the record `ResultStore.write` puts at the item's key."""
+    checkpoints = store(tmp_path)
+    with checkpoints.journal(journal_name("a..a")) as journal:
+        journal.append("a", {"n": 1})
+    ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path))).write({"n": 1}, key=checkpoints.key("a"))
+    folder = (tmp_path / checkpoints.key("a")).parent
+    line = (folder / journal_name("a..a")).read_bytes()
+    assert line == (tmp_path / checkpoints.key("a")).read_bytes() + b"\n"
+
+
+def test_a_line_cut_short_by_a_crash_counts_as_unfinished(tmp_path: Path) -> None:
+    """A journal's unterminated last line (process killed mid-write) makes only that item run again."""
+    checkpoints = store(tmp_path)
+    with checkpoints.journal(journal_name("a..b")) as journal:
+        journal.append("a", 1)
+        journal.append("b", 2)
+    path = (tmp_path / checkpoints.key("a")).parent / journal_name("a..b")
+    path.write_bytes(path.read_bytes()[:-20])
+    assert checkpoints.load(["a", "b"]) == {"a": 1}
+
+
+def test_a_batch_reads_only_its_own_journal(tmp_path: Path) -> None:
+    """Asked for one journal, the store ignores the others (a retried batch reads only its own)."""
+    checkpoints = store(tmp_path)
+    with checkpoints.journal(journal_name("one")) as journal:
+        journal.append("a", 1)
+    with checkpoints.journal(journal_name("two")) as journal:
+        journal.append("b", 2)
+    assert checkpoints.load(["a", "b"], journals=[journal_name("two")]) == {"b": 2}
+
+
+def test_journals_and_per_item_records_load_together(tmp_path: Path) -> None:
+    """A rerun finds items whether a per-item task run or a batch checkpointed them."""
+    checkpoints = store(tmp_path)
+    checkpoints.save("a", "record")
+    with checkpoints.journal(journal_name("b..b")) as journal:
+        journal.append("b", "journal")
+    assert checkpoints.load(["a", "b", "c"]) == {"a": "record", "b": "journal"}
