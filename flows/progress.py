@@ -16,11 +16,15 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ LABEL_TOTAL = "fanout.total"
 LABEL_COMPLETED = "fanout.completed"
 LABEL_FAILED = "fanout.failed"
 ARTIFACT_KEY = "fanout-progress"
+FINAL_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -70,18 +75,27 @@ Publish = Callable[[Progress], None]
 
 
 class ProgressReporter:
-    """Counts finished items (thread-safe) and publishes them from a daemon thread.
+    """Counts finished items (thread-safe) and publishes them from a background thread.
 
     Use as a context manager inside the flow: it publishes once on entry (so the
     total shows at once), whenever the count changed at most every `interval`
-    seconds, and a final flush on exit.
+    seconds, and a final flush after exit. The run waits at most `exit_wait`
+    seconds for that final flush, which normally takes a few tens of
+    milliseconds: on SQLite, a labels update sent while the run's events are
+    being written waited 2.4 s and then failed with 503, and the count is not
+    worth delaying the run's result for. The thread is not a daemon: it keeps
+    trying (`FINAL_ATTEMPTS`), and the process ends only after it is done.
     """
 
-    def __init__(self, total: int, interval: float = 1.0, publish: Publish | None = None) -> None:
+    def __init__(
+        self, total: int, interval: float = 1.0, publish: Publish | None = None, exit_wait: float = 0.5
+    ) -> None:
         self._lock = threading.Lock()
         self._current = Progress(total=total)
         self._published: Progress | None = None
         self._interval = interval
+        self._exit_wait = exit_wait
+        self._failures = 0
         self._publish = publish or PrefectPublisher()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,31 +130,45 @@ class ProgressReporter:
     def __enter__(self) -> ProgressReporter:
         self.flush()
         context = contextvars.copy_context()  # the flow-run context, so artifacts attach to this run
-        self._thread = threading.Thread(target=context.run, args=(self._loop,), name="fanout-progress", daemon=True)
+        self._thread = threading.Thread(target=context.run, args=(self._loop,), name="fanout-progress")
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
-        self.flush()
+            self._thread.join(timeout=self._exit_wait)
 
-    def flush(self) -> None:
-        """Publish the current count if it differs from the last published one."""
+    def wait_published(self, timeout: float | None = None) -> None:
+        """Block until the final flush after exit is done (tests, and callers that must see it)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def flush(self) -> bool:
+        """Publish the current count if it differs from the last published one; False if that failed."""
         snapshot = self.current
         if snapshot == self._published:
-            return
+            return True
         try:
             self._publish(snapshot)
         except Exception as error:  # noqa: BLE001 - progress must never fail the run
-            logger.warning("could not publish progress (%s); will try again", error)
-            return
+            log = logger.debug if self._failures else logger.warning
+            log("could not publish progress (%s); will try again", error)
+            self._failures += 1
+            return False
         self._published = snapshot
+        return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             self.flush()
+        for _ in range(FINAL_ATTEMPTS):
+            if self.flush():
+                break
+            time.sleep(self._interval / 4)
+        close = getattr(self._publish, "close", None)
+        if close is not None:
+            close()
 
 
 _active: dict[str, ProgressReporter] = {}
@@ -149,7 +177,7 @@ _active_lock = threading.Lock()
 
 @contextmanager
 def reporting(instance_id: str, reporter: ProgressReporter) -> Iterator[ProgressReporter]:
-    """Make `reporter` the one `report_item` finds for `instance_id` in this process."""
+    """Make `reporter` the one an `ItemTally` finds for `instance_id` in this process."""
     with _active_lock:
         _active[instance_id] = reporter
     try:
@@ -160,40 +188,112 @@ def reporting(instance_id: str, reporter: ProgressReporter) -> Iterator[Progress
                 del _active[instance_id]
 
 
-def report_item(instance_id: str, ok: bool) -> None:
-    """Count one finished item of `instance_id`, if its reporter lives in this process.
+class ItemTally:
+    """One batch's count of finished items, handed to its run's reporter at most every `interval`.
 
-    Batch tasks call this per item; in another process (a Dask worker) there is
-    no reporter and the flow's final count is what gets published.
+    Batch tasks count every item here. Counting locally keeps a large run's threads
+    off the reporter's lock (eight threads taking it per item made them queue on it);
+    handing over every 0.1 s keeps the published count well within its 2 s of
+    reality, and an item that took longer than that is handed over as it finishes.
+    In another process (a Dask worker) there is no reporter: the flow counts the
+    batch when it returns. Use as a context manager: the rest is handed over on exit.
     """
-    with _active_lock:
-        reporter = _active.get(instance_id)
-    if reporter is not None:
-        reporter.advance(completed=int(ok), failed=int(not ok))
+
+    def __init__(self, instance_id: str, interval: float = 0.1) -> None:
+        with _active_lock:
+            self._reporter = _active.get(instance_id)
+        self._interval = interval
+        self._completed = 0
+        self._failed = 0
+        self._handed_at = time.monotonic()
+
+    def count(self, ok: bool) -> None:
+        """One more item finished (`ok`) or failed."""
+        if self._reporter is None:
+            return
+        if ok:
+            self._completed += 1
+        else:
+            self._failed += 1
+        if time.monotonic() - self._handed_at >= self._interval:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """Add what was counted since the last hand-over to the reporter."""
+        self._handed_at = time.monotonic()
+        if self._reporter is not None and (self._completed or self._failed):
+            self._reporter.advance(completed=self._completed, failed=self._failed)
+            self._completed = self._failed = 0
+
+    def __enter__(self) -> ItemTally:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hand_over()
 
 
 class PrefectPublisher:
-    """Writes a snapshot to the current flow run's labels and its progress artifact."""
+    """Writes a snapshot to the current flow run's labels and its progress artifact.
+
+    It keeps one synchronous Prefect client for the whole run and calls it
+    directly: opening a client per publish, or going through Prefect's
+    async-dispatching artifact helpers, made one publish cost up to seconds
+    while a large run kept the flow process busy.
+    """
 
     def __init__(self) -> None:
         self._artifact_id: UUID | None = None
         self._flow_run_id: UUID | None = None
+        self._client: SyncPrefectClient | None = None
 
     def __call__(self, progress: Progress) -> None:
-        from prefect.artifacts import create_progress_artifact, update_progress_artifact
-        from prefect.client.orchestration import get_client
-        from prefect.runtime import flow_run
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-        if self._flow_run_id is None:
+        # No client-side retries: on SQLite the labels update answers 503 at once while the
+        # run's events are being written, and the client's retry sleeps 2 s; the reporter's
+        # next tick (or its final attempts) is the retry, with the newest count.
+        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+            self._send(progress)
+
+    def _send(self, progress: Progress) -> None:
+        from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+
+        client = self._connected()
+        if client is None or self._flow_run_id is None:
+            return  # not inside a flow run: nothing to label
+        client.update_flow_run_labels(self._flow_run_id, progress.labels())
+        # Plain requests rather than `create_artifact`/`update_artifact`, which also emit an event
+        # each: the final publish may run while the interpreter shuts down, when events cannot be sent.
+        if self._artifact_id is None:
+            artifact = ArtifactCreate(
+                key=ARTIFACT_KEY, type="progress", description=progress.describe(),
+                data=progress.percent, flow_run_id=self._flow_run_id,
+            )
+            response = client.request("POST", "/artifacts/", json=artifact.model_dump(mode="json", exclude_unset=True))
+            self._artifact_id = UUID(response.json()["id"])
+        else:
+            update = ArtifactUpdate(data=progress.percent, description=progress.describe())
+            client.request(
+                "PATCH", "/artifacts/{id}", json=update.model_dump(mode="json", exclude_unset=True),
+                path_params={"id": self._artifact_id},
+            )
+
+    def _connected(self) -> SyncPrefectClient | None:
+        """The client, opened on first use inside a flow run."""
+        if self._client is None:
+            from prefect.client.orchestration import get_client
+            from prefect.runtime import flow_run
+
             run_id = flow_run.get_id()
             if run_id is None:
-                return  # not inside a flow run: nothing to label
+                return None
             self._flow_run_id = UUID(str(run_id))
-        with get_client(sync_client=True) as client:
-            client.update_flow_run_labels(self._flow_run_id, progress.labels())
-        if self._artifact_id is None:
-            self._artifact_id = create_progress_artifact(  # type: ignore[assignment]
-                progress.percent, key=ARTIFACT_KEY, description=progress.describe()
-            )
-        else:
-            update_progress_artifact(self._artifact_id, progress.percent, description=progress.describe())
+            self._client = get_client(sync_client=True)
+            self._client.__enter__()
+        return self._client
+
+    def close(self) -> None:
+        """Close the client; the reporter calls this after its final flush."""
+        if self._client is not None:
+            self._client.__exit__(None, None, None)
+            self._client = None

@@ -6,17 +6,22 @@ import threading
 import time
 
 from flows.outcome import ItemOutcome
-from flows.progress import Progress, ProgressReporter, progress_from_labels, report_item, reporting
+from flows.progress import ItemTally, Progress, ProgressReporter, progress_from_labels, reporting
 
 
 class Recorder:
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, gate: threading.Event | None = None) -> None:
         self.published: list[Progress] = []
         self.fail = fail
+        self.gate = gate
+        self.blocked = threading.Event()
 
     def __call__(self, progress: Progress) -> None:
         if self.fail:
             raise ConnectionError("API down")
+        if self.gate is not None and self.published:  # the first publish (on entry) goes through
+            self.blocked.set()
+            self.gate.wait()
         self.published.append(progress)
 
 
@@ -36,7 +41,22 @@ def test_publishes_on_entry_and_a_final_flush_on_exit() -> None:
     recorder = Recorder()
     with ProgressReporter(total=3, interval=60, publish=recorder) as reporter:
         reporter.advance(completed=2, failed=1)
+    reporter.wait_published()
     assert recorder.published == [Progress(3), Progress(3, 2, 1)]
+
+
+def test_a_slow_api_does_not_hold_the_run_but_still_gets_the_final_count() -> None:
+    """Exit waits only briefly for a slow publish; the final count lands afterwards all the same."""
+    api = threading.Event()
+    recorder = Recorder(gate=api)
+    with ProgressReporter(total=3, interval=0.01, publish=recorder, exit_wait=0.05) as reporter:
+        reporter.advance(completed=1)
+        recorder.blocked.wait(5)  # the thread is now stuck in a publish
+        reporter.advance(completed=2)
+    assert recorder.published == [Progress(3)]  # the run went on while the API was stuck
+    api.set()
+    reporter.wait_published(5)
+    assert recorder.published[-1] == Progress(3, 3, 0)
 
 
 def test_publishes_periodically_only_when_changed() -> None:
@@ -64,15 +84,25 @@ def test_settle_sets_the_exact_final_count() -> None:
     assert reporter.current == Progress(3, 2, 1)
 
 
-def test_report_item_reaches_the_instances_reporter_in_this_process() -> None:
-    """Batch tasks count items through the reporter registered for their instance."""
+def test_a_tally_reaches_the_instances_reporter_in_this_process() -> None:
+    """Batch tasks count items through the reporter registered for their instance, not another's."""
     reporter = ProgressReporter(total=2, publish=Recorder())
     with reporting("inst-1", reporter):
-        report_item("inst-1", ok=True)
-        report_item("inst-1", ok=False)
-        report_item("other", ok=True)
-    report_item("inst-1", ok=True)
+        with ItemTally("inst-1") as tally, ItemTally("other") as elsewhere:
+            tally.count(ok=True)
+            tally.count(ok=False)
+            elsewhere.count(ok=True)
+    with ItemTally("inst-1") as late:
+        late.count(ok=True)
     assert reporter.current == Progress(2, 1, 1)
+
+
+def test_a_tally_hands_over_while_the_batch_runs() -> None:
+    """Counts reach the reporter during a batch, not only when it ends."""
+    reporter = ProgressReporter(total=3, publish=Recorder())
+    with reporting("inst-1", reporter), ItemTally("inst-1", interval=0) as tally:
+        tally.count(ok=True)
+        assert reporter.current == Progress(3, 1, 0)
 
 
 def test_description_and_labels() -> None:
