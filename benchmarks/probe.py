@@ -70,6 +70,7 @@ def warm_prefect() -> None:
 
 def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from prefect import flow, task
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.processor import processed
 
@@ -83,16 +84,21 @@ def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
 
     warm_prefect()
     named = naive_flow.with_options(flow_run_name=run_name) if run_name else naive_flow
-    return lambda: named(count)
+
+    def run() -> list[Any]:
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # as fanout's run_here
+            return named(count)
+
+    return run
 
 
 def fanout(count: int, instance_id: str, run_name: str | None = None) -> Run:
-    from flows.fanout import fan_out_fan_in
+    from flows.fanout import run_here
     from flows.request import FanoutRequest
 
     warm_prefect()
-    named = fan_out_fan_in.with_options(flow_run_name=run_name) if run_name else fan_out_fan_in
-    return lambda: named(FanoutRequest(count=count, instance_id=instance_id))
+    request = FanoutRequest(count=count, instance_id=instance_id)
+    return lambda: run_here(request, flow_run_name=run_name)
 
 
 def write_executed() -> None:

@@ -45,10 +45,10 @@ def run(
         tolerated_failure_count=tolerated_failure_count, tolerated_failure_percentage=tolerated_failure_percentage,
     )
     _prepare_embedded_prefect()
-    from flows.fanout import fan_out_fan_in
+    from flows.fanout import run_here
 
     try:
-        output = fan_out_fan_in(request)
+        output = run_here(request)
     except ItemsFailed as failed:
         typer.echo(f"fanout: run failed: {failed}", err=True)
         raise typer.Exit(EXIT_FAILED) from None

@@ -8,7 +8,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
+from prefect.results import ResultRecord
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import State
 from prefect.task_runners import TaskRunner
 
@@ -52,6 +54,20 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
         instance_id, [outcomes[item] for item in items], time.perf_counter() - started, settings.report_table_limit
     )
     return gather(items, outcomes, request, instance_id)
+
+
+def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[Any]:
+    """Run the flow in this process and return its output, as `fanout run` and the benchmarks do.
+
+    Without heartbeats: they feed the crash automations, which watch deployment
+    runs only (a worker can restart those; nothing restarts an in-process run).
+    Prefect 3.9.1's heartbeat thread also sleeps in 1 s steps and every flow
+    waits for it on exit, which rounded each in-process run up to the next whole
+    second (measured: an empty flow took 1.2 s with it, 0.2 s without).
+    """
+    flow_here = fan_out_fan_in.with_options(flow_run_name=flow_run_name) if flow_run_name else fan_out_fan_in
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return flow_here(request)
 
 
 def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> dict[str, ItemOutcome]:
@@ -107,7 +123,7 @@ def _run_per_item(
 
 def _outcome_from_state(item: str, state: State[Any]) -> ItemOutcome:
     if state.is_completed():
-        return ItemOutcome(item=item, value=state.result(), cached=state.name == "Cached")
+        return ItemOutcome(item=item, value=completed_value(state), cached=state.name == "Cached")
     return ItemOutcome(item=item, error=_state_error(state))
 
 
@@ -152,9 +168,20 @@ def _run_batches(
 def _batch_outcomes(batch: list[str], state: State[Any]) -> list[ItemOutcome]:
     """A finished batch's item outcomes, or every item failed with the batch's error."""
     if state.is_completed():
-        return list(state.result())
+        return list(completed_value(state))
     error = _state_error(state)
     return [ItemOutcome(item=item, error=error) for item in batch]
+
+
+def completed_value(state: State[Any]) -> Any:
+    """A completed task run's value, straight from the record it holds in memory when it has one.
+
+    `State.result()` goes through Prefect's event-loop thread; with that thread busy
+    relaying a large run's events it cost ~40 ms per batch (1.3 s for 10,000 items).
+    """
+    if isinstance(state.data, ResultRecord):
+        return state.data.result
+    return state.result()
 
 
 def _state_error(state: State[Any]) -> str:
