@@ -25,6 +25,7 @@ from uuid import UUID
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
+    from prefect.context import SettingsContext
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ LABEL_COMPLETED = "fanout.completed"
 LABEL_FAILED = "fanout.failed"
 ARTIFACT_KEY = "fanout-progress"
 FINAL_ATTEMPTS = 20
+PUBLISH_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class ProgressReporter:
         self._published: Progress | None = None
         self._interval = interval
         self._exit_wait = exit_wait
-        self._failures = 0
+        self._last_error: Exception | None = None
         self._publish = publish or PrefectPublisher()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,9 +154,10 @@ class ProgressReporter:
         try:
             self._publish(snapshot)
         except Exception as error:  # noqa: BLE001 - progress must never fail the run
-            log = logger.debug if self._failures else logger.warning
-            log("could not publish progress (%s); will try again", error)
-            self._failures += 1
+            # Expected now and then (SQLite answers a labels update 503 while it writes the
+            # run's events); the next tick retries, so only a final count that never lands warns.
+            logger.debug("could not publish progress (%s); will try again", error)
+            self._last_error = error
             return False
         self._published = snapshot
         return True
@@ -166,6 +169,8 @@ class ProgressReporter:
             if self.flush():
                 break
             time.sleep(self._interval / 4)
+        else:
+            logger.warning("could not publish the final progress %s: %s", self.current, self._last_error)
         close = getattr(self._publish, "close", None)
         if close is not None:
             close()
@@ -245,22 +250,19 @@ class PrefectPublisher:
         self._artifact_id: UUID | None = None
         self._flow_run_id: UUID | None = None
         self._client: SyncPrefectClient | None = None
+        self._no_retries: SettingsContext | None = None
 
     def __call__(self, progress: Progress) -> None:
-        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+        client = self._connected()
+        if client is None or self._no_retries is None:
+            return  # not inside a flow run: nothing to label
+        with self._no_retries:
+            self._send(client, progress)
 
-        # No client-side retries: on SQLite the labels update answers 503 at once while the
-        # run's events are being written, and the client's retry sleeps 2 s; the reporter's
-        # next tick (or its final attempts) is the retry, with the newest count.
-        with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
-            self._send(progress)
-
-    def _send(self, progress: Progress) -> None:
+    def _send(self, client: SyncPrefectClient, progress: Progress) -> None:
         from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 
-        client = self._connected()
-        if client is None or self._flow_run_id is None:
-            return  # not inside a flow run: nothing to label
+        assert self._flow_run_id is not None
         client.update_flow_run_labels(self._flow_run_id, progress.labels())
         # Plain requests rather than `create_artifact`/`update_artifact`, which also emit an event
         # each: the final publish may run while the interpreter shuts down, when events cannot be sent.
@@ -279,16 +281,26 @@ class PrefectPublisher:
             )
 
     def _connected(self) -> SyncPrefectClient | None:
-        """The client, opened on first use inside a flow run."""
+        """The client, opened on first use inside a flow run, with its no-retry settings."""
         if self._client is None:
             from prefect.client.orchestration import get_client
+            from prefect.context import SettingsContext
             from prefect.runtime import flow_run
+            from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, get_current_settings
 
             run_id = flow_run.get_id()
             if run_id is None:
                 return None
             self._flow_run_id = UUID(str(run_id))
-            self._client = get_client(sync_client=True)
+            # No client-side retries: on SQLite the labels update answers 503 while the run's
+            # events are being written, and the client's retry sleeps 2 s; the reporter's next
+            # tick (or its final attempts) is the retry, with the newest count. Built once:
+            # `temporary_settings` builds new settings each time (58 ms here).
+            current = SettingsContext.get()
+            assert current is not None, "Prefect always has a settings context"
+            settings = get_current_settings().copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0})
+            self._no_retries = SettingsContext(profile=current.profile, settings=settings)
+            self._client = get_client(sync_client=True, httpx_settings={"timeout": PUBLISH_TIMEOUT_SECONDS})
             self._client.__enter__()
         return self._client
 
