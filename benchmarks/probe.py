@@ -1,7 +1,7 @@
 """Run one benchmark variant in this process and print its figures as JSON.
 
 `python -m benchmarks.probe <variant> <count> [instance_id] [run_name]`; variants: threadpool,
-naive, fanout. Imports happen before the clock starts (including the ones Prefect makes lazily
+naive, fanout, floor (a flow that only returns the results). Imports happen before the clock starts (including the ones Prefect makes lazily
 on a process's first flow call), so each variant is timed warm. A sampler thread records the
 peak thread count; peak RSS comes from the kernel. `run_name` names the flow run, so a watcher
 can find it in the API; `FANOUT_BENCH_EXECUTED=<file>` writes the items this process executed
@@ -92,6 +92,27 @@ def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
     return run
 
 
+def floor(count: int, instance_id: str, run_name: str | None = None) -> Run:
+    """A Prefect flow that only returns the N results: what any flow returning them costs."""
+    from prefect import flow
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.processor import processed
+
+    @flow(name="floor", persist_result=True)
+    def floor_flow(n: int) -> list[str]:
+        return [processed(f"item-{i}") for i in range(1, n + 1)]
+
+    warm_prefect()
+    named = floor_flow.with_options(flow_run_name=run_name) if run_name else floor_flow
+
+    def run() -> list[Any]:
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return named(count)
+
+    return run
+
+
 def fanout(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from flows.fanout import run_here
     from flows.request import FanoutRequest
@@ -112,7 +133,7 @@ def write_executed() -> None:
 
 
 VARIANTS: dict[str, Callable[..., Run]] = {
-    "threadpool": threadpool, "naive": naive, "fanout": fanout,
+    "threadpool": threadpool, "naive": naive, "fanout": fanout, "floor": floor,
 }
 
 

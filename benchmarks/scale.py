@@ -1,8 +1,10 @@
 """Scale figures (issue 5), side by side in one run against one warm local Prefect server.
 
 (a) `ThreadPoolExecutor.map` floor, (b) a naive Prefect `task.map` with persisted results,
-(c) fanout; N = 1,000 and 10,000 for all three, 100,000 for (a) and (c). Each run is its own
-process (benchmarks/probe.py). Then, for (c) at 10,000: a run killed (SIGKILL of its process
+(c) fanout; N = 1,000 and 10,000 for all three, 100,000 for (a) and (c); and (d) a Prefect flow
+that only returns the N results, which is what any flow returning them costs (its creation,
+states and the persisted N-item result). Each run is its own process (benchmarks/probe.py);
+runs are in-process like `fanout run`, so without heartbeats (`flows.fanout.run_here`). Then, for (c) at 10,000: a run killed (SIGKILL of its process
 group) once half of its checkpoints exist, its resume, and a rerun with every item cached.
 
 Run: `python -m benchmarks.scale` (about 10 minutes on 2 cores; `--quick` skips 100,000 and
@@ -57,7 +59,7 @@ class Bench:
         run_name = f"{variant}-{count}-{uuid.uuid4().hex[:6]}"
         watcher = StatusWatcher(self.server.api_url, run_name, variant, count)
         child = self.start(variant, count, instance or run_name, run_name, **env)
-        if variant != "threadpool":
+        if variant in ("naive", "fanout"):
             watcher.start()
         child.process.wait()
         figures = last_json(child)
@@ -70,7 +72,8 @@ class Bench:
 def last_json(child: Child) -> dict[str, Any]:
     if child.process.returncode != 0:
         raise RuntimeError(f"{child.name} exited {child.process.returncode}:\n{child.log_tail()}")
-    return json.loads(child.log_tail(5).strip().splitlines()[-1])
+    figures = [line for line in child.log_tail(20).splitlines() if line.startswith("{")]
+    return json.loads(figures[-1])
 
 
 class StatusWatcher:
@@ -128,8 +131,8 @@ def crash_and_resume(bench: Bench, count: int) -> dict[str, Any]:
     folder = bench.results / instance_prefix(instance, RECORDING_PROCESSOR)
     env = {"FANOUT_PROCESSOR": RECORDING_PROCESSOR}
     child = bench.start("fanout", count, instance, f"crash-{instance}", **env)
-    while child.process.poll() is None and _entries(folder) < count // 2:
-        time.sleep(0.005)
+    while child.process.poll() is None and _journaled(folder) < count // 2:
+        time.sleep(0.01)
     child.kill()
     finished = complete_records(bench.results, instance, count)
     executed_file = bench.scratch / f"{instance}-resume.txt"
@@ -149,21 +152,30 @@ def complete_records(results: Path, instance: str, count: int) -> set[str]:
     return {item_digest(item) for item in store.load(f"item-{i}" for i in range(1, count + 1))}
 
 
-def _entries(folder: Path) -> int:
+def _journaled(folder: Path) -> int:
+    """Whole records in the instance's batch journals (one line each) so far."""
     try:
-        return len(os.listdir(folder))
+        names = os.listdir(folder)
     except FileNotFoundError:
         return 0
+    lines = 0
+    for name in names:
+        try:
+            lines += (folder / name).read_bytes().count(b"\n")
+        except FileNotFoundError:
+            continue
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="skip N=100,000 and the naive N=10,000")
     args = parser.parse_args()
-    sizes = {"threadpool": [1000, 10_000, 100_000], "naive": [1000, 10_000], "fanout": [1000, 10_000, 100_000]}
+    sizes = {"threadpool": [1000, 10_000, 100_000], "floor": [1000, 10_000], "naive": [1000, 10_000],
+             "fanout": [1000, 10_000, 100_000]}
     if args.quick:
-        sizes = {"threadpool": [1000, 10_000], "naive": [1000], "fanout": [1000, 10_000]}
-    console = Console()
+        sizes = {"threadpool": [1000, 10_000], "floor": [10_000], "naive": [1000], "fanout": [1000, 10_000]}
+    console = Console(width=180)
     with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
         scratch = Path(scratch_dir)
         with running_prefect_server(scratch / "prefect") as server:
@@ -174,7 +186,7 @@ def main() -> None:
             rows: dict[tuple[str, int], dict[str, Any]] = {}
             # fanout first, the naive map last: the server works off the naive map's event
             # backlog for minutes after it returns, which would slow whatever ran next.
-            for variant in ("fanout", "threadpool", "naive"):
+            for variant in ("fanout", "threadpool", "floor", "naive"):
                 for count in sizes[variant]:
                     console.log(f"{variant} N={count:,}")
                     instance = f"full-{count}-{uuid.uuid4().hex[:6]}"
@@ -188,7 +200,8 @@ def main() -> None:
 
 
 def report(console: Console, rows: dict[tuple[str, int], dict[str, Any]], cached: dict[str, Any], crash: dict[str, Any]) -> None:
-    names = {"threadpool": "(a) ThreadPoolExecutor.map", "naive": "(b) naive Prefect map", "fanout": "(c) fanout"}
+    names = {"threadpool": "(a) ThreadPoolExecutor.map", "naive": "(b) naive Prefect map", "fanout": "(c) fanout",
+             "floor": "(d) Prefect floor: a flow that only returns the N results"}
     table = Table(title="Scale, trivial processor, warm local Prefect server")
     for column in ("variant", "N", "wall s", "items/s", "(c)/(b)", "peak RSS MB", "peak threads", "status done after s"):
         table.add_column(column, justify="right")
@@ -217,7 +230,7 @@ def report(console: Console, rows: dict[tuple[str, int], dict[str, Any]], cached
 
 
 def _status(row: dict[str, Any], count: int) -> str:
-    if row.get("variant") == "threadpool":
+    if row.get("variant") in ("threadpool", "floor"):
         return "n/a"
     if row.get("status_seconds") is None:
         return f"not within {STATUS_GRACE_SECONDS:.0f}s ({row.get('status_seen', 0):,} of {count:,})"
