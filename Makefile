@@ -25,7 +25,7 @@ test-postgres: $(VENV)/.installed-test
 	FANOUT_E2E_DATABASE=postgres $(BIN)/python -m pytest $(POSTGRES_SCENARIOS)
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m benchmarks.foundation
+	$(BIN)/python -m benchmarks.scale --quick
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -84,9 +84,33 @@ class StatusDocument(BaseModel):
         return self.runtime_status in FINISHED
 
 
-def custom_status(labels: dict[str, Any] | None) -> CustomStatus:
-    """Progress from the flow run's `fanout.*` labels (all unknown before the flow publishes)."""
+SETTLED_STATE_TYPES = frozenset({"COMPLETED", "FAILED"})
+
+
+def settled_failures(state_type: str | None, failures: list[dict[str, Any]] | None) -> int | None:
+    """How many items failed in a run that settled every item, else None.
+
+    A run that Completed, or Failed because too many items failed, published its
+    item report after every item had finished; a crashed run, or one that failed
+    before settling, did not, and its labels are the best count there is.
+    """
+    if state_type is None or state_type.upper() not in SETTLED_STATE_TYPES or failures is None:
+        return None
+    return len(failures)
+
+
+def custom_status(labels: dict[str, Any] | None, failed_when_settled: int | None = None) -> CustomStatus:
+    """Progress from the flow run's `fanout.*` labels (all unknown before the flow publishes).
+
+    For a settled run (`failed_when_settled` given) the counts come from its item
+    report: the flow's last label update can land a moment after its final state
+    (it is sent in the background so that a busy API does not hold the run).
+    """
     progress = progress_from_labels(labels)
     if progress is None:
         return CustomStatus()
+    if failed_when_settled is not None:
+        return CustomStatus(
+            total=progress.total, completed=progress.total - failed_when_settled, failed=failed_when_settled
+        )
     return CustomStatus(total=progress.total, completed=progress.completed, failed=progress.failed)

@@ -31,7 +31,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from deployments.body import parse_request, read_limited
 from deployments.idempotency import BadIdempotencyKey, checked_key, request_digest
 from deployments.runs import PrefectRuns, RunRecord, Runs
-from deployments.status import FINISHED, StatusDocument, custom_status, runtime_status
+from deployments.status import FINISHED, StatusDocument, custom_status, runtime_status, settled_failures
 from flows.request import INSTANCE_ID_PATTERN
 from flows.settings import FanoutSettings
 
@@ -255,27 +255,27 @@ async def status_document(runs: Runs, run: RunRecord, name: str) -> StatusDocume
             logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
     elif status in FINISHED:
         output = run.state_message
-    failures = await _failures(runs, run) if status in FINISHED else []
+    failures = await _failures(runs, run) if status in FINISHED else None
     return StatusDocument(
         name=name,
         instanceId=run.instance_id,
         runtimeStatus=status,
         input=dict(run.parameters.get("request") or {}),
         output=output,
-        customStatus=custom_status(run.labels),
-        failures=failures,
+        customStatus=custom_status(run.labels, settled_failures(run.state_type, failures)),
+        failures=failures or [],
         createdTime=run.created,
         lastUpdatedTime=run.updated,
     )
 
 
-async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]]:
-    """The finished run's failed items; empty (and logged) when the report cannot be read."""
+async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]] | None:
+    """The finished run's failed items; None when it has no report or it cannot be read (logged)."""
     try:
         return await runs.failures(run)
     except Exception as error:  # noqa: BLE001 - status still answers without the report
         logger.warning("cannot read the item report of %s: %s", run.flow_run_id, error)
-        return []
+        return None
 
 
 def app_from_environment() -> FastAPI:

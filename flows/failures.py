@@ -105,8 +105,9 @@ def publish_report(reports: list[ItemReport], instance_id: str, total: int, allo
     )
 
 
-async def read_item_report(client: Any, flow_run_id: UUID) -> list[ItemReport]:
-    """The latest item report a flow run published (empty when nothing failed or retried).
+async def read_item_report(client: Any, flow_run_id: UUID) -> list[ItemReport] | None:
+    """The latest item report a flow run published (empty when nothing failed or retried),
+    or None when it published none (it ended before settling its items).
 
     `client` is a `PrefectClient`; the status API calls this with its own.
     """
@@ -125,7 +126,7 @@ async def read_item_report(client: Any, flow_run_id: UUID) -> list[ItemReport]:
         limit=1,
     )
     if not artifacts:
-        return []
+        return None
     data = artifacts[0].data
     rows = json.loads(data) if isinstance(data, str) else data
     return [ItemReport.model_validate(row) for row in rows]

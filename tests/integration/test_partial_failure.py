@@ -21,7 +21,7 @@ def report_of(state: Any) -> list[ItemReport]:
     """The item report the flow run behind `state` published."""
     async def read() -> list[ItemReport]:
         async with get_client() as client:
-            return await read_item_report(client, state.state_details.flow_run_id)
+            return await read_item_report(client, state.state_details.flow_run_id) or []
     return asyncio.run(read())
 
 

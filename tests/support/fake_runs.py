@@ -69,8 +69,8 @@ class FakeRuns:
     async def output(self, run: RunRecord) -> Any:
         return self.outputs.get(run.flow_run_id)
 
-    async def failures(self, run: RunRecord) -> list[dict[str, Any]]:
-        return self.failure_reports.get(run.flow_run_id, [])
+    async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None:
+        return self.failure_reports.get(run.flow_run_id, [] if run.state_type == "COMPLETED" else None)
 
     async def terminate(self, run: RunRecord) -> None:
         self.calls.append("terminate")

@@ -137,7 +137,7 @@ class FaultStack:
 
         async def read() -> list[Any]:
             async with PrefectClient(self.api_url) as client:
-                return await read_item_report(client, run_id)
+                return await read_item_report(client, run_id) or []
         return asyncio.run(read())
 
     def cancel_unfinished(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.status import CustomStatus, RuntimeStatus, custom_status, runtime_status
+from deployments.status import CustomStatus, RuntimeStatus, custom_status, runtime_status, settled_failures
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,19 @@ def test_prefect_state_types_map_to_the_seeds_statuses(state_type: str | None, e
 def test_custom_status_before_the_flow_published_is_unknown_total() -> None:
     """A run whose flow has not published progress yet has no total."""
     assert custom_status({"fanout.instance": "x"}) == CustomStatus(total=None, completed=0, failed=0)
+
+
+LAGGING_LABELS = {"fanout.total": 10_000, "fanout.completed": 5_694, "fanout.failed": 0}
+
+
+def test_a_settled_run_counts_from_its_item_report_not_lagging_labels() -> None:
+    """Completed with two failed items reported: every other item counts as done, whatever the labels last said."""
+    failed = settled_failures("COMPLETED", [{"item": "item-3"}, {"item": "item-9"}])
+    assert custom_status(LAGGING_LABELS, failed) == CustomStatus(total=10_000, completed=9_998, failed=2)
+
+
+@pytest.mark.parametrize("state_type, failures", [("CRASHED", []), ("FAILED", None), ("RUNNING", [])])
+def test_an_unsettled_run_keeps_the_labels_count(state_type: str, failures: list[dict[str, str]] | None) -> None:
+    """A crashed run, a run that failed before settling (no report) or a running one shows its labels."""
+    failed = settled_failures(state_type, failures)
+    assert custom_status(LAGGING_LABELS, failed) == CustomStatus(total=10_000, completed=5_694, failed=0)
