@@ -14,6 +14,7 @@ the naive 10,000). It prints one table and the issue's goals as measured.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 from rich.console import Console
@@ -31,7 +33,7 @@ from rich.table import Table
 
 from deployments.processes import Child, PrefectServer, running_prefect_server, spawn
 from flows.checkpoints import instance_prefix, item_digest
-from flows.progress import progress_from_labels
+from deployments.status import SETTLED_STATE_TYPES, custom_status, settled_failures
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECORDING_PROCESSOR = "benchmarks.processors:recorded"
@@ -79,9 +81,10 @@ def last_json(child: Child) -> dict[str, Any]:
 class StatusWatcher:
     """Polls the API for the flow run named `run_name` until its status shows every item done.
 
-    For fanout that is the run's progress labels (what the status URL's `customStatus`
-    shows); for the naive map, which has no progress of its own, the count of its
-    COMPLETED task runs.
+    For fanout that is what the status URL's `customStatus` shows: the run's progress
+    labels, and once it has settled, the counts of its item report
+    (`deployments.status`); for the naive map, which has no progress of its own, the
+    count of its COMPLETED task runs.
     """
 
     def __init__(self, api_url: str, run_name: str, variant: str, count: int) -> None:
@@ -121,8 +124,25 @@ class StatusWatcher:
             body = {**by_name, "task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
             return int(client.post("/task_runs/count", json=body).json())
         runs = client.post("/flow_runs/filter", json={**by_name, "limit": 1}).json()
-        progress = progress_from_labels(runs[0].get("labels")) if runs else None
-        return 0 if progress is None else progress.completed + progress.failed
+        if not runs:
+            return 0
+        state_type = (runs[0].get("state") or {}).get("type")
+        failures = self._failed_items(runs[0]["id"]) if state_type in SETTLED_STATE_TYPES else None
+        status = custom_status(runs[0].get("labels"), settled_failures(state_type, failures))
+        return status.completed + status.failed
+
+    def _failed_items(self, flow_run_id: str) -> list[dict[str, Any]] | None:
+        """The settled run's failed items, read as the status URL reads them."""
+        from prefect.client.orchestration import PrefectClient
+
+        from flows.failures import read_item_report
+
+        async def read() -> list[dict[str, Any]] | None:
+            async with PrefectClient(self.api_url) as client:
+                reports = await read_item_report(client, UUID(flow_run_id))
+            return None if reports is None else [r.model_dump() for r in reports if r.status == "failed"]
+
+        return asyncio.run(read())
 
 
 def crash_and_resume(bench: Bench, count: int) -> dict[str, Any]:

@@ -90,7 +90,7 @@ class ProgressReporter:
     """
 
     def __init__(
-        self, total: int, interval: float = 1.0, publish: Publish | None = None, exit_wait: float = 0.5
+        self, total: int, interval: float = 1.0, publish: Publish | None = None, exit_wait: float = 0.1
     ) -> None:
         self._lock = threading.Lock()
         self._current = Progress(total=total)
