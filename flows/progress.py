@@ -84,9 +84,10 @@ class ProgressReporter:
     seconds, and a final flush after exit. The run waits at most `exit_wait`
     seconds for that final flush, which normally takes a few tens of
     milliseconds: on SQLite, a labels update sent while the run's events are
-    being written waited 2.4 s and then failed with 503, and the count is not
-    worth delaying the run's result for. The thread is not a daemon: it keeps
-    trying (`FINAL_ATTEMPTS`), and the process ends only after it is done.
+    being written waited 2.4 s and then failed with 503, and the status URL
+    reads a settled run's counts from its item report anyway. The thread is not
+    a daemon: it keeps trying (`FINAL_ATTEMPTS`), and the process ends only
+    after it is done.
     """
 
     def __init__(
