@@ -33,7 +33,10 @@ from rich.table import Table
 
 from deployments.processes import Child, PrefectServer, running_prefect_server, spawn
 from flows.checkpoints import instance_prefix, item_digest
+from prefect.client.orchestration import PrefectClient
+
 from deployments.status import SETTLED_STATE_TYPES, custom_status, settled_failures
+from flows.failures import read_item_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECORDING_PROCESSOR = "benchmarks.processors:recorded"
@@ -133,9 +136,6 @@ class StatusWatcher:
 
     def _failed_items(self, flow_run_id: str) -> list[dict[str, Any]] | None:
         """The settled run's failed items, read as the status URL reads them."""
-        from prefect.client.orchestration import PrefectClient
-
-        from flows.failures import read_item_report
 
         async def read() -> list[dict[str, Any]] | None:
             async with PrefectClient(self.api_url) as client:
