@@ -79,8 +79,8 @@ Publish = Callable[[Progress], None]
 class ProgressReporter:
     """Counts finished items (thread-safe) and publishes them from a background thread.
 
-    Use as a context manager inside the flow: it publishes as soon as it starts
-    (so the total shows at once), whenever the count changed at most every `interval`
+    Use as a context manager inside the flow: it publishes once on entry (so the
+    total shows at once), whenever the count changed at most every `interval`
     seconds, and a final flush after exit. The run waits at most `exit_wait`
     seconds for that final flush, which normally takes a few tens of
     milliseconds: on SQLite, a labels update sent while the run's events are
@@ -131,8 +131,7 @@ class ProgressReporter:
             self._current = Progress(self._current.total, completed, len(done) - completed)
 
     def __enter__(self) -> ProgressReporter:
-        # The first publish (the total) happens on the thread too: opening the Prefect client
-        # costs ~0.15 s, which the run need not wait for.
+        self.flush()
         context = contextvars.copy_context()  # the flow-run context, so artifacts attach to this run
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name="fanout-progress")
         self._thread.start()
@@ -165,7 +164,6 @@ class ProgressReporter:
         return True
 
     def _loop(self) -> None:
-        self.flush()
         while not self._stop.wait(self._interval):
             self.flush()
         for _ in range(FINAL_ATTEMPTS):
