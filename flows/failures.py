@@ -70,14 +70,15 @@ def settle(
 ) -> list[Any]:
     """The run's output with `None` for failed items, or `ItemsFailed` beyond the threshold.
 
-    Publishes the item report first, so it is there whichever way the run ends.
+    Publishes the item report first, so it is there whichever way the run ends, and
+    always, even with no rows: a report marks a run that settled every item, and the
+    status URL takes a settled run's counts from it.
     """
     reports = item_reports(items, outcomes, instance_id)
     ATTEMPTS.forget(instance_id, items)
     failed = [report for report in reports if report.status == "failed"]
     allowed = allowed_failures(len(items), tolerated_count, tolerated_percentage)
-    if reports:
-        publish_report(reports, instance_id, total=len(items), allowed=allowed)
+    publish_report(reports, instance_id, total=len(items), allowed=allowed)
     if len(failed) > allowed:
         raise ItemsFailed([(report.item, report.error or "") for report in failed], total=len(items))
     return [outcomes[item].value if outcomes[item].ok else None for item in items]
