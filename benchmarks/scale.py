@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -32,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deployments.processes import Child, PrefectServer, running_prefect_server, spawn
-from flows.checkpoints import instance_prefix, item_digest
+from flows.checkpoints import item_digest
 from prefect.client.orchestration import PrefectClient
 
 from deployments.status import SETTLED_STATE_TYPES, custom_status, settled_failures
@@ -148,10 +147,9 @@ class StatusWatcher:
 def crash_and_resume(bench: Bench, count: int) -> dict[str, Any]:
     """Kill a fanout run once half its checkpoints exist; resume it; count re-executed items."""
     instance = f"crash-{uuid.uuid4().hex[:6]}"
-    folder = bench.results / instance_prefix(instance, RECORDING_PROCESSOR)
     env = {"FANOUT_PROCESSOR": RECORDING_PROCESSOR}
     child = bench.start("fanout", count, instance, f"crash-{instance}", **env)
-    while child.process.poll() is None and _journaled(folder) < count // 2:
+    while child.process.poll() is None and _checkpointed(bench.results, instance) < count // 2:
         time.sleep(0.01)
     child.kill()
     finished = complete_records(bench.results, instance, count)
@@ -172,19 +170,13 @@ def complete_records(results: Path, instance: str, count: int) -> set[str]:
     return {item_digest(item) for item in store.load(f"item-{i}" for i in range(1, count + 1))}
 
 
-def _journaled(folder: Path) -> int:
-    """Whole records in the instance's batch journals (one line each) so far."""
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return 0
-    lines = 0
-    for name in names:
-        try:
-            lines += (folder / name).read_bytes().count(b"\n")
-        except FileNotFoundError:
-            continue
-    return lines
+def _checkpointed(results: Path, instance: str) -> int:
+    """Items of the instance with a whole checkpoint so far."""
+    from prefect.filesystems import LocalFileSystem
+
+    from flows.checkpoints import CheckpointStore
+
+    return len(CheckpointStore(LocalFileSystem(basepath=str(results)), instance, RECORDING_PROCESSOR).finished())
 
 
 def main() -> None:

@@ -237,15 +237,33 @@ class CheckpointStore:
         except Exception as error:  # noqa: BLE001 - unreadable means not finished
             logger.warning("checkpoint of %s unreadable, item will run again: %s", item, error)
 
-    def _read_journal(self, name: str, wanted: dict[str, str], found: dict[str, Any]) -> None:
-        """Add the wanted items a journal holds; a line cut short by a crash is skipped."""
+    def finished(self) -> set[str]:
+        """Digests of the items that have a record or a whole journal line (local folders only),
+        without reading their values: for watching a run's progress from outside."""
+        if self._folder is None:
+            return set()
+        present = self._listing()
+        digests = {name for name in present if not name.startswith(JOURNAL_PREFIX)}
+        for name in present - digests:
+            for line in self._journal_lines(name):
+                try:
+                    digests.add(str(json.loads(line)["metadata"]["storage_key"]).rsplit("/", 1)[-1])
+                except Exception:  # noqa: BLE001 - a damaged line means that item is not finished
+                    continue
+        return digests
+
+    def _journal_lines(self, name: str) -> list[bytes]:
+        """A journal's whole lines; the piece after the last newline (a write cut short) is left out."""
         assert self._folder is not None
         try:
             with open(os.path.join(self._folder, name), "rb") as journal:
-                lines = journal.read().split(b"\n")
+                return journal.read().split(b"\n")[:-1]
         except FileNotFoundError:
-            return
-        for line in lines[:-1]:  # the last piece has no newline: empty, or a write cut short
+            return []
+
+    def _read_journal(self, name: str, wanted: dict[str, str], found: dict[str, Any]) -> None:
+        """Add the wanted items a journal holds; a line cut short by a crash is skipped."""
+        for line in self._journal_lines(name):
             try:
                 key, value = self._codec.decode_keyed(line)
             except Exception:  # noqa: BLE001 - a damaged line means that item is not finished

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from flows.checkpoints import instance_prefix, item_digest
+from prefect.filesystems import LocalFileSystem
+
+from flows.checkpoints import CheckpointStore, item_digest
 from tests.support.fault_stack import FaultStack
 
 PROCESSOR = "tests.support.processors:scripted"
@@ -59,9 +61,8 @@ class Workspace:
         return sorted(files, key=lambda path: path.stat().st_mtime)
 
     def checkpointed(self, instance_id: str) -> set[str]:
-        """Digests of the items of `instance_id` that have a checkpoint now."""
-        folder = self.results / instance_prefix(instance_id, PROCESSOR)
-        return set(path.name for path in folder.iterdir()) if folder.exists() else set()
+        """Digests of the items of `instance_id` that have a checkpoint now (a record or a journal line)."""
+        return CheckpointStore(LocalFileSystem(basepath=str(self.results)), instance_id, PROCESSOR).finished()
 
     def clear_executions(self) -> None:
         for path in self.executions.iterdir():

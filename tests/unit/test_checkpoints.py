@@ -8,7 +8,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
 
 from flows.batching import batch_size_for, split
-from flows.checkpoints import CheckpointStore, checkpoint_key, journal_name
+from flows.checkpoints import CheckpointStore, checkpoint_key, item_digest, journal_name
 from flows.settings import FanoutSettings
 
 PROCESSOR = "flows.processor:processed"
@@ -137,3 +137,15 @@ def test_journals_and_per_item_records_load_together(tmp_path: Path) -> None:
     with checkpoints.journal(journal_name("b..b")) as journal:
         journal.append("b", "journal")
     assert checkpoints.load(["a", "b", "c"]) == {"a": "record", "b": "journal"}
+
+
+def test_finished_names_every_checkpointed_item_without_reading_values(tmp_path: Path) -> None:
+    """`finished()` lists the digests of items with a record or a whole journal line, and no others."""
+    checkpoints = store(tmp_path)
+    checkpoints.save("a", 1)
+    with checkpoints.journal(journal_name("b..c")) as journal:
+        journal.append("b", 2)
+        journal.append("c", 3)
+    path = (tmp_path / checkpoints.key("a")).parent / journal_name("b..c")
+    path.write_bytes(path.read_bytes()[:-20])
+    assert checkpoints.finished() == {item_digest("a"), item_digest("b")}
