@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from deployments.body import parse_request, read_limited
-from deployments.idempotency import BadIdempotencyKey, checked_key, request_digest
+from deployments.idempotency import BadIdempotencyKey, StartsByKey, checked_key, request_digest
 from deployments.runs import PrefectRuns, RunRecord, Runs
 from deployments.status import FINISHED, StatusDocument, custom_status, runtime_status, settled_failures
 from flows.request import INSTANCE_ID_PATTERN
@@ -55,6 +55,7 @@ def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
     app.state.runs = runs
     app.state.settings = settings
     app.state.token = token
+    app.state.starts = StartsByKey[RunRecord]()
     _add_routes(app)
     app.add_exception_handler(httpx.HTTPError, _prefect_unavailable)
     app.add_exception_handler(PrefectHTTPStatusError, _prefect_unavailable)
@@ -179,7 +180,7 @@ def _add_routes(app: FastAPI) -> None:
         fanout_request = parse_request(body, request.headers.get("content-type"), settings.max_items)
         runs = _runs(request)
         async with prefect_deadline(request):
-            run = await start_instance(runs, fanout_request, key)
+            run = await start_instance(runs, fanout_request, key, request.app.state.starts)
         return _accepted(request, runs, run)
 
     @app.get("/api/instances/{instance_id}", dependencies=auth)
@@ -219,23 +220,33 @@ def _add_routes(app: FastAPI) -> None:
         return JSONResponse({"instancesDeleted": deleted}, status_code=200)
 
 
-async def start_instance(runs: Runs, request: Any, key: str | None) -> RunRecord:
+async def start_instance(runs: Runs, request: Any, key: str | None, starts: StartsByKey[RunRecord]) -> RunRecord:
     """Start one run of the request, honouring the Idempotency-Key and a busy instance id."""
     digest = request_digest(request)
-    if key is not None:
-        existing = await runs.by_idempotency_key(key)
-        if existing is not None:
-            return _same_body(existing, digest, key)
+    if key is None:
+        return await _start_new(runs, request, digest, None)
+    run = await starts.start(key, lambda: _start_keyed(runs, request, digest, key))
+    return _same_body(run, digest, key)
+
+
+async def _start_keyed(runs: Runs, request: Any, digest: str, key: str) -> RunRecord:
+    """The run that already carries `key`, else a new one (Prefect's idempotency key keeps it one)."""
+    existing = await runs.by_idempotency_key(key)
+    if existing is not None:
+        return existing
+    return await _start_new(runs, request, digest, key)
+
+
+async def _start_new(runs: Runs, request: Any, digest: str, key: str | None) -> RunRecord:
     if request.instance_id is not None:
         latest = await runs.latest(request.instance_id)
         if latest is not None and not _is_finished(latest):
             raise HTTPException(409, f"instance {request.instance_id} is already {runtime_status(latest.state_type).value}")
     instance_id = request.instance_id or uuid.uuid4().hex
     try:
-        run = await runs.start(request.model_copy(update={"instance_id": instance_id}), digest, key)
+        return await runs.start(request.model_copy(update={"instance_id": instance_id}), digest, key)
     except ObjectNotFound:
         raise HTTPException(503, "the fanout deployment is not registered on the Prefect server") from None
-    return _same_body(run, digest, key) if key is not None else run
 
 
 def _same_body(run: RunRecord, digest: str, key: str) -> RunRecord:

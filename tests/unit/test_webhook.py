@@ -227,6 +227,19 @@ def test_concurrent_posts_with_one_key_create_one_run(runs: FakeRuns) -> None:
     assert len(runs.runs) == 1
 
 
+def test_concurrent_posts_with_one_key_ask_the_prefect_api_once(runs: FakeRuns) -> None:
+    """Of 50 concurrent POSTs with one Idempotency-Key, one creates the run; the rest wait and reuse it."""
+    app = make_app(runs)
+    headers = {**AUTH, "Idempotency-Key": "burst-once"}
+
+    async def burst(client: httpx.AsyncClient) -> list[httpx.Response]:
+        posts = [client.post("/api/start-fanout", json={"count": 2}, headers=headers) for _ in range(50)]
+        return list(await asyncio.gather(*posts))
+
+    with_client(app, burst)
+    assert runs.calls.count("start") == 1
+
+
 def test_the_same_key_with_another_body_is_409(runs: FakeRuns) -> None:
     """Reusing an Idempotency-Key with a different body is refused with 409, nothing new starts."""
     app = make_app(runs)
