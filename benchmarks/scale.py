@@ -34,7 +34,7 @@ from deployments.processes import Child, PrefectServer, running_prefect_server, 
 from flows.checkpoints import item_digest
 from prefect.client.orchestration import PrefectClient
 
-from deployments.status import SETTLED_STATE_TYPES, custom_status, settled_failures
+from deployments.status import SETTLED_STATE_TYPES, custom_status, requested_total, settled_failures
 from flows.failures import read_item_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -130,7 +130,9 @@ class StatusWatcher:
             return 0
         state_type = (runs[0].get("state") or {}).get("type")
         failures = self._failed_items(runs[0]["id"]) if state_type in SETTLED_STATE_TYPES else None
-        status = custom_status(runs[0].get("labels"), settled_failures(state_type, failures))
+        status = custom_status(
+            runs[0].get("labels"), requested_total(runs[0].get("parameters") or {}), settled_failures(state_type, failures)
+        )
         return status.completed + status.failed
 
     def _failed_items(self, flow_run_id: str) -> list[dict[str, Any]] | None:

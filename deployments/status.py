@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.progress import progress_from_labels
+from flows.request import FanoutRequest, item_count
 
 
 class RuntimeStatus(str, Enum):
@@ -99,18 +100,28 @@ def settled_failures(state_type: str | None, failures: list[dict[str, Any]] | No
     return len(failures)
 
 
-def custom_status(labels: dict[str, Any] | None, failed_when_settled: int | None = None) -> CustomStatus:
+def custom_status(
+    labels: dict[str, Any] | None, total: int | None = None, failed_when_settled: int | None = None
+) -> CustomStatus:
     """Progress from the flow run's `fanout.*` labels (all unknown before the flow publishes).
 
-    For a settled run (`failed_when_settled` given) the counts come from its item
-    report: the flow's last label update can land a moment after its final state
-    (it is sent in the background so that a busy API does not hold the run).
+    For a settled run (`total` and `failed_when_settled` given: the request's item
+    count, the failures in its item report) the counts do not come from labels:
+    the flow's label updates are sent in the background, so that a busy API does
+    not hold the run, and on SQLite one can be refused (503) and land a moment
+    after the run's final state.
     """
+    if total is not None and failed_when_settled is not None:
+        return CustomStatus(total=total, completed=total - failed_when_settled, failed=failed_when_settled)
     progress = progress_from_labels(labels)
     if progress is None:
         return CustomStatus()
-    if failed_when_settled is not None:
-        return CustomStatus(
-            total=progress.total, completed=progress.total - failed_when_settled, failed=failed_when_settled
-        )
     return CustomStatus(total=progress.total, completed=progress.completed, failed=progress.failed)
+
+
+def requested_total(parameters: dict[str, Any]) -> int | None:
+    """How many items the run's `request` parameter plans, or None when it cannot be read."""
+    try:
+        return item_count(FanoutRequest.model_validate(parameters.get("request") or {}))
+    except ValueError:
+        return None

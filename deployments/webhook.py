@@ -31,7 +31,9 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from deployments.body import parse_request, read_limited
 from deployments.idempotency import BadIdempotencyKey, StartsByKey, checked_key, request_digest
 from deployments.runs import PrefectRuns, RunRecord, Runs
-from deployments.status import FINISHED, StatusDocument, custom_status, runtime_status, settled_failures
+from deployments.status import (
+    FINISHED, StatusDocument, custom_status, requested_total, runtime_status, settled_failures,
+)
 from flows.request import INSTANCE_ID_PATTERN
 from flows.settings import FanoutSettings
 
@@ -273,7 +275,9 @@ async def status_document(runs: Runs, run: RunRecord, name: str) -> StatusDocume
         runtimeStatus=status,
         input=dict(run.parameters.get("request") or {}),
         output=output,
-        customStatus=custom_status(run.labels, settled_failures(run.state_type, failures)),
+        customStatus=custom_status(
+            run.labels, requested_total(run.parameters), settled_failures(run.state_type, failures)
+        ),
         failures=failures or [],
         createdTime=run.created,
         lastUpdatedTime=run.updated,

@@ -49,10 +49,17 @@ class FanoutRequest(BaseModel):
 DEFAULT_COUNT = 5
 
 
+def item_count(request: FanoutRequest) -> int:
+    """How many items the request plans, without checking them."""
+    if request.items is not None:
+        return len(request.items)
+    return DEFAULT_COUNT if request.count is None else request.count
+
+
 def plan_items(request: FanoutRequest, max_items: int) -> list[str]:
     """The request's items in order, or `InvalidRequest` saying what is wrong with them."""
     if request.items is None:
-        count = DEFAULT_COUNT if request.count is None else request.count
+        count = item_count(request)
         _check_size(count, max_items, "count")
         return [f"item-{index}" for index in range(1, count + 1)]
     items = list(request.items)

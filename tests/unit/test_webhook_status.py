@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.status import CustomStatus, RuntimeStatus, custom_status, runtime_status, settled_failures
+from deployments.status import (
+    CustomStatus, RuntimeStatus, custom_status, requested_total, runtime_status, settled_failures,
+)
 
 
 @pytest.mark.parametrize(
@@ -38,11 +40,18 @@ LAGGING_LABELS = {"fanout.total": 10_000, "fanout.completed": 5_694, "fanout.fai
 def test_a_settled_run_counts_from_its_item_report_not_lagging_labels() -> None:
     """Completed with two failed items reported: every other item counts as done, whatever the labels last said."""
     failed = settled_failures("COMPLETED", [{"item": "item-3"}, {"item": "item-9"}])
-    assert custom_status(LAGGING_LABELS, failed) == CustomStatus(total=10_000, completed=9_998, failed=2)
+    assert custom_status(LAGGING_LABELS, 10_000, failed) == CustomStatus(total=10_000, completed=9_998, failed=2)
+
+
+def test_a_settled_run_has_its_total_even_without_labels() -> None:
+    """The total of a settled run comes from its request: a label update refused by a busy API loses nothing."""
+    total = requested_total({"request": {"count": 5, "instance_id": "i"}})
+    assert custom_status(None, total, settled_failures("COMPLETED", [])) == CustomStatus(total=5, completed=5, failed=0)
+    assert requested_total({"request": {"items": ["a", "b"]}}) == 2 and requested_total({}) == 5
 
 
 @pytest.mark.parametrize("state_type, failures", [("CRASHED", []), ("FAILED", None), ("RUNNING", [])])
 def test_an_unsettled_run_keeps_the_labels_count(state_type: str, failures: list[dict[str, str]] | None) -> None:
     """A crashed run, a run that failed before settling (no report) or a running one shows its labels."""
     failed = settled_failures(state_type, failures)
-    assert custom_status(LAGGING_LABELS, failed) == CustomStatus(total=10_000, completed=5_694, failed=0)
+    assert custom_status(LAGGING_LABELS, 10_000, failed) == CustomStatus(total=10_000, completed=5_694, failed=0)
