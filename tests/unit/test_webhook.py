@@ -212,16 +212,20 @@ def test_a_repeated_idempotency_key_returns_the_same_instance(runs: FakeRuns) ->
     assert first == again and len(runs.runs) == 1
 
 
-def test_concurrent_posts_with_one_key_create_one_run(runs: FakeRuns) -> None:
-    """50 concurrent POSTs with one Idempotency-Key all get the same instance."""
-    app = make_app(runs)
-    headers = {**AUTH, "Idempotency-Key": "burst"}
+def post_burst(runs: FakeRuns, key: str, count: int = 50) -> list[httpx.Response]:
+    """`count` concurrent POSTs of one body with one Idempotency-Key."""
+    headers = {**AUTH, "Idempotency-Key": key}
 
     async def burst(client: httpx.AsyncClient) -> list[httpx.Response]:
-        posts = [client.post("/api/start-fanout", json={"count": 2}, headers=headers) for _ in range(50)]
+        posts = [client.post("/api/start-fanout", json={"count": 2}, headers=headers) for _ in range(count)]
         return list(await asyncio.gather(*posts))
 
-    responses = with_client(app, burst)
+    return with_client(make_app(runs), burst)
+
+
+def test_concurrent_posts_with_one_key_create_one_run(runs: FakeRuns) -> None:
+    """50 concurrent POSTs with one Idempotency-Key all get the same instance."""
+    responses = post_burst(runs, "burst")
     assert {response.status_code for response in responses} == {202}
     assert len({response.json()["id"] for response in responses}) == 1
     assert len(runs.runs) == 1
@@ -229,14 +233,7 @@ def test_concurrent_posts_with_one_key_create_one_run(runs: FakeRuns) -> None:
 
 def test_concurrent_posts_with_one_key_ask_the_prefect_api_once(runs: FakeRuns) -> None:
     """Of 50 concurrent POSTs with one Idempotency-Key, one creates the run; the rest wait and reuse it."""
-    app = make_app(runs)
-    headers = {**AUTH, "Idempotency-Key": "burst-once"}
-
-    async def burst(client: httpx.AsyncClient) -> list[httpx.Response]:
-        posts = [client.post("/api/start-fanout", json={"count": 2}, headers=headers) for _ in range(50)]
-        return list(await asyncio.gather(*posts))
-
-    with_client(app, burst)
+    post_burst(runs, "burst-once")
     assert runs.calls.count("start") == 1
 
 
