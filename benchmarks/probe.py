@@ -70,8 +70,8 @@ def warm_prefect() -> None:
 
 def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from prefect import flow, task
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+    from flows.prefect_settings import heartbeats_off
     from flows.processor import processed
 
     @task(persist_result=True)
@@ -86,7 +86,7 @@ def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
     named = naive_flow.with_options(flow_run_name=run_name) if run_name else naive_flow
 
     def run() -> list[Any]:
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # as fanout's run_here
+        with heartbeats_off():  # as fanout's run_here
             return named(count)
 
     return run
@@ -95,8 +95,8 @@ def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
 def floor(count: int, instance_id: str, run_name: str | None = None) -> Run:
     """A Prefect flow that only returns the N results: what any flow returning them costs."""
     from prefect import flow
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+    from flows.prefect_settings import heartbeats_off
     from flows.processor import processed
 
     @flow(name="floor", persist_result=True)
@@ -107,7 +107,7 @@ def floor(count: int, instance_id: str, run_name: str | None = None) -> Run:
     named = floor_flow.with_options(flow_run_name=run_name) if run_name else floor_flow
 
     def run() -> list[Any]:
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with heartbeats_off():
             return named(count)
 
     return run

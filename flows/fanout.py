@@ -3,6 +3,8 @@
 # No `from __future__ import annotations` here: the flow's signature must hold the real
 # `FanoutRequest` class, because `flow.serve` cloudpickles the flow function by value and
 # a string annotation could not be resolved in the flow-run subprocess.
+import functools
+import gc
 import time
 from typing import Any
 
@@ -10,8 +12,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 from prefect.results import ResultRecord
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.states import State
+from prefect.states import Completed, State
 from prefect.task_runners import TaskRunner
 
 from flows.batching import batch_size_for, split
@@ -20,9 +21,10 @@ from flows.failures import settle
 from flows.item_logging import correlating
 from flows.item_timing import collect, with_timing
 from flows.outcome import ItemOutcome, describe
+from flows.prefect_settings import heartbeats_off
 from flows.processor import load_processor
 from flows.progress import ProgressReporter, reporting
-from flows.report import publish_report
+from flows.report import publishing_report
 from flows.request import FanoutRequest, plan_items
 from flows.concurrency import check_limit
 from flows.runners import check_runner, task_runner
@@ -41,6 +43,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     that finished. A failed item does not stop its siblings; the run fails at the
     end naming every failed item.
     """
+    freeze_startup_heap()
     settings = get_settings()
     items = plan_items(request, settings.max_items)
     load_processor(settings.processor)
@@ -50,10 +53,34 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     with correlating(str(flow_run.get_id()), instance_id):
         started = time.perf_counter()
         outcomes = run_items(items, instance_id, settings)
-    publish_report(
-        instance_id, [outcomes[item] for item in items], time.perf_counter() - started, settings.report_table_limit
-    )
-    return gather(items, outcomes, request, instance_id)
+    elapsed = time.perf_counter() - started
+    with publishing_report(instance_id, [outcomes[item] for item in items], elapsed, settings.report_table_limit):
+        output = gather(items, outcomes, request, instance_id)
+    return final_state(output)
+
+
+@functools.cache
+def freeze_startup_heap() -> None:
+    """Take the objects alive at this process's first run out of the garbage collector's scans, once.
+
+    They are modules and their data (Prefect's alone: ~130,000 objects), alive
+    until the process ends. A run allocates several objects per item, which sets
+    off full collections that walked all of them: one took 0.125 s of a
+    10,000-item run. Frozen, they are never scanned; everything created later is
+    collected as usual.
+    """
+    gc.freeze()
+
+
+def final_state(output: list[Any]) -> Any:
+    """The run's Completed state holding `output`, which the flow returns in place of the list.
+
+    Prefect looks for futures and states in whatever a flow returns, element by
+    element: three passes over a returned list, one over a returned state's data
+    (0.3 s against 0.22 s for a flow returning 10,000 strings, measured). Whoever
+    calls the flow still gets the list, and the list is what Prefect persists.
+    """
+    return Completed(data=output)
 
 
 def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[Any]:
@@ -66,17 +93,19 @@ def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[A
     second (measured: an empty flow took 1.2 s with it, 0.2 s without).
     """
     flow_here = fan_out_fan_in.with_options(flow_run_name=flow_run_name) if flow_run_name else fan_out_fan_in
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with heartbeats_off():
         return flow_here(request)
 
 
 def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> dict[str, ItemOutcome]:
-    """Every item's outcome: checkpointed ones from storage, the rest from fresh task runs."""
+    """Every item's outcome: checkpointed ones from storage, the rest from fresh task runs.
+
+    A run in which every item finished records its output, which a rerun reads whole.
+    """
     checkpoints = CheckpointStore(result_storage(settings), instance_id, settings.processor)
-    outcomes = {
-        item: ItemOutcome(item=item, value=value, cached=True)
-        for item, value in checkpoints.load(items).items()
-    }
+    recorded = checkpoints.load_output(items)
+    found = recorded if recorded is not None else checkpoints.load(items)
+    outcomes = {item: ItemOutcome(item=item, value=value, cached=True) for item, value in found.items()}
     pending = [item for item in items if item not in outcomes]
     get_run_logger().info(
         "instance %s: %d items, %d from checkpoints, %d to run",
@@ -95,6 +124,8 @@ def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> d
                 )
             outcomes.update({outcome.item: outcome for outcome in fresh})
         progress.settle(outcomes.values())
+    if recorded is None and all(outcome.ok for outcome in outcomes.values()):
+        checkpoints.save_output(items, [outcomes[item].value for item in items])
     return outcomes
 
 

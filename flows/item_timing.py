@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flows.outcome import ItemOutcome
 
@@ -59,4 +59,4 @@ def with_timing(outcome: ItemOutcome, timing: ItemTiming | None) -> ItemOutcome:
     """`outcome` with the attempts and time measured for it, when there is a record."""
     if timing is None:
         return outcome
-    return outcome.model_copy(update={"attempts": timing.attempts, "duration": timing.seconds})
+    return replace(outcome, attempts=timing.attempts, duration=timing.seconds)

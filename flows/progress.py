@@ -34,6 +34,7 @@ LABEL_COMPLETED = "fanout.completed"
 LABEL_FAILED = "fanout.failed"
 ARTIFACT_KEY = "fanout-progress"
 FINAL_ATTEMPTS = 20
+THREAD_NAME = "fanout-progress"
 PUBLISH_TIMEOUT_SECONDS = 2.0
 
 
@@ -79,25 +80,25 @@ Publish = Callable[[Progress], None]
 class ProgressReporter:
     """Counts finished items (thread-safe) and publishes them from a background thread.
 
-    Use as a context manager inside the flow: it publishes once on entry (so the
-    total shows at once), whenever the count changed at most every `interval`
-    seconds, and a final flush after exit. The run waits at most `exit_wait`
-    seconds for that final flush, which normally takes a few tens of
-    milliseconds: on SQLite, a labels update sent while the run's events are
-    being written waited 2.4 s and then failed with 503, and the status URL
+    Use as a context manager inside the flow. The thread publishes at once on
+    entry (so the total shows within one API call), then whenever the count
+    changed, at most every `interval` seconds, and a final flush after exit.
+    Exit does not wait for the final flush (`wait_published` does, for a
+    caller with other work to overlap it with): a publish normally takes tens
+    of milliseconds, but on SQLite a labels update sent while the run's events
+    are being written can wait seconds and fail with 503, and the status URL
     reads a settled run's counts from its item report anyway. The thread is not
-    a daemon: it keeps trying (`FINAL_ATTEMPTS`), and the process ends only
-    after it is done.
+    a daemon: it keeps trying the final count (`FINAL_ATTEMPTS`), and the
+    process ends only after it is done.
     """
 
     def __init__(
-        self, total: int, interval: float = 1.0, publish: Publish | None = None, exit_wait: float = 0.1
+        self, total: int, interval: float = 1.0, publish: Publish | None = None
     ) -> None:
         self._lock = threading.Lock()
         self._current = Progress(total=total)
         self._published: Progress | None = None
         self._interval = interval
-        self._exit_wait = exit_wait
         self._last_error: Exception | None = None
         self._publish = publish or PrefectPublisher()
         self._stop = threading.Event()
@@ -131,19 +132,16 @@ class ProgressReporter:
             self._current = Progress(self._current.total, completed, len(done) - completed)
 
     def __enter__(self) -> ProgressReporter:
-        self.flush()
         context = contextvars.copy_context()  # the flow-run context, so artifacts attach to this run
-        self._thread = threading.Thread(target=context.run, args=(self._loop,), name="fanout-progress")
+        self._thread = threading.Thread(target=context.run, args=(self._loop,), name=THREAD_NAME)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._exit_wait)
 
     def wait_published(self, timeout: float | None = None) -> None:
-        """Block until the final flush after exit is done (tests, and callers that must see it)."""
+        """Block until the final flush after exit is done, or `timeout` seconds have passed."""
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -164,6 +162,7 @@ class ProgressReporter:
         return True
 
     def _loop(self) -> None:
+        self.flush()
         while not self._stop.wait(self._interval):
             self.flush()
         for _ in range(FINAL_ATTEMPTS):
@@ -285,9 +284,9 @@ class PrefectPublisher:
         """The client, opened on first use inside a flow run, with its no-retry settings."""
         if self._client is None:
             from prefect.client.orchestration import get_client
-            from prefect.context import SettingsContext
             from prefect.runtime import flow_run
-            from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, get_current_settings
+
+            from flows.prefect_settings import client_retries_off
 
             run_id = flow_run.get_id()
             if run_id is None:
@@ -295,12 +294,8 @@ class PrefectPublisher:
             self._flow_run_id = UUID(str(run_id))
             # No client-side retries: on SQLite the labels update answers 503 while the run's
             # events are being written, and the client's retry sleeps 2 s; the reporter's next
-            # tick (or its final attempts) is the retry, with the newest count. Built once:
-            # `temporary_settings` builds new settings each time (58 ms here).
-            current = SettingsContext.get()
-            assert current is not None, "Prefect always has a settings context"
-            settings = get_current_settings().copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0})
-            self._no_retries = SettingsContext(profile=current.profile, settings=settings)
+            # tick (or its final attempts) is the retry, with the newest count.
+            self._no_retries = client_retries_off()
             self._client = get_client(sync_client=True, httpx_settings={"timeout": PUBLISH_TIMEOUT_SECONDS})
             self._client.__enter__()
         return self._client

@@ -16,10 +16,13 @@ checkpoint took no time and has none.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,3 +151,22 @@ def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_secon
     except Exception as error:  # noqa: BLE001 - the report is not worth failing the run for
         logger.warning("could not publish the run report for instance %s: %s", instance_id, error)
     return metrics
+
+
+@contextmanager
+def publishing_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int) -> Iterator[None]:
+    """Publish the report from a thread while the block runs, and wait for it at the end of the block.
+
+    The flow settles its items (and publishes their item report) meanwhile: the
+    artifacts are API round trips of 30-60 ms each on a busy SQLite server, and
+    nothing the flow does next depends on this report.
+    """
+    context = contextvars.copy_context()  # the flow-run context: the artifacts belong to this run
+    thread = threading.Thread(
+        target=context.run, args=(publish_report, instance_id, outcomes, wall_seconds, limit), name="fanout-report"
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
+from flows import progress
 from tests.conftest import REPO_ROOT
 
 
@@ -20,6 +23,15 @@ def prefect_api() -> Iterator[str]:
     """A temporary Prefect server (SQLite in a temp folder) shared by every flow test."""
     with prefect_test_harness(server_startup_timeout=120):
         yield str(PREFECT_API_URL.value())
+        await_progress_publishers()
+
+
+def await_progress_publishers(timeout: float = 10.0) -> None:
+    """Let the last runs' final progress publishes land before the server stops (the run does not wait)."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name == progress.THREAD_NAME:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def run_cli(*args: str, api_url: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

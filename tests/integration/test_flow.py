@@ -68,6 +68,26 @@ def test_rerun_of_an_instance_executes_nothing(execution_log: Path) -> None:
     assert len(executed(execution_log)) == 5
 
 
+def test_rerun_of_a_finished_instance_reads_its_recorded_output(execution_log: Path, clean_settings: Path) -> None:
+    """A finished instance's output is recorded whole: a rerun needs no per-item checkpoint."""
+    first = fan_out_fan_in(FanoutRequest(count=150, instance_id="recorded"))
+    for journal in clean_settings.rglob("journal-*"):
+        journal.unlink()
+    second = fan_out_fan_in(FanoutRequest(count=150, instance_id="recorded"))
+    assert first == second == [f"Processed item-{i}" for i in range(1, 151)]
+    assert len(executed(execution_log)) == 150
+
+
+def test_a_run_with_a_failed_item_records_no_output(monkeypatch: pytest.MonkeyPatch, execution_log: Path) -> None:
+    """Tolerated failures leave no output record, so a rerun executes the failed item again."""
+    monkeypatch.setenv("FANOUT_TEST_FAIL", "item-3")
+    request = FanoutRequest(count=150, instance_id="tolerated", tolerated_failure_count=1)
+    assert fan_out_fan_in(request)[2] is None
+    monkeypatch.delenv("FANOUT_TEST_FAIL")
+    assert fan_out_fan_in(request)[2] == "Processed item-3"
+    assert executed(execution_log).count("item-3") == 2
+
+
 def test_a_different_instance_does_its_own_work(execution_log: Path) -> None:
     """Another instance id reuses no checkpoint."""
     fan_out_fan_in(FanoutRequest(count=5, instance_id="one"))

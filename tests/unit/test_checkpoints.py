@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
@@ -109,6 +112,18 @@ def test_a_journal_line_is_the_record_result_store_writes(tmp_path: Path) -> Non
     assert line == (tmp_path / checkpoints.key("a")).read_bytes() + b"\n"
 
 
+@pytest.mark.parametrize("value", ["Processed item-1", "ü" * 300, 7, 2**70, 2.5, True, None])
+def test_a_scalar_journal_line_is_the_record_result_store_writes(tmp_path: Path, value: Any) -> None:
+    """Scalars, which skip cloudpickle's set-up, still give the bytes `ResultStore.write` gives."""
+    checkpoints = store(tmp_path)
+    with checkpoints.journal(journal_name("a..a")) as journal:
+        journal.append("a", value)
+    ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path))).write(value, key=checkpoints.key("a"))
+    folder = (tmp_path / checkpoints.key("a")).parent
+    assert (folder / journal_name("a..a")).read_bytes() == (tmp_path / checkpoints.key("a")).read_bytes() + b"\n"
+    assert checkpoints.load(["a"]) == {"a": value}
+
+
 def test_a_line_cut_short_by_a_crash_counts_as_unfinished(tmp_path: Path) -> None:
     """A journal's unterminated last line (process killed mid-write) makes only that item run again."""
     checkpoints = store(tmp_path)
@@ -149,3 +164,36 @@ def test_finished_names_every_checkpointed_item_without_reading_values(tmp_path:
     path = (tmp_path / checkpoints.key("a")).parent / journal_name("b..c")
     path.write_bytes(path.read_bytes()[:-20])
     assert checkpoints.finished() == {item_digest("a"), item_digest("b")}
+
+
+def test_a_recorded_output_comes_back_for_the_same_items(tmp_path: Path) -> None:
+    """The output of a finished run is read back whole, item by item, for the same item list."""
+    checkpoints = store(tmp_path)
+    checkpoints.save_output(["a", "b"], ["A", {"b": 2}])
+    assert checkpoints.load_output(["a", "b"]) == {"a": "A", "b": {"b": 2}}
+
+
+def test_a_recorded_output_does_not_answer_for_other_items(tmp_path: Path) -> None:
+    """Another item list (or order) or another instance has no output record."""
+    checkpoints = store(tmp_path)
+    checkpoints.save_output(["a", "b"], ["A", "B"])
+    assert checkpoints.load_output(["b", "a"]) is None
+    assert checkpoints.load_output(["a"]) is None
+    assert store(tmp_path, "i2").load_output(["a", "b"]) is None
+
+
+def test_an_unreadable_output_record_falls_back_to_the_items(tmp_path: Path) -> None:
+    """A damaged output record is ignored, so the items' own checkpoints decide."""
+    checkpoints = store(tmp_path)
+    checkpoints.save_output(["a"], ["A"])
+    for record in (tmp_path / checkpoints.key("a")).parent.glob("output-*"):
+        record.write_bytes(b"{not json")
+    assert checkpoints.load_output(["a"]) is None
+
+
+def test_the_output_record_is_not_an_item(tmp_path: Path) -> None:
+    """`finished()` counts items only, not the output record beside them."""
+    checkpoints = store(tmp_path)
+    checkpoints.save("a", "A")
+    checkpoints.save_output(["a"], ["A"])
+    assert checkpoints.finished() == {item_digest("a")}
