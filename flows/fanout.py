@@ -5,17 +5,18 @@
 # a string annotation could not be resolved in the flow-run subprocess.
 import functools
 import gc
+import queue
 import time
 from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture
 from prefect.results import ResultRecord
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 from prefect.task_runners import TaskRunner
 
-from flows.batching import batch_size_for, split
+from flows.batching import BatchPlan, batch_size_for
 from flows.checkpoints import CheckpointStore, result_storage
 from flows.failures import settle
 from flows.item_logging import correlating
@@ -116,11 +117,10 @@ def run_items(items: list[str], instance_id: str, settings: FanoutSettings) -> d
     with progress, reporting(instance_id, progress):
         if pending:
             with task_runner(settings) as runner:
-                size = batch_size_for(len(pending), settings)
                 fresh = (
                     _run_per_item(runner, pending, instance_id, settings, progress)
-                    if size == 1
-                    else _run_batches(runner, pending, size, instance_id, settings, progress)
+                    if batch_size_for(len(pending), settings) == 1
+                    else _run_batches(runner, pending, instance_id, settings, progress)
                 )
             outcomes.update({outcome.item: outcome for outcome in fresh})
         progress.settle(outcomes.values())
@@ -161,38 +161,49 @@ def _outcome_from_state(item: str, state: State[Any]) -> ItemOutcome:
 def _run_batches(
     runner: TaskRunner[Any],
     items: list[str],
-    size: int,
     instance_id: str,
     settings: FanoutSettings,
     progress: ProgressReporter,
 ) -> list[ItemOutcome]:
     """One task run per batch; each item inside is retried and checkpointed on its own.
 
+    The first batch to finish sets the size of the rest (flows/batching.py).
     Batches running in this process count their items towards progress one by
-    one (`report_item`); batches that ran in other processes (Dask workers)
-    count when they return, so the status moves on either runner.
+    one (`ItemTally`); batches that ran in other processes (Dask workers) count
+    when they return, so the status moves on either runner.
     """
-    batches = split(items, size)
-    futures = runner.map(
-        process_batch,
-        {
-            "items": batches,
-            "processor": unmapped(settings.processor),
-            "instance_id": unmapped(instance_id),
-            "label": [f"{batch[0]}..{batch[-1]}" for batch in batches],
-            "settings": unmapped(settings),
-        },
-    )
-    batch_of = {id(future): batch for future, batch in zip(futures, batches)}
+    plan = BatchPlan(items, settings)
+    finished: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
+    in_flight: dict[PrefectFuture[Any], list[str]] = {}
+
+    def submit(batches: list[list[str]]) -> None:
+        futures = runner.map(
+            process_batch,
+            {
+                "items": batches,
+                "processor": unmapped(settings.processor),
+                "instance_id": unmapped(instance_id),
+                "label": [f"{batch[0]}..{batch[-1]}" for batch in batches],
+                "settings": unmapped(settings),
+            },
+        )
+        for future, batch in zip(futures, batches):
+            in_flight[future] = batch
+            future.add_done_callback(finished.put)
+
+    submit(plan.first_wave())
     counted_elsewhere = settings.task_runner != "thread"
     outcomes: list[ItemOutcome] = []
-    for future in as_completed(list(futures)):
+    while in_flight:
+        future = finished.get()
         future.wait()  # keeps the final state (and the unpersisted result) on the future
-        finished = _batch_outcomes(batch_of[id(future)], future.state)
+        batch_outcomes = _batch_outcomes(in_flight.pop(future), future.state)
+        if not plan.planned:
+            submit(plan.rest(batch_outcomes))
         if counted_elsewhere:
-            ok = sum(1 for outcome in finished if outcome.ok)
-            progress.advance(completed=ok, failed=len(finished) - ok)
-        outcomes.extend(finished)
+            ok = sum(1 for outcome in batch_outcomes if outcome.ok)
+            progress.advance(completed=ok, failed=len(batch_outcomes) - ok)
+        outcomes.extend(batch_outcomes)
     return outcomes
 
 

@@ -10,9 +10,7 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
 
-from flows.batching import batch_size_for, split
 from flows.checkpoints import CheckpointStore, checkpoint_key, item_digest, journal_name
-from flows.settings import FanoutSettings
 
 PROCESSOR = "flows.processor:processed"
 
@@ -52,17 +50,6 @@ def test_half_written_record_counts_as_unfinished(tmp_path: Path) -> None:
     checkpoints.save("a", 1)
     (tmp_path / checkpoints.key("a")).write_text('{"metadata": ')
     assert checkpoints.load(["a"]) == {}
-
-
-def test_small_runs_get_one_task_per_item() -> None:
-    """Up to `per_item_task_limit` items, each item is its own task run."""
-    assert batch_size_for(5, FanoutSettings(_env_file=None)) == 1
-
-
-def test_large_runs_are_batched_to_keep_every_slot_busy() -> None:
-    """Large runs are split so each parallel slot gets several batches."""
-    size = batch_size_for(10_000, FanoutSettings(_env_file=None, max_parallel=8))
-    assert 1 < size <= 10_000 // 8 and len(split(list("x" * 10_000), size)) >= 8
 
 
 def test_a_saved_checkpoint_is_the_record_result_store_writes(tmp_path: Path) -> None:
