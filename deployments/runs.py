@@ -161,7 +161,7 @@ class PrefectRuns:
 
     async def restart(self, run: RunRecord) -> None:
         """Put the same flow run back to Scheduled, as Prefect's Retry does: same instance, same checkpoints."""
-        state = AwaitingRetry(message="restarted through the webhook")
+        state: State[Any] = AwaitingRetry(message="restarted through the webhook")
         await self.client.set_flow_run_state(run.flow_run_id, state, force=True)
 
     async def purge(self, instance_id: str) -> int:

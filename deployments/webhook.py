@@ -271,16 +271,16 @@ async def status_document(runs: Runs, run: RunRecord, name: str) -> StatusDocume
     failures = await _failures(runs, run) if status in FINISHED else None
     return StatusDocument(
         name=name,
-        instanceId=run.instance_id,
-        runtimeStatus=status,
+        instance_id=run.instance_id,
+        runtime_status=status,
         input=dict(run.parameters.get("request") or {}),
         output=output,
-        customStatus=custom_status(
+        custom_status=custom_status(
             run.labels, requested_total(run.parameters), settled_failures(run.state_type, failures)
         ),
         failures=failures or [],
-        createdTime=run.created,
-        lastUpdatedTime=run.updated,
+        created_time=run.created,
+        last_updated_time=run.updated,
     )
 
 

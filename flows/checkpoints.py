@@ -104,7 +104,9 @@ def result_storage(settings: FanoutSettings) -> WritableFileSystem:
     folder = storage_folder(settings)
     if folder is not None:
         return LocalFileSystem(basepath=str(folder))
-    return get_default_result_storage()
+    storage = get_default_result_storage(_sync=True)  # type: ignore[call-arg]
+    assert isinstance(storage, WritableFileSystem)
+    return storage
 
 
 class RecordCodec:
@@ -151,7 +153,7 @@ class RecordCodec:
             and isinstance(record.get("result"), str)
         ):
             return str(metadata.get("storage_key")), self._loads(record["result"].encode())
-        parsed = ResultRecord.deserialize(data)
+        parsed: ResultRecord[Any] = ResultRecord.deserialize(data)
         return str(parsed.metadata.storage_key), parsed.result
 
     def _decode_own(self, data: bytes) -> tuple[str, Any] | None:

@@ -57,7 +57,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     elapsed = time.perf_counter() - started
     with publishing_report(instance_id, [outcomes[item] for item in items], elapsed, settings.report_table_limit):
         output = gather(items, outcomes, request, instance_id)
-    return final_state(output)
+    return final_state(output)  # type: ignore[return-value]  # Prefect gives callers the state's data
 
 
 @functools.cache
@@ -73,7 +73,7 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def final_state(output: list[Any]) -> Any:
+def final_state(output: list[Any]) -> State[list[Any]]:
     """The run's Completed state holding `output`, which the flow returns in place of the list.
 
     Prefect looks for futures and states in whatever a flow returns, element by

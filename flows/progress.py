@@ -55,7 +55,7 @@ class Progress:
         """The progress artifact's description: "120 of 200 items done, 1 failed"."""
         return f"{self.completed} of {self.total} items done, {self.failed} failed"
 
-    def labels(self) -> dict[str, int]:
+    def labels(self) -> dict[str, bool | int | float | str]:
         """The flow-run labels that carry this snapshot."""
         return {LABEL_TOTAL: self.total, LABEL_COMPLETED: self.completed, LABEL_FAILED: self.failed}
 

@@ -37,8 +37,8 @@ def dask_task_runner(settings: FanoutSettings) -> TaskRunner[Any]:
     except ImportError as error:
         raise InvalidRequest(f"FANOUT_TASK_RUNNER=dask needs prefect-dask: {DASK_EXTRA_HINT}") from error
     if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)  # type: ignore[no-any-return]
-    return DaskTaskRunner(  # type: ignore[no-any-return]
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs=local_cluster_options(settings),
     )

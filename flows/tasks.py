@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import task
+from prefect import Task, task
+from prefect.utilities.annotations import NotSet
 from prefect.runtime import task_run
 
 from flows.checkpoints import CheckpointStore, journal_name, result_storage, storage_folder, task_cache_key
@@ -45,10 +46,10 @@ def configured_process_item(settings: FanoutSettings) -> Any:
     """`process_item` with this run's checkpoint key, result storage and retry policy."""
     return process_item.with_options(
         cache_key_fn=task_cache_key,
-        result_storage=storage_folder(settings),
+        result_storage=storage_folder(settings) or NotSet,
         retries=settings.retries,
         retry_delay_seconds=retry_delays(settings) or 0,
-        retry_jitter_factor=settings.retry_jitter_factor or None,
+        retry_jitter_factor=settings.retry_jitter_factor or NotSet,
         retry_condition_fn=retry_transient_only,
     )
 
@@ -84,7 +85,10 @@ def run_batch(
     return outcomes
 
 
-process_batch = task(name="process_batch", task_run_name="process_batch-{label}", persist_result=False)(run_batch)
+# Typed `Any` as Prefect's task runners expect of a task that may return a coroutine.
+process_batch: Task[..., Any] = task(name="process_batch", task_run_name="process_batch-{label}", persist_result=False)(
+    run_batch
+)
 
 
 def attempt_item(
