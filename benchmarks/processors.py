@@ -1,21 +1,38 @@
-"""Benchmark processors: the seed's trivial one, remembering which items this process executed."""
+"""Benchmark processors: the seed's trivial one, remembering which items this process executed.
+
+`FANOUT_BENCH_CRASH_AFTER=<n>` makes the process SIGKILL its own process group once it has
+executed `n` items, as a host dying mid-run would: at exactly that point, however busy the
+machine is (a watcher polling from outside fired late when a run took 1.5 s).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
+import threading
 import time
 
 from flows.processor import processed
 
 EXECUTED: list[str] = []
+WAIT_SECONDS = 0.005
+_lock = threading.Lock()
+
+
+@functools.cache
+def crash_after() -> int | None:
+    value = os.environ.get("FANOUT_BENCH_CRASH_AFTER")
+    return int(value) if value else None
 
 
 def recorded(item: str) -> str:
     """`Processed <item>`, noting the item so a benchmark can tell what ran again after a crash."""
-    EXECUTED.append(item)
+    with _lock:
+        EXECUTED.append(item)
+        if len(EXECUTED) == crash_after():
+            os.killpg(os.getpgid(0), signal.SIGKILL)
     return processed(item)
-
-
-WAIT_SECONDS = 0.005
 
 
 def waiting(item: str) -> str:

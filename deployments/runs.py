@@ -143,12 +143,9 @@ class PrefectRuns:
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None:
         """The failed items (item, attempts, last error) from the run's item report (flows/failures.py),
         or None when the run published no report."""
-        from flows.failures import read_item_report
+        from flows.failures import read_failed_items
 
-        reports = await read_item_report(self.client, run.flow_run_id)
-        if reports is None:
-            return None
-        return [report.model_dump() for report in reports if report.status == "failed"]
+        return await read_failed_items(self.client, run.flow_run_id)
 
     async def terminate(self, run: RunRecord) -> None:
         """Cancel the run: a run no worker has picked up ends Cancelled at once; a started one goes

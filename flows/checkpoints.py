@@ -225,8 +225,16 @@ class CheckpointStore:
             os.close(descriptor)
 
     def save_output(self, items: Sequence[str], output: list[Any]) -> None:
-        """Record the ordered output of a run in which every one of `items` finished."""
-        self._results.write(output, key=f"{instance_prefix(self.instance_id, self.processor)}/{output_name(items)}")
+        """Record the ordered output of a run in which every one of `items` finished.
+
+        A failure is logged, not raised: the record only saves a rerun from reading
+        the items' own checkpoints, which are all there.
+        """
+        key = f"{instance_prefix(self.instance_id, self.processor)}/{output_name(items)}"
+        try:
+            self._results.write(output, key=key)
+        except Exception as error:  # noqa: BLE001 - an optimisation, never worth failing a run for
+            logger.warning("could not record the output of instance %s: %s", self.instance_id, error)
 
     def load_output(self, items: Sequence[str]) -> dict[str, Any] | None:
         """Every item's value from the output record of an earlier run over the same items,

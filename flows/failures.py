@@ -133,6 +133,15 @@ async def read_item_report(client: Any, flow_run_id: UUID) -> list[ItemReport] |
     return [ItemReport.model_validate(row) for row in rows]
 
 
+async def read_failed_items(client: Any, flow_run_id: UUID) -> list[dict[str, Any]] | None:
+    """The failed items (item, attempts, last error) of a flow run's item report, or None when
+    it published none: what the status URL lists as `failures`."""
+    reports = await read_item_report(client, flow_run_id)
+    if reports is None:
+        return None
+    return [report.model_dump() for report in reports if report.status == "failed"]
+
+
 class AttemptLog:
     """The last attempt number of each item run in this process, so per-item task runs
     (whose retries Prefect counts) can report attempts like batches do."""

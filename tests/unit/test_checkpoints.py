@@ -184,3 +184,11 @@ def test_the_output_record_is_not_an_item(tmp_path: Path) -> None:
     checkpoints.save("a", "A")
     checkpoints.save_output(["a"], ["A"])
     assert checkpoints.finished() == {item_digest("a")}
+
+
+def test_an_output_that_cannot_be_recorded_is_only_logged(tmp_path: Path) -> None:
+    """Storage refusing the output record does not fail the run; a rerun reads the items instead."""
+    (tmp_path / "file").write_text("not a folder")
+    checkpoints = store(tmp_path / "file")
+    checkpoints.save_output(["a"], ["A"])
+    assert checkpoints.load_output(["a"]) is None
