@@ -97,7 +97,10 @@ class BatchPlan:
         per_item = spent / len(timed)
         slots = max(1, min(self._slots, math.ceil(remaining * per_item / SPLIT_SECONDS)))
         paced = math.ceil(TARGET_BATCH_SECONDS / per_item)
-        return max(1, min(math.ceil(remaining / slots), paced, MAX_AUTO_BATCH))
+        largest = max(1, min(math.ceil(remaining / slots), paced, MAX_AUTO_BATCH))
+        # Whole rounds: as many batches as a multiple of the slots, so no slot runs a last one alone.
+        rounds = math.ceil(math.ceil(remaining / largest) / slots)
+        return math.ceil(remaining / (rounds * slots))
 
     def _take(self, size: int, count: int | None = None) -> list[list[str]]:
         end = len(self._items) if count is None else min(len(self._items), self._cursor + count)
