@@ -37,10 +37,11 @@ MAX_AUTO_BATCH = 50_000
 
 
 def batch_size_for(total: int, settings: FanoutSettings) -> int:
-    """Items per task run of the first wave: 1 for small runs (one task run per item in the UI).
+    """Items in each of a run's first batches: 1 for small runs (one task run per item in the UI).
 
-    With `batch_size` set, every batch has that size; automatic first batches give
-    each slot a share of `BATCHES_PER_SLOT` per slot, at most `FIRST_WAVE_MAX` items.
+    With `batch_size` set, every batch has that size; otherwise the first batches
+    hold a `BATCHES_PER_SLOT`-th of a slot's even share, at most `FIRST_WAVE_MAX`
+    items, so they measure the pace without holding a slot long.
     """
     if settings.batch_size:
         return settings.batch_size
