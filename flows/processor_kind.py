@@ -1,0 +1,84 @@
+"""What kind of processor a run was given, and whether what it returned can be kept.
+
+Checked before any item runs: a processor is a plain function (run on
+threads) or an `async def` function (run on an event loop, `flows/async_items.py`).
+A generator, a class or anything else that is not one of the two is refused
+with `InvalidProcessor` (exit 2 / 422), since calling it would not give one
+result per item.
+
+Checked per item: the value must be JSON, because results are kept as JSON
+in checkpoints and read back through the results API. A value that is not
+(a set, an object, NaN, a coroutine a sync function forgot to await) fails
+that item with `ResultNotJson`, which names the type, and is not retried:
+the same call would return the same thing.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from flows.errors import FanoutError, ProcessorNotFound
+
+ProcessorKind = Literal["sync", "async"]
+
+
+class InvalidProcessor(ProcessorNotFound):
+    """The processor is neither a function nor a coroutine function."""
+
+
+class ResultNotJson(FanoutError, TypeError):
+    """A processor returned a value that is not JSON; the item fails with this error."""
+
+
+def processor_kind(function: Callable[..., Any], name: str = "processor") -> ProcessorKind:
+    """`async` for a coroutine function (or an object whose `__call__` is one), `sync` for any other
+    function; `InvalidProcessor` for generators, classes and what cannot be called."""
+    target: Any = function
+    while isinstance(target, functools.partial):
+        target = target.func
+    if inspect.isclass(target):
+        raise InvalidProcessor(f"{name} is a class; name a function that takes an item and returns its result")
+    if not callable(target):
+        raise InvalidProcessor(f"{name} is a {type(target).__name__}, not a function")
+    call = target if inspect.isroutine(target) else getattr(target, "__call__", target)  # noqa: B004
+    if inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call):
+        raise InvalidProcessor(f"{name} is a generator function; a processor returns one result per item")
+    return "async" if inspect.iscoroutinefunction(call) else "sync"
+
+
+def json_result(value: Any) -> str:
+    """The value's JSON text (what a checkpoint keeps), or `ResultNotJson` saying what it was."""
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if callable(close):
+            close()  # no "coroutine was never awaited" warning on top of the error
+        raise ResultNotJson(
+            f"processor returned an awaitable ({type(value).__name__}); declare the processor `async def` "
+            "so fanout awaits it"
+        )
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ResultNotJson(f"processor returned a {type(value).__name__}, which is not JSON: {error}") from None
+
+
+def checked_result(value: Any) -> Any:
+    """`value` itself once `json_result` accepts it."""
+    json_result(value)
+    return value
+
+
+MAX_THREADS = 512
+"""Sync processors run on threads, one per item in flight; beyond this many, an `async def` processor fits."""
+
+
+def check_parallel(kind: ProcessorKind, max_parallel: int) -> None:
+    """`InvalidProcessor` when a sync processor asks for more threads than `MAX_THREADS`."""
+    if kind == "sync" and max_parallel > MAX_THREADS:
+        raise InvalidProcessor(
+            f"max_parallel {max_parallel} needs an async processor: sync processors run on at most {MAX_THREADS} threads"
+        )
