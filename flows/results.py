@@ -2,9 +2,16 @@
 
 Every finished item's result is already kept the moment it finishes: it is the
 item's checkpoint. What a reader lacks is the order, so a run writes its plan
-first: `plan-keys`, one item key per line in item order, in the instance's
-checkpoint folder, written whole before any item starts (to a temporary name,
-then renamed). A page is then:
+first, in the instance's folder (`<storage>/fanout/<instance>/`), before any item starts:
+
+- `plan-keys`: one item key per line, in item order (written to a temporary
+  name, then renamed, so a reader sees all of it or none);
+- `plan.json`: `{"version": 1, "processor": ..., "total": N}`, naming the
+  processor whose checkpoint folder holds the results;
+- `failures.jsonl`: `{"key": ..., "error": ...}` per item the run gave up on,
+  appended when the run settles.
+
+A page is then:
 
 1. the plan's keys `offset .. offset+limit` (one read of the plan file);
 2. the checkpoints of just those keys (`finished`), and the last errors of the
