@@ -14,8 +14,11 @@ from typing import Any
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
 
+from flows.admission import admit
 from flows.errors import InvalidRequest
-from flows.request import FanoutRequest, plan_items
+from flows.request import FanoutRequest
+from flows.settings import FanoutSettings
+from flows.sources import SourceForbidden
 
 
 async def read_limited(request: Request, max_bytes: int) -> bytes:
@@ -36,7 +39,7 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(body: bytes, content_type: str | None, max_items: int) -> FanoutRequest:
+def parse_request(body: bytes, content_type: str | None, settings: FanoutSettings) -> FanoutRequest:
     """The checked request the body asks for; an empty body is the seed's default (5 items)."""
     if not body.strip():
         request = FanoutRequest()
@@ -46,7 +49,9 @@ def parse_request(body: bytes, content_type: str | None, max_items: int) -> Fano
             raise HTTPException(415, "body must be application/json")
         request = _validated(_json_object(body))
     try:
-        plan_items(request, max_items)
+        admit(request, settings, over_http=True)
+    except SourceForbidden as error:
+        raise HTTPException(403, str(error)) from None
     except InvalidRequest as error:
         raise HTTPException(422, str(error)) from None
     return request

@@ -179,7 +179,7 @@ def _add_routes(app: FastAPI) -> None:
         except BadIdempotencyKey as error:
             raise HTTPException(400, str(error)) from None
         body = await read_limited(request, settings.webhook_max_body_bytes)
-        fanout_request = parse_request(body, request.headers.get("content-type"), settings.max_items)
+        fanout_request = parse_request(body, request.headers.get("content-type"), settings)
         runs = _runs(request)
         async with prefect_deadline(request):
             run = await start_instance(runs, fanout_request, key, request.app.state.starts)

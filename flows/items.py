@@ -131,6 +131,40 @@ def plan(items: Iterable[JsonValue], key_field: str | None = None, max_items: in
     return PlannedItems(items=kept, keys=keys)
 
 
+class KeyedItem(str):
+    """An item on its way through the run: its key (this string) carrying its value along.
+
+    The run keys everything by the item's key: checkpoints, correlation ids,
+    task-run names, reports. Items whose value is their key (the seed's strings)
+    travel as plain strings; any other item travels as a `KeyedItem`, a string
+    equal to its key, and the processor is handed `value_of(item)`. It pickles
+    with its value, so a batch reaches a Dask worker whole.
+    """
+
+    value: JsonValue
+
+    def __new__(cls, key: str, value: JsonValue) -> KeyedItem:
+        item = super().__new__(cls, key)
+        item.value = value
+        return item
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (KeyedItem, (str(self), self.value))
+
+
+def value_of(item: str) -> JsonValue:
+    """What the processor receives for `item`: its value."""
+    return item.value if isinstance(item, KeyedItem) else item
+
+
+def run_items(planned: PlannedItems) -> list[str]:
+    """The plan as the run carries it: plain strings where an item is its own key, `KeyedItem`s elsewhere."""
+    return [
+        key if isinstance(item, str) and item == key else KeyedItem(key, item)
+        for key, item in zip(planned.keys, planned.items)
+    ]
+
+
 def display_name(key: str, limit: int = 60) -> str:
     """A key short enough for a task-run name or a log prefix; the digest keys already are."""
     return key if len(key) <= limit else key[: limit - 3] + "..."
