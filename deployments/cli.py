@@ -12,9 +12,11 @@ import typer
 from pydantic import ValidationError
 
 from deployments.automations_cli import automations_app
+from deployments.results_cli import results, source_option
 from flows.errors import InvalidRequest, ItemsFailed
 from flows.processor import load_processor
-from flows.request import FanoutRequest, plan_items
+from flows.admission import admit
+from flows.request import FanoutRequest
 from flows.settings import get_settings
 
 EXIT_FAILED = 1
@@ -24,6 +26,7 @@ app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=T
 
 
 app.add_typer(automations_app, name="automations")
+app.command()(results)
 
 
 @app.callback()
@@ -38,10 +41,16 @@ def run(
     instance_id: Annotated[Optional[str], typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
     tolerated_failure_count: Annotated[int, typer.Option(help="Failed items tolerated (null in their slots).")] = 0,
     tolerated_failure_percentage: Annotated[float, typer.Option(help="Failed items tolerated, in % of all.")] = 0,
+    source: Annotated[Optional[str], typer.Option(help="Read the items from this path or URL.")] = None,
+    source_format: Annotated[
+        Optional[str], typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
+    ] = None,
+    item_key: Annotated[Optional[str], typer.Option(help="Field of an object item that identifies it.")] = None,
 ) -> None:
     """Run the flow here (embedded Prefect) and print its ordered output as JSON."""
     request = _checked_request(
-        count=count, items=item, instance_id=instance_id,
+        count=count, items=item, instance_id=instance_id, item_key=item_key,
+        source=source_option(source, source_format),
         tolerated_failure_count=tolerated_failure_count, tolerated_failure_percentage=tolerated_failure_percentage,
     )
     _prepare_embedded_prefect()
@@ -52,6 +61,9 @@ def run(
     except ItemsFailed as failed:
         typer.echo(f"fanout: run failed: {failed}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    except InvalidRequest as error:  # found while planning: a bad line past the source's first ones
+        typer.echo(f"fanout: bad input: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     typer.echo(json.dumps(output, indent=2))
 
 
@@ -197,7 +209,7 @@ def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutReque
     try:
         settings = get_settings()
         request = FanoutRequest(**fields)
-        plan_items(request, settings.max_items)
+        admit(request, settings, over_http=False)
         if check_processor:
             load_processor(settings.processor)
     except (ValidationError, InvalidRequest) as error:
