@@ -31,6 +31,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from deployments.body import parse_request, read_limited
 from deployments.idempotency import BadIdempotencyKey, StartsByKey, checked_key, request_digest
 from deployments.runs import PrefectRuns, RunRecord, Runs
+from deployments.resuming import ResumePolicy
 from deployments.status import FINISHED, runtime_status, status_document
 from flows.request import INSTANCE_ID_PATTERN
 from flows.settings import FanoutSettings
@@ -188,7 +189,9 @@ def _add_routes(app: FastAPI) -> None:
         flow_name = request.app.state.settings.deployment_name.split("/")[0]
         async with prefect_deadline(request):
             run = await _instance(request, instance_id)
-            document = await status_document(_runs(request), run, flow_name)
+            document = await status_document(
+                _runs(request), run, flow_name, ResumePolicy.from_settings(request.app.state.settings)
+            )
         content = document.model_dump(mode="json", by_alias=True)
         if document.finished:
             return JSONResponse(content, status_code=200)
