@@ -117,8 +117,16 @@ class ProgressReporter:
             self._current = Progress(now.total, now.completed + completed, now.failed + failed)
 
     def count_future(self, future: Any) -> None:
-        """A Prefect future's done callback: one item completed or failed."""
+        """A Prefect future's done callback: one item completed or failed.
+
+        Prefect calls it before it has put the final state on the future, and
+        `future.state` then reads the task run from the API, whose record lags the
+        work (task-run states arrive as events): it still said Running, and a
+        never-failing item counted as failed. `wait(0)` takes the final state from
+        the finished work itself.
+        """
         try:
+            future.wait(0)
             ok = future.state.is_completed()
         except Exception:  # noqa: BLE001 - an unreadable state counts as a failure
             ok = False
