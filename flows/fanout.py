@@ -22,6 +22,7 @@ from flows.checkpoints import CheckpointStore, result_storage
 from flows.failures import settle
 from flows.item_logging import correlating
 from flows.item_timing import collect, with_timing
+from flows.liveness import keeping_alive
 from flows.outcome import ItemOutcome, describe
 from flows.prefect_settings import heartbeats_off
 from flows.processor import load_processor
@@ -52,7 +53,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     check_runner(settings)
     check_limit(settings)
     instance_id = request.instance_id or str(flow_run.get_id())
-    with correlating(str(flow_run.get_id()), instance_id):
+    with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds):
         started = time.perf_counter()
         outcomes = run_items(items, instance_id, settings)
     elapsed = time.perf_counter() - started

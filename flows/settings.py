@@ -57,11 +57,12 @@ class FanoutSettings(BaseSettings):
     liveness_seconds: float = Field(
         2.0, ge=0.5, le=60, description="A deployment run emits a `fanout.flow-run.alive` event this often."
     )
+    # Prefect refuses a proactive trigger window under 10 s.
     silent_after_seconds: int = Field(
-        12, ge=5, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
+        12, ge=10, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
     )
     retry_window_seconds: int = Field(
-        8, ge=5, le=600,
+        10, ge=10, le=600,
         description="A Crashed run is retried when no other state followed within this window "
         "(the process worker reports one crash twice, 1-4 s apart).",
     )
