@@ -93,7 +93,7 @@ class ProgressReporter:
     """
 
     def __init__(
-        self, total: int, interval: float = 1.0, publish: Publish | None = None
+        self, total: int, interval: float = 0.5, publish: Publish | None = None
     ) -> None:
         self._lock = threading.Lock()
         self._current = Progress(total=total)
