@@ -50,7 +50,7 @@ class LaggingApi:
 
 
 def test_an_item_that_finished_counts_as_completed_while_the_api_still_says_running(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The done callback counts the finished work's own state, not the lagging task-run record ("failed": 2 of 16)."""
+    """A finished task run's items count from what the work returned, not the lagging task-run record ("failed": 2 of 16)."""
     import concurrent.futures
     import uuid
 
@@ -58,13 +58,12 @@ def test_an_item_that_finished_counts_as_completed_while_the_api_still_says_runn
     from prefect.futures import PrefectConcurrentFuture
     from prefect.states import Completed
 
-    from flows.progress import Progress, ProgressReporter
+    from flows.outcome import ItemOutcome
+    from flows.submission import task_outcomes
 
     monkeypatch.setattr(prefect.futures, "get_client", lambda **_: LaggingApi())
-    reporter = ProgressReporter(total=60, publish=lambda _: None)
-    for _ in range(16):
-        work: concurrent.futures.Future[object] = concurrent.futures.Future()
-        future = PrefectConcurrentFuture(task_run_id=uuid.uuid4(), wrapped_future=work)
-        future.add_done_callback(reporter.count_future)
-        work.set_result(Completed())
-    assert reporter.current == Progress(total=60, completed=16, failed=0)
+    work: concurrent.futures.Future[object] = concurrent.futures.Future()
+    future = PrefectConcurrentFuture(task_run_id=uuid.uuid4(), wrapped_future=work)
+    work.set_result(Completed(data=[ItemOutcome(item=f"item-{i}", value=i) for i in range(16)]))
+    outcomes, _ = task_outcomes(future, [f"item-{i}" for i in range(16)])
+    assert [outcome.ok for outcome in outcomes] == [True] * 16
