@@ -6,12 +6,13 @@ pool of `max_parallel` workers (up to 10,000) pulls items from one iterator,
 so memory stays bounded by what is in flight, not by the number of items,
 and nothing waits on a semaphore.
 
-Each item goes through the same steps as on threads: its attempts with the
-same retry policy (transient errors only, backoff with jitter,
-`flows/retry_policy.py`), `current_item()` set for each attempt, the result
-checked to be JSON, its duration measured, and `on_outcome` called the moment
-it settles, which is where the caller checkpoints it and counts progress.
-A crash loses only the items in flight.
+Each item goes down the same path as on threads (flows/item_path.py): its
+attempts under the run's `RetryPolicy` (`acall`: stamina's waits, awaited),
+`current_item()` set for each attempt, its log lines correlated, its time
+measured, its result checkpointed the moment it settles (`record`) and
+counted (`tally`). A crash loses only the items in flight. Async items of a
+run are submitted as one task run (`submission_settings`): its loop holds
+them all, `max_parallel` at a time.
 """
 
 from __future__ import annotations
@@ -19,71 +20,74 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sized
 from typing import Any
 
+from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
 from flows.item_logging import item_logger
+from flows.items import value_of
 from flows.outcome import ItemOutcome, describe
-from flows.processor_kind import checked_result
-from flows.retry_policy import is_transient, jittered
+from flows.progress import ItemTally
+from flows.retry_policy import RetryPolicy
+from flows.settings import FanoutSettings
 
 AsyncProcessor = Callable[[Any], Awaitable[Any]]
 MAX_ASYNC_PARALLEL = 10_000
 
 
-@dataclass(frozen=True)
-class AsyncPolicy:
-    """How items are attempted: the instance they belong to, retry delays and their jitter."""
-
-    instance_id: str
-    delays: list[float] = field(default_factory=list)
-    jitter_factor: float = 0.0
-
-
-async def attempt_async(function: AsyncProcessor, key: str, item: Any, policy: AsyncPolicy) -> ItemOutcome:
-    """Await the processor on one item, retrying transient errors; the item's outcome, never an exception."""
+async def attempt_async(
+    function: AsyncProcessor, item: str, retry: RetryPolicy, instance_id: str
+) -> ItemOutcome:
+    """Await the processor on one item under the retry policy; the item's outcome, never an exception."""
     attempts = 0
     spent = 0.0
-    while True:
+
+    async def attempt() -> Any:
+        nonlocal attempts, spent
         attempts += 1
         started = time.perf_counter()
-        try:
-            with processing(policy.instance_id, key, attempts) as context:
-                value = checked_result(await function(item))
-        except Exception as error:  # noqa: BLE001 - classified below, reported per item
-            spent += time.perf_counter() - started
-            if is_transient(error) and attempts <= len(policy.delays):
-                delay = jittered(policy.delays[attempts - 1], policy.jitter_factor)
-                item_logger(context).warning("attempt %d failed (%s); retrying in %.2fs", attempts, describe(error), delay)
-                await asyncio.sleep(delay)
-                continue
-            item_logger(context).error("failed after %d attempt(s): %s", attempts, describe(error))
-            return ItemOutcome(item=key, error=describe(error), attempts=attempts, duration=spent)
-        spent += time.perf_counter() - started
-        return ItemOutcome(item=key, value=value, attempts=attempts, duration=spent)
+        with processing(instance_id, item, attempts) as context:
+            try:
+                return await function(value_of(item))
+            except Exception as error:
+                retrying = retry.will_retry(error, attempts)
+                log = item_logger(context)
+                (log.warning if retrying else log.error)(
+                    "attempt %d failed (%s)%s", attempts, describe(error), "; retrying" if retrying else ""
+                )
+                raise
+            finally:
+                spent += time.perf_counter() - started
+
+    try:
+        value = await retry.acall(attempt)
+    except Exception as error:  # noqa: BLE001 - the item's last error is its outcome
+        return ItemOutcome(item=item, error=describe(error), attempts=attempts, duration=spent)
+    return ItemOutcome(item=item, value=value, attempts=attempts, duration=spent)
 
 
 async def run_all(
     function: AsyncProcessor,
-    pending: Iterable[tuple[str, Any]],
-    policy: AsyncPolicy,
+    items: Iterable[str],
+    retry: RetryPolicy,
+    instance_id: str,
     max_parallel: int,
     on_outcome: Callable[[ItemOutcome], None] | None = None,
 ) -> list[ItemOutcome]:
-    """Every `(key, item)` of `pending` attempted with at most `max_parallel` in flight; outcomes in
-    the order they settled. `on_outcome` runs on the loop, so it must be quick (an append, a count)."""
-    source: Iterator[tuple[str, Any]] = iter(pending)
-    workers = max(1, min(max_parallel, MAX_ASYNC_PARALLEL, len(pending) if isinstance(pending, Sized) else max_parallel))
+    """Every item attempted with at most `max_parallel` in flight; outcomes in the order they settled.
+    `on_outcome` runs on the loop as each item settles, so it must be quick (an append, a count)."""
+    source: Iterator[str] = iter(items)
+    size = len(items) if isinstance(items, Sized) else max_parallel
+    workers = max(1, min(max_parallel, MAX_ASYNC_PARALLEL, size))
     outcomes: list[ItemOutcome] = []
 
     async def worker() -> None:
-        for key, item in source:  # one shared iterator: the loop's single thread hands out each item once
-            outcome = await attempt_async(function, key, item, policy)
-            outcomes.append(outcome)
+        for item in source:  # one shared iterator: the loop's single thread hands out each item once
+            outcome = await attempt_async(function, item, retry, instance_id)
             if on_outcome is not None:
                 on_outcome(outcome)
+            outcomes.append(outcome)
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return outcomes
@@ -91,8 +95,9 @@ async def run_all(
 
 def run_async_items(
     function: AsyncProcessor,
-    pending: Iterable[tuple[str, Any]],
-    policy: AsyncPolicy,
+    items: Iterable[str],
+    retry: RetryPolicy,
+    instance_id: str,
     max_parallel: int,
     on_outcome: Callable[[ItemOutcome], None] | None = None,
 ) -> list[ItemOutcome]:
@@ -100,7 +105,7 @@ def run_async_items(
     when this thread already runs a loop (a sync flow called from async code)."""
 
     def work() -> list[ItemOutcome]:
-        return asyncio.run(run_all(function, pending, policy, max_parallel, on_outcome))
+        return asyncio.run(run_all(function, items, retry, instance_id, max_parallel, on_outcome))
 
     try:
         asyncio.get_running_loop()
@@ -121,3 +126,42 @@ def run_async_items(
     if errors:
         raise errors[0]
     return result[0]
+
+
+def carry_async(
+    function: AsyncProcessor,
+    items: list[str],
+    done: Mapping[str, Any],
+    retry: RetryPolicy,
+    instance_id: str,
+    max_parallel: int,
+    record: Callable[[str, Any], None],
+    tally: ItemTally,
+) -> list[ItemOutcome]:
+    """A task run's items through an async processor: those in `done` from their checkpoints, the
+    rest awaited, each checkpointed with `record` and counted as it settles; outcomes in item order."""
+
+    def settle(outcome: ItemOutcome) -> None:
+        if outcome.ok:
+            try:
+                record(outcome.item, outcome.value)
+            except CheckpointNotWritten as error:
+                outcome.error, outcome.value = describe(error), None
+        tally.count(ok=outcome.ok)
+
+    pending = [item for item in items if item not in done]
+    fresh = {
+        outcome.item: outcome
+        for outcome in run_async_items(function, pending, retry, instance_id, max_parallel, settle)
+    }
+    return [
+        ItemOutcome(item=item, value=done[item], cached=True) if item in done else fresh[item] for item in items
+    ]
+
+
+def submission_settings(settings: FanoutSettings, is_async: bool, pending: int) -> FanoutSettings:
+    """Async items go in one task run, whose event loop keeps `max_parallel` of them in flight;
+    sync items are batched as the settings say."""
+    if not is_async or pending <= 1:
+        return settings
+    return settings.model_copy(update={"batch_size": pending})

@@ -23,6 +23,7 @@ from typing import Any
 
 from flows import checkpoint_format
 from flows.checkpoints import JOURNAL_PREFIX, KEY_ROOT, instance_prefix, item_digest
+from flows.outcome import ItemOutcome
 from flows.results import PLAN_FILE, NoResults, ResultsPage, read_page, read_plan, write_plan
 
 PLAN_META = "plan.json"
@@ -63,6 +64,20 @@ def record_failures(storage_root: str, instance_id: str, failures: Mapping[str, 
     with open(partial, "w", encoding="utf-8") as target:
         target.writelines(json.dumps({"key": key, "error": error}) + "\n" for key, error in failures.items())
     os.replace(partial, os.path.join(folder, FAILURES_FILE))
+
+
+def keep_plan(storage: object, instance_id: str, processor: str, keys: Sequence[str]) -> None:
+    """`record_plan` in a local result folder; remote storage has no results pages yet (nothing kept)."""
+    root = local_root(storage)
+    if root is not None:
+        record_plan(root, instance_id, processor, keys)
+
+
+def keep_failures(storage: object, instance_id: str, outcomes: Iterable[ItemOutcome]) -> None:
+    """`record_failures` of the failed `outcomes`, in a local result folder."""
+    root = local_root(storage)
+    if root is not None:
+        record_failures(root, instance_id, {outcome.item: outcome.error or "" for outcome in outcomes if not outcome.ok})
 
 
 class InstanceResults:

@@ -6,32 +6,24 @@ A generator, a class or anything else that is not one of the two is refused
 with `InvalidProcessor` (exit 2 / 422), since calling it would not give one
 result per item.
 
-Checked per item: the value must be JSON, because results are kept as JSON
-in checkpoints and read back through the results API. A value that is not
-(a set, an object, NaN, a coroutine a sync function forgot to await) fails
-that item with `ResultNotJson`, which names the type, and is not retried:
-the same call would return the same thing.
+Per item, the checkpoint keeps the result as JSON (flows/item_path.py): a
+value that is not JSON fails that item with the reason, and is not retried.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import json
 from collections.abc import Callable
 from typing import Any, Literal
 
-from flows.errors import FanoutError, ProcessorNotFound
+from flows.errors import ProcessorNotFound
 
 ProcessorKind = Literal["sync", "async"]
 
 
 class InvalidProcessor(ProcessorNotFound):
     """The processor is neither a function nor a coroutine function."""
-
-
-class ResultNotJson(FanoutError, TypeError):
-    """A processor returned a value that is not JSON; the item fails with this error."""
 
 
 def processor_kind(function: Callable[..., Any], name: str = "processor") -> ProcessorKind:
@@ -50,28 +42,6 @@ def processor_kind(function: Callable[..., Any], name: str = "processor") -> Pro
     return "async" if inspect.iscoroutinefunction(call) else "sync"
 
 
-def json_result(value: Any) -> str:
-    """The value's JSON text (what a checkpoint keeps), or `ResultNotJson` saying what it was."""
-    if inspect.isawaitable(value):
-        close = getattr(value, "close", None)
-        if callable(close):
-            close()  # no "coroutine was never awaited" warning on top of the error
-        raise ResultNotJson(
-            f"processor returned an awaitable ({type(value).__name__}); declare the processor `async def` "
-            "so fanout awaits it"
-        )
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as error:
-        raise ResultNotJson(f"processor returned a {type(value).__name__}, which is not JSON: {error}") from None
-
-
-def checked_result(value: Any) -> Any:
-    """`value` itself once `json_result` accepts it."""
-    json_result(value)
-    return value
-
-
 MAX_THREADS = 512
 """Sync processors run on threads, one per item in flight; beyond this many, an `async def` processor fits."""
 
@@ -82,3 +52,10 @@ def check_parallel(kind: ProcessorKind, max_parallel: int) -> None:
         raise InvalidProcessor(
             f"max_parallel {max_parallel} needs an async processor: sync processors run on at most {MAX_THREADS} threads"
         )
+
+
+def is_async(spec: str) -> bool:
+    """Whether the processor named `spec` (`module:function`) is an `async def` one."""
+    from flows.processor import load_processor
+
+    return processor_kind(load_processor(spec), spec) == "async"

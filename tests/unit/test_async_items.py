@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.filesystems import LocalFileSystem
 
-from flows.async_items import AsyncPolicy, run_async_items
+from flows.async_items import carry_async, run_async_items, submission_settings
+from flows.checkpoints import CheckpointStore
 from flows.errors import TransientError
 from flows.item_context import current_item
+from flows.item_path import checkpoint
+from flows.items import KeyedItem
 from flows.outcome import ItemOutcome
+from flows.progress import ItemTally
+from flows.retry_policy import RetryPolicy
+from flows.settings import get_settings
 
 
 class InFlight:
@@ -28,13 +37,18 @@ class InFlight:
         return {"doubled": item * 2}
 
 
-def pairs(n: int) -> list[tuple[str, Any]]:
-    return [(f"item-{index}", index) for index in range(n)]
+def pairs(n: int) -> list[Any]:
+    """Items carrying their numbers as values."""
+    return [KeyedItem(f"item-{index}", index) for index in range(n)]
+
+
+def policy(retries: int = 0) -> RetryPolicy:
+    return RetryPolicy(retries=retries, delay_seconds=0, jitter_factor=0)
 
 
 def test_every_item_gets_its_result() -> None:
     """Each item's outcome holds the awaited result."""
-    outcomes = run_async_items(InFlight(), pairs(50), AsyncPolicy("inst"), max_parallel=8)
+    outcomes = run_async_items(InFlight(), pairs(50), policy(), "inst", max_parallel=8)
     assert sorted((outcome.item, outcome.value["doubled"]) for outcome in outcomes) == sorted(
         (f"item-{index}", index * 2) for index in range(50)
     )
@@ -43,7 +57,7 @@ def test_every_item_gets_its_result() -> None:
 def test_in_flight_items_never_exceed_max_parallel() -> None:
     """At most `max_parallel` items are awaited at once, and that many are reached."""
     recorder = InFlight()
-    run_async_items(recorder, pairs(200), AsyncPolicy("inst"), max_parallel=25)
+    run_async_items(recorder, pairs(200), policy(), "inst", max_parallel=25)
     assert recorder.peak == 25
 
 
@@ -58,7 +72,7 @@ def test_transient_errors_are_retried_then_succeed() -> None:
             raise TransientError("try again")
         return item
 
-    outcomes = run_async_items(flaky, pairs(3), AsyncPolicy("inst", delays=[0, 0, 0]), max_parallel=3)
+    outcomes = run_async_items(flaky, pairs(3), policy(3), "inst", max_parallel=3)
     assert all(outcome.ok and outcome.attempts == 3 for outcome in outcomes)
 
 
@@ -68,7 +82,7 @@ def test_retries_stop_after_the_policy_runs_out() -> None:
     async def always(item: Any) -> Any:
         raise ConnectionError("refused")
 
-    [outcome] = run_async_items(always, pairs(1), AsyncPolicy("inst", delays=[0, 0]), max_parallel=1)
+    [outcome] = run_async_items(always, pairs(1), policy(2), "inst", max_parallel=1)
     assert outcome.error == "ConnectionError: refused" and outcome.attempts == 3
 
 
@@ -80,19 +94,37 @@ def test_other_errors_are_not_retried() -> None:
             raise ValueError("bad item")
         return item
 
-    outcomes = {outcome.item: outcome for outcome in run_async_items(picky, pairs(3), AsyncPolicy("i", [0]), 2)}
+    outcomes = {outcome.item: outcome for outcome in run_async_items(picky, pairs(3), policy(1), "i", 2)}
     assert outcomes["item-1"].error == "ValueError: bad item" and outcomes["item-1"].attempts == 1
     assert outcomes["item-0"].ok and outcomes["item-2"].ok
 
 
-def test_result_that_is_not_json_fails_the_item() -> None:
-    """An async processor returning a set fails that item with a clear error, not retried."""
+def test_result_that_is_not_json_fails_the_item(tmp_path: Path) -> None:
+    """An async processor returning a set fails that item with a clear error, is not retried, and the
+    other items are checkpointed."""
 
     async def sets(item: Any) -> Any:
-        return {item}
+        return {item} if item == 0 else item
 
-    [outcome] = run_async_items(sets, pairs(1), AsyncPolicy("inst", [0, 0]), 1)
-    assert outcome.error is not None and "ResultNotJson" in outcome.error and outcome.attempts == 1
+    store = CheckpointStore(LocalFileSystem(basepath=str(tmp_path)), "inst", "tests:sets")
+    with store.journal("batch") as journal:
+        outcomes = carry_async(sets, pairs(2), {}, policy(2), "inst", 2, functools.partial(checkpoint, journal), ItemTally())
+    assert outcomes[0].error is not None and "not JSON" in outcomes[0].error and outcomes[0].attempts == 1
+    assert store.load(["item-1"]) == {"item-1": 1}
+
+
+def test_checkpointed_items_are_not_run_again() -> None:
+    """Items found in checkpoints come back cached, in item order, without a call."""
+    called: list[Any] = []
+
+    async def note(item: Any) -> Any:
+        called.append(item)
+        return item
+
+    items = pairs(3)
+    outcomes = carry_async(note, items, {"item-1": 1}, policy(), "inst", 3, lambda item, value: None, ItemTally())
+    assert [outcome.item for outcome in outcomes] == ["item-0", "item-1", "item-2"]
+    assert outcomes[1].cached and sorted(called) == [0, 2]
 
 
 def test_each_attempt_sees_its_own_item_context() -> None:
@@ -103,14 +135,14 @@ def test_each_attempt_sees_its_own_item_context() -> None:
         context = current_item()
         return [context.item, context.idempotency_key]
 
-    outcomes = run_async_items(who, pairs(20), AsyncPolicy("inst"), 20)
+    outcomes = run_async_items(who, pairs(20), policy(), "inst", 20)
     assert all(outcome.value == [outcome.item, f"inst/{outcome.item}"] for outcome in outcomes)
 
 
 def test_on_outcome_is_called_as_each_item_settles() -> None:
     """The caller hears of each item as it finishes (to checkpoint it at once)."""
     heard: list[ItemOutcome] = []
-    outcomes = run_async_items(InFlight(), pairs(10), AsyncPolicy("inst"), 4, on_outcome=heard.append)
+    outcomes = run_async_items(InFlight(), pairs(10), policy(), "inst", 4, on_outcome=heard.append)
     assert heard == outcomes
 
 
@@ -118,7 +150,7 @@ def test_runs_from_inside_a_running_loop() -> None:
     """Called from code that already runs a loop, the items run on a loop of their own."""
 
     async def caller() -> list[ItemOutcome]:
-        return run_async_items(InFlight(), pairs(5), AsyncPolicy("inst"), 5)
+        return run_async_items(InFlight(), pairs(5), policy(), "inst", 5)
 
     assert len(asyncio.run(caller())) == 5
 
@@ -130,9 +162,9 @@ def test_pending_items_are_pulled_lazily() -> None:
     ahead: list[int] = []
 
     def lazily() -> Any:
-        for key, item in pairs(100):
-            taken.append(item)
-            yield key, item
+        for item in pairs(100):
+            taken.append(item.value)
+            yield item
 
     async def note(item: Any) -> Any:
         ahead.append(len(taken) - len(done))
@@ -140,11 +172,18 @@ def test_pending_items_are_pulled_lazily() -> None:
         done.append(item)
         return item
 
-    run_async_items(note, lazily(), AsyncPolicy("inst"), 10)
+    run_async_items(note, lazily(), policy(), "inst", 10)
     assert max(ahead) == 10 and len(done) == 100
 
 
 @pytest.mark.parametrize("max_parallel", [1, 10_000])
 def test_max_parallel_bounds_accepted(max_parallel: int) -> None:
     """One item in flight and ten thousand both work."""
-    assert len(run_async_items(InFlight(), pairs(30), AsyncPolicy("inst"), max_parallel)) == 30
+    assert len(run_async_items(InFlight(), pairs(30), policy(), "inst", max_parallel)) == 30
+
+
+def test_async_items_go_in_one_task_run() -> None:
+    """An async run submits its pending items as one batch; sync runs keep their batching."""
+    settings = get_settings()
+    assert submission_settings(settings, True, 500).batch_size == 500
+    assert submission_settings(settings, False, 500) is settings

@@ -6,8 +6,10 @@ from typing import Any
 
 import httpx
 
-from flows.async_items import AsyncPolicy, run_async_items
+from flows.async_items import run_async_items
+from flows.items import KeyedItem
 from flows.processor_kind import processor_kind
+from flows.retry_policy import RetryPolicy
 from pipelines.echo_service import echo_app
 from pipelines.http_enrich import Enrich, enrich, enrich_sync, urls
 
@@ -17,8 +19,9 @@ def processor() -> Enrich:
 
 
 def run(items: list[Any], retries: int = 0) -> dict[str, Any]:
-    pairs = [(str(index), item) for index, item in enumerate(items)]
-    outcomes = run_async_items(processor(), pairs, AsyncPolicy("demo", delays=[0.0] * retries), max_parallel=10)
+    keyed = [KeyedItem(str(index), item) for index, item in enumerate(items)]
+    policy = RetryPolicy(retries=retries, delay_seconds=0, jitter_factor=0)
+    outcomes = run_async_items(processor(), keyed, policy, "demo", max_parallel=10)
     return {outcome.item: outcome for outcome in outcomes}
 
 

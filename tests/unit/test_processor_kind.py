@@ -11,10 +11,7 @@ import pytest
 from flows.errors import ProcessorNotFound
 from flows.processor_kind import (
     InvalidProcessor,
-    ResultNotJson,
     check_parallel,
-    checked_result,
-    json_result,
     processor_kind,
 )
 
@@ -58,31 +55,6 @@ def test_generators_classes_and_values_are_refused(bad: Any) -> None:
     with pytest.raises(InvalidProcessor) as raised:
         processor_kind(bad)
     assert isinstance(raised.value, ProcessorNotFound)
-
-
-def test_json_values_pass() -> None:
-    """JSON values come back as given."""
-    assert checked_result({"a": [1, 2.5, None, "x"]}) == {"a": [1, 2.5, None, "x"]}
-    assert json_result({"a": 1}) == '{"a":1}'
-
-
-def test_a_set_is_not_json() -> None:
-    """A set fails the item with a message naming its type."""
-    with pytest.raises(ResultNotJson, match="returned a set"):
-        checked_result({1, 2})
-
-
-def test_nan_is_not_json() -> None:
-    """NaN has no JSON form."""
-    with pytest.raises(ResultNotJson):
-        checked_result(float("nan"))
-
-
-def test_an_unawaited_coroutine_says_to_declare_async() -> None:
-    """A sync function that returns a coroutine is told to be `async def`."""
-    coroutine = awaited(1)
-    with pytest.raises(ResultNotJson, match="async def"):
-        checked_result(coroutine)
 
 
 def test_sync_processor_is_limited_to_512_threads() -> None:
