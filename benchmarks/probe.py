@@ -71,7 +71,7 @@ def warm_prefect() -> None:
 def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from prefect import flow, task
 
-    from flows.prefect_settings import heartbeats_off
+    from flows.prefect_adapter import heartbeats_off
     from flows.processor import processed
 
     @task(persist_result=True)
@@ -96,7 +96,7 @@ def floor(count: int, instance_id: str, run_name: str | None = None) -> Run:
     """A Prefect flow that only returns the N results: what any flow returning them costs."""
     from prefect import flow
 
-    from flows.prefect_settings import heartbeats_off
+    from flows.prefect_adapter import heartbeats_off
     from flows.processor import processed
 
     @flow(name="floor", persist_result=True)

@@ -23,7 +23,7 @@ from flows.failures import settle
 from flows.item_logging import correlating
 from flows.item_timing import collect, with_timing
 from flows.outcome import ItemOutcome, describe
-from flows.prefect_settings import heartbeats_off
+from flows.prefect_adapter import heartbeats_off
 from flows.processor import load_processor
 from flows.progress import ProgressReporter, reporting
 from flows.report import publishing_report
