@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 
 class ThreadSampler:
@@ -33,7 +33,7 @@ class ThreadSampler:
         while not self._stop.wait(interval):
             self.peak = max(self.peak, _os_threads())
 
-    def __enter__(self) -> ThreadSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
