@@ -133,7 +133,10 @@ def write_executed() -> None:
 
 
 VARIANTS: dict[str, Callable[..., Run]] = {
-    "threadpool": threadpool, "naive": naive, "fanout": fanout, "floor": floor,
+    "threadpool": threadpool,
+    "naive": naive,
+    "fanout": fanout,
+    "floor": floor,
 }
 
 
@@ -149,11 +152,18 @@ def main() -> None:
         seconds = time.perf_counter() - started
     assert output == [f"Processed item-{i}" for i in range(1, count + 1)], "wrong output"
     write_executed()
-    print(json.dumps({
-        "variant": variant, "count": count, "seconds": seconds, "started_at": started_at,
-        "peak_threads": sampler.peak,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "count": count,
+                "seconds": seconds,
+                "started_at": started_at,
+                "peak_threads": sampler.peak,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -74,9 +74,7 @@ def create_progress_artifact(
     """Create the run's progress artifact without emitting an event; its id."""
     from prefect.client.schemas.actions import ArtifactCreate
 
-    artifact = ArtifactCreate(
-        key=key, type="progress", description=description, data=percent, flow_run_id=flow_run_id
-    )
+    artifact = ArtifactCreate(key=key, type="progress", description=description, data=percent, flow_run_id=flow_run_id)
     response = client.request("POST", ARTIFACTS_ROUTE, json=artifact.model_dump(mode="json", exclude_unset=True))
     response.raise_for_status()
     return UUID(response.json()["id"])
@@ -88,7 +86,9 @@ def update_progress_artifact(client: SyncPrefectClient, artifact_id: UUID, *, pe
 
     update = ArtifactUpdate(data=percent, description=description)
     response = client.request(
-        "PATCH", ARTIFACT_ROUTE, json=update.model_dump(mode="json", exclude_unset=True),
+        "PATCH",
+        ARTIFACT_ROUTE,
+        json=update.model_dump(mode="json", exclude_unset=True),
         path_params={"id": artifact_id},
     )
     response.raise_for_status()

@@ -105,6 +105,7 @@ class FaultStack:
 
     def wait_for(self, run_id: UUID, states: set[str], timeout: float, poll: float = 1.0) -> Any:
         """Poll the run until its state type is one of `states`, or raise with its history."""
+
         def arrived() -> Any:
             run = self.read_run(run_id)
             return run if run.state is not None and run.state.type.value in states else None
@@ -138,6 +139,7 @@ class FaultStack:
         async def read() -> list[Any]:
             async with PrefectClient(self.api_url) as client:
                 return await read_item_report(client, run_id) or []
+
         return asyncio.run(read())
 
     def cancel_unfinished(self) -> None:
@@ -147,7 +149,8 @@ class FaultStack:
 
         with self.client() as client:
             runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])))
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id]))
+            )
             for run in runs:
                 if run.state is not None and run.state.type.value not in FINAL_STATES:
                     client.set_flow_run_state(run.id, Cancelled(message="fault test cleanup"), force=True)

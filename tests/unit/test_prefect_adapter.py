@@ -102,15 +102,22 @@ def test_a_progress_artifact_is_created_with_one_post(client: SyncPrefectClient,
     [request] = api.requests
     assert (request.method, request.url.path) == ("POST", "/api/artifacts/")
     body = json.loads(request.content)
-    assert body == {"key": "fanout-progress", "type": "progress", "description": "2 of 5 items done, 0 failed",
-                    "data": 40.0, "flow_run_id": str(run_id)}
+    assert body == {
+        "key": "fanout-progress",
+        "type": "progress",
+        "description": "2 of 5 items done, 0 failed",
+        "data": 40.0,
+        "flow_run_id": str(run_id),
+    }
     assert isinstance(artifact_id, UUID)
 
 
 def test_a_progress_artifact_is_updated_with_one_patch(client: SyncPrefectClient, api: FakeApi) -> None:
     """Updating it is one PATCH /artifacts/{id} with the new percentage and description."""
     artifact_id = uuid4()
-    prefect_adapter.update_progress_artifact(client, artifact_id, percent=100.0, description="5 of 5 items done, 0 failed")
+    prefect_adapter.update_progress_artifact(
+        client, artifact_id, percent=100.0, description="5 of 5 items done, 0 failed"
+    )
     [request] = api.requests
     assert (request.method, request.url.path) == ("PATCH", f"/api/artifacts/{artifact_id}")
     assert json.loads(request.content) == {"data": 100.0, "description": "5 of 5 items done, 0 failed"}
