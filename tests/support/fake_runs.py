@@ -94,13 +94,16 @@ class FakeRuns:
     def set_state(
         self, instance_id: str, state_type: str, message: str | None = None,
         output: Any = None, labels: dict[str, Any] | None = None,
-        failures: list[dict[str, Any]] | None = None,
+        failures: list[dict[str, Any]] | None = None, run_count: int | None = None,
+        at: datetime | None = None,
     ) -> RunRecord:
-        """Move the instance's latest run to `state_type` (and give it an output or labels)."""
+        """Move the instance's latest run to `state_type` `at` a moment (now by default), and give it
+        an output, labels, a report or a run count (attempts that reached Running)."""
         run = self.of_instance(instance_id)[0]
         updated = RunRecord(
             **{**run.__dict__, "state_type": state_type, "state_message": message,
-               "labels": {**run.labels, **(labels or {})}}
+               "labels": {**run.labels, **(labels or {})}, "updated": at or datetime.now(timezone.utc),
+               "run_count": run.run_count if run_count is None else run_count}
         )
         self.runs[run.flow_run_id] = updated
         if output is not None:
