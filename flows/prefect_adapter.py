@@ -22,17 +22,25 @@ inside a run. The assumptions:
    `update_progress_artifact`) rather than the client's `create_artifact` /
    `update_artifact`, which also emit an event each: the final progress publish may
    run while the interpreter shuts down, when events can no longer be sent.
+5. Storage blocks (`read_block_path`, `write_block_path`): a `WritableFileSystem`'s
+   `read_path` / `write_path` may be sync or async depending on the block and the
+   caller's context (Prefect's `async_dispatch`), and `run_coro_as_sync` (from
+   `prefect.utilities.asyncutils`) runs the coroutine from sync code inside or
+   outside a flow.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from prefect.context import SettingsContext
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
+    from prefect.filesystems import WritableFileSystem
 
 ARTIFACTS_ROUTE: Final = "/artifacts/"
 ARTIFACT_ROUTE: Final = "/artifacts/{id}"
@@ -92,3 +100,16 @@ def update_progress_artifact(client: SyncPrefectClient, artifact_id: UUID, *, pe
         path_params={"id": artifact_id},
     )
     response.raise_for_status()
+
+
+def read_block_path(storage: WritableFileSystem, path: str) -> bytes:
+    """`storage.read_path(path)`, whether the block implements it sync or async."""
+    data: Any = storage.read_path(path)
+    return bytes(run_coro_as_sync(data) if inspect.iscoroutine(data) else data)
+
+
+def write_block_path(storage: WritableFileSystem, path: str, content: bytes) -> None:
+    """`storage.write_path(path, content)`, whether the block implements it sync or async."""
+    done: Any = storage.write_path(path, content)
+    if inspect.iscoroutine(done):
+        run_coro_as_sync(done)

@@ -6,6 +6,7 @@ import inspect
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from packaging.version import Version
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.filesystems import LocalFileSystem
 from prefect.settings import get_current_settings
 
 from flows import prefect_adapter
@@ -130,3 +132,32 @@ def test_the_server_serves_the_artifact_routes_the_adapter_calls() -> None:
     routes = {(method, route.path.replace(":uuid", "")) for route in router.routes for method in route.methods}
     assert ("POST", prefect_adapter.ARTIFACTS_ROUTE) in routes
     assert ("PATCH", prefect_adapter.ARTIFACT_ROUTE) in routes
+
+
+class AsyncStorage:
+    """A storage block whose read_path / write_path are coroutines, as remote blocks' are in async code."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    async def read_path(self, path: str) -> bytes:
+        return self.files[path]
+
+    async def write_path(self, path: str, content: bytes) -> str:
+        self.files[path] = content
+        return path
+
+
+def test_a_local_block_is_written_and_read_back(tmp_path: Path) -> None:
+    """Bytes written through a LocalFileSystem block read back the same."""
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    prefect_adapter.write_block_path(storage, "instance/item", b"{}\n")
+    assert prefect_adapter.read_block_path(storage, "instance/item") == b"{}\n"
+
+
+def test_an_async_block_is_written_and_read_back_from_sync_code() -> None:
+    """A block whose methods are coroutines is driven to completion from sync code."""
+    storage = AsyncStorage()
+    prefect_adapter.write_block_path(storage, "instance/item", b"{}\n")  # type: ignore[arg-type]
+    assert storage.files == {"instance/item": b"{}\n"}
+    assert prefect_adapter.read_block_path(storage, "instance/item") == b"{}\n"  # type: ignore[arg-type]
