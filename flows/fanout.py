@@ -18,7 +18,7 @@ from flows.item_logging import correlating
 from flows.item_path import ItemRun
 from flows.liveness import keeping_alive
 from flows.outcome import ItemOutcome
-from flows.prefect_settings import heartbeats_off
+from flows.prefect_adapter import heartbeats_off
 from flows.processor import load_processor
 from flows.progress import ProgressReporter, reporting
 from flows.report import publishing_report
