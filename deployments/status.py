@@ -11,14 +11,18 @@ Prefect state type  ->  runtimeStatus
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments.runs import RunRecord, Runs
 from flows.progress import progress_from_labels
 from flows.request import FanoutRequest, item_count
+
+logger = logging.getLogger(__name__)
 
 
 class RuntimeStatus(str, Enum):
@@ -124,4 +128,40 @@ def requested_total(parameters: dict[str, Any]) -> int | None:
     try:
         return item_count(FanoutRequest.model_validate(parameters.get("request") or {}))
     except ValueError:
+        return None
+
+
+async def status_document(runs: Runs, run: RunRecord, name: str) -> StatusDocument:
+    """The seed's status fields for the instance's latest run."""
+    status = runtime_status(run.state_type)
+    output: Any = None
+    if status.value == "Completed":
+        try:
+            output = await runs.output(run)
+        except Exception as error:  # noqa: BLE001 - status still answers; the output is unreadable here
+            logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
+    elif status in FINISHED:
+        output = run.state_message
+    failures = await _failures(runs, run) if status in FINISHED else None
+    return StatusDocument(
+        name=name,
+        instance_id=run.instance_id,
+        runtime_status=status,
+        input=dict(run.parameters.get("request") or {}),
+        output=output,
+        custom_status=custom_status(
+            run.labels, requested_total(run.parameters), settled_failures(run.state_type, failures)
+        ),
+        failures=failures or [],
+        created_time=run.created,
+        last_updated_time=run.updated,
+    )
+
+
+async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]] | None:
+    """The finished run's failed items; None when it has no report or it cannot be read (logged)."""
+    try:
+        return await runs.failures(run)
+    except Exception as error:  # noqa: BLE001 - status still answers without the report
+        logger.warning("cannot read the item report of %s: %s", run.flow_run_id, error)
         return None

@@ -31,9 +31,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from deployments.body import parse_request, read_limited
 from deployments.idempotency import BadIdempotencyKey, StartsByKey, checked_key, request_digest
 from deployments.runs import PrefectRuns, RunRecord, Runs
-from deployments.status import (
-    FINISHED, StatusDocument, custom_status, requested_total, runtime_status, settled_failures,
-)
+from deployments.status import FINISHED, runtime_status, status_document
 from flows.request import INSTANCE_ID_PATTERN
 from flows.settings import FanoutSettings
 
@@ -255,42 +253,6 @@ def _same_body(run: RunRecord, digest: str, key: str) -> RunRecord:
     if run.request_digest != digest:
         raise HTTPException(409, f"Idempotency-Key {key!r} was already used with a different body")
     return run
-
-
-async def status_document(runs: Runs, run: RunRecord, name: str) -> StatusDocument:
-    """The seed's status fields for the instance's latest run."""
-    status = runtime_status(run.state_type)
-    output: Any = None
-    if status.value == "Completed":
-        try:
-            output = await runs.output(run)
-        except Exception as error:  # noqa: BLE001 - status still answers; the output is unreadable here
-            logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
-    elif status in FINISHED:
-        output = run.state_message
-    failures = await _failures(runs, run) if status in FINISHED else None
-    return StatusDocument(
-        name=name,
-        instance_id=run.instance_id,
-        runtime_status=status,
-        input=dict(run.parameters.get("request") or {}),
-        output=output,
-        custom_status=custom_status(
-            run.labels, requested_total(run.parameters), settled_failures(run.state_type, failures)
-        ),
-        failures=failures or [],
-        created_time=run.created,
-        last_updated_time=run.updated,
-    )
-
-
-async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]] | None:
-    """The finished run's failed items; None when it has no report or it cannot be read (logged)."""
-    try:
-        return await runs.failures(run)
-    except Exception as error:  # noqa: BLE001 - status still answers without the report
-        logger.warning("cannot read the item report of %s: %s", run.flow_run_id, error)
-        return None
 
 
 def app_from_environment() -> FastAPI:
