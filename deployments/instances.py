@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from deployments.idempotency import request_digest
 from deployments.runs import RunRecord, Runs
 from deployments.start_queue import QueuedStart, StartQueue
@@ -44,6 +46,7 @@ from deployments.webhook_errors import (
     InstanceConflict,
     InstanceNotFound,
     PrefectUnavailable,
+    StartRejected,
 )
 from flows.request import FanoutRequest
 
@@ -111,6 +114,8 @@ class Instances:
         prefect_key = instance_key(instance_id, newest)
         try:
             run = await self.runs.start(request, digest, prefect_key, nonce)
+        except httpx.HTTPStatusError as error:
+            raise StartRejected(f"Prefect refused the run: {error.response.text[:500]}") from error
         except PrefectUnavailable:
             found = await self.runs.by_idempotency_key(prefect_key)  # did the create land before it timed out?
             if found is None:

@@ -53,7 +53,9 @@ async def start_fanout(
     except BadIdempotencyKey as error:
         raise HTTPException(400, str(error)) from None
     body = await read_limited(request, settings.webhook_max_body_bytes)
-    fanout_request = parse_request(body, request.headers.get("content-type"), settings.max_items)
+    fanout_request = parse_request(
+        body, request.headers.get("content-type"), settings.max_items, settings.webhook_max_parameter_bytes
+    )
     return accepted(request, settings, await instances.start(fanout_request, key))
 
 

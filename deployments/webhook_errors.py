@@ -3,6 +3,7 @@
     WebhookError                 (one handler turns each into its status code and `detail`)
     ├── InstanceNotFound         404: no such instance
     ├── InstanceConflict         409: the instance is busy, finished, or the key was used with another body
+    ├── StartRejected            422: Prefect refused to create the run (its parameter checks); permanent
     ├── StartRefused             429 + Retry-After: fanout's own admission limit is full; nothing was started
     └── PrefectUnavailable       503 + Retry-After: the Prefect API failed or did not answer in time
 
@@ -35,6 +36,12 @@ class InstanceConflict(WebhookError):
     """The operation does not fit the instance's state, or the Idempotency-Key's first body."""
 
     status_code = 409
+
+
+class StartRejected(WebhookError):
+    """Prefect answered a create with a 4xx: sending it again would not help."""
+
+    status_code = 422
 
 
 class StartRefused(WebhookError):

@@ -91,6 +91,11 @@ class FanoutSettings(BaseSettings):
         15.0, gt=0, le=300,
         description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
     )
+    webhook_max_parameter_bytes: int = Field(
+        524_288, ge=0, le=1_000_000_000,
+        description="Largest flow-run parameter the Prefect server takes (its PREFECT_SERVER_API_MAX_PARAMETER_SIZE); "
+        "a larger request gets 413 with why. 0: not checked.",
+    )
     webhook_pool_wait_seconds: float = Field(
         2.0, gt=0, le=60, description="Longest a webhook request waits for a free connection to Prefect (503 beyond it)."
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -38,7 +38,7 @@ class FakeRuns:
             if idempotency_key in self.keys:
                 return self.runs[self.keys[idempotency_key]]
             assert request.instance_id is not None
-            created = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=next(_clock))
+            created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(_clock))
             run = RunRecord(
                 flow_run_id=uuid4(),
                 instance_id=request.instance_id,
