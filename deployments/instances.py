@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from deployments.idempotency import request_digest
+from deployments.resuming import ResumePolicy
 from deployments.runs import RunRecord, Runs
 from deployments.start_queue import QueuedStart, StartQueue
 from deployments.status import (
@@ -78,11 +79,14 @@ def is_finished(run: RunRecord) -> bool:
 class Instances:
     """Start, find, read, terminate, restart and purge instances over Prefect and the start queue."""
 
-    def __init__(self, runs: Runs, queue: StartQueue, submitter: Submitter, flow_name: str) -> None:
+    def __init__(
+        self, runs: Runs, queue: StartQueue, submitter: Submitter, flow_name: str, resumes: ResumePolicy
+    ) -> None:
         self.runs = runs
         self.queue = queue
         self.submitter = submitter
         self.flow_name = flow_name
+        self.resumes = resumes
         self._instance_locks: dict[str, asyncio.Lock] = {}
 
     async def start(self, request: FanoutRequest, key: str | None) -> Started:
@@ -139,7 +143,7 @@ class Instances:
         found = await self.find(instance_id)
         if isinstance(found, QueuedStart):
             return queued_status(found, self.flow_name)
-        return await status_document(self.runs, found, self.flow_name)
+        return await status_document(self.runs, found, self.flow_name, self.resumes)
 
     async def terminate(self, instance_id: str) -> Started:
         found = await self.find(instance_id)

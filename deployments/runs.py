@@ -62,6 +62,7 @@ class RunRecord:
     created: datetime | None
     updated: datetime | None
     state: Any = field(default=None, compare=False, repr=False)
+    run_count: int = 0  # attempts that reached Running: the status counts automatic resumes from it
 
     @property
     def request_digest(self) -> str | None:
@@ -135,6 +136,7 @@ def record(flow_run: FlowRun) -> RunRecord:
         created=flow_run.created,
         updated=flow_run.updated,
         state=state,
+        run_count=flow_run.run_count,
     )
 
 

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 
 from deployments.deps import WebhookState
 from deployments.instances import Instances
+from deployments.resuming import ResumePolicy
 from deployments.routes import open_routes, routes
 from deployments.runs import PrefectRuns, Runs
 from deployments.start_queue import StartQueue
@@ -63,7 +64,8 @@ def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
 def instances_over(runs: Runs, queue: StartQueue, settings: FanoutSettings) -> Instances:
     """The operations over `runs`, with a submitter draining `queue` into them."""
     submitter = Submitter(queue, runs, settings.webhook_submit_concurrency)
-    return Instances(runs, queue, submitter, flow_name=settings.deployment_name.split("/")[0])
+    flow_name = settings.deployment_name.split("/")[0]
+    return Instances(runs, queue, submitter, flow_name, ResumePolicy.from_settings(settings))
 
 
 def prefect_client_options(settings: FanoutSettings) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class ProgressReporter:
     """
 
     def __init__(
-        self, total: int, interval: float = 1.0, publish: Publish | None = None
+        self, total: int, interval: float = 0.5, publish: Publish | None = None
     ) -> None:
         self._lock = threading.Lock()
         self._current = Progress(total=total)
@@ -115,14 +115,6 @@ class ProgressReporter:
         with self._lock:
             now = self._current
             self._current = Progress(now.total, now.completed + completed, now.failed + failed)
-
-    def count_future(self, future: Any) -> None:
-        """A Prefect future's done callback: one item completed or failed."""
-        try:
-            ok = future.state.is_completed()
-        except Exception:  # noqa: BLE001 - an unreadable state counts as a failure
-            ok = False
-        self.advance(completed=int(ok), failed=int(not ok))
 
     def settle(self, outcomes: Iterable[Any]) -> None:
         """Set the exact final count from the run's outcomes (objects with `.ok`)."""
@@ -176,27 +168,29 @@ class ProgressReporter:
             close()
 
 
-_active: dict[str, ProgressReporter] = {}
-_active_lock = threading.Lock()
+_reporter: contextvars.ContextVar[ProgressReporter | None] = contextvars.ContextVar("fanout_progress", default=None)
 
 
 @contextmanager
-def reporting(instance_id: str, reporter: ProgressReporter) -> Iterator[ProgressReporter]:
-    """Make `reporter` the one an `ItemTally` finds for `instance_id` in this process."""
-    with _active_lock:
-        _active[instance_id] = reporter
+def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
+    """Make `reporter` the one an `ItemTally` finds in this context and in task runs submitted from it.
+
+    Prefect's thread runner runs each task run in a copy of the submitting
+    context, so items running on threads of this run count towards this run's
+    reporter, and another run in the same process has its own. A Dask worker
+    has none: the flow counts those items when their task run returns.
+    """
+    token = _reporter.set(reporter)
     try:
         yield reporter
     finally:
-        with _active_lock:
-            if _active.get(instance_id) is reporter:
-                del _active[instance_id]
+        _reporter.reset(token)
 
 
 class ItemTally:
     """One batch's count of finished items, handed to its run's reporter at most every `interval`.
 
-    Batch tasks count every item here. Counting locally keeps a large run's threads
+    Task runs count every item here. Counting locally keeps a large run's threads
     off the reporter's lock (eight threads taking it per item made them queue on it);
     handing over every 0.1 s keeps the published count well within its 2 s of
     reality, and an item that took longer than that is handed over as it finishes.
@@ -204,9 +198,8 @@ class ItemTally:
     batch when it returns. Use as a context manager: the rest is handed over on exit.
     """
 
-    def __init__(self, instance_id: str, interval: float = 0.1) -> None:
-        with _active_lock:
-            self._reporter = _active.get(instance_id)
+    def __init__(self, interval: float = 0.1) -> None:
+        self._reporter = _reporter.get()
         self._interval = interval
         self._completed = 0
         self._failed = 0

@@ -53,6 +53,23 @@ class FanoutSettings(BaseSettings):
     max_auto_retries: int = Field(
         3, ge=0, le=20, description="Automatic retries of a crashed run before it is marked Failed."
     )
+    # fanout's own liveness signal (flows/liveness.py): seconds, not Prefect's 30 s heartbeat floor.
+    liveness_seconds: float = Field(
+        2.0, ge=0.5, le=60, description="A deployment run emits a `fanout.flow-run.alive` event this often."
+    )
+    # Prefect refuses a proactive trigger window under 10 s.
+    silent_after_seconds: int = Field(
+        12, ge=10, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
+    )
+    retry_window_seconds: int = Field(
+        10, ge=10, le=600,
+        description="A Crashed run is retried when no other state followed within this window "
+        "(the process worker reports one crash twice, 1-4 s apart).",
+    )
+    resume_deadline_seconds: int = Field(
+        300, ge=30, le=86_400,
+        description="A Crashed run that nothing resumed within this long answers 200 Failed on the status URL.",
+    )
     task_runner: Literal["thread", "dask"] = Field(
         "thread", description="Where task runs execute: threads in the flow process, or Dask."
     )
@@ -135,6 +152,8 @@ class FanoutSettings(BaseSettings):
         """A window shorter than two heartbeats would crash healthy runs."""
         if self.crash_after_seconds < 2 * self.heartbeat_seconds:
             raise ValueError("crash_after_seconds must be at least twice heartbeat_seconds")
+        if self.silent_after_seconds < 3 * self.liveness_seconds:
+            raise ValueError("silent_after_seconds must be at least three times liveness_seconds")
         return self
     report_table_limit: int = Field(
         1000, ge=0, le=100_000,

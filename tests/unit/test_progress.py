@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 
@@ -89,23 +90,41 @@ def test_settle_sets_the_exact_final_count() -> None:
     assert reporter.current == Progress(3, 2, 1)
 
 
-def test_a_tally_reaches_the_instances_reporter_in_this_process() -> None:
-    """Batch tasks count items through the reporter registered for their instance, not another's."""
+def test_a_tally_reaches_the_reporter_of_its_own_run() -> None:
+    """Task runs count items through the reporter of the run whose context they run in, not another's."""
     reporter = ProgressReporter(total=2, publish=Recorder())
-    with reporting("inst-1", reporter):
-        with ItemTally("inst-1") as tally, ItemTally("other") as elsewhere:
+    other = ProgressReporter(total=1, publish=Recorder())
+    with reporting(reporter):
+        with ItemTally() as tally:
             tally.count(ok=True)
             tally.count(ok=False)
+        with reporting(other), ItemTally() as elsewhere:
             elsewhere.count(ok=True)
-    with ItemTally("inst-1") as late:
+    with ItemTally() as late:
         late.count(ok=True)
-    assert reporter.current == Progress(2, 1, 1)
+    assert (reporter.current, other.current) == (Progress(2, 1, 1), Progress(1, 1, 0))
+
+
+def test_a_thread_started_in_a_copy_of_the_run_context_counts_for_that_run() -> None:
+    """A task thread runs in a copy of the submitting context (as Prefect's thread runner does) and finds its run."""
+    reporter = ProgressReporter(total=1, publish=Recorder())
+
+    def item() -> None:
+        with ItemTally() as tally:
+            tally.count(ok=True)
+
+    with reporting(reporter):
+        context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(item,))
+    thread.start()
+    thread.join()
+    assert reporter.current == Progress(1, 1, 0)
 
 
 def test_a_tally_hands_over_while_the_batch_runs() -> None:
     """Counts reach the reporter during a batch, not only when it ends."""
     reporter = ProgressReporter(total=3, publish=Recorder())
-    with reporting("inst-1", reporter), ItemTally("inst-1", interval=0) as tally:
+    with reporting(reporter), ItemTally(interval=0) as tally:
         tally.count(ok=True)
         assert reporter.current == Progress(3, 1, 0)
 

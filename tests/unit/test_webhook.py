@@ -130,7 +130,7 @@ def test_status_of_a_completed_run_is_200_with_the_output(runs: FakeRuns) -> Non
     assert body["runtimeStatus"] == "Completed"
     assert body["input"] == {"count": 2, "instance_id": instance}
     assert body["output"] == ["Processed item-1", "Processed item-2"]
-    assert body["customStatus"] == {"total": 2, "completed": 2, "failed": 0}
+    assert body["customStatus"] == {"total": 2, "completed": 2, "failed": 0, "resuming": False, "resumes": 0}
     assert body["createdTime"] and body["lastUpdatedTime"]
 
 
@@ -140,7 +140,7 @@ def test_custom_status_shows_live_progress(runs: FakeRuns) -> None:
     instance = start(app, json={"count": 200}).json()["id"]
     runs.set_state(instance, "RUNNING", labels={"fanout.total": 200, "fanout.completed": 120, "fanout.failed": 1})
     body = call(app, "GET", f"/api/instances/{instance}").json()
-    assert body["customStatus"] == {"total": 200, "completed": 120, "failed": 1}
+    assert body["customStatus"] == {"total": 200, "completed": 120, "failed": 1, "resuming": False, "resumes": 0}
 
 
 def test_a_failed_run_reports_its_failed_items_as_output(runs: FakeRuns) -> None:
