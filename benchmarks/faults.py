@@ -8,7 +8,7 @@ items through the webhook, polls the status URL every 0.2 s as a client would, a
 at half way SIGKILLs
 
     flow   the flow-run process only; its `process` worker lives on and reports the crash
-    host   the worker and its flow-run process; a fresh worker is started at once
+    host   the worker running it and its flow-run process, while a second worker stands by (another host)
 
 then waits until the run ends by itself. Prints each repeat (with the status sequence
 the client saw) and, per kind, the medians of kill -> resumed work, kill -> Completed
@@ -78,14 +78,14 @@ def print_repeat(repeat: int, result: CrashResult) -> None:
           f"output_ok={result.output == [f'Processed item-{i}' for i in range(1, result.count + 1)]} "
           f"max customStatus.failed={result.max_failed}", flush=True)
     print(f"    status seen: {' -> '.join(result.statuses)}", flush=True)
-    print(f"    states: {' -> '.join(state.split(':')[0] for state in result.history)}", flush=True)
+    print("    states (time from the kill):\n      " + "\n      ".join(result.history), flush=True)
 
 
 def print_summary(results: dict[str, list[CrashResult]], args: argparse.Namespace, settings: FanoutSettings) -> None:
     print()
     print(f"{'crash kind':44} {'figure':32} {'median':>7}  values")
     for kind, runs in results.items():
-        label = "flow process only (worker alive)" if kind == "flow" else "host: worker + flow process (fresh worker)"
+        label = "flow process only (worker alive)" if kind == "flow" else "host: worker + flow process (2nd worker)"
         for name, values in [
             ("kill -> resumed work (s)", [r.kill_to_resume for r in runs]),
             ("kill -> run Completed (s)", [r.kill_to_complete for r in runs]),

@@ -15,9 +15,10 @@ import asyncio
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from deployments.deps import Settings, require_token
 from flows.checkpoints import result_storage
 from flows.errors import InvalidRequest
 from flows.instance_results import InstanceResults, local_root
@@ -28,23 +29,23 @@ from flows.settings import FanoutSettings
 INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 DEFAULT_LIMIT = 100
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_token)])
 
 
 @router.get("/api/instances/{instance_id}/results")
 async def results(
     request: Request,
     instance_id: str,
+    settings: Settings,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_LIMIT,
 ) -> JSONResponse:
     """One page of the instance's results; 404 for an instance with no recorded results."""
-    settings: FanoutSettings = request.app.state.settings
     if not INSTANCE_ID.match(instance_id):
         raise HTTPException(404, f"no instance {instance_id!r}")
     page = await asyncio.to_thread(read_instance_page, settings, instance_id, offset, limit)
     document: dict[str, Any] = page.document()
-    document["nextUri"] = None if page.next is None else results_url(request, instance_id, page.next, limit)
+    document["nextUri"] = None if page.next is None else results_url(request, settings, instance_id, page.next, limit)
     return JSONResponse(document)
 
 
@@ -61,19 +62,19 @@ def read_instance_page(settings: FanoutSettings, instance_id: str, offset: int, 
         raise HTTPException(422, str(error)) from None
 
 
-def results_url(request: Request, instance_id: str, offset: int = 0, limit: int = DEFAULT_LIMIT) -> str:
+def results_url(
+    request: Request, settings: FanoutSettings, instance_id: str, offset: int = 0, limit: int = DEFAULT_LIMIT
+) -> str:
     """The absolute URL of a results page."""
-    settings: FanoutSettings = request.app.state.settings
     base = (settings.webhook_public_url or str(request.base_url)).rstrip("/")
     return f"{base}/api/instances/{instance_id}/results?offset={offset}&limit={limit}"
 
 
-def inline_limited(content: dict[str, Any], request: Request) -> dict[str, Any]:
+def inline_limited(content: dict[str, Any], request: Request, settings: FanoutSettings) -> dict[str, Any]:
     """A status document with `output` inlined only up to `FANOUT_OUTPUT_INLINE_LIMIT` items; past it,
     `output` is null and `outputUri` names the results pages."""
-    settings: FanoutSettings = request.app.state.settings
     output = content.get("output")
     if isinstance(output, list) and len(output) > settings.output_inline_limit:
         content["output"] = None
-        content["outputUri"] = results_url(request, str(content.get("instanceId")))
+        content["outputUri"] = results_url(request, settings, str(content.get("instanceId")))
     return content

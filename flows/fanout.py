@@ -20,7 +20,7 @@ from flows.instance_results import keep_failures, keep_plan
 from flows.item_path import ItemRun
 from flows.liveness import keeping_alive
 from flows.outcome import ItemOutcome
-from flows.prefect_settings import heartbeats_off
+from flows.prefect_adapter import heartbeats_off
 from flows.processor import load_processor
 from flows.processor_kind import check_parallel, is_async, processor_kind
 from flows.progress import ProgressReporter, reporting

@@ -107,7 +107,29 @@ class FanoutSettings(BaseSettings):
         1, ge=1, le=3600, description="`Retry-After` the webhook suggests while a run is not finished."
     )
     webhook_api_timeout_seconds: float = Field(
-        15.0, gt=0, le=300, description="Deadline of the Prefect API work of one webhook request (503 beyond it)."
+        15.0, gt=0, le=300,
+        description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
+    )
+    webhook_max_parameter_bytes: int = Field(
+        524_288, ge=0, le=1_000_000_000,
+        description="Largest flow-run parameter the Prefect server takes (its PREFECT_SERVER_API_MAX_PARAMETER_SIZE); "
+        "a larger request gets 413 with why. 0: not checked.",
+    )
+    webhook_pool_wait_seconds: float = Field(
+        2.0, gt=0, le=60, description="Longest a webhook request waits for a free connection to Prefect (503 beyond it)."
+    )
+    webhook_max_connections: int = Field(
+        16, ge=2, le=256, description="Connections the webhook keeps to the Prefect API."
+    )
+    webhook_max_queued_starts: int = Field(
+        1000, ge=1, le=1_000_000,
+        description="Accepted starts waiting for Prefect to create their runs; past it a start gets 429 + Retry-After.",
+    )
+    webhook_submit_concurrency: int = Field(
+        2, ge=1, le=64, description="Flow runs the webhook creates on Prefect at once from its start queue."
+    )
+    webhook_queue_path: Path | None = Field(
+        None, description="SQLite file of the webhook's start queue; `$PREFECT_HOME/fanout-webhook-starts.sqlite` when unset.",
     )
     prefect_api_url: str | None = Field(
         None, pattern=r"^https?://\S+$", description="Prefect API the webhook talks to; Prefect's `PREFECT_API_URL` when unset."
