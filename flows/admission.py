@@ -35,3 +35,11 @@ def admit(request: FanoutRequest, settings: FanoutSettings, over_http: bool) -> 
     planned = plan(preview, request.item_key)
     if len(planned) == 0:
         plan_items(request, settings.max_items, settings.max_item_bytes)  # says "at least 1"
+
+
+def planned_items(request: FanoutRequest, settings: FanoutSettings) -> list[str]:
+    """The run's items, read by the flow: a generator source must be in this run's `FANOUT_SOURCES`
+    (a deployment names its own allow-list as a job variable)."""
+    if request.source is not None and request.source.generator is not None:
+        check_allowed(request.source, [], settings.sources)
+    return plan_items(request, settings.max_items, settings.max_item_bytes)

@@ -15,6 +15,7 @@ from prefect.states import Completed, State
 from flows.concurrency import check_limit
 from flows.failures import settle
 from flows.item_logging import correlating
+from flows.admission import planned_items
 from flows.async_items import submission_settings
 from flows.instance_results import keep_failures, keep_plan
 from flows.item_path import ItemRun
@@ -25,7 +26,7 @@ from flows.processor import load_processor
 from flows.processor_kind import check_parallel, is_async, processor_kind
 from flows.progress import ProgressReporter, reporting
 from flows.report import publishing_report
-from flows.request import FanoutRequest, plan_items
+from flows.request import FanoutRequest
 from flows.runners import check_runner, task_runner
 from flows.settings import FanoutSettings, get_settings
 from flows.submission import fan_out
@@ -44,7 +45,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     """
     freeze_startup_heap()
     settings = get_settings()
-    items = plan_items(request, settings.max_items, settings.max_item_bytes)
+    items = planned_items(request, settings)
     check_parallel(processor_kind(load_processor(settings.processor), settings.processor), settings.max_parallel)
     check_runner(settings)
     check_limit(settings)
