@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # unit and integration tiers on it, in a second virtualenv, so the range stays true.
 PREFECT_LOWEST ?= 3.0.0
 VENV_LOWEST ?= .venv-lowest
-LINTED := flows deployments benchmarks tests
+LINTED := flows deployments benchmarks tests pipelines
 
 .PHONY: run test test-multiworker test-unit test-lowest test-postgres lint bench clean
 

@@ -46,11 +46,10 @@ def gather(path: str, parallel: int) -> dict[str, Any]:
 
 
 def fanout(path: str, instance: str) -> dict[str, Any]:
+    from benchmarks.processors import EXECUTED
     from flows.fanout import run_here
     from flows.request import FanoutRequest
     from flows.sources import ItemSource
-
-    from benchmarks.processors import EXECUTED
 
     run_here(FanoutRequest(items=["warm-up"], instance_id=f"{instance}-warm"))
     EXECUTED.clear()  # counts (and the crash trigger) start with the measured run

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -56,7 +56,7 @@ class EchoService:
             cwd=REPO_ROOT,
         )
 
-    def __enter__(self) -> EchoService:
+    def __enter__(self) -> Self:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -92,8 +92,13 @@ def probe(scratch: Path, *args: str, **env: str) -> dict[str, Any]:
         **env,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.workload_probe", *args], cwd=REPO_ROOT, env=environment,
-        capture_output=True, text=True, start_new_session=True, check=False,
+        [sys.executable, "-m", "benchmarks.workload_probe", *args],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        check=False,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -120,10 +125,22 @@ def http_figures(scratch: Path, count: int) -> dict[str, dict[str, Any]]:
         items = write_jsonl(scratch / "http.jsonl", count, service.base)
         return {
             "gather": probe(scratch, "gather", str(items), "1000"),
-            "fanout async": probe(scratch, "fanout", str(items), "http-async",
-                                  FANOUT_PROCESSOR="pipelines.http_enrich:enrich", FANOUT_MAX_PARALLEL="1000"),
-            "fanout threads": probe(scratch, "fanout", str(items), "http-sync",
-                                    FANOUT_PROCESSOR="pipelines.http_enrich:enrich_sync", FANOUT_MAX_PARALLEL="512"),
+            "fanout async": probe(
+                scratch,
+                "fanout",
+                str(items),
+                "http-async",
+                FANOUT_PROCESSOR="pipelines.http_enrich:enrich",
+                FANOUT_MAX_PARALLEL="1000",
+            ),
+            "fanout threads": probe(
+                scratch,
+                "fanout",
+                str(items),
+                "http-sync",
+                FANOUT_PROCESSOR="pipelines.http_enrich:enrich_sync",
+                FANOUT_MAX_PARALLEL="512",
+            ),
         }
 
 
@@ -133,8 +150,15 @@ def large_figures(scratch: Path, count: int) -> dict[str, Any]:
 
     items = write_jsonl(scratch / "large.jsonl", count)
     full = probe(scratch, "fanout", str(items), "large", FANOUT_PROCESSOR=TRIVIAL, FANOUT_MAX_ITEMS=str(count))
-    killed = probe(scratch, "fanout", str(items), "large-crash", FANOUT_PROCESSOR=TRIVIAL,
-                   FANOUT_MAX_ITEMS=str(count), FANOUT_BENCH_CRASH_AFTER=str(count // 2))
+    killed = probe(
+        scratch,
+        "fanout",
+        str(items),
+        "large-crash",
+        FANOUT_PROCESSOR=TRIVIAL,
+        FANOUT_MAX_ITEMS=str(count),
+        FANOUT_BENCH_CRASH_AFTER=str(count // 2),
+    )
     settings = get_settings(result_storage=scratch / "results")
     checkpointed = len(CheckpointStore(result_storage(settings), "large-crash", TRIVIAL).finished())
     resumed = probe(scratch, "fanout", str(items), "large-crash", FANOUT_PROCESSOR=TRIVIAL, FANOUT_MAX_ITEMS=str(count))
@@ -170,20 +194,26 @@ def main() -> None:
             http = http_figures(scratch, 10_000)
             print("\n(a) 10,000 items, one 50 ms GET each, against a local HTTP service")
             for name, figures in http.items():
-                print(f"  {name:16} {rate(figures):9,.0f} items/s  {figures.get('seconds', 0):6.2f} s  "
-                      f"peak RSS {figures.get('peak_rss_mib', 0):6.0f} MiB  {figures.get('error', '')}")
+                print(
+                    f"  {name:16} {rate(figures):9,.0f} items/s  {figures.get('seconds', 0):6.2f} s  "
+                    f"peak RSS {figures.get('peak_rss_mib', 0):6.0f} MiB  {figures.get('error', '')}"
+                )
             ratio = rate(http["fanout async"]) / rate(http["gather"]) if rate(http["gather"]) else 0.0
             print(f"  fanout async / gather: {ratio:.2f} (goal >= 0.50)")
         if "large" in parts:
             large = large_figures(scratch, 100_000 if arguments.quick else 1_000_000)
             full, resumed = large["full"], large["resumed"]
             print(f"\n(b) {large['count']:,} items from a JSONL source, trivial processor")
-            print(f"  full run  {full.get('seconds', 0):7.2f} s  {rate(full):9,.0f} items/s  "
-                  f"peak RSS {full.get('peak_rss_mib', 0):6.0f} MiB (goal <= 1536)  {full.get('error', '')[:300]}")
+            print(
+                f"  full run  {full.get('seconds', 0):7.2f} s  {rate(full):9,.0f} items/s  "
+                f"peak RSS {full.get('peak_rss_mib', 0):6.0f} MiB (goal <= 1536)  {full.get('error', '')[:300]}"
+            )
             unfinished = large["count"] - large["checkpointed"]
             print(f"  killed at 50%: {large['checkpointed']:,} checkpointed, {unfinished:,} without a checkpoint")
-            print(f"  resume    {resumed.get('seconds', 0):7.2f} s  executed {resumed.get('executed', '?')} items "
-                  f"(goal: {unfinished:,}, the ones without a checkpoint)  {resumed.get('error', '')[:300]}")
+            print(
+                f"  resume    {resumed.get('seconds', 0):7.2f} s  executed {resumed.get('executed', '?')} items "
+                f"(goal: {unfinished:,}, the ones without a checkpoint)  {resumed.get('error', '')[:300]}"
+            )
         if "paging" in parts:
             paging = paging_figures(scratch, 20_000 if arguments.quick else 100_000)
             print("\n(c) page 50 of the results of a run (median of 5 reads; goal <= 100 ms)")

@@ -36,9 +36,7 @@ AsyncProcessor = Callable[[Any], Awaitable[Any]]
 MAX_ASYNC_PARALLEL = 10_000
 
 
-async def attempt_async(
-    function: AsyncProcessor, item: str, retry: RetryPolicy, instance_id: str
-) -> ItemOutcome:
+async def attempt_async(function: AsyncProcessor, item: str, retry: RetryPolicy, instance_id: str) -> ItemOutcome:
     """Await the processor on one item under the retry policy; the item's outcome, never an exception."""
     attempts = 0
     spent = 0.0
@@ -154,9 +152,7 @@ def carry_async(
         outcome.item: outcome
         for outcome in run_async_items(function, pending, retry, instance_id, max_parallel, settle)
     }
-    return [
-        ItemOutcome(item=item, value=done[item], cached=True) if item in done else fresh[item] for item in items
-    ]
+    return [ItemOutcome(item=item, value=done[item], cached=True) if item in done else fresh[item] for item in items]
 
 
 def submission_settings(settings: FanoutSettings, is_async: bool, pending: int) -> FanoutSettings:

@@ -12,12 +12,12 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from flows.concurrency import check_limit
-from flows.failures import settle
-from flows.item_logging import correlating
 from flows.admission import planned_items
 from flows.async_items import submission_settings
+from flows.concurrency import check_limit
+from flows.failures import settle
 from flows.instance_results import keep_failures, keep_plan
+from flows.item_logging import correlating
 from flows.item_path import ItemRun
 from flows.liveness import keeping_alive
 from flows.outcome import ItemOutcome

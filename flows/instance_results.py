@@ -77,7 +77,9 @@ def keep_failures(storage: object, instance_id: str, outcomes: Iterable[ItemOutc
     """`record_failures` of the failed `outcomes`, in a local result folder."""
     root = local_root(storage)
     if root is not None:
-        record_failures(root, instance_id, {outcome.item: outcome.error or "" for outcome in outcomes if not outcome.ok})
+        record_failures(
+            root, instance_id, {outcome.item: outcome.error or "" for outcome in outcomes if not outcome.ok}
+        )
 
 
 class InstanceResults:

@@ -129,5 +129,5 @@ def checkpoint(journal: CheckpointJournal, item: str, value: Any) -> None:
         journal.append(item, value)
     except (TypeError, ValueError) as error:
         raise CheckpointNotWritten(f"result is not JSON: {describe(error)}") from error
-    except Exception as error:  # noqa: BLE001 - each storage block raises its own kind
+    except Exception as error:
         raise CheckpointNotWritten(f"storage refused the checkpoint: {describe(error)}") from error

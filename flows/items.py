@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from flows.errors import InvalidRequest
 
@@ -98,7 +98,7 @@ class PlannedItems:
         return len(self.keys)
 
     def __iter__(self) -> Iterator[tuple[str, JsonValue]]:
-        return zip(self.keys, self.items)
+        return zip(self.keys, self.items, strict=False)
 
 
 def plan(items: Iterable[JsonValue], key_field: str | None = None, max_items: int | None = None) -> PlannedItems:
@@ -143,7 +143,7 @@ class KeyedItem(str):
 
     value: JsonValue
 
-    def __new__(cls, key: str, value: JsonValue) -> KeyedItem:
+    def __new__(cls, key: str, value: JsonValue) -> Self:
         item = super().__new__(cls, key)
         item.value = value
         return item
@@ -161,7 +161,7 @@ def run_items(planned: PlannedItems) -> list[str]:
     """The plan as the run carries it: plain strings where an item is its own key, `KeyedItem`s elsewhere."""
     return [
         key if isinstance(item, str) and item == key else KeyedItem(key, item)
-        for key, item in zip(planned.keys, planned.items)
+        for key, item in zip(planned.keys, planned.items, strict=False)
     ]
 
 

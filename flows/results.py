@@ -71,7 +71,9 @@ def write_plan(folder: str, keys: Sequence[str]) -> None:
     final = os.path.join(folder, PLAN_FILE)
     partial = f"{final}.{os.getpid()}.partial"
     with open(partial, "w", encoding="utf-8") as plan:
-        plan.writelines("".join(key + "\n" for key in keys[start : start + 10_000]) for start in range(0, len(keys), 10_000))
+        plan.writelines(
+            "".join(key + "\n" for key in keys[start : start + 10_000]) for start in range(0, len(keys), 10_000)
+        )
     os.replace(partial, final)
 
 

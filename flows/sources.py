@@ -40,7 +40,11 @@ from flows.items import MAX_ITEM_BYTES, JsonValue
 
 SourceFormat = Literal["jsonl", "json", "csv", "lines"]
 SUFFIX_FORMATS: dict[str, SourceFormat] = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".txt": "lines",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".txt": "lines",
 }
 GENERATOR_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 CHUNK_BYTES = 1 << 16
@@ -202,7 +206,7 @@ def read_csv(stream: Any, uri: str, max_item_bytes: int) -> Iterator[JsonValue]:
                 continue
             if len(row) != len(header):
                 raise BadSource(f"{uri} line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
-            yield dict(zip(header, row))
+            yield dict(zip(header, row, strict=False))
     except (csv.Error, UnicodeDecodeError) as error:
         raise BadSource(f"{uri}: not CSV: {error}") from None
     finally:
@@ -297,4 +301,3 @@ def _text_chunks(stream: Any, uri: str) -> Iterator[str]:
 
 
 READERS = {"jsonl": read_jsonl, "lines": read_lines, "csv": read_csv, "json": read_json_array}
-

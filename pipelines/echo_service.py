@@ -39,8 +39,13 @@ def echo_app(delay: float) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         elif path == "/health":
             status, body = 200, {"status": "ok"}
         payload = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     return app
@@ -53,8 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.05, help="seconds before each reply")
     arguments = parser.parse_args(argv)
     uvicorn.run(
-        echo_app(arguments.delay), host="127.0.0.1", port=arguments.port,
-        log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=60,
+        echo_app(arguments.delay),
+        host="127.0.0.1",
+        port=arguments.port,
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+        timeout_keep_alive=60,
     )
 
 

@@ -92,8 +92,11 @@ def answer(item: Any, response: httpx.Response) -> Any:
         raise TransientError(f"GET {url}: {response.status_code}")
     if response.status_code >= 400:
         raise ValueError(f"GET {url}: {response.status_code} {response.text[:200]}")
-    return {"id": item.get("id") if isinstance(item, dict) else None, "status": response.status_code,
-            "body": response.json()}
+    return {
+        "id": item.get("id") if isinstance(item, dict) else None,
+        "status": response.status_code,
+        "body": response.json(),
+    }
 
 
 enrich = Enrich()

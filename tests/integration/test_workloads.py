@@ -40,11 +40,14 @@ def test_duplicate_keys_fail_before_any_item_runs(monkeypatch: pytest.MonkeyPatc
     assert executed(execution_log) == []
 
 
-@pytest.mark.parametrize("name, text, fmt", [
-    ("rows.jsonl", '{"id": "a"}\n{"id": "b"}\n', "jsonl"),
-    ("rows.json", '[{"id": "a"}, {"id": "b"}]', "json"),
-    ("rows.csv", "id,n\na,1\nb,2\n", "csv"),
-])
+@pytest.mark.parametrize(
+    "name, text, fmt",
+    [
+        ("rows.jsonl", '{"id": "a"}\n{"id": "b"}\n', "jsonl"),
+        ("rows.json", '[{"id": "a"}, {"id": "b"}]', "json"),
+        ("rows.csv", "id,n\na,1\nb,2\n", "csv"),
+    ],
+)
 def test_sources_feed_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, text: str, fmt: str) -> None:
     """A source's items are run in file order, whatever its format."""
     monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.workload_processors:echo")
@@ -72,7 +75,9 @@ def test_failed_async_run_keeps_partial_results(monkeypatch: pytest.MonkeyPatch,
     assert rows[0].error is not None and "not JSON" in rows[0].error and rows[1].result == 2
 
 
-def test_results_are_paged_while_the_run_goes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_settings: Path) -> None:
+def test_results_are_paged_while_the_run_goes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_settings: Path
+) -> None:
     """While items still run, the finished ones are readable and the rest are pending."""
     gate = tmp_path / "gate"
     monkeypatch.setenv("FANOUT_PROCESSOR", SCRIPTED_ASYNC)
@@ -84,7 +89,9 @@ def test_results_are_paged_while_the_run_goes(monkeypatch: pytest.MonkeyPatch, t
         statuses: list[str] = []
         while time.monotonic() < deadline:
             try:
-                statuses = [row.status for row in InstanceResults(str(clean_settings.resolve()), "live").page(0, 10).items]
+                statuses = [
+                    row.status for row in InstanceResults(str(clean_settings.resolve()), "live").page(0, 10).items
+                ]
             except LookupError:
                 statuses = []
             if statuses.count("completed") == 4:
@@ -94,10 +101,14 @@ def test_results_are_paged_while_the_run_goes(monkeypatch: pytest.MonkeyPatch, t
     finally:
         gate.touch()
         run.join(60)
-    assert [row.status for row in InstanceResults(str(clean_settings.resolve()), "live").page(0, 10).items] == ["completed"] * 10
+    assert [row.status for row in InstanceResults(str(clean_settings.resolve()), "live").page(0, 10).items] == [
+        "completed"
+    ] * 10
 
 
-def test_async_crash_resumes_with_only_unfinished_items(monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, clean_settings: Path) -> None:  # type: ignore[no-untyped-def]
+def test_async_crash_resumes_with_only_unfinished_items(
+    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, clean_settings: Path
+) -> None:  # type: ignore[no-untyped-def]
     """An async run killed mid-way runs again only the items without a checkpoint."""
     monkeypatch.setenv("FANOUT_PROCESSOR", SCRIPTED_ASYNC)
     monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-12")
@@ -127,7 +138,8 @@ def test_cli_runs_a_source_and_prints_results(cli, tmp_path: Path) -> None:  # t
     results = cli("results", "from-file")
     rows = [json.loads(line) for line in results.stdout.splitlines()]
     assert [(row["index"], row["key"], row["status"], row["result"]) for row in rows] == [
-        (0, "item-1", "completed", "Processed item-1"), (1, "item-2", "completed", "Processed item-2"),
+        (0, "item-1", "completed", "Processed item-1"),
+        (1, "item-2", "completed", "Processed item-2"),
     ]
 
 

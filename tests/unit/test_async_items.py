@@ -108,7 +108,9 @@ def test_result_that_is_not_json_fails_the_item(tmp_path: Path) -> None:
 
     store = CheckpointStore(LocalFileSystem(basepath=str(tmp_path)), "inst", "tests:sets")
     with store.journal("batch") as journal:
-        outcomes = carry_async(sets, pairs(2), {}, policy(2), "inst", 2, functools.partial(checkpoint, journal), ItemTally())
+        outcomes = carry_async(
+            sets, pairs(2), {}, policy(2), "inst", 2, functools.partial(checkpoint, journal), ItemTally()
+        )
     assert outcomes[0].error is not None and "not JSON" in outcomes[0].error and outcomes[0].attempts == 1
     assert store.load(["item-1"]) == {"item-1": 1}
 

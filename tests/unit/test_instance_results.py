@@ -37,7 +37,9 @@ def test_page_while_running_shows_finished_and_pending(tmp_path: Path) -> None:
         journal.append("b", {"v": 2})
     rows = InstanceResults(str(tmp_path), "inst").page(0, 10).items
     assert [(row.key, row.status, row.result) for row in rows] == [
-        ("a", "pending", None), ("b", "completed", {"v": 2}), ("c", "pending", None),
+        ("a", "pending", None),
+        ("b", "completed", {"v": 2}),
+        ("c", "pending", None),
     ]
 
 
@@ -48,7 +50,10 @@ def test_failed_items_carry_their_error(tmp_path: Path) -> None:
         journal.append("a", 1)
     record_failures(str(tmp_path), "inst", {"b": "ValueError: bad"})
     rows = InstanceResults(str(tmp_path), "inst").page(0, 10).items
-    assert [(row.status, row.result, row.error) for row in rows] == [("completed", 1, None), ("failed", None, "ValueError: bad")]
+    assert [(row.status, row.result, row.error) for row in rows] == [
+        ("completed", 1, None),
+        ("failed", None, "ValueError: bad"),
+    ]
 
 
 def test_damaged_record_is_not_returned(tmp_path: Path) -> None:
