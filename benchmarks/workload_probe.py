@@ -38,11 +38,12 @@ def gather(path: str, parallel: int) -> dict[str, Any]:
             async with slots:
                 return await enrich(item)
 
-        return await asyncio.gather(*(one(item) for item in items))
+        return await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
 
     started = time.perf_counter()
     results = asyncio.run(main())
-    return {"seconds": time.perf_counter() - started, "items": len(results)}
+    failed = sum(1 for result in results if isinstance(result, BaseException))
+    return {"seconds": time.perf_counter() - started, "items": len(results), "failed": failed}
 
 
 def fanout(path: str, instance: str) -> dict[str, Any]:
@@ -51,7 +52,9 @@ def fanout(path: str, instance: str) -> dict[str, Any]:
     from flows.request import FanoutRequest
     from flows.sources import ItemSource
 
-    run_here(FanoutRequest(items=["warm-up"], instance_id=f"{instance}-warm"))
+    with open(path, encoding="utf-8") as lines:
+        first = json.loads(lines.readline())
+    run_here(FanoutRequest(items=[first], item_key="id", instance_id=f"{instance}-warm"))
     EXECUTED.clear()  # counts (and the crash trigger) start with the measured run
     request = FanoutRequest(source=ItemSource(uri=path, format="jsonl"), item_key="id", instance_id=instance)
     started = time.perf_counter()
