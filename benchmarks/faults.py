@@ -12,7 +12,10 @@ at half way SIGKILLs
 
 then waits until the run ends by itself. Prints each repeat (with the status sequence
 the client saw) and, per kind, the medians of kill -> resumed work, kill -> Completed
-and the items run twice, and whether any client saw a 200 before the end.
+and the items run twice, and whether any client saw a 200 before the end. Also, measured in
+the same runs: kill -> rescheduled (AwaitingRetry, what fanout's automations take) and
+what the `process` worker takes to start a flow process (the first attempt's
+Submitting -> Running), which a resume pays again.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def print_repeat(repeat: int, result: CrashResult) -> None:
     in_flight_only = not set(result.reexecuted) & result.finished_before_kill
     print(f"{result.kind} #{repeat}: {result.state} run_count={result.run_count} "
           f"finished_before_kill={len(result.finished_before_kill)}/{result.count} "
+          f"kill->rescheduled={result.kill_to_rescheduled or float('nan'):.1f}s "
           f"kill->resume={result.kill_to_resume:.1f}s kill->complete={result.kill_to_complete:.1f}s "
           f"re-executed={len(result.reexecuted)} (only in-flight: {in_flight_only}) "
           f"output_ok={result.output == [f'Processed item-{i}' for i in range(1, result.count + 1)]} "
@@ -87,7 +91,9 @@ def print_summary(results: dict[str, list[CrashResult]], args: argparse.Namespac
     for kind, runs in results.items():
         label = "flow process only (worker alive)" if kind == "flow" else "host: worker + flow process (2nd worker)"
         for name, values in [
+            ("kill -> rescheduled (s)", [r.kill_to_rescheduled or float("nan") for r in runs]),
             ("kill -> resumed work (s)", [r.kill_to_resume for r in runs]),
+            ("worker: Submitting -> Running (s)", [r.start_cost or float("nan") for r in runs]),
             ("kill -> run Completed (s)", [r.kill_to_complete for r in runs]),
             ("items run twice", [float(len(r.reexecuted)) for r in runs]),
         ]:
