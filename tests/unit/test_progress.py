@@ -7,7 +7,13 @@ import threading
 import time
 
 from flows.outcome import ItemOutcome
-from flows.progress import ItemTally, Progress, ProgressReporter, progress_from_labels, reporting
+from flows.progress import (
+    ItemTally,
+    Progress,
+    ProgressReporter,
+    progress_from_labels,
+    reporting,
+)
 
 
 class Recorder:
