@@ -15,7 +15,12 @@ from typing import Any
 
 from prefect.filesystems import WritableFileSystem
 
-from flows.checkpoints import CheckpointJournal, CheckpointStore, journal_name, result_storage
+from flows.checkpoints import (
+    CheckpointJournal,
+    CheckpointStore,
+    journal_name,
+    result_storage,
+)
 from flows.concurrency import ItemSlot
 from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
@@ -120,5 +125,5 @@ def checkpoint(journal: CheckpointJournal, item: str, value: Any) -> None:
         journal.append(item, value)
     except (TypeError, ValueError) as error:
         raise CheckpointNotWritten(f"result is not JSON: {describe(error)}") from error
-    except Exception as error:  # noqa: BLE001 - each storage block raises its own kind
+    except Exception as error:  # each storage block raises its own kind
         raise CheckpointNotWritten(f"storage refused the checkpoint: {describe(error)}") from error
