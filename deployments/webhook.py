@@ -59,6 +59,9 @@ def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
     app.state.token = token
     app.state.starts = StartsByKey[RunRecord]()
     _add_routes(app)
+    from deployments.durable_api import router as durable_router  # imports this module: not at the top
+
+    app.include_router(durable_router)  # Durable Functions' HTTP API (deployments/durable_api.py)
     app.add_exception_handler(httpx.HTTPError, _prefect_unavailable)
     app.add_exception_handler(PrefectHTTPStatusError, _prefect_unavailable)
     app.add_exception_handler(TimeoutError, _prefect_unavailable)
