@@ -27,13 +27,28 @@ from fastapi.responses import JSONResponse
 from deployments.body import parse_request, read_limited
 from deployments.durable_auth import link_code, require_durable_auth
 from deployments.durable_payloads import (
-    BASE_PATH, ORCHESTRATOR, flag, history, list_entry, management_payload, query_from, status_body, top_from,
+    BASE_PATH,
+    ORCHESTRATOR,
+    flag,
+    history,
+    list_entry,
+    management_payload,
+    query_from,
+    status_body,
+    top_from,
 )
 from deployments.idempotency import BadIdempotencyKey, checked_key
 from deployments.instances import BadQuery, Instances, instances_for, page, status_of
 from deployments.runs import RunRecord
 from deployments.status import FINISHED, RuntimeStatus
-from deployments.webhook import INSTANCE_ID, _base_url, _runs, prefect_deadline, start_instance, status_document
+from deployments.webhook import (
+    INSTANCE_ID,
+    _base_url,
+    _runs,
+    prefect_deadline,
+    start_instance,
+    status_document,
+)
 from flows.request import FanoutRequest
 from flows.settings import FanoutSettings
 

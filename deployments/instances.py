@@ -25,17 +25,21 @@ import binascii
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID, uuid4
 
 from prefect.client.schemas.filters import (
-    ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, FlowRunFilter, FlowRunFilterDeploymentId,
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
 )
-from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.client.schemas.responses import SetStateStatus
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Suspended
+from prefect.states import State, Suspended
 
 from deployments.runs import LABEL_INSTANCE, PrefectRuns, RunRecord, Runs, record
 from deployments.status import RuntimeStatus, runtime_status
@@ -78,7 +82,7 @@ def status_of(run: RunRecord) -> RuntimeStatus:
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 def latest_per_instance(runs: Iterable[RunRecord]) -> list[RunRecord]:
@@ -91,7 +95,7 @@ def latest_per_instance(runs: Iterable[RunRecord]) -> list[RunRecord]:
     return sorted(latest.values(), key=lambda run: _utc(run.created) or _EPOCH, reverse=True)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def page(runs: Sequence[RunRecord], top: int | None, token: str | None) -> tuple[list[RunRecord], str | None]:
@@ -174,7 +178,7 @@ class PrefectInstances:
     async def suspend(self, run: RunRecord, reason: str) -> str | None:
         """Suspend the run; None when done, else why Prefect refused. A run no worker has claimed
         is suspended by force (Prefect only suspends Running runs), so no worker starts it."""
-        state = Suspended(pause_key=f"fanout-{uuid4()}", message=reason or "suspended")
+        state: State[Any] = Suspended(pause_key=f"fanout-{uuid4()}", message=reason or "suspended")
         force = run.state_type == "SCHEDULED"
         result = await self.client.set_flow_run_state(run.flow_run_id, state, force=force)
         return None if result.status == SetStateStatus.ACCEPT else _reason(result.details)
