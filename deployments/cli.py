@@ -38,21 +38,75 @@ def run(
     instance_id: Annotated[Optional[str], typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
     tolerated_failure_count: Annotated[int, typer.Option(help="Failed items tolerated (null in their slots).")] = 0,
     tolerated_failure_percentage: Annotated[float, typer.Option(help="Failed items tolerated, in % of all.")] = 0,
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
 ) -> None:
-    """Run the flow here (embedded Prefect) and print its ordered output as JSON."""
+    """Run the flow in this process and print its ordered output as JSON.
+
+    It talks to PREFECT_API_URL when set, else to a local Prefect server that fanout
+    starts once in the background and reuses (`fanout server stop` stops it).
+    """
     request = _checked_request(
         count=count, items=item, instance_id=instance_id,
         tolerated_failure_count=tolerated_failure_count, tolerated_failure_percentage=tolerated_failure_percentage,
     )
-    _prepare_embedded_prefect()
+    api_url = _prefect_api_for_run(home)
     from flows.fanout import run_here
+    from flows.prefect_settings import overriding
 
     try:
-        output = run_here(request)
+        with overriding(api={"url": api_url}):
+            output = run_here(request)
     except ItemsFailed as failed:
         typer.echo(f"fanout: run failed: {failed}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     typer.echo(json.dumps(output, indent=2))
+
+
+server_app = typer.Typer(help="The background Prefect server `fanout run` starts and reuses.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status(
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+) -> None:
+    """Say whether the background server runs, where, and its pid (exit 1 when none runs)."""
+    from deployments.local_server import healthy, read_state
+
+    server = read_state(home)
+    if server is None:
+        typer.echo("no background Prefect server is running")
+        raise typer.Exit(EXIT_FAILED)
+    health = "healthy" if healthy(server.api_url) else "not answering"
+    typer.echo(f"Prefect server at {server.api_url} (pid {server.pid}, {health}, log {server.log_path})")
+
+
+@server_app.command("stop")
+def server_stop(
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+) -> None:
+    """Stop the background server (its database stays for next time)."""
+    from deployments.local_server import stop
+
+    server = stop(home)
+    typer.echo(f"stopped the Prefect server at {server.api_url} (pid {server.pid})" if server
+               else "no background Prefect server was running")
+
+
+def _prefect_api_for_run(home: Path) -> str:
+    """PREFECT_API_URL when set, else the background server's (started now if none runs)."""
+    from deployments.local_server import ensure_server
+
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        return configured
+    try:
+        server = ensure_server(home, say=lambda line: typer.echo(line, err=True))
+    except (RuntimeError, OSError) as error:
+        typer.echo(f"fanout: could not start a local Prefect server: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    os.environ["PREFECT_API_URL"] = server.api_url  # for anything the flow starts (Dask workers)
+    return server.api_url
 
 
 DEFAULT_HOME = Path(".fanout")
@@ -183,13 +237,6 @@ def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
     if token is None and (home / TOKEN_FILE).exists():
         token = (home / TOKEN_FILE).read_text().strip()
     return url, token
-
-
-def _prepare_embedded_prefect() -> None:
-    """Give the embedded server time to migrate a fresh database (Prefect's 20 s is too short
-    on a 2-core machine) and keep it from phoning home; explicit settings still win."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutRequest:

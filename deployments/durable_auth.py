@@ -26,6 +26,8 @@ from typing import Annotated
 
 from fastapi import Header, HTTPException, Query, Request
 
+from deployments.deps import State
+
 
 def presented_secret(authorization: str | None, code: str | None) -> str | None:
     """The secret the request presents: bearer token, Basic password, else `code=`."""
@@ -42,18 +44,19 @@ def presented_secret(authorization: str | None, code: str | None) -> str | None:
 
 
 def require_durable_auth(
-    request: Request,
+    state: State,
     authorization: Annotated[str | None, Header()] = None,
     code: Annotated[str | None, Query(description="The webhook token, as Durable Functions' links carry it.")] = None,
 ) -> None:
     """401 unless the request carries the webhook's token (compared in constant time)."""
-    expected: str | None = request.app.state.token
+    expected = state.token
     if expected is None:
         return
     presented = presented_secret(authorization, code)
     if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
         raise HTTPException(
-            401, "missing or wrong token: send `Authorization: Bearer <token>`, Basic auth, or `?code=<token>`",
+            401,
+            "missing or wrong token: send `Authorization: Bearer <token>`, Basic auth, or `?code=<token>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
 
@@ -61,7 +64,7 @@ def require_durable_auth(
 def link_code(request: Request) -> str | None:
     """The `code=` the request authenticated with, which its management links then carry too."""
     code = request.query_params.get("code")
-    expected: str | None = request.app.state.token
+    expected: str | None = request.app.state.webhook.token
     if not code or expected is None or not hmac.compare_digest(code.encode(), expected.encode()):
         return None
     return code

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from deployments.instances import BadQuery, InstanceQuery
+from deployments.instance_management import BadQuery, InstanceQuery
 from deployments.runs import RunRecord
 from deployments.status import FINISHED, RuntimeStatus, custom_status
 from flows.request import FanoutRequest, plan_items
@@ -103,10 +103,14 @@ def history(
             event["Result"] = results[row["item"]]
         events.append(event)
     if status in FINISHED:
-        events.append({
-            "EventType": "ExecutionCompleted", "OrchestrationStatus": status.value,
-            "Result": output if with_output else None, "Timestamp": _iso(run.updated),
-        })
+        events.append(
+            {
+                "EventType": "ExecutionCompleted",
+                "OrchestrationStatus": status.value,
+                "Result": output if with_output else None,
+                "Timestamp": _iso(run.updated),
+            }
+        )
     return events
 
 
@@ -118,7 +122,7 @@ def _results_by_item(run: RunRecord, output: Any) -> dict[str, Any]:
         items = plan_items(FanoutRequest.model_validate(run.parameters.get("request") or {}), len(output))
     except ValueError:
         return {}
-    return dict(zip(items, output)) if len(items) == len(output) else {}
+    return dict(zip(items, output, strict=True)) if len(items) == len(output) else {}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -153,7 +157,9 @@ def statuses(value: str | None) -> frozenset[RuntimeStatus]:
     chosen: set[RuntimeStatus] = set()
     for name in filter(None, (part.strip() for part in (value or "").split(","))):
         if name.lower() not in known:
-            raise BadQuery(f"unknown runtimeStatus {name!r}; known: {', '.join(sorted(s.value for s in RuntimeStatus))}")
+            raise BadQuery(
+                f"unknown runtimeStatus {name!r}; known: {', '.join(sorted(s.value for s in RuntimeStatus))}"
+            )
         chosen.add(known[name.lower()])
     return frozenset(chosen)
 

@@ -1,221 +1,213 @@
-"""Managing instances beyond start and status: find by either id, list with filters, suspend, resume, history.
+"""The webhook's operations on instances, one implementation each, whatever route table calls them.
 
-`deployments/runs.py` holds what the seed's `/api/` routes need (start, latest
-run, terminate, restart, purge). Durable Functions' management API needs more,
-and these operations sit beside `Runs`, on the same `PrefectClient`, so that
-either route table can use them:
+    start      a request without an instance id is queued (deployments/start_queue.py) and
+               answered at once; one naming an instance is created on Prefect now, atomically
+    find       the instance's queued start, else its newest flow run
+    status     the seed's status document
+    terminate  cancel it (a queued start never reaches Prefect)
+    restart    run a finished instance again, reusing its checkpoints
+    purge      delete its history
 
-- `find` takes an instance id or a flow-run id, so runs started by
-  `prefect deployment run`, a trigger or `fanout serve` are found too.
-- `every` lists the latest run of each instance of the deployment, newest
-  first; `InstanceQuery` and `page` filter and page it. Prefect's flow-run
-  filter has no creation time, so the list is read (at most `MAX_SCAN` runs)
-  and filtered here.
-- `suspend` and `resume` are Prefect's suspend (a `Suspended` state with
-  `pause_reschedule`: the flow process stops before its next task run, and a
-  resume schedules the run again, which continues from its checkpoints) and
-  `POST /flow_runs/{id}/resume`.
-- `item_rows` reads the run report's item table (flows/report.py).
+They raise `deployments.webhook_errors` (no HTTP here); the seed's routes
+(deployments/routes.py) and any later table over other paths map them alike.
+
+One active run per instance: a start naming an instance creates its run with
+Prefect's idempotency key `fanout-instance:<id>:after:<newest run id | new>`,
+which Prefect keeps unique per flow in its database. Starters that saw the same
+newest run race for one key and exactly one creates the run; the others get it
+back, see another start's nonce on it, and answer 409 naming it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
-from uuid import UUID, uuid4
+from typing import Any
 
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    ArtifactFilterKey,
-    FlowRunFilter,
-    FlowRunFilterDeploymentId,
+import httpx
+
+from deployments.idempotency import request_digest
+from deployments.resuming import ResumePolicy
+from deployments.runs import RunRecord, Runs
+from deployments.start_queue import QueuedStart, StartQueue
+from deployments.status import (
+    FINISHED,
+    CustomStatus,
+    RuntimeStatus,
+    StatusDocument,
+    requested_total,
+    runtime_status,
+    status_document,
 )
-from prefect.client.schemas.responses import SetStateStatus
-from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
-from prefect.exceptions import ObjectNotFound
-from prefect.states import State, Suspended
+from deployments.submitter import Submitter
+from deployments.webhook_errors import (
+    InstanceConflict,
+    InstanceNotFound,
+    PrefectUnavailable,
+    StartRejected,
+)
+from flows.request import FanoutRequest
 
-from deployments.runs import LABEL_INSTANCE, PrefectRuns, RunRecord, Runs, record
-from deployments.status import RuntimeStatus, runtime_status
-from flows.report import artifact_key
-
-MAX_SCAN = 10_000
-"""Most flow runs `every` reads; past that, older instances are not listed."""
-PAGE = 200
-
-
-class BadQuery(ValueError):
-    """A list or purge filter that cannot be understood (the message says which part)."""
+QUEUED_STATUS: dict[str, RuntimeStatus] = {
+    "queued": RuntimeStatus.PENDING, "failed": RuntimeStatus.FAILED, "cancelled": RuntimeStatus.TERMINATED,
+}
 
 
 @dataclass(frozen=True)
-class InstanceQuery:
-    """Durable Functions' list filters; an unset field matches everything."""
+class Started:
+    """What a start answers with: the instance and, once its run exists, the run's Prefect page."""
 
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    statuses: frozenset[RuntimeStatus] = field(default_factory=frozenset)
-    prefix: str | None = None
-
-    def matches(self, run: RunRecord) -> bool:
-        created = _utc(run.created)
-        if self.created_from is not None and (created is None or created < self.created_from):
-            return False
-        if self.created_to is not None and (created is None or created > self.created_to):
-            return False
-        if self.statuses and status_of(run) not in self.statuses:
-            return False
-        return self.prefix is None or run.instance_id.startswith(self.prefix)
+    instance_id: str
+    ui_url: str | None
 
 
-def status_of(run: RunRecord) -> RuntimeStatus:
-    """The instance's runtimeStatus, by the status module's rule (one place decides it)."""
-    return runtime_status(run.state_type)
+Found = RunRecord | QueuedStart
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+def instance_key(instance_id: str, newest: RunRecord | None) -> str:
+    """Prefect's idempotency key of the instance's next run: one per (instance, run it follows)."""
+    return f"fanout-instance:{instance_id}:after:{newest.flow_run_id if newest else 'new'}"
 
 
-def latest_per_instance(runs: Iterable[RunRecord]) -> list[RunRecord]:
-    """One run per instance, its newest, newest instances first."""
-    latest: dict[str, RunRecord] = {}
-    for run in runs:
-        held = latest.get(run.instance_id)
-        if held is None or (_utc(run.created) or _EPOCH) > (_utc(held.created) or _EPOCH):
-            latest[run.instance_id] = run
-    return sorted(latest.values(), key=lambda run: _utc(run.created) or _EPOCH, reverse=True)
+def is_finished(run: RunRecord) -> bool:
+    return runtime_status(run.state_type) in FINISHED
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+class Instances:
+    """Start, find, read, terminate, restart and purge instances over Prefect and the start queue."""
 
-
-def page(runs: Sequence[RunRecord], top: int | None, token: str | None) -> tuple[list[RunRecord], str | None]:
-    """`top` runs from where `token` left off, and the token of the next page (None on the last)."""
-    start = decode_token(token) if token else 0
-    if top is None:
-        return list(runs[start:]), None
-    end = start + top
-    return list(runs[start:end]), encode_token(end) if end < len(runs) else None
-
-
-def encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def decode_token(token: str) -> int:
-    """The offset a continuation token carries, or `BadQuery`."""
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise BadQuery("x-ms-continuation-token is not a token this server gave") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise BadQuery("x-ms-continuation-token is not a token this server gave")
-    return offset
-
-
-@runtime_checkable
-class Instances(Protocol):
-    """What Durable Functions' management API needs beyond `Runs`."""
-
-    async def find(self, instance_id: str) -> RunRecord | None: ...
-    async def every(self) -> list[RunRecord]: ...
-    async def suspend(self, run: RunRecord, reason: str) -> str | None: ...
-    async def resume(self, run: RunRecord, reason: str) -> str | None: ...
-    async def purge_instance(self, run: RunRecord) -> int: ...
-    async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
-
-
-def instances_for(runs: Runs) -> Instances:
-    """The instance operations over the webhook's `Runs` (which may implement them itself, as fakes do)."""
-    if isinstance(runs, Instances):
-        return runs
-    if isinstance(runs, PrefectRuns):
-        return PrefectInstances(runs)
-    raise TypeError(f"{type(runs).__name__} offers no instance management")
-
-
-class PrefectInstances:
-    """`Instances` on the Prefect server behind a `PrefectRuns`, through its client."""
-
-    def __init__(self, runs: PrefectRuns) -> None:
+    def __init__(
+        self, runs: Runs, queue: StartQueue, submitter: Submitter, flow_name: str, resumes: ResumePolicy
+    ) -> None:
         self.runs = runs
-        self.client = runs.client
+        self.queue = queue
+        self.submitter = submitter
+        self.flow_name = flow_name
+        self.resumes = resumes
+        self._instance_locks: dict[str, asyncio.Lock] = {}
 
-    async def find(self, instance_id: str) -> RunRecord | None:
-        """The instance's latest run, or the flow run with that id when it is one of the deployment's."""
-        run = await self.runs.latest(instance_id)
-        if run is not None:
-            return run
+    async def start(self, request: FanoutRequest, key: str | None) -> Started:
+        """Queue a new instance, or create a run of the named one; `key` is the client's Idempotency-Key."""
+        digest = request_digest(request)
+        if request.instance_id is None:
+            return self._queue(request, digest, key)
+        lock = self._instance_locks.setdefault(request.instance_id, asyncio.Lock())
+        async with lock:  # one Prefect round trip per instance at a time in this process; atomic across processes
+            return await self._create(request, request.instance_id, digest, key)
+
+    def _queue(self, request: FanoutRequest, digest: str, key: str | None) -> Started:
+        instance_id = uuid.uuid4().hex
+        payload = request.model_copy(update={"instance_id": instance_id}).model_dump_json(exclude_defaults=True)
+        start = self.queue.accept(f"key:{key}" if key else f"new:{instance_id}", instance_id, payload, digest)
+        _same_body(start.digest, digest, key)
+        if start.state == "queued":
+            self.submitter.wake()
+        return Started(start.instance_id, None)
+
+    async def _create(self, request: FanoutRequest, instance_id: str, digest: str, key: str | None) -> Started:
+        newest = await self.runs.latest(instance_id)
+        if newest is not None and key is not None and newest.start_nonce == key:
+            _same_body(newest.request_digest, digest, key)
+            return Started(instance_id, self.runs.ui_url(newest))  # a repeat of the start that made it
+        if newest is not None and not is_finished(newest):
+            raise _busy(newest)
+        nonce = key or uuid.uuid4().hex
+        prefect_key = instance_key(instance_id, newest)
         try:
-            flow_run = await self.client.read_flow_run(UUID(instance_id))
-        except (ValueError, ObjectNotFound):
-            return None
-        if flow_run.deployment_id != await self.runs.deployment_id():
-            return None
-        return record(flow_run)
+            run = await self.runs.start(request, digest, prefect_key, nonce)
+        except httpx.HTTPStatusError as error:
+            raise StartRejected(f"Prefect refused the run: {error.response.text[:500]}") from error
+        except PrefectUnavailable:
+            found = await self.runs.by_idempotency_key(prefect_key)  # did the create land before it timed out?
+            if found is None:
+                raise
+            run = found
+        if run.start_nonce != nonce:
+            raise _busy(run)
+        return Started(instance_id, self.runs.ui_url(run))
 
-    async def every(self) -> list[RunRecord]:
-        deployment = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[await self.runs.deployment_id()]))
-        found: list[RunRecord] = []
-        while len(found) < MAX_SCAN:
-            batch = await self.client.read_flow_runs(
-                flow_run_filter=deployment, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=PAGE, offset=len(found)
-            )
-            found += [record(flow_run) for flow_run in batch]
-            if len(batch) < PAGE:
-                break
-        return latest_per_instance(found)
+    async def find(self, instance_id: str) -> Found:
+        """The instance's start still in the queue (or refused there), else its newest run; else 404."""
+        start = self.queue.of_instance(instance_id)
+        if start is not None and start.state != "submitted":
+            return start
+        run = await self.runs.latest(instance_id)
+        if run is None:
+            raise InstanceNotFound(f"no instance {instance_id!r}")
+        return run
 
-    async def suspend(self, run: RunRecord, reason: str) -> str | None:
-        """Suspend the run; None when done, else why Prefect refused. A run no worker has claimed
-        is suspended by force (Prefect only suspends Running runs), so no worker starts it."""
-        state: State[Any] = Suspended(pause_key=f"fanout-{uuid4()}", message=reason or "suspended")
-        force = run.state_type == "SCHEDULED"
-        result = await self.client.set_flow_run_state(run.flow_run_id, state, force=force)
-        return None if result.status == SetStateStatus.ACCEPT else _reason(result.details)
+    async def status(self, instance_id: str) -> StatusDocument:
+        found = await self.find(instance_id)
+        if isinstance(found, QueuedStart):
+            return queued_status(found, self.flow_name)
+        return await status_document(self.runs, found, self.flow_name, self.resumes)
 
-    async def resume(self, run: RunRecord, reason: str) -> str | None:
-        """Resume a suspended run: Prefect schedules it again and it continues from its checkpoints."""
-        result = await self.client.resume_flow_run(run.flow_run_id)
-        return None if result.status == SetStateStatus.ACCEPT else _reason(result.details)
+    async def terminate(self, instance_id: str) -> Started:
+        found = await self.find(instance_id)
+        if isinstance(found, QueuedStart):
+            if found.state == "queued" and self.queue.settle(found.key, "cancelled", error="terminated before it started"):
+                return Started(instance_id, None)
+            found = await self.find(instance_id)
+        if isinstance(found, QueuedStart) or is_finished(found):
+            raise InstanceConflict(f"instance {instance_id} already finished ({_status_of(found).value})")
+        await self.runs.terminate(found)
+        return Started(instance_id, self.runs.ui_url(found))
 
-    async def purge_instance(self, run: RunRecord) -> int:
-        """Purge the instance's runs; a run started outside fanout's starters (no instance tag) is deleted by id."""
-        deleted = await self.runs.purge(run.instance_id)
-        if deleted == 0 and LABEL_INSTANCE not in run.labels:
-            try:
-                await self.client.delete_flow_run(run.flow_run_id)
-            except ObjectNotFound:
-                return 0
-            return 1
+    async def restart(self, instance_id: str) -> Started:
+        run = _finished_run(await self.find(instance_id), instance_id)
+        await self.runs.restart(run)
+        return Started(instance_id, self.runs.ui_url(run))
+
+    async def purge(self, instance_id: str) -> int:
+        found = await self.find(instance_id)
+        if isinstance(found, QueuedStart):
+            if found.state == "queued":
+                raise InstanceConflict(f"instance {instance_id} is still {RuntimeStatus.PENDING.value}")
+            return self.queue.forget_instance(instance_id)
+        if not is_finished(found):
+            raise InstanceConflict(f"instance {instance_id} is still {runtime_status(found.state_type).value}")
+        deleted = await self.runs.purge(instance_id)
+        self.queue.forget_instance(instance_id)
         return deleted
 
-    async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None:
-        """The rows of the run's item table (one per item, or only failures past the report's limit),
-        or None when the run published none."""
-        artifacts = await self.client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[run.flow_run_id]),
-                key=ArtifactFilterKey(any_=[artifact_key(run.instance_id, "items")]),
-            ),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
-        if not artifacts:
-            return None
-        data = artifacts[0].data
-        rows = json.loads(data) if isinstance(data, str) else data
-        return [dict(row) for row in rows] if isinstance(rows, list) else None
+
+def _finished_run(found: Found, instance_id: str) -> RunRecord:
+    """Restart acts only on a finished run; otherwise 409 with its current status."""
+    if isinstance(found, QueuedStart):
+        raise InstanceConflict(f"instance {instance_id} never started ({_status_of(found).value}); start it anew")
+    if not is_finished(found):
+        raise InstanceConflict(f"instance {instance_id} is still {runtime_status(found.state_type).value}")
+    return found
 
 
-def _reason(details: Any) -> str:
-    return str(getattr(details, "reason", None) or "Prefect refused the state change")
+def _status_of(found: Found) -> RuntimeStatus:
+    return QUEUED_STATUS[found.state] if isinstance(found, QueuedStart) else runtime_status(found.state_type)
+
+
+def _busy(run: RunRecord) -> InstanceConflict:
+    status = runtime_status(run.state_type).value
+    return InstanceConflict(f"instance {run.instance_id} is already {status} as flow run {run.flow_run_id}")
+
+
+def _same_body(first: str | None, digest: str, key: str | None) -> None:
+    if key is not None and first != digest:
+        raise InstanceConflict(f"Idempotency-Key {key!r} was already used with a different body")
+
+
+def queued_status(start: QueuedStart, name: str) -> StatusDocument:
+    """The status document of a start Prefect has no run for (yet): Pending, or why it never ran."""
+    request: dict[str, Any] = json.loads(start.request)
+    accepted = datetime.fromtimestamp(start.accepted, tz=UTC)
+    return StatusDocument(
+        name=name,
+        instance_id=start.instance_id,
+        runtime_status=QUEUED_STATUS[start.state],
+        input=request,
+        output=start.error,
+        custom_status=CustomStatus(total=requested_total({"request": request})),
+        created_time=accepted,
+        last_updated_time=accepted,
+    )

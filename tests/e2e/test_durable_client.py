@@ -41,18 +41,20 @@ def binding(stack: LocalStack) -> str:
     """The client binding JSON a Functions host would pass; the management URLs carry `code=`."""
     status = f"{stack.webhook_url}/runtime/webhooks/durabletask/instances/INSTANCEID"
     code = f"code={stack.token}"
-    return json.dumps({
-        "taskHubName": "fanout",
-        "creationUrls": {},
-        "managementUrls": {
-            "id": "INSTANCEID",
-            "statusQueryGetUri": f"{status}?{code}",
-            "sendEventPostUri": f"{status}/raiseEvent/{{eventName}}?{code}",
-            "terminatePostUri": f"{status}/terminate?reason={{text}}&{code}",
-            "purgeHistoryDeleteUri": f"{status}?{code}",
-        },
-        "rpcBaseUrl": rpc_base_url(stack),
-    })
+    return json.dumps(
+        {
+            "taskHubName": "fanout",
+            "creationUrls": {},
+            "managementUrls": {
+                "id": "INSTANCEID",
+                "statusQueryGetUri": f"{status}?{code}",
+                "sendEventPostUri": f"{status}/raiseEvent/{{eventName}}?{code}",
+                "terminatePostUri": f"{status}/terminate?reason={{text}}&{code}",
+                "purgeHistoryDeleteUri": f"{status}?{code}",
+            },
+            "rpcBaseUrl": rpc_base_url(stack),
+        }
+    )
 
 
 @pytest.fixture
@@ -62,11 +64,13 @@ def client(stack: LocalStack) -> Iterator[DurableOrchestrationClient]:
 
 def run(call: Callable[[], Awaitable[T]]) -> T:
     """Run one client call in a fresh event loop; the client's shared aiohttp session is closed after it."""
+
     async def main() -> T:
         try:
             return await call()
         finally:
             await http_utils._close_session()  # its module-level session belongs to this loop
+
     return asyncio.run(main())
 
 
@@ -80,9 +84,11 @@ def status_of(client: DurableOrchestrationClient, instance_id: str) -> Any:
 
 def wait_status(client: DurableOrchestrationClient, instance_id: str, *wanted: Status, timeout: float = 180) -> Any:
     """Poll get_status until the instance reports one of `wanted`."""
+
     def reached() -> Any:
         status = status_of(client, instance_id)
         return status if status.runtime_status in wanted else None
+
     return wait_for(reached, timeout=timeout, interval=1, what=f"{instance_id} to be {wanted}")
 
 
@@ -90,7 +96,9 @@ def items(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{index}" for index in range(1, count + 1)]
 
 
-def test_start_new_runs_the_seed_and_get_status_shows_input_and_history(client: DurableOrchestrationClient, worker: Any) -> None:
+def test_start_new_runs_the_seed_and_get_status_shows_input_and_history(
+    client: DurableOrchestrationClient, worker: Any
+) -> None:
     """start_new answers the id; get_status with history and input shows the five results, item by item."""
     instance_id = start(client)
     wait_status(client, instance_id, Status.Completed)
@@ -98,7 +106,9 @@ def test_start_new_runs_the_seed_and_get_status_shows_input_and_history(client: 
     assert status.output == SEED_OUTPUT
     assert status.input_ == {"instance_id": instance_id}
     tasks = [event for event in status.history if event["EventType"] == "TaskCompleted"]
-    assert [(event["Name"], event["Result"]) for event in tasks] == list(zip(items("item", 5), SEED_OUTPUT))
+    assert [(event["Name"], event["Result"]) for event in tasks] == list(
+        zip(items("item", 5), SEED_OUTPUT, strict=True)
+    )
     assert status.history[-1]["OrchestrationStatus"] == "Completed"
 
 
@@ -124,7 +134,9 @@ def test_get_status_all_and_get_status_by_list_the_instances(client: DurableOrch
     assert sorted(status.instance_id for status in prefixed) == ids
 
 
-def test_terminate_stops_a_running_instance(client: DurableOrchestrationClient, start_worker: Any, execution_log: Path) -> None:
+def test_terminate_stops_a_running_instance(
+    client: DurableOrchestrationClient, start_worker: Any, execution_log: Path
+) -> None:
     """terminate ends a running instance as Terminated; terminating it again raises nothing (410)."""
     start_worker(FANOUT_TEST_SLEEP="2", FANOUT_MAX_PARALLEL="1")
     instance_id = start(client, {"items": items("stop", 20)})
@@ -174,7 +186,11 @@ def test_rewind_runs_only_the_failed_items_again(
     instance_id = start(client, {"items": items("rw", 3)})
     wait_status(client, instance_id, Status.Failed)
     run(lambda: client.rewind(instance_id, "fixed"))
-    assert wait_status(client, instance_id, Status.Completed).output == ["Processed rw-1", "Processed rw-2", "Processed rw-3"]
+    assert wait_status(client, instance_id, Status.Completed).output == [
+        "Processed rw-1",
+        "Processed rw-2",
+        "Processed rw-3",
+    ]
     assert executed_items(execution_log) == ["rw-1", "rw-2", "rw-2", "rw-3"]
     with pytest.raises(Exception, match="only supported on failed"):
         run(lambda: client.rewind(instance_id, "again"))
@@ -189,7 +205,9 @@ def test_purge_instance_history_deletes_a_finished_instance(client: DurableOrche
     assert run(lambda: client.purge_instance_history("no-such-instance")).instances_deleted == 0
 
 
-def test_purge_instance_history_by_deletes_the_matching_instances(client: DurableOrchestrationClient, worker: Any) -> None:
+def test_purge_instance_history_by_deletes_the_matching_instances(
+    client: DurableOrchestrationClient, worker: Any
+) -> None:
     """purge_instance_history_by deletes the finished instances created since a time, with a status listed."""
     since = datetime.now(UTC) - timedelta(seconds=1)
     ids = [start(client, {"count": 1}) for _ in range(2)]
@@ -223,7 +241,10 @@ def test_wait_for_completion_answers_the_output_or_the_check_status_response(
     assert pending.status_code == 202
     assert json.loads(pending.get_body())["id"] == slow
     done = run(lambda: client.wait_for_completion_or_create_check_status_response(request, slow, 120_000, 1000))
-    assert (done.status_code, json.loads(done.get_body())) == (200, ["Processed slow-1", "Processed slow-2", "Processed slow-3"])
+    assert (done.status_code, json.loads(done.get_body())) == (
+        200,
+        ["Processed slow-1", "Processed slow-2", "Processed slow-3"],
+    )
 
 
 def test_the_client_without_the_token_is_refused(stack: LocalStack) -> None:

@@ -1,26 +1,23 @@
-"""`FakeRuns` plus the instance operations of deployments/instances.py, in memory."""
+"""`FakeRuns` plus the management operations of deployments/instance_management.py, in memory."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from deployments.instances import latest_per_instance
+from deployments.instance_management import latest_per_instance
 from deployments.runs import RunRecord
 from tests.support.fake_runs import FakeRuns
 
 
-class FakeInstances(FakeRuns):
-    """In-memory runs that also find by flow-run id, list, suspend, resume and report item rows."""
+class FakeManagedRuns(FakeRuns):
+    """In-memory runs that also find by flow-run id, list, suspend, resume, delete and report item rows."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, list[dict[str, Any]]] = {}
 
-    async def find(self, instance_id: str) -> RunRecord | None:
-        latest = await self.latest(instance_id)
-        if latest is not None:
-            return latest
-        return next((run for run in self.runs.values() if str(run.flow_run_id) == instance_id), None)
+    async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None:
+        return next((run for run in self.runs.values() if str(run.flow_run_id) == flow_run_id), None)
 
     async def every(self) -> list[RunRecord]:
         return latest_per_instance(self.runs.values())
@@ -37,8 +34,8 @@ class FakeInstances(FakeRuns):
         self.set_state(run.instance_id, "SCHEDULED")
         return None
 
-    async def purge_instance(self, run: RunRecord) -> int:
-        return await self.purge(run.instance_id)
+    async def delete_run(self, run: RunRecord) -> int:
+        return 1 if self.runs.pop(run.flow_run_id, None) else 0
 
     async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None:
         return self.rows.get(run.instance_id)
