@@ -51,7 +51,7 @@ def run(
     )
     api_url = _prefect_api_for_run(home)
     from flows.fanout import run_here
-    from flows.prefect_settings import overriding
+    from flows.prefect_adapter import overriding
 
     try:
         with overriding(api={"url": api_url}):
