@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # the unit and integration tiers on it, in a second virtualenv, so the range stays true.
 PREFECT_LOWEST ?= $(shell sed -n 's/^ *"prefect>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 VENV_LOWEST ?= .venv-lowest
-LINTED := flows deployments benchmarks tests
+LINTED := flows deployments benchmarks tests pipelines
 
 .PHONY: run test test-multiworker test-unit test-lowest test-postgres lint bench clean
 
