@@ -210,7 +210,7 @@ def webhook() -> None:
 
 @app.command()
 def serve(name: Annotated[str, typer.Option(help="Deployment name: fan-out-fan-in/<name>.")] = "serve") -> None:
-    """Serve the flow from this process (`flow.serve`), no work pool needed; Ctrl-C stops it."""
+    """Register fan-out-fan-in/NAME and run a warm worker for it in this process; Ctrl-C stops it."""
     from deployments.serve import main as serve_main
 
     _checked_settings()

@@ -241,7 +241,7 @@ def run_up(
                        webhook_port=port_or_free(webhook_port), auth_string=auth[0] if auth else None)
     token_source = ensure_token(home)[1]
     try:
-        say(f"starting Prefect server, deployment, worker and webhook (logs in {home / 'logs'}) ...")
+        say(f"starting Prefect server, deployment, a warm worker ({WARM_WORKER}) and webhook (logs in {home / 'logs'}) ...")
         stack.start()
         (home / URL_FILE).write_text(stack.webhook_url)
         say(f"Prefect UI:   {stack.ui_url}")
