@@ -5,20 +5,30 @@ Prefect state type  ->  runtimeStatus
     RUNNING, CANCELLING  Running     (Cancelling: terminate asked, not yet done)
     PAUSED               Suspended
     COMPLETED            Completed
-    FAILED, CRASHED      Failed
+    FAILED               Failed
+    CRASHED              Running while an automatic resume is still to come
+                         (deployments/resuming.py), else Failed
     CANCELLED            Terminated
+
+A status answers 200 (finished) only for a run that will not run again by
+itself; a client that stops at the first 200 never stops early.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments.resuming import Resume, ResumePolicy, resume_of, stale_message
+from deployments.runs import RunRecord, Runs
 from flows.progress import progress_from_labels
 from flows.request import FanoutRequest, item_count
+
+logger = logging.getLogger(__name__)
 
 
 class RuntimeStatus(str, Enum):
@@ -55,11 +65,13 @@ def runtime_status(state_type: str | None) -> RuntimeStatus:
 
 
 class CustomStatus(BaseModel):
-    """Live progress of the run, as its flow process last published it."""
+    """Live progress of the run, as its flow process last published it, and its automatic resumes."""
 
     total: int | None = None
     completed: int = 0
-    failed: int = 0
+    failed: int = Field(0, description="Items whose processor failed for good (retries exhausted).")
+    resuming: bool = Field(False, description="Crashed or rescheduled, and about to run again by itself.")
+    resumes: int = Field(0, description="Attempts after the first, automatic or restarted.")
 
 
 class StatusDocument(BaseModel):
@@ -103,7 +115,7 @@ def settled_failures(state_type: str | None, failures: list[dict[str, Any]] | No
 def custom_status(
     labels: dict[str, Any] | None, total: int | None = None, failed_when_settled: int | None = None
 ) -> CustomStatus:
-    """Progress from the flow run's `fanout.*` labels (all unknown before the flow publishes).
+    """Progress from the flow run's `fanout.*` labels; before the flow publishes, 0 of the request's `total`.
 
     For a settled run (`total` and `failed_when_settled` given: the request's item
     count, the failures in its item report) the counts do not come from labels:
@@ -115,8 +127,15 @@ def custom_status(
         return CustomStatus(total=total, completed=total - failed_when_settled, failed=failed_when_settled)
     progress = progress_from_labels(labels)
     if progress is None:
-        return CustomStatus()
+        return CustomStatus(total=total)
     return CustomStatus(total=progress.total, completed=progress.completed, failed=progress.failed)
+
+
+def with_resume(status: CustomStatus, resume: Resume) -> CustomStatus:
+    """The counts with the run's resumes; a run on its way back shows no failed items yet, because
+    the coming attempt runs every item that has no checkpoint, failed ones included."""
+    failed = 0 if resume.resuming else status.failed
+    return status.model_copy(update={"resuming": resume.resuming, "resumes": resume.resumes, "failed": failed})
 
 
 def requested_total(parameters: dict[str, Any]) -> int | None:
@@ -124,4 +143,43 @@ def requested_total(parameters: dict[str, Any]) -> int | None:
     try:
         return item_count(FanoutRequest.model_validate(parameters.get("request") or {}))
     except ValueError:
+        return None
+
+
+async def status_document(
+    runs: Runs, run: RunRecord, name: str, policy: ResumePolicy | None = None, now: datetime | None = None
+) -> StatusDocument:
+    """The seed's status fields for the instance's latest run (`policy`: its automatic resumes)."""
+    policy = policy or ResumePolicy()
+    resume = resume_of(run, policy, now)
+    status = RuntimeStatus.RUNNING if resume.after_crash else runtime_status(run.state_type)
+    output: Any = None
+    if status is RuntimeStatus.COMPLETED:
+        try:
+            output = await runs.output(run)
+        except Exception as error:  # noqa: BLE001 - status still answers; the output is unreadable here
+            logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
+    elif status in FINISHED:
+        output = stale_message(run.state_message, policy) if resume.stale else run.state_message
+    failures = await _failures(runs, run) if status in FINISHED else None
+    counts = custom_status(run.labels, requested_total(run.parameters), settled_failures(run.state_type, failures))
+    return StatusDocument(
+        name=name,
+        instance_id=run.instance_id,
+        runtime_status=status,
+        input=dict(run.parameters.get("request") or {}),
+        output=output,
+        custom_status=with_resume(counts, resume),
+        failures=failures or [],
+        created_time=run.created,
+        last_updated_time=run.updated,
+    )
+
+
+async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]] | None:
+    """The finished run's failed items; None when it has no report or it cannot be read (logged)."""
+    try:
+        return await runs.failures(run)
+    except Exception as error:  # noqa: BLE001 - status still answers without the report
+        logger.warning("cannot read the item report of %s: %s", run.flow_run_id, error)
         return None

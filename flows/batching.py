@@ -62,10 +62,16 @@ class BatchPlan:
     def __init__(self, items: list[str], settings: FanoutSettings) -> None:
         self._items = items
         self._slots = settings.max_parallel
-        self._fixed = settings.batch_size or None
         self._first_size = batch_size_for(len(items), settings)
+        # One item per task run (small runs) is a fixed size too: every item is submitted at once.
+        self._fixed = settings.batch_size or (1 if self._first_size == 1 else None)
         self._cursor = 0
         self.widened = self._fixed is not None
+
+    @property
+    def one_per_task(self) -> bool:
+        """True when every task run holds one item (named by it in the UI)."""
+        return self._fixed == 1
 
     @property
     def planned(self) -> bool:

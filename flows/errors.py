@@ -4,6 +4,7 @@
     ├── InvalidRequest        bad input; nothing was started
     │   └── ProcessorNotFound the configured processor cannot be imported
     ├── TransientError        raised by a processor: retry this item
+    ├── CheckpointNotWritten  an item finished but its checkpoint could not be stored: the item fails
     └── ItemsFailed           items failed for good; names each one
 """
 
@@ -26,6 +27,14 @@ class ProcessorNotFound(InvalidRequest):
 
 class TransientError(FanoutError):
     """A processor raises this (or a subclass) for a failure worth retrying."""
+
+
+class CheckpointNotWritten(FanoutError):
+    """An item's result could not be checkpointed (storage error, or a result JSON cannot hold).
+
+    The item fails with it rather than finish unrecorded: a run never ends well
+    without its checkpoints.
+    """
 
 
 class ItemsFailed(FanoutError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -48,12 +47,12 @@ def allowed_failures(total: int, count: int, percentage: float) -> int:
     return min(limits) if limits else 0
 
 
-def item_reports(items: Sequence[str], outcomes: dict[str, ItemOutcome], instance_id: str) -> list[ItemReport]:
+def item_reports(items: Sequence[str], outcomes: dict[str, ItemOutcome]) -> list[ItemReport]:
     """Reports of the failed items and of those that needed retries, in item order."""
     reports: list[ItemReport] = []
     for item in items:
         outcome = outcomes[item]
-        attempts = outcome.attempts or ATTEMPTS.last(instance_id, item) or (0 if outcome.cached else 1)
+        attempts = outcome.attempts or (0 if outcome.cached else 1)
         if not outcome.ok:
             reports.append(ItemReport(item=item, status="failed", attempts=attempts, error=outcome.error))
         elif attempts > 1:
@@ -74,8 +73,7 @@ def settle(
     always, even with no rows: a report marks a run that settled every item, and the
     status URL takes a settled run's counts from it.
     """
-    reports = item_reports(items, outcomes, instance_id)
-    ATTEMPTS.forget(instance_id, items)
+    reports = item_reports(items, outcomes)
     failed = [report for report in reports if report.status == "failed"]
     allowed = allowed_failures(len(items), tolerated_count, tolerated_percentage)
     publish_report(reports, instance_id, total=len(items), allowed=allowed)
@@ -113,7 +111,10 @@ async def read_item_report(client: Any, flow_run_id: UUID) -> list[ItemReport] |
     `client` is a `PrefectClient`; the status API calls this with its own.
     """
     from prefect.client.schemas.filters import (
-        ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, ArtifactFilterType,
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        ArtifactFilterType,
     )
     from prefect.client.schemas.sorting import ArtifactSort
 
@@ -140,28 +141,3 @@ async def read_failed_items(client: Any, flow_run_id: UUID) -> list[dict[str, An
     if reports is None:
         return None
     return [report.model_dump() for report in reports if report.status == "failed"]
-
-
-class AttemptLog:
-    """The last attempt number of each item run in this process, so per-item task runs
-    (whose retries Prefect counts) can report attempts like batches do."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last: dict[tuple[str, str], int] = {}
-
-    def note(self, instance_id: str, item: str, attempt: int) -> None:
-        with self._lock:
-            self._last[(instance_id, item)] = attempt
-
-    def last(self, instance_id: str, item: str) -> int:
-        with self._lock:
-            return self._last.get((instance_id, item), 0)
-
-    def forget(self, instance_id: str, items: Sequence[str]) -> None:
-        with self._lock:
-            for item in items:
-                self._last.pop((instance_id, item), None)
-
-
-ATTEMPTS = AttemptLog()

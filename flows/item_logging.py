@@ -9,8 +9,10 @@ Two paths lead there:
 - `correlating(flow_run_id, instance_id)`, entered by the flow, tags the lines
   Prefect's task engine writes itself ("Finished in state Completed()", retries,
   tracebacks) with the same id: from the running task's parameters when the line
-  is written inside the task run, else from the record's flow run (whose
-  instance the flow registered) and task run name (`process_item-<item>`).
+  is written inside the task run, else from the record's flow run and task run
+  name (`process_item-<item>`). Each flow run adds its own filter, which knows
+  its flow run and instance, and removes it when it ends: two runs in one
+  process never see each other's.
 
 The message prefix is what a person sees in the UI; the record attribute is what
 a log shipper or a test can match on.
@@ -19,7 +21,6 @@ a log shipper or a test can match on.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -33,8 +34,6 @@ from flows.item_context import ItemContext, current_item
 CORRELATION_FIELD = "correlation_id"
 TASK_RUN_LOGGER = "prefect.task_runs"
 _fallback = logging.getLogger("fanout.items")
-_instances: dict[str, str] = {}
-_instances_lock = threading.Lock()
 
 
 def correlation_id(instance_id: str, item: str) -> str:
@@ -72,55 +71,51 @@ def _run_logger() -> Any:
 
 
 def _task_correlation() -> str | None:
-    """The correlation id of the running fanout task, from its parameters."""
+    """The correlation id of the running fanout task, from its parameters (`run`, and `item` or `label`)."""
     context = TaskRunContext.get()
     if context is None:
         return None
     parameters = context.parameters or {}
-    instance_id = parameters.get("instance_id")
+    instance_id = getattr(parameters.get("run"), "instance_id", None)
     subject = parameters.get("item", parameters.get("label"))
     if not isinstance(instance_id, str) or not isinstance(subject, str):
         return None
     return correlation_id(instance_id, subject)
 
 
-def _record_correlation(record: logging.LogRecord) -> str | None:
-    """The correlation id of a task-run line written outside the run's context (e.g. its final state)."""
-    instance_id = _instances.get(str(getattr(record, "flow_run_id", None)))
-    name, task_name = getattr(record, "task_run_name", None), getattr(record, "task_name", None)
-    if instance_id is None or not isinstance(name, str) or not isinstance(task_name, str):
-        return None
-    prefix = f"{task_name}-"
-    return correlation_id(instance_id, name[len(prefix):]) if name.startswith(prefix) else None
-
-
 class CorrelationFilter(logging.Filter):
-    """Adds the item's correlation id to Prefect's own task-run lines of fanout runs."""
+    """Adds the item's correlation id to Prefect's own task-run lines of one fanout flow run."""
+
+    def __init__(self, flow_run_id: str | None = None, instance_id: str | None = None) -> None:
+        super().__init__()
+        self.flow_run_id = flow_run_id
+        self.instance_id = instance_id
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, CORRELATION_FIELD, None) is None:
-            correlation = _task_correlation() or _record_correlation(record)
+            correlation = _task_correlation() or self._record_correlation(record)
             if correlation is not None:
                 record.msg = f"[{correlation}] {record.msg}"
                 setattr(record, CORRELATION_FIELD, correlation)
         return True
 
-
-def install_correlation_filter() -> None:
-    """Attach `CorrelationFilter` to Prefect's task-run logger once per process."""
-    logger = logging.getLogger(TASK_RUN_LOGGER)
-    if not any(isinstance(existing, CorrelationFilter) for existing in logger.filters):
-        logger.addFilter(CorrelationFilter())
+    def _record_correlation(self, record: logging.LogRecord) -> str | None:
+        """The id of a task-run line of this flow run written outside the task's context (its final state)."""
+        if self.instance_id is None or str(getattr(record, "flow_run_id", None)) != self.flow_run_id:
+            return None
+        name, task_name = getattr(record, "task_run_name", None), getattr(record, "task_name", None)
+        if not isinstance(name, str) or not isinstance(task_name, str) or not name.startswith(f"{task_name}-"):
+            return None
+        return correlation_id(self.instance_id, name[len(task_name) + 1:])
 
 
 @contextmanager
 def correlating(flow_run_id: str, instance_id: str) -> Iterator[None]:
     """While a fanout flow run fans out, tag its task runs' lines with `<instance_id>/<item>`."""
-    install_correlation_filter()
-    with _instances_lock:
-        _instances[flow_run_id] = instance_id
+    logger = logging.getLogger(TASK_RUN_LOGGER)
+    run_filter = CorrelationFilter(flow_run_id, instance_id)
+    logger.addFilter(run_filter)
     try:
         yield
     finally:
-        with _instances_lock:
-            _instances.pop(flow_run_id, None)
+        logger.removeFilter(run_filter)

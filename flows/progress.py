@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class ProgressReporter:
     """
 
     def __init__(
-        self, total: int, interval: float = 1.0, publish: Publish | None = None
+        self, total: int, interval: float = 0.5, publish: Publish | None = None
     ) -> None:
         self._lock = threading.Lock()
         self._current = Progress(total=total)
@@ -116,14 +116,6 @@ class ProgressReporter:
             now = self._current
             self._current = Progress(now.total, now.completed + completed, now.failed + failed)
 
-    def count_future(self, future: Any) -> None:
-        """A Prefect future's done callback: one item completed or failed."""
-        try:
-            ok = future.state.is_completed()
-        except Exception:  # noqa: BLE001 - an unreadable state counts as a failure
-            ok = False
-        self.advance(completed=int(ok), failed=int(not ok))
-
     def settle(self, outcomes: Iterable[Any]) -> None:
         """Set the exact final count from the run's outcomes (objects with `.ok`)."""
         done = list(outcomes)
@@ -131,7 +123,7 @@ class ProgressReporter:
         with self._lock:
             self._current = Progress(self._current.total, completed, len(done) - completed)
 
-    def __enter__(self) -> ProgressReporter:
+    def __enter__(self) -> Self:
         context = contextvars.copy_context()  # the flow-run context, so artifacts attach to this run
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name=THREAD_NAME)
         self._thread.start()
@@ -176,27 +168,29 @@ class ProgressReporter:
             close()
 
 
-_active: dict[str, ProgressReporter] = {}
-_active_lock = threading.Lock()
+_reporter: contextvars.ContextVar[ProgressReporter | None] = contextvars.ContextVar("fanout_progress", default=None)
 
 
 @contextmanager
-def reporting(instance_id: str, reporter: ProgressReporter) -> Iterator[ProgressReporter]:
-    """Make `reporter` the one an `ItemTally` finds for `instance_id` in this process."""
-    with _active_lock:
-        _active[instance_id] = reporter
+def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
+    """Make `reporter` the one an `ItemTally` finds in this context and in task runs submitted from it.
+
+    Prefect's thread runner runs each task run in a copy of the submitting
+    context, so items running on threads of this run count towards this run's
+    reporter, and another run in the same process has its own. A Dask worker
+    has none: the flow counts those items when their task run returns.
+    """
+    token = _reporter.set(reporter)
     try:
         yield reporter
     finally:
-        with _active_lock:
-            if _active.get(instance_id) is reporter:
-                del _active[instance_id]
+        _reporter.reset(token)
 
 
 class ItemTally:
     """One batch's count of finished items, handed to its run's reporter at most every `interval`.
 
-    Batch tasks count every item here. Counting locally keeps a large run's threads
+    Task runs count every item here. Counting locally keeps a large run's threads
     off the reporter's lock (eight threads taking it per item made them queue on it);
     handing over every 0.1 s keeps the published count well within its 2 s of
     reality, and an item that took longer than that is handed over as it finishes.
@@ -204,9 +198,8 @@ class ItemTally:
     batch when it returns. Use as a context manager: the rest is handed over on exit.
     """
 
-    def __init__(self, instance_id: str, interval: float = 0.1) -> None:
-        with _active_lock:
-            self._reporter = _active.get(instance_id)
+    def __init__(self, interval: float = 0.1) -> None:
+        self._reporter = _reporter.get()
         self._interval = interval
         self._completed = 0
         self._failed = 0
@@ -230,7 +223,7 @@ class ItemTally:
             self._reporter.advance(completed=self._completed, failed=self._failed)
             self._completed = self._failed = 0
 
-    def __enter__(self) -> ItemTally:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -260,24 +253,18 @@ class PrefectPublisher:
             self._send(client, progress)
 
     def _send(self, client: SyncPrefectClient, progress: Progress) -> None:
-        from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+        from flows.prefect_adapter import create_progress_artifact, update_progress_artifact
 
         assert self._flow_run_id is not None
         client.update_flow_run_labels(self._flow_run_id, progress.labels())
-        # Plain requests rather than `create_artifact`/`update_artifact`, which also emit an event
-        # each: the final publish may run while the interpreter shuts down, when events cannot be sent.
         if self._artifact_id is None:
-            artifact = ArtifactCreate(
-                key=ARTIFACT_KEY, type="progress", description=progress.describe(),
-                data=progress.percent, flow_run_id=self._flow_run_id,
+            self._artifact_id = create_progress_artifact(
+                client, key=ARTIFACT_KEY, flow_run_id=self._flow_run_id,
+                percent=progress.percent, description=progress.describe(),
             )
-            response = client.request("POST", "/artifacts/", json=artifact.model_dump(mode="json", exclude_unset=True))
-            self._artifact_id = UUID(response.json()["id"])
         else:
-            update = ArtifactUpdate(data=progress.percent, description=progress.describe())
-            client.request(
-                "PATCH", "/artifacts/{id}", json=update.model_dump(mode="json", exclude_unset=True),
-                path_params={"id": self._artifact_id},
+            update_progress_artifact(
+                client, self._artifact_id, percent=progress.percent, description=progress.describe()
             )
 
     def _connected(self) -> SyncPrefectClient | None:
@@ -286,7 +273,7 @@ class PrefectPublisher:
             from prefect.client.orchestration import get_client
             from prefect.runtime import flow_run
 
-            from flows.prefect_settings import client_retries_off
+            from flows.prefect_adapter import client_retries_off
 
             run_id = flow_run.get_id()
             if run_id is None:

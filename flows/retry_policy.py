@@ -1,18 +1,31 @@
-"""Which item failures are retried, and how long to wait between attempts."""
+"""Which item failures are retried, and how: one policy, carried out by stamina.
+
+Transient errors (`TRANSIENT_ERRORS`) are retried up to `retries` times, waiting
+`delay_seconds` doubled on each retry plus a random jitter of up to
+`jitter_factor` times the first delay; anything else fails the item at once.
+The same policy applies to an item whether it runs in its own task run or in
+a batch: Prefect's task retries are not used, because they would retry a whole
+batch and count attempts per task run rather than per item.
+"""
 
 from __future__ import annotations
 
-import random
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from prefect.tasks import exponential_backoff
+import stamina
 
 from flows.errors import TransientError
 from flows.settings import FanoutSettings
 
+T = TypeVar("T")
+
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 """Retried: fanout's own `TransientError`, and network failures (`ConnectionError`, `TimeoutError`).
 Everything else is a bug or bad data, and fails the item at once."""
+
+MAX_WAIT_SECONDS = 3600.0
 
 
 def is_transient(error: BaseException | None) -> bool:
@@ -20,22 +33,69 @@ def is_transient(error: BaseException | None) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
-def retry_delays(settings: FanoutSettings) -> list[float]:
-    """Base delays before each retry: `retry_delay_seconds` doubled every attempt."""
-    return exponential_backoff(settings.retry_delay_seconds)(settings.retries)
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many retries an item gets and how long it waits before each (picklable, for Dask workers)."""
 
+    retries: int = 3
+    delay_seconds: float = 1.0
+    jitter_factor: float = 0.5
 
-def jittered(delay: float, jitter_factor: float) -> float:
-    """A delay spread like Prefect's `retry_jitter_factor`: up to `delay * (1 + factor)`."""
-    if delay <= 0 or jitter_factor <= 0:
-        return delay
-    return random.uniform(delay, delay * (1 + jitter_factor))
+    @classmethod
+    def from_settings(cls, settings: FanoutSettings) -> RetryPolicy:
+        return cls(settings.retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
 
+    def will_retry(self, error: BaseException, attempt: int) -> bool:
+        """Whether a failure of attempt number `attempt` (1-based) is followed by another attempt."""
+        return attempt <= self.retries and is_transient(error)
 
-def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry a task run only when its error is transient."""
-    try:
-        state.result(raise_on_failure=True)
-    except BaseException as error:  # noqa: BLE001 - we classify, not handle
-        return is_transient(error)
-    return False
+    def call(self, attempt: Callable[[], T]) -> T:
+        """`attempt()`, retried as the policy says; the last error is raised.
+
+        The first call is made directly: nearly every item succeeds at once, and
+        entering stamina's retry loop (a tenacity `Retrying` per call) costs about
+        as much as the rest of a trivial item's bookkeeping. A first failure worth
+        retrying is handed to stamina as its first attempt, so the waits, jitter
+        and attempt count are stamina's.
+        """
+        try:
+            return attempt()
+        except Exception as error:
+            if not self.will_retry(error, 1):
+                raise
+            first: Exception | None = error
+        for trial in self._trials():
+            with trial:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return attempt()
+        raise AssertionError("stamina ends its loop by returning or raising")  # pragma: no cover
+
+    async def acall(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`call` for an async processor: the same policy, its waits awaited on the event loop."""
+        try:
+            return await attempt()
+        except Exception as error:
+            if not self.will_retry(error, 1):
+                raise
+            first: Exception | None = error
+        async for trial in self._trials():
+            with trial:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return await attempt()
+        raise AssertionError("stamina ends its loop by returning or raising")  # pragma: no cover
+
+    def _trials(self) -> Any:
+        """stamina's attempts after the first, as the policy says (iterated with `for` or `async for`)."""
+        return stamina.retry_context(
+            on=is_transient,
+            attempts=self.retries + 1,
+            timeout=None,
+            wait_initial=self.delay_seconds,
+            wait_max=MAX_WAIT_SECONDS,
+            wait_jitter=self.delay_seconds * self.jitter_factor,
+            wait_exp_base=2,
+        )

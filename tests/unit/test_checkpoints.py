@@ -1,16 +1,22 @@
-"""Per-item checkpoints in Prefect result storage, scoped to the instance."""
+"""Checkpoints of one instance in Prefect result storage: journals on folders, objects elsewhere."""
 
 from __future__ import annotations
 
+import logging
+import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from prefect.filesystems import LocalFileSystem
-from prefect.results import ResultStore
-
-from flows.checkpoints import CheckpointStore, checkpoint_key, item_digest, journal_name
+from flows.checkpoint_format import encode
+from flows.checkpoints import (
+    CheckpointStore,
+    checkpoint_key,
+    item_digest,
+    journal_name,
+    output_name,
+)
 
 PROCESSOR = "flows.processor:processed"
 
@@ -19,8 +25,16 @@ def store(folder: Path, instance: str = "i1") -> CheckpointStore:
     return CheckpointStore(LocalFileSystem(basepath=str(folder)), instance, PROCESSOR)
 
 
+def journaled(checkpoints: CheckpointStore, label: str, **results: object) -> Path:
+    with checkpoints.journal(label) as journal:
+        for key, result in results.items():
+            journal.append(key, result)
+    assert checkpoints.folder is not None
+    return Path(checkpoints.folder) / journal_name(label)
+
+
 def test_key_names_instance_and_processor_not_the_run() -> None:
-    """The key is built from instance, processor and item only."""
+    """The path is built from instance, processor and item only."""
     assert checkpoint_key("i1", PROCESSOR, "item-1").startswith("fanout/i1/flows.processor.processed/")
 
 
@@ -30,165 +44,131 @@ def test_items_with_path_characters_get_safe_keys() -> None:
     assert key.count("/") == 3 and ".." not in key
 
 
-def test_saved_items_are_found_in_bulk(tmp_path: Path) -> None:
-    """Saved items come back with their values; others are absent."""
+def test_journaled_items_are_found_in_bulk(tmp_path: Path) -> None:
+    """Items appended to journals come back with their results; others are absent."""
     checkpoints = store(tmp_path)
-    checkpoints.save("a", {"n": 1})
-    checkpoints.save("c", "C")
-    assert checkpoints.load(["a", "b", "c"]) == {"a": {"n": 1}, "c": "C"}
+    journaled(checkpoints, "a..b", a={"n": 1}, b="B")
+    journaled(checkpoints, "c", c=None)
+    assert checkpoints.load(["a", "b", "c", "d"]) == {"a": {"n": 1}, "b": "B", "c": None}
+
+
+def test_each_item_is_one_appended_line(tmp_path: Path) -> None:
+    """A journal holds exactly one record line per finished item, in finishing order."""
+    path = journaled(store(tmp_path), "batch", a=1, b=2)
+    assert path.read_bytes() == encode("a", 1) + encode("b", 2)
+
+
+def test_journals_and_folders_are_owner_only(tmp_path: Path) -> None:
+    """Checkpoints are readable by their owner alone."""
+    path = journaled(store(tmp_path), "batch", a=1)
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
 
 
 def test_another_instance_sees_nothing(tmp_path: Path) -> None:
     """Checkpoints of one instance are invisible to another."""
-    store(tmp_path, "i1").save("a", 1)
+    journaled(store(tmp_path, "i1"), "x", a=1)
     assert store(tmp_path, "i2").load(["a"]) == {}
 
 
-def test_half_written_record_counts_as_unfinished(tmp_path: Path) -> None:
-    """A truncated record (host died mid-write) makes the item run again, not fail the run."""
+def test_a_task_run_reads_only_its_own_journal(tmp_path: Path) -> None:
+    """Looking up one journal ignores the records of other task runs."""
     checkpoints = store(tmp_path)
-    checkpoints.save("a", 1)
-    (tmp_path / checkpoints.key("a")).write_text('{"metadata": ')
-    assert checkpoints.load(["a"]) == {}
-
-
-def test_a_saved_checkpoint_is_the_record_result_store_writes(tmp_path: Path) -> None:
-    """A checkpoint's bytes are exactly what Prefect's `ResultStore.write` puts at the same key."""
-    checkpoints = store(tmp_path / "ours")
-    checkpoints.save("a", {"n": 1})
-    prefect_store = ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path / "ours")))
-    prefect_store.write({"n": 1}, key=checkpoints.key("a") + "-prefect")
-    ours = (tmp_path / "ours" / checkpoints.key("a")).read_bytes()
-    theirs = (tmp_path / "ours" / (checkpoints.key("a") + "-prefect")).read_bytes()
-    assert ours == theirs.replace(b"-prefect", b"")
-
-
-def test_result_store_reads_a_saved_checkpoint(tmp_path: Path) -> None:
-    """Prefect's `ResultStore.read` gets the value back from a checkpoint key."""
-    checkpoints = store(tmp_path)
-    checkpoints.save("a", ["x", 2])
-    prefect_store = ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path)))
-    assert prefect_store.read(checkpoints.key("a")).result == ["x", 2]
-
-
-def test_a_record_written_by_result_store_is_a_checkpoint(tmp_path: Path) -> None:
-    """A record Prefect wrote at an item's key (say, by the per-item task) counts as finished."""
-    checkpoints = store(tmp_path)
-    prefect_store = ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path)))
-    prefect_store.write("from a task run", key=checkpoints.key("b"))
-    assert checkpoints.load(["a", "b"]) == {"b": "from a task run"}
-
-
-def test_journaled_items_are_found_in_bulk(tmp_path: Path) -> None:
-    """Items appended to a batch's journal come back with their values, per item."""
-    checkpoints = store(tmp_path)
-    with checkpoints.journal(journal_name("a..c")) as journal:
-        journal.append("a", {"n": 1})
-        journal.append("c", "C")
-    assert checkpoints.load(["a", "b", "c"]) == {"a": {"n": 1}, "c": "C"}
-
-
-def test_a_journal_line_is_the_record_result_store_writes(tmp_path: Path) -> None:
-    """Each journal line is byte for byte the record `ResultStore.write` puts at the item's key."""
-    checkpoints = store(tmp_path)
-    with checkpoints.journal(journal_name("a..a")) as journal:
-        journal.append("a", {"n": 1})
-    ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path))).write({"n": 1}, key=checkpoints.key("a"))
-    folder = (tmp_path / checkpoints.key("a")).parent
-    line = (folder / journal_name("a..a")).read_bytes()
-    assert line == (tmp_path / checkpoints.key("a")).read_bytes() + b"\n"
-
-
-@pytest.mark.parametrize("value", ["Processed item-1", "ü" * 300, 7, 2**70, 2.5, True, None])
-def test_a_scalar_journal_line_is_the_record_result_store_writes(tmp_path: Path, value: Any) -> None:
-    """Scalars, which skip cloudpickle's set-up, still give the bytes `ResultStore.write` gives."""
-    checkpoints = store(tmp_path)
-    with checkpoints.journal(journal_name("a..a")) as journal:
-        journal.append("a", value)
-    ResultStore(result_storage=LocalFileSystem(basepath=str(tmp_path))).write(value, key=checkpoints.key("a"))
-    folder = (tmp_path / checkpoints.key("a")).parent
-    assert (folder / journal_name("a..a")).read_bytes() == (tmp_path / checkpoints.key("a")).read_bytes() + b"\n"
-    assert checkpoints.load(["a"]) == {"a": value}
+    journaled(checkpoints, "first", a=1)
+    journaled(checkpoints, "second", b=2)
+    assert checkpoints.load(["a", "b"], journal=journal_name("second")) == {"b": 2}
 
 
 def test_a_line_cut_short_by_a_crash_counts_as_unfinished(tmp_path: Path) -> None:
-    """A journal's unterminated last line (process killed mid-write) makes only that item run again."""
-    checkpoints = store(tmp_path)
-    with checkpoints.journal(journal_name("a..b")) as journal:
+    """The piece of a line after the last newline is ignored; whole lines before it count."""
+    path = journaled(store(tmp_path), "batch", a=1)
+    with path.open("ab") as journal:
+        journal.write(encode("b", 2)[:30])
+    assert store(tmp_path).load(["a", "b"]) == {"a": 1}
+
+
+def test_a_damaged_line_is_logged_and_its_item_runs_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A flipped byte costs only that item, and the log says why."""
+    path = journaled(store(tmp_path), "batch", a="A", b="B", c="C")
+    data = bytearray(path.read_bytes())
+    data[data.index(b'"B"') + 1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="flows.checkpoints"):
+        assert store(tmp_path).load(["a", "b", "c"]) == {"a": "A", "c": "C"}
+    assert "1 checkpoint record(s) skipped, damaged: checksum does not match" in caplog.text
+
+
+def test_an_appended_checkpoint_that_cannot_be_written_raises(tmp_path: Path) -> None:
+    """A storage error reaches the caller: the item must fail, not finish unrecorded."""
+    blocker = tmp_path / "file"
+    blocker.write_text("storage root is a file, so nothing can be created under it")
+    with pytest.raises(OSError), store(blocker).journal("batch") as journal:
         journal.append("a", 1)
-        journal.append("b", 2)
-    path = (tmp_path / checkpoints.key("a")).parent / journal_name("a..b")
-    path.write_bytes(path.read_bytes()[:-20])
-    assert checkpoints.load(["a", "b"]) == {"a": 1}
 
 
-def test_a_batch_reads_only_its_own_journal(tmp_path: Path) -> None:
-    """Asked for one journal, the store ignores the others (a retried batch reads only its own)."""
+def test_finished_names_every_soundly_checkpointed_item(tmp_path: Path) -> None:
+    """`finished()` gives the digests of items with a sound record, for watchers."""
     checkpoints = store(tmp_path)
-    with checkpoints.journal(journal_name("one")) as journal:
-        journal.append("a", 1)
-    with checkpoints.journal(journal_name("two")) as journal:
-        journal.append("b", 2)
-    assert checkpoints.load(["a", "b"], journals=[journal_name("two")]) == {"b": 2}
-
-
-def test_journals_and_per_item_records_load_together(tmp_path: Path) -> None:
-    """A rerun finds items whether a per-item task run or a batch checkpointed them."""
-    checkpoints = store(tmp_path)
-    checkpoints.save("a", "record")
-    with checkpoints.journal(journal_name("b..b")) as journal:
-        journal.append("b", "journal")
-    assert checkpoints.load(["a", "b", "c"]) == {"a": "record", "b": "journal"}
-
-
-def test_finished_names_every_checkpointed_item_without_reading_values(tmp_path: Path) -> None:
-    """`finished()` lists the digests of items with a record or a whole journal line, and no others."""
-    checkpoints = store(tmp_path)
-    checkpoints.save("a", 1)
-    with checkpoints.journal(journal_name("b..c")) as journal:
-        journal.append("b", 2)
-        journal.append("c", 3)
-    path = (tmp_path / checkpoints.key("a")).parent / journal_name("b..c")
-    path.write_bytes(path.read_bytes()[:-20])
+    path = journaled(checkpoints, "x", a=1, b=2)
+    with path.open("ab") as journal:
+        journal.write(b"fanout-checkpoint/1 0000 {}\n")
     assert checkpoints.finished() == {item_digest("a"), item_digest("b")}
 
 
+def remote_store() -> CheckpointStore:
+    """A store on a remote block (fsspec's in-memory file system): no appends there."""
+    return CheckpointStore(RemoteFileSystem(basepath=f"memory://fanout-{uuid.uuid4().hex}"), "i1", PROCESSOR)
+
+
+def test_storage_without_append_keeps_one_object_per_record() -> None:
+    """On a remote block every record is its own object, written and read through the block."""
+    remote = remote_store()
+    with remote.journal("batch") as journal:
+        journal.append("a", {"n": 1})
+        journal.append("b", [2])
+    assert remote.folder is None
+    assert remote.load(["a", "b", "c"]) == {"a": {"n": 1}, "b": [2]}
+    assert remote.storage.read_path(checkpoint_key("i1", PROCESSOR, "a")) == encode("a", {"n": 1})
+
+
+def test_a_damaged_object_counts_as_unfinished() -> None:
+    """On remote storage a record with a bad checksum is not returned."""
+    remote = remote_store()
+    remote.write_record("a", "A")
+    path = checkpoint_key("i1", PROCESSOR, "a")
+    remote.storage.write_path(path, remote.storage.read_path(path).replace(b'"A"', b'"B"'))
+    assert remote.load(["a"]) == {}
+
+
 def test_a_recorded_output_comes_back_for_the_same_items(tmp_path: Path) -> None:
-    """The output of a finished run is read back whole, item by item, for the same item list."""
-    checkpoints = store(tmp_path)
-    checkpoints.save_output(["a", "b"], ["A", {"b": 2}])
-    assert checkpoints.load_output(["a", "b"]) == {"a": "A", "b": {"b": 2}}
-
-
-def test_a_recorded_output_does_not_answer_for_other_items(tmp_path: Path) -> None:
-    """Another item list (or order) or another instance has no output record."""
+    """The output of a finished run is read back whole, keyed by its items in order."""
     checkpoints = store(tmp_path)
     checkpoints.save_output(["a", "b"], ["A", "B"])
+    assert checkpoints.load_output(["a", "b"]) == {"a": "A", "b": "B"}
     assert checkpoints.load_output(["b", "a"]) is None
-    assert checkpoints.load_output(["a"]) is None
-    assert store(tmp_path, "i2").load_output(["a", "b"]) is None
 
 
-def test_an_unreadable_output_record_falls_back_to_the_items(tmp_path: Path) -> None:
-    """A damaged output record is ignored, so the items' own checkpoints decide."""
+def test_a_damaged_output_record_falls_back_to_the_items(tmp_path: Path) -> None:
+    """An output record with a bad checksum is ignored, so the items' own records answer."""
     checkpoints = store(tmp_path)
     checkpoints.save_output(["a"], ["A"])
-    for record in (tmp_path / checkpoints.key("a")).parent.glob("output-*"):
-        record.write_bytes(b"{not json")
+    assert checkpoints.folder is not None
+    path = Path(checkpoints.folder) / output_name(["a"])
+    path.write_bytes(path.read_bytes().replace(b'["A"]', b'["Z"]'))
     assert checkpoints.load_output(["a"]) is None
 
 
 def test_the_output_record_is_not_an_item(tmp_path: Path) -> None:
-    """`finished()` counts items only, not the output record beside them."""
+    """Loading items never mistakes the output record for an item's record."""
     checkpoints = store(tmp_path)
-    checkpoints.save("a", "A")
     checkpoints.save_output(["a"], ["A"])
-    assert checkpoints.finished() == {item_digest("a")}
+    assert checkpoints.load(["a", output_name(["a"])]) == {}
 
 
-def test_an_output_that_cannot_be_recorded_is_only_logged(tmp_path: Path) -> None:
-    """Storage refusing the output record does not fail the run; a rerun reads the items instead."""
-    (tmp_path / "file").write_text("not a folder")
-    checkpoints = store(tmp_path / "file")
-    checkpoints.save_output(["a"], ["A"])
-    assert checkpoints.load_output(["a"]) is None
+def test_an_output_that_cannot_be_recorded_is_only_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The output record is an optimisation: failing to write it does not raise."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    checkpoints = store(blocker)
+    with caplog.at_level(logging.WARNING, logger="flows.checkpoints"):
+        checkpoints.save_output(["a"], ["A"])
+    assert "could not record the output" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.failures import ATTEMPTS, allowed_failures, item_reports, report_key
+from flows.failures import allowed_failures, item_reports, report_key
 from flows.outcome import ItemOutcome
 from flows.request import FanoutRequest
 
@@ -44,19 +44,15 @@ def test_item_report_lists_failed_and_retried_items_in_order() -> None:
         "c": ItemOutcome(item="c", value=3, attempts=3),
         "d": ItemOutcome(item="d", value=4, cached=True),
     }
-    reports = item_reports(["a", "b", "c", "d"], outcomes, "inst")
+    reports = item_reports(["a", "b", "c", "d"], outcomes)
     assert [(r.item, r.status, r.attempts, r.error) for r in reports] == [
         ("b", "failed", 1, "ValueError: b is broken"), ("c", "recovered", 3, None)]
 
 
-def test_per_item_attempts_come_from_the_attempt_log() -> None:
-    """A per-item task run's attempts, noted as it runs, show in the report."""
-    ATTEMPTS.note("inst", "x", 2)
-    try:
-        reports = item_reports(["x"], {"x": ItemOutcome(item="x", value=1)}, "inst")
-    finally:
-        ATTEMPTS.forget("inst", ["x"])
-    assert [(r.item, r.attempts) for r in reports] == [("x", 2)]
+def test_a_fresh_item_without_counted_attempts_ran_once() -> None:
+    """An item outcome that carries no attempt count reports one attempt; a checkpointed one none."""
+    outcomes = {"x": ItemOutcome(item="x", error="E"), "y": ItemOutcome(item="y", value=1, cached=True)}
+    assert [(r.item, r.attempts) for r in item_reports(["x", "y"], outcomes)] == [("x", 1)]
 
 
 @pytest.mark.parametrize("instance", ["Nightly_2026.11.29", "x", "A-B", "...."])

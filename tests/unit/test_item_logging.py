@@ -32,3 +32,12 @@ def test_filter_leaves_lines_outside_a_task_run_alone() -> None:
     assert CorrelationFilter().filter(record)
     assert record.getMessage() == "hello"
     assert not hasattr(record, "correlation_id")
+
+
+def test_a_runs_filter_tags_only_its_own_flow_runs_lines() -> None:
+    """A task-run line written outside its task (its final state) is tagged by the filter of its own run only."""
+    record = logging.LogRecord("prefect.task_runs", logging.INFO, __file__, 1, "Finished", None, None)
+    record.flow_run_id, record.task_run_name, record.task_name = "run-2", "process_item-item-3", "process_item"
+    assert CorrelationFilter("run-1", "nightly").filter(record) and not hasattr(record, "correlation_id")
+    assert CorrelationFilter("run-2", "weekly").filter(record)
+    assert record.getMessage() == "[weekly/item-3] Finished"

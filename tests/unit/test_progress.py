@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import threading
 import time
 
+import pytest
+
 from flows.outcome import ItemOutcome
-from flows.progress import ItemTally, Progress, ProgressReporter, progress_from_labels, reporting
+from flows.progress import (
+    ItemTally,
+    Progress,
+    ProgressReporter,
+    progress_from_labels,
+    reporting,
+)
 
 
 class Recorder:
@@ -16,8 +26,10 @@ class Recorder:
         self.gate = gate
         self.blocked = threading.Event()
         self.first = threading.Event()
+        self.attempts = 0
 
     def __call__(self, progress: Progress) -> None:
+        self.attempts += 1
         if self.fail:
             raise ConnectionError("API down")
         if self.gate is not None and self.published:  # the first publish (on entry) goes through
@@ -74,11 +86,15 @@ def test_publishes_periodically_only_when_changed() -> None:
     assert recorder.published == [Progress(5), Progress(5, 1, 0)]
 
 
-def test_a_failing_publish_does_not_fail_the_run() -> None:
-    """Publishing errors are logged and swallowed."""
-    with ProgressReporter(total=2, interval=0.01, publish=Recorder(fail=True)) as reporter:
-        reporter.advance(completed=2)
-        time.sleep(0.05)
+def test_a_failing_publish_does_not_fail_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    """A publish that keeps failing is retried and, in the end, logged as a warning; the run goes on."""
+    recorder = Recorder(fail=True)
+    with caplog.at_level(logging.WARNING, logger="flows.progress"):
+        with ProgressReporter(total=2, interval=0.01, publish=recorder) as reporter:
+            reporter.advance(completed=2)
+        reporter.wait_published(30)
+    assert recorder.attempts > 1  # the publisher thread lived on after the first error
+    assert "could not publish the final progress" in caplog.text
 
 
 def test_settle_sets_the_exact_final_count() -> None:
@@ -89,23 +105,41 @@ def test_settle_sets_the_exact_final_count() -> None:
     assert reporter.current == Progress(3, 2, 1)
 
 
-def test_a_tally_reaches_the_instances_reporter_in_this_process() -> None:
-    """Batch tasks count items through the reporter registered for their instance, not another's."""
+def test_a_tally_reaches_the_reporter_of_its_own_run() -> None:
+    """Task runs count items through the reporter of the run whose context they run in, not another's."""
     reporter = ProgressReporter(total=2, publish=Recorder())
-    with reporting("inst-1", reporter):
-        with ItemTally("inst-1") as tally, ItemTally("other") as elsewhere:
+    other = ProgressReporter(total=1, publish=Recorder())
+    with reporting(reporter):
+        with ItemTally() as tally:
             tally.count(ok=True)
             tally.count(ok=False)
+        with reporting(other), ItemTally() as elsewhere:
             elsewhere.count(ok=True)
-    with ItemTally("inst-1") as late:
+    with ItemTally() as late:
         late.count(ok=True)
-    assert reporter.current == Progress(2, 1, 1)
+    assert (reporter.current, other.current) == (Progress(2, 1, 1), Progress(1, 1, 0))
+
+
+def test_a_thread_started_in_a_copy_of_the_run_context_counts_for_that_run() -> None:
+    """A task thread runs in a copy of the submitting context (as Prefect's thread runner does) and finds its run."""
+    reporter = ProgressReporter(total=1, publish=Recorder())
+
+    def item() -> None:
+        with ItemTally() as tally:
+            tally.count(ok=True)
+
+    with reporting(reporter):
+        context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(item,))
+    thread.start()
+    thread.join()
+    assert reporter.current == Progress(1, 1, 0)
 
 
 def test_a_tally_hands_over_while_the_batch_runs() -> None:
     """Counts reach the reporter during a batch, not only when it ends."""
     reporter = ProgressReporter(total=3, publish=Recorder())
-    with reporting("inst-1", reporter), ItemTally("inst-1", interval=0) as tally:
+    with reporting(reporter), ItemTally(interval=0) as tally:
         tally.count(ok=True)
         assert reporter.current == Progress(3, 1, 0)
 
