@@ -74,7 +74,10 @@ def deployment_run_to_completed(stack: LocalStack) -> float:
     began = time.perf_counter()
     done = subprocess.run(
         [_bin("prefect"), "deployment", "run", "fan-out-fan-in/default", "--param", 'request={"count": 5}'],
-        env=stack.client_env(), capture_output=True, text=True, timeout=300,
+        env=stack.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     match = RUN_ID.search(done.stdout)
     if done.returncode != 0 or not match:
@@ -109,7 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fanout-startup-") as folder:
         stack = LocalStack(home=Path(folder) / "stack")
         try:
-            stack.start_server()
+            stack.start_server(timeout=900)
             stack.deploy()
             stack.start_webhook()
             headers = {"Authorization": f"Bearer {stack.token}"}
@@ -118,8 +121,12 @@ def main() -> None:
                     worker = stack.start_worker(worker_type=worker_type)
                     rows.append((f"POST -> 200, {label}", series(lambda: post_to_200(client), args.runs)))
                     if worker_type == WARM_WORKER:
-                        rows.append((f"prefect deployment run -> Completed, {label}",
-                                     series(lambda: deployment_run_to_completed(stack), args.runs)))
+                        rows.append(
+                            (
+                                f"prefect deployment run -> Completed, {label}",
+                                series(lambda: deployment_run_to_completed(stack), args.runs),
+                            )
+                        )
                     stack.stop_worker(worker)
         finally:
             stack.stop()

@@ -63,7 +63,11 @@ def test_fanout_run_leaves_only_the_announced_server_and_its_stop_command_stops_
 
         stopped = fanout(*announced.group(3).split()[1:], env=env, cwd=tmp_path)
         assert stopped.returncode == 0, stopped.stderr
-        wait_for(lambda: not marked_processes(marker), timeout=60, interval=0.2,
-                 what="every process fanout run started to end")
+        wait_for(
+            lambda: not marked_processes(marker),
+            timeout=60,
+            interval=0.2,
+            what="every process fanout run started to end",
+        )
     finally:
         fanout("server", "stop", env=env, cwd=tmp_path)

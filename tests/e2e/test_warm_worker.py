@@ -34,17 +34,23 @@ def read_run(api: httpx.Client, flow_run_id: str) -> dict[str, Any]:
 
 def running_pid(api: httpx.Client, flow_run_id: str) -> int:
     """Wait until the run is Running; the pid of its flow-run process."""
+
     def running() -> int | None:
         run = read_run(api, flow_run_id)
-        return int(run["infrastructure_pid"]) if run["state"]["type"] == "RUNNING" and run["infrastructure_pid"] else None
+        return (
+            int(run["infrastructure_pid"]) if run["state"]["type"] == "RUNNING" and run["infrastructure_pid"] else None
+        )
+
     return int(wait_for(running, timeout=120, interval=0.2, what=f"{flow_run_id} running"))
 
 
 def final_state(api: httpx.Client, flow_run_id: str) -> str:
     """Wait for the run to end; its final state type."""
+
     def ended() -> str | None:
         state = str(read_run(api, flow_run_id)["state"]["type"])
         return state if state in FINAL_STATES else None
+
     return str(wait_for(ended, timeout=180, interval=0.2, what=f"{flow_run_id} to end"))
 
 
@@ -70,7 +76,10 @@ def slow_items(monkeypatch: pytest.MonkeyPatch, execution_log: Path) -> Path:
 
 
 def test_cancelling_a_running_run_kills_its_process_and_ends_cancelled(
-    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client, slow_items: Path,
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    slow_items: Path,
 ) -> None:
     """A Running run set to Cancelling has its process killed and ends Cancelled."""
     start_worker(FANOUT_TEST_SLEEP="60")
@@ -80,13 +89,20 @@ def test_cancelling_a_running_run_kills_its_process_and_ends_cancelled(
     cancelling = prefect_api.post(f"/flow_runs/{flow_run_id}/set_state", json={"state": {"type": "CANCELLING"}})
 
     assert cancelling.status_code in (200, 201), cancelling.text
-    wait_for(lambda: read_run(prefect_api, flow_run_id)["state"]["type"] == "CANCELLED", timeout=60, interval=0.2,
-             what="the run to end Cancelled")
+    wait_for(
+        lambda: read_run(prefect_api, flow_run_id)["state"]["type"] == "CANCELLED",
+        timeout=60,
+        interval=0.2,
+        what="the run to end Cancelled",
+    )
     wait_for(lambda: not alive(pid), timeout=30, interval=0.2, what=f"process {pid} to end")
 
 
 def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
-    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client, slow_items: Path,
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    slow_items: Path,
 ) -> None:
     """SIGKILL of one flow-run process: that run is reported Crashed, resumed and Completes; the other never notices."""
     start_worker()
@@ -118,7 +134,10 @@ def rendezvous(item: str) -> str:
 
 
 def test_two_runs_execute_at_the_same_time_in_their_own_processes(
-    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client, execution_log: Path,
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    execution_log: Path,
 ) -> None:
     """Two runs started together run side by side, each in a process of its own (each item waits for the other)."""
     start_worker(FANOUT_PROCESSOR=f"{__name__}:rendezvous", FANOUT_TEST_PARTIES="p1,q1")
@@ -132,7 +151,10 @@ def test_two_runs_execute_at_the_same_time_in_their_own_processes(
 
 
 def test_a_run_that_raises_fails_and_the_worker_keeps_serving(
-    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client, execution_log: Path,
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    execution_log: Path,
 ) -> None:
     """A run whose item raises ends Failed (not Crashed, not retried), and the next run still Completes."""
     worker = start_worker(FANOUT_TEST_FAIL="bad")
