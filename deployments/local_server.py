@@ -33,8 +33,8 @@ import httpx
 
 LOOPBACK = "127.0.0.1"
 STATE_FILE = "server.json"
-START_TIMEOUT_SECONDS = 180.0
-"""A fresh database is migrated at first start: 10-20 s on a 2-core machine, more under load."""
+START_TIMEOUT_SECONDS = 600.0
+"""A fresh database is migrated at first start: 10-20 s on a quiet 2-core machine, minutes on a busy one."""
 STOP_COMMAND = "fanout server stop"
 
 
