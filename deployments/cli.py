@@ -52,6 +52,9 @@ def run(
     except ItemsFailed as failed:
         typer.echo(f"fanout: run failed: {failed}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    except InvalidRequest as refused:  # InstanceBusy: another run holds the instance (flows/instance_lease.py)
+        typer.echo(f"fanout: refused: {refused}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     typer.echo(json.dumps(output, indent=2))
 
 

@@ -14,6 +14,7 @@ from prefect.states import Completed, State
 
 from flows.concurrency import check_limit
 from flows.failures import settle
+from flows.instance_lease import holding_instance
 from flows.item_logging import correlating
 from flows.item_path import ItemRun
 from flows.liveness import keeping_alive
@@ -48,7 +49,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     instance_id = request.instance_id or str(flow_run.get_id())
     run = ItemRun.for_run(instance_id, settings)
     started = time.perf_counter()
-    with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds):
+    with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds), holding_instance(request.instance_id, settings.instance_lease_seconds):  # noqa: E501 - one line: flows/instance_lease.py
         outcomes = run_instance(items, run, settings)
     elapsed = time.perf_counter() - started
     with publishing_report(instance_id, [outcomes[item] for item in items], elapsed, settings.report_table_limit):
