@@ -64,6 +64,7 @@ def run(
     )
     api_url = _prefect_api_for_run(home)
     from flows.fanout import run_here
+    from flows.instance_lease import InstanceBusy
     from flows.prefect_adapter import overriding
 
     try:
@@ -72,6 +73,9 @@ def run(
     except ItemsFailed as failed:
         typer.echo(f"fanout: run failed: {failed}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    except InstanceBusy as refused:  # another run holds the instance (flows/instance_lease.py)
+        typer.echo(f"fanout: refused: {refused}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except InvalidRequest as error:  # found while planning: a bad line past the source's first ones
         typer.echo(f"fanout: bad input: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
