@@ -1,21 +1,27 @@
-"""The Prefect automations that resume a fanout run by itself after its host dies.
+"""The Prefect automations that resume a fanout run by itself after its flow process or host dies.
 
 The open-source Prefect server has no zombie detection: a flow run whose worker
-and process were killed stays Running. Flow runs send a heartbeat event every
-`heartbeat_seconds` (the workers' `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`), and
-three automations, scoped to fanout's deployments only, do the rest:
+and process were killed stays Running. fanout's deployment runs emit their own
+liveness event every `liveness_seconds` (flows/liveness.py), Prefect's heartbeat
+every `heartbeat_seconds`, and four automations, scoped to fanout's deployments
+only, do the rest:
 
-    heartbeats      no heartbeat (nor end) for `crash_after_seconds`  -> Crashed
-    retry           Crashed, run count 1..max_auto_retries            -> AwaitingRetry of the same run
+    silent          no alive event (nor any state change) for `silent_after_seconds`,
+                    run count 1..max_auto_retries                     -> AwaitingRetry of the same run
+    heartbeats      no heartbeat (nor any state change) for `crash_after_seconds`
+                    (the backstop: runs past their retries, or code without liveness) -> Crashed
+    retry           Crashed, run count 1..max_auto_retries, no other state within
+                    `retry_window_seconds`                             -> AwaitingRetry of the same run
     give-up         Crashed at run count max_auto_retries + 1         -> Failed, saying why
 
 Retrying the *same* flow run keeps its id, so the instance id (which defaults to
-it) and every checkpoint carry over: only unfinished items run again.
-
-The heartbeat and retry triggers are proactive because the worker reports a
-crash twice, a few seconds apart: a reactive retry would reschedule twice. State
-events are named by the state's name (`prefect.flow-run.AwaitingRetry`), and
-run count "0" is never retried (a run that crashes before Running keeps 0).
+it) and every checkpoint carry over: only unfinished items run again. A host
+death goes straight from Running to AwaitingRetry (one automation, one window);
+a flow process that dies under a living process worker is reported Crashed by
+that worker, **twice**, a few seconds apart: the retry trigger is proactive so
+that both reports make one retry. State events are named by the state's name
+(`prefect.flow-run.AwaitingRetry`), and run count "0" is never retried (a run
+that crashes before Running keeps 0).
 """
 
 from __future__ import annotations
@@ -30,13 +36,14 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
+from flows.liveness import ALIVE_EVENT
 from flows.settings import FanoutSettings
 
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
-ENDED_STATES = ("Completed", "Failed", "Cancelled", "Crashed")
+ANY_FLOW_RUN_EVENT = "prefect.flow-run.*"  # every state change (and heartbeat) of a flow run
 AFTER_CRASH_STATES = ("AwaitingRetry", "Scheduled", "Pending", "Running", "Completed", "Failed", "Cancelling", "Cancelled")
-RETRY_WINDOW = timedelta(seconds=15)
 
+SILENT = "fanout: resume runs that fall silent"
 HEARTBEATS = "fanout: crash runs whose heartbeats stop"
 RETRY = "fanout: retry crashed runs"
 GIVE_UP = "fanout: fail crashed runs that are not retried"
@@ -60,15 +67,41 @@ def worker_environment(settings: FanoutSettings) -> dict[str, str]:
     return {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds)}
 
 
+def silent_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> AutomationCore:
+    """Put a run back to AwaitingRetry when neither an alive event nor a state change came within the window."""
+    silent = settings.silent_after_seconds
+    return AutomationCore(
+        name=SILENT,
+        description=f"No sign of life for {silent}s: the host is presumed dead; retry the same run.",
+        enabled=settings.max_auto_retries > 0,
+        trigger=EventTrigger(
+            posture=Posture.Proactive,
+            after={ALIVE_EVENT},
+            expect={ALIVE_EVENT, ANY_FLOW_RUN_EVENT},
+            match={"prefect.resource.id": "prefect.flow-run.*", "prefect.run-count": retry_run_counts(settings)},
+            match_related=deployment_scope(deployment_ids),
+            for_each={"prefect.resource.id"},
+            within=timedelta(seconds=silent),
+            threshold=1,
+        ),
+        actions=[ChangeFlowRunState(
+            state=StateType.SCHEDULED,
+            name="AwaitingRetry",
+            message=f"fanout: no sign of life for {silent}s, the host is presumed dead; automatic retry "
+            f"(at most {settings.max_auto_retries})",
+        )],
+    )
+
+
 def heartbeat_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> AutomationCore:
-    """Mark a run Crashed when neither a heartbeat nor an end arrives within the window."""
+    """Mark a run Crashed when neither a heartbeat nor a state change arrives within the window."""
     return AutomationCore(
         name=HEARTBEATS,
         description=f"No heartbeat for {settings.crash_after_seconds}s: the host is presumed dead.",
         trigger=EventTrigger(
             posture=Posture.Proactive,
             after={HEARTBEAT_EVENT},
-            expect={HEARTBEAT_EVENT, *(flow_run_event(state) for state in ENDED_STATES)},
+            expect={HEARTBEAT_EVENT, ANY_FLOW_RUN_EVENT},
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related=deployment_scope(deployment_ids),
             for_each={"prefect.resource.id"},
@@ -93,7 +126,9 @@ def retry_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -
         name=RETRY,
         description=f"Retry the same flow run after a crash, up to {settings.max_auto_retries} times.",
         enabled=settings.max_auto_retries > 0,
-        trigger=_after_crash(deployment_ids, RETRY_WINDOW, run_counts=retry_run_counts(settings)),
+        trigger=_after_crash(
+            deployment_ids, timedelta(seconds=settings.retry_window_seconds), run_counts=retry_run_counts(settings)
+        ),
         actions=[ChangeFlowRunState(
             state=StateType.SCHEDULED,
             name="AwaitingRetry",
@@ -147,10 +182,11 @@ def _after_crash(deployment_ids: Sequence[UUID], within: timedelta, run_counts: 
 
 
 def fanout_automations(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> list[AutomationCore]:
-    """The three automations for these deployments."""
+    """The four automations for these deployments."""
     if not deployment_ids:
         raise ValueError("no fanout deployment to scope the automations to")
-    return [builder(deployment_ids, settings) for builder in (heartbeat_automation, retry_automation, give_up_automation)]
+    builders = (silent_automation, heartbeat_automation, retry_automation, give_up_automation)
+    return [builder(deployment_ids, settings) for builder in builders]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,9 @@ def apply(
     for automation in applied:
         typer.echo(f"{automation.action} {automation.id} {automation.name}")
     typer.echo(
-        f"heartbeats every {settings.heartbeat_seconds}s (start workers with "
-        f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={settings.heartbeat_seconds}); crashed after "
-        f"{settings.crash_after_seconds}s without one; up to {settings.max_auto_retries} automatic retries"
+        f"runs emit fanout.flow-run.alive every {settings.liveness_seconds:g}s and are resumed after "
+        f"{settings.silent_after_seconds}s without one; heartbeats every {settings.heartbeat_seconds}s (start workers "
+        f"with PREFECT_FLOWS_HEARTBEAT_FREQUENCY={settings.heartbeat_seconds}), crashed after "
+        f"{settings.crash_after_seconds}s without one; a Crashed run is retried after {settings.retry_window_seconds}s; "
+        f"up to {settings.max_auto_retries} automatic retries"
     )

@@ -14,8 +14,11 @@ from typing import Any
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
 
+from flows.admission import admit
 from flows.errors import InvalidRequest
-from flows.request import FanoutRequest, plan_items
+from flows.request import FanoutRequest
+from flows.settings import FanoutSettings
+from flows.sources import SourceForbidden
 
 
 async def read_limited(request: Request, max_bytes: int) -> bytes:
@@ -36,8 +39,17 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(body: bytes, content_type: str | None, max_items: int) -> FanoutRequest:
-    """The checked request the body asks for; an empty body is the seed's default (5 items)."""
+def parse_request(
+    body: bytes, content_type: str | None, settings: FanoutSettings, max_parameter_bytes: int = 0
+) -> FanoutRequest:
+    """The checked request the body asks for; an empty body is the seed's default (5 items).
+
+    A source must be one this server allows (403 otherwise: flows/admission.py).
+    A request Prefect would refuse as a flow-run parameter (larger than
+    `max_parameter_bytes`, the server's PREFECT_SERVER_API_MAX_PARAMETER_SIZE)
+    is refused here with 413 and why, before it is accepted: such a list cannot
+    travel as a parameter.
+    """
     if not body.strip():
         request = FanoutRequest()
     else:
@@ -46,10 +58,30 @@ def parse_request(body: bytes, content_type: str | None, max_items: int) -> Fano
             raise HTTPException(415, "body must be application/json")
         request = _validated(_json_object(body))
     try:
-        plan_items(request, max_items)
+        admit(request, settings, over_http=True)
+    except SourceForbidden as error:
+        raise HTTPException(403, str(error)) from None
     except InvalidRequest as error:
         raise HTTPException(422, str(error)) from None
+    _check_parameter_size(request, max_parameter_bytes)
     return request
+
+
+INSTANCE_ID_ROOM = 160
+"""Bytes an instance id and its key add to the parameter when the webhook fills it in."""
+
+
+def _check_parameter_size(request: FanoutRequest, max_bytes: int) -> None:
+    if max_bytes <= 0:
+        return
+    size = len(json.dumps({"request": request.model_dump(mode="json", exclude_defaults=True)}, separators=(",", ":")))
+    if size + INSTANCE_ID_ROOM > max_bytes:
+        raise HTTPException(
+            413,
+            f"the request is {size:,} bytes as a Prefect flow-run parameter, and Prefect takes at most "
+            f"{max_bytes:,} (FANOUT_WEBHOOK_MAX_PARAMETER_BYTES, the server's PREFECT_SERVER_API_MAX_PARAMETER_SIZE): "
+            "send fewer or shorter items, or `count`",
+        )
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -57,6 +89,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise HTTPException(400, f"malformed JSON: {error}") from None
+    except ValueError as error:  # well-formed, but Python refuses it: an integer of more than 4,300 digits
+        raise HTTPException(422, f"a value in the body cannot be read: {error}") from None
     if not isinstance(value, dict):
         raise HTTPException(422, f"body must be a JSON object, got {type(value).__name__}")
     return value

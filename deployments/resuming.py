@@ -23,7 +23,7 @@ automations are missing or the server lost an event: past it the run answers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def resume_of(run: RunRecord, policy: ResumePolicy, now: datetime | None = None)
         if not 1 <= count <= policy.max_auto_retries:
             return Resume(after_crash=False, resuming=False, resumes=max(count - 1, 0))
         since = crashed_at(run)
-        age = ((now or datetime.now(timezone.utc)) - since).total_seconds() if since else 0.0
+        age = ((now or datetime.now(UTC)) - since).total_seconds() if since else 0.0
         if age > policy.deadline_seconds:
             return Resume(after_crash=False, resuming=False, resumes=count - 1, stale=True)
         return Resume(after_crash=True, resuming=True, resumes=count)

@@ -1,19 +1,29 @@
 """The webhook's view of Prefect: start, find, read, terminate, restart and purge an instance's runs.
 
-Every call goes to the Prefect REST API (through `PrefectClient`, with timeouts);
-nothing here runs flow code. An instance's runs carry the tag
-`fanout.instance:<id>` and the labels `fanout.instance` and `fanout.request`
-(a digest of the starting body, so a reused Idempotency-Key can be checked
-against the body it first came with).
+Every call goes to the Prefect REST API through one `PrefectClient`, whose httpx
+timeouts bound each call. Nothing here is cancelled from outside: cancelling a
+request inside httpx (an `asyncio.timeout` around it) leaked its connection-pool
+slot, and after a burst every call waited for a slot that never came back. A
+failed or unanswered call becomes `PrefectUnavailable` here, where it arises.
+Nothing here runs flow code.
+
+An instance's runs carry the tag `fanout.instance:<id>` and the labels
+`fanout.instance`, `fanout.request` (a digest of the starting body, so a reused
+Idempotency-Key can be checked against the body it first came with) and
+`fanout.start` (a nonce of the start that created the run, so a starter can tell
+its own run from one an idempotency key led it to).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -21,15 +31,21 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, State, StateType
 
+from deployments.webhook_errors import PrefectUnavailable
 from flows.request import FanoutRequest
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 INSTANCE_TAG_PREFIX = "fanout.instance:"
 LABEL_INSTANCE = "fanout.instance"
 LABEL_REQUEST = "fanout.request"
-IDEMPOTENCY_PREFIX = "fanout-webhook:"
+LABEL_START = "fanout.start"
+PURGE_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -54,19 +70,49 @@ class RunRecord:
         value = self.labels.get(LABEL_REQUEST)
         return str(value) if value is not None else None
 
+    @property
+    def start_nonce(self) -> str | None:
+        """The nonce of the start that created this run (None when not started by the webhook)."""
+        value = self.labels.get(LABEL_START)
+        return str(value) if value is not None else None
+
 
 class Runs(Protocol):
     """What the webhook asks of Prefect."""
 
-    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str | None) -> RunRecord: ...
+    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str) -> RunRecord: ...
     async def latest(self, instance_id: str) -> RunRecord | None: ...
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None: ...
+    async def reachable(self) -> str | None: ...
     async def output(self, run: RunRecord) -> Any: ...
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
     async def terminate(self, run: RunRecord) -> None: ...
     async def restart(self, run: RunRecord) -> None: ...
     async def purge(self, instance_id: str) -> int: ...
     def ui_url(self, run: RunRecord) -> str | None: ...
+
+
+def unavailable_as_503(call: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Turn the Prefect API's failures (5xx, 429, no connection, a timeout) into `PrefectUnavailable`.
+
+    Other 4xx answers are the caller's business (say, `ObjectNotFound`) and pass through.
+    """
+
+    @functools.wraps(call)
+    async def mapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await call(*args, **kwargs)
+        except httpx.HTTPStatusError as error:
+            status = error.response.status_code
+            if status < 500 and status != 429:
+                raise
+            raise PrefectUnavailable(f"Prefect API answered {status}") from error
+        except httpx.TimeoutException as error:
+            raise PrefectUnavailable(f"no answer from the Prefect API in time ({type(error).__name__})") from error
+        except httpx.HTTPError as error:
+            raise PrefectUnavailable(f"cannot reach the Prefect API: {error!r}") from error
+
+    return mapped
 
 
 def instance_tag(instance_id: str) -> str:
@@ -110,38 +156,50 @@ class PrefectRuns:
             self._deployment_id = deployment.id
         return self._deployment_id
 
-    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str | None) -> RunRecord:
+    @unavailable_as_503
+    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str) -> RunRecord:
+        """Create a run; Prefect's `idempotency_key` (unique per flow) makes a repeat return the first run."""
         assert request.instance_id is not None
         flow_run = await self.client.create_flow_run_from_deployment(
             await self.deployment_id(),
             parameters={"request": request.model_dump(mode="json", exclude_defaults=True)},
             name=f"fanout-{request.instance_id}",
             tags=["fanout", instance_tag(request.instance_id)],
-            labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest},
-            idempotency_key=f"{IDEMPOTENCY_PREFIX}{idempotency_key}" if idempotency_key else None,
+            labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest, LABEL_START: nonce},
+            idempotency_key=idempotency_key,
         )
         return record(flow_run)
 
+    @unavailable_as_503
     async def latest(self, instance_id: str) -> RunRecord | None:
-        runs = await self._runs(FlowRunFilter(tags=FlowRunFilterTags(all_=[instance_tag(instance_id)])))
-        return runs[0] if runs else None
+        """The instance's newest run: Prefect filters, sorts and returns one."""
+        flow_runs = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[instance_tag(instance_id)])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+        return record(flow_runs[0]) if flow_runs else None
 
+    @unavailable_as_503
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None:
-        key = f"{IDEMPOTENCY_PREFIX}{idempotency_key}"
-        runs = await self._runs(FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])))
-        return runs[0] if runs else None
+        flow_runs = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key])),
+            limit=1,
+        )
+        return record(flow_runs[0]) if flow_runs else None
 
-    async def _runs(self, flow_run_filter: FlowRunFilter) -> list[RunRecord]:
-        """Matching runs, newest first."""
-        flow_runs = await self.client.read_flow_runs(flow_run_filter=flow_run_filter, limit=200)
-        records = [record(flow_run) for flow_run in flow_runs]
-        return sorted(records, key=lambda run: run.created or datetime.min, reverse=True)
+    async def reachable(self) -> str | None:
+        """None when the Prefect API answers its health check, else why not."""
+        error = await self.client.api_healthcheck()
+        return None if error is None else f"Prefect API unreachable: {error!r}"
 
+    @unavailable_as_503
     async def output(self, run: RunRecord) -> Any:
         """The Completed run's return value, read from its persisted result."""
         state: State[Any] = run.state
         return await state.aresult(raise_on_failure=False)
 
+    @unavailable_as_503
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None:
         """The failed items (item, attempts, last error) from the run's item report (flows/failures.py),
         or None when the run published no report."""
@@ -149,6 +207,7 @@ class PrefectRuns:
 
         return await read_failed_items(self.client, run.flow_run_id)
 
+    @unavailable_as_503
     async def terminate(self, run: RunRecord) -> None:
         """Cancel the run: a run no worker has picked up ends Cancelled at once; a started one goes
         Cancelling, and its worker stops the flow process and marks it Cancelled."""
@@ -158,20 +217,25 @@ class PrefectRuns:
             run.flow_run_id, State(type=state_type, message="terminated through the webhook"), force=True
         )
 
+    @unavailable_as_503
     async def restart(self, run: RunRecord) -> None:
         """Put the same flow run back to Scheduled, as Prefect's Retry does: same instance, same checkpoints."""
         state: State[Any] = AwaitingRetry(message="restarted through the webhook")
         await self.client.set_flow_run_state(run.flow_run_id, state, force=True)
 
+    @unavailable_as_503
     async def purge(self, instance_id: str) -> int:
-        """Delete every flow run of the instance; how many there were."""
-        runs = await self._runs(FlowRunFilter(tags=FlowRunFilterTags(all_=[instance_tag(instance_id)])))
-        for run in runs:
-            try:
-                await self.client.delete_flow_run(run.flow_run_id)
-            except ObjectNotFound:
-                pass
-        return len(runs)
+        """Delete every flow run of the instance, a page at a time; how many there were."""
+        only_instance = FlowRunFilter(tags=FlowRunFilterTags(all_=[instance_tag(instance_id)]))
+        deleted = 0
+        while flow_runs := await self.client.read_flow_runs(flow_run_filter=only_instance, limit=PURGE_PAGE):
+            for flow_run in flow_runs:
+                try:
+                    await self.client.delete_flow_run(flow_run.id)
+                except ObjectNotFound:
+                    pass
+                deleted += 1
+        return deleted
 
     def ui_url(self, run: RunRecord) -> str | None:
         return f"{self.ui_base}/runs/flow-run/{run.flow_run_id}" if self.ui_base else None

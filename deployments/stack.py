@@ -27,8 +27,11 @@ DEPLOYMENT = "fan-out-fan-in/default"
 TOKEN_FILE = "webhook-token"
 URL_FILE = "webhook-url"
 """Where `fanout up` leaves the webhook's token and URL for `fanout start`."""
-WORKER_POLL_SECONDS = "1"
-"""How often workers ask for scheduled runs (Prefect's default, 10 s, would dominate a 5-item run)."""
+WARM_WORKER = "fanout-warm"
+"""fanout's own worker type (deployments/warm_worker.py); `process` is Prefect's plain one."""
+WORKER_POLL_SECONDS = {WARM_WORKER: "5", "process": "1"}
+"""How often workers ask for scheduled runs. The warm worker learns of new runs from events, so its poll
+is only a fallback; a `process` worker has only its poll (Prefect's default, 10 s, would dominate a 5-item run)."""
 
 
 def _bin(name: str) -> str:
@@ -136,18 +139,21 @@ class LocalStack:
         if done.returncode != 0:
             raise RuntimeError(f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
-    def start_worker(self, name: str | None = None, env: Mapping[str, str] | None = None) -> Child:
-        """A `process` worker on the pool; flows it starts inherit `env` (FANOUT_* settings)."""
+    def start_worker(
+        self, name: str | None = None, env: Mapping[str, str] | None = None, worker_type: str = WARM_WORKER,
+    ) -> Child:
+        """A worker on the pool, warm by default (`worker_type="process"`: Prefect's plain one);
+        flows it starts inherit `env` (FANOUT_* settings)."""
         port = free_port()
         name = name or f"worker-{len(self.workers) + 1}"
         worker_env = self.client_env(
             **worker_environment(self.settings()),
-            PREFECT_WORKER_QUERY_SECONDS=WORKER_POLL_SECONDS,
+            PREFECT_WORKER_QUERY_SECONDS=WORKER_POLL_SECONDS[worker_type],
             PREFECT_WORKER_WEBSERVER_HOST=LOOPBACK,
             PREFECT_WORKER_WEBSERVER_PORT=str(port),
             **dict(env or {}),
         )
-        argv = [_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process",
+        argv = [_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", worker_type,
                 "--name", name, "--with-healthcheck", "--install-policy", "never"]
         child = spawn(name, argv, worker_env, self.home / "logs", cwd=REPO_ROOT)
         self.workers.append(child)

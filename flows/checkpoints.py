@@ -25,7 +25,6 @@ is logged and counted as absent: its item runs again.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -38,9 +37,10 @@ from prefect.exceptions import MissingContextError
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.logging import get_run_logger
 from prefect.results import get_default_result_storage
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from flows import checkpoint_format
+from flows.prefect_adapter import read_block_path as _read
+from flows.prefect_adapter import write_block_path as _write
 from flows.settings import FanoutSettings
 
 logger = logging.getLogger(__name__)
@@ -260,19 +260,6 @@ def _report_skipped(instance_id: str, skipped: Counter[str]) -> None:
         log = logger
     for reason, count in skipped.items():
         log.warning("instance %s: %d checkpoint record(s) skipped, %s; those items run again", instance_id, count, reason)
-
-
-def _read(storage: WritableFileSystem, path: str) -> bytes:
-    """`storage.read_path(path)`, whether the block implements it sync or async."""
-    data: Any = storage.read_path(path)
-    return bytes(run_coro_as_sync(data) if inspect.iscoroutine(data) else data)
-
-
-def _write(storage: WritableFileSystem, path: str, content: bytes) -> None:
-    """`storage.write_path(path, content)`, whether the block implements it sync or async."""
-    done: Any = storage.write_path(path, content)
-    if inspect.iscoroutine(done):
-        run_coro_as_sync(done)
 
 
 def _local_folder(storage: WritableFileSystem, prefix: str) -> str | None:

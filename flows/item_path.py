@@ -9,24 +9,23 @@ decided here, once.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
 
-from flows.checkpoints import (
-    CheckpointJournal,
-    CheckpointStore,
-    journal_name,
-    result_storage,
-)
+from flows.async_items import carry_async
+from flows.checkpoints import CheckpointJournal, CheckpointStore, journal_name, result_storage
 from flows.concurrency import ItemSlot
 from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
 from flows.item_logging import item_logger
+from flows.items import value_of
 from flows.outcome import ItemOutcome, describe
 from flows.processor import Processor, load_processor
+from flows.processor_kind import processor_kind
 from flows.progress import ItemTally
 from flows.retry_policy import RetryPolicy
 from flows.settings import FanoutSettings
@@ -42,6 +41,7 @@ class ItemRun:
     retry: RetryPolicy
     concurrency_limit: str | None = None
     slot_hold_seconds: float = 1.0
+    max_parallel: int = 8
 
     @classmethod
     def for_run(cls, instance_id: str, settings: FanoutSettings) -> ItemRun:
@@ -52,6 +52,7 @@ class ItemRun:
             retry=RetryPolicy.from_settings(settings),
             concurrency_limit=settings.concurrency_limit,
             slot_hold_seconds=settings.slot_hold_seconds,
+            max_parallel=settings.max_parallel,
         )
 
     def checkpoints(self) -> CheckpointStore:
@@ -71,6 +72,9 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
     outcomes: list[ItemOutcome] = []
     with ItemSlot(run.concurrency_limit, run.slot_hold_seconds) as slot, checkpoints.journal(label) as journal, \
             ItemTally() as tally:
+        if processor_kind(process) == "async":  # the same steps per item, on an event loop (flows/async_items.py)
+            record = functools.partial(checkpoint, journal)
+            return carry_async(process, items, done, run.retry, run.instance_id, run.max_parallel, record, tally)
         for item in items:
             if item in done:
                 outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
@@ -98,7 +102,7 @@ def carry_item(
         started = time.perf_counter()
         with processing(run.instance_id, item, attempts) as context:
             try:
-                return process(item)
+                return process(value_of(item))
             except Exception as error:
                 retrying = run.retry.will_retry(error, attempts)
                 log = item_logger(context)

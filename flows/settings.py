@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROCESSOR_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 MIN_TOKEN_LENGTH = 16
@@ -25,7 +25,9 @@ class FanoutSettings(BaseSettings):
         pattern=PROCESSOR_PATTERN,
         description="`package.module:function` called once per item (str -> JSON value).",
     )
-    max_parallel: int = Field(8, ge=1, le=512, description="Items in flight at once.")
+    max_parallel: int = Field(
+        8, ge=1, le=10_000, description="Items in flight at once (threads for sync processors: at most 512)."
+    )
     max_items: int = Field(100_000, ge=1, le=10_000_000, description="Largest accepted request.")
     retries: int = Field(3, ge=0, le=20, description="Retries of a transient item failure.")
     retry_delay_seconds: float = Field(
@@ -57,11 +59,12 @@ class FanoutSettings(BaseSettings):
     liveness_seconds: float = Field(
         2.0, ge=0.5, le=60, description="A deployment run emits a `fanout.flow-run.alive` event this often."
     )
+    # Prefect refuses a proactive trigger window under 10 s.
     silent_after_seconds: int = Field(
-        12, ge=5, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
+        12, ge=10, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
     )
     retry_window_seconds: int = Field(
-        8, ge=5, le=600,
+        10, ge=10, le=600,
         description="A Crashed run is retried when no other state followed within this window "
         "(the process worker reports one crash twice, 1-4 s apart).",
     )
@@ -104,7 +107,29 @@ class FanoutSettings(BaseSettings):
         1, ge=1, le=3600, description="`Retry-After` the webhook suggests while a run is not finished."
     )
     webhook_api_timeout_seconds: float = Field(
-        15.0, gt=0, le=300, description="Deadline of the Prefect API work of one webhook request (503 beyond it)."
+        15.0, gt=0, le=300,
+        description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
+    )
+    webhook_max_parameter_bytes: int = Field(
+        524_288, ge=0, le=1_000_000_000,
+        description="Largest flow-run parameter the Prefect server takes (its PREFECT_SERVER_API_MAX_PARAMETER_SIZE); "
+        "a larger request gets 413 with why. 0: not checked.",
+    )
+    webhook_pool_wait_seconds: float = Field(
+        2.0, gt=0, le=60, description="Longest a webhook request waits for a free connection to Prefect (503 beyond it)."
+    )
+    webhook_max_connections: int = Field(
+        16, ge=2, le=256, description="Connections the webhook keeps to the Prefect API."
+    )
+    webhook_max_queued_starts: int = Field(
+        1000, ge=1, le=1_000_000,
+        description="Accepted starts waiting for Prefect to create their runs; past it a start gets 429 + Retry-After.",
+    )
+    webhook_submit_concurrency: int = Field(
+        2, ge=1, le=64, description="Flow runs the webhook creates on Prefect at once from its start queue."
+    )
+    webhook_queue_path: Path | None = Field(
+        None, description="SQLite file of the webhook's start queue; `$PREFECT_HOME/fanout-webhook-starts.sqlite` when unset.",
     )
     prefect_api_url: str | None = Field(
         None, pattern=r"^https?://\S+$", description="Prefect API the webhook talks to; Prefect's `PREFECT_API_URL` when unset."
@@ -136,6 +161,32 @@ class FanoutSettings(BaseSettings):
         1000, ge=0, le=100_000,
         description="Up to this many items the report table lists every item; past it, a summary plus the failures.",
     )
+
+
+    # Workloads: items from sources, results read in pages, async processors (issue 14).
+    source_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated paths/URLs under which the webhook may read `source` URIs; none: no URI sources.",
+    )
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated `module:function` generators a request may name as its `source`.",
+    )
+    max_item_bytes: int = Field(
+        1_000_000, ge=1024, le=16_000_000, description="Largest item a source may hold, in bytes."
+    )
+    output_inline_limit: int = Field(
+        1000, ge=0, le=100_000,
+        description="Up to this many items the status document inlines `output`; beyond, `outputUri` and the results URL.",
+    )
+
+    @field_validator("source_roots", "sources", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`a,b` in the environment; a list when given in code."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 def get_settings(**overrides: object) -> FanoutSettings:

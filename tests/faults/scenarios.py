@@ -3,11 +3,12 @@ database backends run the same steps and read the same figures."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 from prefect.filesystems import LocalFileSystem
@@ -127,4 +128,194 @@ def kill_nine_at_half(stack: FaultStack, workspace: Workspace, count: int = 200,
         count=count, finished_before_kill={item for item in items if item_digest(item) in digests},
         executions=workspace.executed(), keys_seen=workspace.keys_seen(), kill_to_resume=resumed_at - killed_at,
         kill_to_complete=ended_at - killed_at, history=stack.history(run_id),
+    )
+
+
+class StatusWatcher:
+    """Polls an instance's status URL like a durable client, every `poll` seconds, from a thread,
+    and keeps every change of answer: (seconds since start, HTTP code, runtimeStatus, customStatus)."""
+
+    def __init__(self, stack: FaultStack, instance: str, poll: float = 0.2) -> None:
+        import httpx
+
+        local = stack.local
+        self._client = httpx.Client(base_url=local.webhook_url, timeout=30,
+                                    headers={"Authorization": f"Bearer {local.token}"})
+        self._url = f"/api/instances/{instance}"
+        self._poll = poll
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="status-watcher", daemon=True)
+        self._began = time.monotonic()
+        self.answers: list[tuple[float, int, str, dict[str, Any]]] = []
+        self.max_failed = 0
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._client.close()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                response = self._client.get(self._url)
+                body = response.json()
+                custom = dict(body.get("customStatus") or {})
+                self.max_failed = max(self.max_failed, int(custom.get("failed") or 0))
+                self._record(response.status_code, str(body.get("runtimeStatus")), custom)
+            except Exception as error:  # noqa: BLE001 - a refused poll is an answer too
+                self._record(0, type(error).__name__, {})
+            if self._stop.wait(self._poll):
+                return
+
+    def _record(self, code: int, status: str, custom: dict[str, Any]) -> None:
+        if not self.answers or self.answers[-1][1:3] != (code, status) or \
+                self.answers[-1][3].get("resuming") != custom.get("resuming"):
+            self.answers.append((time.monotonic() - self._began, code, status, custom))
+
+    def finished_seen(self, timeout: float = 10) -> None:
+        """Wait until the watcher has seen a 200."""
+        wait_until(lambda: any(code == 200 for _, code, _, _ in self.answers), timeout, "a 200 on the status URL")
+
+    @property
+    def sequence(self) -> list[str]:
+        """The answers in order, e.g. `202 Running`, `202 Running (resuming 1)`, `200 Completed`."""
+        return [f"{code} {status}" + (f" (resuming {custom.get('resumes')})" if custom.get("resuming") else "")
+                for _, code, status, custom in self.answers]
+
+    @property
+    def first_final(self) -> str | None:
+        """The first 200 a client saw (where a client would stop polling)."""
+        return next((f"{code} {status}" for _, code, status, _ in self.answers if code == 200), None)
+
+    @property
+    def first_total(self) -> Any:
+        """customStatus.total in the first answer."""
+        return self.answers[0][3].get("total") if self.answers else None
+
+
+@dataclass
+class CrashResult:
+    """What a SIGKILL at about half way led to, as the client and the run saw it."""
+
+    kind: str  # "flow": only the flow-run process, its worker lives on; "host": worker and flow process
+    run_id: UUID
+    state: str
+    run_count: int
+    output: Any
+    count: int
+    finished_before_kill: set[str]
+    executions: Counter[str]
+    kill_to_resume: float
+    kill_to_complete: float
+    history: list[str]
+    statuses: list[str]
+    first_final: str | None
+    first_total: Any
+    max_failed: int
+    kill_to_rescheduled: float | None  # the first AwaitingRetry after the kill: what fanout's automations take
+    start_cost: float | None  # the first attempt's Submitting -> Running: what the worker takes to start a flow
+
+    @property
+    def reexecuted(self) -> list[str]:
+        """Items that ran more than once: must be only the ones in flight at the kill."""
+        return sorted(item for item, times in self.executions.items() if times > 1)
+
+
+def start_through_webhook(stack: FaultStack, count: int) -> tuple[str, UUID]:
+    """POST /api/start-fanout {"count": count}: the instance id and its flow run id."""
+    import httpx
+
+    local = stack.local
+    response = httpx.post(f"{local.webhook_url}/api/start-fanout", json={"count": count}, timeout=30,
+                          headers={"Authorization": f"Bearer {local.token}"})
+    response.raise_for_status()
+    body = response.json()
+    return str(body["id"]), UUID(str(body["uiUrl"]).rstrip("/").rsplit("/", 1)[1])
+
+
+def states_of(stack: FaultStack, run_id: UUID) -> list[tuple[str, float, str]]:
+    """The run's states in order: (name, wall-clock time, message)."""
+    with stack.client() as client:
+        states = client.read_flow_run_states(run_id)
+    return [(state.name, state.timestamp.timestamp(), state.message or "") for state in states]
+
+
+def timeline(states: list[tuple[str, float, str]], since: float) -> list[str]:
+    """The states with their time relative to `since` (a wall-clock moment) and a short message."""
+    return [f"{name}@{at - since:+.1f}s {message[:70]}".rstrip() for name, at, message in states]
+
+
+def first_after(states: list[tuple[str, float, str]], name: str, since: float) -> float | None:
+    """Seconds from `since` to the first state called `name` after it."""
+    return next((at - since for state, at, _ in states if state == name and at > since), None)
+
+
+def first_start_cost(states: list[tuple[str, float, str]]) -> float | None:
+    """Seconds from the first attempt's Submitting (or Pending) to its Running: what starting a flow process costs."""
+    began = next((at for name, at, _ in states if name in ("Submitting", "Pending")), None)
+    running = next((at for name, at, _ in states if name == "Running"), None)
+    return running - began if began is not None and running is not None else None
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants(worker: Any) -> list[int]:
+    from tests.support.fault_stack import descendants
+
+    return descendants(worker.process.pid)
+
+
+def kill_flow_processes(worker: Any) -> list[int]:
+    """SIGKILL the flow-run processes a worker started, leaving the worker alive."""
+    from tests.support.fault_stack import _sigkill, descendants
+
+    victims = descendants(worker.process.pid)
+    for pid in victims:
+        _sigkill(pid)
+    return victims
+
+
+def crash_at_half(stack: FaultStack, workspace: Workspace, kind: str, count: int = 60, sleep: float = 0.4,
+                  parallel: int = 4, timeout: float = 300) -> CrashResult:
+    """Start `count` slow items through the webhook, watch the status URL like a client, SIGKILL at half
+    (kind "flow": the flow-run process only; "host": the worker running it and its flow process, while
+    another worker stands by, as on a second host),
+    and wait, with no other help, until the run ends and the client has seen its 200."""
+    if kind not in ("flow", "host"):
+        raise ValueError(f"unknown crash kind {kind!r}")
+    items = [f"item-{index}" for index in range(1, count + 1)]
+    env = {"FANOUT_TEST_SLEEP": str(sleep), "FANOUT_MAX_PARALLEL": str(parallel)}
+    workers = [start_worker(stack, workspace, **env) for _ in range(2 if kind == "host" else 1)]
+    instance, run_id = start_through_webhook(stack, count)
+    with StatusWatcher(stack, instance) as watcher:
+        wait_until(lambda: len(workspace.checkpointed(instance)) >= count // 2, timeout / 2, "half the items")
+        digests = workspace.checkpointed(instance)
+        worker = next((w for w in workers if any(running(pid) for pid in _descendants(w))), workers[0])
+        killed_at = time.time()
+        victims = stack.kill_worker_and_runs(worker) if kind == "host" else kill_flow_processes(worker)
+        wait_until(lambda: not any(running(pid) for pid in victims), 10, "the killed processes gone")
+        dead_at = time.time()  # an item the dying attempt started may carry a time just after `killed_at`
+        wait_until(lambda: bool(workspace.started_after(dead_at)), timeout, "work resuming after the kill", poll=0.2)
+        resumed_at = workspace.started_after(dead_at)[0].stat().st_mtime
+        run = stack.wait_for(run_id, {"COMPLETED", "FAILED", "CANCELLED"}, timeout, poll=0.5)
+        watcher.finished_seen()
+    ended_at = run.end_time.timestamp() if run.end_time else time.time()
+    states = states_of(stack, run_id)
+    return CrashResult(
+        kind=kind, run_id=run_id, state=run.state.type.value, run_count=run.run_count, output=stack.result(run_id),
+        count=count, finished_before_kill={item for item in items if item_digest(item) in digests},
+        executions=workspace.executed(), kill_to_resume=resumed_at - killed_at, kill_to_complete=ended_at - killed_at,
+        history=timeline(states, killed_at), statuses=watcher.sequence, first_final=watcher.first_final,
+        first_total=watcher.first_total, max_failed=watcher.max_failed,
+        kill_to_rescheduled=first_after(states, "AwaitingRetry", killed_at), start_cost=first_start_cost(states),
     )

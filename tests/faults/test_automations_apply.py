@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from deployments.automations import GIVE_UP, HEARTBEATS, RETRY
+from deployments.automations import GIVE_UP, HEARTBEATS, RETRY, SILENT
 from tests.conftest import REPO_ROOT
 from tests.support.fault_stack import FaultStack
 
@@ -21,12 +21,12 @@ def apply(stack: FaultStack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_apply_is_idempotent_and_scoped_to_the_deployment(stack: FaultStack) -> None:
-    """Applying again updates the three automations in place, each scoped to the fanout deployment."""
+    """Applying again updates the four automations in place, each scoped to the fanout deployment."""
     done = apply(stack)
     assert done.returncode == 0, done.stderr
-    assert [line.split()[0] for line in done.stdout.splitlines()[:3]] == ["updated"] * 3
+    assert [line.split()[0] for line in done.stdout.splitlines()[:4]] == ["updated"] * 4
     with stack.client() as client:
-        for name in (HEARTBEATS, RETRY, GIVE_UP):
+        for name in (SILENT, HEARTBEATS, RETRY, GIVE_UP):
             (automation,) = client.read_automations_by_name(name)
             assert automation.trigger.match_related["prefect.resource.id"] == [f"prefect.deployment.{stack.deployment_id}"]
 

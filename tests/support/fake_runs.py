@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
-from deployments.runs import LABEL_INSTANCE, LABEL_REQUEST, RunRecord
+from deployments.runs import LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, RunRecord
 from flows.request import FanoutRequest
 
 _clock = itertools.count()
@@ -23,6 +23,7 @@ class FakeRuns:
     """Flow runs kept in a dict; tests move them between states with `set_state`."""
 
     def __init__(self) -> None:
+        self.unreachable: str | None = None
         self.runs: dict[UUID, RunRecord] = {}
         self.keys: dict[str, UUID] = {}
         self.outputs: dict[UUID, Any] = {}
@@ -30,11 +31,11 @@ class FakeRuns:
         self.calls: list[str] = []
         self._lock = asyncio.Lock()
 
-    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str | None) -> RunRecord:
+    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str) -> RunRecord:
         self.calls.append("start")
         async with self._lock:
             await asyncio.sleep(0)
-            if idempotency_key is not None and idempotency_key in self.keys:
+            if idempotency_key in self.keys:
                 return self.runs[self.keys[idempotency_key]]
             assert request.instance_id is not None
             created = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=next(_clock))
@@ -45,14 +46,16 @@ class FakeRuns:
                 state_type="SCHEDULED",
                 state_message=None,
                 parameters={"request": request.model_dump(mode="json", exclude_defaults=True)},
-                labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest},
+                labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest, LABEL_START: nonce},
                 created=created,
                 updated=created,
             )
             self.runs[run.flow_run_id] = run
-            if idempotency_key is not None:
-                self.keys[idempotency_key] = run.flow_run_id
+            self.keys[idempotency_key] = run.flow_run_id
             return run
+
+    async def reachable(self) -> str | None:
+        return self.unreachable
 
     def of_instance(self, instance_id: str) -> list[RunRecord]:
         found = [run for run in self.runs.values() if run.instance_id == instance_id]

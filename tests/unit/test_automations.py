@@ -9,8 +9,16 @@ from uuid import UUID, uuid4
 import pytest
 
 from deployments.automations import (
-    GIVE_UP, HEARTBEATS, RETRY, apply_automations, fanout_automations, retry_run_counts, worker_environment,
+    GIVE_UP,
+    HEARTBEATS,
+    RETRY,
+    SILENT,
+    apply_automations,
+    fanout_automations,
+    retry_run_counts,
+    worker_environment,
 )
+from flows.liveness import ALIVE_EVENT
 from flows.settings import get_settings
 
 DEPLOYMENT = UUID("00000000-0000-0000-0000-000000000001")
@@ -30,13 +38,27 @@ def test_every_automation_is_scoped_to_fanout_deployments() -> None:
 
 
 def test_missing_heartbeats_crash_the_run_after_the_window() -> None:
-    """A proactive trigger waits `crash_after_seconds` for a heartbeat or an end, then sets Crashed."""
+    """A proactive trigger waits `crash_after_seconds` for a heartbeat or any state change, then sets Crashed."""
     heartbeats = by_name(crash_after_seconds=120)[HEARTBEATS]
     assert heartbeats.trigger.posture == "Proactive"
     assert heartbeats.trigger.after == {"prefect.flow-run.heartbeat"}
-    assert "prefect.flow-run.Completed" in heartbeats.trigger.expect
+    assert "prefect.flow-run.*" in heartbeats.trigger.expect
     assert heartbeats.trigger.within == timedelta(seconds=120)
     assert heartbeats.actions[0].state == "CRASHED"
+
+
+def test_a_silent_run_is_retried_as_the_same_run_after_the_liveness_window() -> None:
+    """No alive event nor state change for `silent_after_seconds` at run counts 1..max: AwaitingRetry, no Crashed step."""
+    silent = by_name(silent_after_seconds=10, max_auto_retries=2)[SILENT]
+    assert silent.trigger.posture == "Proactive" and silent.trigger.after == {ALIVE_EVENT}
+    assert silent.trigger.expect == {ALIVE_EVENT, "prefect.flow-run.*"}
+    assert silent.trigger.within == timedelta(seconds=10) and silent.trigger.match["prefect.run-count"] == ["1", "2"]
+    assert (silent.actions[0].state, silent.actions[0].name) == ("SCHEDULED", "AwaitingRetry") and silent.enabled
+
+
+def test_the_retry_window_comes_from_the_settings() -> None:
+    """FANOUT_RETRY_WINDOW_SECONDS is how long the retry trigger waits for the worker's second crash report."""
+    assert by_name(retry_window_seconds=12)[RETRY].trigger.within == timedelta(seconds=12)
 
 
 def test_crashed_runs_are_retried_as_the_same_run_up_to_the_cap() -> None:
@@ -52,7 +74,7 @@ def test_crashed_runs_are_retried_as_the_same_run_up_to_the_cap() -> None:
 def test_zero_retries_disables_the_retry_automation() -> None:
     """With max_auto_retries=0 nothing is retried and a first crash fails the run."""
     automations = by_name(max_auto_retries=0)
-    assert not automations[RETRY].enabled and retry_run_counts(get_settings(max_auto_retries=0)) == []
+    assert not automations[RETRY].enabled and not automations[SILENT].enabled and retry_run_counts(get_settings(max_auto_retries=0)) == []
     assert automations[GIVE_UP].enabled and automations[GIVE_UP].trigger.match["prefect.run-count"] == ["1"]
 
 
@@ -77,9 +99,11 @@ def test_workers_get_the_heartbeat_setting(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.parametrize("overrides", [{"heartbeat_seconds": 29}, {"crash_after_seconds": 59},
-                                       {"heartbeat_seconds": 60, "crash_after_seconds": 90}, {"max_auto_retries": -1}])
-def test_bad_crash_settings_are_rejected(overrides: dict[str, int]) -> None:
-    """Heartbeats under 30 s, a window under two heartbeats, or negative retries are refused."""
+                                       {"heartbeat_seconds": 60, "crash_after_seconds": 90}, {"max_auto_retries": -1},
+                                       {"liveness_seconds": 5, "silent_after_seconds": 14}, {"retry_window_seconds": 9}, {"silent_after_seconds": 9}])
+def test_bad_crash_settings_are_rejected(overrides: dict[str, float]) -> None:
+    """Heartbeats under 30 s, a window under two heartbeats or three liveness events, a proactive window
+    under Prefect's 10 s floor, or negative retries are refused."""
     with pytest.raises(ValueError):
         get_settings(**overrides)
 
@@ -106,10 +130,10 @@ class FakeClient:
 
 
 def test_applying_twice_updates_instead_of_duplicating() -> None:
-    """A second apply updates the three automations in place."""
+    """A second apply updates the four automations in place."""
     client = FakeClient()
     first = apply_automations(client, [DEPLOYMENT], get_settings())
     second = apply_automations(client, [DEPLOYMENT], get_settings(max_auto_retries=1))
-    assert [a.action for a in first] == ["created"] * 3 and [a.action for a in second] == ["updated"] * 3
-    assert [a.id for a in first] == [a.id for a in second] and len(client.automations) == 3
-    assert client.automations[second[1].id].trigger.match["prefect.run-count"] == ["1"]
+    assert [a.action for a in first] == ["created"] * 4 and [a.action for a in second] == ["updated"] * 4
+    assert [a.id for a in first] == [a.id for a in second] and len(client.automations) == 4
+    assert client.automations[second[2].id].trigger.match["prefect.run-count"] == ["1"]

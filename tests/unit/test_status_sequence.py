@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -115,7 +115,7 @@ def test_a_crash_nothing_resumed_within_the_deadline_is_200_failed() -> None:
     """Crashed with retries left but not resumed within FANOUT_RESUME_DEADLINE_SECONDS: 200 Failed, saying how to restart."""
     runs = FakeRuns()
     app, instance = started(runs, resume_deadline_seconds=60)
-    long_ago = datetime.now(timezone.utc) - timedelta(seconds=61)
+    long_ago = datetime.now(UTC) - timedelta(seconds=61)
     runs.set_state(instance, "CRASHED", run_count=1, message="crashed", at=long_ago)
     response = poll(app, instance)
     assert seen(response) == (200, "Failed") and "restart" in response.json()["output"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
 
 from deployments.webhook import WebhookConfigurationError, create_app
+from deployments.webhook_errors import PrefectUnavailable
 from flows.settings import FanoutSettings
 from tests.support.fake_runs import FakeRuns
 from tests.unit.webhook_client import AUTH, BASE, TOKEN, call, make_app, with_client
@@ -36,8 +36,14 @@ def test_start_answers_202_with_the_management_urls(runs: FakeRuns) -> None:
     assert body["terminatePostUri"] == f"{status}/terminate"
     assert body["restartPostUri"] == f"{status}/restart"
     assert body["purgeHistoryDeleteUri"] == status
-    assert body["uiUrl"].startswith("http://prefect.test/runs/flow-run/")
+    assert body["uiUrl"] is None  # queued: its flow run does not exist yet
     assert int(response.headers["retry-after"]) >= 1
+
+
+def test_a_start_naming_an_instance_links_its_runs_page(runs: FakeRuns) -> None:
+    """A start with an instance id creates its run at once, so `uiUrl` is the run's Prefect page."""
+    body = start(make_app(runs), json={"instance_id": "nightly-7"}).json()
+    assert body["uiUrl"].startswith("http://prefect.test/runs/flow-run/")
 
 
 def test_an_empty_body_starts_the_seeds_five_items_with_an_explicit_instance_id(runs: FakeRuns) -> None:
@@ -88,7 +94,14 @@ def test_anonymous_access_must_be_switched_on_explicitly(runs: FakeRuns) -> None
 
 def test_health_needs_no_token(runs: FakeRuns) -> None:
     """GET /health answers 200 without a token (for load balancers and `fanout up`)."""
-    assert call(make_app(runs), "GET", "/health", headers={}).json() == {"status": "ok"}
+    assert call(make_app(runs), "GET", "/health", headers={}).json() == {"status": "ok", "queuedStarts": 0}
+
+
+def test_health_is_503_when_prefect_cannot_be_reached(runs: FakeRuns) -> None:
+    """When the Prefect API does not answer, /health says so with 503, so a supervisor can act."""
+    runs.unreachable = "Prefect API unreachable: ConnectError()"
+    response = call(make_app(runs), "GET", "/health", headers={})
+    assert response.status_code == 503 and "unreachable" in response.json()["detail"]
 
 
 def test_status_is_202_with_location_while_pending_and_running(runs: FakeRuns) -> None:
@@ -257,15 +270,27 @@ def test_a_busy_instance_id_is_409(runs: FakeRuns) -> None:
     assert len(runs.of_instance("daily")) == 2
 
 
-def test_a_prefect_api_slower_than_the_deadline_is_503_with_retry_after(runs: FakeRuns) -> None:
-    """When Prefect does not answer within webhook_api_timeout_seconds, the start answers 503 at once."""
-    async def stuck(*args: object) -> None:
-        await asyncio.sleep(30)
+def test_prefect_unavailable_on_a_read_is_503_with_retry_after(runs: FakeRuns) -> None:
+    """When the Prefect API fails where a route reads it, the answer is 503 with Retry-After and why."""
+    async def down(*args: object) -> None:
+        raise PrefectUnavailable("Prefect API answered 503")
 
-    runs.start = stuck  # type: ignore[method-assign, assignment]
-    app = make_app(runs, webhook_api_timeout_seconds=0.2)
-    began = time.monotonic()
-    response = start(app)
+    runs.latest = down  # type: ignore[method-assign, assignment]
+    response = call(make_app(runs), "GET", "/api/instances/anything")
     assert response.status_code == 503 and response.headers["retry-after"]
-    assert "no answer within 0.2s" in response.json()["detail"]
-    assert time.monotonic() - began < 5
+    assert response.json()["detail"] == "Prefect API answered 503"
+
+
+def test_a_timeout_that_is_not_prefects_is_not_a_503(runs: FakeRuns) -> None:
+    """Only Prefect's unavailability becomes 503: another TimeoutError is a server error, not "retry later"."""
+    async def broken(*args: object) -> None:
+        raise TimeoutError("some other timeout")
+
+    runs.latest = broken  # type: ignore[method-assign, assignment]
+    app = make_app(runs)
+
+    async def get(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get("/api/instances/anything", headers=AUTH)
+
+    with pytest.raises(TimeoutError):
+        with_client(app, get)

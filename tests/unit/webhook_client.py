@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import httpx
 from fastapi import FastAPI
 
+from deployments.deps import WebhookState
 from deployments.webhook import create_app
 from flows.settings import FanoutSettings
 from tests.support.fake_runs import FakeRuns
@@ -27,12 +28,22 @@ def make_app(runs: FakeRuns, **settings: Any) -> FastAPI:
 
 
 def with_client(app: FastAPI, use: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
-    """Run `use(client)` against the app in a fresh event loop."""
+    """Run `use(client)` against the app in a fresh event loop, then let its submitter create
+    the runs of the starts it queued (as the running app's submitter would, moments later)."""
     async def main() -> T:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=10) as client:
-            return await use(client)
+            result = await use(client)
+        await submit_queued(app)
+        return result
     return asyncio.run(main())
+
+
+async def submit_queued(app: FastAPI) -> None:
+    """Create the runs of every queued start now."""
+    state: WebhookState = app.state.webhook
+    assert state.instances is not None
+    await state.instances.submitter.drain()
 
 
 def call(app: FastAPI, method: str, url: str, **options: Any) -> httpx.Response:

@@ -1,0 +1,213 @@
+"""The webhook's operations on instances, one implementation each, whatever route table calls them.
+
+    start      a request without an instance id is queued (deployments/start_queue.py) and
+               answered at once; one naming an instance is created on Prefect now, atomically
+    find       the instance's queued start, else its newest flow run
+    status     the seed's status document
+    terminate  cancel it (a queued start never reaches Prefect)
+    restart    run a finished instance again, reusing its checkpoints
+    purge      delete its history
+
+They raise `deployments.webhook_errors` (no HTTP here); the seed's routes
+(deployments/routes.py) and any later table over other paths map them alike.
+
+One active run per instance: a start naming an instance creates its run with
+Prefect's idempotency key `fanout-instance:<id>:after:<newest run id | new>`,
+which Prefect keeps unique per flow in its database. Starters that saw the same
+newest run race for one key and exactly one creates the run; the others get it
+back, see another start's nonce on it, and answer 409 naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from deployments.idempotency import request_digest
+from deployments.resuming import ResumePolicy
+from deployments.runs import RunRecord, Runs
+from deployments.start_queue import QueuedStart, StartQueue
+from deployments.status import (
+    FINISHED,
+    CustomStatus,
+    RuntimeStatus,
+    StatusDocument,
+    requested_total,
+    runtime_status,
+    status_document,
+)
+from deployments.submitter import Submitter
+from deployments.webhook_errors import (
+    InstanceConflict,
+    InstanceNotFound,
+    PrefectUnavailable,
+    StartRejected,
+)
+from flows.request import FanoutRequest
+
+QUEUED_STATUS: dict[str, RuntimeStatus] = {
+    "queued": RuntimeStatus.PENDING, "failed": RuntimeStatus.FAILED, "cancelled": RuntimeStatus.TERMINATED,
+}
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a start answers with: the instance and, once its run exists, the run's Prefect page."""
+
+    instance_id: str
+    ui_url: str | None
+
+
+Found = RunRecord | QueuedStart
+
+
+def instance_key(instance_id: str, newest: RunRecord | None) -> str:
+    """Prefect's idempotency key of the instance's next run: one per (instance, run it follows)."""
+    return f"fanout-instance:{instance_id}:after:{newest.flow_run_id if newest else 'new'}"
+
+
+def is_finished(run: RunRecord) -> bool:
+    return runtime_status(run.state_type) in FINISHED
+
+
+class Instances:
+    """Start, find, read, terminate, restart and purge instances over Prefect and the start queue."""
+
+    def __init__(
+        self, runs: Runs, queue: StartQueue, submitter: Submitter, flow_name: str, resumes: ResumePolicy
+    ) -> None:
+        self.runs = runs
+        self.queue = queue
+        self.submitter = submitter
+        self.flow_name = flow_name
+        self.resumes = resumes
+        self._instance_locks: dict[str, asyncio.Lock] = {}
+
+    async def start(self, request: FanoutRequest, key: str | None) -> Started:
+        """Queue a new instance, or create a run of the named one; `key` is the client's Idempotency-Key."""
+        digest = request_digest(request)
+        if request.instance_id is None:
+            return self._queue(request, digest, key)
+        lock = self._instance_locks.setdefault(request.instance_id, asyncio.Lock())
+        async with lock:  # one Prefect round trip per instance at a time in this process; atomic across processes
+            return await self._create(request, request.instance_id, digest, key)
+
+    def _queue(self, request: FanoutRequest, digest: str, key: str | None) -> Started:
+        instance_id = uuid.uuid4().hex
+        payload = request.model_copy(update={"instance_id": instance_id}).model_dump_json(exclude_defaults=True)
+        start = self.queue.accept(f"key:{key}" if key else f"new:{instance_id}", instance_id, payload, digest)
+        _same_body(start.digest, digest, key)
+        if start.state == "queued":
+            self.submitter.wake()
+        return Started(start.instance_id, None)
+
+    async def _create(self, request: FanoutRequest, instance_id: str, digest: str, key: str | None) -> Started:
+        newest = await self.runs.latest(instance_id)
+        if newest is not None and key is not None and newest.start_nonce == key:
+            _same_body(newest.request_digest, digest, key)
+            return Started(instance_id, self.runs.ui_url(newest))  # a repeat of the start that made it
+        if newest is not None and not is_finished(newest):
+            raise _busy(newest)
+        nonce = key or uuid.uuid4().hex
+        prefect_key = instance_key(instance_id, newest)
+        try:
+            run = await self.runs.start(request, digest, prefect_key, nonce)
+        except httpx.HTTPStatusError as error:
+            raise StartRejected(f"Prefect refused the run: {error.response.text[:500]}") from error
+        except PrefectUnavailable:
+            found = await self.runs.by_idempotency_key(prefect_key)  # did the create land before it timed out?
+            if found is None:
+                raise
+            run = found
+        if run.start_nonce != nonce:
+            raise _busy(run)
+        return Started(instance_id, self.runs.ui_url(run))
+
+    async def find(self, instance_id: str) -> Found:
+        """The instance's start still in the queue (or refused there), else its newest run; else 404."""
+        start = self.queue.of_instance(instance_id)
+        if start is not None and start.state != "submitted":
+            return start
+        run = await self.runs.latest(instance_id)
+        if run is None:
+            raise InstanceNotFound(f"no instance {instance_id!r}")
+        return run
+
+    async def status(self, instance_id: str) -> StatusDocument:
+        found = await self.find(instance_id)
+        if isinstance(found, QueuedStart):
+            return queued_status(found, self.flow_name)
+        return await status_document(self.runs, found, self.flow_name, self.resumes)
+
+    async def terminate(self, instance_id: str) -> Started:
+        found = await self.find(instance_id)
+        if isinstance(found, QueuedStart):
+            if found.state == "queued" and self.queue.settle(found.key, "cancelled", error="terminated before it started"):
+                return Started(instance_id, None)
+            found = await self.find(instance_id)
+        if isinstance(found, QueuedStart) or is_finished(found):
+            raise InstanceConflict(f"instance {instance_id} already finished ({_status_of(found).value})")
+        await self.runs.terminate(found)
+        return Started(instance_id, self.runs.ui_url(found))
+
+    async def restart(self, instance_id: str) -> Started:
+        run = _finished_run(await self.find(instance_id), instance_id)
+        await self.runs.restart(run)
+        return Started(instance_id, self.runs.ui_url(run))
+
+    async def purge(self, instance_id: str) -> int:
+        found = await self.find(instance_id)
+        if isinstance(found, QueuedStart):
+            if found.state == "queued":
+                raise InstanceConflict(f"instance {instance_id} is still {RuntimeStatus.PENDING.value}")
+            return self.queue.forget_instance(instance_id)
+        if not is_finished(found):
+            raise InstanceConflict(f"instance {instance_id} is still {runtime_status(found.state_type).value}")
+        deleted = await self.runs.purge(instance_id)
+        self.queue.forget_instance(instance_id)
+        return deleted
+
+
+def _finished_run(found: Found, instance_id: str) -> RunRecord:
+    """Restart acts only on a finished run; otherwise 409 with its current status."""
+    if isinstance(found, QueuedStart):
+        raise InstanceConflict(f"instance {instance_id} never started ({_status_of(found).value}); start it anew")
+    if not is_finished(found):
+        raise InstanceConflict(f"instance {instance_id} is still {runtime_status(found.state_type).value}")
+    return found
+
+
+def _status_of(found: Found) -> RuntimeStatus:
+    return QUEUED_STATUS[found.state] if isinstance(found, QueuedStart) else runtime_status(found.state_type)
+
+
+def _busy(run: RunRecord) -> InstanceConflict:
+    status = runtime_status(run.state_type).value
+    return InstanceConflict(f"instance {run.instance_id} is already {status} as flow run {run.flow_run_id}")
+
+
+def _same_body(first: str | None, digest: str, key: str | None) -> None:
+    if key is not None and first != digest:
+        raise InstanceConflict(f"Idempotency-Key {key!r} was already used with a different body")
+
+
+def queued_status(start: QueuedStart, name: str) -> StatusDocument:
+    """The status document of a start Prefect has no run for (yet): Pending, or why it never ran."""
+    request: dict[str, Any] = json.loads(start.request)
+    accepted = datetime.fromtimestamp(start.accepted, tz=UTC)
+    return StatusDocument(
+        name=name,
+        instance_id=start.instance_id,
+        runtime_status=QUEUED_STATUS[start.state],
+        input=request,
+        output=start.error,
+        custom_status=CustomStatus(total=requested_total({"request": request})),
+        created_time=accepted,
+        last_updated_time=accepted,
+    )
