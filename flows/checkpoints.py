@@ -156,7 +156,7 @@ class CheckpointStore:
             return None
         if stored != name or not isinstance(output, list) or len(output) != len(keys):
             return None
-        return dict(zip(keys, output))
+        return dict(zip(keys, output, strict=True))
 
     def finished(self) -> set[str]:
         """Digests of the keys with a sound record (local folders only): for watching a run from outside."""
@@ -199,7 +199,7 @@ class CheckpointStore:
         for key in keys:
             try:
                 data = _read(self.storage, f"{self.prefix}/{item_digest(key)}")
-            except Exception:  # noqa: BLE001, S112 - missing: each block raises its own kind, and it is no news
+            except Exception:  # noqa: BLE001 - missing: each block raises its own kind, and it is no news
                 continue
             try:
                 stored, result = checkpoint_format.decode(data)

@@ -36,7 +36,7 @@ FLOW_NAME = "fan-out-fan-in"
 
 
 @flow(name=FLOW_NAME, persist_result=True, result_serializer="json", validate_parameters=True)
-def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:  # noqa: B008 - frozen model, and Prefect shows the default in its form
+def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     """Run every item of the request once per instance, and return their results in item order.
 
     Checkpoints belong to the orchestration instance (`request.instance_id`, else
