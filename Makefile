@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# The lowest Prefect fanout supports (pyproject's `prefect>=` bound): `make test-lowest` runs the
-# unit and integration tiers on it, in a second virtualenv, so the range stays true.
-PREFECT_LOWEST ?= 3.0.0
+# The lowest Prefect fanout supports, read from pyproject's `prefect>=` bound: `make test-lowest` runs
+# the unit and integration tiers on it, in a second virtualenv, so the range stays true.
+PREFECT_LOWEST ?= $(shell sed -n 's/^ *"prefect>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 VENV_LOWEST ?= .venv-lowest
 LINTED := flows deployments benchmarks tests pipelines
 

@@ -131,5 +131,5 @@ def checkpoint(journal: CheckpointJournal, item: str, value: Any) -> None:
         journal.append(item, value)
     except (TypeError, ValueError) as error:
         raise CheckpointNotWritten(f"result is not JSON: {describe(error)}") from error
-    except Exception as error:
+    except Exception as error:  # each storage block raises its own kind
         raise CheckpointNotWritten(f"storage refused the checkpoint: {describe(error)}") from error

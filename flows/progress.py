@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class ProgressReporter:
         with self._lock:
             self._current = Progress(self._current.total, completed, len(done) - completed)
 
-    def __enter__(self) -> ProgressReporter:
+    def __enter__(self) -> Self:
         context = contextvars.copy_context()  # the flow-run context, so artifacts attach to this run
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name=THREAD_NAME)
         self._thread.start()
@@ -223,7 +223,7 @@ class ItemTally:
             self._reporter.advance(completed=self._completed, failed=self._failed)
             self._completed = self._failed = 0
 
-    def __enter__(self) -> ItemTally:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -70,9 +70,10 @@ class Workspace:
             path.unlink()
 
 
-def start_worker(stack: FaultStack, workspace: Workspace, **overrides: str) -> Any:
-    """A fresh worker whose flow runs see the workspace's FANOUT_* settings."""
-    return stack.start_worker(workspace.env(**overrides))
+def start_worker(stack: FaultStack, workspace: Workspace, worker_type: str | None = None, **overrides: str) -> Any:
+    """A fresh worker (the stack's default type unless `worker_type` says) whose flow runs see the
+    workspace's FANOUT_* settings."""
+    return stack.start_worker(workspace.env(**overrides), worker_type)
 
 
 def wait_until(condition: Any, timeout: float, what: str, poll: float = 0.2) -> None:
@@ -216,6 +217,8 @@ class CrashResult:
     first_final: str | None
     first_total: Any
     max_failed: int
+    kill_to_rescheduled: float | None  # the first AwaitingRetry after the kill: what fanout's automations take
+    start_cost: float | None  # the first attempt's Submitting -> Running: what the worker takes to start a flow
 
     @property
     def reexecuted(self) -> list[str]:
@@ -235,12 +238,28 @@ def start_through_webhook(stack: FaultStack, count: int) -> tuple[str, UUID]:
     return str(body["id"]), UUID(str(body["uiUrl"]).rstrip("/").rsplit("/", 1)[1])
 
 
-def timeline(stack: FaultStack, run_id: UUID, since: float) -> list[str]:
-    """The run's states with their time relative to `since` (a wall-clock moment) and a short message."""
+def states_of(stack: FaultStack, run_id: UUID) -> list[tuple[str, float, str]]:
+    """The run's states in order: (name, wall-clock time, message)."""
     with stack.client() as client:
         states = client.read_flow_run_states(run_id)
-    return [f"{state.name}@{state.timestamp.timestamp() - since:+.1f}s {(state.message or '')[:70]}".rstrip()
-            for state in states]
+    return [(state.name, state.timestamp.timestamp(), state.message or "") for state in states]
+
+
+def timeline(states: list[tuple[str, float, str]], since: float) -> list[str]:
+    """The states with their time relative to `since` (a wall-clock moment) and a short message."""
+    return [f"{name}@{at - since:+.1f}s {message[:70]}".rstrip() for name, at, message in states]
+
+
+def first_after(states: list[tuple[str, float, str]], name: str, since: float) -> float | None:
+    """Seconds from `since` to the first state called `name` after it."""
+    return next((at - since for state, at, _ in states if state == name and at > since), None)
+
+
+def first_start_cost(states: list[tuple[str, float, str]]) -> float | None:
+    """Seconds from the first attempt's Submitting (or Pending) to its Running: what starting a flow process costs."""
+    began = next((at for name, at, _ in states if name in ("Submitting", "Pending")), None)
+    running = next((at for name, at, _ in states if name == "Running"), None)
+    return running - began if began is not None and running is not None else None
 
 
 def running(pid: int) -> bool:
@@ -268,16 +287,17 @@ def kill_flow_processes(worker: Any) -> list[int]:
 
 
 def crash_at_half(stack: FaultStack, workspace: Workspace, kind: str, count: int = 60, sleep: float = 0.4,
-                  parallel: int = 4, timeout: float = 300) -> CrashResult:
+                  parallel: int = 4, timeout: float = 300, worker_type: str = "process") -> CrashResult:
     """Start `count` slow items through the webhook, watch the status URL like a client, SIGKILL at half
     (kind "flow": the flow-run process only; "host": the worker running it and its flow process, while
     another worker stands by, as on a second host),
-    and wait, with no other help, until the run ends and the client has seen its 200."""
+    and wait, with no other help, until the run ends and the client has seen its 200. Prefect's `process`
+    worker by default: every process below it is a flow run, and the automations are what resume it."""
     if kind not in ("flow", "host"):
         raise ValueError(f"unknown crash kind {kind!r}")
     items = [f"item-{index}" for index in range(1, count + 1)]
     env = {"FANOUT_TEST_SLEEP": str(sleep), "FANOUT_MAX_PARALLEL": str(parallel)}
-    workers = [start_worker(stack, workspace, **env) for _ in range(2 if kind == "host" else 1)]
+    workers = [start_worker(stack, workspace, worker_type, **env) for _ in range(2 if kind == "host" else 1)]
     instance, run_id = start_through_webhook(stack, count)
     with StatusWatcher(stack, instance) as watcher:
         wait_until(lambda: len(workspace.checkpointed(instance)) >= count // 2, timeout / 2, "half the items")
@@ -292,10 +312,12 @@ def crash_at_half(stack: FaultStack, workspace: Workspace, kind: str, count: int
         run = stack.wait_for(run_id, {"COMPLETED", "FAILED", "CANCELLED"}, timeout, poll=0.5)
         watcher.finished_seen()
     ended_at = run.end_time.timestamp() if run.end_time else time.time()
+    states = states_of(stack, run_id)
     return CrashResult(
         kind=kind, run_id=run_id, state=run.state.type.value, run_count=run.run_count, output=stack.result(run_id),
         count=count, finished_before_kill={item for item in items if item_digest(item) in digests},
         executions=workspace.executed(), kill_to_resume=resumed_at - killed_at, kill_to_complete=ended_at - killed_at,
-        history=timeline(stack, run_id, killed_at), statuses=watcher.sequence, first_final=watcher.first_final,
+        history=timeline(states, killed_at), statuses=watcher.sequence, first_final=watcher.first_final,
         first_total=watcher.first_total, max_failed=watcher.max_failed,
+        kill_to_rescheduled=first_after(states, "AwaitingRetry", killed_at), start_cost=first_start_cost(states),
     )

@@ -125,15 +125,6 @@ def test_a_progress_artifact_is_updated_with_one_patch(client: SyncPrefectClient
     assert json.loads(request.content) == {"data": 100.0, "description": "5 of 5 items done, 0 failed"}
 
 
-def test_the_server_serves_the_artifact_routes_the_adapter_calls() -> None:
-    """Prefect's server still has POST /artifacts/ and PATCH /artifacts/{id}."""
-    from prefect.server.api.artifacts import router
-
-    routes = {(method, route.path.replace(":uuid", "")) for route in router.routes for method in route.methods}
-    assert ("POST", prefect_adapter.ARTIFACTS_ROUTE) in routes
-    assert ("PATCH", prefect_adapter.ARTIFACT_ROUTE) in routes
-
-
 class AsyncStorage:
     """A storage block whose read_path / write_path are coroutines, as remote blocks' are in async code."""
 

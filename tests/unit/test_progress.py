@@ -10,7 +10,13 @@ import time
 import pytest
 
 from flows.outcome import ItemOutcome
-from flows.progress import ItemTally, Progress, ProgressReporter, progress_from_labels, reporting
+from flows.progress import (
+    ItemTally,
+    Progress,
+    ProgressReporter,
+    progress_from_labels,
+    reporting,
+)
 
 
 class Recorder:
