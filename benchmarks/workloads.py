@@ -161,6 +161,9 @@ def large_figures(scratch: Path, count: int) -> dict[str, Any]:
     )
     settings = get_settings(result_storage=scratch / "results")
     checkpointed = len(CheckpointStore(result_storage(settings), "large-crash", TRIVIAL).finished())
+    # The killed run's instance lease (flows/instance_lease.py, FANOUT_INSTANCE_LEASE_SECONDS, 60 s at least)
+    # refuses another run of the instance until it lapses: wait it out, as a retry after a host died would.
+    time.sleep(get_settings().instance_lease_seconds + 5)
     resumed = probe(scratch, "fanout", str(items), "large-crash", FANOUT_PROCESSOR=TRIVIAL, FANOUT_MAX_ITEMS=str(count))
     return {"full": full, "killed": killed, "checkpointed": checkpointed, "resumed": resumed, "count": count}
 
