@@ -3,12 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The lowest Prefect fanout supports, read from pyproject's `prefect>=` bound: `make test-lowest` runs
+# the unit and integration tiers on it, in a second virtualenv, so the range stays true.
+PREFECT_LOWEST ?= $(shell sed -n 's/^ *"prefect>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+VENV_LOWEST ?= .venv-lowest
+LINTED := flows deployments benchmarks tests pipelines
 
-.PHONY: run test test-multiworker test-unit test-postgres bench clean
+.PHONY: run test test-multiworker test-unit test-lowest test-postgres lint bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/fanout run
 
+# pytest exits 5 when a selection collects nothing; that is not a failure here.
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
@@ -18,11 +24,21 @@ test-multiworker: $(VENV)/.installed-test
 test-unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit
 
+test-lowest: $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST)
+	$(VENV_LOWEST)/bin/python -c 'import prefect; print("prefect", prefect.__version__)'
+	$(VENV_LOWEST)/bin/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+
 # The end-to-end scenarios again with the Prefect server on a private PostgreSQL cluster (the production backend).
 POSTGRES_SCENARIOS ?= tests/e2e/test_webhook_e2e.py::test_seed_scenario_post_202_then_poll_to_200_with_five_results \
 	tests/faults/test_host_crash.py::test_kill_nine_of_worker_and_run_completes_on_its_own
 test-postgres: $(VENV)/.installed-test
 	FANOUT_E2E_DATABASE=postgres $(BIN)/python -m pytest $(POSTGRES_SCENARIOS)
+
+# ruff (lint and format, configured in pyproject.toml) and mypy --strict on the package code.
+lint: $(VENV)/.installed-lint
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy --strict flows deployments
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.scale --quick
@@ -34,8 +50,18 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[test,dask]"
+	$(BIN)/python -m pip install --quiet -e ".[test,dask,postgres]"
+	touch $@
+
+$(VENV)/.installed-lint: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[lint]"
+	touch $@
+
+$(VENV_LOWEST)/.installed-$(PREFECT_LOWEST): pyproject.toml
+	test -x $(VENV_LOWEST)/bin/python || $(PYTHON) -m venv $(VENV_LOWEST)
+	$(VENV_LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_LOWEST)/bin/python -m pip install --quiet -e ".[test,dask]" "prefect==$(PREFECT_LOWEST)"
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VENV_LOWEST) .pytest_cache .mypy_cache .ruff_cache

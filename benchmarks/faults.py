@@ -7,12 +7,15 @@ and the webhook, then for each crash kind, `--repeats` times: starts `--count` s
 items through the webhook, polls the status URL every 0.2 s as a client would, and
 at half way SIGKILLs
 
-    flow   the flow-run process only; its `process` worker lives on and reports the crash
-    host   the worker and its flow-run process; a fresh worker is started at once
+    flow   the flow-run process only; its worker lives on and reports the crash
+    host   the worker running it and its flow-run process, while a second worker stands by (another host)
 
 then waits until the run ends by itself. Prints each repeat (with the status sequence
 the client saw) and, per kind, the medians of kill -> resumed work, kill -> Completed
-and the items run twice, and whether any client saw a 200 before the end.
+and the items run twice, and whether any client saw a 200 before the end. Also, measured in
+the same runs: kill -> rescheduled (AwaitingRetry, what fanout's automations take) and
+what the `process` worker takes to start a flow process (the first attempt's
+Submitting -> Running), which a resume pays again.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--kinds", default=",".join(KINDS), help="crash kinds to run: flow, host")
     parser.add_argument("--retries", type=int, default=3)
+    parser.add_argument("--worker-type", default="process",
+                        help="the workers' type: Prefect's `process` (the automations resume runs) or the stack's warm one")
     parser.add_argument("--silent-after", type=int, default=None, help="FANOUT_SILENT_AFTER_SECONDS (default: the setting's)")
     parser.add_argument("--retry-window", type=int, default=None, help="FANOUT_RETRY_WINDOW_SECONDS (default: the setting's)")
     args = parser.parse_args()
@@ -60,7 +65,7 @@ def main() -> None:
                     workspace = Workspace(Path(temp) / f"{kind}-{repeat}")
                     try:
                         result = crash_at_half(stack, workspace, kind, count=args.count, sleep=args.sleep,
-                                               parallel=args.parallel)
+                                               parallel=args.parallel, worker_type=args.worker_type)
                     finally:
                         stack.stop_workers()
                         stack.cancel_unfinished()
@@ -73,21 +78,24 @@ def print_repeat(repeat: int, result: CrashResult) -> None:
     in_flight_only = not set(result.reexecuted) & result.finished_before_kill
     print(f"{result.kind} #{repeat}: {result.state} run_count={result.run_count} "
           f"finished_before_kill={len(result.finished_before_kill)}/{result.count} "
+          f"kill->rescheduled={result.kill_to_rescheduled or float('nan'):.1f}s "
           f"kill->resume={result.kill_to_resume:.1f}s kill->complete={result.kill_to_complete:.1f}s "
           f"re-executed={len(result.reexecuted)} (only in-flight: {in_flight_only}) "
           f"output_ok={result.output == [f'Processed item-{i}' for i in range(1, result.count + 1)]} "
           f"max customStatus.failed={result.max_failed}", flush=True)
     print(f"    status seen: {' -> '.join(result.statuses)}", flush=True)
-    print(f"    states: {' -> '.join(state.split(':')[0] for state in result.history)}", flush=True)
+    print("    states (time from the kill):\n      " + "\n      ".join(result.history), flush=True)
 
 
 def print_summary(results: dict[str, list[CrashResult]], args: argparse.Namespace, settings: FanoutSettings) -> None:
     print()
     print(f"{'crash kind':44} {'figure':32} {'median':>7}  values")
     for kind, runs in results.items():
-        label = "flow process only (worker alive)" if kind == "flow" else "host: worker + flow process (fresh worker)"
+        label = "flow process only (worker alive)" if kind == "flow" else "host: worker + flow process (2nd worker)"
         for name, values in [
+            ("kill -> rescheduled (s)", [r.kill_to_rescheduled or float("nan") for r in runs]),
             ("kill -> resumed work (s)", [r.kill_to_resume for r in runs]),
+            ("worker: Submitting -> Running (s)", [r.start_cost or float("nan") for r in runs]),
             ("kill -> run Completed (s)", [r.kill_to_complete for r in runs]),
             ("items run twice", [float(len(r.reexecuted)) for r in runs]),
         ]:
@@ -98,7 +106,7 @@ def print_summary(results: dict[str, list[CrashResult]], args: argparse.Namespac
     print(f"\nsettings: {args.count} items x {args.sleep}s, {args.parallel} in flight; alive event every "
           f"{settings.liveness_seconds:g}s, resumed after {settings.silent_after_seconds}s of silence; "
           f"a Crashed run retried after {settings.retry_window_seconds}s; max automatic retries "
-          f"{settings.max_auto_retries}; worker polls every 1s; Prefect evaluates proactive triggers every 5s")
+          f"{settings.max_auto_retries}; {args.worker_type} workers polling every 1s; Prefect evaluates proactive triggers every 5s")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 
 class ThreadSampler:
@@ -33,7 +33,7 @@ class ThreadSampler:
         while not self._stop.wait(interval):
             self.peak = max(self.peak, _os_threads())
 
-    def __enter__(self) -> ThreadSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -71,7 +71,7 @@ def warm_prefect() -> None:
 def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from prefect import flow, task
 
-    from flows.prefect_settings import heartbeats_off
+    from flows.prefect_adapter import heartbeats_off
     from flows.processor import processed
 
     @task(persist_result=True)
@@ -96,7 +96,7 @@ def floor(count: int, instance_id: str, run_name: str | None = None) -> Run:
     """A Prefect flow that only returns the N results: what any flow returning them costs."""
     from prefect import flow
 
-    from flows.prefect_settings import heartbeats_off
+    from flows.prefect_adapter import heartbeats_off
     from flows.processor import processed
 
     @flow(name="floor", persist_result=True)
@@ -133,7 +133,10 @@ def write_executed() -> None:
 
 
 VARIANTS: dict[str, Callable[..., Run]] = {
-    "threadpool": threadpool, "naive": naive, "fanout": fanout, "floor": floor,
+    "threadpool": threadpool,
+    "naive": naive,
+    "fanout": fanout,
+    "floor": floor,
 }
 
 
@@ -149,11 +152,18 @@ def main() -> None:
         seconds = time.perf_counter() - started
     assert output == [f"Processed item-{i}" for i in range(1, count + 1)], "wrong output"
     write_executed()
-    print(json.dumps({
-        "variant": variant, "count": count, "seconds": seconds, "started_at": started_at,
-        "peak_threads": sampler.peak,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "count": count,
+                "seconds": seconds,
+                "started_at": started_at,
+                "peak_threads": sampler.peak,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,3 +40,12 @@ def waiting(item: str) -> str:
     item work outweighs Prefect's fixed cost per run, so resume and rerun costs show what they are."""
     time.sleep(WAIT_SECONDS)
     return recorded(item)
+
+
+def failing_one_in_a_hundred(item: str) -> str:
+    """The seed's processor, but item-1, item-101, item-201, ... fail for good: 1% of a run's items,
+    evenly spread, so a run has a failure report to measure."""
+    number = item.rpartition("-")[2]
+    if number.isdigit() and int(number) % 100 == 1:
+        raise ValueError(f"{item} is broken")
+    return processed(item)

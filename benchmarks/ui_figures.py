@@ -27,10 +27,10 @@ from pathlib import Path
 
 import httpx
 
+from deployments.postgres import private_postgres
 from deployments.processes import running_prefect_server
 from deployments.stack import LocalStack
 from flows.report import artifact_key
-from tests.support.postgres import private_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "benchmark-webhook-token-0123456789"
@@ -60,15 +60,18 @@ def post_to_200(client: httpx.Client, instance: str) -> float:
 def seed_times(database_urls: dict[str, str | None], repeats: int, root: Path) -> dict[str, list[float]]:
     """POST -> 200 times of the seed scenario, one local stack per database, all up at once and
     measured in turns (SQLite, PostgreSQL, SQLite, ...) so that load from elsewhere hits both alike."""
-    stacks = {name: LocalStack(home=root / name, database_url=url, env=_clean_env(), token=TOKEN)
-              for name, url in database_urls.items()}
+    stacks = {
+        name: LocalStack(home=root / name, database_url=url, env=_clean_env(), token=TOKEN)
+        for name, url in database_urls.items()
+    }
     times: dict[str, list[float]] = {name: [] for name in stacks}
     clients: dict[str, httpx.Client] = {}
     try:
         for name, stack in stacks.items():
             stack.start()
-            clients[name] = httpx.Client(base_url=stack.webhook_url, headers={"Authorization": f"Bearer {TOKEN}"},
-                                         timeout=30)
+            clients[name] = httpx.Client(
+                base_url=stack.webhook_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            )
             post_to_200(clients[name], "warm-up")
         for index in range(repeats):
             for name, client in clients.items():
@@ -91,18 +94,28 @@ def artifact_bytes(api_url: str, key: str) -> int:
 
 def artifact_sizes(items: int, home: Path) -> dict[str, int]:
     """Artifact sizes of `items`-item runs, with the default table limit and with every item listed."""
-    failing = ",".join(f"item-{index}" for index in range(1, items + 1, 100))
     sizes: dict[str, int] = {}
     with running_prefect_server(home / "prefect") as server:
         for label, limit in (("default limit", None), ("every item", items)):
             instance = f"sizes-{'full' if limit else 'default'}"
-            env = {**_clean_env(), **server.client_env(), "PYTHONPATH": str(REPO_ROOT),
-                   "FANOUT_PROCESSOR": "tests.support.processors:scripted", "FANOUT_TEST_FAIL": failing,
-                   "FANOUT_RESULT_STORAGE": str(home / f"results-{instance}"), "FANOUT_RETRY_DELAY_SECONDS": "0"}
+            env = {
+                **_clean_env(),
+                **server.client_env(),
+                "PYTHONPATH": str(REPO_ROOT),
+                "FANOUT_PROCESSOR": "benchmarks.processors:failing_one_in_a_hundred",
+                "FANOUT_RESULT_STORAGE": str(home / f"results-{instance}"),
+                "FANOUT_RETRY_DELAY_SECONDS": "0",
+            }
             if limit:
                 env["FANOUT_REPORT_TABLE_LIMIT"] = str(limit)
-            subprocess.run([sys.executable, "-m", "deployments.cli", "run", "--count", str(items), "--instance-id", instance],
-                           env=env, cwd=REPO_ROOT, capture_output=True, timeout=1800)
+            subprocess.run(
+                [sys.executable, "-m", "deployments.cli", "run", "--count", str(items), "--instance-id", instance],
+                check=False,
+                env=env,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                timeout=1800,
+            )  # exit 1: items failed
             sizes[f"item table, {label}"] = artifact_bytes(server.api_url, artifact_key(instance, "items"))
             sizes[f"metrics markdown, {label}"] = artifact_bytes(server.api_url, artifact_key(instance, "metrics"))
     return sizes
@@ -121,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(scratch)
         with private_postgres() as cluster:
             times = seed_times({"SQLite": None, "PostgreSQL": cluster.database_url()}, args.repeats, root)
-        print(f"\nseed scenario, POST /api/start-fanout -> status 200, {args.repeats} sequential runs after a warm-up (s)")
+        print(
+            f"\nseed scenario, POST /api/start-fanout -> status 200, {args.repeats} sequential runs after a warm-up (s)"
+        )
         for name, values in times.items():
             print(f"  {name:<11} {summary(values)}   runs: {', '.join(f'{v:.3f}' for v in values)}")
         ratio = statistics.median(times["PostgreSQL"]) / statistics.median(times["SQLite"])

@@ -14,8 +14,11 @@ from typing import Any
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
 
+from flows.admission import admit
 from flows.errors import InvalidRequest
-from flows.request import FanoutRequest, plan_items
+from flows.request import FanoutRequest
+from flows.settings import FanoutSettings
+from flows.sources import SourceForbidden
 
 
 async def read_limited(request: Request, max_bytes: int) -> bytes:
@@ -37,10 +40,11 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
 
 
 def parse_request(
-    body: bytes, content_type: str | None, max_items: int, max_parameter_bytes: int = 0
+    body: bytes, content_type: str | None, settings: FanoutSettings, max_parameter_bytes: int = 0
 ) -> FanoutRequest:
     """The checked request the body asks for; an empty body is the seed's default (5 items).
 
+    A source must be one this server allows (403 otherwise: flows/admission.py).
     A request Prefect would refuse as a flow-run parameter (larger than
     `max_parameter_bytes`, the server's PREFECT_SERVER_API_MAX_PARAMETER_SIZE)
     is refused here with 413 and why, before it is accepted: such a list cannot
@@ -54,7 +58,9 @@ def parse_request(
             raise HTTPException(415, "body must be application/json")
         request = _validated(_json_object(body))
     try:
-        plan_items(request, max_items)
+        admit(request, settings, over_http=True)
+    except SourceForbidden as error:
+        raise HTTPException(403, str(error)) from None
     except InvalidRequest as error:
         raise HTTPException(422, str(error)) from None
     _check_parameter_size(request, max_parameter_bytes)

@@ -6,15 +6,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from deployments.automations_cli import automations_app
+from deployments.results_cli import results, source_option
+from flows.admission import admit
 from flows.errors import InvalidRequest, ItemsFailed
 from flows.processor import load_processor
-from flows.request import FanoutRequest, plan_items
+from flows.request import FanoutRequest
 from flows.settings import get_settings
 
 EXIT_FAILED = 1
@@ -24,6 +26,7 @@ app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=T
 
 
 app.add_typer(automations_app, name="automations")
+app.command()(results)
 
 
 @app.callback()
@@ -33,29 +36,100 @@ def main() -> None:
 
 @app.command()
 def run(
-    count: Annotated[Optional[int], typer.Option(help="Generate item-1 .. item-N.")] = None,
-    item: Annotated[Optional[list[str]], typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
-    instance_id: Annotated[Optional[str], typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    count: Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")] = None,
+    item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
+    instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
     tolerated_failure_count: Annotated[int, typer.Option(help="Failed items tolerated (null in their slots).")] = 0,
     tolerated_failure_percentage: Annotated[float, typer.Option(help="Failed items tolerated, in % of all.")] = 0,
+    source: Annotated[str | None, typer.Option(help="Read the items from this path or URL.")] = None,
+    source_format: Annotated[
+        str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
+    ] = None,
+    item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
 ) -> None:
-    """Run the flow here (embedded Prefect) and print its ordered output as JSON."""
+    """Run the flow in this process and print its ordered output as JSON.
+
+    It talks to PREFECT_API_URL when set, else to a local Prefect server that fanout
+    starts once in the background and reuses (`fanout server stop` stops it).
+    """
     request = _checked_request(
-        count=count, items=item, instance_id=instance_id,
-        tolerated_failure_count=tolerated_failure_count, tolerated_failure_percentage=tolerated_failure_percentage,
+        count=count,
+        items=item,
+        instance_id=instance_id,
+        item_key=item_key,
+        source=source_option(source, source_format),
+        tolerated_failure_count=tolerated_failure_count,
+        tolerated_failure_percentage=tolerated_failure_percentage,
     )
-    _prepare_embedded_prefect()
+    api_url = _prefect_api_for_run(home)
     from flows.fanout import run_here
+    from flows.instance_lease import InstanceBusy
+    from flows.prefect_adapter import overriding
 
     try:
-        output = run_here(request)
+        with overriding(api={"url": api_url}):
+            output = run_here(request)
     except ItemsFailed as failed:
         typer.echo(f"fanout: run failed: {failed}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-    except InvalidRequest as refused:  # InstanceBusy: another run holds the instance (flows/instance_lease.py)
+    except InstanceBusy as refused:  # another run holds the instance (flows/instance_lease.py)
         typer.echo(f"fanout: refused: {refused}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except InvalidRequest as error:  # found while planning: a bad line past the source's first ones
+        typer.echo(f"fanout: bad input: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     typer.echo(json.dumps(output, indent=2))
+
+
+server_app = typer.Typer(help="The background Prefect server `fanout run` starts and reuses.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status(
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+) -> None:
+    """Say whether the background server runs, where, and its pid (exit 1 when none runs)."""
+    from deployments.local_server import healthy, read_state
+
+    server = read_state(home)
+    if server is None:
+        typer.echo("no background Prefect server is running")
+        raise typer.Exit(EXIT_FAILED)
+    health = "healthy" if healthy(server.api_url) else "not answering"
+    typer.echo(f"Prefect server at {server.api_url} (pid {server.pid}, {health}, log {server.log_path})")
+
+
+@server_app.command("stop")
+def server_stop(
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+) -> None:
+    """Stop the background server (its database stays for next time)."""
+    from deployments.local_server import stop
+
+    server = stop(home)
+    typer.echo(
+        f"stopped the Prefect server at {server.api_url} (pid {server.pid})"
+        if server
+        else "no background Prefect server was running"
+    )
+
+
+def _prefect_api_for_run(home: Path) -> str:
+    """PREFECT_API_URL when set, else the background server's (started now if none runs)."""
+    from deployments.local_server import ensure_server
+
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        return configured
+    try:
+        server = ensure_server(home, say=lambda line: typer.echo(line, err=True))
+    except (RuntimeError, OSError) as error:
+        typer.echo(f"fanout: could not start a local Prefect server: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    os.environ["PREFECT_API_URL"] = server.api_url  # for anything the flow starts (Dask workers)
+    return server.api_url
 
 
 DEFAULT_HOME = Path(".fanout")
@@ -65,15 +139,16 @@ DEFAULT_HOME = Path(".fanout")
 def up(
     home: Annotated[Path, typer.Option(help="Project-local folder for the database, logs and token.")] = DEFAULT_HOME,
     prefect_port: Annotated[int, typer.Option(help="Prefect server port (a free one if taken).")] = 4200,
-    webhook_port: Annotated[Optional[int], typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT.")] = None,
+    webhook_port: Annotated[int | None, typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT.")] = None,
     database_url: Annotated[
-        Optional[str], typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
+        str | None, typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
     ] = None,
     database: Annotated[
         str, typer.Option(help="sqlite (in HOME), or postgres: a local PostgreSQL cluster in HOME/postgres.")
     ] = "sqlite",
     auth: Annotated[
-        bool, typer.Option("--auth/--no-auth", help="Refuse anonymous Prefect API calls (PREFECT_SERVER_API_AUTH_STRING).")
+        bool,
+        typer.Option("--auth/--no-auth", help="Refuse anonymous Prefect API calls (PREFECT_SERVER_API_AUTH_STRING)."),
     ] = False,
 ) -> None:
     """Start the local stack on 127.0.0.1: Prefect server, work pool and deployments, a worker, the webhook."""
@@ -83,8 +158,10 @@ def up(
 
     settings = _checked_settings()
     if database not in DATABASES or (database == "postgres" and database_url):
-        typer.echo(f"fanout: bad input: --database is one of {', '.join(DATABASES)}, and not postgres with "
-                   "--database-url", err=True)
+        typer.echo(
+            f"fanout: bad input: --database is one of {', '.join(DATABASES)}, and not postgres with --database-url",
+            err=True,
+        )
         raise typer.Exit(EXIT_BAD_INPUT)
     port = settings.webhook_port if webhook_port is None else webhook_port
     credentials = ensure_auth_string(home.resolve()) if auth else None
@@ -99,14 +176,14 @@ def up(
 
 @app.command()
 def start(
-    count: Annotated[Optional[int], typer.Option(help="Generate item-1 .. item-N.")] = None,
-    item: Annotated[Optional[list[str]], typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
-    instance_id: Annotated[Optional[str], typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    count: Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")] = None,
+    item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
+    instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run with a progress bar.")] = False,
-    url: Annotated[Optional[str], typer.Option(help="Webhook base URL; default: the one `fanout up` wrote.")] = None,
-    idempotency_key: Annotated[Optional[str], typer.Option(help="Idempotency-Key header.")] = None,
+    url: Annotated[str | None, typer.Option(help="Webhook base URL; default: the one `fanout up` wrote.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")] = None,
     home: Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")] = DEFAULT_HOME,
-    timeout: Annotated[Optional[float], typer.Option(help="Give up waiting after this many seconds.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
 ) -> None:
     """Start a run through the webhook; with --wait, show progress and print the output when it finishes."""
     import httpx
@@ -117,8 +194,11 @@ def start(
     from deployments.client import wait as follow
 
     _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
-    body = {name: value for name, value in {"count": count, "items": item, "instance_id": instance_id}.items()
-            if value is not None}
+    body = {
+        name: value
+        for name, value in {"count": count, "items": item, "instance_id": instance_id}.items()
+        if value is not None
+    }
     base_url, token = _webhook_address(url, home)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     console = Console(stderr=True)
@@ -159,7 +239,7 @@ def webhook() -> None:
 
 @app.command()
 def serve(name: Annotated[str, typer.Option(help="Deployment name: fan-out-fan-in/<name>.")] = "serve") -> None:
-    """Serve the flow from this process (`flow.serve`), no work pool needed; Ctrl-C stops it."""
+    """Register fan-out-fan-in/NAME and run a warm worker for it in this process; Ctrl-C stops it."""
     from deployments.serve import main as serve_main
 
     _checked_settings()
@@ -181,18 +261,15 @@ def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
     settings = _checked_settings()
     if url is None:
         written = home / URL_FILE
-        url = written.read_text().strip() if written.exists() else f"http://{settings.webhook_host}:{settings.webhook_port}"
+        url = (
+            written.read_text().strip()
+            if written.exists()
+            else f"http://{settings.webhook_host}:{settings.webhook_port}"
+        )
     token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
     if token is None and (home / TOKEN_FILE).exists():
         token = (home / TOKEN_FILE).read_text().strip()
     return url, token
-
-
-def _prepare_embedded_prefect() -> None:
-    """Give the embedded server time to migrate a fresh database (Prefect's 20 s is too short
-    on a 2-core machine) and keep it from phoning home; explicit settings still win."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutRequest:
@@ -200,7 +277,7 @@ def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutReque
     try:
         settings = get_settings()
         request = FanoutRequest(**fields)
-        plan_items(request, settings.max_items)
+        admit(request, settings, over_http=False)
         if check_processor:
             load_processor(settings.processor)
     except (ValidationError, InvalidRequest) as error:

@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,3 +167,16 @@ def running_postgres(folder: Path, port: int | None = None) -> Iterator[LocalPos
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@contextmanager
+def private_postgres() -> Iterator[LocalPostgres]:
+    """A started cluster in a fresh folder under the system's temp dir, stopped and removed on exit,
+    whatever happened inside: for tests and benchmarks. The folder is made here rather than taken
+    from pytest or `TemporaryDirectory`, whose parents are closed to the `postgres` user."""
+    folder = Path(tempfile.mkdtemp(prefix="fanout-pg-"))
+    try:
+        with running_postgres(folder) as cluster:
+            yield cluster
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -21,6 +21,7 @@ from deployments.body import parse_request, read_limited
 from deployments.deps import InstancesDep, Settings, State, require_token
 from deployments.idempotency import BadIdempotencyKey, checked_key
 from deployments.instances import Started
+from deployments.results_routes import inline_limited
 from deployments.webhook_errors import InstanceNotFound
 from flows.request import INSTANCE_ID_PATTERN
 from flows.settings import FanoutSettings
@@ -54,7 +55,7 @@ async def start_fanout(
         raise HTTPException(400, str(error)) from None
     body = await read_limited(request, settings.webhook_max_body_bytes)
     fanout_request = parse_request(
-        body, request.headers.get("content-type"), settings.max_items, settings.webhook_max_parameter_bytes
+        body, request.headers.get("content-type"), settings, settings.webhook_max_parameter_bytes
     )
     return accepted(request, settings, await instances.start(fanout_request, key))
 
@@ -62,7 +63,7 @@ async def start_fanout(
 @routes.get("/api/instances/{instance_id}")
 async def status(request: Request, instance_id: str, instances: InstancesDep, settings: Settings) -> JSONResponse:
     document = await instances.status(checked_instance(instance_id))
-    content = document.model_dump(mode="json", by_alias=True)
+    content = inline_limited(document.model_dump(mode="json", by_alias=True), request, settings)
     if document.finished:
         return JSONResponse(content, status_code=200)
     return JSONResponse(content, status_code=202, headers=poll_headers(settings, str(request.url)))

@@ -1,20 +1,71 @@
-"""Serve the flow from this process, with no work pool or worker: `python -m deployments.serve`.
+"""Serve the flow from this process with the warm worker: `fanout serve` (or `python -m deployments.serve`).
 
-`flow.serve` registers the deployment `fan-out-fan-in/serve` and runs its
-flow runs here (each in a subprocess) until stopped; stopping it pauses the
-deployment. Point the webhook at it with FANOUT_DEPLOYMENT_NAME=fan-out-fan-in/serve.
+It registers the deployment `fan-out-fan-in/<name>` on the `fanout` work pool
+(created as a `process` pool when missing), on a work queue of the same name,
+and runs a `fanout-warm` worker for that queue in this process until Ctrl-C
+(deployments/warm_worker.py): no separate worker to start, and each flow run
+starts in a pre-imported process. Runs created while it is stopped wait,
+Scheduled, for the next `fanout serve` (or any worker on the queue). Point the
+webhook at it with FANOUT_DEPLOYMENT_NAME=fan-out-fan-in/serve.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from pathlib import Path
+
 SERVE_DEPLOYMENT = "serve"
+WORK_POOL = "fanout"
+ENTRYPOINT = "flows/fanout.py:fan_out_fan_in"
+
+
+def source_root() -> Path:
+    """The folder holding the `flows` package, installed or checked out: the deployment's working directory."""
+    import flows
+
+    return Path(flows.__file__).resolve().parent.parent
+
+
+async def register(name: str) -> str:
+    """Create the pool if missing and (re)register `fan-out-fan-in/<name>` on it; returns the deployment id."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    from flows.fanout import fan_out_fan_in
+
+    async with get_client() as client:
+        with contextlib.suppress(ObjectAlreadyExists):
+            await client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
+    source = await fan_out_fan_in.from_source(source=str(source_root()), entrypoint=ENTRYPOINT)  # type: ignore[misc]
+    deployment_id = await source.deploy(
+        name=name,
+        work_pool_name=WORK_POOL,
+        work_queue_name=name,
+        tags=["fanout"],
+        build=False,
+        push=False,
+        print_next_steps=False,
+        ignore_warnings=True,
+    )
+    return str(deployment_id)
+
+
+async def serve(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:
+    """Register the deployment, then run a warm worker on its queue until cancelled."""
+    from deployments.warm_worker import FanoutWarmWorker
+
+    await register(name)
+    worker = FanoutWarmWorker(work_pool_name=WORK_POOL, work_queues=[name], name=f"serve-{name}", limit=limit)
+    print(f"Serving fan-out-fan-in/{name} with a warm worker on pool {WORK_POOL!r}, queue {name!r}; Ctrl-C stops.")
+    await worker.start()
 
 
 def main(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:
-    """Register `fan-out-fan-in/<name>` and run its flow runs until interrupted."""
-    from flows.fanout import fan_out_fan_in
-
-    fan_out_fan_in.serve(name=name, tags=["fanout"], limit=limit, print_starting_message=True)
+    """`fanout serve`: serve until Ctrl-C."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(name, limit))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from deployments.deps import WebhookState
+from deployments.durable_api import router as durable_routes
 from deployments.instances import Instances
+from deployments.results_routes import router as results_routes
 from deployments.resuming import ResumePolicy
 from deployments.routes import open_routes, routes
 from deployments.runs import PrefectRuns, Runs
@@ -57,6 +59,8 @@ def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
     app.state.webhook = state
     app.include_router(open_routes)
     app.include_router(routes)
+    app.include_router(durable_routes)  # Durable Functions' HTTP API, over the same operations
+    app.include_router(results_routes)  # GET /api/instances/{id}/results (deployments/results_routes.py)
     app.add_exception_handler(WebhookError, _webhook_error)
     return app
 

@@ -25,20 +25,22 @@ is logged and counted as absent: its item runs again.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from prefect.exceptions import MissingContextError
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.logging import get_run_logger
 from prefect.results import get_default_result_storage
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from flows import checkpoint_format
+from flows.prefect_adapter import read_block_path as _read
+from flows.prefect_adapter import write_block_path as _write
 from flows.settings import FanoutSettings
 
 logger = logging.getLogger(__name__)
@@ -154,7 +156,7 @@ class CheckpointStore:
             return None
         if stored != name or not isinstance(output, list) or len(output) != len(keys):
             return None
-        return dict(zip(keys, output))
+        return dict(zip(keys, output, strict=True))
 
     def finished(self) -> set[str]:
         """Digests of the keys with a sound record (local folders only): for watching a run from outside."""
@@ -176,17 +178,19 @@ class CheckpointStore:
         assert self.folder is not None
         try:
             return os.listdir(self.folder)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing stored yet (writing will say what is wrong)
             return []
 
     def _lines(self, name: str) -> list[bytes]:
-        """A file's whole lines; the piece after its last LF (a write cut short) is left out."""
+        """A journal's whole lines (the piece after its last LF, a write cut short, is left out), or a
+        one-record file's content."""
         assert self.folder is not None
         try:
             with open(os.path.join(self.folder, name), "rb") as records:
-                return records.read().split(b"\n")[:-1]
-        except (FileNotFoundError, IsADirectoryError):
+                data = records.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return []
+        return data.split(b"\n")[:-1] if name.startswith(JOURNAL_PREFIX) else [data]
 
     def _load_objects(self, keys: set[str]) -> dict[str, Any]:
         """Storage without append: one read per key; a missing object is an unfinished item."""
@@ -195,7 +199,7 @@ class CheckpointStore:
         for key in keys:
             try:
                 data = _read(self.storage, f"{self.prefix}/{item_digest(key)}")
-            except Exception:  # noqa: BLE001 - missing (each block raises its own kind)
+            except Exception:  # noqa: BLE001 - missing: each block raises its own kind, and it is no news
                 continue
             try:
                 stored, result = checkpoint_format.decode(data)
@@ -239,7 +243,7 @@ class CheckpointJournal:
             os.close(self._descriptor)
             self._descriptor = None
 
-    def __enter__(self) -> CheckpointJournal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -247,21 +251,15 @@ class CheckpointJournal:
 
 
 def _report_skipped(instance_id: str, skipped: Counter[str]) -> None:
+    """Say which records were not read and why: in the run's log (the UI) inside a run, else this module's."""
+    if not skipped:
+        return
+    try:
+        log: Any = get_run_logger()
+    except MissingContextError:
+        log = logger
     for reason, count in skipped.items():
-        logger.warning("instance %s: %d checkpoint record(s) skipped, %s; those items run again", instance_id, count, reason)
-
-
-def _read(storage: WritableFileSystem, path: str) -> bytes:
-    """`storage.read_path(path)`, whether the block implements it sync or async."""
-    data: Any = storage.read_path(path)
-    return bytes(run_coro_as_sync(data) if inspect.iscoroutine(data) else data)
-
-
-def _write(storage: WritableFileSystem, path: str, content: bytes) -> None:
-    """`storage.write_path(path, content)`, whether the block implements it sync or async."""
-    done: Any = storage.write_path(path, content)
-    if inspect.iscoroutine(done):
-        run_coro_as_sync(done)
+        log.warning("instance %s: %d checkpoint record(s) skipped, %s; those items run again", instance_id, count, reason)
 
 
 def _local_folder(storage: WritableFileSystem, prefix: str) -> str | None:

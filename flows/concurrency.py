@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from contextlib import AbstractContextManager, ExitStack
 from types import TracebackType
+from typing import Self
 
 from prefect.concurrency.sync import concurrency
 
@@ -58,7 +59,7 @@ class ItemSlot:
         if held is not None:
             held.close()
 
-    def __enter__(self) -> ItemSlot:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -111,7 +111,10 @@ async def read_item_report(client: Any, flow_run_id: UUID) -> list[ItemReport] |
     `client` is a `PrefectClient`; the status API calls this with its own.
     """
     from prefect.client.schemas.filters import (
-        ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, ArtifactFilterType,
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        ArtifactFilterType,
     )
     from prefect.client.schemas.sorting import ArtifactSort
 

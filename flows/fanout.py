@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` here: the flow's signature must hold the real
 # `FanoutRequest` class, because `flow.serve` cloudpickles the flow function by value and
 # a string annotation could not be resolved in the flow-run subprocess.
+import dataclasses
 import functools
 import gc
 import time
@@ -12,18 +13,22 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
+from flows.admission import planned_items
+from flows.async_items import submission_settings
 from flows.concurrency import check_limit
 from flows.failures import settle
+from flows.instance_results import keep_failures, keep_plan
 from flows.instance_lease import holding_instance
 from flows.item_logging import correlating
 from flows.item_path import ItemRun
 from flows.liveness import keeping_alive
 from flows.outcome import ItemOutcome
-from flows.prefect_settings import heartbeats_off
+from flows.prefect_adapter import heartbeats_off
 from flows.processor import load_processor
+from flows.processor_kind import check_parallel, is_async, processor_kind
 from flows.progress import ProgressReporter, reporting
 from flows.report import publishing_report
-from flows.request import FanoutRequest, plan_items
+from flows.request import FanoutRequest
 from flows.runners import check_runner, task_runner
 from flows.settings import FanoutSettings, get_settings
 from flows.submission import fan_out
@@ -42,16 +47,18 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     """
     freeze_startup_heap()
     settings = get_settings()
-    items = plan_items(request, settings.max_items)
-    load_processor(settings.processor)
+    items, values = planned_items(request, settings)
+    check_parallel(processor_kind(load_processor(settings.processor), settings.processor), settings.max_parallel)
     check_runner(settings)
     check_limit(settings)
     instance_id = request.instance_id or str(flow_run.get_id())
-    run = ItemRun.for_run(instance_id, settings)
+    run = dataclasses.replace(ItemRun.for_run(instance_id, settings), values=values)
+    keep_plan(run.storage, instance_id, run.processor, items)  # results pages read the item order from it
     started = time.perf_counter()
     with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds), holding_instance(request.instance_id, settings.instance_lease_seconds):  # noqa: E501 - one line: flows/instance_lease.py
         outcomes = run_instance(items, run, settings)
     elapsed = time.perf_counter() - started
+    keep_failures(run.storage, instance_id, outcomes.values())
     with publishing_report(instance_id, [outcomes[item] for item in items], elapsed, settings.report_table_limit):
         output = settle(
             items, outcomes, instance_id,
@@ -79,7 +86,8 @@ def run_instance(items: list[str], run: ItemRun, settings: FanoutSettings) -> di
     with progress, reporting(progress):
         if pending:
             with task_runner(settings) as runner:
-                outcomes.update({outcome.item: outcome for outcome in fan_out(runner, pending, run, settings, progress)})
+                submitted = submission_settings(settings, is_async(run.processor), len(pending))
+                outcomes.update({outcome.item: outcome for outcome in fan_out(runner, pending, run, submitted, progress)})
         progress.settle(outcomes.values())
     if recorded is None and all(outcome.ok for outcome in outcomes.values()):
         checkpoints.save_output(items, [outcomes[item].value for item in items])

@@ -8,9 +8,7 @@ instance) to deduplicate them downstream.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 
@@ -44,12 +42,24 @@ def current_item() -> ItemContext:
     return context
 
 
-@contextmanager
-def processing(instance_id: str, item: str, attempt: int) -> Iterator[ItemContext]:
-    """Make `current_item()` answer for the duration of one processor call."""
-    context = ItemContext(instance_id=instance_id, item=item, attempt=attempt)
-    token = _current.set(context)
-    try:
-        yield context
-    finally:
-        _current.reset(token)
+class processing:  # lowercase, as it reads like a function: `with processing(instance, item, attempt) as context:`
+    """Make `current_item()` answer for the duration of one processor call.
+
+    A small class rather than a generator-based context manager: it is entered
+    once per attempt of every item, and the generator machinery cost more than
+    the rest of it.
+    """
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, instance_id: str, item: str, attempt: int) -> None:
+        self._context = ItemContext(instance_id=instance_id, item=item, attempt=attempt)
+        self._token: Token[ItemContext | None] | None = None
+
+    def __enter__(self) -> ItemContext:
+        self._token = _current.set(self._context)
+        return self._context
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)

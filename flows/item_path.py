@@ -9,19 +9,23 @@ decided here, once.
 
 from __future__ import annotations
 
+import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
 
+from flows.async_items import carry_async
 from flows.checkpoints import CheckpointJournal, CheckpointStore, journal_name, result_storage
 from flows.concurrency import ItemSlot
 from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
 from flows.item_logging import item_logger
+from flows.items import ItemValues
 from flows.outcome import ItemOutcome, describe
 from flows.processor import Processor, load_processor
+from flows.processor_kind import processor_kind
 from flows.progress import ItemTally
 from flows.retry_policy import RetryPolicy
 from flows.settings import FanoutSettings
@@ -37,6 +41,9 @@ class ItemRun:
     retry: RetryPolicy
     concurrency_limit: str | None = None
     slot_hold_seconds: float = 1.0
+    max_parallel: int = 8
+    values: ItemValues = field(default_factory=ItemValues)
+    """What the processor receives for each item key (flows/items.py): the key itself for plain strings."""
 
     @classmethod
     def for_run(cls, instance_id: str, settings: FanoutSettings) -> ItemRun:
@@ -47,6 +54,7 @@ class ItemRun:
             retry=RetryPolicy.from_settings(settings),
             concurrency_limit=settings.concurrency_limit,
             slot_hold_seconds=settings.slot_hold_seconds,
+            max_parallel=settings.max_parallel,
         )
 
     def checkpoints(self) -> CheckpointStore:
@@ -66,6 +74,9 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
     outcomes: list[ItemOutcome] = []
     with ItemSlot(run.concurrency_limit, run.slot_hold_seconds) as slot, checkpoints.journal(label) as journal, \
             ItemTally() as tally:
+        if processor_kind(process) == "async":  # the same steps per item, on an event loop (flows/async_items.py)
+            record = functools.partial(checkpoint, journal)
+            return carry_async(process, items, done, run, record, tally)
         for item in items:
             if item in done:
                 outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
@@ -93,7 +104,7 @@ def carry_item(
         started = time.perf_counter()
         with processing(run.instance_id, item, attempts) as context:
             try:
-                return process(item)
+                return process(run.values.of(item))
             except Exception as error:
                 retrying = run.retry.will_retry(error, attempts)
                 log = item_logger(context)
@@ -120,5 +131,5 @@ def checkpoint(journal: CheckpointJournal, item: str, value: Any) -> None:
         journal.append(item, value)
     except (TypeError, ValueError) as error:
         raise CheckpointNotWritten(f"result is not JSON: {describe(error)}") from error
-    except Exception as error:  # noqa: BLE001 - each storage block raises its own kind
+    except Exception as error:  # each storage block raises its own kind
         raise CheckpointNotWritten(f"storage refused the checkpoint: {describe(error)}") from error

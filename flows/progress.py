@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class ProgressReporter:
         with self._lock:
             self._current = Progress(self._current.total, completed, len(done) - completed)
 
-    def __enter__(self) -> ProgressReporter:
+    def __enter__(self) -> Self:
         context = contextvars.copy_context()  # the flow-run context, so artifacts attach to this run
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name=THREAD_NAME)
         self._thread.start()
@@ -223,7 +223,7 @@ class ItemTally:
             self._reporter.advance(completed=self._completed, failed=self._failed)
             self._completed = self._failed = 0
 
-    def __enter__(self) -> ItemTally:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -253,24 +253,18 @@ class PrefectPublisher:
             self._send(client, progress)
 
     def _send(self, client: SyncPrefectClient, progress: Progress) -> None:
-        from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+        from flows.prefect_adapter import create_progress_artifact, update_progress_artifact
 
         assert self._flow_run_id is not None
         client.update_flow_run_labels(self._flow_run_id, progress.labels())
-        # Plain requests rather than `create_artifact`/`update_artifact`, which also emit an event
-        # each: the final publish may run while the interpreter shuts down, when events cannot be sent.
         if self._artifact_id is None:
-            artifact = ArtifactCreate(
-                key=ARTIFACT_KEY, type="progress", description=progress.describe(),
-                data=progress.percent, flow_run_id=self._flow_run_id,
+            self._artifact_id = create_progress_artifact(
+                client, key=ARTIFACT_KEY, flow_run_id=self._flow_run_id,
+                percent=progress.percent, description=progress.describe(),
             )
-            response = client.request("POST", "/artifacts/", json=artifact.model_dump(mode="json", exclude_unset=True))
-            self._artifact_id = UUID(response.json()["id"])
         else:
-            update = ArtifactUpdate(data=progress.percent, description=progress.describe())
-            client.request(
-                "PATCH", "/artifacts/{id}", json=update.model_dump(mode="json", exclude_unset=True),
-                path_params={"id": self._artifact_id},
+            update_progress_artifact(
+                client, self._artifact_id, percent=progress.percent, description=progress.describe()
             )
 
     def _connected(self) -> SyncPrefectClient | None:
@@ -279,7 +273,7 @@ class PrefectPublisher:
             from prefect.client.orchestration import get_client
             from prefect.runtime import flow_run
 
-            from flows.prefect_settings import client_retries_off
+            from flows.prefect_adapter import client_retries_off
 
             run_id = flow_run.get_id()
             if run_id is None:

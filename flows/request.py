@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flows.errors import InvalidRequest
+from flows.items import MAX_ITEM_BYTES, ItemValues, JsonValue, plan, split
+from flows.sources import ItemSource, iter_source
 
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-ITEM_MAX_LENGTH = 1024
+ITEM_KEY_PATTERN = r"^[^\s]{1,128}$"
 
 
 class FanoutRequest(BaseModel):
-    """What to fan out: `count` generated items or an explicit `items` list, in one instance.
+    """What to fan out: `count` generated items, an explicit `items` list or a `source`, in one instance.
 
     One structured input keeps the flow's signature stable as fields are added,
     and Prefect renders it as a form in the UI.
@@ -24,7 +24,16 @@ class FanoutRequest(BaseModel):
     count: int | None = Field(
         None, strict=True, description="Generate item-1 .. item-N (5 when nothing is given)."
     )
-    items: list[StrictStr] | None = Field(None, description="Explicit item ids, in order.")
+    items: list[JsonValue] | None = Field(
+        None, description="Explicit items, in order: any JSON values (strings, objects, numbers, lists)."
+    )
+    item_key: str | None = Field(
+        None, pattern=ITEM_KEY_PATTERN,
+        description="Field of an object item that identifies it; without it, the digest of the item's canonical JSON.",
+    )
+    source: ItemSource | None = Field(
+        None, description="Where to read the items: `{uri, format}` (jsonl, json, csv, lines) or `{generator, params}`.",
+    )
     instance_id: str | None = Field(
         None,
         pattern=INSTANCE_ID_PATTERN,
@@ -40,39 +49,47 @@ class FanoutRequest(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _count_or_items(self) -> FanoutRequest:
-        if self.count is not None and self.items is not None:
-            raise ValueError("give either `count` or `items`, not both")
+    def _one_kind_of_items(self) -> FanoutRequest:
+        given = [name for name in ("count", "items", "source") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of `count`, `items` or `source`, not {' and '.join(given)}")
+        if self.item_key is not None and self.count is not None:
+            raise ValueError("`item_key` names a field of `items` or `source` items, not of counted ones")
         return self
 
 
 DEFAULT_COUNT = 5
 
 
-def item_count(request: FanoutRequest) -> int:
-    """How many items the request plans, without checking them."""
+def item_count(request: FanoutRequest) -> int | None:
+    """How many items the request plans, without checking them; None for a source (known once read)."""
+    if request.source is not None:
+        return None
     if request.items is not None:
         return len(request.items)
     return DEFAULT_COUNT if request.count is None else request.count
 
 
-def plan_items(request: FanoutRequest, max_items: int) -> list[str]:
-    """The request's items in order, or `InvalidRequest` saying what is wrong with them."""
+def plan_items(request: FanoutRequest, max_items: int, max_item_bytes: int = MAX_ITEM_BYTES) -> list[str]:
+    """The keys of the request's items in order, or `InvalidRequest` saying what is wrong with them."""
+    return plan_request(request, max_items, max_item_bytes)[0]
+
+
+def plan_request(
+    request: FanoutRequest, max_items: int, max_item_bytes: int = MAX_ITEM_BYTES
+) -> tuple[list[str], ItemValues]:
+    """The items as the run carries them: keys in order and the values that are not their key
+    (flows/items.py). A source is read here, streamed, once."""
+    if request.source is not None:
+        planned = plan(iter_source(request.source, max_item_bytes), request.item_key, max_items)
+        _check_size(len(planned), max_items, "number of items in the source")
+        return split(planned)
     if request.items is None:
-        count = item_count(request)
+        count = DEFAULT_COUNT if request.count is None else request.count
         _check_size(count, max_items, "count")
-        return [f"item-{index}" for index in range(1, count + 1)]
-    items = list(request.items)
-    _check_size(len(items), max_items, "number of items")
-    for item in items:
-        if not item or len(item) > ITEM_MAX_LENGTH or not item.isprintable():
-            raise InvalidRequest(
-                f"item {item!r} must be 1..{ITEM_MAX_LENGTH} printable characters"
-            )
-    duplicates = sorted(item for item, seen in Counter(items).items() if seen > 1)
-    if duplicates:
-        raise InvalidRequest(f"duplicate items: {', '.join(duplicates[:10])}")
-    return items
+        return [f"item-{index}" for index in range(1, count + 1)], ItemValues()
+    _check_size(len(request.items), max_items, "number of items")
+    return split(plan(request.items, request.item_key, max_items))
 
 
 def _check_size(size: int, max_items: int, what: str) -> None:

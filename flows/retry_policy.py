@@ -10,9 +10,9 @@ batch and count attempts per task run rather than per item.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import stamina
 
@@ -64,7 +64,33 @@ class RetryPolicy:
             if not self.will_retry(error, 1):
                 raise
             first: Exception | None = error
-        for trial in stamina.retry_context(
+        for trial in self._trials():
+            with trial:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return attempt()
+        raise AssertionError("stamina ends its loop by returning or raising")  # pragma: no cover
+
+    async def acall(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`call` for an async processor: the same policy, its waits awaited on the event loop."""
+        try:
+            return await attempt()
+        except Exception as error:
+            if not self.will_retry(error, 1):
+                raise
+            first: Exception | None = error
+        async for trial in self._trials():
+            with trial:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return await attempt()
+        raise AssertionError("stamina ends its loop by returning or raising")  # pragma: no cover
+
+    def _trials(self) -> Any:
+        """stamina's attempts after the first, as the policy says (iterated with `for` or `async for`)."""
+        return stamina.retry_context(
             on=is_transient,
             attempts=self.retries + 1,
             timeout=None,
@@ -72,10 +98,4 @@ class RetryPolicy:
             wait_max=MAX_WAIT_SECONDS,
             wait_jitter=self.delay_seconds * self.jitter_factor,
             wait_exp_base=2,
-        ):
-            with trial:
-                if first is not None:
-                    failed, first = first, None
-                    raise failed
-                return attempt()
-        raise AssertionError("stamina ends its loop by returning or raising")  # pragma: no cover
+        )

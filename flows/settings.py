@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROCESSOR_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 MIN_TOKEN_LENGTH = 16
@@ -25,7 +25,9 @@ class FanoutSettings(BaseSettings):
         pattern=PROCESSOR_PATTERN,
         description="`package.module:function` called once per item (str -> JSON value).",
     )
-    max_parallel: int = Field(8, ge=1, le=512, description="Items in flight at once.")
+    max_parallel: int = Field(
+        8, ge=1, le=10_000, description="Items in flight at once (threads for sync processors: at most 512)."
+    )
     max_items: int = Field(100_000, ge=1, le=10_000_000, description="Largest accepted request.")
     retries: int = Field(3, ge=0, le=20, description="Retries of a transient item failure.")
     retry_delay_seconds: float = Field(
@@ -164,6 +166,32 @@ class FanoutSettings(BaseSettings):
         1000, ge=0, le=100_000,
         description="Up to this many items the report table lists every item; past it, a summary plus the failures.",
     )
+
+
+    # Workloads: items from sources, results read in pages, async processors (issue 14).
+    source_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated paths/URLs under which the webhook may read `source` URIs; none: no URI sources.",
+    )
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated `module:function` generators a request may name as its `source`.",
+    )
+    max_item_bytes: int = Field(
+        1_000_000, ge=1024, le=16_000_000, description="Largest item a source may hold, in bytes."
+    )
+    output_inline_limit: int = Field(
+        1000, ge=0, le=100_000,
+        description="Up to this many items the status document inlines `output`; beyond, `outputUri` and the results URL.",
+    )
+
+    @field_validator("source_roots", "sources", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`a,b` in the environment; a list when given in code."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 def get_settings(**overrides: object) -> FanoutSettings:

@@ -51,7 +51,7 @@ def fan_out(
                 "run": unmapped(run),
                 "label": [f"{batch[0]}..{batch[-1]}" for batch in batches],
             })
-        for future, batch in zip(futures, batches):
+        for future, batch in zip(futures, batches, strict=True):
             in_flight[future] = batch
             future.add_done_callback(finished.put)
 

@@ -1,4 +1,5 @@
-"""Every test starts from a clean configuration: no FANOUT_* overrides, its own result folder."""
+"""Every test starts from a clean configuration (no FANOUT_* overrides, its own result folder) and
+carries the marker of its folder (tests/unit -> `unit`, ...), so `pytest -m unit` selects a tier."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+# The test folders, each its own marker (declared with a description in pyproject.toml).
+FOLDER_MARKERS = ("unit", "integration", "e2e", "faults", "ui", "postgres")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the folder it lives in."""
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS) and (folder := path.relative_to(TESTS).parts[0]) in FOLDER_MARKERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(autouse=True)

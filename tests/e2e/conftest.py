@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from deployments.postgres import private_postgres
 from deployments.processes import Child
-from tests.support.postgres import private_postgres
 from deployments.stack import LocalStack
 from tests.conftest import REPO_ROOT
 

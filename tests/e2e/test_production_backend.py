@@ -12,12 +12,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from deployments.postgres import LocalPostgres
+from deployments.postgres import LocalPostgres, private_postgres
 from deployments.processes import PrefectServer
 from deployments.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import poll_until_finished, wait_for
-from tests.support.postgres import private_postgres
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

@@ -70,9 +70,10 @@ class Workspace:
             path.unlink()
 
 
-def start_worker(stack: FaultStack, workspace: Workspace, **overrides: str) -> Any:
-    """A fresh worker whose flow runs see the workspace's FANOUT_* settings."""
-    return stack.start_worker(workspace.env(**overrides))
+def start_worker(stack: FaultStack, workspace: Workspace, worker_type: str | None = None, **overrides: str) -> Any:
+    """A fresh worker (the stack's default type unless `worker_type` says) whose flow runs see the
+    workspace's FANOUT_* settings."""
+    return stack.start_worker(workspace.env(**overrides), worker_type)
 
 
 def wait_until(condition: Any, timeout: float, what: str, poll: float = 0.2) -> None:
@@ -216,6 +217,8 @@ class CrashResult:
     first_final: str | None
     first_total: Any
     max_failed: int
+    kill_to_rescheduled: float | None  # the first AwaitingRetry after the kill: what fanout's automations take
+    start_cost: float | None  # the first attempt's Submitting -> Running: what the worker takes to start a flow
 
     @property
     def reexecuted(self) -> list[str]:
@@ -235,6 +238,44 @@ def start_through_webhook(stack: FaultStack, count: int) -> tuple[str, UUID]:
     return str(body["id"]), UUID(str(body["uiUrl"]).rstrip("/").rsplit("/", 1)[1])
 
 
+def states_of(stack: FaultStack, run_id: UUID) -> list[tuple[str, float, str]]:
+    """The run's states in order: (name, wall-clock time, message)."""
+    with stack.client() as client:
+        states = client.read_flow_run_states(run_id)
+    return [(state.name, state.timestamp.timestamp(), state.message or "") for state in states]
+
+
+def timeline(states: list[tuple[str, float, str]], since: float) -> list[str]:
+    """The states with their time relative to `since` (a wall-clock moment) and a short message."""
+    return [f"{name}@{at - since:+.1f}s {message[:70]}".rstrip() for name, at, message in states]
+
+
+def first_after(states: list[tuple[str, float, str]], name: str, since: float) -> float | None:
+    """Seconds from `since` to the first state called `name` after it."""
+    return next((at - since for state, at, _ in states if state == name and at > since), None)
+
+
+def first_start_cost(states: list[tuple[str, float, str]]) -> float | None:
+    """Seconds from the first attempt's Submitting (or Pending) to its Running: what starting a flow process costs."""
+    began = next((at for name, at, _ in states if name in ("Submitting", "Pending")), None)
+    running = next((at for name, at, _ in states if name == "Running"), None)
+    return running - began if began is not None and running is not None else None
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants(worker: Any) -> list[int]:
+    from tests.support.fault_stack import descendants
+
+    return descendants(worker.process.pid)
+
+
 def kill_flow_processes(worker: Any) -> list[int]:
     """SIGKILL the flow-run processes a worker started, leaving the worker alive."""
     from tests.support.fault_stack import _sigkill, descendants
@@ -246,34 +287,37 @@ def kill_flow_processes(worker: Any) -> list[int]:
 
 
 def crash_at_half(stack: FaultStack, workspace: Workspace, kind: str, count: int = 60, sleep: float = 0.4,
-                  parallel: int = 4, timeout: float = 300) -> CrashResult:
+                  parallel: int = 4, timeout: float = 300, worker_type: str = "process") -> CrashResult:
     """Start `count` slow items through the webhook, watch the status URL like a client, SIGKILL at half
-    (kind "flow": the flow-run process only; "host": worker and flow process, then a fresh worker),
-    and wait, with no other help, until the run ends and the client has seen its 200."""
+    (kind "flow": the flow-run process only; "host": the worker running it and its flow process, while
+    another worker stands by, as on a second host),
+    and wait, with no other help, until the run ends and the client has seen its 200. Prefect's `process`
+    worker by default: every process below it is a flow run, and the automations are what resume it."""
     if kind not in ("flow", "host"):
         raise ValueError(f"unknown crash kind {kind!r}")
     items = [f"item-{index}" for index in range(1, count + 1)]
     env = {"FANOUT_TEST_SLEEP": str(sleep), "FANOUT_MAX_PARALLEL": str(parallel)}
-    worker = start_worker(stack, workspace, **env)
+    workers = [start_worker(stack, workspace, worker_type, **env) for _ in range(2 if kind == "host" else 1)]
     instance, run_id = start_through_webhook(stack, count)
     with StatusWatcher(stack, instance) as watcher:
         wait_until(lambda: len(workspace.checkpointed(instance)) >= count // 2, timeout / 2, "half the items")
         digests = workspace.checkpointed(instance)
+        worker = next((w for w in workers if any(running(pid) for pid in _descendants(w))), workers[0])
         killed_at = time.time()
-        if kind == "host":
-            stack.kill_worker_and_runs(worker)
-            start_worker(stack, workspace, **env)
-        else:
-            kill_flow_processes(worker)
-        wait_until(lambda: bool(workspace.started_after(killed_at)), timeout, "work resuming after the kill", poll=0.2)
-        resumed_at = workspace.started_after(killed_at)[0].stat().st_mtime
+        victims = stack.kill_worker_and_runs(worker) if kind == "host" else kill_flow_processes(worker)
+        wait_until(lambda: not any(running(pid) for pid in victims), 10, "the killed processes gone")
+        dead_at = time.time()  # an item the dying attempt started may carry a time just after `killed_at`
+        wait_until(lambda: bool(workspace.started_after(dead_at)), timeout, "work resuming after the kill", poll=0.2)
+        resumed_at = workspace.started_after(dead_at)[0].stat().st_mtime
         run = stack.wait_for(run_id, {"COMPLETED", "FAILED", "CANCELLED"}, timeout, poll=0.5)
         watcher.finished_seen()
     ended_at = run.end_time.timestamp() if run.end_time else time.time()
+    states = states_of(stack, run_id)
     return CrashResult(
         kind=kind, run_id=run_id, state=run.state.type.value, run_count=run.run_count, output=stack.result(run_id),
         count=count, finished_before_kill={item for item in items if item_digest(item) in digests},
         executions=workspace.executed(), kill_to_resume=resumed_at - killed_at, kill_to_complete=ended_at - killed_at,
-        history=stack.history(run_id), statuses=watcher.sequence, first_final=watcher.first_final,
+        history=timeline(states, killed_at), statuses=watcher.sequence, first_final=watcher.first_final,
         first_total=watcher.first_total, max_failed=watcher.max_failed,
+        kill_to_rescheduled=first_after(states, "AwaitingRetry", killed_at), start_cost=first_start_cost(states),
     )

@@ -1,4 +1,4 @@
-"""A host dies mid-run: heartbeats stop, Prefect's automations crash and retry the same run, nobody helps."""
+"""A host dies mid-run: its liveness events stop, Prefect's automations retry the same run, nobody helps."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.faults
 
 @pytest.fixture(scope="module")
 def kill_nine(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KillNineResult]:
-    """One kill -9 at half of 200 slow items (about two minutes: the heartbeat window is 60 s);
+    """One kill -9 at half of 200 slow items (resumed ~FANOUT_SILENT_AFTER_SECONDS after the kill);
     its workers are stopped before any test reads the result, so they pick up no other run."""
     try:
         result = kill_nine_at_half(stack, Workspace(tmp_path_factory.mktemp("kill-nine")), count=200)

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from uuid import UUID
 from deployments.processes import Child
 from deployments.stack import DEPLOYMENT, LocalStack
 from tests.conftest import REPO_ROOT
+from tests.support.polling import wait_for
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
@@ -47,10 +48,8 @@ def descendants(pid: int) -> list[int]:
 
 def _sigkill(pid: int) -> None:
     for kill in (os.killpg, os.kill):
-        try:
+        with suppress(ProcessLookupError, PermissionError):
             kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @dataclass
@@ -70,9 +69,9 @@ class FaultStack:
 
         return SyncPrefectClient(self.api_url)
 
-    def start_worker(self, env: Mapping[str, str] | None = None) -> Child:
-        """A worker whose flow runs see `env` (FANOUT_* settings of the scenario)."""
-        return self.local.start_worker(env=env)
+    def start_worker(self, env: Mapping[str, str] | None = None, worker_type: str | None = None) -> Child:
+        """A worker (the stack's default type unless `worker_type` says) whose flow runs see `env`."""
+        return self.local.start_worker(env=env, **({"worker_type": worker_type} if worker_type else {}))
 
     def kill_worker_and_runs(self, worker: Child) -> list[int]:
         """SIGKILL a worker and every flow-run process it started (they run in their own sessions)."""
@@ -106,14 +105,16 @@ class FaultStack:
 
     def wait_for(self, run_id: UUID, states: set[str], timeout: float, poll: float = 1.0) -> Any:
         """Poll the run until its state type is one of `states`, or raise with its history."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def arrived() -> Any:
             run = self.read_run(run_id)
-            if run.state is not None and run.state.type.value in states:
-                return run
-            time.sleep(poll)
-        logs = "\n".join(worker.log_tail(15) for worker in self.local.workers)
-        raise TimeoutError(f"run {run_id} not in {states} after {timeout:.0f}s: {self.history(run_id)}\n{logs}")
+            return run if run.state is not None and run.state.type.value in states else None
+
+        try:
+            return wait_for(arrived, timeout, f"run {run_id} reaching {states}", interval=poll)
+        except TimeoutError as error:
+            logs = "\n".join(worker.log_tail(15) for worker in self.local.workers)
+            raise TimeoutError(f"{error}: {self.history(run_id)}\n{logs}") from None
 
     def history(self, run_id: UUID) -> list[str]:
         """The run's state names in order, with messages, for failure messages."""
@@ -138,6 +139,7 @@ class FaultStack:
         async def read() -> list[Any]:
             async with PrefectClient(self.api_url) as client:
                 return await read_item_report(client, run_id) or []
+
         return asyncio.run(read())
 
     def cancel_unfinished(self) -> None:
@@ -147,7 +149,8 @@ class FaultStack:
 
         with self.client() as client:
             runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])))
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id]))
+            )
             for run in runs:
                 if run.state is not None and run.state.type.value not in FINAL_STATES:
                     client.set_flow_run_state(run.id, Cancelled(message="fault test cleanup"), force=True)

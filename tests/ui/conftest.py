@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from deployments.processes import PrefectServer, running_prefect_server
 from tests.conftest import REPO_ROOT
+from tests.support.polling import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -33,13 +33,13 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
 def wait_for_task_runs(server: PrefectServer, flow_run_id: str, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
     """The run's task runs once `count` of them are Completed (the server records them from events, with a lag)."""
-    deadline = time.monotonic() + timeout
     body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
-    while True:
+
+    def completed() -> list[dict[str, Any]] | None:
         runs = httpx.post(f"{server.api_url}/task_runs/filter", json=body, timeout=10).json()
-        if sum(run["state_type"] == "COMPLETED" for run in runs) >= count or time.monotonic() > deadline:
-            return list(runs)
-        time.sleep(1)
+        return list(runs) if sum(run["state_type"] == "COMPLETED" for run in runs) >= count else None
+
+    return wait_for(completed, timeout, f"{count} completed task runs of flow run {flow_run_id}", interval=1)
 
 
 @pytest.fixture(scope="module")

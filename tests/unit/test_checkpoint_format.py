@@ -30,6 +30,14 @@ def test_a_record_is_one_line_with_version_checksum_and_canonical_body() -> None
     assert checksum == hashlib.sha256(body).hexdigest().encode()
 
 
+@pytest.mark.parametrize("result", ["plain", "é \u2028 \x00 \"q\"", 3, [1, {"b": 2, "a": 1}], None])
+def test_the_body_is_the_canonical_json_of_key_and_result(result: Any) -> None:
+    """However the body is put together, it is exactly the sorted, compact, UTF-8 JSON of {key, result}."""
+    body = encode("ké\n", result).rstrip(b"\n").split(b" ", 2)[2]
+    canonical = json.dumps({"key": "ké\n", "result": result}, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    assert body == canonical.encode()
+
+
 def test_a_newline_inside_a_result_stays_inside_the_line() -> None:
     """Control characters are escaped, so a record is always exactly one line."""
     assert encode("k\nx", "a\nb\r").count(b"\n") == 1

@@ -10,7 +10,13 @@ import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
 from flows.checkpoint_format import encode
-from flows.checkpoints import CheckpointStore, checkpoint_key, item_digest, journal_name, output_name
+from flows.checkpoints import (
+    CheckpointStore,
+    checkpoint_key,
+    item_digest,
+    journal_name,
+    output_name,
+)
 
 PROCESSOR = "flows.processor:processed"
 

@@ -1,0 +1,76 @@
+"""One workloads-benchmark variant, run in this process; prints its figures as one JSON line.
+
+`python -m benchmarks.workload_probe <variant> <args...>`:
+
+    gather <jsonl> <parallel>        asyncio.gather over the items' GETs, a semaphore of <parallel> slots
+    fanout <jsonl> <instance>        the flow over a JSONL source (FANOUT_* from the environment)
+
+The fanout variant warms Prefect first (a one-item run: the embedded server's
+start is not the run's cost), then times `run_here`. Peak RSS is the kernel's
+high-water mark of this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gather(path: str, parallel: int) -> dict[str, Any]:
+    from pipelines.http_enrich import Enrich
+
+    with open(path, encoding="utf-8") as lines:
+        items = [json.loads(line) for line in lines]
+    enrich = Enrich()
+
+    async def main() -> list[Any]:
+        slots = asyncio.Semaphore(parallel)
+
+        async def one(item: Any) -> Any:
+            async with slots:
+                return await enrich(item)
+
+        return await asyncio.gather(*(one(item) for item in items))
+
+    started = time.perf_counter()
+    results = asyncio.run(main())
+    return {"seconds": time.perf_counter() - started, "items": len(results)}
+
+
+def fanout(path: str, instance: str) -> dict[str, Any]:
+    from benchmarks.processors import EXECUTED
+    from flows.fanout import run_here
+    from flows.request import FanoutRequest
+    from flows.sources import ItemSource
+
+    run_here(FanoutRequest(items=["warm-up"], instance_id=f"{instance}-warm"))
+    EXECUTED.clear()  # counts (and the crash trigger) start with the measured run
+    request = FanoutRequest(source=ItemSource(uri=path, format="jsonl"), item_key="id", instance_id=instance)
+    started = time.perf_counter()
+    output = run_here(request)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "items": len(output), "executed": len(EXECUTED)}
+
+
+def main(argv: list[str]) -> None:
+    variant, *args = argv
+    if variant == "gather":
+        figures = gather(args[0], int(args[1]))
+    elif variant == "fanout":
+        figures = fanout(args[0], args[1])
+    else:
+        raise SystemExit(f"unknown variant {variant!r}")
+    figures["peak_rss_mib"] = peak_rss_mib()
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,193 @@
+"""`fanout-warm`: a Prefect worker type whose flow runs start in milliseconds.
+
+    prefect worker start --pool fanout --type fanout-warm
+
+Prefect's `BaseWorker` does the scheduling as for any worker: it polls the
+pool, proposes Pending, calls `run()` for each flow run and reports what it
+returns. What this worker changes:
+
+- **Warm processes.** `run()` forks the flow-run process from a forkserver that
+  imported Prefect and the flow when the worker started
+  (deployments/warm_processes.py), instead of starting a new interpreter.
+  Each run still has its own OS process.
+- **No wait for the poll.** It subscribes to Prefect's events for flow runs
+  that become Scheduled or AwaitingRetry and polls at once; the regular poll
+  (`PREFECT_WORKER_QUERY_SECONDS`) stays as a fallback.
+- **Cancellation.** A run of this worker that becomes Cancelling (event, or a
+  poll of its runs every `CANCEL_POLL_SECONDS`) has its process killed and ends
+  Cancelled.
+- **Crash resume.** A flow-run process that dies mid-run is reported Crashed
+  and its run put back to AwaitingRetry at once while automatic retries remain
+  (deployments/warm_recovery.py), so it resumes in about a second.
+
+It serves `process` work pools (its job configuration has the process
+worker's `working_dir`, `stream_output`, `command` and `env`), so Prefect's
+plain `process` worker keeps working on the same pool and deployment. Prefect
+logs one "Worker type mismatch" warning when this worker first reads such a
+pool; it is harmless here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import anyio
+import anyio.abc
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.exceptions import InfrastructureNotFound
+from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
+from pydantic import Field
+
+from deployments.warm_processes import WarmProcesses, kill, preload_modules
+from deployments.warm_recovery import describe_exit, settle_exit
+from flows.settings import get_settings
+
+WORKER_TYPE = "fanout-warm"
+WAKE_EVENTS = ["prefect.flow-run.Scheduled", "prefect.flow-run.AwaitingRetry"]
+CANCEL_EVENT = "prefect.flow-run.Cancelling"
+CANCEL_POLL_SECONDS = 5.0
+"""How often the states of this worker's running runs are read, in case a Cancelling event was missed."""
+RESUBSCRIBE_SECONDS = 2.0
+"""Pause before subscribing again after the event stream broke (the poll covers the gap)."""
+
+
+class WarmJobConfiguration(BaseJobConfiguration):
+    """The process worker's job configuration, so a `process` pool's template fits as it is."""
+
+    stream_output: bool = Field(default=True)
+    working_dir: Path | None = Field(default=None)
+
+
+class WarmVariables(BaseVariables):
+    """Job variables of a `fanout-warm` pool: those of a `process` pool."""
+
+    stream_output: bool = Field(default=True, description="Flow-run output goes to the worker's output.")
+    working_dir: Path | None = Field(
+        default=None, title="Working Directory", description="Folder the flow run starts in (else the deployment's)."
+    )
+
+
+class WarmWorkerResult(BaseWorkerResult):
+    """The ended flow-run process: its pid, and 0 once the worker has settled the run's state."""
+
+
+class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorkerResult]):
+    """Runs each flow run in a process forked from a pre-imported forkserver (see the module docstring)."""
+
+    type = WORKER_TYPE
+    job_configuration = WarmJobConfiguration
+    job_configuration_variables = WarmVariables
+    _description = "Runs flow runs in pre-started processes with Prefect and the flow already imported."
+    _display_name = "fanout warm"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self._max_auto_retries = settings.max_auto_retries
+        self._processes = WarmProcesses(preload_modules(settings.processor))
+        self._running: dict[UUID, int] = {}
+        self._wake: anyio.Event | None = None
+
+    async def setup(self) -> None:
+        await super().setup()
+        await anyio.to_thread.run_sync(self._processes.warm_up)
+        self._wake = anyio.Event()
+        services = await self._exit_stack.enter_async_context(anyio.create_task_group())
+        self._exit_stack.callback(services.cancel_scope.cancel)  # runs first on exit: stop the services
+        services.start_soon(self._watch_events)
+        services.start_soon(self._poll_on_wake)
+        services.start_soon(self._poll_cancellations)
+        self._logger.info("Warm processes ready (forkserver preloaded).")
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: WarmJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> WarmWorkerResult:
+        """Fork the run's process, report its pid, wait for it, and settle the run if it died."""
+        logger = self.get_flow_run_logger(flow_run)
+        env = {name: value for name, value in configuration.env.items() if value is not None}
+        process = self._processes.start(str(flow_run.id), env, configuration.working_dir)
+        assert process.pid is not None
+        self._running[flow_run.id] = process.pid
+        if task_status is not None:
+            task_status.started(process.pid)
+        try:
+            await anyio.to_thread.run_sync(process.join, abandon_on_cancel=True)
+        finally:
+            self._running.pop(flow_run.id, None)
+        exit_code = process.exitcode
+        if exit_code:
+            logger.warning("Flow run process %s ended with %s.", process.pid, describe_exit(exit_code))
+        outcome = await settle_exit(self.client, flow_run.id, process.pid, exit_code, self._max_auto_retries)
+        if outcome.message:
+            logger.warning(outcome.message)
+        # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
+        return WarmWorkerResult(identifier=str(process.pid), status_code=0)
+
+    async def kill_infrastructure(
+        self,
+        infrastructure_pid: str,
+        configuration: WarmJobConfiguration,
+        grace_seconds: int = 30,
+    ) -> None:
+        """Kill the process of a run this worker started (BaseWorker's cancel of a run not yet Running)."""
+        pid = int(infrastructure_pid.rsplit(":", 1)[-1])
+        if pid not in self._running.values() or not kill(pid):
+            raise InfrastructureNotFound(f"no flow-run process {pid} on this worker")
+
+    async def _cancel(self, flow_run_id: UUID) -> None:
+        """Kill a Cancelling run's process; `run()` then marks the run Cancelled."""
+        pid = self._running.get(flow_run_id)
+        if pid is not None and kill(pid):
+            self._logger.info("Cancelling flow run %s: killed its process %s.", flow_run_id, pid)
+
+    async def _watch_events(self) -> None:
+        """React to new runs and cancellations as their events arrive; resubscribe if the stream breaks."""
+        names = EventNameFilter(name=[*WAKE_EVENTS, CANCEL_EVENT])
+        event_filter = EventFilter(event=names, resource=EventResourceFilter(id_prefix=["prefect.flow-run."]))
+        while True:
+            try:
+                async with get_events_subscriber(filter=event_filter) as events:
+                    async for event in events:
+                        if event.event == CANCEL_EVENT:
+                            await self._cancel(UUID(event.resource.id.rsplit(".", 1)[-1]))
+                        elif self._wake is not None:
+                            self._wake.set()
+            except Exception as error:  # noqa: BLE001 - the poll covers the gap; keep listening
+                self._logger.warning("Event stream broke (%s); subscribing again.", error)
+            await anyio.sleep(RESUBSCRIBE_SECONDS)
+
+    async def _poll_on_wake(self) -> None:
+        """Poll the pool right away when a run was scheduled (coalescing a burst of events into one poll)."""
+        while True:
+            assert self._wake is not None
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.get_and_submit_flow_runs()
+            except Exception as error:  # noqa: BLE001 - the regular poll retries
+                self._logger.warning("Immediate poll failed: %s", error)
+
+    async def _poll_cancellations(self) -> None:
+        """Cancel running runs whose Cancelling event this worker missed."""
+        while True:
+            await anyio.sleep(CANCEL_POLL_SECONDS)
+            if not self._running:
+                continue
+            try:
+                runs = await self.client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(self._running)))
+                )
+            except Exception as error:  # noqa: BLE001 - try again next round
+                self._logger.warning("Reading running flow runs failed: %s", error)
+                continue
+            for run in runs:
+                if run.state is not None and run.state.is_cancelling():
+                    await self._cancel(run.id)

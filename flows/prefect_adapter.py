@@ -1,0 +1,115 @@
+"""Everything fanout assumes about Prefect beyond its documented API, in one place.
+
+fanout supports a range of Prefect releases (`prefect>=3.x,<4` in pyproject).
+Where it leans on behaviour Prefect does not promise, that lean is here, and
+tests/unit/test_prefect_adapter.py checks each assumption against the installed
+Prefect, so a release that breaks one fails there by name rather than somewhere
+inside a run. The assumptions:
+
+1. Settings overrides (`overriding`): a `SettingsContext` built from the current
+   one with some sections replaced takes effect when entered. Prefect's
+   `temporary_settings` validates a whole new `Settings` from the environment and
+   profiles on every call: 60 ms on this project's machines, a sizeable part of a
+   run that finds every item checkpointed. The current settings are already valid,
+   so a copy with the changed sections is enough.
+2. Flow-run heartbeats (`heartbeats_off`) are read from
+   `settings.flows.heartbeat_frequency` when a flow starts (Prefect 3.6 on; older
+   releases send none from the flow, and the override is then a no-op).
+3. Client retries (`client_retries_off`) are read from `settings.client.max_retries`
+   on every request, so an override entered around a call turns them off.
+4. Progress artifacts are written with plain `POST /artifacts/` and
+   `PATCH /artifacts/{id}` requests (`create_progress_artifact`,
+   `update_progress_artifact`) rather than the client's `create_artifact` /
+   `update_artifact`, which also emit an event each: the final progress publish may
+   run while the interpreter shuts down, when events can no longer be sent.
+5. Storage blocks (`read_block_path`, `write_block_path`): a `WritableFileSystem`'s
+   `read_path` / `write_path` may be sync or async depending on the block and the
+   caller's context (Prefect's `async_dispatch`), and `run_coro_as_sync` (from
+   `prefect.utilities.asyncutils`) runs the coroutine from sync code inside or
+   outside a flow.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
+
+from prefect.context import SettingsContext
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.filesystems import WritableFileSystem
+
+ARTIFACTS_ROUTE: Final = "/artifacts/"
+ARTIFACT_ROUTE: Final = "/artifacts/{id}"
+
+
+def overriding(**sections: dict[str, Any]) -> SettingsContext:
+    """A settings context equal to the current one but for `sections`, e.g.
+    `overriding(flows={"heartbeat_frequency": None})`; enter it to apply it."""
+    current = SettingsContext.get()
+    if current is None:
+        raise RuntimeError("Prefect has no settings context; it always makes one on import")
+    settings = current.settings
+    changed = {name: getattr(settings, name).model_copy(update=values) for name, values in sections.items()}
+    return SettingsContext(profile=current.profile, settings=settings.model_copy(update=changed))
+
+
+def has_flow_heartbeats() -> bool:
+    """Whether this Prefect sends flow-run heartbeats from the flow (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`)."""
+    current = SettingsContext.get()
+    flows = getattr(current.settings, "flows", None) if current is not None else None
+    return flows is not None and "heartbeat_frequency" in type(flows).model_fields
+
+
+def heartbeats_off() -> SettingsContext:
+    """No flow-run heartbeats: for runs in this process, which nothing restarts on a missed heartbeat."""
+    if not has_flow_heartbeats():
+        return overriding()
+    return overriding(flows={"heartbeat_frequency": None})
+
+
+def client_retries_off() -> SettingsContext:
+    """No client-side retries: for callers whose own next attempt is the retry."""
+    return overriding(client={"max_retries": 0})
+
+
+def create_progress_artifact(
+    client: SyncPrefectClient, *, key: str, flow_run_id: UUID, percent: float, description: str
+) -> UUID:
+    """Create the run's progress artifact without emitting an event; its id."""
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    artifact = ArtifactCreate(key=key, type="progress", description=description, data=percent, flow_run_id=flow_run_id)
+    response = client.request("POST", ARTIFACTS_ROUTE, json=artifact.model_dump(mode="json", exclude_unset=True))
+    response.raise_for_status()
+    return UUID(response.json()["id"])
+
+
+def update_progress_artifact(client: SyncPrefectClient, artifact_id: UUID, *, percent: float, description: str) -> None:
+    """Set a progress artifact's percentage and description without emitting an event."""
+    from prefect.client.schemas.actions import ArtifactUpdate
+
+    update = ArtifactUpdate(data=percent, description=description)
+    response = client.request(
+        "PATCH",
+        ARTIFACT_ROUTE,
+        json=update.model_dump(mode="json", exclude_unset=True),
+        path_params={"id": artifact_id},
+    )
+    response.raise_for_status()
+
+
+def read_block_path(storage: WritableFileSystem, path: str) -> bytes:
+    """`storage.read_path(path)`, whether the block implements it sync or async."""
+    data: Any = storage.read_path(path)
+    return bytes(run_coro_as_sync(data) if inspect.iscoroutine(data) else data)
+
+
+def write_block_path(storage: WritableFileSystem, path: str, content: bytes) -> None:
+    """`storage.write_path(path, content)`, whether the block implements it sync or async."""
+    done: Any = storage.write_path(path, content)
+    if inspect.iscoroutine(done):
+        run_coro_as_sync(done)

@@ -1,0 +1,1 @@
+"""Worked examples of fanout pipelines: processors and sources a deployment can name."""

@@ -1,0 +1,32 @@
+"""The adapter's event-free artifact requests against a real Prefect server (the session's test harness)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.runtime import flow_run
+
+from flows import prefect_adapter
+
+
+@flow
+def a_run() -> str:
+    """A flow run for the artifact to belong to."""
+    return str(flow_run.get_id())
+
+
+def test_the_server_keeps_a_progress_artifact_created_and_updated_by_the_adapter() -> None:
+    """POST /artifacts/ then PATCH /artifacts/{id}: the server stores the run's artifact with the last values."""
+    run_id = UUID(a_run())
+    key = f"adapter-progress-{run_id.hex[:8]}"
+    with get_client(sync_client=True) as client:
+        artifact_id = prefect_adapter.create_progress_artifact(
+            client, key=key, flow_run_id=run_id, percent=40.0, description="2 of 5 items done, 0 failed"
+        )
+        prefect_adapter.update_progress_artifact(client, artifact_id, percent=100.0, description="5 of 5 items done")
+        [stored] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert (stored.id, stored.type, stored.flow_run_id) == (artifact_id, "progress", run_id)
+    assert (stored.data, stored.description) == (100.0, "5 of 5 items done")

@@ -1,0 +1,154 @@
+"""Each assumption flows/prefect_adapter.py makes about Prefect holds for the installed release."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import httpx
+import prefect
+import prefect.flow_engine
+import pytest
+from packaging.version import Version
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.filesystems import LocalFileSystem
+from prefect.settings import get_current_settings
+
+from flows import prefect_adapter
+
+
+class FakeApi:
+    """An in-process Prefect API: records every request, answers with `status` (and an id)."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/csrf-token"):  # the client asks for one before its first write
+            expiration = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            return httpx.Response(200, json={"token": "t", "client": "c", "expiration": expiration})
+        self.requests.append(request)
+        return httpx.Response(self.status, json={"id": str(uuid4())}, headers={"Retry-After": "0"})
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    """A fake API that answers 200."""
+    return FakeApi()
+
+
+@pytest.fixture
+def client(api: FakeApi) -> Iterator[SyncPrefectClient]:
+    """A Prefect sync client whose requests go to `api`, not over the network."""
+    with SyncPrefectClient("http://prefect.test/api", httpx_settings={"transport": httpx.MockTransport(api)}) as client:
+        yield client
+
+
+def test_overriding_changes_the_named_setting_while_entered() -> None:
+    """A copied settings context with one section changed is what Prefect reads while it is entered."""
+    before = get_current_settings()
+    with prefect_adapter.overriding(client={"max_retries": 0}):
+        inside = get_current_settings()
+        assert inside.client.max_retries == 0
+        assert inside.api.url == before.api.url
+    assert get_current_settings().client.max_retries == before.client.max_retries
+
+
+def test_flow_heartbeats_are_detected_from_prefect_3_6_on() -> None:
+    """Prefect sends flow-run heartbeats from the flow from 3.6 on, and the adapter knows whether it does."""
+    assert prefect_adapter.has_flow_heartbeats() == (Version(prefect.__version__) >= Version("3.6"))
+
+
+def test_heartbeats_off_clears_the_heartbeat_setting() -> None:
+    """`heartbeats_off` leaves Prefect no heartbeat interval (where it has one to leave)."""
+    with prefect_adapter.heartbeats_off():
+        flows = getattr(get_current_settings(), "flows", None)
+        assert flows is None or getattr(flows, "heartbeat_frequency", None) is None
+
+
+def test_the_flow_engine_reads_the_heartbeat_setting_when_a_flow_starts() -> None:
+    """Prefect's flow engine looks the heartbeat interval up in the current settings, so an override applies."""
+    if not prefect_adapter.has_flow_heartbeats():
+        pytest.skip("this Prefect sends no flow-run heartbeats")
+    assert "get_current_settings().flows.heartbeat_frequency" in inspect.getsource(prefect.flow_engine)
+
+
+def test_client_retries_off_makes_one_attempt_at_a_503(client: SyncPrefectClient, api: FakeApi) -> None:
+    """With client retries off, a 503 fails the request after one attempt."""
+    api.status = 503
+    with prefect_adapter.client_retries_off(), pytest.raises(PrefectHTTPStatusError):
+        client.update_flow_run_labels(uuid4(), {"fanout.total": 1})
+    assert len(api.requests) == 1
+
+
+def test_without_the_override_the_client_retries_a_503(client: SyncPrefectClient, api: FakeApi) -> None:
+    """The contrast: the same request is retried as `client.max_retries` says (so the override is what stops it)."""
+    api.status = 503
+    with prefect_adapter.overriding(client={"max_retries": 2}), pytest.raises(PrefectHTTPStatusError):
+        client.update_flow_run_labels(uuid4(), {"fanout.total": 1})
+    assert len(api.requests) == 3
+
+
+def test_a_progress_artifact_is_created_with_one_post(client: SyncPrefectClient, api: FakeApi) -> None:
+    """Creating the progress artifact is one POST /artifacts/ carrying key, type, data and flow run; its id comes back."""
+    run_id = uuid4()
+    artifact_id = prefect_adapter.create_progress_artifact(
+        client, key="fanout-progress", flow_run_id=run_id, percent=40.0, description="2 of 5 items done, 0 failed"
+    )
+    [request] = api.requests
+    assert (request.method, request.url.path) == ("POST", "/api/artifacts/")
+    body = json.loads(request.content)
+    assert body == {
+        "key": "fanout-progress",
+        "type": "progress",
+        "description": "2 of 5 items done, 0 failed",
+        "data": 40.0,
+        "flow_run_id": str(run_id),
+    }
+    assert isinstance(artifact_id, UUID)
+
+
+def test_a_progress_artifact_is_updated_with_one_patch(client: SyncPrefectClient, api: FakeApi) -> None:
+    """Updating it is one PATCH /artifacts/{id} with the new percentage and description."""
+    artifact_id = uuid4()
+    prefect_adapter.update_progress_artifact(
+        client, artifact_id, percent=100.0, description="5 of 5 items done, 0 failed"
+    )
+    [request] = api.requests
+    assert (request.method, request.url.path) == ("PATCH", f"/api/artifacts/{artifact_id}")
+    assert json.loads(request.content) == {"data": 100.0, "description": "5 of 5 items done, 0 failed"}
+
+
+class AsyncStorage:
+    """A storage block whose read_path / write_path are coroutines, as remote blocks' are in async code."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    async def read_path(self, path: str) -> bytes:
+        return self.files[path]
+
+    async def write_path(self, path: str, content: bytes) -> str:
+        self.files[path] = content
+        return path
+
+
+def test_a_local_block_is_written_and_read_back(tmp_path: Path) -> None:
+    """Bytes written through a LocalFileSystem block read back the same."""
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    prefect_adapter.write_block_path(storage, "instance/item", b"{}\n")
+    assert prefect_adapter.read_block_path(storage, "instance/item") == b"{}\n"
+
+
+def test_an_async_block_is_written_and_read_back_from_sync_code() -> None:
+    """A block whose methods are coroutines is driven to completion from sync code."""
+    storage = AsyncStorage()
+    prefect_adapter.write_block_path(storage, "instance/item", b"{}\n")  # type: ignore[arg-type]
+    assert storage.files == {"instance/item": b"{}\n"}
+    assert prefect_adapter.read_block_path(storage, "instance/item") == b"{}\n"  # type: ignore[arg-type]
