@@ -7,7 +7,7 @@ and the webhook, then for each crash kind, `--repeats` times: starts `--count` s
 items through the webhook, polls the status URL every 0.2 s as a client would, and
 at half way SIGKILLs
 
-    flow   the flow-run process only; its `process` worker lives on and reports the crash
+    flow   the flow-run process only; its worker lives on and reports the crash
     host   the worker running it and its flow-run process, while a second worker stands by (another host)
 
 then waits until the run ends by itself. Prints each repeat (with the status sequence
@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--kinds", default=",".join(KINDS), help="crash kinds to run: flow, host")
     parser.add_argument("--retries", type=int, default=3)
+    parser.add_argument("--worker-type", default="process",
+                        help="the workers' type: Prefect's `process` (the automations resume runs) or the stack's warm one")
     parser.add_argument("--silent-after", type=int, default=None, help="FANOUT_SILENT_AFTER_SECONDS (default: the setting's)")
     parser.add_argument("--retry-window", type=int, default=None, help="FANOUT_RETRY_WINDOW_SECONDS (default: the setting's)")
     args = parser.parse_args()
@@ -63,7 +65,7 @@ def main() -> None:
                     workspace = Workspace(Path(temp) / f"{kind}-{repeat}")
                     try:
                         result = crash_at_half(stack, workspace, kind, count=args.count, sleep=args.sleep,
-                                               parallel=args.parallel)
+                                               parallel=args.parallel, worker_type=args.worker_type)
                     finally:
                         stack.stop_workers()
                         stack.cancel_unfinished()
@@ -104,7 +106,7 @@ def print_summary(results: dict[str, list[CrashResult]], args: argparse.Namespac
     print(f"\nsettings: {args.count} items x {args.sleep}s, {args.parallel} in flight; alive event every "
           f"{settings.liveness_seconds:g}s, resumed after {settings.silent_after_seconds}s of silence; "
           f"a Crashed run retried after {settings.retry_window_seconds}s; max automatic retries "
-          f"{settings.max_auto_retries}; worker polls every 1s; Prefect evaluates proactive triggers every 5s")
+          f"{settings.max_auto_retries}; {args.worker_type} workers polling every 1s; Prefect evaluates proactive triggers every 5s")
 
 
 if __name__ == "__main__":

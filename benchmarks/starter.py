@@ -1,16 +1,26 @@
-"""Starter latency against the local stack: POST -> 202 (sequential and concurrent), POST -> status 200.
+"""The webhook starter against a local stack: latency to 202, bursts, and one instance started at once.
 
-    .venv/bin/python -m benchmarks.starter [--requests 500] [--concurrency 20] [--runs 3]
+    .venv/bin/python -m benchmarks.starter [--requests 500] [--concurrency 20] [--bursts 5] [--burst 200]
+                                           [--complete-timeout 0]
 
 Starts a fresh local stack (Prefect server on SQLite, `prefect deploy --all`, the
-webhook under uvicorn) in a temporary folder. The latency phases run while no
-worker is polling, so the 1,000 started runs stay Scheduled (they are deleted
-afterwards). The server's late-runs service is switched off for the benchmark:
-marking a thousand unstarted runs Late every few seconds locks SQLite and slowed
-every POST to ~1 s on a loaded 2-core machine, which measures that service, not
-the starter. Then a worker starts and the seed's 5-item run is timed from POST
-to the status URL answering 200, polled every 0.1 s (a client honouring
-`Retry-After: 1` sees up to 1 s more).
+webhook under uvicorn) in a temporary folder, with no worker, and prints:
+
+- POST /api/start-fanout -> 202: p50/p99/max over `--requests` sequential
+  requests, then the same number from `--concurrency` concurrent clients, and
+  how many were not 202 (5xx counted apart);
+- `--bursts` bursts of `--burst` concurrent POSTs with distinct Idempotency-Keys
+  on one webhook: accepted/refused/5xx, p50/p99 to the answer, then (once the
+  webhook's start queue is empty) the runs Prefect holds for accepted starts,
+  the orphan runs (a run for a start that was not answered 202: must be 0), and
+  the slowest answer of /health and a status URL after the bursts;
+- 50 concurrent starts of one instance id: 202s, 409s and runs created (must be 1);
+- with `--complete-timeout N`, a worker is started and the accepted runs of the
+  bursts are followed for up to N s: how many reached Completed.
+
+The server's late-runs service is switched off: marking a thousand unstarted
+runs Late every few seconds locks SQLite and measures that service, not the
+starter. POST -> Completed is `benchmarks/startup.py`'s.
 """
 
 from __future__ import annotations
@@ -22,95 +32,148 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from deployments.stack import LocalStack
 
+CLIENT_TIMEOUT = 120.0
+"""Generous, so slow answers are measured rather than cut off."""
+
 
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-CLIENT_TIMEOUT = 120.0
-"""Generous, so slow answers are measured rather than cut off; anything but 202 counts as a failure."""
+def ms(seconds: float) -> str:
+    return f"{1000 * seconds:8.1f}"
 
 
-def sequential(url: str, headers: dict[str, str], requests: int) -> tuple[list[float], list[str]]:
-    latencies, failures = [], []
-    with httpx.Client(base_url=url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
-        for _ in range(requests):
+async def post_many(
+    url: str, headers: dict[str, str], count: int, concurrency: int, body: Any = None, keyed: str | None = None
+) -> list[tuple[float, int, dict[str, Any]]]:
+    """`count` POSTs, `concurrency` at a time: (seconds to the answer, status, JSON body) each."""
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=CLIENT_TIMEOUT, limits=limits) as client:
+        async def one(index: int) -> tuple[float, int, dict[str, Any]]:
+            extra = {"Idempotency-Key": f"{keyed}-{index}"} if keyed else {}
+            async with gate:
+                began = time.perf_counter()
+                try:
+                    response = await client.post("/api/start-fanout", json=body, headers=extra)
+                except httpx.HTTPError:
+                    return time.perf_counter() - began, 599, {}
+                return time.perf_counter() - began, response.status_code, response.json()
+        return list(await asyncio.gather(*(one(index) for index in range(count))))
+
+
+def latency_row(name: str, results: list[tuple[float, int, dict[str, Any]]]) -> str:
+    seconds = [result[0] for result in results]
+    codes = [result[1] for result in results]
+    not_202 = sum(code != 202 for code in codes)
+    server_errors = sum(code >= 500 for code in codes)
+    return (f"{name:<26} {len(results):>5} {ms(statistics.median(seconds))} {ms(percentile(seconds, 0.99))} "
+            f"{ms(max(seconds))}   not 202: {not_202} (5xx: {server_errors})")
+
+
+def sequential(url: str, headers: dict[str, str], count: int) -> list[tuple[float, int, dict[str, Any]]]:
+    return asyncio.run(post_many(url, headers, count, 1))
+
+
+def wait_queue_empty(client: httpx.Client, timeout: float = 1800) -> float:
+    """Seconds until the webhook's start queue is empty (every accepted start has its run)."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if client.get("/health").json().get("queuedStarts") == 0:
+            return time.monotonic() - began
+        time.sleep(0.2)
+    raise TimeoutError("the webhook's start queue did not empty")
+
+
+def instances_in_prefect(api: httpx.Client) -> dict[str, list[str]]:
+    """Every fanout flow run's instance id -> its flow run ids and states."""
+    found: dict[str, list[str]] = {}
+    offset = 0
+    while page := api.post("/flow_runs/filter", json={"limit": 200, "offset": offset}).json():
+        for run in page:
+            instance = (run.get("labels") or {}).get("fanout.instance")
+            if instance:
+                found.setdefault(instance, []).append(run["state"]["type"])
+        offset += len(page)
+    return found
+
+
+def slowest_answer(client: httpx.Client, status_url: str, repeats: int = 10) -> float:
+    worst = 0.0
+    for _ in range(repeats):
+        for path in ("/health", status_url):
             began = time.perf_counter()
-            try:
-                response = client.post("/api/start-fanout")
-                if response.status_code != 202:
-                    failures.append(f"{response.status_code}: {response.text[:120]}")
-            except httpx.HTTPError as error:
-                failures.append(type(error).__name__)
-            latencies.append(time.perf_counter() - began)
-    return latencies, failures
+            client.get(path)
+            worst = max(worst, time.perf_counter() - began)
+    return worst
 
 
-def concurrent(
-    url: str, headers: dict[str, str], requests: int, concurrency: int
-) -> tuple[list[float], list[str], float]:
-    async def main() -> tuple[list[float], list[str], float]:
-        gate = asyncio.Semaphore(concurrency)
-        limits = httpx.Limits(max_connections=concurrency)
-        failures: list[str] = []
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=CLIENT_TIMEOUT, limits=limits) as client:
-            async def one() -> float:
-                async with gate:
-                    began = time.perf_counter()
-                    try:
-                        response = await client.post("/api/start-fanout")
-                        if response.status_code != 202:
-                            failures.append(f"{response.status_code}: {response.text[:120]}")
-                    except httpx.HTTPError as error:
-                        failures.append(type(error).__name__)
-                    return time.perf_counter() - began
-            began = time.perf_counter()
-            latencies = await asyncio.gather(*(one() for _ in range(requests)))
-            return list(latencies), failures, time.perf_counter() - began
-    return asyncio.run(main())
+def bursts(stack: LocalStack, headers: dict[str, str], count: int, size: int) -> set[str]:
+    """The bursts on one webhook, back to back, once the earlier phases' starts have their runs;
+    returns the accepted instance ids."""
+    with httpx.Client(base_url=stack.webhook_url, headers=headers, timeout=CLIENT_TIMEOUT) as client:
+        print(f"(start queue of the latency phases emptied in {wait_queue_empty(client):.1f} s)", flush=True)
+    accepted: set[str] = set()
+    refused: set[int] = set()
+    print(f"\n{'burst of ' + str(size):<14} {'202':>5} {'429':>5} {'5xx':>5} {'p50 ms':>8} {'p99 ms':>8}", flush=True)
+    for number in range(1, count + 1):
+        results = asyncio.run(post_many(stack.webhook_url, headers, size, size, {"count": 1}, keyed=f"b{number}"))
+        codes = [result[1] for result in results]
+        seconds = [result[0] for result in results]
+        accepted |= {body["id"] for _, code, body in results if code == 202}
+        refused |= {index for index, code in enumerate(codes) if code != 202}
+        print(f"{'#' + str(number):<14} {codes.count(202):>5} {codes.count(429):>5} "
+              f"{sum(code >= 500 for code in codes):>5} {ms(statistics.median(seconds))} "
+              f"{ms(percentile(seconds, 0.99))}", flush=True)
+    with httpx.Client(base_url=stack.webhook_url, headers=headers, timeout=CLIENT_TIMEOUT) as client, \
+            httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=CLIENT_TIMEOUT) as api:
+        drained = wait_queue_empty(client)
+        in_prefect = instances_in_prefect(api)
+        created = sum(1 for instance in accepted if instance in in_prefect)
+        orphans = sum(len(runs) for instance, runs in in_prefect.items() if instance not in accepted)
+        worst = slowest_answer(client, f"/api/instances/{next(iter(accepted))}") if accepted else float("nan")
+    print(f"accepted {len(accepted)}, their runs in Prefect {created} (start queue empty {drained:.1f} s after the "
+          f"last burst), orphan runs {orphans}, slowest answer after the bursts {1000 * worst:.0f} ms", flush=True)
+    return accepted
 
 
-def delete_scheduled(api_url: str) -> int:
-    deleted = 0
-    with httpx.Client(base_url=api_url, timeout=60) as client:
+def one_instance(stack: LocalStack, headers: dict[str, str], starts: int = 50) -> None:
+    results = asyncio.run(post_many(stack.webhook_url, headers, starts, starts, {"instance_id": "only-once"}))
+    codes = [result[1] for result in results]
+    with httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=CLIENT_TIMEOUT) as api:
+        runs = instances_in_prefect(api).get("only-once", [])
+    print(f"\n{starts} concurrent starts of one instance: 202 x{codes.count(202)}, 409 x{codes.count(409)}, "
+          f"other {len(codes) - codes.count(202) - codes.count(409)}; runs created: {len(runs)}", flush=True)
+
+
+def completed(stack: LocalStack, accepted: set[str], timeout: float) -> None:
+    stack.start_worker()
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=CLIENT_TIMEOUT) as api:
         while True:
-            runs = client.post("/flow_runs/filter", json={"limit": 200}).json()
-            pending = [run for run in runs if run["state"]["type"] == "SCHEDULED"]
-            if not pending:
-                return deleted
-            for run in pending:
-                client.delete(f"/flow_runs/{run['id']}")
-                deleted += 1
-
-
-def post_to_200(url: str, headers: dict[str, str]) -> float:
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-        began = time.perf_counter()
-        status_url = client.post("/api/start-fanout").json()["statusQueryGetUri"]
-        while True:
-            response = client.get(status_url)
-            if response.status_code == 200:
-                assert response.json()["output"] == [f"Processed item-{i}" for i in range(1, 6)], response.text
-                return time.perf_counter() - began
-            time.sleep(0.1)
-
-
-def row(name: str, latencies: list[float]) -> str:
-    return (f"{name:<28} {len(latencies):>5} {1000 * statistics.median(latencies):>9.1f} "
-            f"{1000 * percentile(latencies, 0.99):>9.1f} {1000 * max(latencies):>9.1f}")
+            states = instances_in_prefect(api)
+            done = sum(1 for instance in accepted if "COMPLETED" in states.get(instance, []))
+            if done == len(accepted) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    print(f"accepted runs Completed within {timeout:.0f} s: {done} of {len(accepted)}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=3, help="5-item runs timed POST -> 200")
+    parser.add_argument("--bursts", type=int, default=5)
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--complete-timeout", type=float, default=0, help="follow the burst runs to Completed")
     args = parser.parse_args()
     os.environ["PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED"] = "false"
     with tempfile.TemporaryDirectory(prefix="fanout-bench-") as folder:
@@ -121,19 +184,15 @@ def main() -> None:
             stack.start_webhook()
             headers = {"Authorization": f"Bearer {stack.token}"}
             sequential(stack.webhook_url, headers, 20)  # warm-up
-            print(f"{'POST /api/start-fanout -> 202':<28} {'n':>5} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}", flush=True)
-            seq, seq_failed = sequential(stack.webhook_url, headers, args.requests)
-            print(row("sequential", seq) + f"   failures: {len(seq_failed)} {sorted(set(seq_failed))[:3]}", flush=True)
-            conc, conc_failed, wall = concurrent(stack.webhook_url, headers, args.requests, args.concurrency)
-            print(row(f"concurrent x{args.concurrency}", conc)
-                  + f"   failures: {len(conc_failed)} {sorted(set(conc_failed))[:3]}", flush=True)
-            print(f"concurrent throughput: {args.requests / wall:.1f} starts/s", flush=True)
-            print(f"deleted {delete_scheduled(stack.api_url)} scheduled runs", flush=True)
-            stack.start_worker()
-            post_to_200(stack.webhook_url, headers)  # warm-up: first flow process imports cold
-            seeds = [post_to_200(stack.webhook_url, headers) for _ in range(args.runs)]
-            print("5-item seed run, POST -> status 200: " + ", ".join(f"{s:.2f} s" for s in seeds)
-                  + f" (median {statistics.median(seeds):.2f} s)", flush=True)
+            print(f"{'POST -> 202':<26} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}", flush=True)
+            print(latency_row("sequential", sequential(stack.webhook_url, headers, args.requests)), flush=True)
+            concurrent = asyncio.run(post_many(stack.webhook_url, headers, args.requests, args.concurrency))
+            print(latency_row(f"concurrent x{args.concurrency}", concurrent), flush=True)
+            print(f"concurrent throughput: {len(concurrent) / max(sum(r[0] for r in concurrent) / args.concurrency, 1e-9):.1f} starts/s", flush=True)
+            accepted = bursts(stack, headers, args.bursts, args.burst)
+            one_instance(stack, headers)
+            if args.complete_timeout > 0:
+                completed(stack, accepted, args.complete_timeout)
         finally:
             stack.stop()
 

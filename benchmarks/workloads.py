@@ -17,7 +17,7 @@ Each fanout run is its own process (benchmarks/workload_probe.py) on an embedded
 Prefect with its own home, warmed by a one-item run before the clock starts.
 
 Run: `python -m benchmarks.workloads` (several minutes on 2 cores);
-`--quick` uses 100,000 items in (b) and 20,000 in (c).
+`--quick` uses 100,000 items in (b) and 20,000 in (c); `--http-items N` sizes (a) on a busy machine.
 """
 
 from __future__ import annotations
@@ -186,17 +186,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="workload figures (issue 14)")
     parser.add_argument("--quick", action="store_true", help="100,000 items in (b), 20,000 in (c)")
     parser.add_argument("--only", choices=["http", "large", "paging"], action="append")
+    parser.add_argument("--http-items", type=int, default=10_000, help="items in (a); 10,000 by default")
     arguments = parser.parse_args()
     parts = arguments.only or ["http", "large", "paging"]
     with tempfile.TemporaryDirectory(prefix="fanout-workloads-") as folder:
         scratch = Path(folder)
         if "http" in parts:
-            http = http_figures(scratch, 10_000)
-            print("\n(a) 10,000 items, one 50 ms GET each, against a local HTTP service")
+            http = http_figures(scratch, arguments.http_items)
+            print(f"\n(a) {arguments.http_items:,} items, one 50 ms GET each, against a local HTTP service")
             for name, figures in http.items():
                 print(
                     f"  {name:16} {rate(figures):9,.0f} items/s  {figures.get('seconds', 0):6.2f} s  "
-                    f"peak RSS {figures.get('peak_rss_mib', 0):6.0f} MiB  {figures.get('error', '')}"
+                    f"peak RSS {figures.get('peak_rss_mib', 0):6.0f} MiB  failed {figures.get('failed', 0)}  "
+                    f"{figures.get('error', '')[-300:]}"
                 )
             ratio = rate(http["fanout async"]) / rate(http["gather"]) if rate(http["gather"]) else 0.0
             print(f"  fanout async / gather: {ratio:.2f} (goal >= 0.50)")

@@ -54,12 +54,17 @@ def run(
     starts once in the background and reuses (`fanout server stop` stops it).
     """
     request = _checked_request(
-        count=count, items=item, instance_id=instance_id, item_key=item_key,
+        count=count,
+        items=item,
+        instance_id=instance_id,
+        item_key=item_key,
         source=source_option(source, source_format),
-        tolerated_failure_count=tolerated_failure_count, tolerated_failure_percentage=tolerated_failure_percentage,
+        tolerated_failure_count=tolerated_failure_count,
+        tolerated_failure_percentage=tolerated_failure_percentage,
     )
     api_url = _prefect_api_for_run(home)
     from flows.fanout import run_here
+    from flows.instance_lease import InstanceBusy
     from flows.prefect_adapter import overriding
 
     try:
@@ -68,6 +73,9 @@ def run(
     except ItemsFailed as failed:
         typer.echo(f"fanout: run failed: {failed}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    except InstanceBusy as refused:  # another run holds the instance (flows/instance_lease.py)
+        typer.echo(f"fanout: refused: {refused}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except InvalidRequest as error:  # found while planning: a bad line past the source's first ones
         typer.echo(f"fanout: bad input: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -101,8 +109,11 @@ def server_stop(
     from deployments.local_server import stop
 
     server = stop(home)
-    typer.echo(f"stopped the Prefect server at {server.api_url} (pid {server.pid})" if server
-               else "no background Prefect server was running")
+    typer.echo(
+        f"stopped the Prefect server at {server.api_url} (pid {server.pid})"
+        if server
+        else "no background Prefect server was running"
+    )
 
 
 def _prefect_api_for_run(home: Path) -> str:
@@ -136,7 +147,8 @@ def up(
         str, typer.Option(help="sqlite (in HOME), or postgres: a local PostgreSQL cluster in HOME/postgres.")
     ] = "sqlite",
     auth: Annotated[
-        bool, typer.Option("--auth/--no-auth", help="Refuse anonymous Prefect API calls (PREFECT_SERVER_API_AUTH_STRING).")
+        bool,
+        typer.Option("--auth/--no-auth", help="Refuse anonymous Prefect API calls (PREFECT_SERVER_API_AUTH_STRING)."),
     ] = False,
 ) -> None:
     """Start the local stack on 127.0.0.1: Prefect server, work pool and deployments, a worker, the webhook."""
@@ -146,8 +158,10 @@ def up(
 
     settings = _checked_settings()
     if database not in DATABASES or (database == "postgres" and database_url):
-        typer.echo(f"fanout: bad input: --database is one of {', '.join(DATABASES)}, and not postgres with "
-                   "--database-url", err=True)
+        typer.echo(
+            f"fanout: bad input: --database is one of {', '.join(DATABASES)}, and not postgres with --database-url",
+            err=True,
+        )
         raise typer.Exit(EXIT_BAD_INPUT)
     port = settings.webhook_port if webhook_port is None else webhook_port
     credentials = ensure_auth_string(home.resolve()) if auth else None
@@ -180,8 +194,11 @@ def start(
     from deployments.client import wait as follow
 
     _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
-    body = {name: value for name, value in {"count": count, "items": item, "instance_id": instance_id}.items()
-            if value is not None}
+    body = {
+        name: value
+        for name, value in {"count": count, "items": item, "instance_id": instance_id}.items()
+        if value is not None
+    }
     base_url, token = _webhook_address(url, home)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     console = Console(stderr=True)
@@ -222,7 +239,7 @@ def webhook() -> None:
 
 @app.command()
 def serve(name: Annotated[str, typer.Option(help="Deployment name: fan-out-fan-in/<name>.")] = "serve") -> None:
-    """Serve the flow from this process (`flow.serve`), no work pool needed; Ctrl-C stops it."""
+    """Register fan-out-fan-in/NAME and run a warm worker for it in this process; Ctrl-C stops it."""
     from deployments.serve import main as serve_main
 
     _checked_settings()
@@ -244,7 +261,11 @@ def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
     settings = _checked_settings()
     if url is None:
         written = home / URL_FILE
-        url = written.read_text().strip() if written.exists() else f"http://{settings.webhook_host}:{settings.webhook_port}"
+        url = (
+            written.read_text().strip()
+            if written.exists()
+            else f"http://{settings.webhook_host}:{settings.webhook_port}"
+        )
     token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
     if token is None and (home / TOKEN_FILE).exists():
         token = (home / TOKEN_FILE).read_text().strip()

@@ -142,7 +142,7 @@ async def start_orchestration(
         key = checked_key(idempotency_key)
         body = _unwrapped(await read_limited(request, settings.webhook_max_body_bytes))
         fanout_request = parse_request(
-            body, request.headers.get("content-type"), settings.max_items, settings.webhook_max_parameter_bytes
+            body, request.headers.get("content-type"), settings, settings.webhook_max_parameter_bytes
         )
         started = await instances.start(_with_instance(fanout_request, instance_id), key)
     except BadIdempotencyKey as error:

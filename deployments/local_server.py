@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,8 +33,8 @@ import httpx
 
 LOOPBACK = "127.0.0.1"
 STATE_FILE = "server.json"
-START_TIMEOUT_SECONDS = 180.0
-"""A fresh database is migrated at first start: 10-20 s on a 2-core machine, more under load."""
+START_TIMEOUT_SECONDS = 600.0
+"""A fresh database is migrated at first start: 10-20 s on a quiet 2-core machine, minutes on a busy one."""
 STOP_COMMAND = "fanout server stop"
 
 
@@ -85,14 +85,18 @@ def ensure_server(home: Path, say: Callable[[str], None]) -> BackgroundServer:
     with _locked(folder / "server.lock"):
         server = read_state(home)
         if server is not None and _wait_healthy(server, timeout=START_TIMEOUT_SECONDS):
-            say(f"fanout: using the Prefect server fanout started at {server.api_url} (pid {server.pid}); "
-                f"`{STOP_COMMAND}` stops it")
+            say(
+                f"fanout: using the Prefect server fanout started at {server.api_url} (pid {server.pid}); "
+                f"`{STOP_COMMAND}` stops it"
+            )
             return server
         if server is not None:
             stop(home)
         server = _start(folder)
-        say(f"fanout: started a Prefect server at {server.api_url} (pid {server.pid}, log {server.log_path}); "
-            f"it stays up for later runs; `{STOP_COMMAND}` stops it")
+        say(
+            f"fanout: started a Prefect server at {server.api_url} (pid {server.pid}, log {server.log_path}); "
+            f"it stays up for later runs; `{STOP_COMMAND}` stops it"
+        )
         if not _wait_healthy(server, timeout=START_TIMEOUT_SECONDS):
             tail = _tail(server.log_path)
             stop(home)
@@ -125,12 +129,25 @@ def _start(folder: Path) -> BackgroundServer:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     env.pop("PREFECT_API_URL", None)
-    argv = [str(Path(sys.executable).with_name("prefect")), "server", "start",
-            "--host", LOOPBACK, "--port", str(port), "--analytics-off"]
+    argv = [
+        str(Path(sys.executable).with_name("prefect")),
+        "server",
+        "start",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--analytics-off",
+    ]
     with (folder / "server.log").open("ab") as log:
         process = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=folder, start_new_session=True,
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            start_new_session=True,
         )
     server = BackgroundServer(pid=process.pid, port=port, home=str(folder))
     (folder / STATE_FILE).write_text(json.dumps(asdict(server)))
@@ -176,10 +193,8 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, signum: int) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _free_port() -> int:

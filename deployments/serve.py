@@ -12,6 +12,7 @@ webhook at it with FANOUT_DEPLOYMENT_NAME=fan-out-fan-in/serve.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 SERVE_DEPLOYMENT = "serve"
@@ -35,14 +36,18 @@ async def register(name: str) -> str:
     from flows.fanout import fan_out_fan_in
 
     async with get_client() as client:
-        try:
+        with contextlib.suppress(ObjectAlreadyExists):
             await client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
-        except ObjectAlreadyExists:
-            pass
     source = await fan_out_fan_in.from_source(source=str(source_root()), entrypoint=ENTRYPOINT)  # type: ignore[misc]
-    deployment_id = await source.deploy(  # type: ignore[misc]
-        name=name, work_pool_name=WORK_POOL, work_queue_name=name, tags=["fanout"],
-        build=False, push=False, print_next_steps=False, ignore_warnings=True,
+    deployment_id = await source.deploy(
+        name=name,
+        work_pool_name=WORK_POOL,
+        work_queue_name=name,
+        tags=["fanout"],
+        build=False,
+        push=False,
+        print_next_steps=False,
+        ignore_warnings=True,
     )
     return str(deployment_id)
 
@@ -59,10 +64,8 @@ async def serve(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:
 
 def main(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:
     """`fanout serve`: serve until Ctrl-C."""
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(name, limit))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

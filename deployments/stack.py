@@ -111,12 +111,16 @@ class LocalStack:
             raise
         return self
 
-    def start_server(self) -> PrefectServer:
+    def start_server(self, timeout: float = 180.0) -> PrefectServer:
+        """The Prefect server, healthy within `timeout` seconds (a fresh database is migrated first)."""
         port = {"port": self.prefect_port} if self.prefect_port else {}
         self.server = PrefectServer(
-            home=self.home / "prefect", database_url=self.database_url, auth_string=self.auth_string, **port  # type: ignore[arg-type]
+            home=self.home / "prefect",
+            database_url=self.database_url,
+            auth_string=self.auth_string,
+            **port,  # type: ignore[arg-type]
         )
-        self.server.start()
+        self.server.start(timeout)
         return self.server
 
     def deploy(self) -> None:
@@ -129,18 +133,28 @@ class LocalStack:
 
     def settings(self) -> FanoutSettings:
         """The fanout settings the stack's environment describes (crash detection, retries)."""
-        fields = {name[len("FANOUT_"):].lower(): value for name, value in self.env.items() if name.startswith("FANOUT_")}
+        fields = {
+            name[len("FANOUT_") :].lower(): value for name, value in self.env.items() if name.startswith("FANOUT_")
+        }
         return get_settings(**{name: value for name, value in fields.items() if name in FanoutSettings.model_fields})
 
     def _prefect(self, *args: str, env: Mapping[str, str]) -> None:
         done = subprocess.run(
-            [_bin("prefect"), *args], cwd=REPO_ROOT, env=dict(env), capture_output=True, text=True, timeout=300,
+            [_bin("prefect"), *args],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if done.returncode != 0:
             raise RuntimeError(f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
     def start_worker(
-        self, name: str | None = None, env: Mapping[str, str] | None = None, worker_type: str = WARM_WORKER,
+        self,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        worker_type: str = WARM_WORKER,
     ) -> Child:
         """A worker on the pool, warm by default (`worker_type="process"`: Prefect's plain one);
         flows it starts inherit `env` (FANOUT_* settings)."""
@@ -153,8 +167,20 @@ class LocalStack:
             PREFECT_WORKER_WEBSERVER_PORT=str(port),
             **dict(env or {}),
         )
-        argv = [_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", worker_type,
-                "--name", name, "--with-healthcheck", "--install-policy", "never"]
+        argv = [
+            _bin("prefect"),
+            "worker",
+            "start",
+            "--pool",
+            WORK_POOL,
+            "--type",
+            worker_type,
+            "--name",
+            name,
+            "--with-healthcheck",
+            "--install-policy",
+            "never",
+        ]
         child = spawn(name, argv, worker_env, self.home / "logs", cwd=REPO_ROOT)
         self.workers.append(child)
         wait_healthy(f"http://{LOOPBACK}:{port}/health", child, timeout=120)
@@ -172,10 +198,22 @@ class LocalStack:
             self.token = ensure_token(self.home, self.env)[0]
         self.webhook_port = self.webhook_port or free_port()
         env = self.client_env(
-            FANOUT_WEBHOOK_TOKEN=self.token, FANOUT_PREFECT_API_URL=self.api_url, FANOUT_DEPLOYMENT_NAME=DEPLOYMENT,
+            FANOUT_WEBHOOK_TOKEN=self.token,
+            FANOUT_PREFECT_API_URL=self.api_url,
+            FANOUT_DEPLOYMENT_NAME=DEPLOYMENT,
         )
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "deployments.webhook:app_from_environment",
-                "--host", LOOPBACK, "--port", str(self.webhook_port), "--no-access-log"]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "deployments.webhook:app_from_environment",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.webhook_port),
+            "--no-access-log",
+        ]
         self.webhook = spawn("webhook", argv, env, self.home / "logs", cwd=REPO_ROOT)
         wait_healthy(f"{self.webhook_url}/health", self.webhook, timeout=120)
         return self.webhook
@@ -225,7 +263,11 @@ def port_or_free(port: int) -> int:
 
 
 def run_up(
-    home: Path, prefect_port: int, webhook_port: int, database_url: str | None, say: Any = print,
+    home: Path,
+    prefect_port: int,
+    webhook_port: int,
+    database_url: str | None,
+    say: Any = print,
     auth: tuple[str, str] | None = None,
 ) -> int:
     """`fanout up`: start the stack, print where everything is, and keep it up until Ctrl-C or SIGTERM.
@@ -237,11 +279,18 @@ def run_up(
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     home = home.resolve()
-    stack = LocalStack(home=home, database_url=database_url, prefect_port=port_or_free(prefect_port),
-                       webhook_port=port_or_free(webhook_port), auth_string=auth[0] if auth else None)
+    stack = LocalStack(
+        home=home,
+        database_url=database_url,
+        prefect_port=port_or_free(prefect_port),
+        webhook_port=port_or_free(webhook_port),
+        auth_string=auth[0] if auth else None,
+    )
     token_source = ensure_token(home)[1]
     try:
-        say(f"starting Prefect server, deployment, worker and webhook (logs in {home / 'logs'}) ...")
+        say(
+            f"starting Prefect server, deployment, a warm worker ({WARM_WORKER}) and webhook (logs in {home / 'logs'}) ..."
+        )
         stack.start()
         (home / URL_FILE).write_text(stack.webhook_url)
         say(f"Prefect UI:   {stack.ui_url}")

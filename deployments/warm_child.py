@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 # Imported here so the forkserver holds them before the first run (this module is its preload).
-import prefect.engine  # noqa: F401
+import prefect.engine
 import prefect.flow_engine  # noqa: F401
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
@@ -59,7 +59,7 @@ def _run(flow_run_id: UUID) -> None:
             except Exception:
                 logger.error("Unexpected exception encountered when trying to load flow", exc_info=True)
                 raise
-            run_flow(flow, flow_run=flow_run, error_logger=logger)
+            run_flow(flow, flow_run=flow_run, error_logger=logger)  # type: ignore[arg-type]  # an adapter, as `python -m prefect.engine` passes
     finally:
         _flush()
 
@@ -80,8 +80,9 @@ def preloaded_flow(flow_run: FlowRun) -> Flow[..., Any] | None:
     deployment = get_client(sync_client=True).read_deployment(flow_run.deployment_id)
     steps = deployment.pull_steps or []
     folders = [step.get(SET_WORKING_DIRECTORY, {}).get("directory") for step in steps]
-    if not deployment.entrypoint or not all(isinstance(folder, str) and len(step) == 1
-                                            for folder, step in zip(folders, steps)):
+    if not deployment.entrypoint or not all(
+        isinstance(folder, str) and len(step) == 1 for folder, step in zip(folders, steps, strict=False)
+    ):
         return None
     folder = Path(folders[-1]) if folders else Path.cwd()
     path, _, name = deployment.entrypoint.rpartition(":")

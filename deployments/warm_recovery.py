@@ -59,7 +59,11 @@ def retry_allowed(run_count: int, max_auto_retries: int) -> bool:
 
 
 async def settle_exit(
-    client: PrefectClient, flow_run_id: UUID, pid: int, exit_code: int | None, max_auto_retries: int,
+    client: PrefectClient,
+    flow_run_id: UUID,
+    pid: int,
+    exit_code: int | None,
+    max_auto_retries: int,
 ) -> ExitOutcome:
     """Bring the run of an ended process to where it belongs (see the module docstring)."""
     run = await client.read_flow_run(flow_run_id)
@@ -78,8 +82,8 @@ async def settle_exit(
         return ExitOutcome(RESUMED, message)
     message = (
         f"{crash} Automatic retries exhausted ({max_auto_retries} allowed)."
-        if run.run_count else f"{crash} It crashed before it started running, so it is not retried automatically."
+        if run.run_count
+        else f"{crash} It crashed before it started running, so it is not retried automatically."
     )
     await client.set_flow_run_state(flow_run_id, Failed(message=message), force=True)
     return ExitOutcome(GAVE_UP, message)
-

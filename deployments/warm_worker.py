@@ -30,7 +30,7 @@ pool; it is harmless here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -60,14 +60,14 @@ class WarmJobConfiguration(BaseJobConfiguration):
     """The process worker's job configuration, so a `process` pool's template fits as it is."""
 
     stream_output: bool = Field(default=True)
-    working_dir: Optional[Path] = Field(default=None)
+    working_dir: Path | None = Field(default=None)
 
 
 class WarmVariables(BaseVariables):
     """Job variables of a `fanout-warm` pool: those of a `process` pool."""
 
     stream_output: bool = Field(default=True, description="Flow-run output goes to the worker's output.")
-    working_dir: Optional[Path] = Field(
+    working_dir: Path | None = Field(
         default=None, title="Working Directory", description="Folder the flow run starts in (else the deployment's)."
     )
 
@@ -108,7 +108,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         self,
         flow_run: FlowRun,
         configuration: WarmJobConfiguration,
-        task_status: Optional[anyio.abc.TaskStatus[int]] = None,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
     ) -> WarmWorkerResult:
         """Fork the run's process, report its pid, wait for it, and settle the run if it died."""
         logger = self.get_flow_run_logger(flow_run)
@@ -132,7 +132,10 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
 
     async def kill_infrastructure(
-        self, infrastructure_pid: str, configuration: WarmJobConfiguration, grace_seconds: int = 30,
+        self,
+        infrastructure_pid: str,
+        configuration: WarmJobConfiguration,
+        grace_seconds: int = 30,
     ) -> None:
         """Kill the process of a run this worker started (BaseWorker's cancel of a run not yet Running)."""
         pid = int(infrastructure_pid.rsplit(":", 1)[-1])

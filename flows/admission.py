@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from itertools import islice
 
-from flows.items import plan
-from flows.request import FanoutRequest, plan_items
+from flows.items import ItemValues, plan
+from flows.request import FanoutRequest, plan_items, plan_request
 from flows.settings import FanoutSettings
 from flows.sources import check_allowed, iter_source
 
@@ -37,9 +37,9 @@ def admit(request: FanoutRequest, settings: FanoutSettings, over_http: bool) -> 
         plan_items(request, settings.max_items, settings.max_item_bytes)  # says "at least 1"
 
 
-def planned_items(request: FanoutRequest, settings: FanoutSettings) -> list[str]:
-    """The run's items, read by the flow: a generator source must be in this run's `FANOUT_SOURCES`
-    (a deployment names its own allow-list as a job variable)."""
+def planned_items(request: FanoutRequest, settings: FanoutSettings) -> tuple[list[str], ItemValues]:
+    """The run's items (keys and values), read by the flow: a generator source must be in this run's
+    `FANOUT_SOURCES` (a deployment names its own allow-list as a job variable)."""
     if request.source is not None and request.source.generator is not None:
         check_allowed(request.source, [], settings.sources)
-    return plan_items(request, settings.max_items, settings.max_item_bytes)
+    return plan_request(request, settings.max_items, settings.max_item_bytes)

@@ -21,22 +21,27 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sized
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
 from flows.item_logging import item_logger
-from flows.items import value_of
+from flows.items import ItemValues
 from flows.outcome import ItemOutcome, describe
 from flows.progress import ItemTally
 from flows.retry_policy import RetryPolicy
 from flows.settings import FanoutSettings
 
+if TYPE_CHECKING:
+    from flows.item_path import ItemRun
+
 AsyncProcessor = Callable[[Any], Awaitable[Any]]
 MAX_ASYNC_PARALLEL = 10_000
 
 
-async def attempt_async(function: AsyncProcessor, item: str, retry: RetryPolicy, instance_id: str) -> ItemOutcome:
+async def attempt_async(
+    function: AsyncProcessor, item: str, value: Any, retry: RetryPolicy, instance_id: str
+) -> ItemOutcome:
     """Await the processor on one item under the retry policy; the item's outcome, never an exception."""
     attempts = 0
     spent = 0.0
@@ -47,7 +52,7 @@ async def attempt_async(function: AsyncProcessor, item: str, retry: RetryPolicy,
         started = time.perf_counter()
         with processing(instance_id, item, attempts) as context:
             try:
-                return await function(value_of(item))
+                return await function(value)
             except Exception as error:
                 retrying = retry.will_retry(error, attempts)
                 log = item_logger(context)
@@ -72,6 +77,7 @@ async def run_all(
     instance_id: str,
     max_parallel: int,
     on_outcome: Callable[[ItemOutcome], None] | None = None,
+    values: ItemValues | None = None,
 ) -> list[ItemOutcome]:
     """Every item attempted with at most `max_parallel` in flight; outcomes in the order they settled.
     `on_outcome` runs on the loop as each item settles, so it must be quick (an append, a count)."""
@@ -79,10 +85,11 @@ async def run_all(
     size = len(items) if isinstance(items, Sized) else max_parallel
     workers = max(1, min(max_parallel, MAX_ASYNC_PARALLEL, size))
     outcomes: list[ItemOutcome] = []
+    value_of = (values or ItemValues()).of
 
     async def worker() -> None:
         for item in source:  # one shared iterator: the loop's single thread hands out each item once
-            outcome = await attempt_async(function, item, retry, instance_id)
+            outcome = await attempt_async(function, item, value_of(item), retry, instance_id)
             if on_outcome is not None:
                 on_outcome(outcome)
             outcomes.append(outcome)
@@ -98,12 +105,13 @@ def run_async_items(
     instance_id: str,
     max_parallel: int,
     on_outcome: Callable[[ItemOutcome], None] | None = None,
+    values: ItemValues | None = None,
 ) -> list[ItemOutcome]:
     """`run_all` from synchronous code: on a new event loop in this thread, or in a thread of its own
     when this thread already runs a loop (a sync flow called from async code)."""
 
     def work() -> list[ItemOutcome]:
-        return asyncio.run(run_all(function, items, retry, instance_id, max_parallel, on_outcome))
+        return asyncio.run(run_all(function, items, retry, instance_id, max_parallel, on_outcome, values))
 
     try:
         asyncio.get_running_loop()
@@ -130,9 +138,7 @@ def carry_async(
     function: AsyncProcessor,
     items: list[str],
     done: Mapping[str, Any],
-    retry: RetryPolicy,
-    instance_id: str,
-    max_parallel: int,
+    run: ItemRun,
     record: Callable[[str, Any], None],
     tally: ItemTally,
 ) -> list[ItemOutcome]:
@@ -150,7 +156,9 @@ def carry_async(
     pending = [item for item in items if item not in done]
     fresh = {
         outcome.item: outcome
-        for outcome in run_async_items(function, pending, retry, instance_id, max_parallel, settle)
+        for outcome in run_async_items(
+            function, pending, run.retry, run.instance_id, run.max_parallel, settle, run.values
+        )
     }
     return [ItemOutcome(item=item, value=done[item], cached=True) if item in done else fresh[item] for item in items]
 

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` here: the flow's signature must hold the real
 # `FanoutRequest` class, because `flow.serve` cloudpickles the flow function by value and
 # a string annotation could not be resolved in the flow-run subprocess.
+import dataclasses
 import functools
 import gc
 import time
@@ -17,6 +18,7 @@ from flows.async_items import submission_settings
 from flows.concurrency import check_limit
 from flows.failures import settle
 from flows.instance_results import keep_failures, keep_plan
+from flows.instance_lease import holding_instance
 from flows.item_logging import correlating
 from flows.item_path import ItemRun
 from flows.liveness import keeping_alive
@@ -45,15 +47,15 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     """
     freeze_startup_heap()
     settings = get_settings()
-    items = planned_items(request, settings)
+    items, values = planned_items(request, settings)
     check_parallel(processor_kind(load_processor(settings.processor), settings.processor), settings.max_parallel)
     check_runner(settings)
     check_limit(settings)
     instance_id = request.instance_id or str(flow_run.get_id())
-    run = ItemRun.for_run(instance_id, settings)
+    run = dataclasses.replace(ItemRun.for_run(instance_id, settings), values=values)
     keep_plan(run.storage, instance_id, run.processor, items)  # results pages read the item order from it
     started = time.perf_counter()
-    with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds):
+    with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds), holding_instance(request.instance_id, settings.instance_lease_seconds):  # noqa: E501 - one line: flows/instance_lease.py
         outcomes = run_instance(items, run, settings)
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, instance_id, outcomes.values())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
@@ -22,7 +22,7 @@ from flows.concurrency import ItemSlot
 from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
 from flows.item_logging import item_logger
-from flows.items import value_of
+from flows.items import ItemValues
 from flows.outcome import ItemOutcome, describe
 from flows.processor import Processor, load_processor
 from flows.processor_kind import processor_kind
@@ -42,6 +42,8 @@ class ItemRun:
     concurrency_limit: str | None = None
     slot_hold_seconds: float = 1.0
     max_parallel: int = 8
+    values: ItemValues = field(default_factory=ItemValues)
+    """What the processor receives for each item key (flows/items.py): the key itself for plain strings."""
 
     @classmethod
     def for_run(cls, instance_id: str, settings: FanoutSettings) -> ItemRun:
@@ -74,7 +76,7 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
             ItemTally() as tally:
         if processor_kind(process) == "async":  # the same steps per item, on an event loop (flows/async_items.py)
             record = functools.partial(checkpoint, journal)
-            return carry_async(process, items, done, run.retry, run.instance_id, run.max_parallel, record, tally)
+            return carry_async(process, items, done, run, record, tally)
         for item in items:
             if item in done:
                 outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
@@ -102,7 +104,7 @@ def carry_item(
         started = time.perf_counter()
         with processing(run.instance_id, item, attempts) as context:
             try:
-                return process(value_of(item))
+                return process(run.values.of(item))
             except Exception as error:
                 retrying = run.retry.will_retry(error, attempts)
                 log = item_logger(context)

@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from flows.errors import InvalidRequest
 
@@ -131,38 +131,44 @@ def plan(items: Iterable[JsonValue], key_field: str | None = None, max_items: in
     return PlannedItems(items=kept, keys=keys)
 
 
-class KeyedItem(str):
-    """An item on its way through the run: its key (this string) carrying its value along.
+class ItemValues:
+    """The values of a run's items that are not their own key, by key; any other item is its key.
 
-    The run keys everything by the item's key: checkpoints, correlation ids,
-    task-run names, reports. Items whose value is their key (the seed's strings)
-    travel as plain strings; any other item travels as a `KeyedItem`, a string
-    equal to its key, and the processor is handed `value_of(item)`. It pickles
-    with its value, so a batch reaches a Dask worker whole.
+    The run carries items as their keys (checkpoints, correlation ids, task-run
+    names, reports), and the processor is handed `of(key)`. The seed's strings
+    need no entry. It is an opaque object, not a mapping or a dataclass, because
+    every task run receives it with the run and Prefect walks the collections in
+    a task's parameters: a million entries per submission. A per-item attribute
+    (a `str` subclass holding its value) cost ~400 bytes per item; an entry here ~100.
     """
 
-    value: JsonValue
+    __slots__ = ("_values",)
 
-    def __new__(cls, key: str, value: JsonValue) -> Self:
-        item = super().__new__(cls, key)
-        item.value = value
-        return item
+    def __init__(self, values: dict[str, JsonValue] | None = None) -> None:
+        self._values = values or {}
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (KeyedItem, (str(self), self.value))
+    def of(self, key: str) -> JsonValue:
+        """What the processor receives for the item keyed `key`."""
+        return self._values.get(key, key)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getstate__(self) -> dict[str, JsonValue]:
+        return self._values
+
+    def __setstate__(self, values: dict[str, JsonValue]) -> None:
+        self._values = values
 
 
-def value_of(item: str) -> JsonValue:
-    """What the processor receives for `item`: its value."""
-    return item.value if isinstance(item, KeyedItem) else item
-
-
-def run_items(planned: PlannedItems) -> list[str]:
-    """The plan as the run carries it: plain strings where an item is its own key, `KeyedItem`s elsewhere."""
-    return [
-        key if isinstance(item, str) and item == key else KeyedItem(key, item)
-        for key, item in zip(planned.keys, planned.items, strict=False)
-    ]
+def split(planned: PlannedItems) -> tuple[list[str], ItemValues]:
+    """The plan as the run carries it: keys in order, and the values of the items that are not their key."""
+    values = {
+        key: item
+        for key, item in zip(planned.keys, planned.items, strict=True)
+        if not (isinstance(item, str) and item == key)
+    }
+    return planned.keys, ItemValues(values)
 
 
 def display_name(key: str, limit: int = 60) -> str:

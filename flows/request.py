@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flows.errors import InvalidRequest
-from flows.items import MAX_ITEM_BYTES, JsonValue, plan, run_items
+from flows.items import MAX_ITEM_BYTES, ItemValues, JsonValue, plan, split
 from flows.sources import ItemSource, iter_source
 
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -71,18 +71,25 @@ def item_count(request: FanoutRequest) -> int | None:
 
 
 def plan_items(request: FanoutRequest, max_items: int, max_item_bytes: int = MAX_ITEM_BYTES) -> list[str]:
-    """The request's items in order, as the run carries them (flows/items.py), or `InvalidRequest`
-    saying what is wrong with them. A source is read here, streamed, once."""
+    """The keys of the request's items in order, or `InvalidRequest` saying what is wrong with them."""
+    return plan_request(request, max_items, max_item_bytes)[0]
+
+
+def plan_request(
+    request: FanoutRequest, max_items: int, max_item_bytes: int = MAX_ITEM_BYTES
+) -> tuple[list[str], ItemValues]:
+    """The items as the run carries them: keys in order and the values that are not their key
+    (flows/items.py). A source is read here, streamed, once."""
     if request.source is not None:
         planned = plan(iter_source(request.source, max_item_bytes), request.item_key, max_items)
         _check_size(len(planned), max_items, "number of items in the source")
-        return run_items(planned)
+        return split(planned)
     if request.items is None:
         count = DEFAULT_COUNT if request.count is None else request.count
         _check_size(count, max_items, "count")
-        return [f"item-{index}" for index in range(1, count + 1)]
+        return [f"item-{index}" for index in range(1, count + 1)], ItemValues()
     _check_size(len(request.items), max_items, "number of items")
-    return run_items(plan(request.items, request.item_key, max_items))
+    return split(plan(request.items, request.item_key, max_items))
 
 
 def _check_size(size: int, max_items: int, what: str) -> None:

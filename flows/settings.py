@@ -88,6 +88,11 @@ class FanoutSettings(BaseSettings):
         1.0, gt=0, le=60, description="Longest a thread keeps a limit slot across items before queueing again."
     )
 
+    instance_lease_seconds: float = Field(
+        60, ge=60, le=86_400,
+        description="Lease a run holds on its instance id (renewed while it runs); a dead holder's lapses after it.",
+    )
+
     # The HTTP webhook starter (deployments/webhook.py) and `fanout up` / `fanout start`.
     webhook_token: SecretStr | None = Field(
         None, description="Bearer token the webhook requires (`Authorization: Bearer ...`); 16+ characters."
@@ -126,7 +131,7 @@ class FanoutSettings(BaseSettings):
         description="Accepted starts waiting for Prefect to create their runs; past it a start gets 429 + Retry-After.",
     )
     webhook_submit_concurrency: int = Field(
-        2, ge=1, le=64, description="Flow runs the webhook creates on Prefect at once from its start queue."
+        4, ge=1, le=64, description="Flow runs the webhook creates on Prefect at once from its start queue."
     )
     webhook_queue_path: Path | None = Field(
         None, description="SQLite file of the webhook's start queue; `$PREFECT_HOME/fanout-webhook-starts.sqlite` when unset.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from deployments.processes import Child
 from deployments.stack import LocalStack
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import FINAL_STATES, wait_for
 from tests.e2e.test_prefect_starts import finished_output
 
 pytestmark = pytest.mark.e2e
@@ -33,10 +34,24 @@ def read_run(api: httpx.Client, flow_run_id: str) -> dict[str, Any]:
 
 def running_pid(api: httpx.Client, flow_run_id: str) -> int:
     """Wait until the run is Running; the pid of its flow-run process."""
+
     def running() -> int | None:
         run = read_run(api, flow_run_id)
-        return int(run["infrastructure_pid"]) if run["state"]["type"] == "RUNNING" and run["infrastructure_pid"] else None
+        return (
+            int(run["infrastructure_pid"]) if run["state"]["type"] == "RUNNING" and run["infrastructure_pid"] else None
+        )
+
     return int(wait_for(running, timeout=120, interval=0.2, what=f"{flow_run_id} running"))
+
+
+def final_state(api: httpx.Client, flow_run_id: str) -> str:
+    """Wait for the run to end; its final state type."""
+
+    def ended() -> str | None:
+        state = str(read_run(api, flow_run_id)["state"]["type"])
+        return state if state in FINAL_STATES else None
+
+    return str(wait_for(ended, timeout=180, interval=0.2, what=f"{flow_run_id} to end"))
 
 
 def state_names(api: httpx.Client, flow_run_id: str) -> list[str]:
@@ -61,7 +76,10 @@ def slow_items(monkeypatch: pytest.MonkeyPatch, execution_log: Path) -> Path:
 
 
 def test_cancelling_a_running_run_kills_its_process_and_ends_cancelled(
-    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client, slow_items: Path,
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    slow_items: Path,
 ) -> None:
     """A Running run set to Cancelling has its process killed and ends Cancelled."""
     start_worker(FANOUT_TEST_SLEEP="60")
@@ -71,13 +89,20 @@ def test_cancelling_a_running_run_kills_its_process_and_ends_cancelled(
     cancelling = prefect_api.post(f"/flow_runs/{flow_run_id}/set_state", json={"state": {"type": "CANCELLING"}})
 
     assert cancelling.status_code in (200, 201), cancelling.text
-    wait_for(lambda: read_run(prefect_api, flow_run_id)["state"]["type"] == "CANCELLED", timeout=60, interval=0.2,
-             what="the run to end Cancelled")
+    wait_for(
+        lambda: read_run(prefect_api, flow_run_id)["state"]["type"] == "CANCELLED",
+        timeout=60,
+        interval=0.2,
+        what="the run to end Cancelled",
+    )
     wait_for(lambda: not alive(pid), timeout=30, interval=0.2, what=f"process {pid} to end")
 
 
 def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
-    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client, slow_items: Path,
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    slow_items: Path,
 ) -> None:
     """SIGKILL of one flow-run process: that run is reported Crashed, resumed and Completes; the other never notices."""
     start_worker()
@@ -95,29 +120,47 @@ def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
     assert "Crashed" not in state_names(prefect_api, bystander)
 
 
+def rendezvous(item: str) -> str:
+    """A processor whose item waits (up to 120 s) until every item named in FANOUT_TEST_PARTIES has started."""
+    folder = Path(os.environ["FANOUT_TEST_LOG_DIR"])
+    (folder / item).touch()
+    parties = os.environ["FANOUT_TEST_PARTIES"].split(",")
+    deadline = time.monotonic() + 120
+    while not all((folder / party).exists() for party in parties):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{item}: the other runs never started while it ran")
+        time.sleep(0.05)
+    return f"Processed {item}"
+
+
 def test_two_runs_execute_at_the_same_time_in_their_own_processes(
-    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client, slow_items: Path,
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    execution_log: Path,
 ) -> None:
-    """Two runs started together run side by side, each in a process of its own."""
-    start_worker()
+    """Two runs started together run side by side, each in a process of its own (each item waits for the other)."""
+    start_worker(FANOUT_PROCESSOR=f"{__name__}:rendezvous", FANOUT_TEST_PARTIES="p1,q1")
     first, second = start_run(prefect_api, {"items": ["p1"]}), start_run(prefect_api, {"items": ["q1"]})
 
     pids = {running_pid(prefect_api, first), running_pid(prefect_api, second)}
 
-    assert finished_output(stack, first)[0] == finished_output(stack, second)[0] == "COMPLETED"
-    runs = [read_run(prefect_api, run) for run in (first, second)]
+    assert finished_output(stack, first) == ("COMPLETED", ["Processed p1"])
+    assert finished_output(stack, second) == ("COMPLETED", ["Processed q1"])
     assert len(pids) == 2
-    assert max(run["start_time"] for run in runs) < min(run["end_time"] for run in runs)
 
 
 def test_a_run_that_raises_fails_and_the_worker_keeps_serving(
-    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client, execution_log: Path,
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    execution_log: Path,
 ) -> None:
     """A run whose item raises ends Failed (not Crashed, not retried), and the next run still Completes."""
     worker = start_worker(FANOUT_TEST_FAIL="bad")
     failing = start_run(prefect_api, {"items": ["bad"]})
 
-    assert finished_output(stack, failing)[0] == "FAILED"
+    assert final_state(prefect_api, failing) == "FAILED"
     assert "Crashed" not in state_names(prefect_api, failing)
     assert finished_output(stack, start_run(prefect_api, {"items": ["good"]})) == ("COMPLETED", ["Processed good"])
     assert worker.process.poll() is None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -10,8 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from deployments.runs import PrefectRuns
 from deployments.stack import LocalStack
-from tests.e2e.conftest import executed_items, poll_until_finished, wait_for
+from deployments.webhook_errors import PrefectUnavailable
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import executed_items, fanout_env, poll_until_finished, wait_for
 from tests.unit.test_webhook_bad_requests import BAD_REQUESTS
 
 pytestmark = pytest.mark.e2e
@@ -33,12 +41,13 @@ def test_seed_scenario_post_202_then_poll_to_200_with_five_results(webhook: http
     body = done.json()
     assert body["runtimeStatus"] == "Completed" and body["output"] == SEED_OUTPUT
     assert body["instanceId"] == started.json()["id"]
-    assert body["customStatus"] == {"total": 5, "completed": 5, "failed": 0}
+    assert {name: body["customStatus"][name] for name in ("total", "completed", "failed")} == {
+        "total": 5, "completed": 5, "failed": 0}
 
 
 def test_ui_url_is_the_runs_page_on_the_prefect_server(webhook: httpx.Client, stack: LocalStack) -> None:
-    """`uiUrl` opens the flow run's page in the Prefect UI."""
-    ui_url = webhook.post("/api/start-fanout").json()["uiUrl"]
+    """`uiUrl` (given once the run exists: at once for a named instance) opens the run's page in the Prefect UI."""
+    ui_url = webhook.post("/api/start-fanout", json={"instance_id": "ui-link"}).json()["uiUrl"]
     assert ui_url.startswith(f"{stack.ui_url}/runs/flow-run/")
     assert httpx.get(ui_url, headers={"Accept": "text/html"}, timeout=30).status_code == 200
 
@@ -132,3 +141,128 @@ def test_purge_deletes_the_instance(webhook: httpx.Client) -> None:
     assert webhook.get(started["statusQueryGetUri"]).json()["runtimeStatus"] == "Terminated"
     assert webhook.delete(started["purgeHistoryDeleteUri"]).json() == {"instancesDeleted": 1}
     assert webhook.get(started["statusQueryGetUri"]).status_code == 404
+
+
+def all_flow_runs(prefect_api: httpx.Client) -> list[dict[str, Any]]:
+    """Every flow run on the server, over every page."""
+    found: list[dict[str, Any]] = []
+    while page := prefect_api.post("/flow_runs/filter", json={"limit": 200, "offset": len(found)}).json():
+        found.extend(page)
+    return found
+
+
+def instance_runs(prefect_api: httpx.Client) -> dict[str, int]:
+    """Flow runs per instance id."""
+    found: dict[str, int] = {}
+    for run in all_flow_runs(prefect_api):
+        instance = (run.get("labels") or {}).get("fanout.instance")
+        if instance:
+            found[instance] = found.get(instance, 0) + 1
+    return found
+
+
+def test_a_burst_of_200_gets_202_or_429_never_5xx_and_only_accepted_starts_run(
+    webhook: httpx.Client, prefect_api: httpx.Client
+) -> None:
+    """200 concurrent starts with distinct keys: each 202 or 429, none 5xx; each 202 has one run, no other run exists."""
+    def post(index: int) -> httpx.Response:
+        return webhook.post("/api/start-fanout", json={"count": 1}, headers={"Idempotency-Key": f"e2e-burst-{index}"})
+
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        responses = list(pool.map(post, range(200)))
+    assert {response.status_code for response in responses} <= {202, 429}
+    accepted = {response.json()["id"] for response in responses if response.status_code == 202}
+    wait_for(lambda: webhook.get("/health").json().get("queuedStarts") == 0, timeout=600, what="start queue empty")
+    burst_runs = [
+        run for run in all_flow_runs(prefect_api)
+        if (run.get("idempotency_key") or "").startswith("fanout-webhook:key:e2e-burst-")
+    ]
+    assert sorted(run["labels"]["fanout.instance"] for run in burst_runs) == sorted(accepted)  # no orphan, no double
+    assert webhook.get("/health").status_code == 200
+    assert webhook.get(f"/api/instances/{next(iter(accepted))}").status_code in (200, 202)
+
+
+def test_fifty_concurrent_starts_of_one_instance_create_one_run(webhook: httpx.Client, prefect_api: httpx.Client) -> None:
+    """50 concurrent POSTs naming one instance: one 202, 49 × 409 naming the run, one flow run in Prefect."""
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        responses = list(pool.map(lambda _: webhook.post("/api/start-fanout", json={"instance_id": "e2e-once"}), range(50)))
+    codes = [response.status_code for response in responses]
+    assert codes.count(202) == 1 and codes.count(409) == 49
+    assert instance_runs(prefect_api).get("e2e-once") == 1
+
+
+def test_two_concurrent_fanout_runs_of_one_instance_one_exits_2(stack: LocalStack, execution_log: Path) -> None:
+    """Two `fanout run --instance-id X` at once against one server: one runs, the other exits 2 naming it."""
+    env = {**stack.client_env(), **fanout_env(), "FANOUT_TEST_SLEEP": "1", "FANOUT_MAX_PARALLEL": "2"}
+    argv = [str(Path(sys.executable).parent / "fanout"), "run", "--count", "12", "--instance-id", "e2e-cli-once"]
+    runs = [subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    try:
+        outcomes = sorted((run.wait(timeout=600), run.stderr.read() if run.stderr else "") for run in runs)
+    finally:
+        for run in runs:
+            run.kill() if run.poll() is None else None
+    (first_code, _), (second_code, refused) = outcomes
+    assert (first_code, second_code) == (0, 2)
+    assert "e2e-cli-once is already running" in refused
+
+
+class SlowPrefect:
+    """A stand-in Prefect API on a real socket that answers after `delay` seconds (0: at once)."""
+
+    def __init__(self) -> None:
+        import uvicorn
+        from fastapi import FastAPI
+
+        self.delay = 5.0
+        app = FastAPI()
+
+        @app.post("/api/flow_runs/filter")
+        async def flow_runs() -> list[object]:
+            await asyncio.sleep(self.delay)
+            return []
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+
+    @property
+    def url(self) -> str:
+        (socket,) = self.server.servers[0].sockets
+        return f"http://127.0.0.1:{socket.getsockname()[1]}/api"
+
+
+@pytest.fixture
+def slow_prefect() -> Iterator[SlowPrefect]:
+    """A SlowPrefect serving from a thread; stopped at the end even when the test fails."""
+    slow = SlowPrefect()
+    thread = threading.Thread(target=slow.server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: slow.server.started, timeout=30, interval=0.05, what="slow Prefect stand-in")
+    yield slow
+    slow.server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_after_prefect_timeouts_the_connection_pool_is_whole(slow_prefect: SlowPrefect) -> None:
+    """Twenty calls that time out leave no pool slot behind: the next call, with Prefect fast again, succeeds."""
+    from prefect.client.orchestration import PrefectClient
+
+    from deployments.webhook import prefect_client_options
+    from flows.settings import FanoutSettings
+
+    settings = FanoutSettings(  # type: ignore[call-arg]
+        _env_file=None, webhook_api_timeout_seconds=0.3, webhook_pool_wait_seconds=2.0, webhook_max_connections=4
+    )
+
+    async def main() -> list[object]:
+        async with PrefectClient(slow_prefect.url, httpx_settings=prefect_client_options(settings)) as client:
+            runs = PrefectRuns(client, "fan-out-fan-in/default", ui_base=None)
+            outcomes: list[object] = list(
+                await asyncio.gather(*(runs.latest(f"i{n}") for n in range(20)), return_exceptions=True)
+            )
+            slow_prefect.delay = 0
+            outcomes.append(await runs.latest("after"))
+            return outcomes
+
+    *timed_out, after = asyncio.run(main())
+    assert all(isinstance(outcome, PrefectUnavailable) for outcome in timed_out)
+    assert after is None  # answered: the pool had its connections back

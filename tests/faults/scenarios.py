@@ -70,9 +70,10 @@ class Workspace:
             path.unlink()
 
 
-def start_worker(stack: FaultStack, workspace: Workspace, **overrides: str) -> Any:
-    """A fresh worker whose flow runs see the workspace's FANOUT_* settings."""
-    return stack.start_worker(workspace.env(**overrides))
+def start_worker(stack: FaultStack, workspace: Workspace, worker_type: str | None = None, **overrides: str) -> Any:
+    """A fresh worker (the stack's default type unless `worker_type` says) whose flow runs see the
+    workspace's FANOUT_* settings."""
+    return stack.start_worker(workspace.env(**overrides), worker_type)
 
 
 def wait_until(condition: Any, timeout: float, what: str, poll: float = 0.2) -> None:
@@ -286,16 +287,17 @@ def kill_flow_processes(worker: Any) -> list[int]:
 
 
 def crash_at_half(stack: FaultStack, workspace: Workspace, kind: str, count: int = 60, sleep: float = 0.4,
-                  parallel: int = 4, timeout: float = 300) -> CrashResult:
+                  parallel: int = 4, timeout: float = 300, worker_type: str = "process") -> CrashResult:
     """Start `count` slow items through the webhook, watch the status URL like a client, SIGKILL at half
     (kind "flow": the flow-run process only; "host": the worker running it and its flow process, while
     another worker stands by, as on a second host),
-    and wait, with no other help, until the run ends and the client has seen its 200."""
+    and wait, with no other help, until the run ends and the client has seen its 200. Prefect's `process`
+    worker by default: every process below it is a flow run, and the automations are what resume it."""
     if kind not in ("flow", "host"):
         raise ValueError(f"unknown crash kind {kind!r}")
     items = [f"item-{index}" for index in range(1, count + 1)]
     env = {"FANOUT_TEST_SLEEP": str(sleep), "FANOUT_MAX_PARALLEL": str(parallel)}
-    workers = [start_worker(stack, workspace, **env) for _ in range(2 if kind == "host" else 1)]
+    workers = [start_worker(stack, workspace, worker_type, **env) for _ in range(2 if kind == "host" else 1)]
     instance, run_id = start_through_webhook(stack, count)
     with StatusWatcher(stack, instance) as watcher:
         wait_until(lambda: len(workspace.checkpointed(instance)) >= count // 2, timeout / 2, "half the items")

@@ -17,7 +17,8 @@ COUNT = 60
 @pytest.fixture(scope="module")
 def crash(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashResult]:
     """60 slow items of a never-failing processor started through the webhook; at half, the flow process
-    is SIGKILLed (its worker lives on); a client polls the status URL every 0.2 s until its 200."""
+    is SIGKILLed (its `process` worker lives on, the automations resume it); a client polls the status URL
+    every 0.2 s until its 200."""
     try:
         result = crash_at_half(stack, Workspace(tmp_path_factory.mktemp("status-crash")), kind="flow", count=COUNT)
     finally:

@@ -69,9 +69,9 @@ class FaultStack:
 
         return SyncPrefectClient(self.api_url)
 
-    def start_worker(self, env: Mapping[str, str] | None = None) -> Child:
-        """A worker whose flow runs see `env` (FANOUT_* settings of the scenario)."""
-        return self.local.start_worker(env=env)
+    def start_worker(self, env: Mapping[str, str] | None = None, worker_type: str | None = None) -> Child:
+        """A worker (the stack's default type unless `worker_type` says) whose flow runs see `env`."""
+        return self.local.start_worker(env=env, **({"worker_type": worker_type} if worker_type else {}))
 
     def kill_worker_and_runs(self, worker: Child) -> list[int]:
         """SIGKILL a worker and every flow-run process it started (they run in their own sessions)."""

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from flows.async_items import carry_async, run_async_items, submission_settings
+from flows import async_items
+from flows.async_items import carry_async, submission_settings
 from flows.checkpoints import CheckpointStore
 from flows.errors import TransientError
 from flows.item_context import current_item
-from flows.item_path import checkpoint
-from flows.items import KeyedItem
+from flows.item_path import ItemRun, checkpoint
+from flows.items import ItemValues
 from flows.outcome import ItemOutcome
 from flows.progress import ItemTally
 from flows.retry_policy import RetryPolicy
@@ -37,9 +38,22 @@ class InFlight:
         return {"doubled": item * 2}
 
 
-def pairs(n: int) -> list[Any]:
-    """Items carrying their numbers as values."""
-    return [KeyedItem(f"item-{index}", index) for index in range(n)]
+VALUES = ItemValues({f"item-{index}": index for index in range(200)})
+
+
+def pairs(n: int) -> list[str]:
+    """Item keys whose values (in `VALUES`) are their numbers."""
+    return [f"item-{index}" for index in range(n)]
+
+
+def run_async_items(*args: Any, **kwargs: Any) -> list[ItemOutcome]:
+    """`flows.async_items.run_async_items` over `VALUES`."""
+    return async_items.run_async_items(*args, values=VALUES, **kwargs)
+
+
+def item_run(tmp_path: Path, retries: int = 0, max_parallel: int = 2) -> ItemRun:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    return ItemRun("inst", "tests:sets", storage, policy(retries), max_parallel=max_parallel, values=VALUES)
 
 
 def policy(retries: int = 0) -> RetryPolicy:
@@ -109,13 +123,13 @@ def test_result_that_is_not_json_fails_the_item(tmp_path: Path) -> None:
     store = CheckpointStore(LocalFileSystem(basepath=str(tmp_path)), "inst", "tests:sets")
     with store.journal("batch") as journal:
         outcomes = carry_async(
-            sets, pairs(2), {}, policy(2), "inst", 2, functools.partial(checkpoint, journal), ItemTally()
+            sets, pairs(2), {}, item_run(tmp_path, 2), functools.partial(checkpoint, journal), ItemTally()
         )
     assert outcomes[0].error is not None and "not JSON" in outcomes[0].error and outcomes[0].attempts == 1
     assert store.load(["item-1"]) == {"item-1": 1}
 
 
-def test_checkpointed_items_are_not_run_again() -> None:
+def test_checkpointed_items_are_not_run_again(tmp_path: Path) -> None:
     """Items found in checkpoints come back cached, in item order, without a call."""
     called: list[Any] = []
 
@@ -124,7 +138,7 @@ def test_checkpointed_items_are_not_run_again() -> None:
         return item
 
     items = pairs(3)
-    outcomes = carry_async(note, items, {"item-1": 1}, policy(), "inst", 3, lambda item, value: None, ItemTally())
+    outcomes = carry_async(note, items, {"item-1": 1}, item_run(tmp_path, 0, 3), lambda item, value: None, ItemTally())
     assert [outcome.item for outcome in outcomes] == ["item-0", "item-1", "item-2"]
     assert outcomes[1].cached and sorted(called) == [0, 2]
 
@@ -165,7 +179,7 @@ def test_pending_items_are_pulled_lazily() -> None:
 
     def lazily() -> Any:
         for item in pairs(100):
-            taken.append(item.value)
+            taken.append(VALUES.of(item))
             yield item
 
     async def note(item: Any) -> Any:

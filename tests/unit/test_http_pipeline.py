@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from flows.async_items import run_async_items
-from flows.items import KeyedItem
+from flows.items import ItemValues
 from flows.processor_kind import processor_kind
 from flows.retry_policy import RetryPolicy
 from pipelines.echo_service import echo_app
@@ -19,9 +19,11 @@ def processor() -> Enrich:
 
 
 def run(items: list[Any], retries: int = 0) -> dict[str, Any]:
-    keyed = [KeyedItem(str(index), item) for index, item in enumerate(items)]
+    values = ItemValues({str(index): item for index, item in enumerate(items)})
     policy = RetryPolicy(retries=retries, delay_seconds=0, jitter_factor=0)
-    outcomes = run_async_items(processor(), keyed, policy, "demo", max_parallel=10)
+    outcomes = run_async_items(
+        processor(), [str(index) for index in range(len(items))], policy, "demo", 10, None, values
+    )
     return {outcome.item: outcome for outcome in outcomes}
 
 

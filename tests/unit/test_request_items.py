@@ -8,34 +8,34 @@ import pytest
 
 from flows.admission import admit
 from flows.errors import InvalidRequest
-from flows.items import KeyedItem, value_of
-from flows.request import FanoutRequest, item_count, plan_items
+from flows.items import ItemValues
+from flows.request import FanoutRequest, item_count, plan_items, plan_request
 from flows.settings import get_settings
 from flows.sources import BadSource, ItemSource, SourceForbidden
 
 
 def test_seed_strings_stay_plain_strings() -> None:
     """String items travel as themselves: the seed's output and names do not change."""
-    items = plan_items(FanoutRequest(items=["item-1", "item-2"]), 10)
-    assert items == ["item-1", "item-2"] and all(type(item) is str for item in items)
+    items, values = plan_request(FanoutRequest(items=["item-1", "item-2"]), 10)
+    assert items == ["item-1", "item-2"] and len(values) == 0
 
 
 def test_object_items_with_item_key_are_keyed_by_that_field() -> None:
     """Object items travel under their `item_key` and carry their value to the processor."""
-    items = plan_items(FanoutRequest(items=[{"id": 1, "url": "x"}, {"id": 2}], item_key="id"), 10)
-    assert items == ["1", "2"]
-    assert isinstance(items[0], KeyedItem) and value_of(items[0]) == {"id": 1, "url": "x"}
+    items, values = plan_request(FanoutRequest(items=[{"id": 1, "url": "x"}, {"id": 2}], item_key="id"), 10)
+    assert items == ["1", "2"] and values.of("1") == {"id": 1, "url": "x"}
 
 
 def test_object_items_without_item_key_are_keyed_by_digest() -> None:
     """Without `item_key`, an object's key is its canonical digest."""
-    [item] = plan_items(FanoutRequest(items=[{"b": 1, "a": 2}]), 10)
-    assert item.startswith("sha256-") and value_of(item) == {"b": 1, "a": 2}
+    [item], values = plan_request(FanoutRequest(items=[{"b": 1, "a": 2}]), 10)
+    assert item.startswith("sha256-") and values.of(item) == {"b": 1, "a": 2}
 
 
 def test_numbers_are_items() -> None:
     """Numbers are JSON items too."""
-    assert [value_of(item) for item in plan_items(FanoutRequest(items=[1, 2.5]), 10)] == [1, 2.5]
+    items, values = plan_request(FanoutRequest(items=[1, 2.5]), 10)
+    assert [values.of(item) for item in items] == [1, 2.5]
 
 
 def test_source_items_are_read_in_order(tmp_path: Path) -> None:
@@ -85,3 +85,11 @@ def test_generators_need_the_allow_list_from_the_cli_too() -> None:
     """A generator source is only ever an allowed one."""
     with pytest.raises(SourceForbidden):
         admit(FanoutRequest(source=ItemSource(generator="os:listdir")), get_settings(), over_http=False)
+
+
+def test_item_values_pickle_with_the_run() -> None:
+    """The values reach Dask workers with the run."""
+    import pickle
+
+    values = pickle.loads(pickle.dumps(ItemValues({"1": {"id": 1}})))
+    assert values.of("1") == {"id": 1} and values.of("item-2") == "item-2"

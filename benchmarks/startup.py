@@ -1,0 +1,153 @@
+"""How long a run takes to start and finish, side by side in one run, against a cold import of Prefect.
+
+    .venv/bin/python -m benchmarks.startup [--runs 10] [--imports 5]
+
+Prints, measured on this machine in this one run:
+
+- the median wall time of a cold `python -c "import prefect, flows.fanout"` (the unit of the ratios);
+- the seed's 5 items from `POST /api/start-fanout` to the status URL's 200 (polled every 0.1 s) through
+  `fanout up`'s stack with the warm worker (`fanout-warm`), p50 and p95 over `--runs` runs;
+- the same runs started with `prefect deployment run` (the CLI process's own start included), timed to
+  the flow run's Completed state, polled every 0.1 s;
+- the same POST -> 200 with Prefect's plain `process` worker on the same deployment (the anchor);
+- a warm `fanout run` of 5 items as a whole process (against the background server it reuses);
+
+and each figure's ratio to the cold import. Goals (issue 12): POST -> Completed p50 <= 1.0 s, p95 <= 2.0 s
+and p50 <= 1.0x the cold import; warm `fanout run` <= 1.5x the cold import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from deployments.stack import WARM_WORKER, LocalStack, _bin
+
+POLL_SECONDS = 0.1
+SEED = [f"Processed item-{i}" for i in range(1, 6)]
+RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def timed_process(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
+    """Wall time of one whole process; raises if it fails."""
+    began = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def cold_import() -> float:
+    return timed_process([sys.executable, "-c", "import prefect, flows.fanout"])
+
+
+def post_to_200(client: httpx.Client) -> float:
+    """POST the seed, poll its status URL every 0.1 s until 200; seconds from POST to that 200."""
+    began = time.perf_counter()
+    status_url = client.post("/api/start-fanout").json()["statusQueryGetUri"]
+    while True:
+        response = client.get(status_url)
+        if response.status_code == 200:
+            assert response.json()["output"] == SEED, response.text
+            return time.perf_counter() - began
+        time.sleep(POLL_SECONDS)
+
+
+def deployment_run_to_completed(stack: LocalStack) -> float:
+    """`prefect deployment run` of the seed, then poll the flow run every 0.1 s until Completed."""
+    began = time.perf_counter()
+    done = subprocess.run(
+        [_bin("prefect"), "deployment", "run", "fan-out-fan-in/default", "--param", 'request={"count": 5}'],
+        env=stack.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    match = RUN_ID.search(done.stdout)
+    if done.returncode != 0 or not match:
+        raise RuntimeError(f"prefect deployment run failed:\n{done.stdout}\n{done.stderr}")
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        while True:
+            state = api.get(f"/flow_runs/{match.group(1)}").json()["state"]["type"]
+            if state == "COMPLETED":
+                return time.perf_counter() - began
+            if state in ("FAILED", "CRASHED", "CANCELLED"):
+                raise RuntimeError(f"run {match.group(1)} ended {state}")
+            time.sleep(POLL_SECONDS)
+
+
+def series(measure: Callable[[], float], runs: int) -> list[float]:
+    measure()  # warm-up: the first run after a worker starts pays one-off costs
+    return [measure() for _ in range(runs)]
+
+
+def row(name: str, values: list[float], unit: float) -> str:
+    p50, p95 = statistics.median(values), percentile(values, 0.95)
+    return f"{name:<44} {len(values):>3} {p50:>7.2f} {p95:>7.2f} {p50 / unit:>8.2f}x"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per starter (after one warm-up)")
+    parser.add_argument("--imports", type=int, default=5, help="cold imports timed")
+    args = parser.parse_args()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    rows: list[tuple[str, list[float]]] = []
+    with tempfile.TemporaryDirectory(prefix="fanout-startup-") as folder:
+        stack = LocalStack(home=Path(folder) / "stack")
+        try:
+            stack.start_server(timeout=900)
+            stack.deploy()
+            stack.start_webhook()
+            headers = {"Authorization": f"Bearer {stack.token}"}
+            with httpx.Client(base_url=stack.webhook_url, headers=headers, timeout=60) as client:
+                for worker_type, label in ((WARM_WORKER, "warm worker"), ("process", "process worker (anchor)")):
+                    worker = stack.start_worker(worker_type=worker_type)
+                    rows.append((f"POST -> 200, {label}", series(lambda: post_to_200(client), args.runs)))
+                    if worker_type == WARM_WORKER:
+                        rows.append(
+                            (
+                                f"prefect deployment run -> Completed, {label}",
+                                series(lambda: deployment_run_to_completed(stack), args.runs),
+                            )
+                        )
+                    stack.stop_worker(worker)
+        finally:
+            stack.stop()
+        rows.append(("warm `fanout run` (whole process)", warm_fanout_runs(Path(folder), args.runs)))
+    imports = [cold_import() for _ in range(args.imports)]
+    unit = statistics.median(imports)
+    print(f"{'':<44} {'n':>3} {'p50 s':>7} {'p95 s':>7} {'p50/import':>9}")
+    print(row('cold `python -c "import prefect, flows.fanout"`', imports, unit))
+    for name, values in rows:
+        print(row(name, values, unit))
+
+
+def warm_fanout_runs(folder: Path, runs: int) -> list[float]:
+    """`fanout run` as a whole process, `runs` times after a first run that starts the background server."""
+    fanout = _bin("fanout")
+    env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+    try:
+        return series(lambda: timed_process([fanout, "run"], env=env, cwd=folder), runs)
+    finally:
+        subprocess.run([fanout, "server", "stop"], env=env, cwd=folder, capture_output=True, timeout=120)
+
+
+if __name__ == "__main__":
+    main()
