@@ -197,7 +197,8 @@ def main() -> None:
             for name, figures in http.items():
                 print(
                     f"  {name:16} {rate(figures):9,.0f} items/s  {figures.get('seconds', 0):6.2f} s  "
-                    f"peak RSS {figures.get('peak_rss_mib', 0):6.0f} MiB  {figures.get('error', '')}"
+                    f"peak RSS {figures.get('peak_rss_mib', 0):6.0f} MiB  failed {figures.get('failed', 0)}  "
+                    f"{figures.get('error', '')[-300:]}"
                 )
             ratio = rate(http["fanout async"]) / rate(http["gather"]) if rate(http["gather"]) else 0.0
             print(f"  fanout async / gather: {ratio:.2f} (goal >= 0.50)")
