@@ -7,6 +7,10 @@ PYTEST_ARGS ?=
 # the unit and integration tiers on it, in a second virtualenv, so the range stays true.
 PREFECT_LOWEST ?= $(shell sed -n 's/^ *"prefect>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 VENV_LOWEST ?= .venv-lowest
+# Prefect before 3.7 does not cap FastAPI, yet its server fails on today's FastAPI and Starlette 1.x
+# ("'PrefectRouter' object has no attribute 'routes'", seen with 3.1.15): the lowest is tested with the
+# FastAPI of its time, as a project that runs that Prefect already has it.
+LOWEST_CONSTRAINTS ?= "fastapi>=0.111,<0.116"
 LINTED := flows deployments benchmarks tests pipelines
 
 .PHONY: run test test-multiworker test-unit test-lowest test-postgres lint bench clean
@@ -60,7 +64,7 @@ $(VENV)/.installed-lint: $(VENV)/.installed
 $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST): pyproject.toml
 	test -x $(VENV_LOWEST)/bin/python || $(PYTHON) -m venv $(VENV_LOWEST)
 	$(VENV_LOWEST)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV_LOWEST)/bin/python -m pip install --quiet -e ".[test,dask]" "prefect==$(PREFECT_LOWEST)"
+	$(VENV_LOWEST)/bin/python -m pip install --quiet -e ".[test,dask]" "prefect==$(PREFECT_LOWEST)" $(LOWEST_CONSTRAINTS)
 	touch $@
 
 clean:

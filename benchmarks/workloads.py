@@ -197,7 +197,8 @@ def main() -> None:
             for name, figures in http.items():
                 print(
                     f"  {name:16} {rate(figures):9,.0f} items/s  {figures.get('seconds', 0):6.2f} s  "
-                    f"peak RSS {figures.get('peak_rss_mib', 0):6.0f} MiB  {figures.get('error', '')}"
+                    f"peak RSS {figures.get('peak_rss_mib', 0):6.0f} MiB  failed {figures.get('failed', 0)}  "
+                    f"{figures.get('error', '')[-300:]}"
                 )
             ratio = rate(http["fanout async"]) / rate(http["gather"]) if rate(http["gather"]) else 0.0
             print(f"  fanout async / gather: {ratio:.2f} (goal >= 0.50)")
@@ -207,13 +208,13 @@ def main() -> None:
             print(f"\n(b) {large['count']:,} items from a JSONL source, trivial processor")
             print(
                 f"  full run  {full.get('seconds', 0):7.2f} s  {rate(full):9,.0f} items/s  "
-                f"peak RSS {full.get('peak_rss_mib', 0):6.0f} MiB (goal <= 1536)  {full.get('error', '')[:300]}"
+                f"peak RSS {full.get('peak_rss_mib', 0):6.0f} MiB (goal <= 1536)  {full.get('error', '')[-800:]}"
             )
             unfinished = large["count"] - large["checkpointed"]
             print(f"  killed at 50%: {large['checkpointed']:,} checkpointed, {unfinished:,} without a checkpoint")
             print(
                 f"  resume    {resumed.get('seconds', 0):7.2f} s  executed {resumed.get('executed', '?')} items "
-                f"(goal: {unfinished:,}, the ones without a checkpoint)  {resumed.get('error', '')[:300]}"
+                f"(goal: {unfinished:,}, the ones without a checkpoint)  {resumed.get('error', '')[-800:]}"
             )
         if "paging" in parts:
             paging = paging_figures(scratch, 20_000 if arguments.quick else 100_000)

@@ -11,15 +11,20 @@ the run that holds it; nothing of it ran.
 A crashed run's lease must not block its own resume: the lease id is kept in
 the flow run's label `fanout.instance-lease`, and a run that finds such a label
 on itself (the same flow run id, resumed) releases that lease before taking a
-new one. A lease whose holder died and is not resumed expires after
-`FANOUT_INSTANCE_LEASE_SECONDS` (Prefect's minimum is 60 s).
+new one. A holder that is certainly dead (its run ended, or its process on this host is
+gone, as after `kill -9` of `fanout run`) has its lease released by the next run of the
+instance; any other dead holder's lease lapses after `FANOUT_INSTANCE_LEASE_SECONDS`
+(Prefect's minimum is 60 s).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -32,6 +37,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import (
     ObjectAlreadyExists,
     ObjectNotFound,
@@ -45,6 +51,8 @@ LIMIT_PREFIX = "fanout-instance:"
 INSTANCE_TAG_PREFIX = "fanout.instance:"
 """The tag the webhook gives an instance's runs (deployments/runs.py), which the status API finds them by."""
 LEASE_LABEL = "fanout.instance-lease"
+OWNER_LABEL = "fanout.instance-lease-owner"
+"""`<host>:<pid>` of the process holding the lease, so a contender on the same host can see it died."""
 LOCKED = 423
 
 
@@ -93,20 +101,72 @@ def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_secon
     if own:
         client.release_concurrency_slots_with_lease(UUID(own))  # this run's own, from before its crash
     try:
-        response = client.increment_concurrency_slots_with_lease(
+        response = _increment(client, name, run_id, lease_seconds)
+    except InstanceBusy:
+        if not _release_dead_holders(client, instance_id, run_id):
+            raise InstanceBusy(
+                f"instance {instance_id} is already running{_holder(client, instance_id, run_id)}"
+            ) from None
+        response = _increment(client, name, run_id, lease_seconds)
+    lease_id = UUID(response.json()["lease_id"])
+    client.update_flow_run_labels(run_id, {LEASE_LABEL: str(lease_id), OWNER_LABEL: _owner()})
+    tag = f"{INSTANCE_TAG_PREFIX}{instance_id}"
+    if tag not in me.tags:  # a run not started by the webhook: make it findable by its instance id
+        client.update_flow_run(run_id, tags=[*me.tags, tag])
+    return lease_id
+
+
+def _increment(client: SyncPrefectClient, name: str, run_id: UUID, lease_seconds: float) -> Any:
+    try:
+        return client.increment_concurrency_slots_with_lease(
             names=[name], slots=1, mode="concurrency", lease_duration=lease_seconds,
             holder=ConcurrencyLeaseHolder(type="flow_run", id=run_id),
         )
     except PrefectHTTPStatusError as error:
         if error.response.status_code != LOCKED:
             raise
-        raise InstanceBusy(f"instance {instance_id} is already running{_holder(client, instance_id, run_id)}") from None
-    lease_id = UUID(response.json()["lease_id"])
-    client.update_flow_run_labels(run_id, {LEASE_LABEL: str(lease_id)})
-    tag = f"{INSTANCE_TAG_PREFIX}{instance_id}"
-    if tag not in me.tags:  # a run not started by the webhook: make it findable by its instance id
-        client.update_flow_run(run_id, tags=[*me.tags, tag])
-    return lease_id
+        raise InstanceBusy(name) from None
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _release_dead_holders(client: SyncPrefectClient, instance_id: str, run_id: UUID) -> bool:
+    """Release the leases of the instance's other runs that cannot be working any more; True if any.
+
+    A holder is dead when its run is in a final state (it ended without releasing), or when
+    it ran in a process of this host that no longer exists (killed: `fanout run` after a
+    `kill -9` must not wait out the lease). A holder elsewhere is trusted until its lease lapses.
+    """
+    flow_runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{INSTANCE_TAG_PREFIX}{instance_id}"])),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=10,
+    )
+    released = False
+    for other in flow_runs:
+        lease = str((other.labels or {}).get(LEASE_LABEL) or "")
+        if other.id == run_id or not lease:
+            continue
+        final = other.state is not None and other.state.is_final()
+        if final or _dead_here(str((other.labels or {}).get(OWNER_LABEL) or "")):
+            client.release_concurrency_slots_with_lease(UUID(lease))
+            client.update_flow_run_labels(other.id, {LEASE_LABEL: ""})
+            released = True
+    return released
+
+
+def _dead_here(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _release(client: SyncPrefectClient, lease_id: UUID, run_id: UUID) -> None:

@@ -8,15 +8,17 @@ here (`FANOUT_RESULT_STORAGE`, or Prefect's default local storage).
 Finding a page's results must not decode every checkpoint of a large run
 (100,000 records: ~0.5 s with checksums and JSON). A record's body is
 canonical JSON with sorted keys, `{"key":<key>,"result":<result>}`
-(flows/checkpoint_format.py), so the key is the first member: each journal
-line's key is peeked at with one string scan, and only the page's own records
-are decoded, checksum and all, by `checkpoint_format.decode`.
+(flows/checkpoint_format.py), so the key is the first member: one regular
+expression scan over a journal finds every line's JSON-encoded key, compared
+with the page's keys encoded the same way, and only the page's own records are
+decoded, checksum and all, by `checkpoint_format.decode`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
@@ -29,6 +31,8 @@ from flows.results import PLAN_FILE, NoResults, ResultsPage, read_page, read_pla
 PLAN_META = "plan.json"
 FAILURES_FILE = "failures.jsonl"
 KEY_HEAD = b'{"key":"'
+RECORD_KEY = re.compile(rb'^fanout-checkpoint/1 [0-9a-f]{64} \{"key":("(?:[^"\\\n]|\\.)*"),', re.M)
+"""A version-1 record's key, still JSON-encoded: the body's first member (keys sorted, no whitespace)."""
 
 
 def local_root(storage: object) -> str | None:
@@ -112,17 +116,23 @@ class InstanceResults:
 
     def finished(self, keys: Collection[str]) -> dict[str, Any]:
         """Results of those `keys` that have a sound checkpoint (journals, or one object per item)."""
-        wanted = set(keys)
+        wanted = {json.dumps(key, ensure_ascii=False).encode(): key for key in keys}
         found: dict[str, Any] = {}
         for name in self._journals():
-            for line in _lines(os.path.join(self.checkpoints, name)):
-                key = peek_key(line)
-                if key in wanted and key not in found:
-                    try:
-                        found[key] = checkpoint_format.decode(line)[1]
-                    except checkpoint_format.UnreadableRecord:
-                        continue
-        for key in wanted - found.keys():
+            data = _read(os.path.join(self.checkpoints, name))
+            for match in RECORD_KEY.finditer(data):  # one C-level scan: every line's key, no line split
+                key = wanted.get(match.group(1))
+                if key is None or key in found:
+                    continue
+                end = data.find(b"\n", match.end())
+                if end < 0:
+                    continue  # a line cut short by a crash
+                line = data[data.rfind(b"\n", 0, match.start()) + 1 : end]
+                try:
+                    found[key] = checkpoint_format.decode(line)[1]
+                except checkpoint_format.UnreadableRecord:
+                    continue
+        for key in set(wanted.values()) - found.keys():
             path = os.path.join(self.checkpoints, item_digest(key))
             if os.path.exists(path):
                 try:
