@@ -40,7 +40,15 @@ class CheckpointNotWritten(FanoutError):
 class ItemsFailed(FanoutError):
     """Some items failed permanently after their siblings finished."""
 
-    def __init__(self, failures: Sequence[tuple[str, str]], total: int) -> None:
+    def __init__(self, failures: Sequence[tuple[str, str]] | str, total: int = 0) -> None:
+        """`failures` may also be the message alone: Prefect's JSON result serializer stores an
+        exception as its message and rebuilds it with `ItemsFailed(message)` when a client reads
+        a Failed run's result (`state.result()`, `run_deployment`)."""
+        if isinstance(failures, str):
+            self.failures: list[tuple[str, str]] = []
+            self.total = total
+            super().__init__(failures)
+            return
         self.failures = list(failures)
         self.total = total
         listed = "; ".join(f"{item}: {error}" for item, error in self.failures)

@@ -61,3 +61,16 @@ def test_report_key_is_a_valid_artifact_key(instance: str) -> None:
     key = report_key(instance)
     assert all(ch.islower() or ch.isdigit() or ch == "-" for ch in key)
     assert report_key(instance) != report_key(instance + "x")
+
+
+def test_items_failed_survives_prefects_json_result_round_trip() -> None:
+    """A Failed run's stored ItemsFailed is read back by Prefect's JSON serializer with its message."""
+    from prefect.serializers import JSONSerializer
+
+    from flows.errors import ItemsFailed
+
+    serializer = JSONSerializer()
+    error = ItemsFailed([("bad", "ValueError: bad is broken")], total=1)
+    restored = serializer.loads(serializer.dumps(error))
+    assert isinstance(restored, ItemsFailed)
+    assert str(restored) == "1 of 1 items failed: bad: ValueError: bad is broken"
