@@ -208,13 +208,13 @@ def main() -> None:
             print(f"\n(b) {large['count']:,} items from a JSONL source, trivial processor")
             print(
                 f"  full run  {full.get('seconds', 0):7.2f} s  {rate(full):9,.0f} items/s  "
-                f"peak RSS {full.get('peak_rss_mib', 0):6.0f} MiB (goal <= 1536)  {full.get('error', '')[:300]}"
+                f"peak RSS {full.get('peak_rss_mib', 0):6.0f} MiB (goal <= 1536)  {full.get('error', '')[-800:]}"
             )
             unfinished = large["count"] - large["checkpointed"]
             print(f"  killed at 50%: {large['checkpointed']:,} checkpointed, {unfinished:,} without a checkpoint")
             print(
                 f"  resume    {resumed.get('seconds', 0):7.2f} s  executed {resumed.get('executed', '?')} items "
-                f"(goal: {unfinished:,}, the ones without a checkpoint)  {resumed.get('error', '')[:300]}"
+                f"(goal: {unfinished:,}, the ones without a checkpoint)  {resumed.get('error', '')[-800:]}"
             )
         if "paging" in parts:
             paging = paging_figures(scratch, 20_000 if arguments.quick else 100_000)

@@ -17,8 +17,8 @@ from flows.admission import planned_items
 from flows.async_items import submission_settings
 from flows.concurrency import check_limit
 from flows.failures import settle
-from flows.instance_results import keep_failures, keep_plan
 from flows.instance_lease import holding_instance
+from flows.instance_results import keep_failures, keep_plan
 from flows.item_logging import correlating
 from flows.item_path import ItemRun
 from flows.liveness import keeping_alive
@@ -55,7 +55,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     run = dataclasses.replace(ItemRun.for_run(instance_id, settings), values=values)
     keep_plan(run.storage, instance_id, run.processor, items)  # results pages read the item order from it
     started = time.perf_counter()
-    with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds), holding_instance(request.instance_id, settings.instance_lease_seconds):  # noqa: E501 - one line: flows/instance_lease.py
+    with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds), holding_instance(request.instance_id, settings.instance_lease_seconds):
         outcomes = run_instance(items, run, settings)
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, instance_id, outcomes.values())

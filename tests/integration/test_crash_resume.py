@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from prefect.filesystems import LocalFileSystem
 
 from flows.checkpoints import CheckpointStore

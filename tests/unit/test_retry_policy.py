@@ -48,7 +48,7 @@ def test_the_policy_waits_and_jitters_through_stamina(monkeypatch: pytest.Monkey
 
     assert RetryPolicy(retries=3, delay_seconds=1.0, jitter_factor=0.5).call(flaky) == "ok"
     assert len(waits) == 3
-    assert [low <= wait <= low + 0.5 for low, wait in zip([1.0, 2.0, 4.0], waits)] == [True] * 3
+    assert [low <= wait <= low + 0.5 for low, wait in zip([1.0, 2.0, 4.0], waits, strict=True)] == [True] * 3
 
 
 def test_transient_failure_is_retried_until_success(tmp_path: Path) -> None:
