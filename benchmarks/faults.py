@@ -41,10 +41,17 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--kinds", default=",".join(KINDS), help="crash kinds to run: flow, host")
     parser.add_argument("--retries", type=int, default=3)
-    parser.add_argument("--worker-type", default="process",
-                        help="the workers' type: Prefect's `process` (the automations resume runs) or the stack's warm one")
-    parser.add_argument("--silent-after", type=int, default=None, help="FANOUT_SILENT_AFTER_SECONDS (default: the setting's)")
-    parser.add_argument("--retry-window", type=int, default=None, help="FANOUT_RETRY_WINDOW_SECONDS (default: the setting's)")
+    parser.add_argument(
+        "--worker-type",
+        default="process",
+        help="the workers' type: Prefect's `process` (the automations resume runs) or the stack's warm one",
+    )
+    parser.add_argument(
+        "--silent-after", type=int, default=None, help="FANOUT_SILENT_AFTER_SECONDS (default: the setting's)"
+    )
+    parser.add_argument(
+        "--retry-window", type=int, default=None, help="FANOUT_RETRY_WINDOW_SECONDS (default: the setting's)"
+    )
     args = parser.parse_args()
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     if unknown := set(kinds) - set(KINDS):
@@ -54,7 +61,7 @@ def main() -> None:
         crash_env["FANOUT_SILENT_AFTER_SECONDS"] = str(args.silent_after)
     if args.retry_window is not None:
         crash_env["FANOUT_RETRY_WINDOW_SECONDS"] = str(args.retry_window)
-    settings = get_settings(**{name[len("FANOUT_"):].lower(): value for name, value in crash_env.items()})
+    settings = get_settings(**{name[len("FANOUT_") :].lower(): value for name, value in crash_env.items()})
     results: dict[str, list[CrashResult]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="fanout-faults-") as temp:
         began = time.monotonic()
@@ -64,8 +71,15 @@ def main() -> None:
                 for kind in kinds:  # interleaved, so both kinds see the same machine load
                     workspace = Workspace(Path(temp) / f"{kind}-{repeat}")
                     try:
-                        result = crash_at_half(stack, workspace, kind, count=args.count, sleep=args.sleep,
-                                               parallel=args.parallel, worker_type=args.worker_type)
+                        result = crash_at_half(
+                            stack,
+                            workspace,
+                            kind,
+                            count=args.count,
+                            sleep=args.sleep,
+                            parallel=args.parallel,
+                            worker_type=args.worker_type,
+                        )
                     finally:
                         stack.stop_workers()
                         stack.cancel_unfinished()
@@ -76,13 +90,16 @@ def main() -> None:
 
 def print_repeat(repeat: int, result: CrashResult) -> None:
     in_flight_only = not set(result.reexecuted) & result.finished_before_kill
-    print(f"{result.kind} #{repeat}: {result.state} run_count={result.run_count} "
-          f"finished_before_kill={len(result.finished_before_kill)}/{result.count} "
-          f"kill->rescheduled={result.kill_to_rescheduled or float('nan'):.1f}s "
-          f"kill->resume={result.kill_to_resume:.1f}s kill->complete={result.kill_to_complete:.1f}s "
-          f"re-executed={len(result.reexecuted)} (only in-flight: {in_flight_only}) "
-          f"output_ok={result.output == [f'Processed item-{i}' for i in range(1, result.count + 1)]} "
-          f"max customStatus.failed={result.max_failed}", flush=True)
+    print(
+        f"{result.kind} #{repeat}: {result.state} run_count={result.run_count} "
+        f"finished_before_kill={len(result.finished_before_kill)}/{result.count} "
+        f"kill->rescheduled={result.kill_to_rescheduled or float('nan'):.1f}s "
+        f"kill->resume={result.kill_to_resume:.1f}s kill->complete={result.kill_to_complete:.1f}s "
+        f"re-executed={len(result.reexecuted)} (only in-flight: {in_flight_only}) "
+        f"output_ok={result.output == [f'Processed item-{i}' for i in range(1, result.count + 1)]} "
+        f"max customStatus.failed={result.max_failed}",
+        flush=True,
+    )
     print(f"    status seen: {' -> '.join(result.statuses)}", flush=True)
     print("    states (time from the kill):\n      " + "\n      ".join(result.history), flush=True)
 
@@ -101,12 +118,16 @@ def print_summary(results: dict[str, list[CrashResult]], args: argparse.Namespac
         ]:
             print(f"{label:44} {name:32} {statistics.median(values):7.1f}  {', '.join(f'{v:.1f}' for v in values)}")
         early = [r.statuses for r in runs if r.first_final != "200 Completed"]
-        print(f"{label:44} {'a 200 before the end':32} {len(early):7d}  of {len(runs)} runs; first total "
-              f"{sorted({str(r.first_total) for r in runs})}; max failed shown {max(r.max_failed for r in runs)}")
-    print(f"\nsettings: {args.count} items x {args.sleep}s, {args.parallel} in flight; alive event every "
-          f"{settings.liveness_seconds:g}s, resumed after {settings.silent_after_seconds}s of silence; "
-          f"a Crashed run retried after {settings.retry_window_seconds}s; max automatic retries "
-          f"{settings.max_auto_retries}; {args.worker_type} workers polling every 1s; Prefect evaluates proactive triggers every 5s")
+        print(
+            f"{label:44} {'a 200 before the end':32} {len(early):7d}  of {len(runs)} runs; first total "
+            f"{sorted({str(r.first_total) for r in runs})}; max failed shown {max(r.max_failed for r in runs)}"
+        )
+    print(
+        f"\nsettings: {args.count} items x {args.sleep}s, {args.parallel} in flight; alive event every "
+        f"{settings.liveness_seconds:g}s, resumed after {settings.silent_after_seconds}s of silence; "
+        f"a Crashed run retried after {settings.retry_window_seconds}s; max automatic retries "
+        f"{settings.max_auto_retries}; {args.worker_type} workers polling every 1s; Prefect evaluates proactive triggers every 5s"
+    )
 
 
 if __name__ == "__main__":

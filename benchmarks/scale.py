@@ -33,14 +33,13 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+from prefect.client.orchestration import PrefectClient
 from rich.console import Console
 from rich.table import Table
 
 from deployments.processes import Child, PrefectServer, running_prefect_server, spawn
-from flows.checkpoints import item_digest
-from prefect.client.orchestration import PrefectClient
-
 from deployments.status import SETTLED_STATE_TYPES, custom_status, requested_total, settled_failures
+from flows.checkpoints import item_digest
 from flows.failures import read_failed_items
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +137,9 @@ class StatusWatcher:
         state_type = (runs[0].get("state") or {}).get("type")
         failures = self._failed_items(runs[0]["id"]) if state_type in SETTLED_STATE_TYPES else None
         status = custom_status(
-            runs[0].get("labels"), requested_total(runs[0].get("parameters") or {}), settled_failures(state_type, failures)
+            runs[0].get("labels"),
+            requested_total(runs[0].get("parameters") or {}),
+            settled_failures(state_type, failures),
         )
         return status.completed + status.failed
 
@@ -178,6 +179,7 @@ def trial(bench: Bench, count: int, processor: str) -> dict[str, dict[str, Any]]
 
 def median_trial(trials: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """Per measure, the trial with the median time, and the median of each trial's ratio to its full run."""
+
     def median_of(values: list[float]) -> float:
         return statistics.median(values)
 
@@ -205,10 +207,16 @@ def complete_records(results: Path, instance: str, count: int, processor: str) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="skip N=100,000 and the naive N=10,000; one trial")
-    parser.add_argument("--trials", type=int, help="trials of fanout at N=10,000, medians shown (default 3; --quick: 1)")
+    parser.add_argument(
+        "--trials", type=int, help="trials of fanout at N=10,000, medians shown (default 3; --quick: 1)"
+    )
     args = parser.parse_args()
-    sizes = {"threadpool": [1000, 10_000, 100_000], "floor": [1000, 10_000], "naive": [1000, 10_000],
-             "fanout": [1000, 100_000]}
+    sizes = {
+        "threadpool": [1000, 10_000, 100_000],
+        "floor": [1000, 10_000],
+        "naive": [1000, 10_000],
+        "fanout": [1000, 100_000],
+    }
     trials = args.trials or 3
     if args.quick:
         sizes = {"threadpool": [1000, 10_000], "floor": [10_000], "naive": [1000], "fanout": [1000]}
@@ -217,13 +225,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
         scratch = Path(scratch_dir)
         with running_prefect_server(scratch / "prefect") as server:
-            env = {**server.client_env(), "FANOUT_RESULT_STORAGE": str(scratch / "results"),
-                   "PYTHONPATH": str(REPO_ROOT), "PREFECT_LOGGING_LEVEL": "WARNING"}
+            env = {
+                **server.client_env(),
+                "FANOUT_RESULT_STORAGE": str(scratch / "results"),
+                "PYTHONPATH": str(REPO_ROOT),
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+            }
             bench = Bench(server=server, scratch=scratch, env=env)
             bench.run("fanout", 5)  # warm the server
             samples = []
             for number in range(1, trials + 1):
-                console.log(f"fanout N=10,000, trial {number} of {trials}: full run, cached rerun, kill at 50% and resume")
+                console.log(
+                    f"fanout N=10,000, trial {number} of {trials}: full run, cached rerun, kill at 50% and resume"
+                )
                 samples.append(trial(bench, 10_000, RECORDING_PROCESSOR))
             trivial = median_trial(samples)
             console.log("fanout N=10,000 with 5 ms items: full run, cached rerun, kill at 50% and resume")
@@ -241,16 +255,39 @@ def main() -> None:
 def report(
     console: Console, rows: dict[tuple[str, int], dict[str, Any]], trivial: dict[str, Any], waiting: dict[str, Any]
 ) -> None:
-    names = {"threadpool": "(a) ThreadPoolExecutor.map", "naive": "(b) naive Prefect map", "fanout": "(c) fanout",
-             "floor": "(d) Prefect floor: a flow that only returns the N results"}
+    names = {
+        "threadpool": "(a) ThreadPoolExecutor.map",
+        "naive": "(b) naive Prefect map",
+        "fanout": "(c) fanout",
+        "floor": "(d) Prefect floor: a flow that only returns the N results",
+    }
     table = Table(title="Scale, trivial processor unless noted, warm local Prefect server")
-    for column in ("variant", "N", "wall s", "items/s", "(c)/(b)", "peak RSS MB", "peak threads", "status done after s"):
+    for column in (
+        "variant",
+        "N",
+        "wall s",
+        "items/s",
+        "(c)/(b)",
+        "peak RSS MB",
+        "peak threads",
+        "status done after s",
+    ):
         table.add_column(column, justify="right")
-    for (variant, count), row in sorted(rows.items(), key=lambda entry: (entry[0][1], entry[0][0] != "threadpool", entry[0][0])):
+    for (variant, count), row in sorted(
+        rows.items(), key=lambda entry: (entry[0][1], entry[0][0] != "threadpool", entry[0][0])
+    ):
         naive = rows.get(("naive", count))
         ratio = f"{naive['seconds'] / row['seconds']:.1f}x" if variant == "fanout" and naive else ""
-        table.add_row(names[variant], f"{count:,}", f"{row['seconds']:.2f}", f"{count / row['seconds']:,.0f}", ratio,
-                      f"{row['peak_rss_mb']:.0f}", str(row["peak_threads"]), _status(row, count))
+        table.add_row(
+            names[variant],
+            f"{count:,}",
+            f"{row['seconds']:.2f}",
+            f"{count / row['seconds']:,.0f}",
+            ratio,
+            f"{row['peak_rss_mb']:.0f}",
+            str(row["peak_threads"]),
+            _status(row, count),
+        )
     for label, figures in (("", trivial), (", 5 ms items", waiting)):
         if label:
             _add_row(table, f"(c) fanout{label}", figures["full"])
@@ -259,28 +296,46 @@ def report(
     console.print(table)
     full = trivial["full"]
     naive = rows.get(("naive", 10_000))
-    console.print(f"N=10,000 fanout: {10_000 / full['seconds']:,.0f} items/s, whole flow call (goal >= 10,000)"
-                  + (f", {naive['seconds'] / full['seconds']:.1f}x naive (goal >= 25x)" if naive else "")
-                  + f"; median of full runs {_samples(trivial['full_samples'])}")
+    console.print(
+        f"N=10,000 fanout: {10_000 / full['seconds']:,.0f} items/s, whole flow call (goal >= 10,000)"
+        + (f", {naive['seconds'] / full['seconds']:.1f}x naive (goal >= 25x)" if naive else "")
+        + f"; median of full runs {_samples(trivial['full_samples'])}"
+    )
     crash = trivial["resume"]
-    console.print(f"resume after kill at 50%: {trivial['resume_ratio']:.2f} of a full run (goal <= 0.55; median of "
-                  f"{len(trivial['resume_samples'])}); in the median trial {crash['finished_before']:,} items were "
-                  f"checkpointed before the kill and the resume executed {crash['executed']:,}; finished items "
-                  f"executed again, in the worst trial: {trivial['reexecuted']} (goal 0)")
-    console.print(f"fully cached rerun: {trivial['cached_ratio']:.2f} of a full run (goal <= 0.1; median of "
-                  f"{len(trivial['cached_samples'])})")
-    console.print(f"with 5 ms items, where item work outweighs the fixed cost of a run: resume "
-                  f"{waiting['resume_ratio']:.2f}, cached rerun {waiting['cached_ratio']:.2f} of a full run of "
-                  f"{waiting['full']['seconds']:.2f} s; {waiting['reexecuted']} finished items executed again")
+    console.print(
+        f"resume after kill at 50%: {trivial['resume_ratio']:.2f} of a full run (goal <= 0.55; median of "
+        f"{len(trivial['resume_samples'])}); in the median trial {crash['finished_before']:,} items were "
+        f"checkpointed before the kill and the resume executed {crash['executed']:,}; finished items "
+        f"executed again, in the worst trial: {trivial['reexecuted']} (goal 0)"
+    )
+    console.print(
+        f"fully cached rerun: {trivial['cached_ratio']:.2f} of a full run (goal <= 0.1; median of "
+        f"{len(trivial['cached_samples'])})"
+    )
+    console.print(
+        f"with 5 ms items, where item work outweighs the fixed cost of a run: resume "
+        f"{waiting['resume_ratio']:.2f}, cached rerun {waiting['cached_ratio']:.2f} of a full run of "
+        f"{waiting['full']['seconds']:.2f} s; {waiting['reexecuted']} finished items executed again"
+    )
     big = rows.get(("fanout", 100_000))
     if big:
-        console.print(f"N=100,000 fanout: completed in {big['seconds']:.1f} s, peak RSS {big['peak_rss_mb']:.0f} MB "
-                      f"(goal <= 200), peak threads {big['peak_threads']} (goal <= 64)")
+        console.print(
+            f"N=100,000 fanout: completed in {big['seconds']:.1f} s, peak RSS {big['peak_rss_mb']:.0f} MB "
+            f"(goal <= 200), peak threads {big['peak_threads']} (goal <= 64)"
+        )
 
 
 def _add_row(table: Table, name: str, row: dict[str, Any]) -> None:
-    table.add_row(name, f"{row['count']:,}", f"{row['seconds']:.2f}", "", "", f"{row['peak_rss_mb']:.0f}",
-                  str(row["peak_threads"]), _status(row, row["count"]))
+    table.add_row(
+        name,
+        f"{row['count']:,}",
+        f"{row['seconds']:.2f}",
+        "",
+        "",
+        f"{row['peak_rss_mb']:.0f}",
+        str(row["peak_threads"]),
+        _status(row, row["count"]),
+    )
 
 
 def _samples(seconds: list[float]) -> str:

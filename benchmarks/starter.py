@@ -58,6 +58,7 @@ async def post_many(
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=CLIENT_TIMEOUT, limits=limits) as client:
+
         async def one(index: int) -> tuple[float, int, dict[str, Any]]:
             extra = {"Idempotency-Key": f"{keyed}-{index}"} if keyed else {}
             async with gate:
@@ -67,6 +68,7 @@ async def post_many(
                 except httpx.HTTPError:
                     return time.perf_counter() - began, 599, {}
                 return time.perf_counter() - began, response.status_code, response.json()
+
         return list(await asyncio.gather(*(one(index) for index in range(count))))
 
 
@@ -75,8 +77,10 @@ def latency_row(name: str, results: list[tuple[float, int, dict[str, Any]]]) -> 
     codes = [result[1] for result in results]
     not_202 = sum(code != 202 for code in codes)
     server_errors = sum(code >= 500 for code in codes)
-    return (f"{name:<26} {len(results):>5} {ms(statistics.median(seconds))} {ms(percentile(seconds, 0.99))} "
-            f"{ms(max(seconds))}   not 202: {not_202} (5xx: {server_errors})")
+    return (
+        f"{name:<26} {len(results):>5} {ms(statistics.median(seconds))} {ms(percentile(seconds, 0.99))} "
+        f"{ms(max(seconds))}   not 202: {not_202} (5xx: {server_errors})"
+    )
 
 
 def sequential(url: str, headers: dict[str, str], count: int) -> list[tuple[float, int, dict[str, Any]]]:
@@ -130,18 +134,26 @@ def bursts(stack: LocalStack, headers: dict[str, str], count: int, size: int) ->
         seconds = [result[0] for result in results]
         accepted |= {body["id"] for _, code, body in results if code == 202}
         refused |= {index for index, code in enumerate(codes) if code != 202}
-        print(f"{'#' + str(number):<14} {codes.count(202):>5} {codes.count(429):>5} "
-              f"{sum(code >= 500 for code in codes):>5} {ms(statistics.median(seconds))} "
-              f"{ms(percentile(seconds, 0.99))}", flush=True)
-    with httpx.Client(base_url=stack.webhook_url, headers=headers, timeout=CLIENT_TIMEOUT) as client, \
-            httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=CLIENT_TIMEOUT) as api:
+        print(
+            f"{'#' + str(number):<14} {codes.count(202):>5} {codes.count(429):>5} "
+            f"{sum(code >= 500 for code in codes):>5} {ms(statistics.median(seconds))} "
+            f"{ms(percentile(seconds, 0.99))}",
+            flush=True,
+        )
+    with (
+        httpx.Client(base_url=stack.webhook_url, headers=headers, timeout=CLIENT_TIMEOUT) as client,
+        httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=CLIENT_TIMEOUT) as api,
+    ):
         drained = wait_queue_empty(client)
         in_prefect = instances_in_prefect(api)
         created = sum(1 for instance in accepted if instance in in_prefect)
         orphans = sum(len(runs) for instance, runs in in_prefect.items() if instance not in accepted)
         worst = slowest_answer(client, f"/api/instances/{next(iter(accepted))}") if accepted else float("nan")
-    print(f"accepted {len(accepted)}, their runs in Prefect {created} (start queue empty {drained:.1f} s after the "
-          f"last burst), orphan runs {orphans}, slowest answer after the bursts {1000 * worst:.0f} ms", flush=True)
+    print(
+        f"accepted {len(accepted)}, their runs in Prefect {created} (start queue empty {drained:.1f} s after the "
+        f"last burst), orphan runs {orphans}, slowest answer after the bursts {1000 * worst:.0f} ms",
+        flush=True,
+    )
     return accepted
 
 
@@ -150,8 +162,11 @@ def one_instance(stack: LocalStack, headers: dict[str, str], starts: int = 50) -
     codes = [result[1] for result in results]
     with httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=CLIENT_TIMEOUT) as api:
         runs = instances_in_prefect(api).get("only-once", [])
-    print(f"\n{starts} concurrent starts of one instance: 202 x{codes.count(202)}, 409 x{codes.count(409)}, "
-          f"other {len(codes) - codes.count(202) - codes.count(409)}; runs created: {len(runs)}", flush=True)
+    print(
+        f"\n{starts} concurrent starts of one instance: 202 x{codes.count(202)}, 409 x{codes.count(409)}, "
+        f"other {len(codes) - codes.count(202) - codes.count(409)}; runs created: {len(runs)}",
+        flush=True,
+    )
 
 
 def completed(stack: LocalStack, accepted: set[str], timeout: float) -> None:
@@ -188,7 +203,10 @@ def main() -> None:
             print(latency_row("sequential", sequential(stack.webhook_url, headers, args.requests)), flush=True)
             concurrent = asyncio.run(post_many(stack.webhook_url, headers, args.requests, args.concurrency))
             print(latency_row(f"concurrent x{args.concurrency}", concurrent), flush=True)
-            print(f"concurrent throughput: {len(concurrent) / max(sum(r[0] for r in concurrent) / args.concurrency, 1e-9):.1f} starts/s", flush=True)
+            print(
+                f"concurrent throughput: {len(concurrent) / max(sum(r[0] for r in concurrent) / args.concurrency, 1e-9):.1f} starts/s",
+                flush=True,
+            )
             accepted = bursts(stack, headers, args.bursts, args.burst)
             one_instance(stack, headers)
             if args.complete_timeout > 0:

@@ -41,7 +41,16 @@ from flows.settings import FanoutSettings
 
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 ANY_FLOW_RUN_EVENT = "prefect.flow-run.*"  # every state change (and heartbeat) of a flow run
-AFTER_CRASH_STATES = ("AwaitingRetry", "Scheduled", "Pending", "Running", "Completed", "Failed", "Cancelling", "Cancelled")
+AFTER_CRASH_STATES = (
+    "AwaitingRetry",
+    "Scheduled",
+    "Pending",
+    "Running",
+    "Completed",
+    "Failed",
+    "Cancelling",
+    "Cancelled",
+)
 
 SILENT = "fanout: resume runs that fall silent"
 HEARTBEATS = "fanout: crash runs whose heartbeats stop"
@@ -84,12 +93,14 @@ def silent_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) 
             within=timedelta(seconds=silent),
             threshold=1,
         ),
-        actions=[ChangeFlowRunState(
-            state=StateType.SCHEDULED,
-            name="AwaitingRetry",
-            message=f"fanout: no sign of life for {silent}s, the host is presumed dead; automatic retry "
-            f"(at most {settings.max_auto_retries})",
-        )],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.SCHEDULED,
+                name="AwaitingRetry",
+                message=f"fanout: no sign of life for {silent}s, the host is presumed dead; automatic retry "
+                f"(at most {settings.max_auto_retries})",
+            )
+        ],
     )
 
 
@@ -108,10 +119,12 @@ def heartbeat_automation(deployment_ids: Sequence[UUID], settings: FanoutSetting
             within=timedelta(seconds=settings.crash_after_seconds),
             threshold=1,
         ),
-        actions=[ChangeFlowRunState(
-            state=StateType.CRASHED,
-            message=f"fanout: no heartbeat for {settings.crash_after_seconds}s, the host is presumed dead",
-        )],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"fanout: no heartbeat for {settings.crash_after_seconds}s, the host is presumed dead",
+            )
+        ],
     )
 
 
@@ -129,11 +142,13 @@ def retry_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -
         trigger=_after_crash(
             deployment_ids, timedelta(seconds=settings.retry_window_seconds), run_counts=retry_run_counts(settings)
         ),
-        actions=[ChangeFlowRunState(
-            state=StateType.SCHEDULED,
-            name="AwaitingRetry",
-            message=f"fanout: automatic retry after a crash (at most {settings.max_auto_retries})",
-        )],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.SCHEDULED,
+                name="AwaitingRetry",
+                message=f"fanout: automatic retry after a crash (at most {settings.max_auto_retries})",
+            )
+        ],
     )
 
 
@@ -149,20 +164,25 @@ def give_up_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings)
         trigger=EventTrigger(
             posture=Posture.Reactive,
             expect={flow_run_event("Crashed")},
-            match={"prefect.resource.id": "prefect.flow-run.*", "prefect.run-count": str(settings.max_auto_retries + 1)},
+            match={
+                "prefect.resource.id": "prefect.flow-run.*",
+                "prefect.run-count": str(settings.max_auto_retries + 1),
+            },
             match_related=deployment_scope(deployment_ids),
             for_each={"prefect.resource.id"},
             threshold=1,
             within=timedelta(0),
         ),
-        actions=[ChangeFlowRunState(
-            state=StateType.FAILED,
-            force=True,
-            message=(
-                f"fanout: crashed again after {settings.max_auto_retries} automatic retries; "
-                "Retry the run (or restart the instance) to resume from its checkpoints"
-            ),
-        )],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.FAILED,
+                force=True,
+                message=(
+                    f"fanout: crashed again after {settings.max_auto_retries} automatic retries; "
+                    "Retry the run (or restart the instance) to resume from its checkpoints"
+                ),
+            )
+        ],
     )
 
 
@@ -225,7 +245,8 @@ def fanout_deployment_ids(client: Any, flow_name: str, names: Iterable[str] = ()
     wanted = set(names)
     deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
     return [
-        deployment.id for deployment in deployments
+        deployment.id
+        for deployment in deployments
         if not wanted or f"{flow_name}/{deployment.name}" in wanted or deployment.name in wanted
     ]
 
@@ -235,7 +256,9 @@ class NoFanoutDeployment(LookupError):
 
 
 def apply_fanout_automations(
-    settings: FanoutSettings, deployments: Iterable[str] = (), api_url: str | None = None,
+    settings: FanoutSettings,
+    deployments: Iterable[str] = (),
+    api_url: str | None = None,
     auth_string: str | None = None,
 ) -> list[Applied]:
     """Apply the automations for fanout's deployments on `api_url` (else where `PREFECT_API_URL` points;

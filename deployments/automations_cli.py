@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -17,7 +17,7 @@ automations_app = typer.Typer(help="Prefect automations that resume crashed runs
 @automations_app.command("apply")
 def apply(
     deployment: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--deployment", help="Limit to `fan-out-fan-in/<name>`; repeat for more. Default: all of them."),
     ] = None,
 ) -> None:

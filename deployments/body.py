@@ -106,6 +106,5 @@ def _validated(fields: dict[str, Any]) -> FanoutRequest:
 def validation_message(error: ValidationError) -> str:
     """Pydantic's errors in one line: `field: problem; field: problem`."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}"
-        for problem in error.errors()
+        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
     )

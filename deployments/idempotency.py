@@ -34,5 +34,7 @@ def checked_key(raw: str | None) -> str | None:
 
 def request_digest(request: FanoutRequest) -> str:
     """A stable digest of the fields the client sent (field order and spacing do not matter)."""
-    canonical = json.dumps(request.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        request.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -52,7 +52,9 @@ from deployments.webhook_errors import (
 from flows.request import FanoutRequest
 
 QUEUED_STATUS: dict[str, RuntimeStatus] = {
-    "queued": RuntimeStatus.PENDING, "failed": RuntimeStatus.FAILED, "cancelled": RuntimeStatus.TERMINATED,
+    "queued": RuntimeStatus.PENDING,
+    "failed": RuntimeStatus.FAILED,
+    "cancelled": RuntimeStatus.TERMINATED,
 }
 
 
@@ -148,7 +150,9 @@ class Instances:
     async def terminate(self, instance_id: str) -> Started:
         found = await self.find(instance_id)
         if isinstance(found, QueuedStart):
-            if found.state == "queued" and self.queue.settle(found.key, "cancelled", error="terminated before it started"):
+            if found.state == "queued" and self.queue.settle(
+                found.key, "cancelled", error="terminated before it started"
+            ):
                 return Started(instance_id, None)
             found = await self.find(instance_id)
         if isinstance(found, QueuedStart) or is_finished(found):

@@ -43,7 +43,9 @@ def binary_dir() -> Path:
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
     if versions:
         return Path(versions[-1]).parent
-    raise PostgresNotAvailable("PostgreSQL server binaries not found; install them (Debian: apt-get install postgresql)")
+    raise PostgresNotAvailable(
+        "PostgreSQL server binaries not found; install them (Debian: apt-get install postgresql)"
+    )
 
 
 def _as_service_user(argv: Sequence[str]) -> list[str]:
@@ -85,8 +87,9 @@ class LocalPostgres:
 
     def _run(self, *argv: str, timeout: float = 120.0) -> None:
         command = _as_service_user([str(binary_dir() / argv[0]), *argv[1:]])
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PGPASSWORD": self.password})
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PGPASSWORD": self.password}
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:2])} failed ({done.returncode}): {done.stderr or done.stdout}")
 
@@ -106,8 +109,17 @@ class LocalPostgres:
         self.password_file.write_text(self.password + "\n")
         self.password_file.chmod(0o600)
         _hand_over(self.password_file)
-        self._run("initdb", "-D", str(self.data_dir), "-U", ROLE, "--auth=scram-sha-256",
-                  f"--pwfile={self.password_file}", "--encoding=UTF8", "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            ROLE,
+            "--auth=scram-sha-256",
+            f"--pwfile={self.password_file}",
+            "--encoding=UTF8",
+            "--no-instructions",
+        )
 
     def start(self) -> LocalPostgres:
         """Initialise if needed, start the server on loopback only and create the database.
@@ -119,9 +131,12 @@ class LocalPostgres:
         if running is not None:
             self.port = running
         else:
-            options = f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories='' -c max_connections=200"
-            self._run("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options,
-                      "-w", "-t", "60")
+            options = (
+                f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories='' -c max_connections=200"
+            )
+            self._run(
+                "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options, "-w", "-t", "60"
+            )
         if not self._database_exists():
             self._run("createdb", "-h", LOOPBACK, "-p", str(self.port), "-U", ROLE, DATABASE)
         return self
@@ -131,26 +146,51 @@ class LocalPostgres:
         pid_file = self.data_dir / "postmaster.pid"
         if not pid_file.exists():
             return None
-        status = subprocess.run(_as_service_user([str(binary_dir() / "pg_ctl"), "status", "-D", str(self.data_dir)]),
-                                capture_output=True, text=True, timeout=30)
+        status = subprocess.run(
+            _as_service_user([str(binary_dir() / "pg_ctl"), "status", "-D", str(self.data_dir)]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if status.returncode != 0:
             return None
         lines = pid_file.read_text().splitlines()
         return int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
 
     def _database_exists(self) -> bool:
-        command = _as_service_user([str(binary_dir() / "psql"), "-h", LOOPBACK, "-p", str(self.port), "-U", ROLE,
-                                    "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"])
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30,
-                              env={**os.environ, "PGPASSWORD": self.password})
+        command = _as_service_user(
+            [
+                str(binary_dir() / "psql"),
+                "-h",
+                LOOPBACK,
+                "-p",
+                str(self.port),
+                "-U",
+                ROLE,
+                "-d",
+                "postgres",
+                "-tAc",
+                f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'",
+            ]
+        )
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=30, env={**os.environ, "PGPASSWORD": self.password}
+        )
         return done.stdout.strip() == "1"
 
     def query(self, sql: str) -> str:
         """Run one SQL statement in the database and return psql's unaligned output (for checks)."""
-        command = _as_service_user([str(binary_dir() / "psql"), "-h", LOOPBACK, "-p", str(self.port), "-U", ROLE,
-                                    "-d", DATABASE, "-tAc", sql])
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30,
-                              env={**os.environ, "PGPASSWORD": self.password}, check=True)
+        command = _as_service_user(
+            [str(binary_dir() / "psql"), "-h", LOOPBACK, "-p", str(self.port), "-U", ROLE, "-d", DATABASE, "-tAc", sql]
+        )
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PGPASSWORD": self.password},
+            check=True,
+        )
         return done.stdout.strip()
 
     def stop(self) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +42,8 @@ class Child:
         """SIGTERM the child's process group, then SIGKILL it if it lingers."""
         if self.process.poll() is None:
             _signal_group(self.process.pid, signal.SIGTERM)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
         _signal_group(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
@@ -63,10 +61,8 @@ class Child:
 
 
 def _signal_group(pid: int, signum: int) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path, cwd: Path | None = None) -> Child:
@@ -75,8 +71,13 @@ def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path,
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
+            list(argv),
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
         )
     return Child(name=name, process=process, log_path=log_path)
 
@@ -123,8 +124,13 @@ class PrefectServer:
 
     def client_env(self) -> dict[str, str]:
         """Environment for any process that should talk to this server."""
-        env = {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home),
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **self.extra_env}
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **self.extra_env,
+        }
         if self.auth_string:
             env["PREFECT_API_AUTH_STRING"] = self.auth_string
         return env
@@ -143,8 +149,16 @@ class PrefectServer:
         """Start the server and wait until its health check answers."""
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.server_env()
-        argv = [str(Path(sys.executable).with_name("prefect")), "server", "start",
-                "--host", LOOPBACK, "--port", str(self.port), "--analytics-off"]
+        argv = [
+            str(Path(sys.executable).with_name("prefect")),
+            "server",
+            "start",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--analytics-off",
+        ]
         self.child = spawn("prefect-server", argv, env, self.home / "logs")
         wait_healthy(f"{self.api_url}/health", self.child, timeout)
         return self

@@ -46,7 +46,9 @@ async def health(state: State) -> JSONResponse:
 
 @routes.post("/api/start-fanout", status_code=202)
 async def start_fanout(
-    request: Request, instances: InstancesDep, settings: Settings,
+    request: Request,
+    instances: InstancesDep,
+    settings: Settings,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     try:

@@ -16,6 +16,7 @@ its own run from one an idempotency key led it to).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -230,10 +231,8 @@ class PrefectRuns:
         deleted = 0
         while flow_runs := await self.client.read_flow_runs(flow_run_filter=only_instance, limit=PURGE_PAGE):
             for flow_run in flow_runs:
-                try:
+                with contextlib.suppress(ObjectNotFound):
                     await self.client.delete_flow_run(flow_run.id)
-                except ObjectNotFound:
-                    pass
                 deleted += 1
         return deleted
 

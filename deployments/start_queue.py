@@ -141,4 +141,3 @@ class StartQueue:
 
     def _all(self, sql: str, *args: object) -> list[QueuedStart]:
         return [QueuedStart(*row) for row in self._db.execute(sql, args).fetchall()]
-

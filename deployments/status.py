@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,7 +31,7 @@ from flows.request import FanoutRequest, item_count
 logger = logging.getLogger(__name__)
 
 
-class RuntimeStatus(str, Enum):
+class RuntimeStatus(StrEnum):
     """The seed's `runtimeStatus` values."""
 
     PENDING = "Pending"

@@ -12,6 +12,7 @@ rejects the request) marks the start `failed`, which its status URL reports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import httpx
@@ -51,10 +52,8 @@ class Submitter:
         """Drain the queue whenever woken, and after a pause while starts wait on a busy Prefect."""
         pause = self.pause_seconds
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=pause)
-            except TimeoutError:
-                pass
             self._wake.clear()
             stuck = not await self.drain()
             pause = min(pause * 2, MAX_PAUSE_SECONDS) if stuck else self.pause_seconds

@@ -103,7 +103,8 @@ async def _prefect_lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise WebhookConfigurationError("no Prefect API: set FANOUT_PREFECT_API_URL or PREFECT_API_URL")
     queue = StartQueue(queue_path(settings), settings.webhook_max_queued_starts, settings.webhook_retry_after_seconds)
     async with PrefectClient(
-        api_url, auth_string=PREFECT_API_AUTH_STRING.value() or None,  # a server with API auth needs it
+        api_url,
+        auth_string=PREFECT_API_AUTH_STRING.value() or None,  # a server with API auth needs it
         httpx_settings=prefect_client_options(settings),
     ) as client:
         runs = PrefectRuns(client, settings.deployment_name, ui_base=api_url.removesuffix("/api"))

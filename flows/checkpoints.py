@@ -165,7 +165,9 @@ class CheckpointStore:
         digests: set[str] = set()
         for name in self._listing():
             if not name.startswith(OUTPUT_PREFIX):
-                digests.update(item_digest(key) for line in self._lines(name) if (key := checkpoint_format.key_of(line)))
+                digests.update(
+                    item_digest(key) for line in self._lines(name) if (key := checkpoint_format.key_of(line))
+                )
         return digests
 
     def prepare_folder(self) -> str:
@@ -259,7 +261,9 @@ def _report_skipped(instance_id: str, skipped: Counter[str]) -> None:
     except MissingContextError:
         log = logger
     for reason, count in skipped.items():
-        log.warning("instance %s: %d checkpoint record(s) skipped, %s; those items run again", instance_id, count, reason)
+        log.warning(
+            "instance %s: %d checkpoint record(s) skipped, %s; those items run again", instance_id, count, reason
+        )
 
 
 def _local_folder(storage: WritableFileSystem, prefix: str) -> str | None:

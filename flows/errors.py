@@ -1,11 +1,11 @@
 """Errors fanout raises or recognises.
 
-    FanoutError
-    ├── InvalidRequest        bad input; nothing was started
-    │   └── ProcessorNotFound the configured processor cannot be imported
-    ├── TransientError        raised by a processor: retry this item
-    ├── CheckpointNotWritten  an item finished but its checkpoint could not be stored: the item fails
-    └── ItemsFailed           items failed for good; names each one
+FanoutError
+├── InvalidRequest        bad input; nothing was started
+│   └── ProcessorNotFound the configured processor cannot be imported
+├── TransientError        raised by a processor: retry this item
+├── CheckpointNotWritten  an item finished but its checkpoint could not be stored: the item fails
+└── ItemsFailed           items failed for good; names each one
 """
 
 from __future__ import annotations

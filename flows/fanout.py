@@ -55,13 +55,19 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     run = dataclasses.replace(ItemRun.for_run(instance_id, settings), values=values)
     keep_plan(run.storage, instance_id, run.processor, items)  # results pages read the item order from it
     started = time.perf_counter()
-    with correlating(str(flow_run.get_id()), instance_id), keeping_alive(settings.liveness_seconds), holding_instance(request.instance_id, settings.instance_lease_seconds):
+    with (
+        correlating(str(flow_run.get_id()), instance_id),
+        keeping_alive(settings.liveness_seconds),
+        holding_instance(request.instance_id, settings.instance_lease_seconds),
+    ):
         outcomes = run_instance(items, run, settings)
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, instance_id, outcomes.values())
     with publishing_report(instance_id, [outcomes[item] for item in items], elapsed, settings.report_table_limit):
         output = settle(
-            items, outcomes, instance_id,
+            items,
+            outcomes,
+            instance_id,
             tolerated_count=request.tolerated_failure_count,
             tolerated_percentage=request.tolerated_failure_percentage,
         )
@@ -79,7 +85,11 @@ def run_instance(items: list[str], run: ItemRun, settings: FanoutSettings) -> di
     outcomes = {item: ItemOutcome(item=item, value=value, cached=True) for item, value in found.items()}
     pending = [item for item in items if item not in outcomes]
     get_run_logger().info(
-        "instance %s: %d items, %d from checkpoints, %d to run", run.instance_id, len(items), len(outcomes), len(pending)
+        "instance %s: %d items, %d from checkpoints, %d to run",
+        run.instance_id,
+        len(items),
+        len(outcomes),
+        len(pending),
     )
     progress = ProgressReporter(total=len(items))
     progress.advance(completed=len(outcomes))
@@ -87,7 +97,9 @@ def run_instance(items: list[str], run: ItemRun, settings: FanoutSettings) -> di
         if pending:
             with task_runner(settings) as runner:
                 submitted = submission_settings(settings, is_async(run.processor), len(pending))
-                outcomes.update({outcome.item: outcome for outcome in fan_out(runner, pending, run, submitted, progress)})
+                outcomes.update(
+                    {outcome.item: outcome for outcome in fan_out(runner, pending, run, submitted, progress)}
+                )
         progress.settle(outcomes.values())
     if recorded is None and all(outcome.ok for outcome in outcomes.values()):
         checkpoints.save_output(items, [outcomes[item].value for item in items])

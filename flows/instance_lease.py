@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from uuid import UUID
 
@@ -92,10 +92,8 @@ def holding_instance(instance_id: str | None, lease_seconds: float) -> Iterator[
 def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_seconds: float) -> UUID:
     """The lease of the instance's one slot, after releasing one this same run left behind when it crashed."""
     name = limit_name(instance_id)
-    try:
+    with suppress(ObjectAlreadyExists):
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-    except ObjectAlreadyExists:
-        pass
     me = client.read_flow_run(run_id)
     own = str((me.labels or {}).get(LEASE_LABEL) or "")
     if own:
@@ -119,7 +117,10 @@ def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_secon
 def _increment(client: SyncPrefectClient, name: str, run_id: UUID, lease_seconds: float) -> Any:
     try:
         return client.increment_concurrency_slots_with_lease(
-            names=[name], slots=1, mode="concurrency", lease_duration=lease_seconds,
+            names=[name],
+            slots=1,
+            mode="concurrency",
+            lease_duration=lease_seconds,
             holder=ConcurrencyLeaseHolder(type="flow_run", id=run_id),
         )
     except PrefectHTTPStatusError as error:
@@ -141,7 +142,8 @@ def _release_dead_holders(client: SyncPrefectClient, instance_id: str, run_id: U
     """
     flow_runs = client.read_flow_runs(
         flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{INSTANCE_TAG_PREFIX}{instance_id}"])),
-        sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=10,
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=10,
     )
     released = False
     for other in flow_runs:

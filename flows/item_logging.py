@@ -106,7 +106,7 @@ class CorrelationFilter(logging.Filter):
         name, task_name = getattr(record, "task_run_name", None), getattr(record, "task_name", None)
         if not isinstance(name, str) or not isinstance(task_name, str) or not name.startswith(f"{task_name}-"):
             return None
-        return correlation_id(self.instance_id, name[len(task_name) + 1:])
+        return correlation_id(self.instance_id, name[len(task_name) + 1 :])
 
 
 @contextmanager

@@ -72,8 +72,11 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
     done = checkpoints.load(items, journal=journal_name(label))
     process = load_processor(run.processor)
     outcomes: list[ItemOutcome] = []
-    with ItemSlot(run.concurrency_limit, run.slot_hold_seconds) as slot, checkpoints.journal(label) as journal, \
-            ItemTally() as tally:
+    with (
+        ItemSlot(run.concurrency_limit, run.slot_hold_seconds) as slot,
+        checkpoints.journal(label) as journal,
+        ItemTally() as tally,
+    ):
         if processor_kind(process) == "async":  # the same steps per item, on an event loop (flows/async_items.py)
             record = functools.partial(checkpoint, journal)
             return carry_async(process, items, done, run, record, tally)

@@ -43,7 +43,9 @@ class Subject:
         return {"prefect.resource.id": f"prefect.flow-run.{self.flow_run_id}", "prefect.run-count": str(self.run_count)}
 
     def related(self) -> list[dict[str, str]]:
-        return [{"prefect.resource.id": f"prefect.deployment.{self.deployment_id}", "prefect.resource.role": "deployment"}]
+        return [
+            {"prefect.resource.id": f"prefect.deployment.{self.deployment_id}", "prefect.resource.role": "deployment"}
+        ]
 
 
 def current_subject() -> Subject | None:

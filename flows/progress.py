@@ -92,9 +92,7 @@ class ProgressReporter:
     process ends only after it is done.
     """
 
-    def __init__(
-        self, total: int, interval: float = 0.5, publish: Publish | None = None
-    ) -> None:
+    def __init__(self, total: int, interval: float = 0.5, publish: Publish | None = None) -> None:
         self._lock = threading.Lock()
         self._current = Progress(total=total)
         self._published: Progress | None = None
@@ -259,8 +257,11 @@ class PrefectPublisher:
         client.update_flow_run_labels(self._flow_run_id, progress.labels())
         if self._artifact_id is None:
             self._artifact_id = create_progress_artifact(
-                client, key=ARTIFACT_KEY, flow_run_id=self._flow_run_id,
-                percent=progress.percent, description=progress.describe(),
+                client,
+                key=ARTIFACT_KEY,
+                flow_run_id=self._flow_run_id,
+                percent=progress.percent,
+                description=progress.describe(),
             )
         else:
             update_progress_artifact(

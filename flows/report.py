@@ -114,6 +114,7 @@ def summary_line(metrics: RunMetrics) -> str:
 
 def metrics_markdown(instance_id: str, metrics: RunMetrics) -> str:
     """The metrics artifact's body: a two-column markdown table."""
+
     def seconds(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f} s"
 
@@ -140,7 +141,11 @@ def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_secon
     metrics = run_metrics(outcomes, wall_seconds)
     rows, complete = table_rows(instance_id, outcomes, limit)
     summary = summary_line(metrics)
-    description = summary if complete else f"{summary}. Listing failures only (at most {limit}): the run has more than {limit} items."
+    description = (
+        summary
+        if complete
+        else f"{summary}. Listing failures only (at most {limit}): the run has more than {limit} items."
+    )
     try:
         create_table_artifact(table=rows, key=artifact_key(instance_id, "items"), description=description)
         create_markdown_artifact(
@@ -154,7 +159,9 @@ def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_secon
 
 
 @contextmanager
-def publishing_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int) -> Iterator[None]:
+def publishing_report(
+    instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int
+) -> Iterator[None]:
     """Publish the report from a thread while the block runs, and wait for it at the end of the block.
 
     The flow settles its items (and publishes their item report) meanwhile: the

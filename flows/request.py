@@ -21,18 +21,18 @@ class FanoutRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count: int | None = Field(
-        None, strict=True, description="Generate item-1 .. item-N (5 when nothing is given)."
-    )
+    count: int | None = Field(None, strict=True, description="Generate item-1 .. item-N (5 when nothing is given).")
     items: list[JsonValue] | None = Field(
         None, description="Explicit items, in order: any JSON values (strings, objects, numbers, lists)."
     )
     item_key: str | None = Field(
-        None, pattern=ITEM_KEY_PATTERN,
+        None,
+        pattern=ITEM_KEY_PATTERN,
         description="Field of an object item that identifies it; without it, the digest of the item's canonical JSON.",
     )
     source: ItemSource | None = Field(
-        None, description="Where to read the items: `{uri, format}` (jsonl, json, csv, lines) or `{generator, params}`.",
+        None,
+        description="Where to read the items: `{uri, format}` (jsonl, json, csv, lines) or `{generator, params}`.",
     )
     instance_id: str | None = Field(
         None,
@@ -40,11 +40,15 @@ class FanoutRequest(BaseModel):
         description="Orchestration instance; checkpoints are shared within it. Defaults to the flow run id.",
     )
     tolerated_failure_count: int = Field(
-        0, ge=0, strict=True,
+        0,
+        ge=0,
+        strict=True,
         description="Failed items the run tolerates and still Completes (nulls in their slots); 0: none.",
     )
     tolerated_failure_percentage: float = Field(
-        0, ge=0, le=100,
+        0,
+        ge=0,
+        le=100,
         description="Failed items tolerated, as a percentage of all items; 0: not set. With both set, the stricter wins.",
     )
 

@@ -16,9 +16,7 @@ PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "token", "your-token-he
 class FanoutSettings(BaseSettings):
     """Configuration of the flow and its starters; built by `get_settings()`, never at import."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="FANOUT_", env_file=".env", extra="ignore", validate_default=True
-    )
+    model_config = SettingsConfigDict(env_prefix="FANOUT_", env_file=".env", extra="ignore", validate_default=True)
 
     processor: str = Field(
         "flows.processor:processed",
@@ -30,18 +28,14 @@ class FanoutSettings(BaseSettings):
     )
     max_items: int = Field(100_000, ge=1, le=10_000_000, description="Largest accepted request.")
     retries: int = Field(3, ge=0, le=20, description="Retries of a transient item failure.")
-    retry_delay_seconds: float = Field(
-        1.0, ge=0, le=3600, description="First retry delay; doubles on each retry."
-    )
+    retry_delay_seconds: float = Field(1.0, ge=0, le=3600, description="First retry delay; doubles on each retry.")
     retry_jitter_factor: float = Field(
         0.5, ge=0, le=10, description="Random spread of each delay, as Prefect's jitter factor."
     )
     result_storage: Path | None = Field(
         None, description="Folder for results and checkpoints; Prefect's default when unset."
     )
-    batch_size: int = Field(
-        0, ge=0, le=100_000, description="Items per task run; 0 chooses automatically."
-    )
+    batch_size: int = Field(0, ge=0, le=100_000, description="Items per task run; 0 chooses automatically.")
     per_item_task_limit: int = Field(
         100, ge=0, le=10_000, description="Up to this many items, each item is its own task run."
     )
@@ -64,12 +58,16 @@ class FanoutSettings(BaseSettings):
         12, ge=10, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
     )
     retry_window_seconds: int = Field(
-        10, ge=10, le=600,
+        10,
+        ge=10,
+        le=600,
         description="A Crashed run is retried when no other state followed within this window "
         "(the process worker reports one crash twice, 1-4 s apart).",
     )
     resume_deadline_seconds: int = Field(
-        300, ge=30, le=86_400,
+        300,
+        ge=30,
+        le=86_400,
         description="A Crashed run that nothing resumed within this long answers 200 Failed on the status URL.",
     )
     task_runner: Literal["thread", "dask"] = Field(
@@ -89,7 +87,9 @@ class FanoutSettings(BaseSettings):
     )
 
     instance_lease_seconds: float = Field(
-        60, ge=60, le=86_400,
+        60,
+        ge=60,
+        le=86_400,
         description="Lease a run holds on its instance id (renewed while it runs); a dead holder's lapses after it.",
     )
 
@@ -97,9 +97,7 @@ class FanoutSettings(BaseSettings):
     webhook_token: SecretStr | None = Field(
         None, description="Bearer token the webhook requires (`Authorization: Bearer ...`); 16+ characters."
     )
-    webhook_allow_anonymous: bool = Field(
-        False, description="Development only: let the webhook run without a token."
-    )
+    webhook_allow_anonymous: bool = Field(False, description="Development only: let the webhook run without a token.")
     webhook_host: str = Field("127.0.0.1", min_length=1, description="Address the webhook binds.")
     webhook_port: int = Field(8000, ge=0, le=65535, description="Port the webhook binds (0: any free port).")
     webhook_max_body_bytes: int = Field(
@@ -112,32 +110,44 @@ class FanoutSettings(BaseSettings):
         1, ge=1, le=3600, description="`Retry-After` the webhook suggests while a run is not finished."
     )
     webhook_api_timeout_seconds: float = Field(
-        15.0, gt=0, le=300,
+        15.0,
+        gt=0,
+        le=300,
         description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
     )
     webhook_max_parameter_bytes: int = Field(
-        524_288, ge=0, le=1_000_000_000,
+        524_288,
+        ge=0,
+        le=1_000_000_000,
         description="Largest flow-run parameter the Prefect server takes (its PREFECT_SERVER_API_MAX_PARAMETER_SIZE); "
         "a larger request gets 413 with why. 0: not checked.",
     )
     webhook_pool_wait_seconds: float = Field(
-        2.0, gt=0, le=60, description="Longest a webhook request waits for a free connection to Prefect (503 beyond it)."
+        2.0,
+        gt=0,
+        le=60,
+        description="Longest a webhook request waits for a free connection to Prefect (503 beyond it).",
     )
     webhook_max_connections: int = Field(
         16, ge=2, le=256, description="Connections the webhook keeps to the Prefect API."
     )
     webhook_max_queued_starts: int = Field(
-        1000, ge=1, le=1_000_000,
+        1000,
+        ge=1,
+        le=1_000_000,
         description="Accepted starts waiting for Prefect to create their runs; past it a start gets 429 + Retry-After.",
     )
     webhook_submit_concurrency: int = Field(
         4, ge=1, le=64, description="Flow runs the webhook creates on Prefect at once from its start queue."
     )
     webhook_queue_path: Path | None = Field(
-        None, description="SQLite file of the webhook's start queue; `$PREFECT_HOME/fanout-webhook-starts.sqlite` when unset.",
+        None,
+        description="SQLite file of the webhook's start queue; `$PREFECT_HOME/fanout-webhook-starts.sqlite` when unset.",
     )
     prefect_api_url: str | None = Field(
-        None, pattern=r"^https?://\S+$", description="Prefect API the webhook talks to; Prefect's `PREFECT_API_URL` when unset."
+        None,
+        pattern=r"^https?://\S+$",
+        description="Prefect API the webhook talks to; Prefect's `PREFECT_API_URL` when unset.",
     )
     deployment_name: str = Field(
         "fan-out-fan-in/default", pattern=r"^[^/]+/[^/]+$", description="`<flow>/<deployment>` the starters run."
@@ -162,11 +172,13 @@ class FanoutSettings(BaseSettings):
         if self.silent_after_seconds < 3 * self.liveness_seconds:
             raise ValueError("silent_after_seconds must be at least three times liveness_seconds")
         return self
+
     report_table_limit: int = Field(
-        1000, ge=0, le=100_000,
+        1000,
+        ge=0,
+        le=100_000,
         description="Up to this many items the report table lists every item; past it, a summary plus the failures.",
     )
-
 
     # Workloads: items from sources, results read in pages, async processors (issue 14).
     source_roots: Annotated[list[str], NoDecode] = Field(
@@ -181,7 +193,9 @@ class FanoutSettings(BaseSettings):
         1_000_000, ge=1024, le=16_000_000, description="Largest item a source may hold, in bytes."
     )
     output_inline_limit: int = Field(
-        1000, ge=0, le=100_000,
+        1000,
+        ge=0,
+        le=100_000,
         description="Up to this many items the status document inlines `output`; beyond, `outputUri` and the results URL.",
     )
 

@@ -46,11 +46,14 @@ def fan_out(
         if plan.one_per_task:
             futures = runner.map(process_item, {"item": [batch[0] for batch in batches], "run": unmapped(run)})
         else:
-            futures = runner.map(process_batch, {
-                "items": [quote(batch) for batch in batches] if in_process else batches,
-                "run": unmapped(run),
-                "label": [f"{batch[0]}..{batch[-1]}" for batch in batches],
-            })
+            futures = runner.map(
+                process_batch,
+                {
+                    "items": [quote(batch) for batch in batches] if in_process else batches,
+                    "run": unmapped(run),
+                    "label": [f"{batch[0]}..{batch[-1]}" for batch in batches],
+                },
+            )
         for future, batch in zip(futures, batches, strict=True):
             in_flight[future] = batch
             future.add_done_callback(finished.put)

@@ -53,8 +53,13 @@ def stack(
     """A Prefect server with the fanout deployment and the webhook; always stopped at the end."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
     env["PYTHONPATH"] = str(REPO_ROOT)
-    local = LocalStack(home=tmp_path_factory.mktemp("stack"), database_url=e2e_database_url,
-                       auth_string=e2e_auth_string, env=env, token=E2E_TOKEN)
+    local = LocalStack(
+        home=tmp_path_factory.mktemp("stack"),
+        database_url=e2e_database_url,
+        auth_string=e2e_auth_string,
+        env=env,
+        token=E2E_TOKEN,
+    )
     try:
         local.start_server()
         local.deploy()

@@ -27,8 +27,14 @@ ITEM_SECONDS = 0.2
 
 def gcl(stack: LocalStack, *args: str) -> None:
     """`prefect gcl ...` against the stack's server, as an operator would type it."""
-    done = subprocess.run([_bin("prefect"), "gcl", *args], cwd=REPO_ROOT, env=stack.client_env(),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [_bin("prefect"), "gcl", *args],
+        cwd=REPO_ROOT,
+        env=stack.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -93,8 +99,12 @@ def test_the_limit_caps_items_across_workers_and_a_lower_limit_binds_mid_run(
 ) -> None:
     """Three runs on two workers never exceed 3 items in flight; after `gcl update --limit 1`, never 1."""
     ids = start_runs(prefect_api, 3)
-    wait_for(lambda: max((n for _, n in in_flight_timeline(timeline)), default=0) >= 2, timeout=180,
-             interval=0.2, what="items running on the workers")
+    wait_for(
+        lambda: max((n for _, n in in_flight_timeline(timeline)), default=0) >= 2,
+        timeout=180,
+        interval=0.2,
+        what="items running on the workers",
+    )
     gcl(stack, "update", LIMIT, "--limit", "1")
     changed_at = time.time()
     settled_at = changed_at + SLOT_HOLD_SECONDS + ITEM_SECONDS + 1.0

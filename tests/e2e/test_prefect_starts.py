@@ -6,7 +6,7 @@ import asyncio
 import re
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
 
 def finished_output(stack: LocalStack, flow_run_id: str, timeout: float = 180) -> tuple[str, Any]:
     """Wait for the flow run to finish; its final state type and its persisted return value."""
+
     async def read() -> tuple[str, Any]:
         async with PrefectClient(stack.api_url) as client:
             flow_run = await client.read_flow_run(uuid.UUID(flow_run_id))
@@ -42,7 +43,11 @@ def test_prefect_deployment_run_with_the_request_parameter(stack: LocalStack, wo
     """`prefect deployment run 'fan-out-fan-in/default' --param request='{"count": 3}'` runs three items."""
     done = subprocess.run(
         [_bin("prefect"), "deployment", "run", "fan-out-fan-in/default", "--param", 'request={"count": 3}'],
-        cwd=REPO_ROOT, env=stack.client_env(), capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        env=stack.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     match = RUN_ID.search(done.stdout)
@@ -58,7 +63,7 @@ def test_an_event_on_the_events_api_starts_a_run_through_the_deployment_trigger(
     instance = f"event-{uuid.uuid4().hex[:8]}"
     event = {
         "id": str(uuid.uuid4()),
-        "occurred": datetime.now(timezone.utc).isoformat(),
+        "occurred": datetime.now(UTC).isoformat(),
         "event": "fanout.start",
         "resource": {"prefect.resource.id": "fanout.starter"},
         "payload": {"items": ["a", "b"], "instance_id": instance},

@@ -37,8 +37,13 @@ def production_stack(postgres: LocalPostgres, tmp_path_factory: pytest.TempPathF
     deployment, a worker and the webhook, every client given the auth string."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
     env["PYTHONPATH"] = str(REPO_ROOT)
-    stack = LocalStack(home=tmp_path_factory.mktemp("production"), database_url=postgres.database_url(),
-                       auth_string=f"fanout:{secrets.token_hex(12)}", env=env, token=TOKEN)
+    stack = LocalStack(
+        home=tmp_path_factory.mktemp("production"),
+        database_url=postgres.database_url(),
+        auth_string=f"fanout:{secrets.token_hex(12)}",
+        env=env,
+        token=TOKEN,
+    )
     try:
         yield stack.start()
     finally:
@@ -51,11 +56,19 @@ def production_server(production_stack: LocalStack) -> PrefectServer:
     return production_stack.server
 
 
-def fanout_run(server: PrefectServer, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def fanout_run(
+    server: PrefectServer, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`fanout run` in a subprocess that talks to `server` (with its auth unless `env` says otherwise)."""
     environment = {**(env or server.client_env()), "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "deployments.cli", "run", *args], capture_output=True, text=True,
-                          env=environment, timeout=240, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "deployments.cli", "run", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=240,
+        cwd=REPO_ROOT,
+    )
 
 
 def test_anonymous_api_calls_are_refused(production_server: PrefectServer) -> None:
@@ -73,7 +86,8 @@ def test_seed_run_is_recorded_in_postgres(production_server: PrefectServer, post
     assert states == "COMPLETED"
     recorded = wait_for(  # task runs reach the database through Prefect's event pipeline, with a lag
         lambda: int(postgres.query("SELECT count(*) FROM task_run WHERE name LIKE 'process_item-item-%'")) >= 5,
-        timeout=90, what="5 task runs in PostgreSQL",
+        timeout=90,
+        what="5 task runs in PostgreSQL",
     )
     assert recorded
     assert postgres.query("SELECT count(*) FROM artifact WHERE key = 'fanout-run-pg-seed-items'") == "1"
@@ -81,7 +95,9 @@ def test_seed_run_is_recorded_in_postgres(production_server: PrefectServer, post
 
 def test_seed_scenario_through_the_webhook_on_postgres_with_auth(production_stack: LocalStack) -> None:
     """POST /api/start-fanout -> 202 -> poll -> 200 with the seed's five results; worker and webhook pass the auth."""
-    with httpx.Client(base_url=production_stack.webhook_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+    with httpx.Client(
+        base_url=production_stack.webhook_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    ) as client:
         accepted = client.post("/api/start-fanout", json={"instance_id": "pg-webhook"})
         assert accepted.status_code == 202, accepted.text
         finished = poll_until_finished(client, accepted.json()["statusQueryGetUri"])

@@ -36,8 +36,14 @@ def sh_blocks(title: str) -> list[str]:
 def bash(script: str, stack: LocalStack, **env: str) -> subprocess.CompletedProcess[str]:
     bin_dir = str(Path(sys.executable).parent)
     environment = stack.client_env(PATH=f"{bin_dir}:{os.environ['PATH']}", **env)
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO_ROOT, env=environment,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def runs_with(prefect_api: httpx.Client, request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -51,14 +57,17 @@ def test_deploy_commands(stack: LocalStack) -> None:
     commands = [line for line in setup.splitlines() if line.strip() and "worker start" not in line]
     done = bash("\n".join(commands), stack)
     assert done.returncode == 0, done.stdout + done.stderr
-    deployment = httpx.get(f"{stack.api_url}/deployments/name/fan-out-fan-in/default", headers=stack.api_headers(), timeout=30).json()
+    deployment = httpx.get(
+        f"{stack.api_url}/deployments/name/fan-out-fan-in/default", headers=stack.api_headers(), timeout=30
+    ).json()
     assert deployment["work_pool_name"] == "fanout"
     worker_line = next(line for line in setup.splitlines() if "worker start" in line)
     assert worker_line.strip() == "prefect worker start --pool fanout"  # the stack's workers add only local flags
 
 
-def test_deployment_run_and_event_commands_create_runs(stack: LocalStack, webhook: httpx.Client,
-                                                       prefect_api: httpx.Client) -> None:
+def test_deployment_run_and_event_commands_create_runs(
+    stack: LocalStack, webhook: httpx.Client, prefect_api: httpx.Client
+) -> None:
     """The README's `prefect deployment run` line and its events-API curl each start a run of five items."""
     run_line, event_line = sh_blocks("Deploying with Prefect")[1:3]
     before = len(runs_with(prefect_api, {"count": 5}))

@@ -24,11 +24,15 @@ def test_serve_runs_a_flow_run_of_its_deployment(stack: LocalStack, prefect_api:
     try:
         deployment = wait_for(
             lambda: (lambda r: r.json() if r.status_code == 200 else None)(
-                prefect_api.get("/deployments/name/fan-out-fan-in/serve")),
-            timeout=120, interval=1, what="the serve deployment",
+                prefect_api.get("/deployments/name/fan-out-fan-in/serve")
+            ),
+            timeout=120,
+            interval=1,
+            what="the serve deployment",
         )
-        created = prefect_api.post(f"/deployments/{deployment['id']}/create_flow_run",
-                                   json={"parameters": {"request": {"count": 2}}})
+        created = prefect_api.post(
+            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"request": {"count": 2}}}
+        )
         assert created.status_code == 201, created.text
         state, output = finished_output(stack, created.json()["id"])
         assert state == "COMPLETED" and output == ["Processed item-1", "Processed item-2"], child.log_tail()

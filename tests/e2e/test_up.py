@@ -59,8 +59,12 @@ def fanout_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Child,
     argv = [FANOUT, "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0"]
     child = spawn("fanout-up", argv, env, tmp_path / "logs", cwd=tmp_path)
     try:
-        wait_for(lambda: "Ctrl-C stops everything" in child.log_path.read_text() or child.process.poll() is not None,
-                 timeout=300, interval=1, what="fanout up to be ready")
+        wait_for(
+            lambda: "Ctrl-C stops everything" in child.log_path.read_text() or child.process.poll() is not None,
+            timeout=300,
+            interval=1,
+            what="fanout up to be ready",
+        )
         assert child.process.poll() is None, child.log_tail()
         yield child, home
     finally:
@@ -68,8 +72,9 @@ def fanout_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Child,
 
 
 def fanout(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FANOUT, *args], cwd=cwd, env=env or dict(os.environ), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [FANOUT, *args], cwd=cwd, env=env or dict(os.environ), capture_output=True, text=True, timeout=300
+    )
 
 
 def test_up_prints_where_everything_is(fanout_up: tuple[Child, Path]) -> None:

@@ -34,12 +34,27 @@ def production_up() -> Iterator[tuple[Child, Path]]:
     home = root / ".fanout"
     env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
     env.update(FANOUT_RESULT_STORAGE=str(root / "results"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    argv = [FANOUT, "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0",
-            "--database", "postgres", "--auth"]
+    argv = [
+        FANOUT,
+        "up",
+        "--home",
+        str(home),
+        "--prefect-port",
+        "0",
+        "--webhook-port",
+        "0",
+        "--database",
+        "postgres",
+        "--auth",
+    ]
     child = spawn("fanout-up", argv, env, root / "logs", cwd=root)
     try:
-        wait_for(lambda: "Ctrl-C stops everything" in child.log_path.read_text() or child.process.poll() is not None,
-                 timeout=400, interval=1, what="fanout up to be ready")
+        wait_for(
+            lambda: "Ctrl-C stops everything" in child.log_path.read_text() or child.process.poll() is not None,
+            timeout=400,
+            interval=1,
+            what="fanout up to be ready",
+        )
         assert child.process.poll() is None, child.log_tail()
         yield child, home
     finally:
@@ -74,8 +89,13 @@ def test_the_prefect_api_refuses_anonymous_calls(production_up: tuple[Child, Pat
 def test_start_wait_runs_the_seed_through_the_stack(production_up: tuple[Child, Path]) -> None:
     """`fanout start --wait` goes webhook -> Prefect (auth) -> worker -> flow on PostgreSQL and prints the seed."""
     _, home = production_up
-    done = subprocess.run([FANOUT, "start", "--home", str(home), "--wait", "--timeout", "240"], capture_output=True,
-                          text=True, timeout=300, cwd=home.parent)
+    done = subprocess.run(
+        [FANOUT, "start", "--home", str(home), "--wait", "--timeout", "240"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=home.parent,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout) == [f"Processed item-{i}" for i in range(1, 6)]
 

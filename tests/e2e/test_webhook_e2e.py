@@ -42,7 +42,10 @@ def test_seed_scenario_post_202_then_poll_to_200_with_five_results(webhook: http
     assert body["runtimeStatus"] == "Completed" and body["output"] == SEED_OUTPUT
     assert body["instanceId"] == started.json()["id"]
     assert {name: body["customStatus"][name] for name in ("total", "completed", "failed")} == {
-        "total": 5, "completed": 5, "failed": 0}
+        "total": 5,
+        "completed": 5,
+        "failed": 0,
+    }
 
 
 def test_ui_url_is_the_runs_page_on_the_prefect_server(webhook: httpx.Client, stack: LocalStack) -> None:
@@ -53,7 +56,9 @@ def test_ui_url_is_the_runs_page_on_the_prefect_server(webhook: httpx.Client, st
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-token-at-all"}])
-def test_without_the_right_token_the_answer_is_401(stack: LocalStack, prefect_api: httpx.Client, headers: dict[str, str]) -> None:
+def test_without_the_right_token_the_answer_is_401(
+    stack: LocalStack, prefect_api: httpx.Client, headers: dict[str, str]
+) -> None:
     """No token or a wrong token: 401, and no flow run is created."""
     before = len(flow_runs(prefect_api))
     response = httpx.post(f"{stack.webhook_url}/api/start-fanout", headers=headers, timeout=30)
@@ -61,11 +66,15 @@ def test_without_the_right_token_the_answer_is_401(stack: LocalStack, prefect_ap
     assert len(flow_runs(prefect_api)) == before
 
 
-def test_fifty_concurrent_posts_with_one_key_create_exactly_one_run(webhook: httpx.Client, prefect_api: httpx.Client) -> None:
+def test_fifty_concurrent_posts_with_one_key_create_exactly_one_run(
+    webhook: httpx.Client, prefect_api: httpx.Client
+) -> None:
     """50 concurrent POSTs with one Idempotency-Key → one flow run, one instance id for all."""
     headers = {"Idempotency-Key": "e2e-burst-1"}
     with ThreadPoolExecutor(max_workers=50) as pool:
-        responses = list(pool.map(lambda _: webhook.post("/api/start-fanout", json={"count": 3}, headers=headers), range(50)))
+        responses = list(
+            pool.map(lambda _: webhook.post("/api/start-fanout", json={"count": 3}, headers=headers), range(50))
+        )
     assert {response.status_code for response in responses} == {202}
     ids = {response.json()["id"] for response in responses}
     assert len(ids) == 1
@@ -165,6 +174,7 @@ def test_a_burst_of_200_gets_202_or_429_never_5xx_and_only_accepted_starts_run(
     webhook: httpx.Client, prefect_api: httpx.Client
 ) -> None:
     """200 concurrent starts with distinct keys: each 202 or 429, none 5xx; each 202 has one run, no other run exists."""
+
     def post(index: int) -> httpx.Response:
         return webhook.post("/api/start-fanout", json={"count": 1}, headers={"Idempotency-Key": f"e2e-burst-{index}"})
 
@@ -174,7 +184,8 @@ def test_a_burst_of_200_gets_202_or_429_never_5xx_and_only_accepted_starts_run(
     accepted = {response.json()["id"] for response in responses if response.status_code == 202}
     wait_for(lambda: webhook.get("/health").json().get("queuedStarts") == 0, timeout=600, what="start queue empty")
     burst_runs = [
-        run for run in all_flow_runs(prefect_api)
+        run
+        for run in all_flow_runs(prefect_api)
         if (run.get("idempotency_key") or "").startswith("fanout-webhook:key:e2e-burst-")
     ]
     assert sorted(run["labels"]["fanout.instance"] for run in burst_runs) == sorted(accepted)  # no orphan, no double
@@ -182,10 +193,14 @@ def test_a_burst_of_200_gets_202_or_429_never_5xx_and_only_accepted_starts_run(
     assert webhook.get(f"/api/instances/{next(iter(accepted))}").status_code in (200, 202)
 
 
-def test_fifty_concurrent_starts_of_one_instance_create_one_run(webhook: httpx.Client, prefect_api: httpx.Client) -> None:
-    """50 concurrent POSTs naming one instance: one 202, 49 × 409 naming the run, one flow run in Prefect."""
+def test_fifty_concurrent_starts_of_one_instance_create_one_run(
+    webhook: httpx.Client, prefect_api: httpx.Client
+) -> None:
+    """50 concurrent POSTs naming one instance: one 202, 49 x 409 naming the run, one flow run in Prefect."""
     with ThreadPoolExecutor(max_workers=50) as pool:
-        responses = list(pool.map(lambda _: webhook.post("/api/start-fanout", json={"instance_id": "e2e-once"}), range(50)))
+        responses = list(
+            pool.map(lambda _: webhook.post("/api/start-fanout", json={"instance_id": "e2e-once"}), range(50))
+        )
     codes = [response.status_code for response in responses]
     assert codes.count(202) == 1 and codes.count(409) == 49
     assert instance_runs(prefect_api).get("e2e-once") == 1
@@ -195,8 +210,10 @@ def test_two_concurrent_fanout_runs_of_one_instance_one_exits_2(stack: LocalStac
     """Two `fanout run --instance-id X` at once against one server: one runs, the other exits 2 naming it."""
     env = {**stack.client_env(), **fanout_env(), "FANOUT_TEST_SLEEP": "1", "FANOUT_MAX_PARALLEL": "2"}
     argv = [str(Path(sys.executable).parent / "fanout"), "run", "--count", "12", "--instance-id", "e2e-cli-once"]
-    runs = [subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     try:
         outcomes = sorted((run.wait(timeout=600), run.stderr.read() if run.stderr else "") for run in runs)
     finally:

@@ -53,5 +53,7 @@ def workspace(stack: FaultStack, tmp_path: Path) -> Iterator[Workspace]:
 def webhook(stack: FaultStack) -> Iterator[httpx.Client]:
     """An HTTP client for the stack's webhook starter, with its bearer token."""
     local = stack.local
-    with httpx.Client(base_url=local.webhook_url, headers={"Authorization": f"Bearer {local.token}"}, timeout=30) as client:
+    with httpx.Client(
+        base_url=local.webhook_url, headers={"Authorization": f"Bearer {local.token}"}, timeout=30
+    ) as client:
         yield client

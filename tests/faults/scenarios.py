@@ -38,9 +38,14 @@ class Workspace:
         return self.folder / "results"
 
     def env(self, **overrides: str) -> dict[str, str]:
-        return {"FANOUT_PROCESSOR": PROCESSOR, "FANOUT_TEST_LOG_DIR": str(self.executions),
-                "FANOUT_RESULT_STORAGE": str(self.results), "FANOUT_RETRY_DELAY_SECONDS": "0",
-                **self.extra_env, **overrides}
+        return {
+            "FANOUT_PROCESSOR": PROCESSOR,
+            "FANOUT_TEST_LOG_DIR": str(self.executions),
+            "FANOUT_RESULT_STORAGE": str(self.results),
+            "FANOUT_RETRY_DELAY_SECONDS": "0",
+            **self.extra_env,
+            **overrides,
+        }
 
     def keys_seen(self) -> dict[str, set[str]]:
         """The idempotency keys each item's executions saw (`<instance>/<item>`)."""
@@ -52,13 +57,11 @@ class Workspace:
 
     def executed(self) -> Counter[str]:
         """How many times each item started."""
-        return Counter(path.name.split(".")[0] for path in self.executions.iterdir()
-                       if path.name != "crashed")
+        return Counter(path.name.split(".")[0] for path in self.executions.iterdir() if path.name != "crashed")
 
     def started_after(self, moment: float) -> list[Path]:
         """Execution files created after the wall-clock `moment`, oldest first."""
-        files = [path for path in self.executions.iterdir()
-                 if path.name != "crashed" and path.stat().st_mtime > moment]
+        files = [path for path in self.executions.iterdir() if path.name != "crashed" and path.stat().st_mtime > moment]
         return sorted(files, key=lambda path: path.stat().st_mtime)
 
     def checkpointed(self, instance_id: str) -> set[str]:
@@ -107,8 +110,14 @@ class KillNineResult:
         return sorted(item for item, times in self.executions.items() if times > 1)
 
 
-def kill_nine_at_half(stack: FaultStack, workspace: Workspace, count: int = 200, sleep: float = 0.4,
-                      parallel: int = 4, timeout: float = 420) -> KillNineResult:
+def kill_nine_at_half(
+    stack: FaultStack,
+    workspace: Workspace,
+    count: int = 200,
+    sleep: float = 0.4,
+    parallel: int = 4,
+    timeout: float = 420,
+) -> KillNineResult:
     """Run `count` slow items; at half, SIGKILL the worker and its flow-run processes; start a
     fresh worker; wait (with no other help) until the run ends. Instance id = the flow run id."""
     items = [f"item-{index}" for index in range(1, count + 1)]
@@ -125,10 +134,17 @@ def kill_nine_at_half(stack: FaultStack, workspace: Workspace, count: int = 200,
     run = stack.wait_for(run_id, {"COMPLETED", "FAILED", "CANCELLED"}, timeout)
     ended_at = run.end_time.timestamp() if run.end_time else time.time()
     return KillNineResult(
-        run_id=run_id, state=run.state.type.value, run_count=run.run_count, output=stack.result(run_id),
-        count=count, finished_before_kill={item for item in items if item_digest(item) in digests},
-        executions=workspace.executed(), keys_seen=workspace.keys_seen(), kill_to_resume=resumed_at - killed_at,
-        kill_to_complete=ended_at - killed_at, history=stack.history(run_id),
+        run_id=run_id,
+        state=run.state.type.value,
+        run_count=run.run_count,
+        output=stack.result(run_id),
+        count=count,
+        finished_before_kill={item for item in items if item_digest(item) in digests},
+        executions=workspace.executed(),
+        keys_seen=workspace.keys_seen(),
+        kill_to_resume=resumed_at - killed_at,
+        kill_to_complete=ended_at - killed_at,
+        history=stack.history(run_id),
     )
 
 
@@ -140,8 +156,9 @@ class StatusWatcher:
         import httpx
 
         local = stack.local
-        self._client = httpx.Client(base_url=local.webhook_url, timeout=30,
-                                    headers={"Authorization": f"Bearer {local.token}"})
+        self._client = httpx.Client(
+            base_url=local.webhook_url, timeout=30, headers={"Authorization": f"Bearer {local.token}"}
+        )
         self._url = f"/api/instances/{instance}"
         self._poll = poll
         self._stop = threading.Event()
@@ -173,8 +190,11 @@ class StatusWatcher:
                 return
 
     def _record(self, code: int, status: str, custom: dict[str, Any]) -> None:
-        if not self.answers or self.answers[-1][1:3] != (code, status) or \
-                self.answers[-1][3].get("resuming") != custom.get("resuming"):
+        if (
+            not self.answers
+            or self.answers[-1][1:3] != (code, status)
+            or self.answers[-1][3].get("resuming") != custom.get("resuming")
+        ):
             self.answers.append((time.monotonic() - self._began, code, status, custom))
 
     def finished_seen(self, timeout: float = 10) -> None:
@@ -184,8 +204,10 @@ class StatusWatcher:
     @property
     def sequence(self) -> list[str]:
         """The answers in order, e.g. `202 Running`, `202 Running (resuming 1)`, `200 Completed`."""
-        return [f"{code} {status}" + (f" (resuming {custom.get('resumes')})" if custom.get("resuming") else "")
-                for _, code, status, custom in self.answers]
+        return [
+            f"{code} {status}" + (f" (resuming {custom.get('resumes')})" if custom.get("resuming") else "")
+            for _, code, status, custom in self.answers
+        ]
 
     @property
     def first_final(self) -> str | None:
@@ -231,8 +253,12 @@ def start_through_webhook(stack: FaultStack, count: int) -> tuple[str, UUID]:
     import httpx
 
     local = stack.local
-    response = httpx.post(f"{local.webhook_url}/api/start-fanout", json={"count": count}, timeout=30,
-                          headers={"Authorization": f"Bearer {local.token}"})
+    response = httpx.post(
+        f"{local.webhook_url}/api/start-fanout",
+        json={"count": count},
+        timeout=30,
+        headers={"Authorization": f"Bearer {local.token}"},
+    )
     response.raise_for_status()
     body = response.json()
     return str(body["id"]), UUID(str(body["uiUrl"]).rstrip("/").rsplit("/", 1)[1])
@@ -286,8 +312,16 @@ def kill_flow_processes(worker: Any) -> list[int]:
     return victims
 
 
-def crash_at_half(stack: FaultStack, workspace: Workspace, kind: str, count: int = 60, sleep: float = 0.4,
-                  parallel: int = 4, timeout: float = 300, worker_type: str = "process") -> CrashResult:
+def crash_at_half(
+    stack: FaultStack,
+    workspace: Workspace,
+    kind: str,
+    count: int = 60,
+    sleep: float = 0.4,
+    parallel: int = 4,
+    timeout: float = 300,
+    worker_type: str = "process",
+) -> CrashResult:
     """Start `count` slow items through the webhook, watch the status URL like a client, SIGKILL at half
     (kind "flow": the flow-run process only; "host": the worker running it and its flow process, while
     another worker stands by, as on a second host),
@@ -314,10 +348,21 @@ def crash_at_half(stack: FaultStack, workspace: Workspace, kind: str, count: int
     ended_at = run.end_time.timestamp() if run.end_time else time.time()
     states = states_of(stack, run_id)
     return CrashResult(
-        kind=kind, run_id=run_id, state=run.state.type.value, run_count=run.run_count, output=stack.result(run_id),
-        count=count, finished_before_kill={item for item in items if item_digest(item) in digests},
-        executions=workspace.executed(), kill_to_resume=resumed_at - killed_at, kill_to_complete=ended_at - killed_at,
-        history=timeline(states, killed_at), statuses=watcher.sequence, first_final=watcher.first_final,
-        first_total=watcher.first_total, max_failed=watcher.max_failed,
-        kill_to_rescheduled=first_after(states, "AwaitingRetry", killed_at), start_cost=first_start_cost(states),
+        kind=kind,
+        run_id=run_id,
+        state=run.state.type.value,
+        run_count=run.run_count,
+        output=stack.result(run_id),
+        count=count,
+        finished_before_kill={item for item in items if item_digest(item) in digests},
+        executions=workspace.executed(),
+        kill_to_resume=resumed_at - killed_at,
+        kill_to_complete=ended_at - killed_at,
+        history=timeline(states, killed_at),
+        statuses=watcher.sequence,
+        first_final=watcher.first_final,
+        first_total=watcher.first_total,
+        max_failed=watcher.max_failed,
+        kill_to_rescheduled=first_after(states, "AwaitingRetry", killed_at),
+        start_cost=first_start_cost(states),
     )

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.faults
 
 def apply(stack: FaultStack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**stack.local.client_env(), "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "deployments.cli", "automations", "apply", *args],
-                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "deployments.cli", "automations", "apply", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
 
 
 def test_apply_is_idempotent_and_scoped_to_the_deployment(stack: FaultStack) -> None:
@@ -28,7 +34,9 @@ def test_apply_is_idempotent_and_scoped_to_the_deployment(stack: FaultStack) -> 
     with stack.client() as client:
         for name in (SILENT, HEARTBEATS, RETRY, GIVE_UP):
             (automation,) = client.read_automations_by_name(name)
-            assert automation.trigger.match_related["prefect.resource.id"] == [f"prefect.deployment.{stack.deployment_id}"]
+            assert automation.trigger.match_related["prefect.resource.id"] == [
+                f"prefect.deployment.{stack.deployment_id}"
+            ]
 
 
 def test_apply_names_a_missing_deployment(stack: FaultStack) -> None:

@@ -13,6 +13,7 @@ from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 
+
 def test_server_restart_mid_run_still_completes(stack: FaultStack, workspace: Workspace) -> None:
     """Stop the server at a quarter of the items and start it again on the same database: the run Completes."""
     start_worker(stack, workspace, FANOUT_TEST_SLEEP="0.5", FANOUT_MAX_PARALLEL="4")
@@ -24,7 +25,9 @@ def test_server_restart_mid_run_still_completes(stack: FaultStack, workspace: Wo
     assert stack.result(run_id) == [f"Processed item-{i}" for i in range(1, 81)]
 
 
-def test_no_item_starts_after_the_run_is_terminated(stack: FaultStack, workspace: Workspace, webhook: httpx.Client) -> None:
+def test_no_item_starts_after_the_run_is_terminated(
+    stack: FaultStack, workspace: Workspace, webhook: httpx.Client
+) -> None:
     """Terminate through the webhook while items run: once the run is Terminated, no item starts."""
     start_worker(stack, workspace, FANOUT_TEST_SLEEP="0.5", FANOUT_MAX_PARALLEL="2")
     links = webhook.post("/api/start-fanout", json={"count": 80, "instance_id": "terminated"}).json()

@@ -16,7 +16,9 @@ BROKEN = ["item-4", "item-9", "item-17"]
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
-def test_transient_first_attempt_failures_complete_with_attempts_per_item(stack: FaultStack, workspace: Workspace) -> None:
+def test_transient_first_attempt_failures_complete_with_attempts_per_item(
+    stack: FaultStack, workspace: Workspace
+) -> None:
     """20% of items fail their first attempt: the run Completes, each shows 2 attempts in the report."""
     items = [f"item-{i}" for i in range(1, 41)]
     flaky = [item for item in items if is_flaky(item, percent=20)]
@@ -45,7 +47,9 @@ def test_tolerated_failures_complete_with_nulls_then_restart_runs_exactly_them(
 ) -> None:
     """Threshold 3 through the webhook: Completed with three nulls; after a fix, restart executes exactly those three."""
     worker = start_worker(stack, workspace, FANOUT_TEST_FAIL=",".join(BROKEN))
-    started = webhook.post("/api/start-fanout", json={"count": 20, "tolerated_failure_count": 3, "instance_id": "redrive"})
+    started = webhook.post(
+        "/api/start-fanout", json={"count": 20, "tolerated_failure_count": 3, "instance_id": "redrive"}
+    )
     assert started.status_code == 202, started.text
     links = started.json()
     done = poll_until_finished(webhook, links["statusQueryGetUri"], timeout=240)

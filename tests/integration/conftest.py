@@ -39,15 +39,21 @@ def run_cli(*args: str, api_url: str, timeout: float = 180) -> subprocess.Comple
     env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "deployments.cli", *args],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=REPO_ROOT,
     )
 
 
 @pytest.fixture
 def cli(prefect_api: str):  # type: ignore[no-untyped-def]
     """Run the `fanout` CLI in a subprocess against the session's server."""
+
     def call(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, api_url=prefect_api, timeout=timeout)
+
     return call
 
 

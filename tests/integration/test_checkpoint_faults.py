@@ -41,8 +41,13 @@ class Planted:
 def pickled_record(value: object, storage_key: str) -> bytes:
     """A Prefect result record with a pickle payload: what fanout wrote before its own format (version 0)."""
     payload = base64.encodebytes(pickle.dumps(value)).decode()
-    metadata = {"storage_key": storage_key, "expiration": None, "serializer": {"type": "pickle", "picklelib": "pickle"},
-                "prefect_version": "3.9.1", "storage_block_id": None}
+    metadata = {
+        "storage_key": storage_key,
+        "expiration": None,
+        "serializer": {"type": "pickle", "picklelib": "pickle"},
+        "prefect_version": "3.9.1",
+        "storage_block_id": None,
+    }
     return json.dumps({"metadata": metadata, "result": payload}).encode()
 
 
@@ -77,14 +82,18 @@ def test_one_damaged_line_reruns_only_its_item(cli, execution_log: Path, clean_s
     assert executed(execution_log) == ["item-42"]
 
 
-def test_unwritable_storage_fails_the_run(cli, monkeypatch: pytest.MonkeyPatch, execution_log: Path, tmp_path: Path) -> None:
+def test_unwritable_storage_fails_the_run(
+    cli, monkeypatch: pytest.MonkeyPatch, execution_log: Path, tmp_path: Path
+) -> None:
     """With checkpoints impossible to store, the run exits non-zero naming the storage error, printing no output."""
     blocker = tmp_path / "storage-is-a-file"
     blocker.write_text("nothing can be created under a file")
     monkeypatch.setenv("FANOUT_RESULT_STORAGE", str(blocker))
     done = cli("run", "--count", "5", "--instance-id", "unwritable")
     assert done.returncode == 1 and done.stdout == ""
-    assert "5 of 5 items failed" in done.stderr and "CheckpointNotWritten: storage refused the checkpoint" in done.stderr
+    assert (
+        "5 of 5 items failed" in done.stderr and "CheckpointNotWritten: storage refused the checkpoint" in done.stderr
+    )
 
 
 def test_a_planted_pickle_is_never_executed(cli, execution_log: Path, clean_settings: Path, tmp_path: Path) -> None:

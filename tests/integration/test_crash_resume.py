@@ -45,7 +45,9 @@ def test_killed_run_resumes_with_only_unfinished_items(
     assert "item-7" in rerun and len(first_attempts - set(rerun)) == finished_before
 
 
-def test_another_instance_reuses_nothing_after_a_crash(monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path) -> None:
+def test_another_instance_reuses_nothing_after_a_crash(
+    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path
+) -> None:
     """A different instance id runs every item even when another instance has checkpoints."""
     monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-4")
     monkeypatch.setenv("FANOUT_MAX_PARALLEL", "1")

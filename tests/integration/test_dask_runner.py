@@ -48,9 +48,7 @@ def test_dask_batches_resume_from_per_item_checkpoints(
     assert executed(execution_log) == ["item-13"]
 
 
-def test_a_run_crashed_on_threads_resumes_on_dask(
-    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path
-) -> None:
+def test_a_run_crashed_on_threads_resumes_on_dask(monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path) -> None:
     """Checkpoints are the same records on either runner: a thread run's crash resumes on Dask."""
     monkeypatch.setenv("FANOUT_BATCH_SIZE", "10")
     monkeypatch.setenv("FANOUT_MAX_PARALLEL", "1")

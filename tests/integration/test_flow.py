@@ -48,7 +48,9 @@ def test_permanent_error_fails_the_run_after_siblings_finish(
 ) -> None:
     """A broken item is not retried, fails the run by name, and its siblings are checkpointed."""
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-2,item-4")
-    with pytest.raises(ItemsFailed, match=r"2 of \d+ items failed: item-2: ValueError: item-2 is broken; item-4") as failed:
+    with pytest.raises(
+        ItemsFailed, match=r"2 of \d+ items failed: item-2: ValueError: item-2 is broken; item-4"
+    ) as failed:
         fan_out_fan_in(FanoutRequest(count=count, instance_id="partial"))
     assert [item for item, _ in failed.value.failures] == ["item-2", "item-4"]
     assert executed(execution_log).count("item-2") == 1
@@ -112,10 +114,18 @@ def test_in_flight_items_never_exceed_max_parallel(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize(
-    "request_", [FanoutRequest(count=0), FanoutRequest(count=-1), FanoutRequest(count=11),
-                 FanoutRequest(items=[]), FanoutRequest(items=["a", "a"])],
+    "request_",
+    [
+        FanoutRequest(count=0),
+        FanoutRequest(count=-1),
+        FanoutRequest(count=11),
+        FanoutRequest(items=[]),
+        FanoutRequest(items=["a", "a"]),
+    ],
 )
-def test_bad_input_starts_no_item(monkeypatch: pytest.MonkeyPatch, execution_log: Path, request_: FanoutRequest) -> None:
+def test_bad_input_starts_no_item(
+    monkeypatch: pytest.MonkeyPatch, execution_log: Path, request_: FanoutRequest
+) -> None:
     """A request that cannot run fails before any item starts."""
     monkeypatch.setenv("FANOUT_MAX_ITEMS", "10")
     with pytest.raises(InvalidRequest):
@@ -131,7 +141,9 @@ def test_unimportable_processor_fails_before_any_item(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("count", [5, 150], ids=["per-item", "batched"])
-def test_processor_sees_a_stable_idempotency_key(monkeypatch: pytest.MonkeyPatch, execution_log: Path, count: int) -> None:
+def test_processor_sees_a_stable_idempotency_key(
+    monkeypatch: pytest.MonkeyPatch, execution_log: Path, count: int
+) -> None:
     """Every attempt of an item sees `<instance_id>/<item>`, with its attempt number."""
     monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:keyed")
     monkeypatch.setenv("FANOUT_TEST_FLAKY", "item-2")

@@ -19,14 +19,18 @@ from tests.integration.conftest import executed
 
 def report_of(state: Any) -> list[ItemReport]:
     """The item report the flow run behind `state` published."""
+
     async def read() -> list[ItemReport]:
         async with get_client() as client:
             return await read_item_report(client, state.state_details.flow_run_id) or []
+
     return asyncio.run(read())
 
 
 @pytest.mark.parametrize("count", [10, 150], ids=["per-item", "batched"])
-def test_failures_within_the_count_complete_with_nulls(monkeypatch: pytest.MonkeyPatch, execution_log: Path, count: int) -> None:
+def test_failures_within_the_count_complete_with_nulls(
+    monkeypatch: pytest.MonkeyPatch, execution_log: Path, count: int
+) -> None:
     """Two broken items with tolerated_failure_count=2: Completed, nulls in their slots, both reported."""
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-3,item-7")
     state = fan_out_fan_in(FanoutRequest(count=count, tolerated_failure_count=2), return_state=True)
@@ -34,11 +38,16 @@ def test_failures_within_the_count_complete_with_nulls(monkeypatch: pytest.Monke
     output = state.result()
     assert output[2] is None and output[6] is None
     assert sum(value is None for value in output) == 2 and output[0] == "Processed item-1"
-    assert [(r.item, r.status, r.attempts) for r in report_of(state)] == [("item-3", "failed", 1), ("item-7", "failed", 1)]
+    assert [(r.item, r.status, r.attempts) for r in report_of(state)] == [
+        ("item-3", "failed", 1),
+        ("item-7", "failed", 1),
+    ]
     assert report_of(state)[0].error == "ValueError: item-3 is broken"
 
 
-def test_failures_beyond_the_threshold_fail_with_the_report(monkeypatch: pytest.MonkeyPatch, execution_log: Path) -> None:
+def test_failures_beyond_the_threshold_fail_with_the_report(
+    monkeypatch: pytest.MonkeyPatch, execution_log: Path
+) -> None:
     """Three broken items with a 20% threshold of 10 items: Failed, naming exactly those three."""
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-1,item-5,item-9")
     state = fan_out_fan_in(FanoutRequest(count=10, tolerated_failure_percentage=20), return_state=True)
@@ -55,7 +64,10 @@ def test_retried_items_show_their_attempts(monkeypatch: pytest.MonkeyPatch, exec
     monkeypatch.setenv("FANOUT_TEST_FLAKY", "item-2,item-4")
     state = fan_out_fan_in(FanoutRequest(count=count), return_state=True)
     assert state.is_completed()
-    assert [(r.item, r.status, r.attempts) for r in report_of(state)] == [("item-2", "recovered", 2), ("item-4", "recovered", 2)]
+    assert [(r.item, r.status, r.attempts) for r in report_of(state)] == [
+        ("item-2", "recovered", 2),
+        ("item-4", "recovered", 2),
+    ]
 
 
 def test_clean_run_publishes_no_report(execution_log: Path) -> None:
@@ -64,7 +76,9 @@ def test_clean_run_publishes_no_report(execution_log: Path) -> None:
     assert state.is_completed() and report_of(state) == []
 
 
-def test_restart_after_tolerated_failures_runs_only_the_failed_items(monkeypatch: pytest.MonkeyPatch, execution_log: Path) -> None:
+def test_restart_after_tolerated_failures_runs_only_the_failed_items(
+    monkeypatch: pytest.MonkeyPatch, execution_log: Path
+) -> None:
     """Failed items leave no checkpoint: rerunning the instance after a fix executes exactly them."""
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-2,item-6")
     request = FanoutRequest(count=8, instance_id="redrive", tolerated_failure_count=2)

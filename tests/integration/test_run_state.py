@@ -25,13 +25,18 @@ def test_two_runs_in_one_process_share_no_state(monkeypatch: pytest.MonkeyPatch,
         items = [f"{prefix}-{i}" for i in range(1, count + 1)]
         outputs[instance] = fan_out_fan_in(FanoutRequest(items=items, instance_id=instance))
 
-    threads = [threading.Thread(target=run, args=(first, "a", 150)), threading.Thread(target=run, args=(second, "b", 120))]
+    threads = [
+        threading.Thread(target=run, args=(first, "a", 150)),
+        threading.Thread(target=run, args=(second, "b", 120)),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert outputs == {first: [f"Processed a-{i}" for i in range(1, 151)],
-                       second: [f"Processed b-{i}" for i in range(1, 121)]}
+    assert outputs == {
+        first: [f"Processed a-{i}" for i in range(1, 151)],
+        second: [f"Processed b-{i}" for i in range(1, 121)],
+    }
     assert "| items | 150 |" in metrics(first) and "| items | 120 |" in metrics(second)
     assert "| retried | 1 |" in metrics(first) and "| retried | 1 |" in metrics(second)
     assert [row["attempts"] for row in table(first)].count(2) == 1

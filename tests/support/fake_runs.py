@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -38,7 +38,7 @@ class FakeRuns:
             if idempotency_key in self.keys:
                 return self.runs[self.keys[idempotency_key]]
             assert request.instance_id is not None
-            created = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=next(_clock))
+            created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(_clock))
             run = RunRecord(
                 flow_run_id=uuid4(),
                 instance_id=request.instance_id,
@@ -95,18 +95,28 @@ class FakeRuns:
         return f"http://prefect.test/runs/flow-run/{run.flow_run_id}"
 
     def set_state(
-        self, instance_id: str, state_type: str, message: str | None = None,
-        output: Any = None, labels: dict[str, Any] | None = None,
-        failures: list[dict[str, Any]] | None = None, run_count: int | None = None,
+        self,
+        instance_id: str,
+        state_type: str,
+        message: str | None = None,
+        output: Any = None,
+        labels: dict[str, Any] | None = None,
+        failures: list[dict[str, Any]] | None = None,
+        run_count: int | None = None,
         at: datetime | None = None,
     ) -> RunRecord:
         """Move the instance's latest run to `state_type` `at` a moment (now by default), and give it
         an output, labels, a report or a run count (attempts that reached Running)."""
         run = self.of_instance(instance_id)[0]
         updated = RunRecord(
-            **{**run.__dict__, "state_type": state_type, "state_message": message,
-               "labels": {**run.labels, **(labels or {})}, "updated": at or datetime.now(timezone.utc),
-               "run_count": run.run_count if run_count is None else run_count}
+            **{
+                **run.__dict__,
+                "state_type": state_type,
+                "state_message": message,
+                "labels": {**run.labels, **(labels or {})},
+                "updated": at or datetime.now(UTC),
+                "run_count": run.run_count if run_count is None else run_count,
+            }
         )
         self.runs[run.flow_run_id] = updated
         if output is not None:

@@ -18,8 +18,14 @@ from tests.support.polling import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 SCREENSHOTS = Path(os.environ.get("FANOUT_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "ui"
 
@@ -31,7 +37,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         yield server
 
 
-def wait_for_task_runs(server: PrefectServer, flow_run_id: str, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+def wait_for_task_runs(
+    server: PrefectServer, flow_run_id: str, count: int, timeout: float = 90.0
+) -> list[dict[str, Any]]:
     """The run's task runs once `count` of them are Completed (the server records them from events, with a lag)."""
     body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
 
@@ -48,13 +56,22 @@ def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
     work = tmp_path_factory.mktemp("ui-run")
     (work / "executions").mkdir()
     env = {
-        **prefect_server.client_env(), "PYTHONPATH": str(REPO_ROOT),
-        "FANOUT_PROCESSOR": "tests.support.processors:chatty", "FANOUT_TEST_FLAKY": "item-3",
-        "FANOUT_TEST_LOG_DIR": str(work / "executions"), "FANOUT_RESULT_STORAGE": str(work / "results"),
+        **prefect_server.client_env(),
+        "PYTHONPATH": str(REPO_ROOT),
+        "FANOUT_PROCESSOR": "tests.support.processors:chatty",
+        "FANOUT_TEST_FLAKY": "item-3",
+        "FANOUT_TEST_LOG_DIR": str(work / "executions"),
+        "FANOUT_RESULT_STORAGE": str(work / "results"),
         "FANOUT_RETRY_DELAY_SECONDS": "0",
     }
-    done = subprocess.run([sys.executable, "-m", "deployments.cli", "run", "--instance-id", "ui-seed"],
-                          env=env, capture_output=True, text=True, timeout=240, cwd=REPO_ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "deployments.cli", "run", "--instance-id", "ui-seed"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO_ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [run] = httpx.post(f"{prefect_server.api_url}/flow_runs/filter", json={}, timeout=10).json()
     wait_for_task_runs(prefect_server, run["id"], count=5)

@@ -63,7 +63,9 @@ def test_artifacts_are_on_the_page(run_page: Any) -> None:
     run_page.get_by_text("5 of 5 items done, 0 failed").first.wait_for(timeout=10_000)
     run_page.get_by_text("fanout-run-ui-seed-items", exact=True).first.wait_for(timeout=30_000)
     run_page.get_by_text("fanout-run-ui-seed-metrics", exact=True).first.wait_for(timeout=10_000)
-    run_page.get_by_text("5 items: 5 succeeded (0 from checkpoints), 0 failed, 1 retried").first.wait_for(timeout=10_000)
+    run_page.get_by_text("5 items: 5 succeeded (0 from checkpoints), 0 failed, 1 retried").first.wait_for(
+        timeout=10_000
+    )
     screenshot(run_page, "run-page-artifacts")
 
 

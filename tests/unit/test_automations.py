@@ -74,7 +74,11 @@ def test_crashed_runs_are_retried_as_the_same_run_up_to_the_cap() -> None:
 def test_zero_retries_disables_the_retry_automation() -> None:
     """With max_auto_retries=0 nothing is retried and a first crash fails the run."""
     automations = by_name(max_auto_retries=0)
-    assert not automations[RETRY].enabled and not automations[SILENT].enabled and retry_run_counts(get_settings(max_auto_retries=0)) == []
+    assert (
+        not automations[RETRY].enabled
+        and not automations[SILENT].enabled
+        and retry_run_counts(get_settings(max_auto_retries=0)) == []
+    )
     assert automations[GIVE_UP].enabled and automations[GIVE_UP].trigger.match["prefect.run-count"] == ["1"]
 
 
@@ -98,9 +102,18 @@ def test_workers_get_the_heartbeat_setting(monkeypatch: pytest.MonkeyPatch) -> N
     assert worker_environment(get_settings()) == {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "45"}
 
 
-@pytest.mark.parametrize("overrides", [{"heartbeat_seconds": 29}, {"crash_after_seconds": 59},
-                                       {"heartbeat_seconds": 60, "crash_after_seconds": 90}, {"max_auto_retries": -1},
-                                       {"liveness_seconds": 5, "silent_after_seconds": 14}, {"retry_window_seconds": 9}, {"silent_after_seconds": 9}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"heartbeat_seconds": 29},
+        {"crash_after_seconds": 59},
+        {"heartbeat_seconds": 60, "crash_after_seconds": 90},
+        {"max_auto_retries": -1},
+        {"liveness_seconds": 5, "silent_after_seconds": 14},
+        {"retry_window_seconds": 9},
+        {"silent_after_seconds": 9},
+    ],
+)
 def test_bad_crash_settings_are_rejected(overrides: dict[str, float]) -> None:
     """Heartbeats under 30 s, a window under two heartbeats or three liveness events, a proactive window
     under Prefect's 10 s floor, or negative retries are refused."""

@@ -14,7 +14,9 @@ from flows import checkpoint_format
 from flows.checkpoint_format import UnreadableRecord, decode, encode
 
 
-@pytest.mark.parametrize("result", ["Processed item-1", 7, 2.5, None, True, [1, "a"], {"b": 1, "a": [None]}, "é ✓ \u2028"])
+@pytest.mark.parametrize(
+    "result", ["Processed item-1", 7, 2.5, None, True, [1, "a"], {"b": 1, "a": [None]}, "é ✓ \u2028"]
+)
 def test_a_record_gives_back_its_key_and_result(result: Any) -> None:
     """Any JSON result comes back equal, with its key."""
     assert decode(encode("item-1", result)) == ("item-1", result)
@@ -30,7 +32,7 @@ def test_a_record_is_one_line_with_version_checksum_and_canonical_body() -> None
     assert checksum == hashlib.sha256(body).hexdigest().encode()
 
 
-@pytest.mark.parametrize("result", ["plain", "é \u2028 \x00 \"q\"", 3, [1, {"b": 2, "a": 1}], None])
+@pytest.mark.parametrize("result", ["plain", 'é \u2028 \x00 "q"', 3, [1, {"b": 2, "a": 1}], None])
 def test_the_body_is_the_canonical_json_of_key_and_result(result: Any) -> None:
     """However the body is put together, it is exactly the sorted, compact, UTF-8 JSON of {key, result}."""
     body = encode("ké\n", result).rstrip(b"\n").split(b" ", 2)[2]

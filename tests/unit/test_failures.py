@@ -14,15 +14,22 @@ from flows.request import FanoutRequest
     "total, count, percentage, allowed",
     [(10, 0, 0, 0), (10, 3, 0, 3), (10, 0, 20, 2), (10, 3, 20, 2), (10, 1, 50, 1), (7, 0, 50, 3), (200, 0, 100, 200)],
 )
-def test_allowed_failures_is_the_stricter_of_the_set_limits(total: int, count: int, percentage: float, allowed: int) -> None:
+def test_allowed_failures_is_the_stricter_of_the_set_limits(
+    total: int, count: int, percentage: float, allowed: int
+) -> None:
     """A threshold at 0 is unset; with both set the stricter wins; none set tolerates nothing."""
     assert allowed_failures(total, count, percentage) == allowed
 
 
 @pytest.mark.parametrize(
     "fields",
-    [{"tolerated_failure_count": -1}, {"tolerated_failure_percentage": -0.1},
-     {"tolerated_failure_percentage": 100.5}, {"tolerated_failure_count": "3"}, {"tolerated_failure_count": 1.5}],
+    [
+        {"tolerated_failure_count": -1},
+        {"tolerated_failure_percentage": -0.1},
+        {"tolerated_failure_percentage": 100.5},
+        {"tolerated_failure_count": "3"},
+        {"tolerated_failure_count": 1.5},
+    ],
 )
 def test_bad_thresholds_are_rejected(fields: dict[str, object]) -> None:
     """Negative, over-100% or non-integer thresholds are invalid input."""
@@ -46,7 +53,9 @@ def test_item_report_lists_failed_and_retried_items_in_order() -> None:
     }
     reports = item_reports(["a", "b", "c", "d"], outcomes)
     assert [(r.item, r.status, r.attempts, r.error) for r in reports] == [
-        ("b", "failed", 1, "ValueError: b is broken"), ("c", "recovered", 3, None)]
+        ("b", "failed", 1, "ValueError: b is broken"),
+        ("c", "recovered", 3, None),
+    ]
 
 
 def test_a_fresh_item_without_counted_attempts_ran_once() -> None:

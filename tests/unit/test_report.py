@@ -46,8 +46,12 @@ def test_rows_list_status_attempts_duration_and_correlation_id() -> None:
     rows, complete = table_rows("nightly", outcomes(), limit=10)
     assert complete
     assert rows[1] == {
-        "item": "item-2", "status": "completed", "attempts": 2, "duration_s": 0.3,
-        "correlation_id": "nightly/item-2", "error": "",
+        "item": "item-2",
+        "status": "completed",
+        "attempts": 2,
+        "duration_s": 0.3,
+        "correlation_id": "nightly/item-2",
+        "error": "",
     }
     assert [row["status"] for row in rows] == ["completed", "completed", "failed", "cached"]
     assert rows[3]["duration_s"] is None

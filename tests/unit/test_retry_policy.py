@@ -16,8 +16,12 @@ from flows.retry_policy import RetryPolicy, is_transient
 
 def carry(process: object, tmp_path: Path, retries: int = 3, storage: Path | None = None) -> ItemOutcome:
     """One item through `carry_item`, with no waits between attempts."""
-    run = ItemRun("i1", "flows.processor:processed", LocalFileSystem(basepath=str(storage or tmp_path)),
-                  RetryPolicy(retries=retries, delay_seconds=0, jitter_factor=0))
+    run = ItemRun(
+        "i1",
+        "flows.processor:processed",
+        LocalFileSystem(basepath=str(storage or tmp_path)),
+        RetryPolicy(retries=retries, delay_seconds=0, jitter_factor=0),
+    )
     with run.checkpoints().journal("a") as journal, ItemTally() as tally:
         return carry_item(process, "a", run, journal, tally)  # type: ignore[arg-type]
 
@@ -67,6 +71,7 @@ def test_transient_failure_is_retried_until_success(tmp_path: Path) -> None:
 
 def test_permanent_failure_is_not_retried(tmp_path: Path) -> None:
     """A bug fails the item on its first attempt, with the error named."""
+
     def broken(item: str) -> str:
         raise ValueError("bad data")
 
@@ -76,6 +81,7 @@ def test_permanent_failure_is_not_retried(tmp_path: Path) -> None:
 
 def test_retries_are_bounded(tmp_path: Path) -> None:
     """A transient error that never clears stops after `retries` retries."""
+
     def always(item: str) -> str:
         raise TransientError("down")
 

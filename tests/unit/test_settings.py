@@ -21,8 +21,14 @@ def test_environment_overrides_with_fanout_prefix(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize(
     "field, value",
-    [("max_parallel", 0), ("max_items", 0), ("retries", -1), ("retry_delay_seconds", -1.0),
-     ("processor", "no colon"), ("batch_size", -1)],
+    [
+        ("max_parallel", 0),
+        ("max_items", 0),
+        ("retries", -1),
+        ("retry_delay_seconds", -1.0),
+        ("processor", "no colon"),
+        ("batch_size", -1),
+    ],
 )
 def test_out_of_range_values_are_refused(field: str, value: object) -> None:
     """A value outside a field's bounds is a validation error, not a surprise later."""

@@ -85,7 +85,9 @@ def test_a_crash_after_the_last_automatic_retry_is_200_failed() -> None:
     """Crashed at run count max_auto_retries + 1: no resume is coming, so 200 Failed."""
     runs = FakeRuns()
     app, instance = started(runs, max_auto_retries=2)
-    runs.set_state(instance, "CRASHED", run_count=3, message="Flow run infrastructure exited with non-zero status code -9.")
+    runs.set_state(
+        instance, "CRASHED", run_count=3, message="Flow run infrastructure exited with non-zero status code -9."
+    )
     assert seen(poll(app, instance)) == (200, "Failed")
 
 
@@ -126,5 +128,9 @@ def test_the_total_is_known_from_the_first_202() -> None:
     runs = FakeRuns()
     app, instance = started(runs)
     assert poll(app, instance).json()["customStatus"] == {
-        "total": 60, "completed": 0, "failed": 0, "resuming": False, "resumes": 0,
+        "total": 60,
+        "completed": 0,
+        "failed": 0,
+        "resuming": False,
+        "resumes": 0,
     }

@@ -69,8 +69,13 @@ def test_public_url_setting_is_used_for_the_links(runs: FakeRuns) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN},
-     {"Authorization": f"Basic {TOKEN}"}, {"Authorization": f"Bearer {TOKEN}x"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-0123456789"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+    ],
 )
 def test_missing_or_wrong_token_is_401_and_starts_nothing(runs: FakeRuns, headers: dict[str, str]) -> None:
     """Without the exact bearer token every route answers 401 and no run is created."""
@@ -272,6 +277,7 @@ def test_a_busy_instance_id_is_409(runs: FakeRuns) -> None:
 
 def test_prefect_unavailable_on_a_read_is_503_with_retry_after(runs: FakeRuns) -> None:
     """When the Prefect API fails where a route reads it, the answer is 503 with Retry-After and why."""
+
     async def down(*args: object) -> None:
         raise PrefectUnavailable("Prefect API answered 503")
 
@@ -283,6 +289,7 @@ def test_prefect_unavailable_on_a_read_is_503_with_retry_after(runs: FakeRuns) -
 
 def test_a_timeout_that_is_not_prefects_is_not_a_503(runs: FakeRuns) -> None:
     """Only Prefect's unavailability becomes 503: another TimeoutError is a server error, not "retry later"."""
+
     async def broken(*args: object) -> None:
         raise TimeoutError("some other timeout")
 

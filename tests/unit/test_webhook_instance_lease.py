@@ -17,7 +17,9 @@ def test_a_live_process_on_this_host_is_not_dead() -> None:
 
 def test_a_process_that_exited_on_this_host_is_dead() -> None:
     """A holder whose process is gone (as after kill -9) is dead, so its lease can be released."""
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     assert _dead_here(f"{socket.gethostname()}:{child.stdout.strip()}") is True
 
 

@@ -27,7 +27,9 @@ def state(app: FastAPI) -> WebhookState:
     return webhook
 
 
-async def posts(app: FastAPI, bodies: list[dict[str, Any]], headers: list[dict[str, str]] | None = None) -> list[httpx.Response]:
+async def posts(
+    app: FastAPI, bodies: list[dict[str, Any]], headers: list[dict[str, str]] | None = None
+) -> list[httpx.Response]:
     """POST every body at once, without letting the submitter run in between."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=10) as client:
@@ -108,7 +110,9 @@ def test_a_start_prefect_refuses_for_good_reads_failed_with_why(runs: FakeRuns) 
 
     async def refused(*args: Any) -> Any:
         request = httpx.Request("POST", "http://prefect.test/api/deployments/x/create_flow_run")
-        raise httpx.HTTPStatusError("409", request=request, response=httpx.Response(409, text="bad parameters", request=request))
+        raise httpx.HTTPStatusError(
+            "409", request=request, response=httpx.Response(409, text="bad parameters", request=request)
+        )
 
     runs.start = refused  # type: ignore[method-assign, assignment]
     (response,) = asyncio.run(posts(app, [{"count": 2}]))
@@ -135,7 +139,9 @@ def test_fifty_concurrent_starts_of_one_instance_make_one_run_and_409s_naming_it
     codes = [response.status_code for response in responses]
     assert codes.count(202) == 1 and codes.count(409) == 49
     (run,) = runs.runs.values()
-    assert all(str(run.flow_run_id) in response.json()["detail"] for response in responses if response.status_code == 409)
+    assert all(
+        str(run.flow_run_id) in response.json()["detail"] for response in responses if response.status_code == 409
+    )
 
 
 def test_two_webhooks_starting_one_instance_at_once_make_one_run(runs: FakeRuns) -> None:
@@ -178,16 +184,26 @@ def test_an_item_list_too_large_for_a_prefect_parameter_is_413_saying_why(runs: 
     """Items within the body limit but over Prefect's parameter limit: 413 naming the limit, nothing started."""
     app = make_app(runs, webhook_max_body_bytes=2_000_000)
     items = [f"item-{i:06d}-{'x' * 40}" for i in range(20_000)]
-    response = call(app, "POST", "/api/start-fanout", content=json.dumps({"items": items}),
-                    headers={**AUTH, "Content-Type": "application/json"})
+    response = call(
+        app,
+        "POST",
+        "/api/start-fanout",
+        content=json.dumps({"items": items}),
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert response.status_code == 413 and "524,288" in response.json()["detail"]
     assert runs.runs == {}
 
 
 def test_an_integer_of_more_than_4300_digits_is_422_not_500(runs: FakeRuns) -> None:
     """A JSON integer Python refuses to read is a 4xx with a message."""
-    response = call(make_app(runs), "POST", "/api/start-fanout", content='{"count": ' + "9" * 5000 + "}",
-                    headers={**AUTH, "Content-Type": "application/json"})
+    response = call(
+        make_app(runs),
+        "POST",
+        "/api/start-fanout",
+        content='{"count": ' + "9" * 5000 + "}",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert response.status_code == 422 and "4300" in response.json()["detail"]
 
 

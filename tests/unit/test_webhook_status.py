@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from deployments.status import (
-    CustomStatus, RuntimeStatus, custom_status, requested_total, runtime_status, settled_failures,
+    CustomStatus,
+    RuntimeStatus,
+    custom_status,
+    requested_total,
+    runtime_status,
+    settled_failures,
 )
 
 

@@ -30,12 +30,14 @@ def make_app(runs: FakeRuns, **settings: Any) -> FastAPI:
 def with_client(app: FastAPI, use: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
     """Run `use(client)` against the app in a fresh event loop, then let its submitter create
     the runs of the starts it queued (as the running app's submitter would, moments later)."""
+
     async def main() -> T:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=10) as client:
             result = await use(client)
         await submit_queued(app)
         return result
+
     return asyncio.run(main())
 
 
