@@ -25,6 +25,7 @@ from typing import Any
 
 from flows import checkpoint_format
 from flows.checkpoints import JOURNAL_PREFIX, KEY_ROOT, instance_prefix, item_digest
+from flows.errors import CheckpointNotWritten
 from flows.outcome import ItemOutcome
 from flows.results import PLAN_FILE, NoResults, ResultsPage, read_page, read_plan, write_plan
 
@@ -71,10 +72,17 @@ def record_failures(storage_root: str, instance_id: str, failures: Mapping[str, 
 
 
 def keep_plan(storage: object, instance_id: str, processor: str, keys: Sequence[str]) -> None:
-    """`record_plan` in a local result folder; remote storage has no results pages yet (nothing kept)."""
+    """`record_plan` in a local result folder; remote storage has no results pages yet (nothing kept).
+
+    Storage that refuses the plan would refuse every checkpoint too: the run fails here, before
+    any item runs, with `CheckpointNotWritten` naming the storage error.
+    """
     root = local_root(storage)
     if root is not None:
-        record_plan(root, instance_id, processor, keys)
+        try:
+            record_plan(root, instance_id, processor, keys)
+        except OSError as error:
+            raise CheckpointNotWritten(f"storage refused the run's plan: {error}") from error
 
 
 def keep_failures(storage: object, instance_id: str, outcomes: Iterable[ItemOutcome]) -> None:

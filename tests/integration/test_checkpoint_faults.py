@@ -91,9 +91,7 @@ def test_unwritable_storage_fails_the_run(
     monkeypatch.setenv("FANOUT_RESULT_STORAGE", str(blocker))
     done = cli("run", "--count", "5", "--instance-id", "unwritable")
     assert done.returncode == 1 and done.stdout == ""
-    assert (
-        "5 of 5 items failed" in done.stderr and "CheckpointNotWritten: storage refused the checkpoint" in done.stderr
-    )
+    assert "CheckpointNotWritten: storage refused" in done.stderr and "Not a directory" in done.stderr
 
 
 def test_a_planted_pickle_is_never_executed(cli, execution_log: Path, clean_settings: Path, tmp_path: Path) -> None:
