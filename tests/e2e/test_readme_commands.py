@@ -62,7 +62,8 @@ def test_deploy_commands(stack: LocalStack) -> None:
     ).json()
     assert deployment["work_pool_name"] == "fanout"
     worker_line = next(line for line in setup.splitlines() if "worker start" in line)
-    assert worker_line.strip() == "prefect worker start --pool fanout"  # the stack's workers add only local flags
+    # the stack adds only local flags to this line
+    assert worker_line.strip() == "prefect worker start --pool fanout --type fanout-warm"
 
 
 def test_deployment_run_and_event_commands_create_runs(
