@@ -133,7 +133,7 @@ def test_restart_after_a_permanent_failure_runs_only_the_failed_item(
     failed = poll_until_finished(webhook, started["statusQueryGetUri"]).json()
     assert failed["runtimeStatus"] == "Failed"
     assert "item-2: ValueError: item-2 is broken" in failed["output"]
-    assert failed["customStatus"] == {"total": 4, "completed": 3, "failed": 1}
+    assert failed["customStatus"] == {"total": 4, "completed": 3, "failed": 1, "resuming": False, "resumes": 0}
     stack.stop_worker(broken)
     start_worker()  # the fixed processor: FANOUT_TEST_FAIL no longer set
     assert webhook.post(started["restartPostUri"]).status_code == 202
