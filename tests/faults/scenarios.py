@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect.filesystems import LocalFileSystem
 
@@ -253,9 +253,11 @@ def start_through_webhook(stack: FaultStack, count: int) -> tuple[str, UUID]:
     import httpx
 
     local = stack.local
+    # A named instance is created on Prefect at once (an unnamed one waits in the webhook's start
+    # queue, with no run id yet), so the run id is in the answer's uiUrl.
     response = httpx.post(
         f"{local.webhook_url}/api/start-fanout",
-        json={"count": count},
+        json={"count": count, "instance_id": f"crash-{uuid4().hex[:12]}"},
         timeout=30,
         headers={"Authorization": f"Bearer {local.token}"},
     )

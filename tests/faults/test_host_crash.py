@@ -48,6 +48,7 @@ def test_a_run_that_keeps_crashing_fails_after_the_retry_cap(stack: FaultStack, 
     run = stack.wait_for(run_id, {"FAILED", "COMPLETED", "CANCELLED"}, timeout=300)
     history = stack.history(run_id)
     assert run.state.type.value == "FAILED", history
-    assert "1 automatic retries" in (run.state.message or ""), history
+    message = (run.state.message or "").lower()  # the warm worker or the give-up automation says it
+    assert "automatic retries" in message and "1" in message, history
     assert run.run_count == 2 and sum(state.startswith("AwaitingRetry") for state in history) == 1, history
     assert workspace.executed()["item-2"] == 2
