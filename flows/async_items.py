@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
-from flows.item_logging import item_logger
+from flows.item_logging import log_failed_attempt
 from flows.items import ItemValues
 from flows.outcome import ItemOutcome, describe
 from flows.progress import ItemTally
@@ -54,11 +54,7 @@ async def attempt_async(
             try:
                 return await function(value)
             except Exception as error:
-                retrying = retry.will_retry(error, attempts)
-                log = item_logger(context)
-                (log.warning if retrying else log.error)(
-                    "attempt %d failed (%s)%s", attempts, describe(error), "; retrying" if retrying else ""
-                )
+                log_failed_attempt(context, attempts, error, retrying=retry.will_retry(error, attempts))
                 raise
             finally:
                 spent += time.perf_counter() - started

@@ -30,6 +30,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from flows.item_context import ItemContext, current_item
+from flows.outcome import describe
 
 CORRELATION_FIELD = "correlation_id"
 TASK_RUN_LOGGER = "prefect.task_runs"
@@ -119,3 +120,12 @@ def correlating(flow_run_id: str, instance_id: str) -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(run_filter)
+
+
+def log_failed_attempt(context: ItemContext, attempt: int, error: BaseException, retrying: bool) -> None:
+    """One line per failed attempt, in the item's correlated log: a warning while it will be
+    retried, an error when it is the last; the sync and async item paths both say it so."""
+    log = item_logger(context)
+    (log.warning if retrying else log.error)(
+        "attempt %d failed (%s)%s", attempt, describe(error), "; retrying" if retrying else ""
+    )

@@ -21,7 +21,7 @@ from flows.checkpoints import CheckpointJournal, CheckpointStore, journal_name, 
 from flows.concurrency import ItemSlot
 from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
-from flows.item_logging import item_logger
+from flows.item_logging import log_failed_attempt
 from flows.items import ItemValues
 from flows.outcome import ItemOutcome, describe
 from flows.processor import Processor, load_processor
@@ -109,11 +109,7 @@ def carry_item(
             try:
                 return process(run.values.of(item))
             except Exception as error:
-                retrying = run.retry.will_retry(error, attempts)
-                log = item_logger(context)
-                (log.warning if retrying else log.error)(
-                    "attempt %d failed (%s)%s", attempts, describe(error), "; retrying" if retrying else ""
-                )
+                log_failed_attempt(context, attempts, error, retrying=run.retry.will_retry(error, attempts))
                 raise
             finally:
                 spent += time.perf_counter() - started
