@@ -57,8 +57,9 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test,dask,postgres]"
 	touch $@
 
+# mypy checks flows/runners.py, which imports prefect-dask: lint installs the dask extra too.
 $(VENV)/.installed-lint: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[lint]"
+	$(BIN)/python -m pip install --quiet -e ".[lint,dask]"
 	touch $@
 
 $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST): pyproject.toml
