@@ -38,6 +38,12 @@ START_TIMEOUT_SECONDS = 600.0
 STOP_COMMAND = "fanout server stop"
 
 
+def server_argv(port: int) -> list[str]:
+    """`prefect server start` on loopback at `port`, from this interpreter's environment, without telemetry."""
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    return [prefect, "server", "start", "--host", LOOPBACK, "--port", str(port), "--analytics-off"]
+
+
 @dataclass(frozen=True)
 class BackgroundServer:
     """A `prefect server start` that fanout started and left running."""
@@ -129,16 +135,7 @@ def _start(folder: Path) -> BackgroundServer:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     env.pop("PREFECT_API_URL", None)
-    argv = [
-        str(Path(sys.executable).with_name("prefect")),
-        "server",
-        "start",
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(port),
-        "--analytics-off",
-    ]
+    argv = server_argv(port)
     with (folder / "server.log").open("ab") as log:
         process = subprocess.Popen(
             argv,

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import httpx
 
-LOOPBACK = "127.0.0.1"
+from deployments.local_server import LOOPBACK as LOOPBACK  # re-exported: the stack and postgres import it from here
+from deployments.local_server import server_argv
 
 
 def free_port() -> int:
@@ -149,16 +149,7 @@ class PrefectServer:
         """Start the server and wait until its health check answers."""
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.server_env()
-        argv = [
-            str(Path(sys.executable).with_name("prefect")),
-            "server",
-            "start",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.port),
-            "--analytics-off",
-        ]
+        argv = server_argv(self.port)
         self.child = spawn("prefect-server", argv, env, self.home / "logs")
         wait_healthy(f"{self.api_url}/health", self.child, timeout)
         return self
