@@ -53,6 +53,13 @@ class FanoutSettings(BaseSettings):
     liveness_seconds: float = Field(
         2.0, ge=0.5, le=60, description="A deployment run emits a `fanout.flow-run.alive` event this often."
     )
+    sqlite_retry_after_seconds: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="`Retry-After` of the local Prefect server's 503s on SQLite (deployments/prefect_server.py); "
+        "without it every Prefect client waits 2 s before its first retry.",
+    )
     # Prefect refuses a proactive trigger window under 10 s.
     silent_after_seconds: int = Field(
         12, ge=10, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
