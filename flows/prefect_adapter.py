@@ -27,6 +27,10 @@ inside a run. The assumptions:
    caller's context (Prefect's `async_dispatch`), and `run_coro_as_sync` (from
    `prefect.utilities.asyncutils`) runs the coroutine from sync code inside or
    outside a flow.
+6. Remote storage blocks (`remote_block_files`): a `RemoteFileSystem` exposes its
+   fsspec file system as `filesystem` and maps a key to a full path with
+   `_resolve_path` (private), which purge uses to list and delete an instance's
+   objects: Prefect's block interface has no delete.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.filesystems import WritableFileSystem
+    from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 
 ARTIFACTS_ROUTE: Final = "/artifacts/"
 ARTIFACT_ROUTE: Final = "/artifacts/{id}"
@@ -113,3 +117,11 @@ def write_block_path(storage: WritableFileSystem, path: str, content: bytes) -> 
     done: Any = storage.write_path(path, content)
     if inspect.iscoroutine(done):
         run_coro_as_sync(done)
+
+
+def remote_block_files(storage: RemoteFileSystem, prefix: str) -> tuple[Any, str, list[str]]:
+    """The fsspec file system of a `RemoteFileSystem` block, the full path of `prefix` under its base
+    path (its `_resolve_path`, which refuses paths escaping it), and the files under that path."""
+    root = storage._resolve_path(prefix)
+    filesystem = storage.filesystem
+    return filesystem, root, [str(path) for path in filesystem.find(root)]
