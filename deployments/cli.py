@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from deployments.automations_cli import automations_app
+from deployments.manage_cli import register as register_manage_commands
 from deployments.results_cli import results, source_option
 from flows.admission import admit
 from flows.errors import InvalidRequest, ItemsFailed
@@ -27,6 +28,7 @@ app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=T
 
 app.add_typer(automations_app, name="automations")
 app.command()(results)
+register_manage_commands(app)  # fanout list | status | terminate | restart | purge (deployments/manage_cli.py)
 
 
 @app.callback()
