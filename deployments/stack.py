@@ -201,6 +201,7 @@ class LocalStack:
             FANOUT_WEBHOOK_TOKEN=self.token,
             FANOUT_PREFECT_API_URL=self.api_url,
             FANOUT_DEPLOYMENT_NAME=DEPLOYMENT,
+            **worker_environment(self.settings()),  # the workers' FANOUT_RESULT_STORAGE: purge deletes there
         )
         argv = [
             sys.executable,
