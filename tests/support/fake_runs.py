@@ -104,11 +104,11 @@ class FakeRuns:
 
     async def terminate(self, run: RunRecord) -> None:
         self.calls.append("terminate")
-        self.set_state(run.instance_id, "CANCELLING")
+        self.move(run, "CANCELLING")
 
     async def restart(self, run: RunRecord) -> None:
         self.calls.append("restart")
-        self.set_state(run.instance_id, "SCHEDULED")
+        self.move(run, "SCHEDULED")
 
     async def purge(self, instance_id: str) -> Purged:
         self.calls.append("purge")
@@ -122,6 +122,12 @@ class FakeRuns:
             return Purged()
         self.keys = {key: run_id for key, run_id in self.keys.items() if run_id in self.runs}
         return Purged(1, len(self.artifacts.pop(run.flow_run_id, [])))
+
+    def move(self, run: RunRecord, state_type: str) -> RunRecord:
+        """Put this very run (found by its flow-run id) in `state_type`."""
+        moved = RunRecord(**{**self.runs[run.flow_run_id].__dict__, "state_type": state_type})
+        self.runs[run.flow_run_id] = moved
+        return moved
 
     def ui_url(self, run: RunRecord) -> str | None:
         return f"http://prefect.test/runs/flow-run/{run.flow_run_id}"
