@@ -182,7 +182,9 @@ def start(
     item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
     instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run with a progress bar.")] = False,
-    url: Annotated[str | None, typer.Option(help="Webhook base URL; default: the one `fanout up` wrote.")] = None,
+    url: Annotated[
+        str | None, typer.Option(envvar="FANOUT_URL", help="Webhook base URL; default: the one `fanout up` wrote.")
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")] = None,
     home: Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")] = DEFAULT_HOME,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,

@@ -1,9 +1,9 @@
 """`fanout list | status ID | terminate ID | restart ID | purge ID`: manage any run through the webhook.
 
 Each command is one request to the webhook's `/api/` routes (deployments/routes.py),
-with the URL and token `fanout start` uses (`--url`, else FANOUT_* settings, else
-what `fanout up` wrote in `.fanout/`), and prints the webhook's JSON answer on
-stdout. `ID` is an instance id or a flow-run id. Exit codes are `fanout start`'s:
+with the URL and token `fanout start` uses (`--url` or `$FANOUT_URL`, as the
+README's curl lines, else what `fanout up` wrote in `.fanout/`, else FANOUT_*
+settings), and prints the webhook's JSON answer on stdout. `ID` is an instance id or a flow-run id. Exit codes are `fanout start`'s:
 
     0  done (status: whatever the run's runtimeStatus)
     2  refused: bad input, unknown instance (404), not in a state for it (409)
@@ -24,7 +24,9 @@ EXIT_UNAVAILABLE = 1
 EXIT_REFUSED = 2
 HTTP_TIMEOUT = 30.0
 
-UrlOption = Annotated[str | None, typer.Option(help="Webhook base URL; default: the one `fanout up` wrote.")]
+UrlOption = Annotated[
+    str | None, typer.Option(envvar="FANOUT_URL", help="Webhook base URL; default: the one `fanout up` wrote.")
+]
 HomeOption = Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")]
 IdArgument = Annotated[str, typer.Argument(help="Instance id, or the flow-run id of a run started any other way.")]
 DEFAULT_HOME = Path(".fanout")
