@@ -72,11 +72,8 @@ def deployment_scope(deployment_ids: Sequence[UUID]) -> dict[str, Any]:
 
 
 def worker_environment(settings: FanoutSettings) -> dict[str, str]:
-    """What a fanout worker's environment needs so its flow runs send heartbeats, and keep their
-    checkpoints where the starter that started the worker keeps them (flows/checkpoints.py)."""
-    from flows.checkpoints import storage_environment
-
-    return {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds), **storage_environment(settings)}
+    """What a fanout worker's environment needs so its flow runs send heartbeats."""
+    return {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds)}
 
 
 def silent_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> AutomationCore:

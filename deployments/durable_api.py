@@ -1,9 +1,10 @@
 """Durable Functions' HTTP API at `/runtime/webhooks/durabletask/`, so its clients drive fanout unmodified.
 
 A second route table over the seed's operations (deployments/instances.py: start,
-find, status, terminate, restart, purge) and the management ones beside them
-(deployments/instance_management.py: list, suspend, resume, history, lookup by
-flow-run id), behind the webhook's token (deployments/durable_auth.py). Status
+find by instance or flow-run id, status, terminate, restart, purge), the list
+both tables share (deployments/listing.py) and the management operations
+beside them (deployments/instance_management.py: suspend, resume, history),
+behind the webhook's token (deployments/durable_auth.py). Status
 codes follow Durable Functions and the `azure-functions-durable` client's
 switch statements:
 

@@ -95,7 +95,8 @@ class PurgeReport:
         went = purged.runs > 0 or (stored is not None and stored.files > 0)
         if stored is None:
             return cls(int(went), purged.runs, purged.artifacts, None, None, None)
-        return cls(int(went), purged.runs, purged.artifacts, stored.checkpoints, stored.outputs, stored.files)
+        outputs = stored.outputs + purged.results  # fanout's output records, and the runs' own results
+        return cls(int(went), purged.runs, purged.artifacts, stored.checkpoints, outputs, stored.files + purged.results)
 
     def __add__(self, other: PurgeReport) -> PurgeReport:
         return PurgeReport(

@@ -16,6 +16,7 @@ its own run from one an idempotency key led it to).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
@@ -42,6 +43,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, State, StateType
 
 from deployments.webhook_errors import PrefectUnavailable
+from flows.prefect_adapter import persisted_result_file
 from flows.request import FanoutRequest
 
 P = ParamSpec("P")
@@ -89,9 +91,11 @@ class Purged:
 
     runs: int = 0
     artifacts: int = 0
+    results: int = 0
+    """The runs' own persisted results (their return values) deleted from local result storage."""
 
     def __add__(self, other: Purged) -> Purged:
-        return Purged(self.runs + other.runs, self.artifacts + other.artifacts)
+        return Purged(self.runs + other.runs, self.artifacts + other.artifacts, self.results + other.results)
 
 
 class Runs(Protocol):
@@ -132,6 +136,17 @@ def unavailable_as_503(call: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine
             raise PrefectUnavailable(f"cannot reach the Prefect API: {error!r}") from error
 
     return mapped
+
+
+def _delete_result_file(state: Any) -> int:
+    """Delete the run's persisted result when it is a file of local result storage; 1 if one went."""
+    path = persisted_result_file(state)
+    if path is None:
+        return 0
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        return 1
+    return 0
 
 
 def instance_tag(instance_id: str) -> str:
@@ -275,16 +290,18 @@ class PrefectRuns:
         purged = Purged()
         while flow_runs := await self.client.read_flow_runs(flow_run_filter=only_instance, limit=PURGE_PAGE):
             for flow_run in flow_runs:
-                purged += await self._delete(flow_run.id)
+                purged += await self._delete(flow_run.id, flow_run.state)
         return purged
 
     @unavailable_as_503
     async def delete_run(self, run: RunRecord) -> Purged:
         """Delete one flow run and its artifacts (a run found by its id, which no instance tag finds)."""
-        return await self._delete(run.flow_run_id)
+        return await self._delete(run.flow_run_id, run.state)
 
-    async def _delete(self, flow_run_id: UUID) -> Purged:
-        """The run's artifacts first (Prefect keeps them when their run is deleted), then the run."""
+    async def _delete(self, flow_run_id: UUID, state: Any) -> Purged:
+        """The run's artifacts and persisted result first (Prefect keeps both when their run is deleted),
+        then the run."""
+        results = await asyncio.to_thread(_delete_result_file, state)
         artifacts = 0
         of_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         while found := await self.client.read_artifacts(artifact_filter=of_run, limit=PURGE_PAGE):
@@ -295,8 +312,8 @@ class PrefectRuns:
         try:
             await self.client.delete_flow_run(flow_run_id)
         except ObjectNotFound:
-            return Purged(0, artifacts)
-        return Purged(1, artifacts)
+            return Purged(0, artifacts, results)
+        return Purged(1, artifacts, results)
 
     def ui_url(self, run: RunRecord) -> str | None:
         return f"{self.ui_base}/runs/flow-run/{run.flow_run_id}" if self.ui_base else None

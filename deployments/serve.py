@@ -60,9 +60,11 @@ async def serve(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:
     """Register the deployment, then run a warm worker on its queue until cancelled."""
     from deployments.automations import worker_environment
     from deployments.warm_worker import FanoutWarmWorker
+    from flows.checkpoints import storage_environment
     from flows.settings import get_settings
 
-    os.environ.update(worker_environment(get_settings()))  # the flow processes it forks inherit them
+    settings = get_settings()
+    os.environ.update({**worker_environment(settings), **storage_environment(settings)})  # its forks inherit them
     await register(name)
     worker = FanoutWarmWorker(work_pool_name=WORK_POOL, work_queues=[name], name=f"serve-{name}", limit=limit)
     print(f"Serving fan-out-fan-in/{name} with a warm worker on pool {WORK_POOL!r}, queue {name!r}; Ctrl-C stops.")

@@ -31,11 +31,16 @@ inside a run. The assumptions:
    fsspec file system as `filesystem` and maps a key to a full path with
    `_resolve_path` (private), which purge uses to list and delete an instance's
    objects: Prefect's block interface has no delete.
+7. A run's persisted result (`persisted_result_file`): a state's `data` is the
+   result's `ResultRecordMetadata`, whose `storage_key` is the file's absolute
+   path when no storage block was given (local storage), as Prefect's own
+   `ResultStore._from_metadata` reads it.
 """
 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
@@ -125,3 +130,23 @@ def remote_block_files(storage: RemoteFileSystem, prefix: str) -> tuple[Any, str
     root = storage._resolve_path(prefix)
     filesystem = storage.filesystem
     return filesystem, root, [str(path) for path in filesystem.find(root)]
+
+
+def persisted_result_file(state: Any) -> Path | None:
+    """The local file holding a state's persisted result, when it lies in this process's Prefect local
+    result storage (`PREFECT_RESULTS_LOCAL_STORAGE_PATH`); else None.
+
+    A run's state carries its result's `ResultRecordMetadata`: with no storage block,
+    `storage_key` is the file's absolute path. The path comes from the API, so
+    only one inside the local storage folder is ever named here (a state cannot
+    make a purge delete a file elsewhere).
+    """
+    from prefect.results import ResultRecordMetadata
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
+
+    data = getattr(state, "data", None)
+    if not isinstance(data, ResultRecordMetadata) or data.storage_block_id is not None or not data.storage_key:
+        return None
+    root = Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()).expanduser().resolve()
+    path = Path(data.storage_key).expanduser().resolve()
+    return path if path.parent == root and path.is_file() else None

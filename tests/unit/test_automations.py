@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -100,14 +99,7 @@ def test_no_deployment_is_refused() -> None:
 def test_workers_get_the_heartbeat_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker environment carries PREFECT_FLOWS_HEARTBEAT_FREQUENCY from FANOUT_HEARTBEAT_SECONDS."""
     monkeypatch.setenv("FANOUT_HEARTBEAT_SECONDS", "45")
-    assert worker_environment(get_settings())["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "45"
-
-
-def test_workers_get_the_starters_result_storage_as_an_absolute_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A starter hands its workers its own result folder, absolute, so they checkpoint where it reads."""
-    monkeypatch.delenv("FANOUT_RESULT_STORAGE")
-    expected = str(Path(".fanout/storage").absolute())
-    assert worker_environment(get_settings())["FANOUT_RESULT_STORAGE"] == expected
+    assert worker_environment(get_settings()) == {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "45"}
 
 
 @pytest.mark.parametrize(
