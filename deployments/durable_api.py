@@ -48,11 +48,11 @@ from deployments.durable_payloads import (
 )
 from deployments.idempotency import BadIdempotencyKey, checked_key
 from deployments.instance_management import BadQuery, Management, management_for, status_of
-from deployments.instances import Found, Instances, PurgeReport, queued_status
+from deployments.instances import Found, Instances, PurgeReport
 from deployments.routes import INSTANCE_ID
 from deployments.runs import RunRecord
 from deployments.start_queue import QueuedStart
-from deployments.status import FINISHED, RuntimeStatus, status_document
+from deployments.status import FINISHED, RuntimeStatus
 from deployments.webhook_errors import InstanceConflict, InstanceNotFound, StartRefused, StartRejected, WebhookError
 from flows.request import FanoutRequest
 from flows.settings import FanoutSettings
@@ -189,10 +189,7 @@ async def get_status(request: Request, instance_id: str, ops: AdminDep, settings
     found = await ops.find(instance_id)
     if found is None:
         return _not_found(instance_id)
-    if isinstance(found, QueuedStart):
-        document = queued_status(found, ORCHESTRATOR)
-    else:
-        document = await status_document(ops.instances.runs, found, ORCHESTRATOR, ops.instances.resumes)
+    document = await ops.instances.document(found)  # the seed's status; status_body names the orchestrator
     content = document.model_dump(mode="json", by_alias=True)
     events = None
     if show_history and isinstance(found, QueuedStart):

@@ -205,7 +205,10 @@ class Instances:
         return run
 
     async def status(self, instance_id: str) -> StatusDocument:
-        found = await self.find(instance_id)
+        return await self.document(await self.find(instance_id))
+
+    async def document(self, found: Found) -> StatusDocument:
+        """The status document of an instance already found (a queued start, or a run)."""
         if isinstance(found, QueuedStart):
             return queued_status(found, self.flow_name)
         return await status_document(self.runs, found, self.flow_name, self.resumes)
