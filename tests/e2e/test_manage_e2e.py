@@ -60,6 +60,7 @@ def test_a_deployment_run_is_listed_read_and_purged_by_its_flow_run_id(
     assert code == 0, stderr
     assert (report["instancesDeleted"], report["runsDeleted"], report["checkpointsDeleted"]) == (1, 1, 3)
     assert report["artifactsDeleted"] >= 2  # the run's item table and metrics at least
+    assert report["outputsDeleted"] == 2  # fanout's output record and the run's persisted return value
     assert not folder.exists()
     assert prefect_api.get(f"/flow_runs/{run_id}").status_code == 404
     assert fanout(stack, "status", run_id)[0] == 2
