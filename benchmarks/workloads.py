@@ -38,6 +38,8 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = "benchmarks.processors:recorded"
+SERVICE = [sys.executable, "-m", "pipelines.echo_service"]
+SERVICE_WORKERS = 2  # the service's processes: enough that it answers faster than one client asks
 
 
 def free_port() -> int:
@@ -52,7 +54,7 @@ class EchoService:
     def __init__(self, delay: float) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.echo_service", "--port", str(self.port), "--delay", str(delay)],
+            [*SERVICE, "--port", str(self.port), "--delay", str(delay), "--workers", str(SERVICE_WORKERS)],
             cwd=REPO_ROOT,
         )
 

@@ -2,6 +2,7 @@
 operation of `deployments/instances.py` and back.
 
     POST   /api/start-fanout                 202 + management URLs (429 when the start queue is full)
+    POST   /api/start-fanout/{deployment}    the same for another deployment of the flow (404 if unknown)
     GET    /api/instances/{id}               status: 202 while running, 200 when finished, 404 unknown
     POST   /api/instances/{id}/terminate     cancel the run (-> Terminated)
     POST   /api/instances/{id}/restart       run the same instance again, reusing its checkpoints
@@ -51,6 +52,28 @@ async def start_fanout(
     settings: Settings,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
+    return await start(request, instances, settings, idempotency_key, deployment=None)
+
+
+@routes.post("/api/start-fanout/{deployment}", status_code=202)
+async def start_deployment(
+    request: Request,
+    deployment: str,
+    instances: InstancesDep,
+    settings: Settings,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    return await start(request, instances, settings, idempotency_key, deployment)
+
+
+async def start(
+    request: Request,
+    instances: InstancesDep,
+    settings: FanoutSettings,
+    idempotency_key: str | None,
+    deployment: str | None,
+) -> JSONResponse:
+    """Start `deployment` of the flow (the default when None): 202 with the management URLs."""
     try:
         key = checked_key(idempotency_key)
     except BadIdempotencyKey as error:
@@ -59,7 +82,7 @@ async def start_fanout(
     fanout_request = parse_request(
         body, request.headers.get("content-type"), settings, settings.webhook_max_parameter_bytes
     )
-    return accepted(request, settings, await instances.start(fanout_request, key))
+    return accepted(request, settings, await instances.start(fanout_request, key, deployment))
 
 
 @routes.get("/api/instances/{instance_id}")
