@@ -14,8 +14,9 @@
     median of 5 reads), through the results index, beside a scan of every
     journal for the page's keys (the design before the index). Goal <= 100 ms.
 
-Each fanout run is its own process (benchmarks/workload_probe.py) on an embedded
-Prefect with its own home, warmed by a one-item run before the clock starts.
+Each fanout run is its own process (benchmarks/workload_probe.py), warmed by a
+one-item run before the clock starts: on an embedded Prefect with its own home
+in (a) and (c), against one `prefect server start` shared by (b)'s three runs.
 
 Run: `python -m benchmarks.workloads` (several minutes on 2 cores);
 `--quick` uses 100,000 items in (b) and 20,000 in (c); `--http-items N` sizes (a) on a busy machine.
@@ -148,26 +149,28 @@ def http_figures(scratch: Path, count: int) -> dict[str, dict[str, Any]]:
 
 
 def large_figures(scratch: Path, count: int) -> dict[str, Any]:
+    """The full run, the run killed at half, and its resume, against one Prefect server.
+
+    One server for the three runs, as a deployment's runs have: the killed run's
+    instance lease (flows/instance_lease.py) lives in that server, and the resume
+    releases it at once (its holder's process is gone). With a server per run, as
+    an embedded one is, the lease the new server never saw kept the slot taken.
+    """
+    from deployments.processes import running_prefect_server
     from flows.checkpoints import CheckpointStore, result_storage
     from flows.settings import get_settings
 
     items = write_jsonl(scratch / "large.jsonl", count)
-    full = probe(scratch, "fanout", str(items), "large", FANOUT_PROCESSOR=TRIVIAL, FANOUT_MAX_ITEMS=str(count))
-    killed = probe(
-        scratch,
-        "fanout",
-        str(items),
-        "large-crash",
-        FANOUT_PROCESSOR=TRIVIAL,
-        FANOUT_MAX_ITEMS=str(count),
-        FANOUT_BENCH_CRASH_AFTER=str(count // 2),
-    )
-    settings = get_settings(result_storage=scratch / "results")
-    checkpointed = len(CheckpointStore(result_storage(settings), "large-crash", TRIVIAL).finished())
-    # The killed run's instance lease (flows/instance_lease.py, FANOUT_INSTANCE_LEASE_SECONDS, 60 s at least)
-    # refuses another run of the instance until it lapses: wait it out, as a retry after a host died would.
-    time.sleep(get_settings().instance_lease_seconds + 5)
-    resumed = probe(scratch, "fanout", str(items), "large-crash", FANOUT_PROCESSOR=TRIVIAL, FANOUT_MAX_ITEMS=str(count))
+    limits = {"FANOUT_PROCESSOR": TRIVIAL, "FANOUT_MAX_ITEMS": str(count)}
+    with running_prefect_server(scratch / "server") as server:
+        api = {"PREFECT_API_URL": server.api_url}
+        full = probe(scratch, "fanout", str(items), "large", **limits, **api)
+        killed = probe(
+            scratch, "fanout", str(items), "large-crash", **limits, **api, FANOUT_BENCH_CRASH_AFTER=str(count // 2)
+        )
+        settings = get_settings(result_storage=scratch / "results")
+        checkpointed = len(CheckpointStore(result_storage(settings), "large-crash", TRIVIAL).finished())
+        resumed = probe(scratch, "fanout", str(items), "large-crash", **limits, **api)
     return {"full": full, "killed": killed, "checkpointed": checkpointed, "resumed": resumed, "count": count}
 
 
