@@ -11,7 +11,9 @@ An instance's runs carry the tag `fanout.instance:<id>` and the labels
 `fanout.instance`, `fanout.request` (a digest of the starting body, so a reused
 Idempotency-Key can be checked against the body it first came with) and
 `fanout.start` (a nonce of the start that created the run, so a starter can tell
-its own run from one an idempotency key led it to).
+its own run from one an idempotency key led it to) and `fanout.deployment` (the
+deployment it runs). Runs are found by the instance's tag, whichever
+deployment they belong to, so every route works for runs of any deployment.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ INSTANCE_TAG_PREFIX = "fanout.instance:"
 LABEL_INSTANCE = "fanout.instance"
 LABEL_REQUEST = "fanout.request"
 LABEL_START = "fanout.start"
+LABEL_DEPLOYMENT = "fanout.deployment"
 PURGE_PAGE = 200
 
 
@@ -101,7 +104,10 @@ class Purged:
 class Runs(Protocol):
     """What the webhook asks of Prefect."""
 
-    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str) -> RunRecord: ...
+    async def start(
+        self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
+    ) -> RunRecord: ...
+    async def has_deployment(self, name: str) -> bool: ...
     async def latest(self, instance_id: str) -> RunRecord | None: ...
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None: ...
     async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None: ...
@@ -182,15 +188,16 @@ class PrefectRuns:
         self.deployment_name = deployment_name
         self.ui_base = ui_base.rstrip("/") if ui_base else None
         self.flow_name = deployment_name.split("/")[0]
-        self._deployment_id: UUID | None = None
+        self._deployment_ids: dict[str, UUID] = {}
         self._flow_id: UUID | None = None
 
-    async def deployment_id(self) -> UUID:
-        """The deployment's id, looked up once."""
-        if self._deployment_id is None:
-            deployment = await self.client.read_deployment_by_name(self.deployment_name)
-            self._deployment_id = deployment.id
-        return self._deployment_id
+    async def deployment_id(self, name: str | None = None) -> UUID:
+        """The id of deployment `name` (`<flow>/<deployment>`; the webhook's default when None), looked up once."""
+        name = name or self.deployment_name
+        if name not in self._deployment_ids:
+            deployment = await self.client.read_deployment_by_name(name)
+            self._deployment_ids[name] = deployment.id
+        return self._deployment_ids[name]
 
     async def flow_id(self) -> UUID:
         """The id of the deployment's flow, looked up once."""
@@ -205,15 +212,33 @@ class PrefectRuns:
         return FlowFilter(name=FlowFilterName(any_=[self.flow_name])), FlowRunFilterDeploymentId(is_null_=False)
 
     @unavailable_as_503
-    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str) -> RunRecord:
-        """Create a run; Prefect's `idempotency_key` (unique per flow) makes a repeat return the first run."""
+    async def has_deployment(self, name: str) -> bool:
+        """Whether Prefect knows deployment `name` (`<flow>/<deployment>`)."""
+        try:
+            await self.deployment_id(name)
+        except ObjectNotFound:
+            return False
+        return True
+
+    @unavailable_as_503
+    async def start(
+        self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
+    ) -> RunRecord:
+        """Create a run of `deployment` (the default when None); Prefect's `idempotency_key` (unique per
+        flow) makes a repeat return the first run."""
         assert request.instance_id is not None
+        name = deployment or self.deployment_name
         flow_run = await self.client.create_flow_run_from_deployment(
-            await self.deployment_id(),
+            await self.deployment_id(name),
             parameters={"request": request.model_dump(mode="json", exclude_defaults=True)},
             name=f"fanout-{request.instance_id}",
             tags=["fanout", instance_tag(request.instance_id)],
-            labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest, LABEL_START: nonce},
+            labels={
+                LABEL_INSTANCE: request.instance_id,
+                LABEL_REQUEST: digest,
+                LABEL_START: nonce,
+                LABEL_DEPLOYMENT: name,
+            },
             idempotency_key=idempotency_key,
         )
         return record(flow_run)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.item_context import current_item
-from tests.support.processors import scripted
+from tests.support.processors import RECORDER, scripted
 
 
 async def scripted_async(item: Any) -> str:
@@ -41,3 +41,10 @@ async def echo_async(item: Any) -> Any:
 async def not_json(item: Any) -> Any:
     """A result JSON cannot hold."""
     return {item} if isinstance(item, str) else item
+
+
+async def recorded_async(item: Any) -> str:
+    """`recorded`, awaited: counts the items in flight (`RECORDER`) while sleeping briefly on the loop."""
+    with RECORDER:
+        await asyncio.sleep(0.02)
+    return f"Processed {item}"
