@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from devstack.fault_scenarios import CrashResult, Workspace, crash_at_half
+from devstack.fault_stack import fault_stack
 from flows.settings import FanoutSettings, get_settings
-from tests.faults.scenarios import CrashResult, Workspace, crash_at_half
-from tests.support.fault_stack import fault_stack
 
 KINDS = ("flow", "host")
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from deployments.stack import LocalStack
+from devstack.stack import LocalStack
 
 CLIENT_TIMEOUT = 120.0
 """Generous, so slow answers are measured rather than cut off."""

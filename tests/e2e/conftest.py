@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.postgres import private_postgres
-from deployments.processes import Child
-from deployments.stack import LocalStack
+from devstack.postgres import private_postgres
+from devstack.processes import Child
+from devstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 
 E2E_TOKEN = "e2e-test-token-0123456789abcdef"

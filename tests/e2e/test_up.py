@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.processes import Child, spawn
+from devstack.processes import Child, spawn
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import wait_for
 

@@ -12,7 +12,7 @@ from flows.checkpoints import CheckpointStore
 from flows.instance_results import InstanceResults, peek_key, record_failures, record_plan
 from flows.results import NoResults
 
-PROCESSOR = "tests.support.processors:scripted"
+PROCESSOR = "devstack.processors:scripted"
 
 
 def store(root: Path) -> CheckpointStore:

@@ -1,4 +1,4 @@
-"""The local stack (deployments/stack.py: server, prefect.yaml deployment, crash-resume automations,
+"""The local stack (devstack/stack.py: server, prefect.yaml deployment, crash-resume automations,
 webhook) with the moves fault tests and the fault benchmark make: kill a worker together with its
 flow-run processes, restart the server, start and watch runs.
 
@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from deployments.processes import Child
-from deployments.stack import DEPLOYMENT, LocalStack
-from tests.conftest import REPO_ROOT
-from tests.support.polling import wait_for
+from devstack.polling import wait_for
+from devstack.processes import Child
+from devstack.stack import DEPLOYMENT, LocalStack
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
@@ -159,7 +158,14 @@ class FaultStack:
 def settings_env(crash_env: Mapping[str, str]) -> dict[str, str]:
     """The stack's environment: this one without FANOUT_* overrides, plus the crash-detection settings."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
-    return {**env, "PYTHONPATH": str(REPO_ROOT), **crash_env}
+    return {**env, "PYTHONPATH": str(source_root()), **crash_env}
+
+
+def source_root() -> Path:
+    """The folder holding the `devstack` package: its flow runs import the test processors from there."""
+    import devstack
+
+    return Path(devstack.__file__).resolve().parent.parent
 
 
 @contextmanager

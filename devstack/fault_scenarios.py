@@ -13,10 +13,10 @@ from uuid import UUID, uuid4
 
 from prefect.filesystems import LocalFileSystem
 
+from devstack.fault_stack import FaultStack
 from flows.checkpoints import CheckpointStore, item_digest
-from tests.support.fault_stack import FaultStack
 
-PROCESSOR = "tests.support.processors:scripted"
+PROCESSOR = "devstack.processors:scripted"
 
 
 @dataclass
@@ -299,14 +299,14 @@ def running(pid: int) -> bool:
 
 
 def _descendants(worker: Any) -> list[int]:
-    from tests.support.fault_stack import descendants
+    from devstack.fault_stack import descendants
 
     return descendants(worker.process.pid)
 
 
 def kill_flow_processes(worker: Any) -> list[int]:
     """SIGKILL the flow-run processes a worker started, leaving the worker alive."""
-    from tests.support.fault_stack import _sigkill, descendants
+    from devstack.fault_stack import _sigkill, descendants
 
     victims = descendants(worker.process.pid)
     for pid in victims:
