@@ -29,6 +29,7 @@ from flows.processor_kind import check_parallel, is_async, processor_kind
 from flows.progress import ProgressReporter, reporting
 from flows.report import publishing_report
 from flows.request import FanoutRequest
+from flows.run_output import save_run_output
 from flows.runners import check_runner, task_runner
 from flows.settings import FanoutSettings, get_settings
 from flows.submission import fan_out
@@ -71,6 +72,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
             tolerated_count=request.tolerated_failure_count,
             tolerated_percentage=request.tolerated_failure_percentage,
         )
+    save_run_output(run.storage, instance_id, output)  # what the status API shows (flows/run_output.py)
     return final_state(output)  # type: ignore[return-value]  # Prefect gives callers the state's data
 
 
