@@ -17,7 +17,7 @@ def yaml_deployments() -> list[dict[str, Any]]:
 def test_the_stack_deploys_what_prefect_yaml_declares_but_the_entrypoint() -> None:
     """Every field of prefect.yaml's deployments but the file-path entrypoint is what `fanout up` registers."""
     declared = [{name: value for name, value in spec.items() if name != "entrypoint"} for spec in yaml_deployments()]
-    assert DEPLOYMENTS == declared
+    assert declared == DEPLOYMENTS
 
 
 def test_prefect_yaml_and_the_stack_run_the_same_flow() -> None:
