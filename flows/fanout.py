@@ -114,9 +114,15 @@ def freeze_startup_heap() -> None:
 
     They are modules and their data (Prefect's alone: ~130,000 objects), alive
     until the process ends. A run allocates several objects per item, which sets
-    off full collections that walked all of them: one took 0.125 s of a
-    10,000-item run. Frozen, they are never scanned; everything created later is
-    collected as usual.
+    off full (generation 2) collections that walk all of them. Frozen, they are
+    never scanned; everything created later is collected as usual.
+
+    Kept on this measurement (`python -m benchmarks.gc_freeze`, a run's per-item
+    bookkeeping in a fresh interpreter that imported the flow, median of 3, load
+    average 5-9): at 100,000 items the 3 full collections paused 2.02 s in all
+    without it (longest 0.66 s) and 0.64 s with it (longest 0.24 s); at 10,000
+    items no full collection ran and both paused 5.4-5.5 ms, so it costs a small
+    run nothing.
     """
     gc.freeze()
 
