@@ -53,8 +53,10 @@ def stack(
     """A Prefect server with the fanout deployment and the webhook; always stopped at the end."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
     env["PYTHONPATH"] = str(REPO_ROOT)
+    home = tmp_path_factory.mktemp("stack")
+    env["FANOUT_RESULT_STORAGE"] = str(home / "results")  # the webhook reads outputs and results pages there
     local = LocalStack(
-        home=tmp_path_factory.mktemp("stack"),
+        home=home,
         database_url=e2e_database_url,
         auth_string=e2e_auth_string,
         env=env,
@@ -67,6 +69,15 @@ def stack(
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(autouse=True)
+def shared_result_storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test on the session's stack keeps its results where the stack's webhook reads them (outputs,
+    results pages), not in its own folder: workers and webhook share result storage, as in `fanout up`."""
+    if "stack" in request.fixturenames:
+        stack: LocalStack = request.getfixturevalue("stack")
+        monkeypatch.setenv("FANOUT_RESULT_STORAGE", stack.env["FANOUT_RESULT_STORAGE"])
 
 
 def fanout_env() -> dict[str, str]:
