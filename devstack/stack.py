@@ -23,6 +23,7 @@ from deployments.client import TOKEN_FILE as TOKEN_FILE  # re-exported: where th
 from deployments.client import URL_FILE as URL_FILE
 from devstack.deploy import WORK_POOL, register_deployments
 from devstack.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
+from flows.checkpoints import storage_environment
 from flows.settings import FanoutSettings, get_settings
 
 DEPLOYMENT = "fan-out-fan-in/default"
@@ -97,7 +98,7 @@ class LocalStack:
         server_env = self.server.client_env()
         names = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_API_AUTH_STRING")
         prefect = {name: server_env[name] for name in names if name in server_env}
-        return {**self.env, **prefect, **overrides}
+        return {**self.env, **storage_environment(self.settings()), **prefect, **overrides}  # one result folder
 
     def api_headers(self) -> dict[str, str]:
         """Headers a raw HTTP client needs for this stack's Prefect API (basic auth when it is on)."""
