@@ -69,7 +69,7 @@ def main() -> None:
             print(f"stack ready in {time.monotonic() - began:.0f}s (server {stack.api_url})", flush=True)
             for repeat in range(1, args.repeats + 1):
                 for kind in kinds:  # interleaved, so both kinds see the same machine load
-                    workspace = Workspace(Path(temp) / f"{kind}-{repeat}")
+                    workspace = Workspace(Path(temp) / f"{kind}-{repeat}", storage=stack.results)
                     try:
                         result = crash_at_half(
                             stack,

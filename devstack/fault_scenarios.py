@@ -25,6 +25,8 @@ class Workspace:
 
     folder: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    storage: Path | None = None
+    """Result storage: the stack's (`FaultStack.results`, which its webhook reads), else the workspace's own."""
 
     def __post_init__(self) -> None:
         self.executions.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,7 @@ class Workspace:
 
     @property
     def results(self) -> Path:
-        return self.folder / "results"
+        return self.storage or self.folder / "results"
 
     def env(self, **overrides: str) -> dict[str, str]:
         return {

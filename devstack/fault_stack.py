@@ -62,6 +62,11 @@ class FaultStack:
     def api_url(self) -> str:
         return self.local.api_url
 
+    @property
+    def results(self) -> Path:
+        """The result storage the stack's webhook reads (outputs, results pages, purge): give it to workers."""
+        return Path(self.local.env["FANOUT_RESULT_STORAGE"])
+
     def client(self) -> Any:
         """A sync Prefect client for this stack's server."""
         from prefect.client.orchestration import SyncPrefectClient
@@ -170,8 +175,10 @@ def source_root() -> Path:
 
 @contextmanager
 def fault_stack(folder: Path, crash_env: Mapping[str, str], database_url: str | None = None) -> Iterator[FaultStack]:
-    """Server, prefect.yaml deployment, automations (shaped by `crash_env`) and webhook; all stopped on exit."""
-    local = LocalStack(home=folder, database_url=database_url, env=settings_env(crash_env))
+    """Server, fanout's deployments, automations (shaped by `crash_env`) and webhook, with one result storage
+    (`FaultStack.results`) for the webhook and the workspaces' workers; all stopped on exit."""
+    env = {**settings_env(crash_env), "FANOUT_RESULT_STORAGE": str(folder / "results")}
+    local = LocalStack(home=folder, database_url=database_url, env=env)
     try:
         local.start_server()
         local.deploy()

@@ -44,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fault_database_url: str | No
 @pytest.fixture
 def workspace(stack: FaultStack, tmp_path: Path) -> Iterator[Workspace]:
     """This test's execution log and result storage; its workers and unfinished runs end with it."""
-    yield Workspace(tmp_path / "fault")
+    yield Workspace(tmp_path / "fault", storage=stack.results)
     stack.stop_workers()
     stack.cancel_unfinished()
 

@@ -20,7 +20,9 @@ def crash(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     is SIGKILLed (its `process` worker lives on, the automations resume it); a client polls the status URL
     every 0.2 s until its 200."""
     try:
-        result = crash_at_half(stack, Workspace(tmp_path_factory.mktemp("status-crash")), kind="flow", count=COUNT)
+        result = crash_at_half(
+            stack, Workspace(tmp_path_factory.mktemp("status-crash"), storage=stack.results), kind="flow", count=COUNT
+        )
     finally:
         stack.stop_workers()
         stack.cancel_unfinished()
