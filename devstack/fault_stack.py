@@ -127,12 +127,17 @@ class FaultStack:
         return [f"{state.name}: {state.message or ''}"[:160] for state in states]
 
     def result(self, run_id: UUID) -> Any:
-        """The output a finished run returned (read from its persisted result)."""
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        """A Completed run's output, from fanout's output record in the stack's result storage (what the
+        status API shows); else the run's state message."""
+        from prefect.filesystems import LocalFileSystem
 
-        state = self.read_run(run_id).state
-        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            return state.result(raise_on_failure=False)
+        from deployments.runs import record
+        from flows.run_output import load_run_output
+
+        run = self.read_run(run_id)
+        if run.state is None or run.state.type.value != "COMPLETED":
+            return run.state.message if run.state else None
+        return load_run_output(LocalFileSystem(basepath=str(self.results)), record(run).instance_id)
 
     def item_report(self, run_id: UUID) -> list[Any]:
         """The item report (failed and retried items) the run published, read over the API."""
