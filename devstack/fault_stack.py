@@ -1,4 +1,4 @@
-"""The local stack (devstack/stack.py: server, prefect.yaml deployment, crash-resume automations,
+"""The local stack (devstack/stack.py: server, fanout's deployments, crash-resume automations,
 webhook) with the moves fault tests and the fault benchmark make: kill a worker together with its
 flow-run processes, restart the server, start and watch runs.
 

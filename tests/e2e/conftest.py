@@ -1,8 +1,8 @@
-"""End-to-end fixtures: a real Prefect server, the deployment from prefect.yaml, real workers, the real webhook.
+"""End-to-end fixtures: a real Prefect server, fanout's deployments (devstack/deploy.py), real workers, the real webhook.
 
 - `e2e_database_url` (session): None for SQLite; FANOUT_E2E_DATABASE=postgres runs the same stack
   on a private PostgreSQL cluster (or FANOUT_E2E_DATABASE_URL names a database).
-- `stack` (session): server + `prefect deploy --all` + webhook under uvicorn, no worker.
+- `stack` (session): server + deployments + webhook under uvicorn, no worker.
 - `start_worker` (function): starts workers with this test's FANOUT_* environment (its
   result storage, its test processor); stops them, and deletes unfinished runs, at teardown.
 - `worker`: one such worker, for tests that need nothing special.

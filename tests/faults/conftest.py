@@ -1,4 +1,4 @@
-"""One real local stack (server, prefect.yaml deployment, crash-resume automations, webhook) for the
+"""One real local stack (server, fanout's deployments, crash-resume automations, webhook) for the
 fault suite; each test brings its own workers and workspace.
 
 `fault_database_url` is None (SQLite); FANOUT_E2E_DATABASE=postgres (`make test-postgres`) runs the
