@@ -147,6 +147,8 @@ class PrefectServer:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         if self.auth_string:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+        else:  # open means open: not an auth string inherited from the caller's environment
+            env.pop("PREFECT_SERVER_API_AUTH_STRING", None)
         return env
 
     def start(self, timeout: float = 180.0) -> PrefectServer:

@@ -3,7 +3,7 @@
 - `e2e_database_url` (session): None for SQLite; FANOUT_E2E_DATABASE=postgres runs the same stack
   on a private PostgreSQL cluster (or FANOUT_E2E_DATABASE_URL names a database).
 - `stack` (session): server + deployments + webhook under uvicorn, no worker.
-- `start_worker` (function): starts workers with this test's FANOUT_* environment (its
+- `start_worker` (function): starts workers with this test's FANOUT_* environment (the stack's
   result storage, its test processor); stops them, and deletes unfinished runs, at teardown.
 - `worker`: one such worker, for tests that need nothing special.
 - `webhook`: an httpx client for the webhook with the bearer token.

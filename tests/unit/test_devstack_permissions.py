@@ -6,9 +6,11 @@ import stat
 import sys
 from pathlib import Path
 
+import pytest
+
 from devstack.permissions import make_private
 from devstack.polling import wait_for
-from devstack.processes import spawn
+from devstack.processes import PrefectServer, spawn
 from devstack.stack import ensure_token
 from devstack.up import banner
 
@@ -71,3 +73,10 @@ def test_the_banner_says_when_the_prefect_api_is_open() -> None:
     """With --no-auth, `fanout up` says the Prefect API is open to anyone on the machine."""
     lines = banner(FakeStack(), "cat token", None, None)  # type: ignore[arg-type]
     assert "Prefect auth: off (--no-auth): anyone on this machine can call the Prefect API" in lines
+
+
+def test_an_open_server_drops_an_inherited_auth_string(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`--no-auth` starts the server without PREFECT_SERVER_API_AUTH_STRING, even one in the caller's environment."""
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "someone:else")
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in PrefectServer(home=tmp_path).server_env()
+    assert PrefectServer(home=tmp_path, auth_string="a:b").server_env()["PREFECT_SERVER_API_AUTH_STRING"] == "a:b"
