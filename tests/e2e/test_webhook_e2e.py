@@ -148,7 +148,7 @@ def test_purge_deletes_the_instance(webhook: httpx.Client) -> None:
     started = webhook.post("/api/start-fanout", json={"count": 1}).json()
     assert webhook.post(started["terminatePostUri"]).status_code == 202
     assert webhook.get(started["statusQueryGetUri"]).json()["runtimeStatus"] == "Terminated"
-    assert webhook.delete(started["purgeHistoryDeleteUri"]).json() == {"instancesDeleted": 1}
+    assert webhook.delete(started["purgeHistoryDeleteUri"]).json()["instancesDeleted"] == 1
     assert webhook.get(started["statusQueryGetUri"]).status_code == 404
 
 
