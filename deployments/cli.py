@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from deployments.automations_cli import automations_app
+from deployments.manage_cli import register as register_manage_commands
 from deployments.results_cli import results, source_option
 from flows.admission import admit
 from flows.errors import InvalidRequest, ItemsFailed
@@ -27,6 +28,7 @@ app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=T
 
 app.add_typer(automations_app, name="automations")
 app.command()(results)
+register_manage_commands(app)  # fanout list | status | terminate | restart | purge (deployments/manage_cli.py)
 
 
 @app.callback()
@@ -180,7 +182,9 @@ def start(
     item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
     instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run with a progress bar.")] = False,
-    url: Annotated[str | None, typer.Option(help="Webhook base URL; default: the one `fanout up` wrote.")] = None,
+    url: Annotated[
+        str | None, typer.Option(envvar="FANOUT_URL", help="Webhook base URL; default: the one `fanout up` wrote.")
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")] = None,
     home: Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")] = DEFAULT_HOME,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,

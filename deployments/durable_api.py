@@ -1,9 +1,10 @@
 """Durable Functions' HTTP API at `/runtime/webhooks/durabletask/`, so its clients drive fanout unmodified.
 
 A second route table over the seed's operations (deployments/instances.py: start,
-find, status, terminate, restart, purge) and the management ones beside them
-(deployments/instance_management.py: list, suspend, resume, history, lookup by
-flow-run id), behind the webhook's token (deployments/durable_auth.py). Status
+find by instance or flow-run id, status, terminate, restart, purge), the list
+both tables share (deployments/listing.py) and the management operations
+beside them (deployments/instance_management.py: suspend, resume, history),
+behind the webhook's token (deployments/durable_auth.py). Status
 codes follow Durable Functions and the `azure-functions-durable` client's
 switch statements:
 
@@ -15,8 +16,8 @@ switch statements:
     POST   instances/{id}/rewind                 202: the failed items run again; 410 unless Failed
     POST   instances/{id}/restart                202 + the (new) instance id
     POST   instances/{id}/raiseEvent/{name}      202 (no fanout orchestration waits for events: discarded), 410, 404
-    DELETE instances/{id}                        200 {instancesDeleted}; 404 unknown or not finished
-    DELETE instances?createdTimeFrom=...         200 {instancesDeleted}; 404 when none matched
+    DELETE instances/{id}                        200 {instancesDeleted, ...what went}; 404 unknown or not finished
+    DELETE instances?createdTimeFrom=...         200 {instancesDeleted, ...}; 404 when none matched
 
 The Prefect API's failures answer 503 through the app's `WebhookError` handler,
 as on `/api/`.
@@ -31,6 +32,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
+from deployments import listing
 from deployments.body import parse_request, read_limited
 from deployments.deps import InstancesDep, Settings
 from deployments.durable_auth import link_code, require_durable_auth
@@ -43,15 +45,14 @@ from deployments.durable_payloads import (
     management_payload,
     query_from,
     status_body,
-    top_from,
 )
 from deployments.idempotency import BadIdempotencyKey, checked_key
-from deployments.instance_management import BadQuery, Management, management_for, page, status_of
-from deployments.instances import Found, Instances, queued_status
+from deployments.instance_management import BadQuery, Management, management_for, status_of
+from deployments.instances import Found, Instances, PurgeReport
 from deployments.routes import INSTANCE_ID
 from deployments.runs import RunRecord
 from deployments.start_queue import QueuedStart
-from deployments.status import FINISHED, RuntimeStatus, status_document
+from deployments.status import FINISHED, RuntimeStatus
 from deployments.webhook_errors import InstanceConflict, InstanceNotFound, StartRefused, StartRejected, WebhookError
 from flows.request import FanoutRequest
 from flows.settings import FanoutSettings
@@ -68,20 +69,16 @@ class Admin:
     management: Management
 
     async def find(self, instance_id: str) -> Found | None:
-        """The instance (queued start or newest run), else the flow run with that id, else None."""
+        """The instance by id or flow-run id (deployments/instances.py), else None."""
         if not INSTANCE_ID.match(instance_id):
             return None
         try:
             return await self.instances.find(instance_id)
         except InstanceNotFound:
-            return await self.management.by_flow_run_id(instance_id)
+            return None
 
     def status_of(self, found: Found) -> RuntimeStatus:
         return status_of(found, self.instances.resumes)
-
-    def tagged(self, found: Found, instance_id: str) -> bool:
-        """Whether the seed's operations find it by `instance_id` (not only by its flow-run id)."""
-        return isinstance(found, QueuedStart) or found.instance_id == instance_id
 
 
 def admin(instances: InstancesDep) -> Admin:
@@ -192,10 +189,7 @@ async def get_status(request: Request, instance_id: str, ops: AdminDep, settings
     found = await ops.find(instance_id)
     if found is None:
         return _not_found(instance_id)
-    if isinstance(found, QueuedStart):
-        document = queued_status(found, ORCHESTRATOR)
-    else:
-        document = await status_document(ops.instances.runs, found, ORCHESTRATOR, ops.instances.resumes)
+    document = await ops.instances.document(found)  # the seed's status; status_body names the orchestrator
     content = document.model_dump(mode="json", by_alias=True)
     events = None
     if show_history and isinstance(found, QueuedStart):
@@ -218,19 +212,15 @@ async def list_instances(
     ops: AdminDep,
     continuation: Annotated[str | None, Header(alias="x-ms-continuation-token")] = None,
 ) -> Response:
-    """Instances matching createdTimeFrom/To, runtimeStatus, instanceIdPrefix; `top` per page."""
-    params = request.query_params
-    policy = ops.instances.resumes
+    """Instances matching createdTimeFrom/To, runtimeStatus, instanceIdPrefix; `top` per page
+    (deployments/listing.py, shared with `GET /api/instances`)."""
     try:
-        query = query_from(dict(params))
-        top = top_from(params.get("top"))
-        show_input = flag(params.get("showInput"), True, "showInput")
-        matching = [run for run in await ops.management.every() if query.matches(run, policy)]
-        chosen, token = page(matching, top, continuation or params.get("continuationToken"))
+        show_input = flag(request.query_params.get("showInput"), True, "showInput")
+        listed = await listing.list_instances(ops.instances, request.query_params, continuation)
     except BadQuery as error:
         return problem(400, str(error))
-    headers = {"x-ms-continuation-token": token} if token else {}
-    return JSONResponse([list_entry(run, status_of(run, policy), show_input) for run in chosen], headers=headers)
+    entries = [list_entry(run, status, show_input) for run, status in listed.entries]
+    return JSONResponse(entries, headers=listed.headers)
 
 
 @router.post("/instances/{instance_id}/terminate")
@@ -241,14 +231,10 @@ async def terminate(instance_id: str, ops: AdminDep) -> Response:
         return _not_found(instance_id)
     if ops.status_of(found) in FINISHED:
         return _gone(instance_id, ops.status_of(found), "terminate")
-    if ops.tagged(found, instance_id):
-        try:
-            await ops.instances.terminate(instance_id)
-        except InstanceConflict:  # it finished meanwhile
-            return _gone(instance_id, ops.status_of(await ops.find(instance_id) or found), "terminate")
-    else:
-        assert isinstance(found, RunRecord)
-        await ops.instances.runs.terminate(found)
+    try:
+        await ops.instances.terminate(instance_id)
+    except InstanceConflict:  # it finished meanwhile
+        return _gone(instance_id, ops.status_of(await ops.find(instance_id) or found), "terminate")
     return Response(status_code=202)
 
 
@@ -295,16 +281,8 @@ async def rewind(instance_id: str, ops: AdminDep) -> Response:
     status = ops.status_of(found)
     if status is not RuntimeStatus.FAILED or isinstance(found, QueuedStart):
         return problem(410, f"Instance '{instance_id}' is {status.value}: only a Failed run is rewound.")
-    await _run_again(ops, found, instance_id)
+    await ops.instances.restart(instance_id)
     return Response(status_code=202)
-
-
-async def _run_again(ops: Admin, run: RunRecord, instance_id: str) -> None:
-    """The seed's restart (same run, same checkpoints), or the run's own when only its flow-run id finds it."""
-    if ops.tagged(run, instance_id):
-        await ops.instances.restart(instance_id)
-    else:
-        await ops.instances.runs.restart(run)
 
 
 @router.post("/instances/{instance_id}/restart")
@@ -328,7 +306,7 @@ async def restart(request: Request, instance_id: str, ops: AdminDep, settings: S
     elif ops.status_of(found) not in FINISHED or isinstance(found, QueuedStart):
         return problem(409, f"Instance '{instance_id}' is {ops.status_of(found).value}; restart it once it finished.")
     else:
-        await _run_again(ops, found, instance_id)
+        await ops.instances.restart(instance_id)
         running_id = found.instance_id
     location = management_payload(_base_url(request, settings), running_id, link_code(request), None)[
         "statusQueryGetUri"
@@ -360,7 +338,8 @@ async def raise_event(
 
 @router.delete("/instances/{instance_id}")
 async def purge(instance_id: str, ops: AdminDep) -> Response:
-    """Delete a finished instance's history; 404 (nothing deleted) for an unknown or unfinished one."""
+    """Delete a finished instance's runs, artifacts and checkpoints, and say what went (the seed's purge,
+    deployments/instances.py); 404 (nothing deleted) for an unknown or unfinished one."""
     found = await ops.find(instance_id)
     if found is None:
         return JSONResponse({"instancesDeleted": 0}, status_code=404)
@@ -368,19 +347,15 @@ async def purge(instance_id: str, ops: AdminDep) -> Response:
     if status not in FINISHED:
         message = f"Instance '{instance_id}' is {status.value}: only finished instances are purged."
         return problem(404, message, instancesDeleted=0)
-    deleted = await _purge_one(ops, found, instance_id)
-    return JSONResponse({"instancesDeleted": deleted}, status_code=200 if deleted else 404)
+    report = await _purge_one(ops, instance_id)
+    return JSONResponse(report.document(), status_code=200 if report.instances else 404)
 
 
-async def _purge_one(ops: Admin, found: Found, instance_id: str) -> int:
-    """1 when the instance's history went, else 0."""
-    if not ops.tagged(found, instance_id):
-        assert isinstance(found, RunRecord)
-        return await ops.management.delete_run(found)
+async def _purge_one(ops: Admin, instance_id: str) -> PurgeReport:
     try:
-        return min(1, await ops.instances.purge(instance_id))
+        return await ops.instances.purge(instance_id)
     except (InstanceConflict, InstanceNotFound):  # started again, or purged, meanwhile
-        return 0
+        return PurgeReport()
 
 
 @router.delete("/instances")
@@ -396,5 +371,7 @@ async def purge_matching(request: Request, ops: AdminDep) -> Response:
         return problem(400, "createdTimeFrom is required to purge by filter")
     runs = await ops.management.every()
     matching = [run for run in runs if query.matches(run, policy) and status_of(run, policy) in FINISHED]
-    deleted = sum([await _purge_one(ops, run, run.instance_id) for run in matching])
-    return JSONResponse({"instancesDeleted": deleted}, status_code=200 if deleted else 404)
+    report = PurgeReport()
+    for run in matching:  # by flow-run id: it finds runs with no instance tag too
+        report += await _purge_one(ops, str(run.flow_run_id))
+    return JSONResponse(report.document(), status_code=200 if report.instances else 404)

@@ -63,11 +63,11 @@ def status_body(document: dict[str, Any], show_input: bool, history: list[dict[s
     return body
 
 
-def list_entry(run: RunRecord, status: RuntimeStatus, show_input: bool) -> dict[str, Any]:
+def list_entry(run: RunRecord, status: RuntimeStatus, show_input: bool, name: str = ORCHESTRATOR) -> dict[str, Any]:
     """One instance in a list: its status fields without the output (GET the instance for that),
     so a long list costs no result-storage reads."""
     return {
-        "name": ORCHESTRATOR,
+        "name": name,
         "instanceId": run.instance_id,
         "runtimeStatus": status.value,
         "input": dict(run.parameters.get("request") or {}) if show_input else None,

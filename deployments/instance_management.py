@@ -1,16 +1,15 @@
-"""Managing instances beyond the seed's operations: find by flow-run id, list with filters, suspend,
-resume, history, and purge of a run no fanout starter made.
+"""Managing instances beyond the seed's operations: list with filters, suspend, resume, history.
 
-`deployments/instances.py` holds the operations the seed's `/api/` routes need
-(start, find, status, terminate, restart, purge). Durable Functions' management
-API needs more; these sit beside them, on the same `Runs`, so either route table
-can use them:
+`deployments/instances.py` holds the operations every route table shares
+(start, find by instance id or flow-run id, status, terminate, restart, purge).
+Durable Functions' management API needs more; these sit beside them, on the
+same `Runs`:
 
-- `by_flow_run_id` finds runs started by `prefect deployment run`, a trigger or
-  `fanout serve`, which carry no instance tag.
-- `every` lists the latest run of each instance of the deployment, newest first;
-  `InstanceQuery` and `page` filter and page it. Prefect's flow-run filter has no
-  creation time, so the list is read (at most `MAX_SCAN` runs) and filtered here.
+- `every` lists the latest run of each instance of the flow's deployments,
+  newest first; `InstanceQuery` and `page` filter and page it, and
+  deployments/listing.py puts them together for both route tables. Prefect's
+  flow-run filter has no creation time, so the list is read (at most
+  `MAX_SCAN` runs) and filtered here.
 - `suspend` and `resume` are Prefect's suspend (a `Suspended` state with
   `pause_reschedule`: the flow process stops before its next task run, and a
   resume schedules the run again, which continues from its checkpoints) and
@@ -29,18 +28,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
     FlowRunFilter,
-    FlowRunFilterDeploymentId,
 )
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
-from prefect.exceptions import ObjectNotFound
 from prefect.states import State, Suspended
 
 from deployments.instances import QUEUED_STATUS, Found
@@ -133,13 +130,11 @@ def decode_token(token: str) -> int:
 class Management(Protocol):
     """What Durable Functions' management API needs beyond `Runs` and `Instances`."""
 
-    async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None: ...
     async def every(self) -> list[RunRecord]: ...
     @unavailable_as_503
     async def suspend(self, run: RunRecord, reason: str) -> str | None: ...
     @unavailable_as_503
     async def resume(self, run: RunRecord, reason: str) -> str | None: ...
-    async def delete_run(self, run: RunRecord) -> int: ...
     async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
 
 
@@ -161,23 +156,16 @@ class PrefectManagement:
         self.client = runs.client
 
     @unavailable_as_503
-    async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None:
-        """The flow run with that id when it is one of the deployment's."""
-        try:
-            flow_run = await self.client.read_flow_run(UUID(flow_run_id))
-        except (ValueError, ObjectNotFound):
-            return None
-        if flow_run.deployment_id != await self.runs.deployment_id():
-            return None
-        return record(flow_run)
-
-    @unavailable_as_503
     async def every(self) -> list[RunRecord]:
-        deployment = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[await self.runs.deployment_id()]))
+        flow, deployed = self.runs.of_the_flow()
         found: list[RunRecord] = []
         while len(found) < MAX_SCAN:
             batch = await self.client.read_flow_runs(
-                flow_run_filter=deployment, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=PAGE, offset=len(found)
+                flow_filter=flow,
+                flow_run_filter=FlowRunFilter(deployment_id=deployed),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=PAGE,
+                offset=len(found),
             )
             found += [record(flow_run) for flow_run in batch]
             if len(batch) < PAGE:
@@ -198,15 +186,6 @@ class PrefectManagement:
         """Resume a suspended run: Prefect schedules it again and it continues from its checkpoints."""
         result = await self.client.resume_flow_run(run.flow_run_id)
         return None if result.status == SetStateStatus.ACCEPT else _reason(result.details)
-
-    @unavailable_as_503
-    async def delete_run(self, run: RunRecord) -> int:
-        """Delete one flow run (one no fanout starter made, so no instance tag finds it); how many went."""
-        try:
-            await self.client.delete_flow_run(run.flow_run_id)
-        except ObjectNotFound:
-            return 0
-        return 1
 
     @unavailable_as_503
     async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None:

@@ -4,11 +4,14 @@
                answered at once; one naming an instance is created on Prefect now, atomically;
                either runs the default deployment or one named (`<flow>/<deployment>`), which
                must exist on Prefect before anything is queued or created
-    find       the instance's queued start, else its newest flow run
+    find       the instance's queued start, else its newest flow run, else the flow run with
+               that id (a run `prefect deployment run`, the event trigger or `fanout serve`
+               started carries no instance tag until it runs, or never: no instance id)
     status     the seed's status document
     terminate  cancel it (a queued start never reaches Prefect)
     restart    run a finished instance again, reusing its checkpoints
-    purge      delete its history
+    purge      delete its runs, their artifacts, and its checkpoints and output records in
+               result storage (flows/checkpoint_purge.py), and report what went
 
 They raise `deployments.webhook_errors` (no HTTP here); the seed's routes
 (deployments/routes.py) and any later table over other paths map them alike.
@@ -26,15 +29,17 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from prefect.filesystems import WritableFileSystem
 
 from deployments.idempotency import request_digest
 from deployments.resuming import ResumePolicy
-from deployments.runs import RunRecord, Runs
+from deployments.runs import Purged, RunRecord, Runs
 from deployments.start_queue import QueuedStart, StartQueue
 from deployments.status import (
     FINISHED,
@@ -52,7 +57,9 @@ from deployments.webhook_errors import (
     InstanceNotFound,
     PrefectUnavailable,
     StartRejected,
+    StorageUnavailable,
 )
+from flows.checkpoint_purge import StorageDeleted, delete_instance
 from flows.request import FanoutRequest
 
 DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -73,6 +80,54 @@ class Started:
 
 
 Found = RunRecord | QueuedStart
+StorageFactory = Callable[[], WritableFileSystem]
+"""The result storage the flow's runs write to (flows/checkpoints.result_storage), built when needed."""
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What a purge deleted. `checkpoints`, `outputs` and `files` are None when the result storage is of
+    a kind nothing here can delete from (or the webhook was given none)."""
+
+    instances: int = 0
+    runs: int = 0
+    artifacts: int = 0
+    checkpoints: int | None = 0
+    outputs: int | None = 0
+    files: int | None = 0
+
+    @classmethod
+    def of(cls, purged: Purged, stored: StorageDeleted | None) -> PurgeReport:
+        went = purged.runs > 0 or (stored is not None and stored.files > 0)
+        if stored is None:
+            return cls(int(went), purged.runs, purged.artifacts, None, None, None)
+        outputs = stored.outputs + purged.results  # fanout's output records, and the runs' own results
+        return cls(int(went), purged.runs, purged.artifacts, stored.checkpoints, outputs, stored.files + purged.results)
+
+    def __add__(self, other: PurgeReport) -> PurgeReport:
+        return PurgeReport(
+            self.instances + other.instances,
+            self.runs + other.runs,
+            self.artifacts + other.artifacts,
+            _plus(self.checkpoints, other.checkpoints),
+            _plus(self.outputs, other.outputs),
+            _plus(self.files, other.files),
+        )
+
+    def document(self) -> dict[str, int | None]:
+        """The JSON answer; `instancesDeleted` as Durable Functions and the seed name it."""
+        return {
+            "instancesDeleted": self.instances,
+            "runsDeleted": self.runs,
+            "checkpointsDeleted": self.checkpoints,
+            "outputsDeleted": self.outputs,
+            "filesDeleted": self.files,
+            "artifactsDeleted": self.artifacts,
+        }
+
+
+def _plus(one: int | None, other: int | None) -> int | None:
+    return None if one is None or other is None else one + other
 
 
 def instance_key(instance_id: str, newest: RunRecord | None) -> str:
@@ -88,9 +143,16 @@ class Instances:
     """Start, find, read, terminate, restart and purge instances over Prefect and the start queue."""
 
     def __init__(
-        self, runs: Runs, queue: StartQueue, submitter: Submitter, flow_name: str, resumes: ResumePolicy
+        self,
+        runs: Runs,
+        queue: StartQueue,
+        submitter: Submitter,
+        flow_name: str,
+        resumes: ResumePolicy,
+        storage: StorageFactory | None = None,
     ) -> None:
         self.runs = runs
+        self.storage = storage
         self.queue = queue
         self.submitter = submitter
         self.flow_name = flow_name
@@ -152,17 +214,21 @@ class Instances:
         return Started(instance_id, self.runs.ui_url(run))
 
     async def find(self, instance_id: str) -> Found:
-        """The instance's start still in the queue (or refused there), else its newest run; else 404."""
+        """The instance's start still in the queue (or refused there), else its newest run, else the
+        flow run whose id it is; else 404."""
         start = self.queue.of_instance(instance_id)
         if start is not None and start.state != "submitted":
             return start
-        run = await self.runs.latest(instance_id)
+        run = await self.runs.latest(instance_id) or await self.runs.by_flow_run_id(instance_id)
         if run is None:
             raise InstanceNotFound(f"no instance {instance_id!r}")
         return run
 
     async def status(self, instance_id: str) -> StatusDocument:
-        found = await self.find(instance_id)
+        return await self.document(await self.find(instance_id))
+
+    async def document(self, found: Found) -> StatusDocument:
+        """The status document of an instance already found (a queued start, or a run)."""
         if isinstance(found, QueuedStart):
             return queued_status(found, self.flow_name)
         return await status_document(self.runs, found, self.flow_name, self.resumes)
@@ -185,17 +251,33 @@ class Instances:
         await self.runs.restart(run)
         return Started(instance_id, self.runs.ui_url(run))
 
-    async def purge(self, instance_id: str) -> int:
+    async def purge(self, instance_id: str) -> PurgeReport:
+        """Delete a finished instance: result storage first (a purge that fails later is sent again and
+        still finds the instance), then its runs and their artifacts. 409 while it may still run."""
         found = await self.find(instance_id)
         if isinstance(found, QueuedStart):
             if found.state == "queued":
                 raise InstanceConflict(f"instance {instance_id} is still {RuntimeStatus.PENDING.value}")
-            return self.queue.forget_instance(instance_id)
+            return PurgeReport(instances=min(1, self.queue.forget_instance(instance_id)))
         if not is_finished(found):
             raise InstanceConflict(f"instance {instance_id} is still {runtime_status(found.state_type).value}")
-        deleted = await self.runs.purge(instance_id)
-        self.queue.forget_instance(instance_id)
-        return deleted
+        if found.instance_id != instance_id:  # found by a flow-run id: its instance may have a newer run
+            newest = await self.runs.latest(found.instance_id)
+            if newest is not None and not is_finished(newest):
+                raise _busy(newest)
+        stored = await self._delete_stored(found.instance_id)
+        purged = await self.runs.purge(found.instance_id) + await self.runs.delete_run(found)
+        self.queue.forget_instance(found.instance_id)
+        return PurgeReport.of(purged, stored)
+
+    async def _delete_stored(self, instance_id: str) -> StorageDeleted | None:
+        """The instance's records in result storage, deleted off the event loop (file I/O)."""
+        if self.storage is None:
+            return None
+        try:
+            return await asyncio.to_thread(delete_instance, self.storage(), instance_id)
+        except OSError as error:
+            raise StorageUnavailable(f"cannot delete the checkpoints of instance {instance_id}: {error}") from error
 
 
 def _finished_run(found: Found, instance_id: str) -> RunRecord:

@@ -7,7 +7,7 @@ this order:
 1. `PREFECT_API_URL`, when set: the user's own server;
 2. the background server an earlier `fanout run` started (its state file,
    `<home>/server/server.json`, names its pid and URL, and it answers /health);
-3. else a new `prefect server start` on a free 127.0.0.1 port, detached in its
+3. else a new local Prefect server (`prefect server start`'s app, deployments/prefect_server.py) on a free 127.0.0.1 port, detached in its
    own session (SQLite and log under `<home>/server/`), which then serves every
    later run.
 
@@ -38,10 +38,13 @@ START_TIMEOUT_SECONDS = 600.0
 STOP_COMMAND = "fanout server stop"
 
 
+SERVER_MODULE = "deployments.prefect_server"
+
+
 def server_argv(port: int) -> list[str]:
-    """`prefect server start` on loopback at `port`, from this interpreter's environment, without telemetry."""
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    return [prefect, "server", "start", "--host", LOOPBACK, "--port", str(port), "--analytics-off"]
+    """The local Prefect server on loopback at `port`, from this interpreter: `prefect server start`'s app
+    with a quick `Retry-After` on SQLite's 503s (deployments/prefect_server.py), without telemetry."""
+    return [sys.executable, "-m", SERVER_MODULE, "--host", LOOPBACK, "--port", str(port)]
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,14 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _is_prefect_server(pid: int) -> bool:
-    """True when `pid` is alive and is a `prefect server start` (not a recycled pid)."""
+    """True when `pid` is alive and is the server `server_argv` starts, or the `prefect server start`
+    an earlier fanout started (not a recycled pid)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"server" in argv and b"start" in argv and _alive(pid)
+    ours = SERVER_MODULE.encode() in argv or (b"server" in argv and b"start" in argv)
+    return ours and _alive(pid)
 
 
 def _alive(pid: int) -> bool:

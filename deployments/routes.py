@@ -3,10 +3,15 @@ operation of `deployments/instances.py` and back.
 
     POST   /api/start-fanout                 202 + management URLs (429 when the start queue is full)
     POST   /api/start-fanout/{deployment}    the same for another deployment of the flow (404 if unknown)
+    GET    /api/instances?runtimeStatus=&createdTimeFrom=&createdTimeTo=&top=&continuationToken=
+                                             200 [status without output...], newest first;
+                                             x-ms-continuation-token names the next page (deployments/listing.py)
     GET    /api/instances/{id}               status: 202 while running, 200 when finished, 404 unknown
     POST   /api/instances/{id}/terminate     cancel the run (-> Terminated)
     POST   /api/instances/{id}/restart       run the same instance again, reusing its checkpoints
-    DELETE /api/instances/{id}               purge its history (status then 404)
+    DELETE /api/instances/{id}               purge its runs, artifacts and checkpoints; 200 with what went
+
+`{id}` is an instance id or a flow-run id (a run started any other way).
     GET    /health                           200 when Prefect answers, else 503; no token
 """
 
@@ -20,8 +25,10 @@ from fastapi.responses import JSONResponse
 
 from deployments.body import parse_request, read_limited
 from deployments.deps import InstancesDep, Settings, State, require_token
+from deployments.durable_payloads import list_entry
 from deployments.idempotency import BadIdempotencyKey, checked_key
 from deployments.instances import Started
+from deployments.listing import CONTINUATION_HEADER, BadQuery, list_instances
 from deployments.results_routes import inline_limited
 from deployments.webhook_errors import InstanceNotFound
 from flows.request import INSTANCE_ID_PATTERN
@@ -85,6 +92,21 @@ async def start(
     return accepted(request, settings, await instances.start(fanout_request, key, deployment))
 
 
+@routes.get("/api/instances")
+async def list_all(
+    request: Request,
+    instances: InstancesDep,
+    continuation: Annotated[str | None, Header(alias=CONTINUATION_HEADER)] = None,
+) -> JSONResponse:
+    """Instances by runtimeStatus and creation time, newest first, `top` per page: Durable Functions' list."""
+    try:
+        listed = await list_instances(instances, request.query_params, continuation)
+    except BadQuery as error:
+        raise HTTPException(400, str(error)) from None
+    entries = [list_entry(run, status, True, instances.flow_name) for run, status in listed.entries]
+    return JSONResponse(entries, headers=listed.headers)
+
+
 @routes.get("/api/instances/{instance_id}")
 async def status(request: Request, instance_id: str, instances: InstancesDep, settings: Settings) -> JSONResponse:
     document = await instances.status(checked_instance(instance_id))
@@ -106,8 +128,8 @@ async def restart(request: Request, instance_id: str, instances: InstancesDep, s
 
 @routes.delete("/api/instances/{instance_id}")
 async def purge(instance_id: str, instances: InstancesDep) -> JSONResponse:
-    deleted = await instances.purge(checked_instance(instance_id))
-    return JSONResponse({"instancesDeleted": deleted}, status_code=200)
+    report = await instances.purge(checked_instance(instance_id))
+    return JSONResponse(report.document(), status_code=200)
 
 
 def checked_instance(instance_id: str) -> str:

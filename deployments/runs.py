@@ -18,6 +18,7 @@ deployment they belong to, so every route works for runs of any deployment.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
@@ -29,7 +30,12 @@ from uuid import UUID
 import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowFilter,
+    FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterDeploymentId,
     FlowRunFilterIdempotencyKey,
     FlowRunFilterTags,
 )
@@ -39,6 +45,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, State, StateType
 
 from deployments.webhook_errors import PrefectUnavailable
+from flows.prefect_adapter import persisted_result_file
 from flows.request import FanoutRequest
 
 P = ParamSpec("P")
@@ -81,6 +88,19 @@ class RunRecord:
         return str(value) if value is not None else None
 
 
+@dataclass(frozen=True)
+class Purged:
+    """What deleting an instance's runs took with it on the Prefect server."""
+
+    runs: int = 0
+    artifacts: int = 0
+    results: int = 0
+    """The runs' own persisted results (their return values) deleted from local result storage."""
+
+    def __add__(self, other: Purged) -> Purged:
+        return Purged(self.runs + other.runs, self.artifacts + other.artifacts, self.results + other.results)
+
+
 class Runs(Protocol):
     """What the webhook asks of Prefect."""
 
@@ -90,12 +110,14 @@ class Runs(Protocol):
     async def has_deployment(self, name: str) -> bool: ...
     async def latest(self, instance_id: str) -> RunRecord | None: ...
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None: ...
+    async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None: ...
     async def reachable(self) -> str | None: ...
     async def output(self, run: RunRecord) -> Any: ...
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
     async def terminate(self, run: RunRecord) -> None: ...
     async def restart(self, run: RunRecord) -> None: ...
-    async def purge(self, instance_id: str) -> int: ...
+    async def purge(self, instance_id: str) -> Purged: ...
+    async def delete_run(self, run: RunRecord) -> Purged: ...
     def ui_url(self, run: RunRecord) -> str | None: ...
 
 
@@ -120,6 +142,17 @@ def unavailable_as_503(call: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine
             raise PrefectUnavailable(f"cannot reach the Prefect API: {error!r}") from error
 
     return mapped
+
+
+def _delete_result_file(state: Any) -> int:
+    """Delete the run's persisted result when it is a file of local result storage; 1 if one went."""
+    path = persisted_result_file(state)
+    if path is None:
+        return 0
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        return 1
+    return 0
 
 
 def instance_tag(instance_id: str) -> str:
@@ -154,7 +187,9 @@ class PrefectRuns:
         self.client = client
         self.deployment_name = deployment_name
         self.ui_base = ui_base.rstrip("/") if ui_base else None
+        self.flow_name = deployment_name.split("/")[0]
         self._deployment_ids: dict[str, UUID] = {}
+        self._flow_id: UUID | None = None
 
     async def deployment_id(self, name: str | None = None) -> UUID:
         """The id of deployment `name` (`<flow>/<deployment>`; the webhook's default when None), looked up once."""
@@ -163,6 +198,18 @@ class PrefectRuns:
             deployment = await self.client.read_deployment_by_name(name)
             self._deployment_ids[name] = deployment.id
         return self._deployment_ids[name]
+
+    async def flow_id(self) -> UUID:
+        """The id of the deployment's flow, looked up once."""
+        if self._flow_id is None:
+            self._flow_id = (await self.client.read_flow_by_name(self.flow_name)).id
+        return self._flow_id
+
+    def of_the_flow(self) -> tuple[FlowFilter, FlowRunFilterDeploymentId]:
+        """Runs of the deployment's flow from any of its deployments: the webhook's, `fanout serve`'s, a
+        pipeline's. Runs with no deployment (`fanout run`, in its own process) are left out: no worker
+        could terminate or restart them."""
+        return FlowFilter(name=FlowFilterName(any_=[self.flow_name])), FlowRunFilterDeploymentId(is_null_=False)
 
     @unavailable_as_503
     async def has_deployment(self, name: str) -> bool:
@@ -214,6 +261,18 @@ class PrefectRuns:
         )
         return record(flow_runs[0]) if flow_runs else None
 
+    @unavailable_as_503
+    async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None:
+        """The flow run with that id when it is a deployment run of the flow, however it was started
+        (`prefect deployment run`, the event trigger, `fanout serve`): such runs may carry no instance tag."""
+        try:
+            flow_run = await self.client.read_flow_run(UUID(flow_run_id))
+        except (ValueError, ObjectNotFound):
+            return None
+        if flow_run.deployment_id is None or flow_run.flow_id != await self.flow_id():
+            return None
+        return record(flow_run)
+
     async def reachable(self) -> str | None:
         """None when the Prefect API answers its health check, else why not."""
         error = await self.client.api_healthcheck()
@@ -250,16 +309,36 @@ class PrefectRuns:
         await self.client.set_flow_run_state(run.flow_run_id, state, force=True)
 
     @unavailable_as_503
-    async def purge(self, instance_id: str) -> int:
-        """Delete every flow run of the instance, a page at a time; how many there were."""
+    async def purge(self, instance_id: str) -> Purged:
+        """Delete every flow run of the instance and its artifacts, a page at a time; how many went."""
         only_instance = FlowRunFilter(tags=FlowRunFilterTags(all_=[instance_tag(instance_id)]))
-        deleted = 0
+        purged = Purged()
         while flow_runs := await self.client.read_flow_runs(flow_run_filter=only_instance, limit=PURGE_PAGE):
             for flow_run in flow_runs:
+                purged += await self._delete(flow_run.id, flow_run.state)
+        return purged
+
+    @unavailable_as_503
+    async def delete_run(self, run: RunRecord) -> Purged:
+        """Delete one flow run and its artifacts (a run found by its id, which no instance tag finds)."""
+        return await self._delete(run.flow_run_id, run.state)
+
+    async def _delete(self, flow_run_id: UUID, state: Any) -> Purged:
+        """The run's artifacts and persisted result first (Prefect keeps both when their run is deleted),
+        then the run."""
+        results = await asyncio.to_thread(_delete_result_file, state)
+        artifacts = 0
+        of_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        while found := await self.client.read_artifacts(artifact_filter=of_run, limit=PURGE_PAGE):
+            for artifact in found:
                 with contextlib.suppress(ObjectNotFound):
-                    await self.client.delete_flow_run(flow_run.id)
-                deleted += 1
-        return deleted
+                    await self.client.delete_artifact(artifact.id)
+                artifacts += 1
+        try:
+            await self.client.delete_flow_run(flow_run_id)
+        except ObjectNotFound:
+            return Purged(0, artifacts, results)
+        return Purged(1, artifacts, results)
 
     def ui_url(self, run: RunRecord) -> str | None:
         return f"{self.ui_base}/runs/flow-run/{run.flow_run_id}" if self.ui_base else None

@@ -5,14 +5,18 @@ It registers the deployment `fan-out-fan-in/<name>` on the `fanout` work pool
 and runs a `fanout-warm` worker for that queue in this process until Ctrl-C
 (deployments/warm_worker.py): no separate worker to start, and each flow run
 starts in a pre-imported process. Runs created while it is stopped wait,
-Scheduled, for the next `fanout serve` (or any worker on the queue). Point the
-webhook at it with FANOUT_DEPLOYMENT_NAME=fan-out-fan-in/serve.
+Scheduled, for the next `fanout serve` (or any worker on the queue). Its flow
+runs get the worker environment `fanout up` gives its workers (heartbeats, and
+FANOUT_RESULT_STORAGE made absolute here: `.fanout/storage` by default), so
+they checkpoint where `fanout up`'s worker and webhook do. A webhook finds its
+runs by flow-run id whatever its FANOUT_DEPLOYMENT_NAME.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
 SERVE_DEPLOYMENT = "serve"
@@ -54,8 +58,13 @@ async def register(name: str) -> str:
 
 async def serve(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:
     """Register the deployment, then run a warm worker on its queue until cancelled."""
+    from deployments.automations import worker_environment
     from deployments.warm_worker import FanoutWarmWorker
+    from flows.checkpoints import storage_environment
+    from flows.settings import get_settings
 
+    settings = get_settings()
+    os.environ.update({**worker_environment(settings), **storage_environment(settings)})  # its forks inherit them
     await register(name)
     worker = FanoutWarmWorker(work_pool_name=WORK_POOL, work_queues=[name], name=f"serve-{name}", limit=limit)
     print(f"Serving fan-out-fan-in/{name} with a warm worker on pool {WORK_POOL!r}, queue {name!r}; Ctrl-C stops.")

@@ -19,6 +19,7 @@ from typing import Any
 
 from deployments.automations import apply_fanout_automations, worker_environment
 from deployments.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
+from flows.checkpoints import storage_environment
 from flows.settings import FanoutSettings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ class LocalStack:
         server_env = self.server.client_env()
         names = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_API_AUTH_STRING")
         prefect = {name: server_env[name] for name in names if name in server_env}
-        return {**self.env, **prefect, **overrides}
+        return {**self.env, **storage_environment(self.settings()), **prefect, **overrides}  # one result folder
 
     def api_headers(self) -> dict[str, str]:
         """Headers a raw HTTP client needs for this stack's Prefect API (basic auth when it is on)."""

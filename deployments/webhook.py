@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from deployments.deps import WebhookState
+from deployments.docs_routes import router as docs_routes
 from deployments.durable_api import router as durable_routes
 from deployments.instances import Instances
 from deployments.results_routes import router as results_routes
@@ -31,6 +32,7 @@ from deployments.runs import PrefectRuns, Runs
 from deployments.start_queue import StartQueue
 from deployments.submitter import Submitter
 from deployments.webhook_errors import PrefectUnavailable, WebhookError
+from flows.checkpoints import result_storage
 from flows.settings import FanoutSettings
 
 logger = logging.getLogger(__name__)
@@ -55,12 +57,19 @@ def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
     state = WebhookState(settings=settings, token=token)
     if runs is not None:
         state.instances = instances_over(runs, StartQueue(":memory:", settings.webhook_max_queued_starts), settings)
-    app = FastAPI(title="fanout webhook", lifespan=_prefect_lifespan if runs is None else None)
+    app = FastAPI(
+        title="fanout webhook",
+        lifespan=_prefect_lifespan if runs is None else None,
+        docs_url=None,  # served behind the token instead (deployments/docs_routes.py)
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.webhook = state
     app.include_router(open_routes)
     app.include_router(routes)
     app.include_router(durable_routes)  # Durable Functions' HTTP API, over the same operations
     app.include_router(results_routes)  # GET /api/instances/{id}/results (deployments/results_routes.py)
+    app.include_router(docs_routes)  # /docs, /redoc, /openapi.json, behind the token
     app.add_exception_handler(WebhookError, _webhook_error)
     return app
 
@@ -69,7 +78,9 @@ def instances_over(runs: Runs, queue: StartQueue, settings: FanoutSettings) -> I
     """The operations over `runs`, with a submitter draining `queue` into them."""
     submitter = Submitter(queue, runs, settings.webhook_submit_concurrency)
     flow_name = settings.deployment_name.split("/")[0]
-    return Instances(runs, queue, submitter, flow_name, ResumePolicy.from_settings(settings))
+    return Instances(
+        runs, queue, submitter, flow_name, ResumePolicy.from_settings(settings), lambda: result_storage(settings)
+    )
 
 
 def prefect_client_options(settings: FanoutSettings) -> dict[str, Any]:

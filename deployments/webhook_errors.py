@@ -6,7 +6,8 @@
     ├── InstanceConflict         409: the instance is busy, finished, or the key was used with another body
     ├── StartRejected            422: Prefect refused to create the run (its parameter checks); permanent
     ├── StartRefused             429 + Retry-After: fanout's own admission limit is full; nothing was started
-    └── PrefectUnavailable       503 + Retry-After: the Prefect API failed or did not answer in time
+    ├── PrefectUnavailable       503 + Retry-After: the Prefect API failed or did not answer in time
+    └── StorageUnavailable       503 + Retry-After: result storage refused a purge's deletes
 
 The operations (deployments/instances.py) know nothing of HTTP; a second route
 table over the same operations maps them the same way. Bad input is refused
@@ -63,6 +64,13 @@ class StartRefused(WebhookError):
 
 class PrefectUnavailable(WebhookError):
     """The Prefect API failed (5xx, refused connection) or did not answer within the client's timeouts."""
+
+    status_code = 503
+    retry_after = 5
+
+
+class StorageUnavailable(WebhookError):
+    """Result storage could not delete an instance's records; nothing on Prefect was deleted yet."""
 
     status_code = 503
     retry_after = 5

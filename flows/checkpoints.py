@@ -1,8 +1,9 @@
 """Where checkpoints live: one instance's records in Prefect result storage, in fanout's own format.
 
 Storage is any Prefect `WritableFileSystem` block: a local folder
-(`FANOUT_RESULT_STORAGE`, or Prefect's default result storage) or a remote
-block. Under its root, one instance's checkpoints for one processor sit in
+(`FANOUT_RESULT_STORAGE`, `.fanout/storage` by default, the same for every
+starter) or a remote block (Prefect's `PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK`).
+Under its root, one instance's checkpoints for one processor sit in
 `fanout/<instance_id>/<processor>/` (the flow run is not in the path, so a new
 run or Prefect's Retry of the same instance finds them; the processor's source
 is not either, so fixing a bug in it keeps the items it had finished):
@@ -37,6 +38,7 @@ from prefect.exceptions import MissingContextError
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.logging import get_run_logger
 from prefect.results import get_default_result_storage
+from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK
 
 from flows import checkpoint_format
 from flows.prefect_adapter import read_block_path as _read
@@ -78,13 +80,25 @@ def output_name(keys: Sequence[str]) -> str:
 
 
 def result_storage(settings: FanoutSettings) -> WritableFileSystem:
-    """The configured storage: the `result_storage` folder, or Prefect's default result storage."""
-    if settings.result_storage is not None:
-        return LocalFileSystem(basepath=str(settings.result_storage.expanduser().resolve()))
+    """The configured storage: the `result_storage` folder (`.fanout/storage` by default), or, when that
+    is not set and Prefect has a default storage block configured, that block."""
+    if not uses_prefect_block(settings):
+        return LocalFileSystem(basepath=str(settings.result_storage))
     storage = get_default_result_storage(_sync=True)  # type: ignore[call-arg]
     if not isinstance(storage, WritableFileSystem):
         raise TypeError(f"Prefect's default result storage {storage!r} cannot be written to")
     return storage
+
+
+def uses_prefect_block(settings: FanoutSettings) -> bool:
+    """FANOUT_RESULT_STORAGE unset and PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK set: the block holds the records."""
+    return "result_storage" not in settings.model_fields_set and bool(PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK.value())
+
+
+def storage_environment(settings: FanoutSettings) -> dict[str, str]:
+    """What a starter puts in the environment of the workers and webhook it starts, so that every one of
+    them reads and writes the records where it does (the absolute folder, or nothing: the block)."""
+    return {} if uses_prefect_block(settings) else {"FANOUT_RESULT_STORAGE": str(settings.result_storage)}
 
 
 class CheckpointStore:

@@ -86,7 +86,7 @@ def holding_instance(instance_id: str | None, lease_seconds: float) -> Iterator[
         finally:
             stop.set()
             renewing.join()
-            _release(client, lease_id, UUID(run_id))
+            _release(client, lease_id)
 
 
 def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_seconds: float) -> UUID:
@@ -101,11 +101,14 @@ def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_secon
     try:
         response = _increment(client, name, run_id, lease_seconds)
     except InstanceBusy:
-        if not _release_dead_holders(client, instance_id, run_id):
+        try:
+            if not _release_dead_holders(client, instance_id, run_id):
+                raise
+            response = _increment(client, name, run_id, lease_seconds)
+        except InstanceBusy:
             raise InstanceBusy(
                 f"instance {instance_id} is already running{_holder(client, instance_id, run_id)}"
             ) from None
-        response = _increment(client, name, run_id, lease_seconds)
     lease_id = UUID(response.json()["lease_id"])
     client.update_flow_run_labels(run_id, {LEASE_LABEL: str(lease_id), OWNER_LABEL: _owner()})
     tag = f"{INSTANCE_TAG_PREFIX}{instance_id}"
@@ -152,8 +155,7 @@ def _release_dead_holders(client: SyncPrefectClient, instance_id: str, run_id: U
             continue
         final = other.state is not None and other.state.is_final()
         if final or _dead_here(str((other.labels or {}).get(OWNER_LABEL) or "")):
-            client.release_concurrency_slots_with_lease(UUID(lease))
-            client.update_flow_run_labels(other.id, {LEASE_LABEL: ""})
+            client.release_concurrency_slots_with_lease(UUID(lease))  # a lease already gone: a no-op
             released = True
     return released
 
@@ -171,11 +173,15 @@ def _dead_here(owner: str) -> bool:
     return False
 
 
-def _release(client: SyncPrefectClient, lease_id: UUID, run_id: UUID) -> None:
-    """Give the slot back; if the API cannot be reached the lease lapses on its own (logged, not raised)."""
+def _release(client: SyncPrefectClient, lease_id: UUID) -> None:
+    """Give the slot back; if the API cannot be reached the lease lapses on its own (logged, not raised).
+
+    The run's lease label is left as it is: releasing a lease that is gone does
+    nothing, and one less labels update (a read-then-write that SQLite may refuse
+    with a 503 while other writes land) keeps it off the end of every run.
+    """
     try:
         client.release_concurrency_slots_with_lease(lease_id)
-        client.update_flow_run_labels(run_id, {LEASE_LABEL: ""})
     except Exception as error:  # noqa: BLE001 - the run's own outcome must not be replaced by this
         get_run_logger().warning("instance lease %s not released (it lapses on its own): %r", lease_id, error)
 

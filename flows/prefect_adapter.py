@@ -27,11 +27,20 @@ inside a run. The assumptions:
    caller's context (Prefect's `async_dispatch`), and `run_coro_as_sync` (from
    `prefect.utilities.asyncutils`) runs the coroutine from sync code inside or
    outside a flow.
+6. Remote storage blocks (`remote_block_files`): a `RemoteFileSystem` exposes its
+   fsspec file system as `filesystem` and maps a key to a full path with
+   `_resolve_path` (private), which purge uses to list and delete an instance's
+   objects: Prefect's block interface has no delete.
+7. A run's persisted result (`persisted_result_file`): a state's `data` is the
+   result's `ResultRecordMetadata`, whose `storage_key` is the file's absolute
+   path when no storage block was given (local storage), as Prefect's own
+   `ResultStore._from_metadata` reads it.
 """
 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
@@ -40,7 +49,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.filesystems import WritableFileSystem
+    from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 
 ARTIFACTS_ROUTE: Final = "/artifacts/"
 ARTIFACT_ROUTE: Final = "/artifacts/{id}"
@@ -113,3 +122,31 @@ def write_block_path(storage: WritableFileSystem, path: str, content: bytes) -> 
     done: Any = storage.write_path(path, content)
     if inspect.iscoroutine(done):
         run_coro_as_sync(done)
+
+
+def remote_block_files(storage: RemoteFileSystem, prefix: str) -> tuple[Any, str, list[str]]:
+    """The fsspec file system of a `RemoteFileSystem` block, the full path of `prefix` under its base
+    path (its `_resolve_path`, which refuses paths escaping it), and the files under that path."""
+    root = storage._resolve_path(prefix)
+    filesystem = storage.filesystem
+    return filesystem, root, [str(path) for path in filesystem.find(root)]
+
+
+def persisted_result_file(state: Any) -> Path | None:
+    """The local file holding a state's persisted result, when it lies in this process's Prefect local
+    result storage (`PREFECT_RESULTS_LOCAL_STORAGE_PATH`); else None.
+
+    A run's state carries its result's `ResultRecordMetadata`: with no storage block,
+    `storage_key` is the file's absolute path. The path comes from the API, so
+    only one inside the local storage folder is ever named here (a state cannot
+    make a purge delete a file elsewhere).
+    """
+    from prefect.results import ResultRecordMetadata
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
+
+    data = getattr(state, "data", None)
+    if not isinstance(data, ResultRecordMetadata) or data.storage_block_id is not None or not data.storage_key:
+        return None
+    root = Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()).expanduser().resolve()
+    path = Path(data.storage_key).expanduser().resolve()
+    return path if path.parent == root and path.is_file() else None

@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROCESSOR_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 MIN_TOKEN_LENGTH = 16
+DEFAULT_RESULT_STORAGE = Path(".fanout/storage")
+"""One result-storage default for every starter (`fanout run`, `fanout serve`, `fanout up`'s worker and
+webhook), beside the rest of fanout's project-local state in `.fanout/`."""
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "token", "your-token-here", "xxxxxxxxxxxxxxxx"}
 
 
@@ -32,8 +35,11 @@ class FanoutSettings(BaseSettings):
     retry_jitter_factor: float = Field(
         0.5, ge=0, le=10, description="Random spread of each delay, as Prefect's jitter factor."
     )
-    result_storage: Path | None = Field(
-        None, description="Folder for results and checkpoints; Prefect's default when unset."
+    result_storage: Path = Field(
+        DEFAULT_RESULT_STORAGE,
+        description="Folder for checkpoints and results, made absolute against the working directory of the "
+        "process reading it; every starter hands its workers the absolute path. Unset with Prefect's "
+        "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK configured: that block instead.",
     )
     batch_size: int = Field(0, ge=0, le=100_000, description="Items per task run; 0 chooses automatically.")
     per_item_task_limit: int = Field(
@@ -52,6 +58,13 @@ class FanoutSettings(BaseSettings):
     # fanout's own liveness signal (flows/liveness.py): seconds, not Prefect's 30 s heartbeat floor.
     liveness_seconds: float = Field(
         2.0, ge=0.5, le=60, description="A deployment run emits a `fanout.flow-run.alive` event this often."
+    )
+    sqlite_retry_after_seconds: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="`Retry-After` of the local Prefect server's 503s on SQLite (deployments/prefect_server.py); "
+        "without it every Prefect client waits 2 s before its first retry.",
     )
     # Prefect refuses a proactive trigger window under 10 s.
     silent_after_seconds: int = Field(
@@ -152,6 +165,12 @@ class FanoutSettings(BaseSettings):
     deployment_name: str = Field(
         "fan-out-fan-in/default", pattern=r"^[^/]+/[^/]+$", description="`<flow>/<deployment>` the starters run."
     )
+
+    @field_validator("result_storage")
+    @classmethod
+    def _absolute(cls, folder: Path) -> Path:
+        """Absolute now, so a process that hands it on (to a worker, a flow run) hands on the same folder."""
+        return folder.expanduser().absolute()
 
     @field_validator("webhook_token")
     @classmethod

@@ -53,6 +53,7 @@ def stack(
     """A Prefect server with the fanout deployment and the webhook; always stopped at the end."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
     env["PYTHONPATH"] = str(REPO_ROOT)
+    env["FANOUT_RESULT_STORAGE"] = str(tmp_path_factory.mktemp("results"))  # the webhook's (purge, results)
     local = LocalStack(
         home=tmp_path_factory.mktemp("stack"),
         database_url=e2e_database_url,

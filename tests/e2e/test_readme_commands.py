@@ -82,12 +82,21 @@ def test_deployment_run_and_event_commands_create_runs(
 
 def test_webhook_curl_examples(stack: LocalStack, webhook: httpx.Client) -> None:
     """The webhook section's curl examples start, read, terminate, restart and purge an instance."""
-    start, manage = sh_blocks("The webhook and status API")
+    start, manage, _ = sh_blocks("The webhook and status API")
     done = bash(start + manage, stack, FANOUT_URL=stack.webhook_url, FANOUT_WEBHOOK_TOKEN=stack.token)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("HTTP/1.1 202") == 2  # the start, and the status of a run not yet finished
     assert '"statusQueryGetUri"' in done.stdout and '"customStatus"' in done.stdout
-    assert done.stdout.rstrip().endswith('{"instancesDeleted":1}')
+    assert '{"instancesDeleted":1,' in done.stdout  # the purge's report
+    assert "HTTP/1.1 200" in done.stdout  # the list
+
+
+def test_webhook_cli_examples(stack: LocalStack, webhook: httpx.Client) -> None:
+    """The webhook section's `fanout` lines start, read, list, terminate and purge an instance."""
+    cli = sh_blocks("The webhook and status API")[2]
+    done = bash(cli, stack, FANOUT_URL=stack.webhook_url, FANOUT_WEBHOOK_TOKEN=stack.token)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"runtimeStatus"' in done.stdout and '"instancesDeleted": 1' in done.stdout
 
 
 def test_up_and_start_commands_are_the_ones_tested() -> None:

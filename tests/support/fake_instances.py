@@ -10,14 +10,11 @@ from tests.support.fake_runs import FakeRuns
 
 
 class FakeManagedRuns(FakeRuns):
-    """In-memory runs that also find by flow-run id, list, suspend, resume, delete and report item rows."""
+    """In-memory runs that also list, suspend, resume and report item rows."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, list[dict[str, Any]]] = {}
-
-    async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None:
-        return next((run for run in self.runs.values() if str(run.flow_run_id) == flow_run_id), None)
 
     async def every(self) -> list[RunRecord]:
         return latest_per_instance(self.runs.values())
@@ -33,9 +30,6 @@ class FakeManagedRuns(FakeRuns):
         self.calls.append("resume")
         self.set_state(run.instance_id, "SCHEDULED")
         return None
-
-    async def delete_run(self, run: RunRecord) -> int:
-        return 1 if self.runs.pop(run.flow_run_id, None) else 0
 
     async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None:
         return self.rows.get(run.instance_id)

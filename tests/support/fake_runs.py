@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from deployments.runs import LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, RunRecord
+from deployments.runs import LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, Purged, RunRecord
 from flows.request import FanoutRequest
 
 _clock = itertools.count()
@@ -28,6 +28,8 @@ class FakeRuns:
         self.keys: dict[str, UUID] = {}
         self.outputs: dict[UUID, Any] = {}
         self.failure_reports: dict[UUID, list[dict[str, Any]]] = {}
+        self.artifacts: dict[UUID, list[str]] = {}
+        self.untagged: set[UUID] = set()
         self.calls: list[str] = []
         self._lock = asyncio.Lock()
         self.default_deployment = "fan-out-fan-in/default"
@@ -71,7 +73,9 @@ class FakeRuns:
         return self.unreachable
 
     def of_instance(self, instance_id: str) -> list[RunRecord]:
-        found = [run for run in self.runs.values() if run.instance_id == instance_id]
+        found = [
+            run for run in self.runs.values() if run.instance_id == instance_id and run.flow_run_id not in self.untagged
+        ]
         return sorted(found, key=lambda run: run.created or datetime.min, reverse=True)
 
     async def latest(self, instance_id: str) -> RunRecord | None:
@@ -82,6 +86,29 @@ class FakeRuns:
         run_id = self.keys.get(idempotency_key)
         return self.runs.get(run_id) if run_id else None
 
+    async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None:
+        return next((run for run in self.runs.values() if str(run.flow_run_id) == flow_run_id), None)
+
+    def add_run(self, instance_id: str | None = None, state_type: str = "COMPLETED") -> RunRecord:
+        """A run started without the webhook (`prefect deployment run`, a trigger, `fanout serve`) that
+        carries no instance tag: only its flow-run id finds it. Without an instance id it is its own."""
+        flow_run_id = uuid4()
+        created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(_clock))
+        run = RunRecord(
+            flow_run_id=flow_run_id,
+            instance_id=instance_id or str(flow_run_id),
+            name="deployment-run",
+            state_type=state_type,
+            state_message=None,
+            parameters={"request": {"instance_id": instance_id} if instance_id else {}},
+            labels={},
+            created=created,
+            updated=created,
+        )
+        self.runs[flow_run_id] = run
+        self.untagged.add(flow_run_id)
+        return run
+
     async def output(self, run: RunRecord) -> Any:
         return self.outputs.get(run.flow_run_id)
 
@@ -90,19 +117,30 @@ class FakeRuns:
 
     async def terminate(self, run: RunRecord) -> None:
         self.calls.append("terminate")
-        self.set_state(run.instance_id, "CANCELLING")
+        self.move(run, "CANCELLING")
 
     async def restart(self, run: RunRecord) -> None:
         self.calls.append("restart")
-        self.set_state(run.instance_id, "SCHEDULED")
+        self.move(run, "SCHEDULED")
 
-    async def purge(self, instance_id: str) -> int:
+    async def purge(self, instance_id: str) -> Purged:
         self.calls.append("purge")
-        found = self.of_instance(instance_id)
-        for run in found:
-            del self.runs[run.flow_run_id]
+        purged = Purged()
+        for run in self.of_instance(instance_id):
+            purged += await self.delete_run(run)
+        return purged
+
+    async def delete_run(self, run: RunRecord) -> Purged:
+        if self.runs.pop(run.flow_run_id, None) is None:
+            return Purged()
         self.keys = {key: run_id for key, run_id in self.keys.items() if run_id in self.runs}
-        return len(found)
+        return Purged(1, len(self.artifacts.pop(run.flow_run_id, [])))
+
+    def move(self, run: RunRecord, state_type: str) -> RunRecord:
+        """Put this very run (found by its flow-run id) in `state_type`."""
+        moved = RunRecord(**{**self.runs[run.flow_run_id].__dict__, "state_type": state_type})
+        self.runs[run.flow_run_id] = moved
+        return moved
 
     def ui_url(self, run: RunRecord) -> str | None:
         return f"http://prefect.test/runs/flow-run/{run.flow_run_id}"

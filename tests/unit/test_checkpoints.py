@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
 
 from flows.checkpoint_format import encode
 from flows.checkpoints import (
@@ -16,7 +17,10 @@ from flows.checkpoints import (
     item_digest,
     journal_name,
     output_name,
+    result_storage,
+    storage_environment,
 )
+from flows.settings import get_settings
 
 PROCESSOR = "flows.processor:processed"
 
@@ -172,3 +176,26 @@ def test_an_output_that_cannot_be_recorded_is_only_logged(tmp_path: Path, caplog
     with caplog.at_level(logging.WARNING, logger="flows.checkpoints"):
         checkpoints.save_output(["a"], ["A"])
     assert "could not record the output" in caplog.text
+
+
+def test_every_starter_defaults_to_one_absolute_result_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, result storage is `.fanout/storage` made absolute, and starters hand that path to their workers."""
+    monkeypatch.delenv("FANOUT_RESULT_STORAGE")
+    settings = get_settings()
+    folder = Path(".fanout/storage").absolute()
+    assert result_storage(settings).basepath == str(folder)
+    assert storage_environment(settings) == {"FANOUT_RESULT_STORAGE": str(folder)}
+
+
+def test_a_configured_folder_wins_over_prefects_storage_block(tmp_path: Path) -> None:
+    """FANOUT_RESULT_STORAGE set (conftest sets it): that folder, even with Prefect's default block configured."""
+    with temporary_settings({PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "remote-file-system/shared"}):
+        settings = get_settings()
+        assert storage_environment(settings) == {"FANOUT_RESULT_STORAGE": str(settings.result_storage)}
+
+
+def test_unset_with_prefects_storage_block_the_block_holds_the_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FANOUT_RESULT_STORAGE unset and Prefect's default block configured: no folder is handed on."""
+    monkeypatch.delenv("FANOUT_RESULT_STORAGE")
+    with temporary_settings({PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "remote-file-system/shared"}):
+        assert storage_environment(get_settings()) == {}

@@ -210,7 +210,7 @@ def test_purge_deletes_the_history_and_status_then_404(runs: FakeRuns) -> None:
     instance = start(app).json()["id"]
     runs.set_state(instance, "COMPLETED")
     response = call(app, "DELETE", f"/api/instances/{instance}")
-    assert response.status_code == 200 and response.json() == {"instancesDeleted": 1}
+    assert response.status_code == 200 and response.json()["instancesDeleted"] == 1
     assert call(app, "GET", f"/api/instances/{instance}").status_code == 404
 
 

@@ -1,0 +1,66 @@
+"""Managing a run started without the webhook, through `fanout` commands that talk HTTP to the real webhook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.processes import Child
+from deployments.stack import DEPLOYMENT, LocalStack
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def fanout(stack: LocalStack, *args: str) -> tuple[int, Any, str]:
+    """`fanout <args>` against the stack's webhook: exit code, parsed stdout, stderr."""
+    env = {**os.environ, "FANOUT_URL": stack.webhook_url, "FANOUT_WEBHOOK_TOKEN": stack.token}
+    done = subprocess.run(
+        [sys.executable, "-m", "deployments.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None, done.stderr
+
+
+def test_a_deployment_run_is_listed_read_and_purged_by_its_flow_run_id(
+    stack: LocalStack, start_worker: Any, prefect_api: httpx.Client
+) -> None:
+    """A `prefect deployment run`-style run completes on a worker; `fanout list`, `status` and `purge` find it
+    by its flow-run id, and purge deletes its run, artifacts and checkpoints, and says so."""
+    results = stack.settings().result_storage  # the webhook's; the worker checkpoints there too
+    worker: Child = start_worker(FANOUT_RESULT_STORAGE=str(results))
+    assert worker.process.poll() is None
+    deployment = prefect_api.get(f"/deployments/name/{DEPLOYMENT}").json()
+    run_id = prefect_api.post(
+        f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"request": {"count": 3}}}
+    ).json()["id"]
+
+    def completed() -> bool:
+        code, status, _ = fanout(stack, "status", run_id)
+        return code == 0 and status["runtimeStatus"] == "Completed"
+
+    wait_for(completed, timeout=180, interval=2, what="the deployment run to complete")
+    code, listed, _ = fanout(stack, "list", "--status", "Completed", "--top", "50")
+    assert code == 0 and run_id in [entry["instanceId"] for entry in listed]
+    folder = Path(results) / "fanout" / run_id
+    assert folder.exists()
+    code, report, stderr = fanout(stack, "purge", run_id)
+    assert code == 0, stderr
+    assert (report["instancesDeleted"], report["runsDeleted"], report["checkpointsDeleted"]) == (1, 1, 3)
+    assert report["artifactsDeleted"] >= 2  # the run's item table and metrics at least
+    assert report["outputsDeleted"] == 2  # fanout's output record and the run's persisted return value
+    assert not folder.exists()
+    assert prefect_api.get(f"/flow_runs/{run_id}").status_code == 404
+    assert fanout(stack, "status", run_id)[0] == 2
