@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from devstack.fault_scenarios import CrashResult, Workspace, crash_at_half
+from devstack.fault_stack import fault_stack
 from flows.settings import FanoutSettings, get_settings
-from tests.faults.scenarios import CrashResult, Workspace, crash_at_half
-from tests.support.fault_stack import fault_stack
 
 KINDS = ("flow", "host")
 
@@ -69,7 +69,7 @@ def main() -> None:
             print(f"stack ready in {time.monotonic() - began:.0f}s (server {stack.api_url})", flush=True)
             for repeat in range(1, args.repeats + 1):
                 for kind in kinds:  # interleaved, so both kinds see the same machine load
-                    workspace = Workspace(Path(temp) / f"{kind}-{repeat}")
+                    workspace = Workspace(Path(temp) / f"{kind}-{repeat}", storage=stack.results)
                     try:
                         result = crash_at_half(
                             stack,

@@ -160,7 +160,7 @@ def large_figures(scratch: Path, count: int) -> dict[str, Any]:
     releases it at once (its holder's process is gone). With a server per run, as
     an embedded one is, the lease the new server never saw kept the slot taken.
     """
-    from deployments.processes import running_prefect_server
+    from devstack.processes import running_prefect_server
     from flows.checkpoints import CheckpointStore, result_storage
     from flows.settings import get_settings
 

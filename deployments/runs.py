@@ -47,6 +47,7 @@ from prefect.states import AwaitingRetry, State, StateType
 from deployments.webhook_errors import PrefectUnavailable
 from flows.prefect_adapter import persisted_result_file
 from flows.request import FanoutRequest
+from flows.settings import FanoutSettings, get_settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -183,10 +184,18 @@ def record(flow_run: FlowRun) -> RunRecord:
 class PrefectRuns:
     """`Runs` on a Prefect server, through one long-lived `PrefectClient`."""
 
-    def __init__(self, client: PrefectClient, deployment_name: str, ui_base: str | None) -> None:
+    def __init__(
+        self,
+        client: PrefectClient,
+        deployment_name: str,
+        ui_base: str | None,
+        settings: FanoutSettings | None = None,
+    ) -> None:
         self.client = client
         self.deployment_name = deployment_name
         self.ui_base = ui_base.rstrip("/") if ui_base else None
+        self.settings = settings
+        """Where outputs are read (`FANOUT_RESULT_STORAGE`); None: the environment's settings, when asked."""
         self.flow_name = deployment_name.split("/")[0]
         self._deployment_ids: dict[str, UUID] = {}
         self._flow_id: UUID | None = None
@@ -278,11 +287,15 @@ class PrefectRuns:
         error = await self.client.api_healthcheck()
         return None if error is None else f"Prefect API unreachable: {error!r}"
 
-    @unavailable_as_503
     async def output(self, run: RunRecord) -> Any:
-        """The Completed run's return value, read from its persisted result."""
-        state: State[Any] = run.state
-        return await state.aresult(raise_on_failure=False)
+        """The Completed run's ordered output, from fanout's own output record in result storage
+        (flows/run_output.py: checksummed JSON), never from Prefect's persisted result, which would be
+        deserialized with Prefect's serializers. `NoRunOutput` when the instance has none."""
+        from flows.checkpoints import result_storage
+        from flows.run_output import load_run_output
+
+        storage = result_storage(self.settings or get_settings())
+        return await asyncio.to_thread(load_run_output, storage, run.instance_id)
 
     @unavailable_as_503
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.processes import Child, free_port, spawn
+from devstack.processes import Child, free_port, spawn
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import poll_until_finished, wait_for
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from deployments.runs import PrefectRuns
-from deployments.stack import LocalStack
 from deployments.webhook_errors import PrefectUnavailable
+from devstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import executed_items, fanout_env, poll_until_finished, wait_for
 from tests.unit.test_webhook_bad_requests import BAD_REQUESTS

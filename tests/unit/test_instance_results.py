@@ -13,7 +13,7 @@ from flows.checkpoints import CheckpointStore
 from flows.instance_results import InstanceResults, record_failures, record_plan
 from flows.results import NoResults
 
-PROCESSOR = "tests.support.processors:scripted"
+PROCESSOR = "devstack.processors:scripted"
 
 
 def store(root: Path) -> CheckpointStore:

@@ -13,10 +13,10 @@ from uuid import UUID, uuid4
 
 from prefect.filesystems import LocalFileSystem
 
+from devstack.fault_stack import FaultStack
 from flows.checkpoints import CheckpointStore, item_digest
-from tests.support.fault_stack import FaultStack
 
-PROCESSOR = "tests.support.processors:scripted"
+PROCESSOR = "devstack.processors:scripted"
 
 
 @dataclass
@@ -25,6 +25,8 @@ class Workspace:
 
     folder: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    storage: Path | None = None
+    """Result storage: the stack's (`FaultStack.results`, which its webhook reads), else the workspace's own."""
 
     def __post_init__(self) -> None:
         self.executions.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,7 @@ class Workspace:
 
     @property
     def results(self) -> Path:
-        return self.folder / "results"
+        return self.storage or self.folder / "results"
 
     def env(self, **overrides: str) -> dict[str, str]:
         return {
@@ -299,14 +301,14 @@ def running(pid: int) -> bool:
 
 
 def _descendants(worker: Any) -> list[int]:
-    from tests.support.fault_stack import descendants
+    from devstack.fault_stack import descendants
 
     return descendants(worker.process.pid)
 
 
 def kill_flow_processes(worker: Any) -> list[int]:
     """SIGKILL the flow-run processes a worker started, leaving the worker alive."""
-    from tests.support.fault_stack import _sigkill, descendants
+    from devstack.fault_stack import _sigkill, descendants
 
     victims = descendants(worker.process.pid)
     for pid in victims:
