@@ -61,6 +61,7 @@ from deployments.webhook_errors import (
 )
 from flows.checkpoint_purge import StorageDeleted, delete_instance
 from flows.request import FanoutRequest
+from flows.settings import FanoutSettings
 
 DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """A deployment's name within the flow, as a path segment may carry it."""
@@ -170,14 +171,31 @@ class Instances:
         async with lock:  # one Prefect round trip per instance at a time in this process; atomic across processes
             return await self._create(request, request.instance_id, digest, key, full_name)
 
+    async def admission_settings(self, deployment: str | None, settings: FanoutSettings) -> FanoutSettings:
+        """The settings a start of `deployment` is admitted under: the webhook's, plus the generators the
+        deployment allows in its own `FANOUT_SOURCES` job variable (its flow runs check the same list);
+        `FANOUT_SOURCE_ROOTS` stay the webhook's own, as they guard the files of the webhook's host.
+        `DeploymentNotFound` for a name Prefect does not know."""
+        if deployment is None:
+            return settings
+        env = await self._deployment_env(deployment)
+        allowed = [name.strip() for name in env.get("FANOUT_SOURCES", "").split(",") if name.strip()]
+        extra = [name for name in allowed if name not in settings.sources]
+        return settings.model_copy(update={"sources": [*settings.sources, *extra]}) if extra else settings
+
     async def _deployment(self, name: str | None) -> str | None:
         """`<flow>/<name>` once Prefect knows it (None: the default); `DeploymentNotFound` otherwise."""
         if name is None:
             return None
+        await self._deployment_env(name)
+        return f"{self.flow_name}/{name}"
+
+    async def _deployment_env(self, name: str) -> dict[str, str]:
         full_name = f"{self.flow_name}/{name}"
-        if not DEPLOYMENT_NAME.match(name) or not await self.runs.has_deployment(full_name):
+        env = await self.runs.deployment_env(full_name) if DEPLOYMENT_NAME.match(name) else None
+        if env is None:
             raise DeploymentNotFound(f"no deployment {full_name!r}; nothing was started")
-        return full_name
+        return env
 
     def _queue(self, request: FanoutRequest, digest: str, key: str | None, deployment: str | None) -> Started:
         instance_id = uuid.uuid4().hex

@@ -86,8 +86,9 @@ async def start(
     except BadIdempotencyKey as error:
         raise HTTPException(400, str(error)) from None
     body = await read_limited(request, settings.webhook_max_body_bytes)
+    admitted = await instances.admission_settings(deployment, settings)
     fanout_request = parse_request(
-        body, request.headers.get("content-type"), settings, settings.webhook_max_parameter_bytes
+        body, request.headers.get("content-type"), admitted, settings.webhook_max_parameter_bytes
     )
     return accepted(request, settings, await instances.start(fanout_request, key, deployment))
 

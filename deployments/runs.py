@@ -108,7 +108,7 @@ class Runs(Protocol):
     async def start(
         self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
     ) -> RunRecord: ...
-    async def has_deployment(self, name: str) -> bool: ...
+    async def deployment_env(self, name: str) -> dict[str, str] | None: ...
     async def latest(self, instance_id: str) -> RunRecord | None: ...
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None: ...
     async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None: ...
@@ -221,13 +221,16 @@ class PrefectRuns:
         return FlowFilter(name=FlowFilterName(any_=[self.flow_name])), FlowRunFilterDeploymentId(is_null_=False)
 
     @unavailable_as_503
-    async def has_deployment(self, name: str) -> bool:
-        """Whether Prefect knows deployment `name` (`<flow>/<deployment>`)."""
+    async def deployment_env(self, name: str) -> dict[str, str] | None:
+        """The `env` job variable of deployment `name` (`<flow>/<deployment>`), or None when Prefect has no
+        such deployment."""
         try:
-            await self.deployment_id(name)
+            deployment = await self.client.read_deployment_by_name(name)
         except ObjectNotFound:
-            return False
-        return True
+            return None
+        self._deployment_ids[name] = deployment.id
+        env = (deployment.job_variables or {}).get("env") or {}
+        return {str(key): str(value) for key, value in env.items()} if isinstance(env, dict) else {}
 
     @unavailable_as_503
     async def start(

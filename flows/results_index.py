@@ -67,7 +67,8 @@ class ResultsIndex:
             sizes = self._journal_sizes()
             known: dict[str, list[int]] = state["journals"]
             if any(sizes.get(name, 0) < indexed for name, (_, indexed) in known.items()):
-                state, known = self._reset(), {}
+                state = self._reset()
+                known = state["journals"]
             grown = {name: size for name, size in sizes.items() if size > known.get(name, [0, 0])[1]}
             if not grown:
                 return

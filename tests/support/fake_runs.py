@@ -33,7 +33,10 @@ class FakeRuns:
         self.calls: list[str] = []
         self._lock = asyncio.Lock()
         self.default_deployment = "fan-out-fan-in/default"
-        self.deployments = {self.default_deployment, "fan-out-fan-in/http-enrich"}  # as prefect.yaml declares
+        self.deployments: dict[str, dict[str, str]] = {  # as prefect.yaml declares them: name -> env job variable
+            self.default_deployment: {},
+            "fan-out-fan-in/http-enrich": {"FANOUT_SOURCES": "pipelines.http_enrich:urls"},
+        }
 
     async def start(
         self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
@@ -65,9 +68,9 @@ class FakeRuns:
             self.keys[idempotency_key] = run.flow_run_id
             return run
 
-    async def has_deployment(self, name: str) -> bool:
-        self.calls.append("has_deployment")
-        return name in self.deployments
+    async def deployment_env(self, name: str) -> dict[str, str] | None:
+        self.calls.append("deployment_env")
+        return self.deployments.get(name)
 
     async def reachable(self) -> str | None:
         return self.unreachable

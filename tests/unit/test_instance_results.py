@@ -138,3 +138,28 @@ def test_pages_read_from_a_remote_block(tmp_path: Path) -> None:
         (1500, "completed", "done", None),
         (1501, "failed", None, "ValueError: bad"),
     ]
+
+
+def test_a_settled_run_leaves_its_index_up_to_date(tmp_path: Path) -> None:
+    """`record_failures` (the run settling) indexes every journal, so a later page scans nothing new."""
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["a", "b"])
+    with store(tmp_path).journal("batch-1") as journal:
+        journal.append("a", 1)
+    record_failures(str(tmp_path), "inst", {"b": "ValueError: bad"})
+    results = InstanceResults(str(tmp_path), "inst")
+    assert results.index is not None and results.index.locate(0, 2)[0] is not None
+    assert [row.status for row in results.page(0, 2).items] == ["completed", "failed"]
+
+
+def test_a_journal_shorter_than_indexed_starts_the_index_again(tmp_path: Path) -> None:
+    """A journal replaced by a shorter one (storage restored) is indexed anew, never read at stale offsets."""
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["a", "b"])
+    with store(tmp_path).journal("batch-1") as journal:
+        journal.append("a", 1)
+        journal.append("b", 2)
+    InstanceResults(str(tmp_path), "inst").page(0, 2)
+    only_b = checkpoint_format.encode("b", 3)
+    (journal_path,) = Path(store(tmp_path).prepare_folder()).glob("journal-*")
+    journal_path.write_bytes(only_b)
+    rows = InstanceResults(str(tmp_path), "inst").page(0, 2).items
+    assert [(row.status, row.result) for row in rows] == [("pending", None), ("completed", 3)]

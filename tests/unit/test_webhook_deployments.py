@@ -52,6 +52,16 @@ def test_an_unknown_deployment_is_404_with_why_and_creates_nothing(runs: FakeRun
     assert call(app, "GET", "/api/instances/x").status_code == 404
 
 
+def test_a_generator_the_deployment_allows_is_admitted_for_that_deployment_only(runs: FakeRuns) -> None:
+    """`http-enrich` lists its generator in its own FANOUT_SOURCES: 202 there, 403 on the seed's route."""
+    app = make_app(runs)
+    body = {"source": {"generator": "pipelines.http_enrich:urls", "params": {"n": 3}}, "item_key": "id"}
+    assert call(app, "POST", "/api/start-fanout", json=body).status_code == 403
+    assert call(app, "POST", "/api/start-fanout/http-enrich", json=body).status_code == 202
+    (run,) = runs.runs.values()
+    assert run.labels[LABEL_DEPLOYMENT] == "fan-out-fan-in/http-enrich"
+
+
 def test_terminate_and_restart_work_for_a_run_of_another_deployment(runs: FakeRuns) -> None:
     """The instance routes find runs by instance, whichever deployment runs them."""
     app = make_app(runs)
