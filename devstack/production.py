@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from devstack.postgres import running_postgres
-from devstack.stack import write_private
+from devstack.stack import ensure_secret
 
 AUTH_FILE = "prefect-auth"
 DATABASES = ("sqlite", "postgres")
@@ -25,14 +25,9 @@ DATABASES = ("sqlite", "postgres")
 
 def ensure_auth_string(home: Path, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
     """The Prefect API auth string (`user:secret`) and where a client finds it."""
-    configured = environ.get("PREFECT_SERVER_API_AUTH_STRING")
-    if configured:
-        return configured, "the PREFECT_SERVER_API_AUTH_STRING environment variable"
-    path = home / AUTH_FILE
-    if not path.exists():
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(path, f"fanout:{secrets.token_urlsafe(24)}")
-    return path.read_text().strip(), f"cat {path}"
+    return ensure_secret(
+        home, environ, "PREFECT_SERVER_API_AUTH_STRING", AUTH_FILE, lambda: f"fanout:{secrets.token_urlsafe(24)}"
+    )
 
 
 @contextmanager

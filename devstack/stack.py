@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,13 +42,21 @@ def _bin(name: str) -> str:
 def ensure_token(home: Path, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
     """The webhook token and where it comes from: FANOUT_WEBHOOK_TOKEN, else `<home>/webhook-token`
     (generated on first use, readable only by its owner)."""
-    configured = environ.get("FANOUT_WEBHOOK_TOKEN")
+    return ensure_secret(home, environ, "FANOUT_WEBHOOK_TOKEN", TOKEN_FILE, lambda: secrets.token_urlsafe(32))
+
+
+def ensure_secret(
+    home: Path, environ: Mapping[str, str], variable: str, file_name: str, generate: Callable[[], str]
+) -> tuple[str, str]:
+    """A secret from the environment `variable`, else from `<home>/<file_name>` (written on first use,
+    readable only by its owner), and where a client finds it."""
+    configured = environ.get(variable)
     if configured:
-        return configured, "the FANOUT_WEBHOOK_TOKEN environment variable"
-    path = home / TOKEN_FILE
+        return configured, f"the {variable} environment variable"
+    path = home / file_name
     if not path.exists():
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(path, secrets.token_urlsafe(32))
+        write_private(path, generate())
     return path.read_text().strip(), f"cat {path}"
 
 
