@@ -176,12 +176,14 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _is_prefect_server(pid: int) -> bool:
-    """True when `pid` is alive and is the server `server_argv` starts (not a recycled pid)."""
+    """True when `pid` is alive and is the server `server_argv` starts, or the `prefect server start`
+    an earlier fanout started (not a recycled pid)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return SERVER_MODULE.encode() in argv and _alive(pid)
+    ours = SERVER_MODULE.encode() in argv or (b"server" in argv and b"start" in argv)
+    return ours and _alive(pid)
 
 
 def _alive(pid: int) -> bool:
