@@ -1,21 +1,27 @@
 """Kill -9 figures: how soon after a crash a fanout run resumes and completes, what ran twice, what a client saw.
 
-    .venv/bin/python -m benchmarks.faults [--count 100] [--repeats 3] [--kinds flow,host]
+    .venv/bin/python -m benchmarks.faults [--count 100] [--repeats 3] [--kinds flow,host] [--anchor]
 
 Starts a real Prefect server with the fanout deployment, its crash-resume automations
 and the webhook, then for each crash kind, `--repeats` times: starts `--count` slow
 items through the webhook, polls the status URL every 0.2 s as a client would, and
 at half way SIGKILLs
 
-    flow   the flow-run process only; its worker lives on and reports the crash
+    flow   the run's flow-run process only; its worker lives on and reports the crash
     host   the worker running it and its flow-run process, while a second worker stands by (another host)
 
 then waits until the run ends by itself. Prints each repeat (with the status sequence
 the client saw) and, per kind, the medians of kill -> resumed work, kill -> Completed
 and the items run twice, and whether any client saw a 200 before the end. Also, measured in
-the same runs: kill -> rescheduled (AwaitingRetry, what fanout's automations take) and
-what the `process` worker takes to start a flow process (the first attempt's
+the same runs: kill -> rescheduled (AwaitingRetry: what the warm worker or fanout's
+automations take) and what the worker takes to start a flow process (the first attempt's
 Submitting -> Running), which a resume pays again.
+
+The workers are fanout's warm worker (`fanout-warm`, what `fanout up` runs); `--anchor`
+also measures Prefect's plain `process` worker on the same deployment, interleaved in the
+same run and printed beside it (slow: each of its resumes starts a new interpreter, and a
+crash under a living `process` worker waits for the automations' retry window).
+`--worker-type` measures one other worker type alone.
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ from pathlib import Path
 
 from devstack.fault_scenarios import CrashResult, Workspace, crash_at_half
 from devstack.fault_stack import fault_stack
+from devstack.stack import WARM_WORKER, WORKER_POLL_SECONDS
 from flows.settings import FanoutSettings, get_settings
 
 KINDS = ("flow", "host")
+ANCHOR = "process"
+LABELS = {"flow": "flow process only (worker alive)", "host": "host: worker + flow process (2nd worker)"}
 
 
 def main() -> None:
@@ -43,8 +52,14 @@ def main() -> None:
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument(
         "--worker-type",
-        default="process",
-        help="the workers' type: Prefect's `process` (the automations resume runs) or the stack's warm one",
+        default=WARM_WORKER,
+        choices=sorted(WORKER_POLL_SECONDS),
+        help=f"the workers' type (default {WARM_WORKER}, fanout's warm worker)",
+    )
+    parser.add_argument(
+        "--anchor",
+        action="store_true",
+        help=f"also measure Prefect's `{ANCHOR}` worker in the same run, side by side (several minutes more)",
     )
     parser.add_argument(
         "--silent-after", type=int, default=None, help="FANOUT_SILENT_AFTER_SECONDS (default: the setting's)"
@@ -56,20 +71,22 @@ def main() -> None:
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     if unknown := set(kinds) - set(KINDS):
         parser.error(f"unknown crash kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    worker_types = [args.worker_type] + ([ANCHOR] if args.anchor and args.worker_type != ANCHOR else [])
     crash_env = {"FANOUT_MAX_AUTO_RETRIES": str(args.retries)}
     if args.silent_after is not None:
         crash_env["FANOUT_SILENT_AFTER_SECONDS"] = str(args.silent_after)
     if args.retry_window is not None:
         crash_env["FANOUT_RETRY_WINDOW_SECONDS"] = str(args.retry_window)
     settings = get_settings(**{name[len("FANOUT_") :].lower(): value for name, value in crash_env.items()})
-    results: dict[str, list[CrashResult]] = {kind: [] for kind in kinds}
+    results: dict[tuple[str, str], list[CrashResult]] = {(w, k): [] for w in worker_types for k in kinds}
     with tempfile.TemporaryDirectory(prefix="fanout-faults-") as temp:
         began = time.monotonic()
         with fault_stack(Path(temp) / "stack", crash_env) as stack:
             print(f"stack ready in {time.monotonic() - began:.0f}s (server {stack.api_url})", flush=True)
             for repeat in range(1, args.repeats + 1):
-                for kind in kinds:  # interleaved, so both kinds see the same machine load
-                    workspace = Workspace(Path(temp) / f"{kind}-{repeat}", storage=stack.results)
+                # interleaved, so every worker type and kind sees the same machine load
+                for worker_type, kind in results:
+                    workspace = Workspace(Path(temp) / f"{worker_type}-{kind}-{repeat}", storage=stack.results)
                     try:
                         result = crash_at_half(
                             stack,
@@ -78,20 +95,20 @@ def main() -> None:
                             count=args.count,
                             sleep=args.sleep,
                             parallel=args.parallel,
-                            worker_type=args.worker_type,
+                            worker_type=worker_type,
                         )
                     finally:
                         stack.stop_workers()
                         stack.cancel_unfinished()
-                    print_repeat(repeat, result)
-                    results[kind].append(result)
-    print_summary(results, args, settings)
+                    print_repeat(worker_type, repeat, result)
+                    results[worker_type, kind].append(result)
+    print_summary(results, worker_types, args, settings)
 
 
-def print_repeat(repeat: int, result: CrashResult) -> None:
+def print_repeat(worker_type: str, repeat: int, result: CrashResult) -> None:
     in_flight_only = not set(result.reexecuted) & result.finished_before_kill
     print(
-        f"{result.kind} #{repeat}: {result.state} run_count={result.run_count} "
+        f"{worker_type} {result.kind} #{repeat}: {result.state} run_count={result.run_count} "
         f"finished_before_kill={len(result.finished_before_kill)}/{result.count} "
         f"kill->rescheduled={result.kill_to_rescheduled or float('nan'):.1f}s "
         f"kill->resume={result.kill_to_resume:.1f}s kill->complete={result.kill_to_complete:.1f}s "
@@ -104,29 +121,61 @@ def print_repeat(repeat: int, result: CrashResult) -> None:
     print("    states (time from the kill):\n      " + "\n      ".join(result.history), flush=True)
 
 
-def print_summary(results: dict[str, list[CrashResult]], args: argparse.Namespace, settings: FanoutSettings) -> None:
-    print()
-    print(f"{'crash kind':44} {'figure':32} {'median':>7}  values")
-    for kind, runs in results.items():
-        label = "flow process only (worker alive)" if kind == "flow" else "host: worker + flow process (2nd worker)"
-        for name, values in [
-            ("kill -> rescheduled (s)", [r.kill_to_rescheduled or float("nan") for r in runs]),
-            ("kill -> resumed work (s)", [r.kill_to_resume for r in runs]),
-            ("worker: Submitting -> Running (s)", [r.start_cost or float("nan") for r in runs]),
-            ("kill -> run Completed (s)", [r.kill_to_complete for r in runs]),
-            ("items run twice", [float(len(r.reexecuted)) for r in runs]),
-        ]:
-            print(f"{label:44} {name:32} {statistics.median(values):7.1f}  {', '.join(f'{v:.1f}' for v in values)}")
-        early = [r.statuses for r in runs if r.first_final != "200 Completed"]
-        print(
-            f"{label:44} {'a 200 before the end':32} {len(early):7d}  of {len(runs)} runs; first total "
-            f"{sorted({str(r.first_total) for r in runs})}; max failed shown {max(r.max_failed for r in runs)}"
-        )
+def figures(runs: list[CrashResult]) -> list[tuple[str, list[float]]]:
+    """The per-run figures of one worker type and crash kind, in print order."""
+    return [
+        ("kill -> rescheduled (s)", [r.kill_to_rescheduled or float("nan") for r in runs]),
+        ("kill -> resumed work (s)", [r.kill_to_resume for r in runs]),
+        ("worker: Submitting -> Running (s)", [r.start_cost or float("nan") for r in runs]),
+        ("kill -> run Completed (s)", [r.kill_to_complete for r in runs]),
+        ("items run twice", [float(len(r.reexecuted)) for r in runs]),
+    ]
+
+
+def cell(values: list[float]) -> str:
+    """`median (min-max)` of the runs that have the figure (nan: a run without it, e.g. no AwaitingRetry)."""
+    known = [value for value in values if value == value]
+    if not known:
+        return "-"
+    missing = f" [{len(values) - len(known)} without]" if len(known) < len(values) else ""
+    return f"{statistics.median(known):.1f} ({min(known):.1f}-{max(known):.1f}){missing}"
+
+
+def print_summary(
+    results: dict[tuple[str, str], list[CrashResult]],
+    worker_types: list[str],
+    args: argparse.Namespace,
+    settings: FanoutSettings,
+) -> None:
+    print(f"\nmedian (min-max) of {args.repeats} runs per cell")
+    print(f"{'crash kind':42} {'figure':34} " + " ".join(f"{w:>22}" for w in worker_types))
+    kinds = list(dict.fromkeys(kind for _, kind in results))
+    for kind in kinds:
+        columns = [figures(results[worker_type, kind]) for worker_type in worker_types]
+        for row, (name, _) in enumerate(columns[0]):
+            cells = " ".join(f"{cell(column[row][1]):>22}" for column in columns)
+            print(f"{LABELS[kind]:42} {name:34} {cells}")
+        early = [
+            f"{sum(r.first_final != '200 Completed' for r in results[w, kind])} of {len(results[w, kind])}"
+            for w in worker_types
+        ]
+        print(f"{LABELS[kind]:42} {'a 200 before the end':34} " + " ".join(f"{e:>22}" for e in early))
+        if len(worker_types) > 1:
+            resumed = [statistics.median(r.kill_to_resume for r in results[w, kind]) for w in worker_types]
+            print(
+                f"{LABELS[kind]:42} {'resumed work: ' + worker_types[1] + ' / ' + worker_types[0]:34} "
+                f"{resumed[1] / resumed[0]:>22.1f}x"
+            )
+    shown = {w: max(r.max_failed for k in kinds for r in results[w, k]) for w in worker_types}
+    totals = sorted({str(r.first_total) for runs in results.values() for r in runs})
+    polls = ", ".join(f"{w} every {WORKER_POLL_SECONDS[w]}s" for w in worker_types)
     print(
-        f"\nsettings: {args.count} items x {args.sleep}s, {args.parallel} in flight; alive event every "
+        f"\nfirst customStatus.total seen {totals}; max customStatus.failed seen {shown}\n"
+        f"settings: {args.count} items x {args.sleep}s, {args.parallel} in flight; alive event every "
         f"{settings.liveness_seconds:g}s, resumed after {settings.silent_after_seconds}s of silence; "
         f"a Crashed run retried after {settings.retry_window_seconds}s; max automatic retries "
-        f"{settings.max_auto_retries}; {args.worker_type} workers polling every 1s; Prefect evaluates proactive triggers every 5s"
+        f"{settings.max_auto_retries}; workers poll ({polls}), the warm one also wakes on Scheduled/AwaitingRetry "
+        "events; Prefect evaluates proactive triggers every 5s"
     )
 
 

@@ -306,13 +306,20 @@ def _descendants(worker: Any) -> list[int]:
     return descendants(worker.process.pid)
 
 
-def kill_flow_processes(worker: Any) -> list[int]:
-    """SIGKILL the flow-run processes a worker started, leaving the worker alive."""
+def flow_process(stack: FaultStack, run_id: UUID) -> int:
+    """The pid of the run's flow-run process, as its worker recorded it (`host:pid` or `pid`)."""
+    return int(str(stack.read_run(run_id).infrastructure_pid).rsplit(":", 1)[-1])
+
+
+def kill_flow_processes(stack: FaultStack, run_id: UUID) -> list[int]:
+    """SIGKILL the run's flow-run process (its `infrastructure_pid`) and what it started, leaving the
+    worker alive, and with it whatever else the worker runs (the warm worker's forkserver)."""
     from devstack.fault_stack import _sigkill, descendants
 
-    victims = descendants(worker.process.pid)
-    for pid in victims:
-        _sigkill(pid)
+    pid = flow_process(stack, run_id)
+    victims = [pid, *descendants(pid)]
+    for victim in victims:
+        _sigkill(victim)
     return victims
 
 
@@ -340,9 +347,10 @@ def crash_at_half(
     with StatusWatcher(stack, instance) as watcher:
         wait_until(lambda: len(workspace.checkpointed(instance)) >= count // 2, timeout / 2, "half the items")
         digests = workspace.checkpointed(instance)
-        worker = next((w for w in workers if any(running(pid) for pid in _descendants(w))), workers[0])
+        flow_pid = flow_process(stack, run_id)
+        worker = next((w for w in workers if flow_pid in _descendants(w)), workers[0])
         killed_at = time.time()
-        victims = stack.kill_worker_and_runs(worker) if kind == "host" else kill_flow_processes(worker)
+        victims = stack.kill_worker_and_runs(worker) if kind == "host" else kill_flow_processes(stack, run_id)
         wait_until(lambda: not any(running(pid) for pid in victims), 10, "the killed processes gone")
         dead_at = time.time()  # an item the dying attempt started may carry a time just after `killed_at`
         wait_until(lambda: bool(workspace.started_after(dead_at)), timeout, "work resuming after the kill", poll=0.2)
