@@ -15,6 +15,9 @@ from prefect.results import ResultStore
 from flows.checkpoints import instance_prefix, item_digest
 from tests.integration.conftest import executed
 
+# Part of the fault suite (`pytest -m faults`) as well: they damage, plant and lock real checkpoint files.
+pytestmark = pytest.mark.faults
+
 PROCESSOR = "devstack.processors:scripted"
 SEED = [f"Processed item-{i}" for i in range(1, 21)]
 
