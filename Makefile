@@ -11,7 +11,7 @@ VENV_LOWEST ?= .venv-lowest
 # ("'PrefectRouter' object has no attribute 'routes'", seen with 3.1.15): the lowest is tested with the
 # FastAPI of its time, as a project that runs that Prefect already has it.
 LOWEST_CONSTRAINTS ?= "fastapi>=0.111,<0.116"
-LINTED := flows deployments benchmarks tests pipelines
+LINTED := flows deployments devstack benchmarks tests pipelines
 
 .PHONY: run test test-multiworker test-unit test-lowest test-postgres lint bench clean
 
@@ -42,7 +42,7 @@ test-postgres: $(VENV)/.installed-test
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/mypy --strict flows deployments
+	$(BIN)/mypy --strict flows deployments devstack
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.scale --quick

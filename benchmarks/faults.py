@@ -32,10 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from deployments.stack import WARM_WORKER, WORKER_POLL_SECONDS
+from devstack.fault_scenarios import CrashResult, Workspace, crash_at_half
+from devstack.fault_stack import fault_stack
+from devstack.stack import WARM_WORKER, WORKER_POLL_SECONDS
 from flows.settings import FanoutSettings, get_settings
-from tests.faults.scenarios import CrashResult, Workspace, crash_at_half
-from tests.support.fault_stack import fault_stack
 
 KINDS = ("flow", "host")
 ANCHOR = "process"
@@ -86,7 +86,7 @@ def main() -> None:
             for repeat in range(1, args.repeats + 1):
                 # interleaved, so every worker type and kind sees the same machine load
                 for worker_type, kind in results:
-                    workspace = Workspace(Path(temp) / f"{worker_type}-{kind}-{repeat}")
+                    workspace = Workspace(Path(temp) / f"{worker_type}-{kind}-{repeat}", storage=stack.results)
                     try:
                         result = crash_at_half(
                             stack,

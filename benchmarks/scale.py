@@ -37,8 +37,8 @@ from prefect.client.orchestration import PrefectClient
 from rich.console import Console
 from rich.table import Table
 
-from deployments.processes import Child, PrefectServer, running_prefect_server, spawn
 from deployments.status import SETTLED_STATE_TYPES, custom_status, requested_total, settled_failures
+from devstack.processes import Child, PrefectServer, running_prefect_server, spawn
 from flows.checkpoints import item_digest
 from flows.failures import read_failed_items
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.starter [--requests 500] [--concurrency 20] [--bursts 5] [--burst 200]
                                            [--complete-timeout 0]
 
-Starts a fresh local stack (Prefect server on SQLite, `prefect deploy --all`, the
+Starts a fresh local stack (Prefect server on SQLite, fanout's deployments, the
 webhook under uvicorn) in a temporary folder, with no worker, and prints:
 
 - POST /api/start-fanout -> 202: p50/p99/max over `--requests` sequential
@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from deployments.stack import LocalStack
+from devstack.stack import LocalStack
 
 CLIENT_TIMEOUT = 120.0
 """Generous, so slow answers are measured rather than cut off."""

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from deployments.stack import WARM_WORKER, LocalStack, _bin
+from devstack.stack import WARM_WORKER, LocalStack, _bin
 
 POLL_SECONDS = 0.1
 SEED = [f"Processed item-{i}" for i in range(1, 6)]

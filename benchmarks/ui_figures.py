@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.ui_figures [--repeats 5] [--items 10000]
 
 1. One local stack (Prefect server, deployment, one process worker, webhook;
-   deployments/stack.py) per database, both up at once; after a warm-up run on
+   devstack/stack.py) per database, both up at once; after a warm-up run on
    each, the seed scenario (5 items) is POSTed `--repeats` times to each in turns,
    and its status URL polled every 50 ms (not the advised Retry-After, which would
    round every figure up to a second) until it answers 200. Printed side by side.
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import httpx
 
-from deployments.postgres import private_postgres
-from deployments.processes import running_prefect_server
-from deployments.stack import LocalStack
+from devstack.postgres import private_postgres
+from devstack.processes import running_prefect_server
+from devstack.stack import LocalStack
 from flows.report import artifact_key
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -264,7 +264,7 @@ def apply_fanout_automations(
     """Apply the automations for fanout's deployments on `api_url` (else where `PREFECT_API_URL` points;
     `auth_string` for a server started with `PREFECT_SERVER_API_AUTH_STRING`).
 
-    `fanout up` (deployments/stack.py) and `fanout automations apply` both call this after deploying.
+    `fanout up` (devstack/stack.py) and `fanout automations apply` both call this after deploying.
     """
     from prefect.client.orchestration import SyncPrefectClient, get_client
 

@@ -150,13 +150,18 @@ def up(
     ] = "sqlite",
     auth: Annotated[
         bool,
-        typer.Option("--auth/--no-auth", help="Refuse anonymous Prefect API calls (PREFECT_SERVER_API_AUTH_STRING)."),
-    ] = False,
+        typer.Option(
+            "--auth/--no-auth",
+            help="Refuse anonymous Prefect API calls (PREFECT_SERVER_API_AUTH_STRING, else HOME/prefect-auth).",
+        ),
+    ] = True,
 ) -> None:
-    """Start the local stack on 127.0.0.1: Prefect server, work pool and deployments, a worker, the webhook."""
-    from deployments.postgres import PostgresNotAvailable
-    from deployments.production import DATABASES, ensure_auth_string, stack_database
-    from deployments.stack import run_up
+    """Start the local stack on 127.0.0.1 (devstack/): Prefect server, work pool and deployments, a worker,
+    the webhook."""
+    from devstack.postgres import PostgresNotAvailable
+    from devstack.production import DATABASES
+    from devstack.up import UpOptions
+    from devstack.up import up as run_stack
 
     settings = _checked_settings()
     if database not in DATABASES or (database == "postgres" and database_url):
@@ -166,10 +171,9 @@ def up(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     port = settings.webhook_port if webhook_port is None else webhook_port
-    credentials = ensure_auth_string(home.resolve()) if auth else None
+    options = UpOptions(home, prefect_port, port, database, database_url, auth)
     try:
-        with stack_database(home, database, database_url) as url:
-            code = run_up(home, prefect_port, port, url, say=typer.echo, auth=credentials)
+        code = run_stack(options, say=typer.echo)
     except PostgresNotAvailable as error:
         typer.echo(f"fanout: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -260,7 +264,7 @@ def _checked_settings() -> Any:
 
 def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
     """The webhook URL and token: explicit, else FANOUT_* settings, else what `fanout up` wrote in HOME."""
-    from deployments.stack import TOKEN_FILE, URL_FILE
+    from deployments.client import TOKEN_FILE, URL_FILE
 
     settings = _checked_settings()
     if url is None:

@@ -16,6 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 HTTP_TIMEOUT = 30.0
+TOKEN_FILE = "webhook-token"
+URL_FILE = "webhook-url"
+"""Where `fanout up` leaves the webhook's token and URL in its home, for `fanout start` and other clients."""
 
 
 class StartFailed(Exception):

@@ -1,7 +1,9 @@
 """The webhook's operations on instances, one implementation each, whatever route table calls them.
 
     start      a request without an instance id is queued (deployments/start_queue.py) and
-               answered at once; one naming an instance is created on Prefect now, atomically
+               answered at once; one naming an instance is created on Prefect now, atomically;
+               either runs the default deployment or one named (`<flow>/<deployment>`), which
+               must exist on Prefect before anything is queued or created
     find       the instance's queued start, else its newest flow run, else the flow run with
                that id (a run `prefect deployment run`, the event trigger or `fanout serve`
                started carries no instance tag until it runs, or never: no instance id)
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +52,7 @@ from deployments.status import (
 )
 from deployments.submitter import Submitter
 from deployments.webhook_errors import (
+    DeploymentNotFound,
     InstanceConflict,
     InstanceNotFound,
     PrefectUnavailable,
@@ -57,7 +61,10 @@ from deployments.webhook_errors import (
 )
 from flows.checkpoint_purge import StorageDeleted, delete_instance
 from flows.request import FanoutRequest
+from flows.settings import FanoutSettings
 
+DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+"""A deployment's name within the flow, as a path segment may carry it."""
 QUEUED_STATUS: dict[str, RuntimeStatus] = {
     "queued": RuntimeStatus.PENDING,
     "failed": RuntimeStatus.FAILED,
@@ -153,25 +160,56 @@ class Instances:
         self.resumes = resumes
         self._instance_locks: dict[str, asyncio.Lock] = {}
 
-    async def start(self, request: FanoutRequest, key: str | None) -> Started:
-        """Queue a new instance, or create a run of the named one; `key` is the client's Idempotency-Key."""
+    async def start(self, request: FanoutRequest, key: str | None, deployment: str | None = None) -> Started:
+        """Queue a new instance, or create a run of the named one; `key` is the client's Idempotency-Key,
+        `deployment` the deployment's name within the flow (`http-enrich`), the default when None."""
+        full_name = await self._deployment(deployment)
         digest = request_digest(request)
         if request.instance_id is None:
-            return self._queue(request, digest, key)
+            return self._queue(request, digest, key, full_name)
         lock = self._instance_locks.setdefault(request.instance_id, asyncio.Lock())
         async with lock:  # one Prefect round trip per instance at a time in this process; atomic across processes
-            return await self._create(request, request.instance_id, digest, key)
+            return await self._create(request, request.instance_id, digest, key, full_name)
 
-    def _queue(self, request: FanoutRequest, digest: str, key: str | None) -> Started:
+    async def admission_settings(self, deployment: str | None, settings: FanoutSettings) -> FanoutSettings:
+        """The settings a start of `deployment` is admitted under: the webhook's, plus the generators the
+        deployment allows in its own `FANOUT_SOURCES` job variable (its flow runs check the same list);
+        `FANOUT_SOURCE_ROOTS` stay the webhook's own, as they guard the files of the webhook's host.
+        `DeploymentNotFound` for a name Prefect does not know."""
+        if deployment is None:
+            return settings
+        env = await self._deployment_env(deployment)
+        allowed = [name.strip() for name in env.get("FANOUT_SOURCES", "").split(",") if name.strip()]
+        extra = [name for name in allowed if name not in settings.sources]
+        return settings.model_copy(update={"sources": [*settings.sources, *extra]}) if extra else settings
+
+    async def _deployment(self, name: str | None) -> str | None:
+        """`<flow>/<name>` once Prefect knows it (None: the default); `DeploymentNotFound` otherwise."""
+        if name is None:
+            return None
+        await self._deployment_env(name)
+        return f"{self.flow_name}/{name}"
+
+    async def _deployment_env(self, name: str) -> dict[str, str]:
+        full_name = f"{self.flow_name}/{name}"
+        env = await self.runs.deployment_env(full_name) if DEPLOYMENT_NAME.match(name) else None
+        if env is None:
+            raise DeploymentNotFound(f"no deployment {full_name!r}; nothing was started")
+        return env
+
+    def _queue(self, request: FanoutRequest, digest: str, key: str | None, deployment: str | None) -> Started:
         instance_id = uuid.uuid4().hex
         payload = request.model_copy(update={"instance_id": instance_id}).model_dump_json(exclude_defaults=True)
-        start = self.queue.accept(f"key:{key}" if key else f"new:{instance_id}", instance_id, payload, digest)
+        queue_key = f"key:{key}" if key else f"new:{instance_id}"
+        start = self.queue.accept(queue_key, instance_id, payload, digest, deployment)
         _same_body(start.digest, digest, key)
         if start.state == "queued":
             self.submitter.wake()
         return Started(start.instance_id, None)
 
-    async def _create(self, request: FanoutRequest, instance_id: str, digest: str, key: str | None) -> Started:
+    async def _create(
+        self, request: FanoutRequest, instance_id: str, digest: str, key: str | None, deployment: str | None
+    ) -> Started:
         newest = await self.runs.latest(instance_id)
         if newest is not None and key is not None and newest.start_nonce == key:
             _same_body(newest.request_digest, digest, key)
@@ -181,7 +219,7 @@ class Instances:
         nonce = key or uuid.uuid4().hex
         prefect_key = instance_key(instance_id, newest)
         try:
-            run = await self.runs.start(request, digest, prefect_key, nonce)
+            run = await self.runs.start(request, digest, prefect_key, nonce, deployment)
         except httpx.HTTPStatusError as error:
             raise StartRejected(f"Prefect refused the run: {error.response.text[:500]}") from error
         except PrefectUnavailable:

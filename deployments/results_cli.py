@@ -18,15 +18,11 @@ def results(
 ) -> None:
     """Print an instance's results in item order as JSON lines (also while it runs; exit 2 if unknown)."""
     from flows.checkpoints import result_storage
-    from flows.instance_results import InstanceResults, local_root
+    from flows.instance_results import InstanceResults
     from flows.results import NoResults
 
-    root = local_root(result_storage(get_settings()))
-    if root is None:
-        typer.echo("fanout: results are read from a local result folder (FANOUT_RESULT_STORAGE)", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
     try:
-        rows = InstanceResults(root, instance_id).rows()
+        rows = InstanceResults(result_storage(get_settings()), instance_id).rows()
         for row in rows:
             typer.echo(json.dumps(row, ensure_ascii=False))
     except NoResults as error:

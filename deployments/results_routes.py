@@ -3,9 +3,9 @@
 Answers `{items: [{index, key, status, result, error}], total, next, nextUri}`,
 also while the run is going (unfinished items are `pending`) and after it
 failed (succeeded items keep their results, failed ones carry their last
-error). It reads the instance's plan and checkpoints from the result folder
-(flows/instance_results.py), so the webhook needs the workers' result storage,
-as it already does for a finished run's output. The router is mounted by the
+error). It reads the instance's plan and checkpoints from the result storage
+(flows/instance_results.py: a local folder or a remote block), so the webhook
+needs the workers' result storage, as it already does for a finished run's output. The router is mounted by the
 webhook behind its bearer token.
 """
 
@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from deployments.deps import Settings, require_token
 from flows.checkpoints import result_storage
 from flows.errors import InvalidRequest
-from flows.instance_results import InstanceResults, local_root
+from flows.instance_results import InstanceResults
 from flows.request import INSTANCE_ID_PATTERN
 from flows.results import MAX_PAGE, NoResults, ResultsPage
 from flows.settings import FanoutSettings
@@ -51,11 +51,8 @@ async def results(
 
 def read_instance_page(settings: FanoutSettings, instance_id: str, offset: int, limit: int) -> ResultsPage:
     """The page, or the HTTP error that says why there is none."""
-    root = local_root(result_storage(settings))
-    if root is None:
-        raise HTTPException(501, "results pages are read from a local result folder (FANOUT_RESULT_STORAGE)")
     try:
-        return InstanceResults(root, instance_id).page(offset, limit)
+        return InstanceResults(result_storage(settings), instance_id).page(offset, limit)
     except NoResults as error:
         raise HTTPException(404, str(error)) from None
     except InvalidRequest as error:

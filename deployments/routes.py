@@ -2,6 +2,7 @@
 operation of `deployments/instances.py` and back.
 
     POST   /api/start-fanout                 202 + management URLs (429 when the start queue is full)
+    POST   /api/start-fanout/{deployment}    the same for another deployment of the flow (404 if unknown)
     GET    /api/instances?runtimeStatus=&createdTimeFrom=&createdTimeTo=&top=&continuationToken=
                                              200 [status without output...], newest first;
                                              x-ms-continuation-token names the next page (deployments/listing.py)
@@ -58,15 +59,38 @@ async def start_fanout(
     settings: Settings,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
+    return await start(request, instances, settings, idempotency_key, deployment=None)
+
+
+@routes.post("/api/start-fanout/{deployment}", status_code=202)
+async def start_deployment(
+    request: Request,
+    deployment: str,
+    instances: InstancesDep,
+    settings: Settings,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    return await start(request, instances, settings, idempotency_key, deployment)
+
+
+async def start(
+    request: Request,
+    instances: InstancesDep,
+    settings: FanoutSettings,
+    idempotency_key: str | None,
+    deployment: str | None,
+) -> JSONResponse:
+    """Start `deployment` of the flow (the default when None): 202 with the management URLs."""
     try:
         key = checked_key(idempotency_key)
     except BadIdempotencyKey as error:
         raise HTTPException(400, str(error)) from None
     body = await read_limited(request, settings.webhook_max_body_bytes)
+    admitted = await instances.admission_settings(deployment, settings)
     fanout_request = parse_request(
-        body, request.headers.get("content-type"), settings, settings.webhook_max_parameter_bytes
+        body, request.headers.get("content-type"), admitted, settings.webhook_max_parameter_bytes
     )
-    return accepted(request, settings, await instances.start(fanout_request, key))
+    return accepted(request, settings, await instances.start(fanout_request, key, deployment))
 
 
 @routes.get("/api/instances")

@@ -11,7 +11,9 @@ An instance's runs carry the tag `fanout.instance:<id>` and the labels
 `fanout.instance`, `fanout.request` (a digest of the starting body, so a reused
 Idempotency-Key can be checked against the body it first came with) and
 `fanout.start` (a nonce of the start that created the run, so a starter can tell
-its own run from one an idempotency key led it to).
+its own run from one an idempotency key led it to) and `fanout.deployment` (the
+deployment it runs). Runs are found by the instance's tag, whichever
+deployment they belong to, so every route works for runs of any deployment.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from prefect.states import AwaitingRetry, State, StateType
 from deployments.webhook_errors import PrefectUnavailable
 from flows.prefect_adapter import persisted_result_file
 from flows.request import FanoutRequest
+from flows.settings import FanoutSettings, get_settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,6 +56,7 @@ INSTANCE_TAG_PREFIX = "fanout.instance:"
 LABEL_INSTANCE = "fanout.instance"
 LABEL_REQUEST = "fanout.request"
 LABEL_START = "fanout.start"
+LABEL_DEPLOYMENT = "fanout.deployment"
 PURGE_PAGE = 200
 
 
@@ -101,7 +105,10 @@ class Purged:
 class Runs(Protocol):
     """What the webhook asks of Prefect."""
 
-    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str) -> RunRecord: ...
+    async def start(
+        self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
+    ) -> RunRecord: ...
+    async def deployment_env(self, name: str) -> dict[str, str] | None: ...
     async def latest(self, instance_id: str) -> RunRecord | None: ...
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None: ...
     async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None: ...
@@ -177,20 +184,29 @@ def record(flow_run: FlowRun) -> RunRecord:
 class PrefectRuns:
     """`Runs` on a Prefect server, through one long-lived `PrefectClient`."""
 
-    def __init__(self, client: PrefectClient, deployment_name: str, ui_base: str | None) -> None:
+    def __init__(
+        self,
+        client: PrefectClient,
+        deployment_name: str,
+        ui_base: str | None,
+        settings: FanoutSettings | None = None,
+    ) -> None:
         self.client = client
         self.deployment_name = deployment_name
         self.ui_base = ui_base.rstrip("/") if ui_base else None
+        self.settings = settings
+        """Where outputs are read (`FANOUT_RESULT_STORAGE`); None: the environment's settings, when asked."""
         self.flow_name = deployment_name.split("/")[0]
-        self._deployment_id: UUID | None = None
+        self._deployment_ids: dict[str, UUID] = {}
         self._flow_id: UUID | None = None
 
-    async def deployment_id(self) -> UUID:
-        """The deployment's id, looked up once."""
-        if self._deployment_id is None:
-            deployment = await self.client.read_deployment_by_name(self.deployment_name)
-            self._deployment_id = deployment.id
-        return self._deployment_id
+    async def deployment_id(self, name: str | None = None) -> UUID:
+        """The id of deployment `name` (`<flow>/<deployment>`; the webhook's default when None), looked up once."""
+        name = name or self.deployment_name
+        if name not in self._deployment_ids:
+            deployment = await self.client.read_deployment_by_name(name)
+            self._deployment_ids[name] = deployment.id
+        return self._deployment_ids[name]
 
     async def flow_id(self) -> UUID:
         """The id of the deployment's flow, looked up once."""
@@ -205,15 +221,36 @@ class PrefectRuns:
         return FlowFilter(name=FlowFilterName(any_=[self.flow_name])), FlowRunFilterDeploymentId(is_null_=False)
 
     @unavailable_as_503
-    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str) -> RunRecord:
-        """Create a run; Prefect's `idempotency_key` (unique per flow) makes a repeat return the first run."""
+    async def deployment_env(self, name: str) -> dict[str, str] | None:
+        """The `env` job variable of deployment `name` (`<flow>/<deployment>`), or None when Prefect has no
+        such deployment."""
+        try:
+            deployment = await self.client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return None
+        self._deployment_ids[name] = deployment.id
+        env = (deployment.job_variables or {}).get("env") or {}
+        return {str(key): str(value) for key, value in env.items()} if isinstance(env, dict) else {}
+
+    @unavailable_as_503
+    async def start(
+        self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
+    ) -> RunRecord:
+        """Create a run of `deployment` (the default when None); Prefect's `idempotency_key` (unique per
+        flow) makes a repeat return the first run."""
         assert request.instance_id is not None
+        name = deployment or self.deployment_name
         flow_run = await self.client.create_flow_run_from_deployment(
-            await self.deployment_id(),
+            await self.deployment_id(name),
             parameters={"request": request.model_dump(mode="json", exclude_defaults=True)},
             name=f"fanout-{request.instance_id}",
             tags=["fanout", instance_tag(request.instance_id)],
-            labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest, LABEL_START: nonce},
+            labels={
+                LABEL_INSTANCE: request.instance_id,
+                LABEL_REQUEST: digest,
+                LABEL_START: nonce,
+                LABEL_DEPLOYMENT: name,
+            },
             idempotency_key=idempotency_key,
         )
         return record(flow_run)
@@ -253,11 +290,15 @@ class PrefectRuns:
         error = await self.client.api_healthcheck()
         return None if error is None else f"Prefect API unreachable: {error!r}"
 
-    @unavailable_as_503
     async def output(self, run: RunRecord) -> Any:
-        """The Completed run's return value, read from its persisted result."""
-        state: State[Any] = run.state
-        return await state.aresult(raise_on_failure=False)
+        """The Completed run's ordered output, from fanout's own output record in result storage
+        (flows/run_output.py: checksummed JSON), never from Prefect's persisted result, which would be
+        deserialized with Prefect's serializers. `NoRunOutput` when the instance has none."""
+        from flows.checkpoints import result_storage
+        from flows.run_output import load_run_output
+
+        storage = result_storage(self.settings or get_settings())
+        return await asyncio.to_thread(load_run_output, storage, run.instance_id)
 
     @unavailable_as_503
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None:

@@ -10,50 +10,48 @@ runs get the worker environment `fanout up` gives its workers (heartbeats, and
 FANOUT_RESULT_STORAGE made absolute here: `.fanout/storage` by default), so
 they checkpoint where `fanout up`'s worker and webhook do. A webhook finds its
 runs by flow-run id whatever its FANOUT_DEPLOYMENT_NAME.
+
+The deployment names the flow by module path (`flows.fanout.fan_out_fan_in`)
+with no pull step, as `fanout up`'s do (devstack/deploy.py): runs import the
+flow from the installed package and work in the folder `fanout serve` runs in,
+never in site-packages or a checkout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
-from pathlib import Path
+from typing import Any
 
 SERVE_DEPLOYMENT = "serve"
 WORK_POOL = "fanout"
-ENTRYPOINT = "flows/fanout.py:fan_out_fan_in"
-
-
-def source_root() -> Path:
-    """The folder holding the `flows` package, installed or checked out: the deployment's working directory."""
-    import flows
-
-    return Path(flows.__file__).resolve().parent.parent
 
 
 async def register(name: str) -> str:
     """Create the pool if missing and (re)register `fan-out-fan-in/<name>` on it; returns the deployment id."""
     from prefect import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.deployments.runner import RunnerDeployment
     from prefect.exceptions import ObjectAlreadyExists
+    from prefect.types.entrypoint import EntrypointType
 
     from flows.fanout import fan_out_fan_in
 
     async with get_client() as client:
         with contextlib.suppress(ObjectAlreadyExists):
             await client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
-    source = await fan_out_fan_in.from_source(source=str(source_root()), entrypoint=ENTRYPOINT)  # type: ignore[misc]
-    deployment_id = await source.deploy(
+    deployment = RunnerDeployment.from_flow(
+        fan_out_fan_in,
         name=name,
         work_pool_name=WORK_POOL,
         work_queue_name=name,
         tags=["fanout"],
-        build=False,
-        push=False,
-        print_next_steps=False,
-        ignore_warnings=True,
+        entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    return str(deployment_id)
+    applied: Any = deployment.apply(work_pool_name=WORK_POOL)  # a coroutine here: we are in async code
+    return str(await applied if inspect.isawaitable(applied) else applied)
 
 
 async def serve(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:

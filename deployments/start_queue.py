@@ -10,7 +10,8 @@ flow runs from the rows, a few at a time, with Prefect's idempotency key
 `fanout-webhook:<key>` so that a create retried after a timeout or a restart
 still makes one run.
 
-A row is `queued` until its run exists (`submitted`, with the flow run id),
+A row names the deployment to run (NULL: the webhook's default,
+`FANOUT_DEPLOYMENT_NAME`). A row is `queued` until its run exists (`submitted`, with the flow run id),
 `failed` when Prefect refused it for good, or `cancelled` when terminated
 before it was submitted. The queue holds at most `limit` queued rows; past
 that a start is refused (`StartRefused`, 429) before anything is written.
@@ -39,11 +40,13 @@ CREATE TABLE IF NOT EXISTS starts (
     state TEXT NOT NULL,
     flow_run_id TEXT,
     error TEXT,
-    accepted REAL NOT NULL
+    accepted REAL NOT NULL,
+    deployment TEXT
 );
 CREATE INDEX IF NOT EXISTS starts_by_state ON starts (state, accepted);
 CREATE INDEX IF NOT EXISTS starts_by_instance ON starts (instance_id);
 """
+ADD_DEPLOYMENT = "ALTER TABLE starts ADD COLUMN deployment TEXT"  # a queue file written before the column
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class QueuedStart:
     flow_run_id: str | None
     error: str | None
     accepted: float
+    deployment: str | None = None
 
 
 class StartQueue:
@@ -70,10 +74,15 @@ class StartQueue:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process crash
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(starts)")}
+        if "deployment" not in columns:
+            self._db.execute(ADD_DEPLOYMENT)
         self.limit = limit
         self.retry_after = retry_after
 
-    def accept(self, key: str, instance_id: str, request: str, digest: str) -> QueuedStart:
+    def accept(
+        self, key: str, instance_id: str, request: str, digest: str, deployment: str | None = None
+    ) -> QueuedStart:
         """The start already accepted under `key`, else a new queued row; `StartRefused` when the queue is full."""
         with self._transaction():
             existing = self._one("SELECT * FROM starts WHERE key = ?", key)
@@ -85,10 +94,10 @@ class StartQueue:
                     f"{queued} starts are waiting for Prefect (FANOUT_WEBHOOK_MAX_QUEUED_STARTS); nothing was started",
                     retry_after=self.retry_after,
                 )
-            start = QueuedStart(key, instance_id, request, digest, "queued", None, None, time.time())
+            start = QueuedStart(key, instance_id, request, digest, "queued", None, None, time.time(), deployment)
             self._db.execute(
-                "INSERT INTO starts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (start.key, start.instance_id, start.request, start.digest, start.state, None, None, start.accepted),
+                "INSERT INTO starts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, instance_id, request, digest, start.state, None, None, start.accepted, deployment),
             )
             return start
 

@@ -70,7 +70,7 @@ class Submitter:
         """Create the start's run; False when it must wait for Prefect and be sent again."""
         try:
             request = FanoutRequest.model_validate_json(start.request)
-            run = await self.runs.start(request, start.digest, prefect_key(start), start.key)
+            run = await self.runs.start(request, start.digest, prefect_key(start), start.key, start.deployment)
         except (PrefectUnavailable, ObjectNotFound) as error:
             logger.warning("start %s waits for Prefect: %s", start.key, error)
             return False

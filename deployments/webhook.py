@@ -118,7 +118,7 @@ async def _prefect_lifespan(app: FastAPI) -> AsyncIterator[None]:
         auth_string=PREFECT_API_AUTH_STRING.value() or None,  # a server with API auth needs it
         httpx_settings=prefect_client_options(settings),
     ) as client:
-        runs = PrefectRuns(client, settings.deployment_name, ui_base=api_url.removesuffix("/api"))
+        runs = PrefectRuns(client, settings.deployment_name, ui_base=api_url.removesuffix("/api"), settings=settings)
         state.instances = instances_over(runs, queue, settings)
         submitting = asyncio.create_task(state.instances.submitter.run_forever(), name="fanout-submitter")
         try:

@@ -2,6 +2,7 @@
 
     WebhookError                 (one handler turns each into its status code and `detail`)
     ├── InstanceNotFound         404: no such instance
+    ├── DeploymentNotFound       404: no such deployment to start; nothing was started
     ├── InstanceConflict         409: the instance is busy, finished, or the key was used with another body
     ├── StartRejected            422: Prefect refused to create the run (its parameter checks); permanent
     ├── StartRefused             429 + Retry-After: fanout's own admission limit is full; nothing was started
@@ -29,6 +30,12 @@ class WebhookError(Exception):
 
 class InstanceNotFound(WebhookError):
     """No run of this instance is known, neither in Prefect nor queued here."""
+
+    status_code = 404
+
+
+class DeploymentNotFound(WebhookError):
+    """`POST /api/start-fanout/{deployment}` named a deployment Prefect does not know."""
 
     status_code = 404
 

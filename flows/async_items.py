@@ -12,7 +12,9 @@ attempts under the run's `RetryPolicy` (`acall`: stamina's waits, awaited),
 measured, its result checkpointed the moment it settles (`record`) and
 counted (`tally`). A crash loses only the items in flight. Async items of a
 run are submitted as one task run (`submission_settings`): its loop holds
-them all, `max_parallel` at a time.
+them all, `max_parallel` at a time. With `FANOUT_CONCURRENCY_LIMIT`, each
+worker holds a slot of that global limit while it runs items, as each thread
+does for sync items (flows/concurrency.py), so the limit caps both alike.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sized
 from typing import TYPE_CHECKING, Any
 
+from flows.concurrency import AsyncItemSlot
 from flows.errors import CheckpointNotWritten
 from flows.item_context import processing
 from flows.item_logging import log_failed_attempt
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 AsyncProcessor = Callable[[Any], Awaitable[Any]]
 MAX_ASYNC_PARALLEL = 10_000
+SlotLimit = tuple[str, float] | None
+"""A global concurrency limit's name and how long a worker holds a slot across items, or no limit."""
 
 
 async def attempt_async(
@@ -74,9 +79,11 @@ async def run_all(
     max_parallel: int,
     on_outcome: Callable[[ItemOutcome], None] | None = None,
     values: ItemValues | None = None,
+    limit: SlotLimit = None,
 ) -> list[ItemOutcome]:
     """Every item attempted with at most `max_parallel` in flight; outcomes in the order they settled.
-    `on_outcome` runs on the loop as each item settles, so it must be quick (an append, a count)."""
+    `on_outcome` runs on the loop as each item settles, so it must be quick (an append, a count).
+    `limit` (a global limit's name and how long a slot is held) caps items in flight across runs."""
     source: Iterator[str] = iter(items)
     size = len(items) if isinstance(items, Sized) else max_parallel
     workers = max(1, min(max_parallel, MAX_ASYNC_PARALLEL, size))
@@ -84,11 +91,16 @@ async def run_all(
     value_of = (values or ItemValues()).of
 
     async def worker() -> None:
-        for item in source:  # one shared iterator: the loop's single thread hands out each item once
-            outcome = await attempt_async(function, item, value_of(item), retry, instance_id)
-            if on_outcome is not None:
-                on_outcome(outcome)
-            outcomes.append(outcome)
+        slot = AsyncItemSlot(*(limit or (None, 0.0)))
+        try:
+            for item in source:  # one shared iterator: the loop's single thread hands out each item once
+                await slot.before_item()
+                outcome = await attempt_async(function, item, value_of(item), retry, instance_id)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+                outcomes.append(outcome)
+        finally:
+            await slot.release()
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return outcomes
@@ -102,12 +114,13 @@ def run_async_items(
     max_parallel: int,
     on_outcome: Callable[[ItemOutcome], None] | None = None,
     values: ItemValues | None = None,
+    limit: SlotLimit = None,
 ) -> list[ItemOutcome]:
     """`run_all` from synchronous code: on a new event loop in this thread, or in a thread of its own
     when this thread already runs a loop (a sync flow called from async code)."""
 
     def work() -> list[ItemOutcome]:
-        return asyncio.run(run_all(function, items, retry, instance_id, max_parallel, on_outcome, values))
+        return asyncio.run(run_all(function, items, retry, instance_id, max_parallel, on_outcome, values, limit))
 
     try:
         asyncio.get_running_loop()
@@ -153,7 +166,14 @@ def carry_async(
     fresh = {
         outcome.item: outcome
         for outcome in run_async_items(
-            function, pending, run.retry, run.instance_id, run.max_parallel, settle, run.values
+            function,
+            pending,
+            run.retry,
+            run.instance_id,
+            run.max_parallel,
+            settle,
+            run.values,
+            (run.concurrency_limit, run.slot_hold_seconds) if run.concurrency_limit else None,
         )
     }
     return [ItemOutcome(item=item, value=done[item], cached=True) if item in done else fresh[item] for item in items]

@@ -78,6 +78,19 @@ def decode(line: bytes) -> tuple[str, Any]:
     return record["key"], record["result"]
 
 
+def encoded_key(key: str) -> bytes:
+    """The key exactly as a record's body holds it (a JSON string, non-ASCII kept): an index can
+    match records to keys by these bytes without decoding any record."""
+    return _string(key).encode()
+
+
+def sound(line: bytes) -> bool:
+    """Whether a line (without its LF) is a version-1 record whose checksum matches, without parsing it."""
+    magic, _, rest = line.partition(b" ")
+    checksum, _, body = rest.partition(b" ")
+    return magic == MAGIC and hashlib.sha256(body).hexdigest().encode() == checksum
+
+
 def key_of(line: bytes) -> str | None:
     """The key of a sound record without keeping its result, or None: for progress watchers."""
     try:

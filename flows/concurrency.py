@@ -8,16 +8,19 @@ Prefect server. A batch keeps its slot across items for at most
 `FANOUT_SLOT_HOLD_SECONDS`, then gives it back and queues again, so a limit
 lowered with `prefect gcl update` binds within about that long, with no restart;
 holding it across items keeps the cost at one API round trip per hold instead of
-per item.
+per item. An async processor's items run on coroutines instead of threads
+(flows/async_items.py): each coroutine that runs items holds a slot the same way
+(`AsyncItemSlot`), so a limit below `max_parallel` caps async items in flight too.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, AsyncExitStack, ExitStack
 from types import TracebackType
 from typing import Self
 
+from prefect.concurrency.asyncio import concurrency as async_concurrency
 from prefect.concurrency.sync import concurrency
 
 from flows.errors import InvalidRequest
@@ -68,6 +71,33 @@ class ItemSlot:
         self.release()
 
 
+class AsyncItemSlot:
+    """`ItemSlot` for one coroutine of an async task run: awaited, on the run's event loop."""
+
+    def __init__(self, limit_name: str | None, hold_seconds: float) -> None:
+        self.limit_name = limit_name
+        self.hold_seconds = hold_seconds
+        self._held: AsyncExitStack | None = None
+        self._since = 0.0
+
+    async def before_item(self) -> None:
+        """Make sure this coroutine holds a fresh enough slot to start one item."""
+        if self.limit_name is None:
+            return
+        if self._held is not None and time.monotonic() - self._since >= self.hold_seconds:
+            await self.release()
+        if self._held is None:
+            held = AsyncExitStack()
+            await held.enter_async_context(_async_slot(self.limit_name))
+            self._held, self._since = held, time.monotonic()
+
+    async def release(self) -> None:
+        """Give the slot back (between items, and when the coroutine runs out of items)."""
+        held, self._held = self._held, None
+        if held is not None:
+            await held.aclose()
+
+
 def check_limit(settings: FanoutSettings) -> None:
     """Fail before any item runs when the configured global concurrency limit does not exist."""
     if settings.concurrency_limit is None:
@@ -88,3 +118,8 @@ def check_limit(settings: FanoutSettings) -> None:
 def _slot(limit_name: str) -> AbstractContextManager[None]:
     """One slot of `limit_name`; a limit that does not exist is an error, not a silent no-op."""
     return concurrency(limit_name, occupy=1, strict=True)
+
+
+def _async_slot(limit_name: str) -> AbstractAsyncContextManager[None]:
+    """One slot of `limit_name`, awaited."""
+    return async_concurrency(limit_name, occupy=1, strict=True)

@@ -29,6 +29,7 @@ from flows.processor_kind import check_parallel, is_async, processor_kind
 from flows.progress import ProgressReporter, reporting
 from flows.report import publishing_report
 from flows.request import FanoutRequest
+from flows.run_output import save_run_output
 from flows.runners import check_runner, task_runner
 from flows.settings import FanoutSettings, get_settings
 from flows.submission import fan_out
@@ -71,6 +72,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
             tolerated_count=request.tolerated_failure_count,
             tolerated_percentage=request.tolerated_failure_percentage,
         )
+    save_run_output(run.storage, instance_id, output)  # what the status API shows (flows/run_output.py)
     return final_state(output)  # type: ignore[return-value]  # Prefect gives callers the state's data
 
 
@@ -112,9 +114,15 @@ def freeze_startup_heap() -> None:
 
     They are modules and their data (Prefect's alone: ~130,000 objects), alive
     until the process ends. A run allocates several objects per item, which sets
-    off full collections that walked all of them: one took 0.125 s of a
-    10,000-item run. Frozen, they are never scanned; everything created later is
-    collected as usual.
+    off full (generation 2) collections that walk all of them. Frozen, they are
+    never scanned; everything created later is collected as usual.
+
+    Kept on this measurement (`python -m benchmarks.gc_freeze`, a run's per-item
+    bookkeeping in a fresh interpreter that imported the flow, median of 3, load
+    average 5-9): at 100,000 items the 3 full collections paused 2.02 s in all
+    without it (longest 0.66 s) and 0.64 s with it (longest 0.24 s); at 10,000
+    items no full collection ran and both paused 5.4-5.5 ms, so it costs a small
+    run nothing.
     """
     gc.freeze()
 

@@ -4,35 +4,36 @@ Every finished item's result is already kept the moment it finishes: it is the
 item's checkpoint. What a reader lacks is the order, so a run writes its plan
 first, in the instance's folder (`<storage>/fanout/<instance>/`), before any item starts:
 
-- `plan-keys`: one item key per line, in item order (written to a temporary
-  name, then renamed, so a reader sees all of it or none);
-- `plan.json`: `{"version": 1, "processor": ..., "total": N}`, naming the
-  processor whose checkpoint folder holds the results;
+- `plan-keys-<n>`: the item keys `n*PLAN_CHUNK .. (n+1)*PLAN_CHUNK-1`, one per
+  line, each a JSON string encoded as checkpoint records hold it
+  (`checkpoint_format.encoded_key`), so a page reads one or two chunks, never
+  the whole plan, and an index matches records to plan lines byte for byte;
+- `plan.json`, written last: `{"version": 2, "processor", "total", "chunk",
+  "digest"}`, naming the processor whose checkpoint folder holds the results
+  and the digest of the keys (a rerun over other keys starts a new index);
 - `failures.jsonl`: `{"key": ..., "error": ...}` per item the run gave up on,
-  appended when the run settles.
+  written when the run settles.
 
-A page is then:
-
-1. the plan's keys `offset .. offset+limit` (one read of the plan file);
-2. the checkpoints of just those keys (`finished`), and the last errors of the
-   failed ones (`failed`), both given by the caller, who knows the checkpoint store;
-3. one row per key: `{index, key, status, result, error}`, where status is
-   `completed` (a checkpoint holds its result), `failed` (the run gave up on it)
-   or `pending` (not finished yet).
-
-`next` is the offset of the following page, or None after the last one.
+A page is then its keys (from the plan's chunks), the results of those that
+have a checkpoint and the errors of the failed ones, one row per key:
+`{index, key, status, result, error}`, where status is `completed`, `failed`
+or `pending` (not finished yet). `next` is the following page's offset, or
+None after the last one. Finding the results costs O(page) too
+(flows/results_index.py, flows/instance_results.py).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from flows import checkpoint_format
 from flows.errors import InvalidRequest
 
-PLAN_FILE = "plan-keys"
+PLAN_CHUNK = 1000
+PLAN_CHUNK_PREFIX = "plan-keys-"
 MAX_PAGE = 10_000
 Status = Literal["completed", "failed", "pending"]
 
@@ -65,25 +66,32 @@ class ResultsPage:
         return {"items": [asdict(row) for row in self.items], "total": self.total, "next": self.next}
 
 
-def write_plan(folder: str, keys: Sequence[str]) -> None:
-    """Record the run's item keys in order, atomically: a reader sees the whole plan or none."""
-    os.makedirs(folder, exist_ok=True)
-    final = os.path.join(folder, PLAN_FILE)
-    partial = f"{final}.{os.getpid()}.partial"
-    with open(partial, "w", encoding="utf-8") as plan:
-        plan.writelines(
-            "".join(key + "\n" for key in keys[start : start + 10_000]) for start in range(0, len(keys), 10_000)
-        )
-    os.replace(partial, final)
+def chunk_name(number: int) -> str:
+    """The name of the plan's chunk `number`."""
+    return f"{PLAN_CHUNK_PREFIX}{number:07d}"
 
 
-def read_plan(folder: str) -> list[str]:
-    """The plan's keys in order, or `NoResults`."""
-    try:
-        with open(os.path.join(folder, PLAN_FILE), encoding="utf-8") as plan:
-            return plan.read().splitlines()
-    except FileNotFoundError:
-        raise NoResults("no results recorded for this instance") from None
+def encode_chunk(keys: Sequence[str]) -> bytes:
+    """One plan chunk: each key as a record holds it, one per line."""
+    return b"".join(checkpoint_format.encoded_key(key) + b"\n" for key in keys)
+
+
+def chunk_lines(data: bytes) -> list[bytes]:
+    """A chunk's lines, each a key still JSON-encoded (what records hold)."""
+    return data.split(b"\n")[:-1]
+
+
+def decode_chunk(data: bytes) -> list[str]:
+    """A chunk's keys."""
+    return [json.loads(line) for line in chunk_lines(data)]
+
+
+def chunks_of(offset: int, limit: int, total: int) -> range:
+    """The numbers of the chunks holding items `offset .. offset+limit-1` (none past the end)."""
+    end = min(offset + limit, total)
+    if end <= offset:
+        return range(0)
+    return range(offset // PLAN_CHUNK, (end - 1) // PLAN_CHUNK + 1)
 
 
 def check_window(offset: int, limit: int) -> None:
@@ -94,19 +102,11 @@ def check_window(offset: int, limit: int) -> None:
         raise InvalidRequest(f"limit must be 1..{MAX_PAGE}, got {limit}")
 
 
-def read_page(
-    keys: Sequence[str],
-    offset: int,
-    limit: int,
-    finished: Callable[[Collection[str]], Mapping[str, Any]],
-    failed: Mapping[str, str] | None = None,
+def build_page(
+    window: Sequence[str], offset: int, total: int, results: Mapping[str, Any], errors: Mapping[str, str]
 ) -> ResultsPage:
-    """The page of `keys` at `offset`: `finished(page_keys)` gives the results of those that have a
-    checkpoint, `failed` the last error of each item the run gave up on."""
-    check_window(offset, limit)
-    window = list(keys[offset : offset + limit])
-    results = finished(set(window)) if window else {}
-    errors = failed or {}
+    """The page of the keys `window` (items `offset ..`): `results` of those with a checkpoint,
+    `errors` of those the run gave up on; the rest are pending."""
     rows: list[ResultRow] = []
     for index, key in enumerate(window, start=offset):
         if key in results:
@@ -116,4 +116,4 @@ def read_page(
         else:
             rows.append(ResultRow(index=index, key=key, status="pending"))
     end = offset + len(window)
-    return ResultsPage(items=rows, total=len(keys), next=end if end < len(keys) else None)
+    return ResultsPage(items=rows, total=total, next=end if end < total else None)

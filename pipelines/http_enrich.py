@@ -7,16 +7,20 @@ timeout or a 5xx answer raises `TransientError`, so fanout retries it, and a
 4xx fails the item at once. As an `async def` processor it runs with up to
 `FANOUT_MAX_PARALLEL` (here 1,000) requests in flight on one event loop.
 
-One `httpx.AsyncClient` is kept per event loop (a client is bound to the loop
-that opened its connections), so all the items of a run share its pool of
-`MAX_CONNECTIONS` kept-alive connections; items beyond that wait for a free
-one (no pool timeout: `max_parallel` already bounds how many wait). Opening a
-thousand connections at once made a local service drop connection attempts.
+Clients are kept per event loop (a client is bound to the loop that opened
+its connections): `SHARDS` `httpx.AsyncClient`s of `CONNECTIONS_PER_CLIENT`
+kept-alive connections each, taken in turn, so the items of a run share
+`MAX_CONNECTIONS` connections; items beyond that wait for a free one (no pool
+timeout: `max_parallel` already bounds how many wait). One client with every
+connection would do, but httpcore's pool matches every waiting request against
+every connection on each event: with 1,000 requests in flight that cost ~8 ms
+of CPU per request (~60 requests/s, profiled), against ~1.7 ms in small pools.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import weakref
 from typing import Any
 
@@ -25,27 +29,33 @@ import httpx
 from flows.errors import TransientError
 
 TIMEOUT_SECONDS = 10.0
-MAX_CONNECTIONS = 200
+SHARDS = 50
+CONNECTIONS_PER_CLIENT = 10
+MAX_CONNECTIONS = SHARDS * CONNECTIONS_PER_CLIENT
 TIMEOUT = httpx.Timeout(TIMEOUT_SECONDS, pool=None)
-LIMITS = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
+LIMITS = httpx.Limits(max_connections=CONNECTIONS_PER_CLIENT, max_keepalive_connections=CONNECTIONS_PER_CLIENT)
+SYNC_LIMITS = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
 
 
 class LoopClients:
-    """One pooled client per running event loop (`transport`: a test's in-process app)."""
+    """`SHARDS` pooled clients per running event loop, handed out in turn (`transport`: a test's in-process app)."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._transport = transport
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+        self._turn = itertools.count()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[httpx.AsyncClient]] = (
             weakref.WeakKeyDictionary()
         )
 
     def get(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, transport=self._transport)
-            self._clients[loop] = client
-        return client
+        clients = self._clients.get(loop)
+        if clients is None:
+            clients = [
+                httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, transport=self._transport) for _ in range(SHARDS)
+            ]
+            self._clients[loop] = clients
+        return clients[next(self._turn) % SHARDS]
 
 
 class Enrich:
@@ -71,7 +81,7 @@ class SyncEnrich:
 
     def __call__(self, item: Any) -> Any:
         if self._client is None:
-            self._client = httpx.Client(timeout=TIMEOUT, limits=LIMITS)
+            self._client = httpx.Client(timeout=TIMEOUT, limits=SYNC_LIMITS)
         url = url_of(item)
         try:
             response = self._client.get(url)

@@ -1,9 +1,9 @@
-"""End-to-end fixtures: a real Prefect server, the deployment from prefect.yaml, real workers, the real webhook.
+"""End-to-end fixtures: a real Prefect server, fanout's deployments (devstack/deploy.py), real workers, the real webhook.
 
 - `e2e_database_url` (session): None for SQLite; FANOUT_E2E_DATABASE=postgres runs the same stack
   on a private PostgreSQL cluster (or FANOUT_E2E_DATABASE_URL names a database).
-- `stack` (session): server + `prefect deploy --all` + webhook under uvicorn, no worker.
-- `start_worker` (function): starts workers with this test's FANOUT_* environment (its
+- `stack` (session): server + deployments + webhook under uvicorn, no worker.
+- `start_worker` (function): starts workers with this test's FANOUT_* environment (the stack's
   result storage, its test processor); stops them, and deletes unfinished runs, at teardown.
 - `worker`: one such worker, for tests that need nothing special.
 - `webhook`: an httpx client for the webhook with the bearer token.
@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.postgres import private_postgres
-from deployments.processes import Child
-from deployments.stack import LocalStack
+from devstack.postgres import private_postgres
+from devstack.processes import Child
+from devstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 
 E2E_TOKEN = "e2e-test-token-0123456789abcdef"
@@ -53,9 +53,10 @@ def stack(
     """A Prefect server with the fanout deployment and the webhook; always stopped at the end."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
     env["PYTHONPATH"] = str(REPO_ROOT)
-    env["FANOUT_RESULT_STORAGE"] = str(tmp_path_factory.mktemp("results"))  # the webhook's (purge, results)
+    home = tmp_path_factory.mktemp("stack")
+    env["FANOUT_RESULT_STORAGE"] = str(home / "results")  # the webhook reads outputs and results pages there
     local = LocalStack(
-        home=tmp_path_factory.mktemp("stack"),
+        home=home,
         database_url=e2e_database_url,
         auth_string=e2e_auth_string,
         env=env,
@@ -68,6 +69,15 @@ def stack(
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(autouse=True)
+def shared_result_storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test on the session's stack keeps its results where the stack's webhook reads them (outputs,
+    results pages), not in its own folder: workers and webhook share result storage, as in `fanout up`."""
+    if "stack" in request.fixturenames:
+        stack: LocalStack = request.getfixturevalue("stack")
+        monkeypatch.setenv("FANOUT_RESULT_STORAGE", stack.env["FANOUT_RESULT_STORAGE"])
 
 
 def fanout_env() -> dict[str, str]:

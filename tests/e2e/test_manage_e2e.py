@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.processes import Child
-from deployments.stack import DEPLOYMENT, LocalStack
+from devstack.processes import Child
+from devstack.stack import DEPLOYMENT, LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import wait_for
 

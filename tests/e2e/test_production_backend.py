@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from deployments.postgres import LocalPostgres, private_postgres
-from deployments.processes import PrefectServer
-from deployments.stack import LocalStack
+from devstack.postgres import LocalPostgres, private_postgres
+from devstack.processes import PrefectServer
+from devstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import poll_until_finished, wait_for
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.stack import LocalStack
+from devstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import wait_for
 

@@ -1,20 +1,27 @@
-"""`fanout up` starts the whole stack, `fanout start --wait` drives a run through it, SIGTERM stops every child."""
+"""`fanout up` of the installed package starts the whole stack, closed by default; `fanout start --wait` drives a
+run through it; SIGTERM stops every child."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from deployments.processes import Child, spawn
+from devstack.processes import Child, spawn
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import poll_until_finished, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -48,16 +55,41 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def install(target: Path) -> Path:
+    """`pip install --no-deps --target` of this checkout: the package as a user gets it, without its
+    dependencies (the test's own environment has them). Built without isolation when this environment
+    can build wheels itself (no index needed), else pip fetches the build backend."""
+    isolation: list[str] = []
+    try:
+        import setuptools
+        from packaging.version import Version
+
+        if Version(setuptools.__version__) >= Version("70.1"):  # builds wheels without the `wheel` package
+            isolation = ["--no-build-isolation"]
+    except ImportError:
+        pass
+    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(target)]
+    with tempfile.TemporaryDirectory() as build:  # a copy: pip leaves build/ and *.egg-info beside the source
+        source = Path(build) / "fanout"
+        shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "test-artifacts"))
+        subprocess.run([*argv, str(source)], check=True, capture_output=True, timeout=600)
+    return target
+
+
 @pytest.fixture(scope="module")
 def fanout_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Child, Path]]:
-    """One `fanout up` for this module (the SIGTERM test, last, stops it); killed if still running at the end."""
+    """One `fanout up` of the *installed* package, in a folder that is not the checkout, with no
+    checkout on its path; for this module (the SIGTERM test, last, stops it); killed if still running."""
     tmp_path = tmp_path_factory.mktemp("up")
-    home = tmp_path / ".fanout"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
-    env["FANOUT_RESULT_STORAGE"] = str(tmp_path / "results")
+    installed = install(tmp_path / "site")
+    project = tmp_path / "project"
+    project.mkdir()
+    home = project / ".fanout"
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
+    env["PYTHONPATH"] = str(installed)
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    argv = [FANOUT, "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0"]
-    child = spawn("fanout-up", argv, env, tmp_path / "logs", cwd=tmp_path)
+    argv = [str(installed / "bin" / "fanout"), "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0"]
+    child = spawn("fanout-up", argv, env, tmp_path / "logs", cwd=project)
     try:
         wait_for(
             lambda: "Ctrl-C stops everything" in child.log_path.read_text() or child.process.poll() is not None,
@@ -69,6 +101,19 @@ def fanout_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Child,
         yield child, home
     finally:
         child.kill()
+
+
+def printed(child: Child, label: str) -> str:
+    """What `fanout up` printed after `label:`."""
+    match = re.search(rf"^{label}:\s+(\S+)", child.log_path.read_text(), re.M)
+    assert match, child.log_tail()
+    return match.group(1)
+
+
+def prefect_auth(home: Path) -> httpx.BasicAuth:
+    """The Prefect API's basic auth, from where `fanout up` keeps it."""
+    user, password = (home / "prefect-auth").read_text().strip().split(":", 1)
+    return httpx.BasicAuth(user, password)
 
 
 def fanout(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -97,6 +142,81 @@ def test_start_with_bad_input_exits_2_and_starts_nothing(fanout_up: tuple[Child,
     assert unauthorised.returncode == 2 and "401" in unauthorised.stderr
 
 
+def test_the_seed_posted_to_the_installed_stack_completes(fanout_up: tuple[Child, Path]) -> None:
+    """POST the seed to the webhook of the installed stack, poll: 200 Completed with the five results."""
+    _, home = fanout_up
+    headers = {"Authorization": f"Bearer {(home / 'webhook-token').read_text().strip()}"}
+    url = (home / "webhook-url").read_text().strip()
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        started = client.post("/api/start-fanout")
+        assert started.status_code == 202, started.text
+        finished = poll_until_finished(client, started.json()["statusQueryGetUri"], timeout=240)
+    assert finished.status_code == 200 and finished.json()["runtimeStatus"] == "Completed", finished.text
+    assert finished.json()["output"] == [f"Processed item-{i}" for i in range(1, 6)]
+
+
+def test_the_installed_stack_deploys_by_module_not_from_a_checkout(fanout_up: tuple[Child, Path]) -> None:
+    """The seed's deployment names the flow by module and has no pull step into a source tree."""
+    child, home = fanout_up
+    api = printed(child, "Prefect API")
+    deployment = httpx.get(f"{api}/deployments/name/fan-out-fan-in/default", auth=prefect_auth(home), timeout=30)
+    assert deployment.status_code == 200, deployment.text
+    assert deployment.json()["entrypoint"] == "flows.fanout.fan_out_fan_in"
+    assert not deployment.json()["pull_steps"] and deployment.json()["path"] is None
+
+
+def test_the_prefect_api_refuses_anonymous_calls_by_default(fanout_up: tuple[Child, Path]) -> None:
+    """Without `--no-auth` the Prefect API answers 401 without the auth string and 200 with it;
+    `fanout up` says where the string is."""
+    child, home = fanout_up
+    api = printed(child, "Prefect API")
+    assert printed(child, "Prefect auth") == "cat"
+    assert httpx.post(f"{api}/flow_runs/filter", json={}, timeout=30).status_code == 401
+    assert httpx.post(f"{api}/flow_runs/filter", json={}, auth=prefect_auth(home), timeout=30).status_code == 200
+
+
+def start_event(instance_id: str) -> list[dict[str, object]]:
+    """A `fanout.start` event whose payload is a one-item request for `instance_id`."""
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "occurred": "2026-01-01T00:00:00Z",
+            "event": "fanout.start",
+            "resource": {"prefect.resource.id": "fanout.starter"},
+            "payload": {"count": 1, "instance_id": instance_id},
+        }
+    ]
+
+
+def test_an_anonymous_start_event_starts_nothing(fanout_up: tuple[Child, Path]) -> None:
+    """A `fanout.start` event without the auth string is refused (401) and starts no run, while the
+    same event with it, sent after, does."""
+    child, home = fanout_up
+    api = printed(child, "Prefect API")
+    anonymous, control = f"anon-{uuid.uuid4().hex[:8]}", f"ctl-{uuid.uuid4().hex[:8]}"
+    assert httpx.post(f"{api}/events", json=start_event(anonymous), timeout=30).status_code == 401
+    sent = httpx.post(f"{api}/events", json=start_event(control), auth=prefect_auth(home), timeout=30)
+    assert sent.status_code in (200, 204), sent.text
+
+    def instances() -> set[str]:
+        runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, auth=prefect_auth(home), timeout=30)
+        return {str((run["parameters"].get("request") or {}).get("instance_id")) for run in runs.json()}
+
+    seen = wait_for(lambda: control in instances() and instances(), timeout=120, what="the authenticated event's run")
+    assert anonymous not in seen
+
+
+def test_the_home_and_every_file_in_it_are_owner_only(fanout_up: tuple[Child, Path]) -> None:
+    """`.fanout` is 0700, its folders 0700 and its files 0600: database, logs, token, auth, checkpoints."""
+    _, home = fanout_up
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    files = [path for path in home.rglob("*") if path.is_file()]
+    assert {"prefect.db", "webhook-token", "prefect-auth", "webhook-url"} <= {path.name for path in files}
+    assert any(path.name.startswith("journal-") for path in files)  # the seed's checkpoints, under .fanout
+    assert {str(path): oct(stat.S_IMODE(path.stat().st_mode)) for path in files if path.stat().st_mode & 0o077} == {}
+    assert {stat.S_IMODE(path.stat().st_mode) for path in home.rglob("*") if path.is_dir()} == {0o700}
+
+
 def test_start_wait_runs_through_the_stack_and_sigterm_stops_every_child(fanout_up: tuple[Child, Path]) -> None:
     """`fanout start --count 3 --wait` prints the output; SIGTERM to `fanout up` stops every process it started."""
     child, home = fanout_up
@@ -109,9 +229,3 @@ def test_start_wait_runs_through_the_stack_and_sigterm_stops_every_child(fanout_
     child.process.send_signal(signal.SIGTERM)
     assert child.process.wait(timeout=120) == 0
     wait_for(lambda: not any(alive(pid) for pid in started), timeout=30, what="every child to exit")
-
-
-def test_the_repo_root_has_the_prefect_yaml_that_up_deploys() -> None:
-    """`fanout up` deploys from the checkout's prefect.yaml, which has no absolute paths."""
-    text = (REPO_ROOT / "prefect.yaml").read_text()
-    assert "fan_out_fan_in" in text and str(REPO_ROOT) not in text and "\n    entrypoint: /" not in text

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from deployments.runs import PrefectRuns
-from deployments.stack import LocalStack
 from deployments.webhook_errors import PrefectUnavailable
+from devstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import executed_items, fanout_env, poll_until_finished, wait_for
 from tests.unit.test_webhook_bad_requests import BAD_REQUESTS
@@ -148,7 +148,7 @@ def test_purge_deletes_the_instance(webhook: httpx.Client) -> None:
     started = webhook.post("/api/start-fanout", json={"count": 1}).json()
     assert webhook.post(started["terminatePostUri"]).status_code == 202
     assert webhook.get(started["statusQueryGetUri"]).json()["runtimeStatus"] == "Terminated"
-    assert webhook.delete(started["purgeHistoryDeleteUri"]).json() == {"instancesDeleted": 1}
+    assert webhook.delete(started["purgeHistoryDeleteUri"]).json()["instancesDeleted"] == 1
     assert webhook.get(started["statusQueryGetUri"]).status_code == 404
 
 

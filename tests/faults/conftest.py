@@ -1,4 +1,4 @@
-"""One real local stack (server, prefect.yaml deployment, crash-resume automations, webhook) for the
+"""One real local stack (server, fanout's deployments, crash-resume automations, webhook) for the
 fault suite; each test brings its own workers and workspace.
 
 `fault_database_url` is None (SQLite); FANOUT_E2E_DATABASE=postgres (`make test-postgres`) runs the
@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deployments.postgres import private_postgres
-from tests.faults.scenarios import Workspace
-from tests.support.fault_stack import FaultStack, fault_stack
+from devstack.fault_scenarios import Workspace
+from devstack.fault_stack import FaultStack, fault_stack
+from devstack.postgres import private_postgres
 
 CRASH_SETTINGS = {"FANOUT_HEARTBEAT_SECONDS": "30", "FANOUT_CRASH_AFTER_SECONDS": "60", "FANOUT_MAX_AUTO_RETRIES": "1"}
 """Alive events every 2 s, resumed after 12 s of silence (the defaults); heartbeats every 30 s (Prefect's
@@ -44,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fault_database_url: str | No
 @pytest.fixture
 def workspace(stack: FaultStack, tmp_path: Path) -> Iterator[Workspace]:
     """This test's execution log and result storage; its workers and unfinished runs end with it."""
-    yield Workspace(tmp_path / "fault")
+    yield Workspace(tmp_path / "fault", storage=stack.results)
     stack.stop_workers()
     stack.cancel_unfinished()
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from deployments.automations import GIVE_UP, HEARTBEATS, RETRY, SILENT
+from devstack.fault_stack import FaultStack
 from tests.conftest import REPO_ROOT
-from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.scenarios import KillNineResult, Workspace, kill_nine_at_half, start_worker
-from tests.support.fault_stack import FaultStack
+from devstack.fault_scenarios import KillNineResult, Workspace, kill_nine_at_half, start_worker
+from devstack.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 
@@ -17,7 +17,9 @@ def kill_nine(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> It
     """One kill -9 at half of 200 slow items (resumed ~FANOUT_SILENT_AFTER_SECONDS after the kill);
     its workers are stopped before any test reads the result, so they pick up no other run."""
     try:
-        result = kill_nine_at_half(stack, Workspace(tmp_path_factory.mktemp("kill-nine")), count=200)
+        result = kill_nine_at_half(
+            stack, Workspace(tmp_path_factory.mktemp("kill-nine"), storage=stack.results), count=200
+        )
     finally:
         stack.stop_workers()
         stack.cancel_unfinished()

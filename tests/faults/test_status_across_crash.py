@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.scenarios import CrashResult, Workspace, crash_at_half
-from tests.support.fault_stack import FaultStack
+from devstack.fault_scenarios import CrashResult, Workspace, crash_at_half
+from devstack.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 
@@ -20,7 +20,9 @@ def crash(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     is SIGKILLed (its `process` worker lives on, the automations resume it); a client polls the status URL
     every 0.2 s until its 200."""
     try:
-        result = crash_at_half(stack, Workspace(tmp_path_factory.mktemp("status-crash")), kind="flow", count=COUNT)
+        result = crash_at_half(
+            stack, Workspace(tmp_path_factory.mktemp("status-crash"), storage=stack.results), kind="flow", count=COUNT
+        )
     finally:
         stack.stop_workers()
         stack.cancel_unfinished()

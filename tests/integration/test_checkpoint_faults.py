@@ -15,7 +15,7 @@ from prefect.results import ResultStore
 from flows.checkpoints import instance_prefix, item_digest
 from tests.integration.conftest import executed
 
-PROCESSOR = "tests.support.processors:scripted"
+PROCESSOR = "devstack.processors:scripted"
 SEED = [f"Processed item-{i}" for i in range(1, 21)]
 
 

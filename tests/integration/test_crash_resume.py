@@ -11,7 +11,7 @@ from prefect.filesystems import LocalFileSystem
 from flows.checkpoints import CheckpointStore
 from tests.integration.conftest import executed
 
-PROCESSOR = "tests.support.processors:scripted"
+PROCESSOR = "devstack.processors:scripted"
 
 
 def checkpointed(results: Path, instance: str, count: int) -> int:

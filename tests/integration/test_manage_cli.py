@@ -21,7 +21,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.filesystems import LocalFileSystem
 from prefect.states import State, StateType
 
-from deployments.processes import LOOPBACK, free_port, spawn, wait_healthy
+from devstack.processes import LOOPBACK, free_port, spawn, wait_healthy
 from flows.checkpoints import CheckpointStore
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import run_cli

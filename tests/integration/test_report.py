@@ -120,7 +120,7 @@ def test_processor_log_lines_carry_the_correlation_id(
     monkeypatch: pytest.MonkeyPatch, execution_log: Path, task_run_lines: list[logging.LogRecord], count: int
 ) -> None:
     """A processor's `item_logger()` lines name instance and item, also on a retried attempt."""
-    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:chatty")
+    monkeypatch.setenv("FANOUT_PROCESSOR", "devstack.processors:chatty")
     monkeypatch.setenv("FANOUT_TEST_FLAKY", "item-3")
     instance = fresh_instance("logs")
     fan_out_fan_in(FanoutRequest(count=count, instance_id=instance))

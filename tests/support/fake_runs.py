@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from deployments.runs import LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, Purged, RunRecord
+from deployments.runs import LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, Purged, RunRecord
 from flows.request import FanoutRequest
 
 _clock = itertools.count()
@@ -32,8 +32,15 @@ class FakeRuns:
         self.untagged: set[UUID] = set()
         self.calls: list[str] = []
         self._lock = asyncio.Lock()
+        self.default_deployment = "fan-out-fan-in/default"
+        self.deployments: dict[str, dict[str, str]] = {  # as prefect.yaml declares them: name -> env job variable
+            self.default_deployment: {},
+            "fan-out-fan-in/http-enrich": {"FANOUT_SOURCES": "pipelines.http_enrich:urls"},
+        }
 
-    async def start(self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str) -> RunRecord:
+    async def start(
+        self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
+    ) -> RunRecord:
         self.calls.append("start")
         async with self._lock:
             await asyncio.sleep(0)
@@ -48,13 +55,22 @@ class FakeRuns:
                 state_type="SCHEDULED",
                 state_message=None,
                 parameters={"request": request.model_dump(mode="json", exclude_defaults=True)},
-                labels={LABEL_INSTANCE: request.instance_id, LABEL_REQUEST: digest, LABEL_START: nonce},
+                labels={
+                    LABEL_INSTANCE: request.instance_id,
+                    LABEL_REQUEST: digest,
+                    LABEL_START: nonce,
+                    LABEL_DEPLOYMENT: deployment or self.default_deployment,
+                },
                 created=created,
                 updated=created,
             )
             self.runs[run.flow_run_id] = run
             self.keys[idempotency_key] = run.flow_run_id
             return run
+
+    async def deployment_env(self, name: str) -> dict[str, str] | None:
+        self.calls.append("deployment_env")
+        return self.deployments.get(name)
 
     async def reachable(self) -> str | None:
         return self.unreachable

@@ -1,7 +1,7 @@
-"""Processors for the workload tests: async and JSON-item variants of `tests.support.processors`.
+"""Processors for the workload tests: async and JSON-item variants of `devstack.processors`.
 
 FANOUT_TEST_GATE   a file path: items whose number is >= 5 wait (polling, asynchronously) until it exists
-The FANOUT_TEST_* variables of `tests.support.processors` apply as well, by item key.
+The FANOUT_TEST_* variables of `devstack.processors` apply as well, by item key.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from devstack.processors import RECORDER, scripted
 from flows.item_context import current_item
-from tests.support.processors import scripted
 
 
 async def scripted_async(item: Any) -> str:
@@ -41,3 +41,10 @@ async def echo_async(item: Any) -> Any:
 async def not_json(item: Any) -> Any:
     """A result JSON cannot hold."""
     return {item} if isinstance(item, str) else item
+
+
+async def recorded_async(item: Any) -> str:
+    """`recorded`, awaited: counts the items in flight (`RECORDER`) while sleeping briefly on the loop."""
+    with RECORDER:
+        await asyncio.sleep(0.02)
+    return f"Processed {item}"

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.processes import PrefectServer, running_prefect_server
+from devstack.polling import wait_for
+from devstack.processes import PrefectServer, running_prefect_server
 from tests.conftest import REPO_ROOT
-from tests.support.polling import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -58,7 +58,7 @@ def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
     env = {
         **prefect_server.client_env(),
         "PYTHONPATH": str(REPO_ROOT),
-        "FANOUT_PROCESSOR": "tests.support.processors:chatty",
+        "FANOUT_PROCESSOR": "devstack.processors:chatty",
         "FANOUT_TEST_FLAKY": "item-3",
         "FANOUT_TEST_LOG_DIR": str(work / "executions"),
         "FANOUT_RESULT_STORAGE": str(work / "results"),

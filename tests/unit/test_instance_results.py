@@ -1,33 +1,23 @@
-"""An instance's results read from its plan, its checkpoint journals and its failures, a page at a time."""
+"""An instance's results read from its plan, its checkpoints and its failures, a page at a time, in O(page)."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
-from prefect.filesystems import LocalFileSystem
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
 from flows import checkpoint_format
 from flows.checkpoints import CheckpointStore
-from flows.instance_results import InstanceResults, peek_key, record_failures, record_plan
+from flows.instance_results import InstanceResults, record_failures, record_plan
 from flows.results import NoResults
 
-PROCESSOR = "tests.support.processors:scripted"
+PROCESSOR = "devstack.processors:scripted"
 
 
 def store(root: Path) -> CheckpointStore:
     return CheckpointStore(LocalFileSystem(basepath=str(root)), "inst", PROCESSOR)
-
-
-def test_peek_key_reads_the_key_a_record_claims() -> None:
-    """The key is read from a record's head, escapes and all, without decoding its result."""
-    for key in ("item-1", 'quote"and\\slash', "ünïcode", "sha256-" + "a" * 40):
-        assert peek_key(checkpoint_format.encode(key, {"big": [1] * 100}).rstrip(b"\n")) == key
-
-
-def test_peek_key_of_other_lines_is_none() -> None:
-    """A line in another format has no key to peek."""
-    assert peek_key(b'{"metadata": {}}') is None and peek_key(b"") is None
 
 
 def test_page_while_running_shows_finished_and_pending(tmp_path: Path) -> None:
@@ -80,3 +70,96 @@ def test_unknown_instance_has_no_results(tmp_path: Path) -> None:
     """An instance without a plan is unknown to the results reader."""
     with pytest.raises(NoResults):
         InstanceResults(str(tmp_path), "ghost")
+
+
+def test_a_page_decodes_only_its_own_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once indexed, page 50 of 10,000 finished items decodes 100 records, not the run's."""
+    keys = [f"k{index}" for index in range(10_000)]
+    record_plan(str(tmp_path), "inst", PROCESSOR, keys)
+    with store(tmp_path).journal("batch-1") as journal:
+        for key in reversed(keys):
+            journal.append(key, key.upper())
+    results = InstanceResults(str(tmp_path), "inst")
+    results.page(0, 1)  # the first read indexes every record once
+    decoded: list[bytes] = []
+    real_decode = checkpoint_format.decode
+    monkeypatch.setattr(checkpoint_format, "decode", lambda line: decoded.append(line) or real_decode(line))
+    rows = results.page(4900, 100).items
+    assert [row.result for row in rows] == [key.upper() for key in keys[4900:5000]] and len(decoded) == 100
+
+
+def test_records_appended_after_a_read_show_on_the_next(tmp_path: Path) -> None:
+    """Paging while running: each read indexes what was appended since the last one."""
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["a", "b"])
+    results = InstanceResults(str(tmp_path), "inst")
+    with store(tmp_path).journal("batch-1") as journal:
+        journal.append("a", 1)
+        assert [row.status for row in results.page(0, 2).items] == ["completed", "pending"]
+        journal.append("b", 2)
+    with store(tmp_path).journal("batch-2") as journal:
+        journal.append("a", 3)
+    assert [row.result for row in results.page(0, 2).items] == [3, 2]
+
+
+def test_a_line_still_being_written_is_read_once_whole(tmp_path: Path) -> None:
+    """A record without its LF yet is pending, and completed once the rest of it lands."""
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["a"])
+    line = checkpoint_format.encode("a", {"v": 1})
+    journal = Path(store(tmp_path).prepare_folder()) / "journal-x"
+    journal.write_bytes(line[:20])
+    assert InstanceResults(str(tmp_path), "inst").page(0, 1).items[0].status == "pending"
+    journal.write_bytes(line)
+    assert InstanceResults(str(tmp_path), "inst").page(0, 1).items[0].result == {"v": 1}
+
+
+def test_a_rerun_over_other_keys_starts_a_new_index(tmp_path: Path) -> None:
+    """A plan with other keys replaces the index: rows follow the new plan."""
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["a", "b"])
+    with store(tmp_path).journal("batch-1") as journal:
+        journal.append("a", 1)
+        journal.append("b", 2)
+    InstanceResults(str(tmp_path), "inst").page(0, 2)
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["b", "c"])
+    rows = InstanceResults(str(tmp_path), "inst").page(0, 2).items
+    assert [(row.key, row.status, row.result) for row in rows] == [("b", "completed", 2), ("c", "pending", None)]
+
+
+def test_pages_read_from_a_remote_block(tmp_path: Path) -> None:
+    """On storage without append (`memory://`), each record is its own object: pages read them by key."""
+    storage = RemoteFileSystem(basepath=f"memory://fanout-{uuid.uuid4().hex}")
+    record_plan(storage, "inst", PROCESSOR, [f"k{index}" for index in range(2500)])
+    remote = CheckpointStore(storage, "inst", PROCESSOR)
+    with remote.journal("batch-1") as journal:
+        journal.append("k1500", "done")
+    record_failures(storage, "inst", {"k1501": "ValueError: bad"})
+    rows = InstanceResults(storage, "inst").page(1499, 3).items
+    assert [(row.index, row.status, row.result, row.error) for row in rows] == [
+        (1499, "pending", None, None),
+        (1500, "completed", "done", None),
+        (1501, "failed", None, "ValueError: bad"),
+    ]
+
+
+def test_a_settled_run_leaves_its_index_up_to_date(tmp_path: Path) -> None:
+    """`record_failures` (the run settling) indexes every journal, so a later page scans nothing new."""
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["a", "b"])
+    with store(tmp_path).journal("batch-1") as journal:
+        journal.append("a", 1)
+    record_failures(str(tmp_path), "inst", {"b": "ValueError: bad"})
+    results = InstanceResults(str(tmp_path), "inst")
+    assert results.index is not None and results.index.locate(0, 2)[0] is not None
+    assert [row.status for row in results.page(0, 2).items] == ["completed", "failed"]
+
+
+def test_a_journal_shorter_than_indexed_starts_the_index_again(tmp_path: Path) -> None:
+    """A journal replaced by a shorter one (storage restored) is indexed anew, never read at stale offsets."""
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["a", "b"])
+    with store(tmp_path).journal("batch-1") as journal:
+        journal.append("a", 1)
+        journal.append("b", 2)
+    InstanceResults(str(tmp_path), "inst").page(0, 2)
+    only_b = checkpoint_format.encode("b", 3)
+    (journal_path,) = Path(store(tmp_path).prepare_folder()).glob("journal-*")
+    journal_path.write_bytes(only_b)
+    rows = InstanceResults(str(tmp_path), "inst").page(0, 2).items
+    assert [(row.status, row.result) for row in rows] == [("pending", None), ("completed", 3)]

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployments.processes import LOOPBACK, free_port
+from devstack.processes import LOOPBACK, free_port
 
 SERVICE_USER = "postgres"
 ROLE = "fanout"

@@ -1,8 +1,10 @@
-"""Start and stop the local processes fanout relies on (Prefect server, workers, HTTP apps).
+"""Start and stop the local processes the dev stack runs (Prefect server, workers, HTTP apps).
 
 Each child gets its own process group on a free 127.0.0.1 port, so stopping it
 also stops whatever it spawned (a flow-run subprocess, an embedded server),
-and a failing caller still stops it through the context manager.
+and a failing caller still stops it through the context manager. Each starts
+with an owner-only umask (devstack/permissions.py): the database, logs and
+checkpoints it writes are readable by its user alone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import httpx
 
 from deployments.local_server import LOOPBACK as LOOPBACK  # re-exported: the stack and postgres import it from here
 from deployments.local_server import server_argv
+from devstack.permissions import PRIVATE_UMASK
 
 
 def free_port() -> int:
@@ -66,10 +69,10 @@ def _signal_group(pid: int, signum: int) -> None:
 
 
 def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path, cwd: Path | None = None) -> Child:
-    """Start `argv` in a new process group, its output appended to `<log_dir>/<name>.log`."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    """Start `argv` in a new process group with an owner-only umask, its output appended to `<log_dir>/<name>.log`."""
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    with log_path.open("ab") as log:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         process = subprocess.Popen(
             list(argv),
             env=dict(env),
@@ -78,6 +81,7 @@ def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
     return Child(name=name, process=process, log_path=log_path)
 
@@ -143,11 +147,13 @@ class PrefectServer:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         if self.auth_string:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+        else:  # open means open: not an auth string inherited from the caller's environment
+            env.pop("PREFECT_SERVER_API_AUTH_STRING", None)
         return env
 
     def start(self, timeout: float = 180.0) -> PrefectServer:
         """Start the server and wait until its health check answers."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = self.server_env()
         argv = server_argv(self.port)
         self.child = spawn("prefect-server", argv, env, self.home / "logs")

@@ -1,9 +1,11 @@
-"""What `fanout up --database postgres --auth` adds to the local stack: a PostgreSQL database, a Prefect auth string.
+"""What the local stack needs to be like production: a Prefect auth string, and PostgreSQL on request.
 
-The database is a private PostgreSQL cluster in `<home>/postgres` (deployments/postgres.py),
-kept between runs of `fanout up` and stopped when it exits. The auth string is
-`PREFECT_SERVER_API_AUTH_STRING` if set, else generated once into `<home>/prefect-auth`
-(readable only by its owner); the stack hands it to the server, the worker and the webhook.
+The auth string (on unless `fanout up --no-auth`) is `PREFECT_SERVER_API_AUTH_STRING`
+if set, else generated once into `<home>/prefect-auth` (readable only by its owner);
+the stack hands it to the server, the workers and the webhook. The database
+(`fanout up --database postgres`) is a private PostgreSQL cluster in
+`<home>/postgres` (devstack/postgres.py), kept between runs of `fanout up` and
+stopped when it exits.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from deployments.postgres import running_postgres
+from devstack.postgres import running_postgres
+from devstack.stack import ensure_secret
 
 AUTH_FILE = "prefect-auth"
 DATABASES = ("sqlite", "postgres")
@@ -22,15 +25,9 @@ DATABASES = ("sqlite", "postgres")
 
 def ensure_auth_string(home: Path, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
     """The Prefect API auth string (`user:secret`) and where a client finds it."""
-    configured = environ.get("PREFECT_SERVER_API_AUTH_STRING")
-    if configured:
-        return configured, "the PREFECT_SERVER_API_AUTH_STRING environment variable"
-    path = home / AUTH_FILE
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"fanout:{secrets.token_urlsafe(24)}")
-        path.chmod(0o600)
-    return path.read_text().strip(), f"cat {path}"
+    return ensure_secret(
+        home, environ, "PREFECT_SERVER_API_AUTH_STRING", AUTH_FILE, lambda: f"fanout:{secrets.token_urlsafe(24)}"
+    )
 
 
 @contextmanager

@@ -1,33 +1,32 @@
-"""The local stack `fanout up` runs, and the end-to-end tests reuse: server, deployment, worker, webhook.
+"""The local stack `fanout up` runs, and the end-to-end tests and benchmarks reuse: server, deployments,
+worker, webhook.
 
 Everything binds 127.0.0.1 on its own port and runs in its own process group
-(deployments/processes.py), so `LocalStack.stop()` (or leaving the context
-manager, Ctrl-C, SIGTERM) stops every child and whatever they spawned.
+(devstack/processes.py), so `LocalStack.stop()` (or Ctrl-C, SIGTERM in
+`fanout up`, devstack/up.py) stops every child and whatever they spawned. The
+deployments come from the installed package (devstack/deploy.py), and workers
+and the webhook run in `workdir` (where `fanout up` was started), never in the
+source tree.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from deployments.automations import apply_fanout_automations, worker_environment
-from deployments.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
+from deployments.client import TOKEN_FILE as TOKEN_FILE  # re-exported: where the stack leaves its token
+from deployments.client import URL_FILE as URL_FILE
+from devstack.deploy import WORK_POOL, register_deployments
+from devstack.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
 from flows.checkpoints import storage_environment
 from flows.settings import FanoutSettings, get_settings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-WORK_POOL = "fanout"
 DEPLOYMENT = "fan-out-fan-in/default"
-TOKEN_FILE = "webhook-token"
-URL_FILE = "webhook-url"
-"""Where `fanout up` leaves the webhook's token and URL for `fanout start`."""
 WARM_WORKER = "fanout-warm"
 """fanout's own worker type (deployments/warm_worker.py); `process` is Prefect's plain one."""
 WORKER_POLL_SECONDS = {WARM_WORKER: "5", "process": "1"}
@@ -43,15 +42,30 @@ def _bin(name: str) -> str:
 def ensure_token(home: Path, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
     """The webhook token and where it comes from: FANOUT_WEBHOOK_TOKEN, else `<home>/webhook-token`
     (generated on first use, readable only by its owner)."""
-    configured = environ.get("FANOUT_WEBHOOK_TOKEN")
+    return ensure_secret(home, environ, "FANOUT_WEBHOOK_TOKEN", TOKEN_FILE, lambda: secrets.token_urlsafe(32))
+
+
+def ensure_secret(
+    home: Path, environ: Mapping[str, str], variable: str, file_name: str, generate: Callable[[], str]
+) -> tuple[str, str]:
+    """A secret from the environment `variable`, else from `<home>/<file_name>` (written on first use,
+    readable only by its owner), and where a client finds it."""
+    configured = environ.get(variable)
     if configured:
-        return configured, "the FANOUT_WEBHOOK_TOKEN environment variable"
-    path = home / TOKEN_FILE
+        return configured, f"the {variable} environment variable"
+    path = home / file_name
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(path, generate())
     return path.read_text().strip(), f"cat {path}"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner can read, from its creation on (no moment at 0644)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as target:
+        target.write(text)
+    path.chmod(0o600)
 
 
 @dataclass
@@ -59,6 +73,8 @@ class LocalStack:
     """A Prefect server with the fanout deployment, workers and the webhook, all on loopback."""
 
     home: Path
+    workdir: Path = field(default_factory=Path.cwd)
+    """Where workers (and so flow runs) and the webhook run: relative FANOUT_* paths resolve against it."""
     database_url: str | None = None
     auth_string: str | None = None
     """Prefect API auth (`PREFECT_SERVER_API_AUTH_STRING`); workers, webhook and clients get it too."""
@@ -125,11 +141,16 @@ class LocalStack:
         return self.server
 
     def deploy(self) -> None:
-        """Create the `process` work pool (if missing), register every deployment in prefect.yaml,
-        and apply the automations that resume crashed runs (deployments/automations.py)."""
-        env = self.client_env()
-        self._prefect("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite", env=env)
-        self._prefect("deploy", "--all", "--no-prompt", env=env)
+        """Create the `process` work pool (if missing), register fanout's deployments from the installed
+        package (devstack/deploy.py), and apply the automations that resume crashed runs
+        (deployments/automations.py)."""
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+        updates: dict[object, object] = {PREFECT_API_URL: self.api_url}
+        if self.auth_string:
+            updates[PREFECT_API_AUTH_STRING] = self.auth_string
+        with temporary_settings(updates=updates):
+            register_deployments()
         apply_fanout_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
 
     def settings(self) -> FanoutSettings:
@@ -138,18 +159,6 @@ class LocalStack:
             name[len("FANOUT_") :].lower(): value for name, value in self.env.items() if name.startswith("FANOUT_")
         }
         return get_settings(**{name: value for name, value in fields.items() if name in FanoutSettings.model_fields})
-
-    def _prefect(self, *args: str, env: Mapping[str, str]) -> None:
-        done = subprocess.run(
-            [_bin("prefect"), *args],
-            cwd=REPO_ROOT,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
     def start_worker(
         self,
@@ -182,7 +191,7 @@ class LocalStack:
             "--install-policy",
             "never",
         ]
-        child = spawn(name, argv, worker_env, self.home / "logs", cwd=REPO_ROOT)
+        child = spawn(name, argv, worker_env, self.home / "logs", cwd=self.workdir)
         self.workers.append(child)
         wait_healthy(f"http://{LOOPBACK}:{port}/health", child, timeout=120)
         return child
@@ -215,7 +224,7 @@ class LocalStack:
             str(self.webhook_port),
             "--no-access-log",
         ]
-        self.webhook = spawn("webhook", argv, env, self.home / "logs", cwd=REPO_ROOT)
+        self.webhook = spawn("webhook", argv, env, self.home / "logs", cwd=self.workdir)
         wait_healthy(f"{self.webhook_url}/health", self.webhook, timeout=120)
         return self.webhook
 
@@ -229,90 +238,3 @@ class LocalStack:
         for child in reversed(self.children()):
             child.stop()
         self.workers.clear()
-
-
-@contextmanager
-def running_stack(home: Path, **options: object) -> Iterator[LocalStack]:
-    """A started local stack, stopped on exit whatever happened inside."""
-    stack = LocalStack(home=home, **options)  # type: ignore[arg-type]
-    try:
-        yield stack.start()
-    finally:
-        stack.stop()
-
-
-class Interrupted(BaseException):
-    """SIGTERM arrived: unwind like Ctrl-C so every child is stopped."""
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted()
-
-
-def port_or_free(port: int) -> int:
-    """`port` when it is free on loopback (0 means any), else a free one."""
-    import socket
-
-    if port:
-        with socket.socket() as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-                return port
-            except OSError:
-                pass
-    return free_port()
-
-
-def run_up(
-    home: Path,
-    prefect_port: int,
-    webhook_port: int,
-    database_url: str | None,
-    say: Any = print,
-    auth: tuple[str, str] | None = None,
-) -> int:
-    """`fanout up`: start the stack, print where everything is, and keep it up until Ctrl-C or SIGTERM.
-
-    `auth` is the Prefect API auth string and where clients find it (deployments/production.py).
-    """
-    import signal
-    import time
-
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    home = home.resolve()
-    stack = LocalStack(
-        home=home,
-        database_url=database_url,
-        prefect_port=port_or_free(prefect_port),
-        webhook_port=port_or_free(webhook_port),
-        auth_string=auth[0] if auth else None,
-    )
-    token_source = ensure_token(home)[1]
-    try:
-        say(
-            f"starting Prefect server, deployment, a warm worker ({WARM_WORKER}) and webhook (logs in {home / 'logs'}) ..."
-        )
-        stack.start()
-        (home / URL_FILE).write_text(stack.webhook_url)
-        say(f"Prefect UI:   {stack.ui_url}")
-        say(f"Prefect API:  {stack.api_url}")
-        say(f"Webhook:      {stack.webhook_url}/api/start-fanout")
-        say(f"Token:        {token_source}")
-        if database_url:
-            say(f"Database:     {database_url.split('@')[-1]} (PostgreSQL)")
-        if auth:
-            say(f"Prefect auth: {auth[1]} (clients set PREFECT_API_AUTH_STRING to it)")
-        say(f"Try:          fanout start --url {stack.webhook_url} --wait")
-        say("Ctrl-C stops everything.")
-        while True:
-            for child in stack.children():
-                if child.process.poll() is not None:
-                    say(f"{child.name} exited with {child.process.returncode}; stopping:\n{child.log_tail()}")
-                    return 1
-            time.sleep(0.5)
-    except (KeyboardInterrupt, Interrupted):
-        say("stopping ...")
-        return 0
-    finally:
-        stack.stop()
-        signal.signal(signal.SIGTERM, previous)

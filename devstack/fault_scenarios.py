@@ -13,10 +13,10 @@ from uuid import UUID, uuid4
 
 from prefect.filesystems import LocalFileSystem
 
+from devstack.fault_stack import FaultStack
 from flows.checkpoints import CheckpointStore, item_digest
-from tests.support.fault_stack import FaultStack
 
-PROCESSOR = "tests.support.processors:scripted"
+PROCESSOR = "devstack.processors:scripted"
 
 
 @dataclass
@@ -25,6 +25,8 @@ class Workspace:
 
     folder: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    storage: Path | None = None
+    """Result storage: the stack's (`FaultStack.results`, which its webhook reads), else the workspace's own."""
 
     def __post_init__(self) -> None:
         self.executions.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,7 @@ class Workspace:
 
     @property
     def results(self) -> Path:
-        return self.folder / "results"
+        return self.storage or self.folder / "results"
 
     def env(self, **overrides: str) -> dict[str, str]:
         return {
@@ -299,7 +301,7 @@ def running(pid: int) -> bool:
 
 
 def _descendants(worker: Any) -> list[int]:
-    from tests.support.fault_stack import descendants
+    from devstack.fault_stack import descendants
 
     return descendants(worker.process.pid)
 
@@ -312,7 +314,7 @@ def flow_process(stack: FaultStack, run_id: UUID) -> int:
 def kill_flow_processes(stack: FaultStack, run_id: UUID) -> list[int]:
     """SIGKILL the run's flow-run process (its `infrastructure_pid`) and what it started, leaving the
     worker alive, and with it whatever else the worker runs (the warm worker's forkserver)."""
-    from tests.support.fault_stack import _sigkill, descendants
+    from devstack.fault_stack import _sigkill, descendants
 
     pid = flow_process(stack, run_id)
     victims = [pid, *descendants(pid)]

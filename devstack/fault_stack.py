@@ -1,4 +1,4 @@
-"""The local stack (deployments/stack.py: server, prefect.yaml deployment, crash-resume automations,
+"""The local stack (devstack/stack.py: server, fanout's deployments, crash-resume automations,
 webhook) with the moves fault tests and the fault benchmark make: kill a worker together with its
 flow-run processes, restart the server, start and watch runs.
 
@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from deployments.processes import Child
-from deployments.stack import DEPLOYMENT, LocalStack
-from tests.conftest import REPO_ROOT
-from tests.support.polling import wait_for
+from devstack.polling import wait_for
+from devstack.processes import Child
+from devstack.stack import DEPLOYMENT, LocalStack
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
@@ -62,6 +61,11 @@ class FaultStack:
     @property
     def api_url(self) -> str:
         return self.local.api_url
+
+    @property
+    def results(self) -> Path:
+        """The result storage the stack's webhook reads (outputs, results pages, purge): give it to workers."""
+        return Path(self.local.env["FANOUT_RESULT_STORAGE"])
 
     def client(self) -> Any:
         """A sync Prefect client for this stack's server."""
@@ -123,12 +127,17 @@ class FaultStack:
         return [f"{state.name}: {state.message or ''}"[:160] for state in states]
 
     def result(self, run_id: UUID) -> Any:
-        """The output a finished run returned (read from its persisted result)."""
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        """A Completed run's output, from fanout's output record in the stack's result storage (what the
+        status API shows); else the run's state message."""
+        from prefect.filesystems import LocalFileSystem
 
-        state = self.read_run(run_id).state
-        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            return state.result(raise_on_failure=False)
+        from deployments.runs import record
+        from flows.run_output import load_run_output
+
+        run = self.read_run(run_id)
+        if run.state is None or run.state.type.value != "COMPLETED":
+            return run.state.message if run.state else None
+        return load_run_output(LocalFileSystem(basepath=str(self.results)), record(run).instance_id)
 
     def item_report(self, run_id: UUID) -> list[Any]:
         """The item report (failed and retried items) the run published, read over the API."""
@@ -159,13 +168,22 @@ class FaultStack:
 def settings_env(crash_env: Mapping[str, str]) -> dict[str, str]:
     """The stack's environment: this one without FANOUT_* overrides, plus the crash-detection settings."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
-    return {**env, "PYTHONPATH": str(REPO_ROOT), **crash_env}
+    return {**env, "PYTHONPATH": str(source_root()), **crash_env}
+
+
+def source_root() -> Path:
+    """The folder holding the `devstack` package: its flow runs import the test processors from there."""
+    import devstack
+
+    return Path(devstack.__file__).resolve().parent.parent
 
 
 @contextmanager
 def fault_stack(folder: Path, crash_env: Mapping[str, str], database_url: str | None = None) -> Iterator[FaultStack]:
-    """Server, prefect.yaml deployment, automations (shaped by `crash_env`) and webhook; all stopped on exit."""
-    local = LocalStack(home=folder, database_url=database_url, env=settings_env(crash_env))
+    """Server, fanout's deployments, automations (shaped by `crash_env`) and webhook, with one result storage
+    (`FaultStack.results`) for the webhook and the workspaces' workers; all stopped on exit."""
+    env = {**settings_env(crash_env), "FANOUT_RESULT_STORAGE": str(folder / "results")}
+    local = LocalStack(home=folder, database_url=database_url, env=env)
     try:
         local.start_server()
         local.deploy()

@@ -1,0 +1,62 @@
+"""`POST /api/start-fanout/{deployment}` on the real stack: prefect.yaml's `http-enrich` pipeline, and an unknown name."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.processes import Child, free_port, spawn
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import poll_until_finished, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def echo_service(tmp_path: Path) -> Iterator[str]:
+    """The pipeline's local test service (pipelines/echo_service.py), stopped after the test."""
+    port = free_port()
+    argv = [sys.executable, "-m", "pipelines.echo_service", "--port", str(port), "--delay", "0.01"]
+    child: Child = spawn("echo", argv, dict(os.environ), tmp_path / "logs", cwd=REPO_ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(base), timeout=30, what="the echo service")
+        yield base
+    finally:
+        child.stop()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_the_http_enrich_deployment_runs_its_own_processor(
+    webhook: httpx.Client, worker: Any, echo_service: str
+) -> None:
+    """A start of `http-enrich` runs that deployment's async GET per item, and its status URL reads it."""
+    items = [{"id": index, "url": f"{echo_service}/items/{index}"} for index in range(1, 4)]
+    started = webhook.post("/api/start-fanout/http-enrich", json={"items": items, "item_key": "id"})
+    assert started.status_code == 202, started.text
+    done = poll_until_finished(webhook, started.headers["location"])
+    assert done.status_code == 200 and done.json()["runtimeStatus"] == "Completed", done.text
+    assert done.json()["output"] == [
+        {"id": index, "status": 200, "body": {"id": str(index), "enriched": True}} for index in range(1, 4)
+    ]
+
+
+def test_an_unknown_deployment_is_404_and_creates_no_run(webhook: httpx.Client, prefect_api: httpx.Client) -> None:
+    """A deployment Prefect does not know: 404 naming it, and no flow run."""
+    before = prefect_api.post("/flow_runs/count", json={}).json()
+    response = webhook.post("/api/start-fanout/no-such-pipeline", json={"instance_id": "nowhere", "count": 1})
+    assert response.status_code == 404 and "no-such-pipeline" in response.json()["detail"]
+    assert prefect_api.post("/flow_runs/count", json={}).json() == before
+    assert webhook.get("/api/instances/nowhere").status_code == 404

@@ -1,0 +1,39 @@
+"""What `fanout up` deploys: prefect.yaml's deployments, from the installed package (devstack/deploy.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from devstack.deploy import DEPLOYMENTS, runner_deployment
+from tests.conftest import REPO_ROOT
+
+
+def yaml_deployments() -> list[dict[str, Any]]:
+    return list(yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"])
+
+
+def test_the_stack_deploys_what_prefect_yaml_declares_but_the_entrypoint() -> None:
+    """Every field of prefect.yaml's deployments but the file-path entrypoint is what `fanout up` registers."""
+    declared = [{name: value for name, value in spec.items() if name != "entrypoint"} for spec in yaml_deployments()]
+    assert declared == DEPLOYMENTS
+
+
+def test_prefect_yaml_and_the_stack_run_the_same_flow() -> None:
+    """prefect.yaml's file entrypoint and the stack's module entrypoint name the same flow function."""
+    entrypoints = {spec["entrypoint"] for spec in yaml_deployments()}
+    assert entrypoints == {"flows/fanout.py:fan_out_fan_in"}
+    assert {runner_deployment(spec).entrypoint for spec in DEPLOYMENTS} == {"flows.fanout.fan_out_fan_in"}
+
+
+def test_the_stack_deployment_needs_no_source_tree() -> None:
+    """A deployment the stack registers has no path and no storage: workers import the flow by module."""
+    deployment = runner_deployment(DEPLOYMENTS[0])
+    assert deployment.storage is None and deployment._path is None
+
+
+def test_the_seed_deployment_starts_on_a_fanout_start_event() -> None:
+    """The seed's deployment keeps prefect.yaml's event trigger, with the payload as the request."""
+    (trigger,) = runner_deployment(DEPLOYMENTS[0]).triggers
+    assert trigger.expect == {"fanout.start"} and trigger.parameters == {"request": "{{ event.payload }}"}

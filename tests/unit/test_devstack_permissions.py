@@ -1,0 +1,82 @@
+"""The dev stack's home is owner-only: folders 0700, files 0600, and what its processes create too."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from devstack.permissions import make_private
+from devstack.polling import wait_for
+from devstack.processes import PrefectServer, spawn
+from devstack.stack import ensure_token
+from devstack.up import banner
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_make_private_closes_an_open_home(tmp_path: Path) -> None:
+    """A home made with a loose umask ends 0700, its folders 0700 and its files 0600."""
+    home = tmp_path / ".fanout"
+    (home / "prefect" / "storage").mkdir(parents=True, mode=0o755)
+    (home / "prefect" / "prefect.db").write_text("")
+    (home / "prefect" / "storage" / "journal-1").write_text("")
+    for path in (home, home / "prefect", home / "prefect" / "storage"):
+        path.chmod(0o755)
+    make_private(home)
+    assert mode(home) == 0o700
+    assert {mode(path) for path in home.rglob("*") if path.is_dir()} == {0o700}
+    assert {mode(path) for path in home.rglob("*") if path.is_file()} == {0o600}
+
+
+def test_a_home_another_user_must_enter_is_only_passable(tmp_path: Path) -> None:
+    """With `pass_through` (PostgreSQL run as its own user) the home is 0711: no listing, no reading."""
+    home = tmp_path / ".fanout"
+    make_private(home, pass_through=True)
+    assert mode(home) == 0o711
+
+
+def test_files_a_stack_process_creates_are_owner_only(tmp_path: Path) -> None:
+    """A process the stack spawns writes files 0600 (its umask is 077), whatever the caller's umask."""
+    target = tmp_path / "written"
+    argv = [sys.executable, "-c", f"open({str(target)!r}, 'w').write('x')"]
+    child = spawn("writer", argv, {}, tmp_path / "logs")
+    wait_for(lambda: child.process.poll() is not None, 60, "the writer to exit")
+    assert mode(target) == 0o600
+    assert mode(child.log_path) == 0o600
+
+
+def test_the_generated_webhook_token_is_owner_only(tmp_path: Path) -> None:
+    """The token `fanout up` generates is readable by its owner alone."""
+    ensure_token(tmp_path / ".fanout", environ={})
+    assert mode(tmp_path / ".fanout" / "webhook-token") == 0o600
+
+
+class FakeStack:
+    ui_url = "http://127.0.0.1:1"
+    api_url = "http://127.0.0.1:1/api"
+    webhook_url = "http://127.0.0.1:2"
+
+
+def test_the_banner_says_where_the_prefect_auth_string_is() -> None:
+    """With auth on, `fanout up` prints where the Prefect auth string is kept."""
+    lines = banner(FakeStack(), "cat token", None, ("fanout:secret", "cat /x/prefect-auth"))  # type: ignore[arg-type]
+    assert any(line.startswith("Prefect auth: cat /x/prefect-auth") for line in lines)
+    assert not any("fanout:secret" in line for line in lines)
+
+
+def test_the_banner_says_when_the_prefect_api_is_open() -> None:
+    """With --no-auth, `fanout up` says the Prefect API is open to anyone on the machine."""
+    lines = banner(FakeStack(), "cat token", None, None)  # type: ignore[arg-type]
+    assert "Prefect auth: off (--no-auth): anyone on this machine can call the Prefect API" in lines
+
+
+def test_an_open_server_drops_an_inherited_auth_string(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`--no-auth` starts the server without PREFECT_SERVER_API_AUTH_STRING, even one in the caller's environment."""
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "someone:else")
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in PrefectServer(home=tmp_path).server_env()
+    assert PrefectServer(home=tmp_path, auth_string="a:b").server_env()["PREFECT_SERVER_API_AUTH_STRING"] == "a:b"
