@@ -3,8 +3,8 @@
 The warm worker (deployments/warm_worker.py) forks these processes from a
 `multiprocessing` forkserver that imported this module, Prefect's engine and
 the flow before any run arrived, so a run pays for no interpreter start and no
-imports: it reads its flow run, loads the flow (a cached import) and runs it
-through Prefect's own engine, as `python -m prefect.engine` would.
+imports: it takes its flow run from the worker, loads the flow (a cached import)
+and runs it through Prefect's own engine, as `python -m prefect.engine` would.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 # Imported here so the forkserver holds them before the first run (this module is its preload).
 import prefect.engine
@@ -28,8 +27,8 @@ from prefect.settings import Settings
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 
 
-def execute(flow_run_id: str, env: Mapping[str, str], working_dir: str | None) -> None:
-    """Run one flow run in this (forked) process with the run's environment and folder.
+def execute(flow_run_json: str, env: Mapping[str, str], working_dir: str | None) -> None:
+    """Run one flow run (as the worker read it, JSON) in this (forked) process with the run's environment and folder.
 
     Exits as `python -m prefect.engine` does: 0 once Prefect recorded the run's
     final state (a failed flow included), non-zero when the engine itself broke.
@@ -41,18 +40,24 @@ def execute(flow_run_id: str, env: Mapping[str, str], working_dir: str | None) -
         # Prefect read its settings when the forkserver imported it; this run's
         # environment changes some of them (PREFECT_* job variables), so read them again.
         with SettingsContext(profile=_current_profile(), settings=Settings()):
-            _run(UUID(flow_run_id))
+            _run(FlowRun.model_validate_json(flow_run_json))
     else:
-        _run(UUID(flow_run_id))
+        _run(FlowRun.model_validate_json(flow_run_json))
 
 
-def _run(flow_run_id: UUID) -> None:
+def _run(flow_run: FlowRun) -> None:
+    """Run `flow_run` as `python -m prefect.engine` does, without reading the run first.
+
+    The worker's copy of the run (read when it polled) saves one API call on every
+    start and resume: Prefect's engine proposes Running and then reads the run again
+    before anything uses its state or run count, so only its id, parameters,
+    deployment and retry policy are taken from the copy, and those do not change.
+    """
     from prefect.engine import handle_engine_signals
-    from prefect.flow_engine import flow_run_logger, load_flow, load_flow_run, run_flow
+    from prefect.flow_engine import flow_run_logger, load_flow, run_flow
 
     try:
-        with handle_engine_signals(flow_run_id):
-            flow_run = load_flow_run(flow_run_id=flow_run_id)
+        with handle_engine_signals(flow_run.id):
             logger = flow_run_logger(flow_run=flow_run)
             try:
                 flow = preloaded_flow(flow_run) or load_flow(flow_run)

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from prefect.client.schemas.objects import FlowRun
+
 CHILD_MODULE = "deployments.warm_child"
 """Imports Prefect's engine; always preloaded."""
 DEFAULT_PRELOAD = ("flows.fanout",)
@@ -49,14 +51,14 @@ class WarmProcesses:
         """Start the forkserver now (it imports the preload), not at the first run."""
         multiprocessing.forkserver.ensure_running()
 
-    def start(self, flow_run_id: str, env: Mapping[str, str], working_dir: Path | None) -> BaseProcess:
-        """A started process running `flow_run_id` (deployments/warm_child.py)."""
+    def start(self, flow_run: FlowRun, env: Mapping[str, str], working_dir: Path | None) -> BaseProcess:
+        """A started process running `flow_run`, the worker's copy of it (deployments/warm_child.py)."""
         from deployments.warm_child import execute
 
         process = self._context.Process(
             target=execute,
-            args=(flow_run_id, dict(env), str(working_dir) if working_dir else None),
-            name=f"flow-run-{flow_run_id}",
+            args=(flow_run.model_dump_json(), dict(env), str(working_dir) if working_dir else None),
+            name=f"flow-run-{flow_run.id}",
             daemon=False,
         )
         process.start()

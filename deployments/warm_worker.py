@@ -113,7 +113,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         """Fork the run's process, report its pid, wait for it, and settle the run if it died."""
         logger = self.get_flow_run_logger(flow_run)
         env = {name: value for name, value in configuration.env.items() if value is not None}
-        process = self._processes.start(str(flow_run.id), env, configuration.working_dir)
+        process = self._processes.start(flow_run, env, configuration.working_dir)
         assert process.pid is not None
         self._running[flow_run.id] = process.pid
         if task_status is not None:
