@@ -24,7 +24,9 @@ def start_run(api: httpx.Client, request: dict[str, Any]) -> str:
     """Create a flow run of fan-out-fan-in/default with `request`; its id."""
     deployment = api.get("/deployments/name/fan-out-fan-in/default").json()
     for _ in range(20):  # SQLite's 503 (a write that lost a race) says when to try again
-        created = api.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"request": request}})
+        created = api.post(
+            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"request": request}}
+        )
         if created.status_code != 503:
             break
         time.sleep(float(created.headers.get("retry-after", "1")))
