@@ -192,6 +192,16 @@ def start(
     idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")] = None,
     home: Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")] = DEFAULT_HOME,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    deployment: Annotated[
+        str | None, typer.Option(help="Another deployment of the flow (e.g. http-enrich); default: the seed's.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Read the items from this URI (under FANOUT_SOURCE_ROOTS).")
+    ] = None,
+    source_format: Annotated[
+        str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
+    ] = None,
+    item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
 ) -> None:
     """Start a run through the webhook; with --wait, show progress and print the output when it finishes."""
     import httpx
@@ -201,18 +211,23 @@ def start(
     from deployments.client import start as post_start
     from deployments.client import wait as follow
 
+    item_source = source_option(source, source_format)
+    # The source is read where the run starts (the webhook admits it); here only the fields are checked.
     _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
-    body = {
-        name: value
-        for name, value in {"count": count, "items": item, "instance_id": instance_id}.items()
-        if value is not None
+    fields = {
+        "count": count,
+        "items": item,
+        "instance_id": instance_id,
+        "source": item_source.model_dump(mode="json", exclude_none=True) if item_source else None,
+        "item_key": item_key,
     }
+    body = {name: value for name, value in fields.items() if value is not None}
     base_url, token = _webhook_address(url, home)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     console = Console(stderr=True)
     try:
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
-            started = post_start(client, body, idempotency_key)
+            started = post_start(client, body, idempotency_key, deployment)
             console.print(f"started instance {started['id']}: {started['statusQueryGetUri']}")
             if started.get("uiUrl"):
                 console.print(f"Prefect UI: {started['uiUrl']}")

@@ -36,11 +36,15 @@ class Finished:
         return self.status.get("runtimeStatus") == "Completed"
 
 
-def start(client: httpx.Client, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
-    """POST the request; the management payload of the started instance, or `StartFailed`."""
+def start(
+    client: httpx.Client, body: dict[str, Any], idempotency_key: str | None = None, deployment: str | None = None
+) -> dict[str, Any]:
+    """POST the request (to the seed's deployment, or the named one); the started instance's management
+    payload, or `StartFailed`."""
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    route = "/api/start-fanout" if deployment is None else f"/api/start-fanout/{deployment}"
     try:
-        response = client.post("/api/start-fanout", json=body, headers=headers)
+        response = client.post(route, json=body, headers=headers)
     except httpx.HTTPError as error:
         raise StartFailed(f"cannot reach the webhook at {client.base_url}: {error}") from None
     if response.status_code != 202:

@@ -55,6 +55,7 @@ def stack(
     env["PYTHONPATH"] = str(REPO_ROOT)
     home = tmp_path_factory.mktemp("stack")
     env["FANOUT_RESULT_STORAGE"] = str(home / "results")  # the webhook reads outputs and results pages there
+    env["FANOUT_SOURCE_ROOTS"] = str(home / "sources")  # where tests put the item files a start names
     local = LocalStack(
         home=home,
         database_url=e2e_database_url,

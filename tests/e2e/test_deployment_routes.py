@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +14,9 @@ import httpx
 import pytest
 
 from devstack.processes import Child, free_port, spawn
+from devstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import poll_until_finished, wait_for
+from tests.e2e.conftest import E2E_TOKEN, poll_until_finished, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -60,3 +63,21 @@ def test_an_unknown_deployment_is_404_and_creates_no_run(webhook: httpx.Client, 
     assert response.status_code == 404 and "no-such-pipeline" in response.json()["detail"]
     assert prefect_api.post("/flow_runs/count", json={}).json() == before
     assert webhook.get("/api/instances/nowhere").status_code == 404
+
+
+def test_fanout_start_runs_a_named_deployment_over_a_source_file(
+    stack: LocalStack, worker: Any, echo_service: str, tmp_path: Path
+) -> None:
+    """`fanout start --deployment http-enrich --source F --item-key id --wait` prints that pipeline's output."""
+    sources = stack.home / "sources"
+    sources.mkdir(exist_ok=True)
+    items = sources / "cli-items.jsonl"
+    items.write_text("".join(json.dumps({"id": n, "url": f"{echo_service}/items/{n}"}) + "\n" for n in (1, 2)))
+    argv = [str(Path(sys.executable).with_name("fanout")), "start", "--url", stack.webhook_url, "--wait"]
+    argv += ["--deployment", "http-enrich", "--source", str(items), "--format", "jsonl", "--item-key", "id"]
+    env = {**os.environ, "FANOUT_WEBHOOK_TOKEN": E2E_TOKEN}
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        {"id": n, "status": 200, "body": {"id": str(n), "enriched": True}} for n in (1, 2)
+    ]
