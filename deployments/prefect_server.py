@@ -11,17 +11,25 @@ it first sleeps `2 ** attempt` seconds: 2 s for the first retry. Measured on the
 local stack, nearly every 5-item run lost 2 s that way, several times what the
 whole run took.
 
-The race is over as soon as the other writer commits, so this server says so:
-a 503 on a SQLite database carries `Retry-After: <FANOUT_SQLITE_RETRY_AFTER_SECONDS>`
-(0.1 s), which Prefect's clients honour. On PostgreSQL a 503 means the database
-is unreachable, and Prefect's own backoff is kept. Everything else is exactly
-`prefect server start`: the same app factory, the same settings, services included.
+A lone race is over as soon as the other writer commits, so this server says so:
+a 503 on a SQLite database carries a `Retry-After`, which Prefect's clients honour.
+It is `FANOUT_SQLITE_RETRY_AFTER_SECONDS` (0.1 s) when 503s are rare, and a random
+wait of up to `RETRY_AFTER_CAP` seconds when many came in the last seconds: a
+worker that submits 200 runs at once sends 200 labels updates, and a fixed 0.1 s
+sent them all back together, so each client spent its five retries in half a
+second and gave up (the runs were reported crashed). Spread out, they land one
+after another. On PostgreSQL a 503 means the database is unreachable, and
+Prefect's own backoff is kept. Everything else is exactly `prefect server start`:
+the same app factory, the same settings, services included.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -35,12 +43,31 @@ SERVICE_UNAVAILABLE = 503
 RETRY_AFTER = b"retry-after"
 
 
-class RetryAfterOn503:
-    """ASGI middleware: a 503 without a `Retry-After` header gets one of `seconds`."""
+RETRY_AFTER_CAP = 4.0
+"""The longest wait a 503 asks for, when many came at once (seconds)."""
+RECENT_SECONDS = 2.0
+"""How far back 503s count towards the wait."""
 
-    def __init__(self, app: ASGIApp, seconds: float) -> None:
+
+class RetryAfterOn503:
+    """ASGI middleware: a 503 without a `Retry-After` header gets one, short when 503s are rare and
+    spread over up to `RETRY_AFTER_CAP` seconds when they come in numbers."""
+
+    def __init__(self, app: ASGIApp, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
-        self.value = f"{seconds:g}".encode()
+        self.seconds = seconds
+        self.clock = clock
+        self.recent: deque[float] = deque()
+
+    def wait(self) -> float:
+        """The wait for this 503: `seconds` times one more than the 503s of the last `RECENT_SECONDS`,
+        capped, drawn at random below that so the clients that lost one race do not meet again."""
+        now = self.clock()
+        while self.recent and now - self.recent[0] > RECENT_SECONDS:
+            self.recent.popleft()
+        self.recent.append(now)
+        ceiling = min(RETRY_AFTER_CAP, self.seconds * len(self.recent))
+        return self.seconds if ceiling <= self.seconds else random.uniform(self.seconds, ceiling)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +78,7 @@ class RetryAfterOn503:
             if message["type"] == "http.response.start" and message["status"] == SERVICE_UNAVAILABLE:
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == RETRY_AFTER for name, _ in headers):
-                    message["headers"] = [*headers, (RETRY_AFTER, self.value)]
+                    message["headers"] = [*headers, (RETRY_AFTER, f"{self.wait():.2f}".encode())]
             await send(message)
 
         await self.app(scope, receive, sending)

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from deployments.prefect_server import RetryAfterOn503
+from deployments.prefect_server import RETRY_AFTER_CAP, RetryAfterOn503
 
 
 def app_answering(status: int, headers: dict[str, str] | None = None) -> FastAPI:
@@ -31,7 +31,25 @@ async def test_a_503_gets_a_short_retry_after() -> None:
     """A 503 without `Retry-After` gets the configured one, which Prefect's clients wait instead of 2 s."""
     response = await answer(app_answering(503))
     assert response.status_code == 503
-    assert response.headers["retry-after"] == "0.1"
+    assert float(response.headers["retry-after"]) == 0.1
+
+
+def test_many_503s_at_once_spread_their_retries() -> None:
+    """When 503s come in numbers, their waits spread over up to the cap instead of all being 0.1 s."""
+    middleware = RetryAfterOn503(app_answering(503), 0.1, clock=lambda: 100.0)
+    waits = [middleware.wait() for _ in range(200)]
+    assert min(waits) >= 0.1 and max(waits) <= RETRY_AFTER_CAP
+    assert max(waits) > 1.0
+
+
+def test_the_wait_is_short_again_once_the_503s_stop() -> None:
+    """503s older than a couple of seconds no longer lengthen the wait."""
+    now = [100.0]
+    middleware = RetryAfterOn503(app_answering(503), 0.1, clock=lambda: now[0])
+    for _ in range(50):
+        middleware.wait()
+    now[0] += 10
+    assert middleware.wait() == 0.1
 
 
 @pytest.mark.anyio
