@@ -14,10 +14,10 @@ whole run took.
 A lone race is over as soon as the other writer commits, so this server says so:
 a 503 on a SQLite database carries a `Retry-After`, which Prefect's clients honour.
 It is `FANOUT_SQLITE_RETRY_AFTER_SECONDS` (0.1 s) when 503s are rare, and a random
-wait of up to `RETRY_AFTER_CAP` seconds when many came in the last seconds: a
+wait of up to `RETRY_AFTER_CAP` (30) seconds when many came in the last seconds: a
 worker that submits 200 runs at once sends 200 labels updates, and a fixed 0.1 s
 sent them all back together, so each client spent its five retries in half a
-second and gave up (the runs were reported crashed). Spread out, they land one
+second and gave up (4 s waits were still too short) (the runs were reported crashed). Spread out, they land one
 after another. On PostgreSQL a 503 means the database is unreachable, and
 Prefect's own backoff is kept. Everything else is exactly `prefect server start`:
 the same app factory, the same settings, services included.
@@ -43,9 +43,10 @@ SERVICE_UNAVAILABLE = 503
 RETRY_AFTER = b"retry-after"
 
 
-RETRY_AFTER_CAP = 4.0
-"""The longest wait a 503 asks for, when many came at once (seconds)."""
-RECENT_SECONDS = 2.0
+RETRY_AFTER_CAP = 30.0
+"""The longest wait a 503 asks for, when many came at once (seconds): five retries then span about
+as long as Prefect's own backoff (2, 4, 8, 16, 32 s) would."""
+RECENT_SECONDS = 5.0
 """How far back 503s count towards the wait."""
 
 
