@@ -190,6 +190,8 @@ class LocalStack:
             "--with-healthcheck",
             "--install-policy",
             "never",
+            "--limit",
+            str(self.settings().worker_limit),
         ]
         child = spawn(name, argv, worker_env, self.home / "logs", cwd=self.workdir)
         self.workers.append(child)

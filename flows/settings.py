@@ -59,6 +59,13 @@ class FanoutSettings(BaseSettings):
     liveness_seconds: float = Field(
         2.0, ge=0.5, le=60, description="A deployment run emits a `fanout.flow-run.alive` event this often."
     )
+    worker_limit: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Flow runs a worker `fanout up` starts runs at once (`prefect worker start --limit`): a burst of "
+        "200 starts is then worked through ten at a time, not 200 processes and API writes at once on two cores.",
+    )
     sqlite_retry_after_seconds: float = Field(
         0.1,
         gt=0,
