@@ -11,21 +11,24 @@ it first sleeps `2 ** attempt` seconds: 2 s for the first retry. Measured on the
 local stack, nearly every 5-item run lost 2 s that way, several times what the
 whole run took.
 
-A lone race is over as soon as the other writer commits, so this server says so:
-a 503 on a SQLite database carries a `Retry-After`, which Prefect's clients honour.
-It is `FANOUT_SQLITE_RETRY_AFTER_SECONDS` (0.1 s) when 503s are rare, and a random
-wait of up to `RETRY_AFTER_CAP` (30) seconds when many came in the last seconds: a
-worker that submits 200 runs at once sends 200 labels updates, and a fixed 0.1 s
-sent them all back together, so each client spent its five retries in half a
-second and gave up (4 s waits were still too short) (the runs were reported crashed). Spread out, they land one
-after another. On PostgreSQL a 503 means the database is unreachable, and
-Prefect's own backoff is kept. Everything else is exactly `prefect server start`:
-the same app factory, the same settings, services included.
+A lost race is over as soon as the other writer commits, and the transaction
+was rolled back, so this server runs the request again itself, after a random
+pause of tens of milliseconds, up to eight times: the client sees the first
+other answer. A 503 that still comes back carries a `Retry-After`, which
+Prefect's clients honour: `FANOUT_SQLITE_RETRY_AFTER_SECONDS` (0.1 s) when 503s
+are rare, a random wait of up to `RETRY_AFTER_CAP` (30) seconds when many came
+in the last seconds. (A fixed short wait alone was not enough: a worker that
+submitted 200 runs at once sent 200 labels updates back together again and
+again, each client spent its five retries in moments and gave up, and the runs
+were reported crashed.) On PostgreSQL a 503 means the database is unreachable,
+and Prefect's own behaviour is kept. Everything else is exactly `prefect server
+start`: the same app factory, the same settings, services included.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import time
@@ -48,14 +51,22 @@ RETRY_AFTER_CAP = 30.0
 as long as Prefect's own backoff (2, 4, 8, 16, 32 s) would."""
 RECENT_SECONDS = 5.0
 """How far back 503s count towards the wait."""
+REPLAY_PAUSE = 0.025
+REPLAY_PAUSE_CAP = 1.0
+"""A request answered 503 is run again here after a random pause of up to REPLAY_PAUSE * 2**attempt s (at most the cap)."""
 
 
 class RetryAfterOn503:
-    """ASGI middleware: a 503 without a `Retry-After` header gets one, short when 503s are rare and
-    spread over up to `RETRY_AFTER_CAP` seconds when they come in numbers."""
+    """ASGI middleware: a request Prefect answers 503 is run again here, after a short random pause, up
+    to `attempts` times, so a write that lost a race costs milliseconds; a 503 that still comes back
+    gets a `Retry-After`, short when 503s are rare and spread over up to `RETRY_AFTER_CAP` seconds when
+    they come in numbers."""
 
-    def __init__(self, app: ASGIApp, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, app: ASGIApp, seconds: float, clock: Callable[[], float] = time.monotonic, attempts: int = 8
+    ) -> None:
         self.app = app
+        self.attempts = attempts
         self.seconds = seconds
         self.clock = clock
         self.recent: deque[float] = deque()
@@ -74,7 +85,28 @@ class RetryAfterOn503:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        body = await _read_body(receive)
+        for attempt in range(1, self.attempts + 1):
+            last = attempt == self.attempts
+            swallowed = False
 
+            async def sending(message: Message, last: bool = last) -> None:
+                nonlocal swallowed
+                if message["type"] == "http.response.start" and message["status"] == SERVICE_UNAVAILABLE and not last:
+                    swallowed = True
+                if not swallowed:
+                    await self._with_retry_after(send)(message)
+
+            try:
+                await self.app(scope, _replaying(list(body), receive), sending)
+            except Exception:
+                if not swallowed:  # Starlette re-raises what its handler answered: logged as before
+                    raise
+            if not swallowed:
+                return
+            await asyncio.sleep(random.uniform(0, min(REPLAY_PAUSE_CAP, REPLAY_PAUSE * 2**attempt)))
+
+    def _with_retry_after(self, send: Send) -> Send:
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == SERVICE_UNAVAILABLE:
                 headers = list(message.get("headers", []))
@@ -82,7 +114,27 @@ class RetryAfterOn503:
                     message["headers"] = [*headers, (RETRY_AFTER, f"{self.wait():.2f}".encode())]
             await send(message)
 
-        await self.app(scope, receive, sending)
+        return sending
+
+
+async def _read_body(receive: Receive) -> list[Message]:
+    """The request's body messages, read whole so that the request can be run again
+    (Prefect's API takes JSON bodies of kilobytes)."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that gives the request's body again, then waits on the client as before."""
+
+    async def replayed() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replayed
 
 
 def uses_sqlite() -> bool:

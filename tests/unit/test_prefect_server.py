@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -77,3 +79,51 @@ def test_prefect_clients_wait_what_retry_after_says(monkeypatch: pytest.MonkeyPa
     with base.PrefectHttpxSyncClient(transport=transport, base_url="http://server") as client:
         assert client.get("/health").status_code == 200
     assert len(waits) == 1 and waits[0] < 0.5
+
+
+class FlakyApp:
+    """Answers 503 (and raises afterwards, as Starlette does for a handled error) `failures` times, then
+    echoes the body it got with 201."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if self.calls <= self.failures:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b'{"exception_message": "Service Unavailable"}'})
+            raise RuntimeError("database is locked")
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def patch_labels(app: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=RetryAfterOn503(app, 0.1, attempts=4))
+    async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+        return await client.patch("/flow_runs/x/labels", json={"fanout.completed": 3})
+
+
+@pytest.mark.anyio
+async def test_a_request_answered_503_is_run_again_with_its_body() -> None:
+    """A write that lost a race is run again in the server: the client sees the answer of the attempt that won."""
+    app = FlakyApp(failures=2)
+    response = await patch_labels(app)
+    assert response.status_code == 201 and response.json() == {"fanout.completed": 3}
+    assert app.calls == 3
+
+
+@pytest.mark.anyio
+async def test_a_503_that_keeps_coming_reaches_the_client_with_retry_after() -> None:
+    """After its last attempt the server answers the 503, saying when to retry."""
+    app = FlakyApp(failures=10)
+    with pytest.raises(RuntimeError):  # the last attempt's error is raised as Prefect's app raises it
+        await patch_labels(app)
+    assert app.calls == 4
