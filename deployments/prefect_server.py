@@ -98,7 +98,8 @@ class RetryAfterOn503:
                     await self._with_retry_after(send)(message)
 
             try:
-                await self.app(scope, _replaying(list(body), receive), sending)
+                # Routing rewrites the scope it is given (Starlette's mounts set path and root_path): a copy each.
+                await self.app(dict(scope), _replaying(list(body), receive), sending)
             except Exception:
                 if not swallowed:  # Starlette re-raises what its handler answered: logged as before
                     raise

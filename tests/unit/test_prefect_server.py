@@ -91,6 +91,8 @@ class FlakyApp:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.calls += 1
+        assert scope["path"] == "/flow_runs/x/labels", scope["path"]  # each attempt routes the same request
+        scope["path"] = "/rewritten-by-routing"
         body = b""
         while True:
             message = await receive()
