@@ -28,6 +28,11 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from uuid import UUID
 
 import httpx
+
+# Prefect 3.4 resolves its state models' forward references (StateCreate's result types) in
+# `prefect.main`, which `import prefect` loads only lazily; a process that sets states without ever
+# running a flow (the webhook: terminate, restart) then fails with "StateCreate is not fully defined".
+import prefect.main  # noqa: F401
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     ArtifactFilter,
