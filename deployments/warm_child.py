@@ -13,14 +13,15 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # Imported here so the forkserver holds them before the first run (this module is its preload).
 import prefect.engine
 import prefect.flow_engine  # noqa: F401
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
-from prefect.context import SettingsContext
+from prefect.context import SettingsContext, SyncClientContext
 from prefect.flows import Flow
 from prefect.settings import Settings
 
@@ -57,10 +58,11 @@ def _run(flow_run: FlowRun) -> None:
     from prefect.flow_engine import flow_run_logger, load_flow, run_flow
 
     try:
-        with handle_engine_signals(flow_run.id):
+        # One API client for the whole run: the engine takes the one this context holds.
+        with handle_engine_signals(flow_run.id), SyncClientContext.get_or_create() as clients:
             logger = flow_run_logger(flow_run=flow_run)
             try:
-                flow = preloaded_flow(flow_run) or load_flow(flow_run)
+                flow = preloaded_flow(flow_run, clients.client) or load_flow(flow_run)
             except Exception:
                 logger.error("Unexpected exception encountered when trying to load flow", exc_info=True)
                 raise
@@ -69,20 +71,21 @@ def _run(flow_run: FlowRun) -> None:
         _flush()
 
 
-def preloaded_flow(flow_run: FlowRun) -> Flow[..., Any] | None:
+def preloaded_flow(flow_run: FlowRun, client: SyncPrefectClient) -> Flow[..., Any] | None:
     """The deployment's flow object from the preloaded modules, when that is all loading it would do.
 
     Prefect's `load_flow` reads the deployment, runs its pull steps and imports
     the entrypoint's file again (0.5-1.5 s on a loaded 2-core machine). For a
     deployment whose only pull steps set the working directory (what
-    `prefect deploy` records for a local checkout) and whose entrypoint file is
-    a module the forkserver already imported, changing into that directory and
-    taking the flow from the module is the same thing. Anything else: None, and
-    Prefect loads the flow its own way.
+    `prefect deploy` records for a local checkout) and whose entrypoint is a
+    module the forkserver already imported (by file, or by module path as
+    `fanout up` registers it), changing into that directory and taking the flow
+    from the module is the same thing. Anything else: None, and Prefect loads
+    the flow its own way.
     """
     if flow_run.deployment_id is None:
         return None
-    deployment = get_client(sync_client=True).read_deployment(flow_run.deployment_id)
+    deployment = client.read_deployment(flow_run.deployment_id)
     steps = deployment.pull_steps or []
     folders = [step.get(SET_WORKING_DIRECTORY, {}).get("directory") for step in steps]
     if not deployment.entrypoint or not all(
@@ -90,16 +93,30 @@ def preloaded_flow(flow_run: FlowRun) -> Flow[..., Any] | None:
     ):
         return None
     folder = Path(folders[-1]) if folders else Path.cwd()
-    path, _, name = deployment.entrypoint.rpartition(":")
-    module = sys.modules.get(path.removesuffix(".py").replace("/", "."))
-    module_file = getattr(module, "__file__", None)
-    if not module_file or Path(module_file).resolve() != (folder / path).resolve():
-        return None
+    module, name = _preloaded_module(deployment.entrypoint, folder)
     candidate = getattr(module, name, None)
     if not isinstance(candidate, Flow):
         return None
     os.chdir(folder)
     return candidate
+
+
+def _preloaded_module(entrypoint: str, folder: Path) -> tuple[ModuleType | None, str]:
+    """The module an entrypoint names, if the forkserver imported that very module, and the flow's name in it.
+
+    `flows/fanout.py:fan_out_fan_in` names a file (relative to `folder`), which must be the
+    preloaded module's own file; `flows.fanout.fan_out_fan_in` names a module, which
+    Prefect's import would take from `sys.modules` as it is.
+    """
+    if ":" not in entrypoint:
+        module_name, _, name = entrypoint.rpartition(".")
+        return sys.modules.get(module_name), name
+    path, _, name = entrypoint.rpartition(":")
+    module = sys.modules.get(path.removesuffix(".py").replace("/", "."))
+    module_file = getattr(module, "__file__", None)
+    if not module_file or Path(module_file).resolve() != (folder / path).resolve():
+        return None, name
+    return module, name
 
 
 def _apply_environment(env: Mapping[str, str]) -> bool:

@@ -29,6 +29,7 @@ pool; it is harmless here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -40,6 +41,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.exceptions import InfrastructureNotFound
+from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 from pydantic import Field
 
@@ -54,6 +56,19 @@ CANCEL_POLL_SECONDS = 5.0
 """How often the states of this worker's running runs are read, in case a Cancelling event was missed."""
 RESUBSCRIBE_SECONDS = 2.0
 """Pause before subscribing again after the event stream broke (the poll covers the gap)."""
+
+
+def run_environment(env: Mapping[str, str | None], inherited: Mapping[str, str]) -> dict[str, str]:
+    """The variables a run's process must set: its job environment less the Prefect settings the
+    forkserver already has.
+
+    Prefect puts the worker's own settings into every run's environment, spelled its
+    own way (`False` for `false`, `5.0` for `5`). Applied in the child they would look
+    like changed settings and make it read all of Prefect's settings again (about
+    0.1 s on every start); they are the forkserver's settings already, as it was
+    started with the worker's environment.
+    """
+    return {name: value for name, value in env.items() if value is not None and inherited.get(name) != value}
 
 
 class WarmJobConfiguration(BaseJobConfiguration):
@@ -92,6 +107,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         self._processes = WarmProcesses(preload_modules(settings.processor))
         self._running: dict[UUID, int] = {}
         self._wake: anyio.Event | None = None
+        self._inherited = get_current_settings().to_environment_variables(exclude_unset=True)
 
     async def setup(self) -> None:
         await super().setup()
@@ -112,7 +128,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
     ) -> WarmWorkerResult:
         """Fork the run's process, report its pid, wait for it, and settle the run if it died."""
         logger = self.get_flow_run_logger(flow_run)
-        env = {name: value for name, value in configuration.env.items() if value is not None}
+        env = run_environment(configuration.env, self._inherited)
         process = self._processes.start(flow_run, env, configuration.working_dir)
         assert process.pid is not None
         self._running[flow_run.id] = process.pid

@@ -36,8 +36,9 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.context import FlowRunContext
 from prefect.exceptions import (
     ObjectAlreadyExists,
     ObjectNotFound,
@@ -78,7 +79,7 @@ def holding_instance(instance_id: str | None, lease_seconds: float) -> Iterator[
         lease_id = _take(client, instance_id, UUID(run_id), lease_seconds)
         stop = threading.Event()
         renewing = threading.Thread(
-            target=_renew, args=(lease_id, lease_seconds, stop), name="fanout-instance-lease", daemon=True
+            target=_renew, args=(client, lease_id, lease_seconds, stop), name="fanout-instance-lease", daemon=True
         )
         renewing.start()
         try:
@@ -94,7 +95,7 @@ def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_secon
     name = limit_name(instance_id)
     with suppress(ObjectAlreadyExists):
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-    me = client.read_flow_run(run_id)
+    me = _this_run(client, run_id)
     own = str((me.labels or {}).get(LEASE_LABEL) or "")
     if own:
         client.release_concurrency_slots_with_lease(UUID(own))  # this run's own, from before its crash
@@ -115,6 +116,15 @@ def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_secon
     if tag not in me.tags:  # a run not started by the webhook: make it findable by its instance id
         client.update_flow_run(run_id, tags=[*me.tags, tag])
     return lease_id
+
+
+def _this_run(client: SyncPrefectClient, run_id: UUID) -> FlowRun:
+    """This flow run with its labels and tags: the copy Prefect's engine read when the run
+    started (one API call less on every run), else read now."""
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None and context.flow_run.id == run_id:
+        return context.flow_run
+    return client.read_flow_run(run_id)
 
 
 def _increment(client: SyncPrefectClient, name: str, run_id: UUID, lease_seconds: float) -> Any:
@@ -199,11 +209,14 @@ def _holder(client: SyncPrefectClient, instance_id: str, run_id: UUID) -> str:
     return f" as flow run {others[0]}" if others else " (another run holds its lease)"
 
 
-def _renew(lease_id: UUID, lease_seconds: float, stop: threading.Event) -> None:
-    """Renew the lease every third of its duration until `stop`; a lost lease is left to expire."""
-    with get_client(sync_client=True) as client:
-        while not stop.wait(lease_seconds / 3):
-            try:
-                client.renew_concurrency_lease(lease_id, lease_duration=lease_seconds)
-            except (ObjectNotFound, PrefectHTTPStatusError):
-                return
+def _renew(client: SyncPrefectClient, lease_id: UUID, lease_seconds: float, stop: threading.Event) -> None:
+    """Renew the lease every third of its duration until `stop`; a lost lease is left to expire.
+
+    It shares the run's client (its connection pool is thread-safe): a client of its own
+    would cost each run another TLS context, 20-40 ms of CPU, even against a plain-HTTP API.
+    """
+    while not stop.wait(lease_seconds / 3):
+        try:
+            client.renew_concurrency_lease(lease_id, lease_duration=lease_seconds)
+        except (ObjectNotFound, PrefectHTTPStatusError):
+            return
