@@ -76,15 +76,16 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     keep_failures(run.storage, instance_id, outcomes.values())
     ordered = [outcomes[item] for item in items]
     after_final_state(functools.partial(publish_report, instance_id, ordered, elapsed, settings.report_table_limit))
-    output = settle(
+    settled = settle(
         items,
         outcomes,
         instance_id,
         tolerated_count=request.tolerated_failure_count,
         tolerated_percentage=request.tolerated_failure_percentage,
     )
-    save_run_output(run.storage, instance_id, output)  # what the status API shows (flows/run_output.py)
-    return final_state(output)  # type: ignore[return-value]  # Prefect gives callers the state's data
+    # What the status API shows (flows/run_output.py).
+    save_run_output(run.storage, instance_id, settled.output, settled.failures)
+    return final_state(settled.output)  # type: ignore[return-value]  # Prefect gives callers the state's data
 
 
 def run_instance(
