@@ -84,10 +84,11 @@ class ProgressReporter:
     count changed, at most every `interval` seconds, and a final count once the
     run's final state is recorded (flows/wrap_up.py; at exit outside a flow run).
     With `announce` it also publishes at once on entry, for a run whose item
-    count the status URL cannot read from its request (a source): otherwise
-    a run shorter than `interval` sends no progress before its final state,
-    whose write would only queue behind it (the status URL reads a settled
-    run's counts from its item report). A publish normally takes tens of
+    count the status URL cannot read from its request (a source). Otherwise a
+    run shorter than `interval` publishes no progress at all: its writes would
+    only queue before or after its final state on SQLite, the status URL
+    counts a settled run from its failed items, and its run report has the
+    same counts for the UI. A publish normally takes tens of
     milliseconds, but on SQLite a labels update sent while the run's events are
     being written can wait seconds; the thread is not a daemon: it keeps trying
     the final count (`FINAL_ATTEMPTS`), and the process ends only after it is done.
@@ -158,19 +159,26 @@ class ProgressReporter:
         return True
 
     def _loop(self) -> None:
+        published = self._announce
         if self._announce:
             self.flush()
         while not self._stop.wait(self._interval):
             self.flush()
+            published = True
+        if published:
+            self._final_flush()
+        close = getattr(self._publish, "close", None)
+        if close is not None:
+            close()
+
+    def _final_flush(self) -> None:
+        """The last count, tried `FINAL_ATTEMPTS` times: what the UI shows of a run that showed progress."""
         for _ in range(FINAL_ATTEMPTS):
             if self.flush():
                 break
             time.sleep(self._interval / 4)
         else:
             logger.warning("could not publish the final progress %s: %s", self.current, self._last_error)
-        close = getattr(self._publish, "close", None)
-        if close is not None:
-            close()
 
 
 _reporter: contextvars.ContextVar[ProgressReporter | None] = contextvars.ContextVar("fanout_progress", default=None)

@@ -52,7 +52,8 @@ def wait_for_task_runs(
 
 @pytest.fixture(scope="module")
 def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The seed scenario run through the CLI against the server: item-3 retried, processor logging per item."""
+    """The seed scenario run through the CLI against the server: item-3 retried, processor logging per item,
+    each item taking a second."""
     work = tmp_path_factory.mktemp("ui-run")
     (work / "executions").mkdir()
     env = {
@@ -63,6 +64,7 @@ def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
         "FANOUT_TEST_LOG_DIR": str(work / "executions"),
         "FANOUT_RESULT_STORAGE": str(work / "results"),
         "FANOUT_RETRY_DELAY_SECONDS": "0",
+        "FANOUT_TEST_SLEEP": "1",  # long enough for progress: a run under half a second publishes none
     }
     done = subprocess.run(
         [sys.executable, "-m", "deployments.cli", "run", "--instance-id", "ui-seed"],

@@ -151,3 +151,25 @@ def test_description_and_labels() -> None:
     assert progress_from_labels({**progress.labels(), "other": "x"}) == progress
     assert progress_from_labels({"fanout.total": "nope"}) is None
     assert progress_from_labels(None) is None
+
+
+def test_a_run_shorter_than_an_interval_publishes_nothing_unless_it_announces() -> None:
+    """Without `announce`, a run over before its first tick sends no progress: its counts are in its report."""
+    recorder = Recorder()
+    with ProgressReporter(total=3, interval=60, publish=recorder, announce=False) as reporter:
+        reporter.advance(completed=3)
+    reporter.wait_published(5)
+    assert recorder.published == []
+
+
+def test_a_run_that_showed_progress_gets_its_final_count() -> None:
+    """Once a tick has published, the final count follows at the end, as with `announce`."""
+    recorder = Recorder()
+    with ProgressReporter(total=3, interval=0.01, publish=recorder, announce=False) as reporter:
+        reporter.advance(completed=1)
+        deadline = time.monotonic() + 5
+        while not recorder.published and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reporter.advance(completed=2)
+    reporter.wait_published(5)
+    assert recorder.published[-1] == Progress(total=3, completed=3)
