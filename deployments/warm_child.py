@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,22 +29,32 @@ from prefect.settings import Settings
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 
 
-def execute(flow_run_json: str, env: Mapping[str, str], working_dir: str | None) -> None:
+def execute(
+    flow_run_json: str, env: Mapping[str, str], working_dir: str | None, prepared: ExitStack | None = None
+) -> None:
     """Run one flow run (as the worker read it, JSON) in this (forked) process with the run's environment and folder.
 
-    Exits as `python -m prefect.engine` does: 0 once Prefect recorded the run's
-    final state (a failed flow included), non-zero when the engine itself broke.
+    `prepared` holds what a spare process made ready under the worker's settings
+    (deployments/warm_spare.py): the run uses it, unless its environment changes
+    a Prefect setting. Exits as `python -m prefect.engine` does: 0 once Prefect
+    recorded the run's final state (a failed flow included), non-zero when the
+    engine itself broke.
     """
     changed = _apply_environment(env)
     if working_dir:
         os.chdir(working_dir)
     if changed:
+        if prepared is not None:
+            from deployments.warm_spare import discard
+
+            discard(prepared)
         # Prefect read its settings when the forkserver imported it; this run's
         # environment changes some of them (PREFECT_* job variables), so read them again.
         with SettingsContext(profile=_current_profile(), settings=Settings()):
             _run(FlowRun.model_validate_json(flow_run_json))
     else:
-        _run(FlowRun.model_validate_json(flow_run_json))
+        with prepared or ExitStack():
+            _run(FlowRun.model_validate_json(flow_run_json))
 
 
 def _run(flow_run: FlowRun) -> None:

@@ -8,8 +8,10 @@ returns. What this worker changes:
 
 - **Warm processes.** `run()` forks the flow-run process from a forkserver that
   imported Prefect and the flow when the worker started
-  (deployments/warm_processes.py), instead of starting a new interpreter.
-  Each run still has its own OS process.
+  (deployments/warm_processes.py), instead of starting a new interpreter; better
+  still, it hands the run to a spare process forked and prepared before the run
+  arrived (deployments/warm_spare.py), and forks the next spare. Each run still
+  has its own OS process.
 - **No wait for the poll.** It subscribes to Prefect's events for flow runs
   that become Scheduled or AwaitingRetry and polls at once; the regular poll
   (`PREFECT_WORKER_QUERY_SECONDS`) stays as a fallback.
@@ -104,7 +106,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         super().__init__(*args, **kwargs)
         settings = get_settings()
         self._max_auto_retries = settings.max_auto_retries
-        self._processes = WarmProcesses(preload_modules(settings.processor))
+        self._processes = WarmProcesses(preload_modules(settings.processor), spare=settings.warm_spare)
         self._running: dict[UUID, int] = {}
         self._wake: anyio.Event | None = None
         self._inherited = get_current_settings().to_environment_variables(exclude_unset=True)
@@ -112,6 +114,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
     async def setup(self) -> None:
         await super().setup()
         await anyio.to_thread.run_sync(self._processes.warm_up)
+        self._exit_stack.callback(self._processes.stop)  # the spare ends with the worker
         self._wake = anyio.Event()
         services = await self._exit_stack.enter_async_context(anyio.create_task_group())
         self._exit_stack.callback(services.cancel_scope.cancel)  # runs first on exit: stop the services
@@ -134,6 +137,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         self._running[flow_run.id] = process.pid
         if task_status is not None:
             task_status.started(process.pid)
+        await self._replenish()
         try:
             await anyio.to_thread.run_sync(process.join, abandon_on_cancel=True)
         finally:
@@ -146,6 +150,13 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
             logger.warning(outcome.message)
         # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
+
+    async def _replenish(self) -> None:
+        """Fork the next run's spare; a failure only means the next run is forked when it comes."""
+        try:
+            await anyio.to_thread.run_sync(self._processes.replenish)
+        except Exception as error:  # noqa: BLE001 - runs still start without a spare
+            self._logger.warning("Could not start a spare flow-run process: %s", error)
 
     async def kill_infrastructure(
         self,
