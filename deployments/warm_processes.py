@@ -30,6 +30,7 @@ from pathlib import Path
 
 from prefect.client.schemas.objects import FlowRun
 
+from deployments.warm_child import DeploymentSource
 from deployments.warm_spare import Handover, Spare
 
 CHILD_MODULE = "deployments.warm_child"
@@ -75,14 +76,21 @@ class WarmProcesses:
         multiprocessing.forkserver.ensure_running()
         self.replenish()
 
-    def start(self, flow_run: FlowRun, env: Mapping[str, str], working_dir: Path | None) -> BaseProcess:
+    def start(
+        self,
+        flow_run: FlowRun,
+        env: Mapping[str, str],
+        working_dir: Path | None,
+        deployment: DeploymentSource | None = None,
+    ) -> BaseProcess:
         """A started process running `flow_run`, the worker's copy of it: the spare, else a new fork.
 
         Call `replenish` afterwards for the next run's spare.
         """
         from deployments.warm_child import execute
 
-        handover: Handover = (flow_run.model_dump_json(), dict(env), str(working_dir) if working_dir else None)
+        folder = str(working_dir) if working_dir else None
+        handover: Handover = (flow_run.model_dump_json(), dict(env), folder, deployment)
         with self._lock:
             spare, self._spare = self._spare, None
         if spare is not None and spare.hand_over(handover):

@@ -26,11 +26,16 @@ import os
 from contextlib import ExitStack
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deployments.warm_child import DeploymentSource
 
 logger = logging.getLogger(__name__)
 
-Handover = tuple[str, dict[str, str], str | None]
-"""What a spare receives: the flow run (JSON, as the worker read it), the run's environment, its folder."""
+Handover = tuple[str, dict[str, str], str | None, "DeploymentSource | None"]
+"""What a spare receives: the flow run (JSON, as the worker read it), the run's environment, its folder,
+and its deployment's entrypoint and pull steps."""
 
 
 def serve(receiver: Connection) -> None:
@@ -42,11 +47,11 @@ def serve(receiver: Connection) -> None:
 
     prepared = prepare()
     try:
-        flow_run_json, env, working_dir = receiver.recv()
+        flow_run_json, env, working_dir, deployment = receiver.recv()
     except (EOFError, OSError):
         os._exit(0)  # no run will come: the worker stopped, died, or retired this spare
     receiver.close()
-    execute(flow_run_json, env, working_dir, prepared=prepared)
+    execute(flow_run_json, env, working_dir, deployment, prepared=prepared)
 
 
 def prepare() -> ExitStack:

@@ -110,7 +110,7 @@ def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
     prefect_api: httpx.Client,
     slow_items: Path,
 ) -> None:
-    """SIGKILL of one flow-run process: that run is reported Crashed, resumed and Completes; the other never notices."""
+    """A SIGKILLed run goes back to AwaitingRetry (never a final state) and Completes; the other is unaffected."""
     start_worker()
     victim = start_run(prefect_api, {"items": ["v1", "v2"]})
     bystander = start_run(prefect_api, {"items": ["b1", "b2"]})
@@ -121,7 +121,9 @@ def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
 
     assert finished_output(stack, victim) == ("COMPLETED", ["Processed v1", "Processed v2"])
     assert finished_output(stack, bystander) == ("COMPLETED", ["Processed b1", "Processed b2"])
-    assert "Crashed" in state_names(prefect_api, victim)
+    victim_states = state_names(prefect_api, victim)
+    assert "AwaitingRetry" in victim_states
+    assert not {"Crashed", "Failed"} & set(victim_states)
     assert read_run(prefect_api, victim)["run_count"] == 2
     assert "Crashed" not in state_names(prefect_api, bystander)
 
