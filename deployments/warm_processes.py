@@ -71,6 +71,12 @@ class WarmProcesses:
         self._lock = threading.Lock()
         self._stopped = False
 
+    @property
+    def spare(self) -> BaseProcess | None:
+        """The spare process waiting for the next run, if there is one."""
+        spare = self._spare
+        return spare.process if spare is not None else None
+
     def warm_up(self) -> None:
         """Start the forkserver now (it imports the preload), not at the first run, and the first spare."""
         multiprocessing.forkserver.ensure_running()
