@@ -52,6 +52,7 @@ from prefect.states import AwaitingRetry, State, StateType
 from deployments.webhook_errors import PrefectUnavailable
 from flows.prefect_adapter import persisted_result_file
 from flows.request import FanoutRequest
+from flows.run_output import RunOutput
 from flows.settings import FanoutSettings, get_settings
 
 P = ParamSpec("P")
@@ -118,7 +119,7 @@ class Runs(Protocol):
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None: ...
     async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None: ...
     async def reachable(self) -> str | None: ...
-    async def output(self, run: RunRecord) -> Any: ...
+    async def output(self, run: RunRecord) -> RunOutput: ...
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
     async def terminate(self, run: RunRecord) -> None: ...
     async def restart(self, run: RunRecord) -> None: ...
@@ -295,10 +296,10 @@ class PrefectRuns:
         error = await self.client.api_healthcheck()
         return None if error is None else f"Prefect API unreachable: {error!r}"
 
-    async def output(self, run: RunRecord) -> Any:
-        """The Completed run's ordered output, from fanout's own output record in result storage
-        (flows/run_output.py: checksummed JSON), never from Prefect's persisted result, which would be
-        deserialized with Prefect's serializers. `NoRunOutput` when the instance has none."""
+    async def output(self, run: RunRecord) -> RunOutput:
+        """The Completed run's ordered output and failed items, from fanout's own output record in result
+        storage (flows/run_output.py: checksummed JSON), never from Prefect's persisted result, which
+        would be deserialized with Prefect's serializers. `NoRunOutput` when the instance has none."""
         from flows.checkpoints import result_storage
         from flows.run_output import load_run_output
 

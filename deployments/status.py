@@ -154,14 +154,17 @@ async def status_document(
     resume = resume_of(run, policy, now)
     status = RuntimeStatus.RUNNING if resume.after_crash else runtime_status(run.state_type)
     output: Any = None
+    failures: list[dict[str, Any]] | None = None
     if status is RuntimeStatus.COMPLETED:
         try:
-            output = await runs.output(run)
+            recorded = await runs.output(run)
+            output, failures = recorded.output, recorded.failures
         except Exception as error:  # noqa: BLE001 - status still answers; the output is unreadable here
             logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
     elif status in FINISHED:
         output = stale_message(run.state_message, policy) if resume.stale else run.state_message
-    failures = await _failures(runs, run) if status in FINISHED else None
+    if status in FINISHED and failures is None:
+        failures = await _failures(runs, run)
     counts = custom_status(run.labels, requested_total(run.parameters), settled_failures(run.state_type, failures))
     return StatusDocument(
         name=name,

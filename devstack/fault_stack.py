@@ -137,7 +137,7 @@ class FaultStack:
         run = self.read_run(run_id)
         if run.state is None or run.state.type.value != "COMPLETED":
             return run.state.message if run.state else None
-        return load_run_output(LocalFileSystem(basepath=str(self.results)), record(run).instance_id)
+        return load_run_output(LocalFileSystem(basepath=str(self.results)), record(run).instance_id).output
 
     def item_report(self, run_id: UUID) -> list[Any]:
         """The item report (failed and retried items) the run published, read over the API."""

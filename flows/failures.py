@@ -3,17 +3,22 @@
 A run whose failed items stay within the request's thresholds Completes with
 `null` in each failed item's slot; beyond them it Fails. Either way the run
 publishes an item report (which items failed or needed retries, their attempts
-and last error) as a Prefect table artifact, which the status API reads back
-with `read_item_report`. Failed items leave no checkpoint, so a restart of the
+and last error) as a Prefect table artifact. A failing run publishes it before
+its Failed state, and the status API reads its failures back from it with
+`read_item_report`; a Completed run records its failures with its output
+(flows/run_output.py) and publishes the report after its final state
+(flows/wrap_up.py), so that the Completed state does not wait for it. Failed items leave no checkpoint, so a restart of the
 instance (or Prefect's Retry of the run) executes exactly those items again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +26,7 @@ from pydantic import BaseModel
 
 from flows.errors import ItemsFailed
 from flows.outcome import ItemOutcome
+from flows.wrap_up import after_final_state
 
 REPORT_KEY_PREFIX = "fanout-items-"
 
@@ -60,26 +66,39 @@ def item_reports(items: Sequence[str], outcomes: dict[str, ItemOutcome]) -> list
     return reports
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A run's output (`None` in each failed item's slot) and its failed items, as the status URL lists them."""
+
+    output: list[Any]
+    failures: list[dict[str, Any]]
+
+
 def settle(
     items: Sequence[str],
     outcomes: dict[str, ItemOutcome],
     instance_id: str,
     tolerated_count: int = 0,
     tolerated_percentage: float = 0,
-) -> list[Any]:
-    """The run's output with `None` for failed items, or `ItemsFailed` beyond the threshold.
+) -> Settled:
+    """The run's output and failed items, or `ItemsFailed` beyond the threshold.
 
-    Publishes the item report first, so it is there whichever way the run ends, and
-    always, even with no rows: a report marks a run that settled every item, and the
-    status URL takes a settled run's counts from it.
+    The item report is published whichever way the run ends, and always, even
+    with no rows: a report marks a run that settled every item. A failing run
+    publishes it before raising (the status URL takes its failures from it),
+    a completing one after its final state.
     """
     reports = item_reports(items, outcomes)
     failed = [report for report in reports if report.status == "failed"]
     allowed = allowed_failures(len(items), tolerated_count, tolerated_percentage)
-    publish_report(reports, instance_id, total=len(items), allowed=allowed)
     if len(failed) > allowed:
+        publish_report(reports, instance_id, total=len(items), allowed=allowed)
         raise ItemsFailed([(report.item, report.error or "") for report in failed], total=len(items))
-    return [outcomes[item].value if outcomes[item].ok else None for item in items]
+    after_final_state(functools.partial(publish_report, reports, instance_id, total=len(items), allowed=allowed))
+    return Settled(
+        output=[outcomes[item].value if outcomes[item].ok else None for item in items],
+        failures=[report.model_dump() for report in failed],
+    )
 
 
 def report_key(instance_id: str) -> str:

@@ -27,17 +27,27 @@ from flows.prefect_adapter import heartbeats_off
 from flows.processor import load_processor
 from flows.processor_kind import check_parallel, is_async, processor_kind
 from flows.progress import ProgressReporter, reporting
-from flows.report import publishing_report
-from flows.request import FanoutRequest
+from flows.report import publish_report
+from flows.request import FanoutRequest, item_count
 from flows.run_output import save_run_output
 from flows.runners import check_runner, task_runner
 from flows.settings import FanoutSettings, get_settings
 from flows.submission import fan_out
+from flows.wrap_up import after_final_state, wrap_up
 
 FLOW_NAME = "fan-out-fan-in"
 
 
-@flow(name=FLOW_NAME, persist_result=True, result_serializer="json", validate_parameters=True)
+@flow(
+    name=FLOW_NAME,
+    persist_result=True,
+    result_serializer="json",
+    validate_parameters=True,
+    on_completion=[wrap_up],
+    on_failure=[wrap_up],
+    on_cancellation=[wrap_up],
+    on_crashed=[wrap_up],
+)
 def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     """Run every item of the request once per instance, and return their results in item order.
 
@@ -61,25 +71,31 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
         keeping_alive(settings.liveness_seconds),
         holding_instance(request.instance_id, settings.instance_lease_seconds),
     ):
-        outcomes = run_instance(items, run, settings)
+        outcomes = run_instance(items, run, settings, announce_total=item_count(request) is None)
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, instance_id, outcomes.values())
-    with publishing_report(instance_id, [outcomes[item] for item in items], elapsed, settings.report_table_limit):
-        output = settle(
-            items,
-            outcomes,
-            instance_id,
-            tolerated_count=request.tolerated_failure_count,
-            tolerated_percentage=request.tolerated_failure_percentage,
-        )
-    save_run_output(run.storage, instance_id, output)  # what the status API shows (flows/run_output.py)
-    return final_state(output)  # type: ignore[return-value]  # Prefect gives callers the state's data
+    ordered = [outcomes[item] for item in items]
+    after_final_state(functools.partial(publish_report, instance_id, ordered, elapsed, settings.report_table_limit))
+    settled = settle(
+        items,
+        outcomes,
+        instance_id,
+        tolerated_count=request.tolerated_failure_count,
+        tolerated_percentage=request.tolerated_failure_percentage,
+    )
+    # What the status API shows (flows/run_output.py).
+    save_run_output(run.storage, instance_id, settled.output, settled.failures)
+    return final_state(settled.output)  # type: ignore[return-value]  # Prefect gives callers the state's data
 
 
-def run_instance(items: list[str], run: ItemRun, settings: FanoutSettings) -> dict[str, ItemOutcome]:
+def run_instance(
+    items: list[str], run: ItemRun, settings: FanoutSettings, announce_total: bool = False
+) -> dict[str, ItemOutcome]:
     """Every item's outcome: checkpointed ones from storage, the rest from fresh task runs.
 
     A run in which every item finished records its output, which a rerun reads whole.
+    `announce_total`: publish the item count at once (the status URL cannot read it
+    from the request, as for a source), not only with the first progress.
     """
     checkpoints = run.checkpoints()
     recorded = checkpoints.load_output(items)
@@ -93,7 +109,7 @@ def run_instance(items: list[str], run: ItemRun, settings: FanoutSettings) -> di
         len(outcomes),
         len(pending),
     )
-    progress = ProgressReporter(total=len(items))
+    progress = ProgressReporter(total=len(items), announce=announce_total)
     progress.advance(completed=len(outcomes))
     with progress, reporting(progress):
         if pending:

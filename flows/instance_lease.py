@@ -19,6 +19,7 @@ instance; any other dead holder's lease lapses after `FANOUT_INSTANCE_LEASE_SECO
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -47,6 +48,7 @@ from prefect.exceptions import (
 from prefect.runtime import flow_run
 
 from flows.errors import InvalidRequest
+from flows.wrap_up import after_final_state
 
 LIMIT_PREFIX = "fanout-instance:"
 INSTANCE_TAG_PREFIX = "fanout.instance:"
@@ -86,8 +88,7 @@ def holding_instance(instance_id: str | None, lease_seconds: float) -> Iterator[
             yield
         finally:
             stop.set()
-            renewing.join()
-            _release(client, lease_id)
+            after_final_state(functools.partial(_give_back, lease_id))
 
 
 def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_seconds: float) -> UUID:
@@ -181,6 +182,13 @@ def _dead_here(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _give_back(lease_id: UUID) -> None:
+    """Release the lease once the run's final state is recorded (flows/wrap_up.py), which this write
+    would otherwise hold back; the lease, no longer renewed, is good for a while yet."""
+    with get_client(sync_client=True) as client:
+        _release(client, lease_id)
 
 
 def _release(client: SyncPrefectClient, lease_id: UUID) -> None:

@@ -80,19 +80,23 @@ Publish = Callable[[Progress], None]
 class ProgressReporter:
     """Counts finished items (thread-safe) and publishes them from a background thread.
 
-    Use as a context manager inside the flow. The thread publishes at once on
-    entry (so the total shows within one API call), then whenever the count
-    changed, at most every `interval` seconds, and a final flush after exit.
-    Exit does not wait for the final flush (`wait_published` does, for a
-    caller with other work to overlap it with): a publish normally takes tens
-    of milliseconds, but on SQLite a labels update sent while the run's events
-    are being written can wait seconds and fail with 503, and the status URL
-    reads a settled run's counts from its item report anyway. The thread is not
-    a daemon: it keeps trying the final count (`FINAL_ATTEMPTS`), and the
-    process ends only after it is done.
+    Use as a context manager inside the flow. The thread publishes whenever the
+    count changed, at most every `interval` seconds, and a final count once the
+    run's final state is recorded (flows/wrap_up.py; at exit outside a flow run).
+    With `announce` it also publishes at once on entry, for a run whose item
+    count the status URL cannot read from its request (a source): otherwise
+    a run shorter than `interval` sends no progress before its final state,
+    whose write would only queue behind it (the status URL reads a settled
+    run's counts from its item report). A publish normally takes tens of
+    milliseconds, but on SQLite a labels update sent while the run's events are
+    being written can wait seconds; the thread is not a daemon: it keeps trying
+    the final count (`FINAL_ATTEMPTS`), and the process ends only after it is done.
     """
 
-    def __init__(self, total: int, interval: float = 0.5, publish: Publish | None = None) -> None:
+    def __init__(
+        self, total: int, interval: float = 0.5, publish: Publish | None = None, announce: bool = True
+    ) -> None:
+        self._announce = announce
         self._lock = threading.Lock()
         self._current = Progress(total=total)
         self._published: Progress | None = None
@@ -128,7 +132,9 @@ class ProgressReporter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        from flows.wrap_up import after_final_state
+
+        after_final_state(self._stop.set)
 
     def wait_published(self, timeout: float | None = None) -> None:
         """Block until the final flush after exit is done, or `timeout` seconds have passed."""
@@ -152,7 +158,8 @@ class ProgressReporter:
         return True
 
     def _loop(self) -> None:
-        self.flush()
+        if self._announce:
+            self.flush()
         while not self._stop.wait(self._interval):
             self.flush()
         for _ in range(FINAL_ATTEMPTS):

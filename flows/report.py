@@ -11,18 +11,17 @@ instance's history:
   p50/p95 item duration and items/s.
 
 Durations cover the items executed in this run; an item that came from a
-checkpoint took no time and has none.
+checkpoint took no time and has none. The flow publishes them right after its
+final state is recorded (flows/wrap_up.py): nothing the status URL answers
+depends on them.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import math
 import re
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,24 +155,3 @@ def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_secon
     except Exception as error:  # noqa: BLE001 - the report is not worth failing the run for
         logger.warning("could not publish the run report for instance %s: %s", instance_id, error)
     return metrics
-
-
-@contextmanager
-def publishing_report(
-    instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int
-) -> Iterator[None]:
-    """Publish the report from a thread while the block runs, and wait for it at the end of the block.
-
-    The flow settles its items (and publishes their item report) meanwhile: the
-    artifacts are API round trips of 30-60 ms each on a busy SQLite server, and
-    nothing the flow does next depends on this report.
-    """
-    context = contextvars.copy_context()  # the flow-run context: the artifacts belong to this run
-    thread = threading.Thread(
-        target=context.run, args=(publish_report, instance_id, outcomes, wall_seconds, limit), name="fanout-report"
-    )
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()

@@ -1,9 +1,13 @@
 """The output of an instance's last Completed run, in fanout's own record: what the status API shows.
 
 A Completed run writes its ordered output (a tolerated failure's slot holds
-`null`) to `fanout/<instance_id>/run-output` in result storage, as one
+`null`) and its failed items (item, attempts, last error: the status URL's
+`failures`) to `fanout/<instance_id>/run-output` in result storage, as one
 checkpoint record (flows/checkpoint_format.py: versioned, checksummed JSON,
-key `run-output`), before the run returns. The webhook reads it back with one
+key `run-output`), before the run returns. With the failures in the record,
+the status of a Completed run needs no Prefect artifact, and the run publishes
+its item report after its final state (flows/wrap_up.py). A record written
+before the failures were kept holds the output alone: `failures` is None. The webhook reads it back with one
 read, on local folders and remote blocks alike, instead of Prefect's persisted
 flow result, which it would have to deserialize with Prefect's serializers.
 Nothing here unpickles, and a damaged record is reported, never returned.
@@ -15,6 +19,7 @@ by then, so running the instance again only writes this record.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
@@ -31,22 +36,33 @@ class NoRunOutput(LookupError):
     """The instance has no readable output record; the message says why."""
 
 
+@dataclass(frozen=True)
+class RunOutput:
+    """A Completed run's ordered output and its failed items (None in a record that predates them)."""
+
+    output: list[Any]
+    failures: list[dict[str, Any]] | None = None
+
+
 def run_output_path(instance_id: str) -> str:
     """Where the instance's output record lives under the storage's root."""
     return f"{KEY_ROOT}/{instance_id}/{RECORD_NAME}"
 
 
-def save_run_output(storage: WritableFileSystem, instance_id: str, output: list[Any]) -> None:
-    """Record the Completed run's ordered output; `CheckpointNotWritten` when storage refuses it."""
+def save_run_output(
+    storage: WritableFileSystem, instance_id: str, output: list[Any], failures: list[dict[str, Any]]
+) -> None:
+    """Record the Completed run's ordered output and failed items; `CheckpointNotWritten` when storage
+    refuses it."""
+    record = {"output": output, "failures": failures}
     try:
-        write_block_path(storage, run_output_path(instance_id), checkpoint_format.encode(RECORD_NAME, output))
+        write_block_path(storage, run_output_path(instance_id), checkpoint_format.encode(RECORD_NAME, record))
     except (OSError, TypeError, ValueError) as error:
         raise CheckpointNotWritten(f"the run's output could not be recorded: {error}") from error
 
 
-def load_run_output(storage: WritableFileSystem, instance_id: str) -> list[Any]:
-    """The ordered output the instance's last Completed run recorded; `NoRunOutput` when there is none
-    or it is damaged."""
+def load_run_output(storage: WritableFileSystem, instance_id: str) -> RunOutput:
+    """What the instance's last Completed run recorded; `NoRunOutput` when there is none or it is damaged."""
     try:
         data = read_block_path(storage, run_output_path(instance_id))
     except Exception as error:  # noqa: BLE001 - missing: each block raises its own kind
@@ -55,6 +71,19 @@ def load_run_output(storage: WritableFileSystem, instance_id: str) -> list[Any]:
         key, output = checkpoint_format.decode(data)
     except checkpoint_format.UnreadableRecord as error:
         raise NoRunOutput(f"the output record of instance {instance_id!r} is unreadable: {error}") from None
-    if key != RECORD_NAME or not isinstance(output, list):
+    recorded = _recorded(output)
+    if key != RECORD_NAME or recorded is None:
         raise NoRunOutput(f"the output record of instance {instance_id!r} is not an output")
-    return output
+    return recorded
+
+
+def _recorded(data: Any) -> RunOutput | None:
+    """The record's content: `{"output": [...], "failures": [...]}`, or an earlier record's bare output list."""
+    if isinstance(data, list):
+        return RunOutput(data)
+    if not isinstance(data, dict) or not isinstance(data.get("output"), list):
+        return None
+    failures = data.get("failures")
+    if not isinstance(failures, list) or not all(isinstance(failure, dict) for failure in failures):
+        return None
+    return RunOutput(data["output"], failures)

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 from deployments.runs import LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, Purged, RunRecord
 from flows.request import FanoutRequest
+from flows.run_output import RunOutput
 
 _clock = itertools.count()
 
@@ -112,8 +113,9 @@ class FakeRuns:
         self.untagged.add(flow_run_id)
         return run
 
-    async def output(self, run: RunRecord) -> Any:
-        return self.outputs.get(run.flow_run_id)
+    async def output(self, run: RunRecord) -> RunOutput:
+        """The output a test gave the run; its failures come from `failures`, as for an older record."""
+        return RunOutput(self.outputs.get(run.flow_run_id))
 
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None:
         return self.failure_reports.get(run.flow_run_id, [] if run.state_type == "COMPLETED" else None)

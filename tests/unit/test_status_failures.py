@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from deployments.runs import RunRecord
+from flows.run_output import RunOutput
 from tests.support.fake_runs import FakeRuns
 from tests.unit.webhook_client import call, make_app
 
@@ -21,6 +23,23 @@ def test_completed_with_tolerated_failures_lists_them() -> None:
     runs.set_state(instance, "COMPLETED", output=["Processed item-1", None, "Processed item-3"], failures=REPORT)
     body = call(app, "GET", f"/api/instances/{instance}").json()
     assert body["output"][1] is None and body["failures"] == REPORT
+
+
+class RecordedRuns(FakeRuns):
+    """Runs whose output records carry the failed items, as a Completed run's record does."""
+
+    async def output(self, run: RunRecord) -> RunOutput:
+        return RunOutput(self.outputs.get(run.flow_run_id) or [], failures=REPORT)
+
+
+def test_a_completed_run_lists_the_failures_its_output_record_holds_without_an_item_report() -> None:
+    """A Completed run's failures come with its output (the item report is published after its final state)."""
+    runs = RecordedRuns()
+    app, instance = started(runs)
+    runs.set_state(instance, "COMPLETED", output=["Processed item-1", None, "Processed item-3"])
+    body = call(app, "GET", f"/api/instances/{instance}").json()
+    assert body["failures"] == REPORT
+    assert body["customStatus"]["failed"] == 1 and body["customStatus"]["completed"] == 2
 
 
 def test_running_runs_have_no_failure_list_yet() -> None:
