@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 # Imported here so the forkserver holds them before the first run (this module is its preload).
 import prefect.engine
@@ -26,14 +26,9 @@ from prefect.context import SettingsContext, SyncClientContext
 from prefect.flows import Flow
 from prefect.settings import Settings
 
+from deployments.warm_spare import DeploymentSource
+
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
-
-
-class DeploymentSource(NamedTuple):
-    """What loading a deployment's flow needs of the deployment (the worker read it when it submitted the run)."""
-
-    entrypoint: str | None
-    pull_steps: list[dict[str, Any]] | None
 
 
 def execute(

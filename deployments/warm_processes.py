@@ -30,8 +30,7 @@ from pathlib import Path
 
 from prefect.client.schemas.objects import FlowRun
 
-from deployments.warm_child import DeploymentSource
-from deployments.warm_spare import Handover, Spare
+from deployments.warm_spare import DeploymentSource, Handover, Spare
 
 CHILD_MODULE = "deployments.warm_child"
 """Imports Prefect's engine; always preloaded."""

@@ -26,14 +26,19 @@ import os
 from contextlib import ExitStack
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from deployments.warm_child import DeploymentSource
+from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
 
-Handover = tuple[str, dict[str, str], str | None, "DeploymentSource | None"]
+
+class DeploymentSource(NamedTuple):
+    """What loading a deployment's flow needs of the deployment (the worker read it when it submitted the run)."""
+
+    entrypoint: str | None
+    pull_steps: list[dict[str, Any]] | None
+
+
+Handover = tuple[str, dict[str, str], str | None, DeploymentSource | None]
 """What a spare receives: the flow run (JSON, as the worker read it), the run's environment, its folder,
 and its deployment's entrypoint and pull steps."""
 

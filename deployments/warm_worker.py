@@ -49,9 +49,9 @@ from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 from pydantic import Field, PrivateAttr
 
-from deployments.warm_child import DeploymentSource
 from deployments.warm_processes import WarmProcesses, kill, preload_modules
 from deployments.warm_recovery import describe_exit, settle_exit
+from deployments.warm_spare import DeploymentSource
 from flows.settings import get_settings
 
 WORKER_TYPE = "fanout-warm"

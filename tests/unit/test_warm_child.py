@@ -10,7 +10,8 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import DeploymentResponse
 
 import flows.fanout
-from deployments.warm_child import SET_WORKING_DIRECTORY, DeploymentSource, _preloaded_module, preloaded_flow
+from deployments.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow
+from deployments.warm_spare import DeploymentSource
 from deployments.warm_worker import WarmJobConfiguration, run_environment
 
 ROOT = Path(flows.fanout.__file__).resolve().parents[1]
