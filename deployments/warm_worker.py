@@ -18,8 +18,9 @@ returns. What this worker changes:
 - **Cancellation.** A run of this worker that becomes Cancelling (event, or a
   poll of its runs every `CANCEL_POLL_SECONDS`) has its process killed and ends
   Cancelled.
-- **Crash resume.** A flow-run process that dies mid-run is reported Crashed
-  and its run put back to AwaitingRetry at once while automatic retries remain
+- **Crash resume.** A flow-run process that dies mid-run has its run put
+  straight back to AwaitingRetry while automatic retries remain (never through
+  Crashed, a final state), else reported Crashed, then Failed
   (deployments/warm_recovery.py), so it resumes in about a second.
 
 It serves `process` work pools (its job configuration has the process
