@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from contextlib import ExitStack
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -50,12 +51,16 @@ def serve(receiver: Connection) -> None:
     """
     from deployments.warm_child import execute
 
+    # A Ctrl-C in the worker's terminal reaches its whole process group: an idle spare leaves it to the worker,
+    # whose stop ends the spare with end-of-file, instead of dying with a traceback. Its run gets Ctrl-C back.
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
     prepared = prepare()
     try:
         flow_run_json, env, working_dir, deployment = receiver.recv()
     except (EOFError, OSError):
         os._exit(0)  # no run will come: the worker stopped, died, or retired this spare
     receiver.close()
+    signal.signal(signal.SIGINT, interrupt)
     execute(flow_run_json, env, working_dir, deployment, prepared=prepared)
 
 

@@ -26,13 +26,17 @@ NOWHERE = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETR
 """A Prefect API where nothing listens: a spare's preparation fails at once, as it may, and it still waits."""
 
 WORKER = """
-import sys, time
+import sys
 from deployments.warm_processes import WarmProcesses
 warm = WarmProcesses(["deployments.warm_child"])
 warm.warm_up()
-print(warm.spare.pid, flush=True)
-time.sleep(120)
+spare = warm.spare
+print(spare.pid, flush=True)
+sys.stdin.readline()
+warm.stop()
+print(spare.exitcode, flush=True)
 """
+"""A worker's processes in miniature: prints its spare's pid, stops when a line arrives, prints the spare's exit code."""
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +46,18 @@ def restore_environment() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
+    """WORKER in a process of its own, with Ctrl-C's default action (a shell may start tests with it ignored)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def gone(pid: int) -> bool:
@@ -69,7 +85,7 @@ def worker_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def test_a_spare_exits_when_its_worker_is_killed(worker_env: dict[str, str]) -> None:
     """SIGKILL of the worker: its spare reads end-of-file on its pipe and exits; nothing is left behind."""
-    worker = subprocess.Popen([sys.executable, "-c", WORKER], env=worker_env, stdout=subprocess.PIPE, text=True)
+    worker = start_worker(worker_env)
     try:
         assert worker.stdout is not None
         spare = int(worker.stdout.readline())
@@ -93,6 +109,32 @@ def test_an_unused_spare_exits_cleanly_when_its_worker_stops(worker_env: dict[st
 
     assert spare.exitcode == 0
     assert processes.spare is None
+
+
+def ignores_sigint(pid: int) -> bool:
+    """The process has SIGINT ignored (its SigIgn mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+def test_an_idle_spare_leaves_ctrl_c_to_its_worker(worker_env: dict[str, str]) -> None:
+    """SIGINT (Ctrl-C in the worker's terminal) does not end an idle spare; the worker's stop ends it cleanly."""
+    worker = start_worker(worker_env)
+    try:
+        assert worker.stdout is not None and worker.stdin is not None
+        spare = int(worker.stdout.readline())
+        wait_until(lambda: ignores_sigint(spare))
+
+        os.kill(spare, signal.SIGINT)
+        worker.stdin.write("stop\n")
+        worker.stdin.flush()
+
+        assert worker.stdout.readline().strip() == "0"
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def run_seen_by(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> dict[str, Any]:
