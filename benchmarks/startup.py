@@ -137,6 +137,9 @@ def main() -> None:
     print(row('cold `python -c "import prefect, flows.fanout"`', imports, unit))
     for name, values in rows:
         print(row(name, values, unit))
+    print(f"load average at the end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    for name, values in rows:
+        print(f"{name}: {' '.join(f'{value:.2f}' for value in sorted(values))}")
 
 
 def warm_fanout_runs(folder: Path, runs: int) -> list[float]:

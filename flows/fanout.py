@@ -69,7 +69,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     with (
         correlating(str(flow_run.get_id()), instance_id),
         keeping_alive(settings.liveness_seconds),
-        holding_instance(request.instance_id, settings.instance_lease_seconds),
+        holding_instance(request.instance_id, settings.instance_lease_seconds, run.storage),
     ):
         outcomes = run_instance(items, run, settings, announce_total=item_count(request) is None)
     elapsed = time.perf_counter() - started

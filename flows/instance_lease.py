@@ -8,10 +8,12 @@ item runs, and keeps renewing the lease while it works. A second run of the
 instance finds the slot taken and fails at once with `InstanceBusy`, naming
 the run that holds it; nothing of it ran.
 
-A crashed run's lease must not block its own resume: the lease id is kept in
-the flow run's label `fanout.instance-lease`, and a run that finds such a label
-on itself (the same flow run id, resumed) releases that lease before taking a
-new one. A holder that is certainly dead (its run ended, or its process on this host is
+A crashed run's lease must not block its own resume: the holder of the lease
+(flow run, lease id, `<host>:<pid>`) is recorded in the instance's folder of
+result storage (`fanout/<instance>/instance-lease`, a checksummed record like
+the checkpoints, where every worker of the instance reads), and a run that finds
+itself there (the same flow run id, resumed) releases that lease before taking
+a new one. A holder that is certainly dead (its run ended, or its process on this host is
 gone, as after `kill -9` of `fanout run`) has its lease released by the next run of the
 instance; any other dead holder's lease lapses after `FANOUT_INSTANCE_LEASE_SECONDS`
 (Prefect's minimum is 60 s).
@@ -25,7 +27,8 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -38,7 +41,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
-from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import FlowRunContext
 from prefect.exceptions import (
     ObjectAlreadyExists,
@@ -47,15 +49,20 @@ from prefect.exceptions import (
 )
 from prefect.runtime import flow_run
 
+from flows import checkpoint_format
+from flows.checkpoints import KEY_ROOT
 from flows.errors import InvalidRequest
+from flows.prefect_adapter import read_block_path, write_block_path
 from flows.wrap_up import after_final_state
+
+if TYPE_CHECKING:
+    from prefect.filesystems import WritableFileSystem
 
 LIMIT_PREFIX = "fanout-instance:"
 INSTANCE_TAG_PREFIX = "fanout.instance:"
 """The tag the webhook gives an instance's runs (deployments/runs.py), which the status API finds them by."""
-LEASE_LABEL = "fanout.instance-lease"
-OWNER_LABEL = "fanout.instance-lease-owner"
-"""`<host>:<pid>` of the process holding the lease, so a contender on the same host can see it died."""
+HOLDER_RECORD = "instance-lease"
+"""The record, in the instance's folder of result storage, of who took its lease last (`Holder`)."""
 LOCKED = 423
 
 
@@ -68,7 +75,7 @@ def limit_name(instance_id: str) -> str:
 
 
 @contextmanager
-def holding_instance(instance_id: str | None, lease_seconds: float) -> Iterator[None]:
+def holding_instance(instance_id: str | None, lease_seconds: float, storage: WritableFileSystem) -> Iterator[None]:
     """Hold the instance's lease for the block; `InstanceBusy` when another run holds it.
 
     No instance id (it defaults to the flow run's own, which nothing else can share): no lease.
@@ -78,7 +85,7 @@ def holding_instance(instance_id: str | None, lease_seconds: float) -> Iterator[
         yield
         return
     with get_client(sync_client=True) as client:
-        lease_id = _take(client, instance_id, UUID(run_id), lease_seconds)
+        lease_id = _take(client, storage, instance_id, UUID(run_id), lease_seconds)
         stop = threading.Event()
         renewing = threading.Thread(
             target=_renew, args=(client, lease_id, lease_seconds, stop), name="fanout-instance-lease", daemon=True
@@ -91,37 +98,73 @@ def holding_instance(instance_id: str | None, lease_seconds: float) -> Iterator[
             after_final_state(functools.partial(_give_back, lease_id))
 
 
-def _take(client: SyncPrefectClient, instance_id: str, run_id: UUID, lease_seconds: float) -> UUID:
-    """The lease of the instance's one slot, after releasing one this same run left behind when it crashed."""
+def _take(
+    client: SyncPrefectClient, storage: WritableFileSystem, instance_id: str, run_id: UUID, lease_seconds: float
+) -> UUID:
+    """The lease of the instance's one slot, after releasing one this same run left behind when it crashed,
+    or one a dead run still holds."""
     name = limit_name(instance_id)
     with suppress(ObjectAlreadyExists):
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-    me = _this_run(client, run_id)
-    own = str((me.labels or {}).get(LEASE_LABEL) or "")
-    if own:
-        client.release_concurrency_slots_with_lease(UUID(own))  # this run's own, from before its crash
+    holder = read_holder(storage, instance_id)
+    if holder is not None and holder.flow_run_id == run_id:
+        client.release_concurrency_slots_with_lease(holder.lease_id)  # this run's own, from before its crash
     try:
         response = _increment(client, name, run_id, lease_seconds)
     except InstanceBusy:
         try:
-            if not _release_dead_holders(client, instance_id, run_id):
+            if holder is None or holder.flow_run_id == run_id or not _dead(client, holder):
                 raise
+            client.release_concurrency_slots_with_lease(holder.lease_id)
             response = _increment(client, name, run_id, lease_seconds)
         except InstanceBusy:
             raise InstanceBusy(
                 f"instance {instance_id} is already running{_holder(client, instance_id, run_id)}"
             ) from None
     lease_id = UUID(response.json()["lease_id"])
-    client.update_flow_run_labels(run_id, {LEASE_LABEL: str(lease_id), OWNER_LABEL: _owner()})
+    _write_holder(storage, instance_id, Holder(run_id, lease_id, _owner()))
+    me = _this_run(client, run_id)
     tag = f"{INSTANCE_TAG_PREFIX}{instance_id}"
     if tag not in me.tags:  # a run not started by the webhook: make it findable by its instance id
         client.update_flow_run(run_id, tags=[*me.tags, tag])
     return lease_id
 
 
+@dataclass(frozen=True)
+class Holder:
+    """Who took the instance's lease last: its flow run, the lease, and `<host>:<pid>` of its process."""
+
+    flow_run_id: UUID
+    lease_id: UUID
+    owner: str
+
+
+def holder_path(instance_id: str) -> str:
+    """Where the instance's lease holder is recorded under the storage's root."""
+    return f"{KEY_ROOT}/{instance_id}/{HOLDER_RECORD}"
+
+
+def read_holder(storage: WritableFileSystem, instance_id: str) -> Holder | None:
+    """The instance's last lease holder, or None when none is recorded (or the record is unreadable)."""
+    try:
+        key, data = checkpoint_format.decode(read_block_path(storage, holder_path(instance_id)))
+        if key != HOLDER_RECORD:
+            return None
+        return Holder(UUID(data["flow_run_id"]), UUID(data["lease_id"]), str(data["owner"]))
+    except Exception:  # noqa: BLE001 - missing (each block raises its own kind) or damaged: no holder known
+        return None
+
+
+def _write_holder(storage: WritableFileSystem, instance_id: str, holder: Holder) -> None:
+    """Record the holder: a local write in place of a flow-run labels update (an API write that reads
+    the run first, which SQLite refuses while other writes land, and which held up every run's start)."""
+    record = {"flow_run_id": str(holder.flow_run_id), "lease_id": str(holder.lease_id), "owner": holder.owner}
+    write_block_path(storage, holder_path(instance_id), checkpoint_format.encode(HOLDER_RECORD, record))
+
+
 def _this_run(client: SyncPrefectClient, run_id: UUID) -> FlowRun:
-    """This flow run with its labels and tags: the copy Prefect's engine read when the run
-    started (one API call less on every run), else read now."""
+    """This flow run with its tags: the copy Prefect's engine read when the run started (one API call
+    less on every run), else read now."""
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None and context.flow_run.id == run_id:
         return context.flow_run
@@ -147,28 +190,16 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _release_dead_holders(client: SyncPrefectClient, instance_id: str, run_id: UUID) -> bool:
-    """Release the leases of the instance's other runs that cannot be working any more; True if any.
-
-    A holder is dead when its run is in a final state (it ended without releasing), or when
-    it ran in a process of this host that no longer exists (killed: `fanout run` after a
-    `kill -9` must not wait out the lease). A holder elsewhere is trusted until its lease lapses.
-    """
-    flow_runs = client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{INSTANCE_TAG_PREFIX}{instance_id}"])),
-        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-        limit=10,
-    )
-    released = False
-    for other in flow_runs:
-        lease = str((other.labels or {}).get(LEASE_LABEL) or "")
-        if other.id == run_id or not lease:
-            continue
-        final = other.state is not None and other.state.is_final()
-        if final or _dead_here(str((other.labels or {}).get(OWNER_LABEL) or "")):
-            client.release_concurrency_slots_with_lease(UUID(lease))  # a lease already gone: a no-op
-            released = True
-    return released
+def _dead(client: SyncPrefectClient, holder: Holder) -> bool:
+    """Whether the holder's run cannot be working any more: its run is gone or in a final state (it
+    ended without releasing), or it ran in a process of this host that no longer exists (killed:
+    `fanout run` after a `kill -9` must not wait out the lease). A holder elsewhere is trusted
+    until its lease lapses."""
+    try:
+        run = client.read_flow_run(holder.flow_run_id)
+    except ObjectNotFound:
+        return True
+    return (run.state is not None and run.state.is_final()) or _dead_here(holder.owner)
 
 
 def _dead_here(owner: str) -> bool:
