@@ -5,9 +5,10 @@
 Starts `fanout up`'s stack (server, deployments, webhook) once, then, `--rounds` times, a warm worker
 with `FANOUT_WARM_SPARE=true` and one with `false`, one after the other, each timing `--runs` seed
 runs (after one warm-up run): POST /api/start-fanout -> the status URL's 200 (polled every 0.1 s),
-and, from each run's state history in Prefect, Submitting -> Running (the worker handing the run to
-its process until the engine's Running: the fork or hand-over and the process's own start) and
-Pending -> Running. Prints p50/p95 of each per variant and the spare's saving at p50.
+and, from each run's state history in Prefect, POST -> Submitting (the webhook and the worker's submit
+path), Submitting -> Running (the worker handing the run to its process until the engine's Running:
+the fork or hand-over and the process's own start), Pending -> Running and Running -> Completed (the
+flow). Prints p50/p95 of each per variant and the spare's saving at p50.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import os
 import statistics
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,16 +30,19 @@ from devstack.stack import LocalStack
 VARIANTS = {"spare": "true", "fork per run": "false"}
 
 
-def state_times(api: httpx.Client) -> dict[str, float]:
-    """Seconds from Submitting and from Pending to Running in the newest flow run's (first) attempt."""
+def state_times(api: httpx.Client, posted: float) -> dict[str, float]:
+    """Where the newest flow run's time went: POST -> Submitting (the webhook and the worker), Submitting ->
+    Running (the run's process), Pending -> Running, Running -> Completed (the flow)."""
     run = api.post("/flow_runs/filter", json={"sort": "EXPECTED_START_TIME_DESC", "limit": 1}).json()[0]
     states = api.get("/flow_run_states/", params={"flow_run_id": run["id"]}).json()
     first: dict[str, datetime] = {}
     for state in sorted(states, key=lambda state: state["timestamp"]):
         first.setdefault(state["name"], datetime.fromisoformat(state["timestamp"]))
     return {
+        "POST -> Submitting": first["Submitting"].timestamp() - posted,
         "Submitting -> Running": (first["Running"] - first["Submitting"]).total_seconds(),
         "Pending -> Running": (first["Running"] - first["Pending"]).total_seconds(),
+        "Running -> Completed": (first["Completed"] - first["Running"]).total_seconds(),
     }
 
 
@@ -46,8 +51,9 @@ def measure(client: httpx.Client, api: httpx.Client, runs: int) -> dict[str, lis
     post_to_200(client)
     figures: dict[str, list[float]] = {}
     for _ in range(runs):
+        posted = time.time()
         total = post_to_200(client)
-        for name, value in {"POST -> 200": total, **state_times(api)}.items():
+        for name, value in {"POST -> 200": total, **state_times(api, posted)}.items():
             figures.setdefault(name, []).append(value)
     return figures
 
