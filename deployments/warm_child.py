@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,28 +26,45 @@ from prefect.context import SettingsContext, SyncClientContext
 from prefect.flows import Flow
 from prefect.settings import Settings
 
+from deployments.warm_spare import DeploymentSource
+
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 
 
-def execute(flow_run_json: str, env: Mapping[str, str], working_dir: str | None) -> None:
+def execute(
+    flow_run_json: str,
+    env: Mapping[str, str],
+    working_dir: str | None,
+    deployment: DeploymentSource | None = None,
+    prepared: ExitStack | None = None,
+) -> None:
     """Run one flow run (as the worker read it, JSON) in this (forked) process with the run's environment and folder.
 
-    Exits as `python -m prefect.engine` does: 0 once Prefect recorded the run's
-    final state (a failed flow included), non-zero when the engine itself broke.
+    `deployment` is the run's deployment as the worker read it (None: read it here).
+    `prepared` holds what a spare process made ready under the worker's settings
+    (deployments/warm_spare.py): the run uses it, unless its environment changes
+    a Prefect setting. Exits as `python -m prefect.engine` does: 0 once Prefect
+    recorded the run's final state (a failed flow included), non-zero when the
+    engine itself broke.
     """
     changed = _apply_environment(env)
     if working_dir:
         os.chdir(working_dir)
     if changed:
+        if prepared is not None:
+            from deployments.warm_spare import discard
+
+            discard(prepared)
         # Prefect read its settings when the forkserver imported it; this run's
         # environment changes some of them (PREFECT_* job variables), so read them again.
         with SettingsContext(profile=_current_profile(), settings=Settings()):
-            _run(FlowRun.model_validate_json(flow_run_json))
+            _run(FlowRun.model_validate_json(flow_run_json), deployment)
     else:
-        _run(FlowRun.model_validate_json(flow_run_json))
+        with prepared or ExitStack():
+            _run(FlowRun.model_validate_json(flow_run_json), deployment)
 
 
-def _run(flow_run: FlowRun) -> None:
+def _run(flow_run: FlowRun, deployment: DeploymentSource | None) -> None:
     """Run `flow_run` as `python -m prefect.engine` does, without reading the run first.
 
     The worker's copy of the run (read when it polled) saves one API call on every
@@ -62,7 +80,7 @@ def _run(flow_run: FlowRun) -> None:
         with handle_engine_signals(flow_run.id), SyncClientContext.get_or_create() as clients:
             logger = flow_run_logger(flow_run=flow_run)
             try:
-                flow = preloaded_flow(flow_run, clients.client) or load_flow(flow_run)
+                flow = preloaded_flow(flow_run, clients.client, deployment) or load_flow(flow_run)
             except Exception:
                 logger.error("Unexpected exception encountered when trying to load flow", exc_info=True)
                 raise
@@ -71,7 +89,9 @@ def _run(flow_run: FlowRun) -> None:
         _flush()
 
 
-def preloaded_flow(flow_run: FlowRun, client: SyncPrefectClient) -> Flow[..., Any] | None:
+def preloaded_flow(
+    flow_run: FlowRun, client: SyncPrefectClient, known: DeploymentSource | None = None
+) -> Flow[..., Any] | None:
     """The deployment's flow object from the preloaded modules, when that is all loading it would do.
 
     Prefect's `load_flow` reads the deployment, runs its pull steps and imports
@@ -81,11 +101,14 @@ def preloaded_flow(flow_run: FlowRun, client: SyncPrefectClient) -> Flow[..., An
     module the forkserver already imported (by file, or by module path as
     `fanout up` registers it), changing into that directory and taking the flow
     from the module is the same thing. Anything else: None, and Prefect loads
-    the flow its own way.
+    the flow its own way. The deployment is `known` when the worker passed it, else read here.
     """
     if flow_run.deployment_id is None:
         return None
-    deployment = client.read_deployment(flow_run.deployment_id)
+    if known is None:
+        read = client.read_deployment(flow_run.deployment_id)
+        known = DeploymentSource(read.entrypoint, read.pull_steps)
+    deployment = known
     steps = deployment.pull_steps or []
     folders = [step.get(SET_WORKING_DIRECTORY, {}).get("directory") for step in steps]
     if not deployment.entrypoint or not all(

@@ -2,27 +2,37 @@
 
 A process that ends after Prefect recorded a final state needs nothing. One
 that died mid-run (SIGKILL, out of memory, `os._exit`) left its run Running:
-the worker, which saw it die, reports it Crashed (so the UI and the logs say
-what happened) and at once puts the *same* flow run back to AwaitingRetry
 while automatic retries remain (`FANOUT_MAX_AUTO_RETRIES`, counted with the
-run's `run_count`), so its instance id and checkpoints carry over and only
-unfinished items run again. With no retry left the run ends Failed, saying so.
+run's `run_count`), the worker, which saw it die, puts the *same* flow run
+straight back to AwaitingRetry, the state's message saying how the process
+ended, so its instance id and checkpoints carry over and only unfinished items
+run again. With no retry left the run is reported Crashed, then Failed, saying so.
+
+Straight back, not Crashed first: Crashed is a final state to Prefect, and a
+run that showed Crashed for the few tens of milliseconds before its
+AwaitingRetry (more under load) told every reader polling in that moment
+(`prefect deployment run --watch`, `run_deployment`, a test waiting for the
+end) that it was over. If Prefect does not accept the AwaitingRetry, the run
+is reported Crashed after all, and the crash automations resume it.
 
 The crash automations (deployments/automations.py) stay compatible: their
-retry trigger is proactive and does not fire when AwaitingRetry follows Crashed
-within its window, and their give-up action would set the same Failed state.
+retry trigger only acts on a Crashed run nothing else moved on within its
+window, and their give-up action would set the same Failed state.
 """
 
 from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.responses import OrchestrationResult, SetStateStatus
 from prefect.states import AwaitingRetry, Cancelled, Crashed, Failed
 
 RESUMED = "resumed"
+CRASHED = "crashed"
 GAVE_UP = "gave-up"
 CANCELLED = "cancelled"
 SETTLED = "settled"
@@ -75,11 +85,9 @@ async def settle_exit(
         await client.set_flow_run_state(flow_run_id, Cancelled(message=message), force=True)
         return ExitOutcome(CANCELLED, message)
     crash = f"Flow run process {pid} ended with {describe_exit(exit_code)} before the run finished."
-    await client.set_flow_run_state(flow_run_id, Crashed(message=crash))
     if retry_allowed(run.run_count, max_auto_retries):
-        message = f"{crash} Resumed automatically (attempt {run.run_count + 1}, at most {max_auto_retries} retries)."
-        await client.set_flow_run_state(flow_run_id, AwaitingRetry(message=message))
-        return ExitOutcome(RESUMED, message)
+        return await _resume(client, flow_run_id, crash, run.run_count, max_auto_retries)
+    await client.set_flow_run_state(flow_run_id, Crashed(message=crash))
     message = (
         f"{crash} Automatic retries exhausted ({max_auto_retries} allowed)."
         if run.run_count
@@ -87,3 +95,17 @@ async def settle_exit(
     )
     await client.set_flow_run_state(flow_run_id, Failed(message=message), force=True)
     return ExitOutcome(GAVE_UP, message)
+
+
+async def _resume(
+    client: PrefectClient, flow_run_id: UUID, crash: str, run_count: int, max_auto_retries: int
+) -> ExitOutcome:
+    """Put the run back to AwaitingRetry in one transition; report it Crashed if Prefect does not accept that."""
+    message = f"{crash} Resumed automatically (attempt {run_count + 1}, at most {max_auto_retries} retries)."
+    result: OrchestrationResult[Any] = await client.set_flow_run_state(flow_run_id, AwaitingRetry(message=message))
+    if result.status == SetStateStatus.ACCEPT:
+        return ExitOutcome(RESUMED, message)
+    reason = getattr(result.details, "reason", None) or "no reason given"
+    crashed = f"{crash} Prefect answered {result.status.value} to AwaitingRetry ({reason}), so it is reported Crashed."
+    await client.set_flow_run_state(flow_run_id, Crashed(message=crashed))
+    return ExitOutcome(CRASHED, crashed)

@@ -8,16 +8,19 @@ returns. What this worker changes:
 
 - **Warm processes.** `run()` forks the flow-run process from a forkserver that
   imported Prefect and the flow when the worker started
-  (deployments/warm_processes.py), instead of starting a new interpreter.
-  Each run still has its own OS process.
+  (deployments/warm_processes.py), instead of starting a new interpreter; better
+  still, it hands the run to a spare process forked and prepared before the run
+  arrived (deployments/warm_spare.py), and forks the next spare. Each run still
+  has its own OS process.
 - **No wait for the poll.** It subscribes to Prefect's events for flow runs
   that become Scheduled or AwaitingRetry and polls at once; the regular poll
   (`PREFECT_WORKER_QUERY_SECONDS`) stays as a fallback.
 - **Cancellation.** A run of this worker that becomes Cancelling (event, or a
   poll of its runs every `CANCEL_POLL_SECONDS`) has its process killed and ends
   Cancelled.
-- **Crash resume.** A flow-run process that dies mid-run is reported Crashed
-  and its run put back to AwaitingRetry at once while automatic retries remain
+- **Crash resume.** A flow-run process that dies mid-run has its run put
+  straight back to AwaitingRetry while automatic retries remain (never through
+  Crashed, a final state), else reported Crashed, then Failed
   (deployments/warm_recovery.py), so it resumes in about a second.
 
 It serves `process` work pools (its job configuration has the process
@@ -37,16 +40,19 @@ from uuid import UUID
 import anyio
 import anyio.abc
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import Flow as APIFlow
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.exceptions import InfrastructureNotFound
 from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from deployments.warm_processes import WarmProcesses, kill, preload_modules
 from deployments.warm_recovery import describe_exit, settle_exit
+from deployments.warm_spare import DeploymentSource
 from flows.settings import get_settings
 
 WORKER_TYPE = "fanout-warm"
@@ -56,6 +62,9 @@ CANCEL_POLL_SECONDS = 5.0
 """How often the states of this worker's running runs are read, in case a Cancelling event was missed."""
 RESUBSCRIBE_SECONDS = 2.0
 """Pause before subscribing again after the event stream broke (the poll covers the gap)."""
+SPARE_AFTER_SECONDS = 2.0
+"""When a run took the spare, the next spare is forked when that run's process ends, or this long after the
+hand-over if it is still running: not at once, when preparing it would take CPU from the run's own start."""
 
 
 def run_environment(env: Mapping[str, str | None], inherited: Mapping[str, str]) -> dict[str, str]:
@@ -76,6 +85,29 @@ class WarmJobConfiguration(BaseJobConfiguration):
 
     stream_output: bool = Field(default=True)
     working_dir: Path | None = Field(default=None)
+    _deployment_source: DeploymentSource | None = PrivateAttr(default=None)
+
+    def prepare_for_flow_run(
+        self,
+        flow_run: FlowRun,
+        deployment: DeploymentResponse | None = None,
+        flow: APIFlow | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Prefect's preparation, keeping what the run's process needs of the deployment Prefect just read.
+
+        The flow-run process then takes the flow without reading the deployment
+        again (deployments/warm_child.py): one API call less on every start.
+        """
+        super().prepare_for_flow_run(flow_run, deployment, flow, *args, **kwargs)
+        if deployment is not None:
+            self._deployment_source = DeploymentSource(deployment.entrypoint, deployment.pull_steps)
+
+    @property
+    def deployment_source(self) -> DeploymentSource | None:
+        """The entrypoint and pull steps of the run's deployment, as read when the run was submitted."""
+        return self._deployment_source
 
 
 class WarmVariables(BaseVariables):
@@ -104,20 +136,23 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         super().__init__(*args, **kwargs)
         settings = get_settings()
         self._max_auto_retries = settings.max_auto_retries
-        self._processes = WarmProcesses(preload_modules(settings.processor))
+        self._processes = WarmProcesses(preload_modules(settings.processor), spare=settings.warm_spare)
         self._running: dict[UUID, int] = {}
         self._wake: anyio.Event | None = None
+        self._services: anyio.abc.TaskGroup | None = None
         self._inherited = get_current_settings().to_environment_variables(exclude_unset=True)
 
     async def setup(self) -> None:
         await super().setup()
         await anyio.to_thread.run_sync(self._processes.warm_up)
+        self._exit_stack.callback(self._processes.stop)  # the spare ends with the worker
         self._wake = anyio.Event()
         services = await self._exit_stack.enter_async_context(anyio.create_task_group())
         self._exit_stack.callback(services.cancel_scope.cancel)  # runs first on exit: stop the services
         services.start_soon(self._watch_events)
         services.start_soon(self._poll_on_wake)
         services.start_soon(self._poll_cancellations)
+        self._services = services
         self._logger.info("Warm processes ready (forkserver preloaded).")
 
     async def run(
@@ -126,14 +161,16 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         configuration: WarmJobConfiguration,
         task_status: anyio.abc.TaskStatus[int] | None = None,
     ) -> WarmWorkerResult:
-        """Fork the run's process, report its pid, wait for it, and settle the run if it died."""
+        """Start the run's process (the spare, else a fork), report its pid, wait for it, settle the run if it died."""
         logger = self.get_flow_run_logger(flow_run)
         env = run_environment(configuration.env, self._inherited)
-        process = self._processes.start(flow_run, env, configuration.working_dir)
+        process = self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source)
         assert process.pid is not None
         self._running[flow_run.id] = process.pid
         if task_status is not None:
             task_status.started(process.pid)
+        if self._services is not None:
+            self._services.start_soon(self._replenish, SPARE_AFTER_SECONDS)
         try:
             await anyio.to_thread.run_sync(process.join, abandon_on_cancel=True)
         finally:
@@ -144,8 +181,17 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         outcome = await settle_exit(self.client, flow_run.id, process.pid, exit_code, self._max_auto_retries)
         if outcome.message:
             logger.warning(outcome.message)
+        await self._replenish()
         # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
+
+    async def _replenish(self, after: float = 0.0) -> None:
+        """Fork the next run's spare (none if one is ready); a failure only means the next run is forked when it comes."""
+        await anyio.sleep(after)
+        try:
+            await anyio.to_thread.run_sync(self._processes.replenish)
+        except Exception as error:  # noqa: BLE001 - runs still start without a spare
+            self._logger.warning("Could not start a spare flow-run process: %s", error)
 
     async def kill_infrastructure(
         self,

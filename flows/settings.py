@@ -66,6 +66,11 @@ class FanoutSettings(BaseSettings):
         description="Flow runs a worker `fanout up` starts runs at once (`prefect worker start --limit`): a burst of "
         "200 starts is then worked through ten at a time, not 200 processes and API writes at once on two cores.",
     )
+    warm_spare: bool = Field(
+        True,
+        description="The warm worker keeps one flow-run process forked and prepared ahead of the next run "
+        "(deployments/warm_spare.py); false forks each run's process when the run arrives.",
+    )
     sqlite_retry_after_seconds: float = Field(
         0.1,
         gt=0,

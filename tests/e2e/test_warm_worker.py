@@ -74,6 +74,23 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid` (children, their children, ...)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {child for child in found if alive(child)}
+
+
 @pytest.fixture
 def slow_items(monkeypatch: pytest.MonkeyPatch, execution_log: Path) -> Path:
     """Items that take 4 s each, so a run is still running when the test acts on it."""
@@ -110,7 +127,7 @@ def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
     prefect_api: httpx.Client,
     slow_items: Path,
 ) -> None:
-    """SIGKILL of one flow-run process: that run is reported Crashed, resumed and Completes; the other never notices."""
+    """A SIGKILLed run goes back to AwaitingRetry (never a final state) and Completes; the other is unaffected."""
     start_worker()
     victim = start_run(prefect_api, {"items": ["v1", "v2"]})
     bystander = start_run(prefect_api, {"items": ["b1", "b2"]})
@@ -121,7 +138,9 @@ def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
 
     assert finished_output(stack, victim) == ("COMPLETED", ["Processed v1", "Processed v2"])
     assert finished_output(stack, bystander) == ("COMPLETED", ["Processed b1", "Processed b2"])
-    assert "Crashed" in state_names(prefect_api, victim)
+    victim_states = state_names(prefect_api, victim)
+    assert "AwaitingRetry" in victim_states
+    assert not {"Crashed", "Failed"} & set(victim_states)
     assert read_run(prefect_api, victim)["run_count"] == 2
     assert "Crashed" not in state_names(prefect_api, bystander)
 
@@ -170,3 +189,48 @@ def test_a_run_that_raises_fails_and_the_worker_keeps_serving(
     assert "Crashed" not in state_names(prefect_api, failing)
     assert finished_output(stack, start_run(prefect_api, {"items": ["good"]})) == ("COMPLETED", ["Processed good"])
     assert worker.process.poll() is None
+
+
+def test_a_run_whose_job_variables_change_a_prefect_setting_completes(
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    execution_log: Path,
+) -> None:
+    """A run whose job `env` sets a Prefect setting runs under it (not the spare's preparation) and Completes."""
+    start_worker()
+    deployment = prefect_api.get("/deployments/name/fan-out-fan-in/default").json()
+    created = prefect_api.post(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        json={
+            "parameters": {"request": {"items": ["e1"]}},
+            "job_variables": {"env": {"PREFECT_LOGGING_LEVEL": "DEBUG"}},
+        },
+    )
+    assert created.status_code == 201, created.text
+
+    assert finished_output(stack, created.json()["id"]) == ("COMPLETED", ["Processed e1"])
+
+
+def test_a_stopped_worker_leaves_no_process_behind(
+    stack: LocalStack,
+    start_worker: Callable[..., Child],
+    prefect_api: httpx.Client,
+    execution_log: Path,
+) -> None:
+    """SIGTERM to the worker process alone (not its group): its forkserver and its spare exit with it."""
+    worker = start_worker()
+    assert finished_output(stack, start_run(prefect_api, {"items": ["s1"]}))[0] == "COMPLETED"
+
+    def with_spare() -> set[int] | None:
+        """The worker's processes once they include the spare forked for the next run (after the forkserver
+        and multiprocessing's resource tracker)."""
+        found = descendants(worker.process.pid)
+        return found if len(found) >= 3 else None
+
+    processes = wait_for(with_spare, timeout=30, interval=0.2, what="the next run's spare")
+
+    worker.process.send_signal(signal.SIGTERM)
+    worker.process.wait(60)
+
+    wait_for(lambda: not any(alive(pid) for pid in processes), timeout=30, interval=0.2, what="the worker's processes")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from uuid import uuid4
+
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
 
 import flows.fanout
-from deployments.warm_child import _preloaded_module
-from deployments.warm_worker import run_environment
+from deployments.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow
+from deployments.warm_spare import DeploymentSource
+from deployments.warm_worker import WarmJobConfiguration, run_environment
 
 ROOT = Path(flows.fanout.__file__).resolve().parents[1]
 
@@ -27,3 +33,35 @@ def test_a_file_entrypoint_is_the_preloaded_module_only_when_it_is_that_file() -
     """A file path names the preloaded module only from the folder that holds that very file."""
     assert _preloaded_module("flows/fanout.py:fan_out_fan_in", ROOT) == (flows.fanout, "fan_out_fan_in")
     assert _preloaded_module("flows/fanout.py:fan_out_fan_in", ROOT / "elsewhere")[0] is None
+
+
+class NoReads:
+    """A client that must not be used: the deployment came with the run."""
+
+    def read_deployment(self, deployment_id: object) -> None:
+        raise AssertionError("the deployment was read again")
+
+
+def test_the_flow_comes_from_the_deployment_the_worker_passed_without_reading_it_again() -> None:
+    """Given the deployment's entrypoint and pull steps, the preloaded flow is taken with no API call."""
+    flow_run = FlowRun(id=uuid4(), flow_id=uuid4(), name="run", deployment_id=uuid4())
+    steps = [{SET_WORKING_DIRECTORY: {"directory": str(ROOT)}}]
+    known = DeploymentSource("flows.fanout.fan_out_fan_in", steps)
+    cwd = os.getcwd()
+    try:
+        assert preloaded_flow(flow_run, NoReads(), known) is flows.fanout.fan_out_fan_in  # type: ignore[arg-type]
+    finally:
+        os.chdir(cwd)
+
+
+def test_the_job_configuration_keeps_the_deployment_prefect_prepares_it_with() -> None:
+    """Prefect hands the deployment it read to `prepare_for_flow_run`; the configuration keeps what the run needs."""
+    deployment = DeploymentResponse(
+        id=uuid4(), name="default", flow_id=uuid4(), entrypoint="flows.fanout.fan_out_fan_in", pull_steps=[]
+    )
+    flow_run = FlowRun(id=uuid4(), flow_id=deployment.flow_id, name="run", deployment_id=deployment.id)
+    configuration = WarmJobConfiguration()
+
+    configuration.prepare_for_flow_run(flow_run=flow_run, deployment=deployment, flow=None, worker_name="w")
+
+    assert configuration.deployment_source == DeploymentSource("flows.fanout.fan_out_fan_in", [])

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.client.schemas.responses import (
+    OrchestrationResult,
+    SetStateStatus,
+    StateAcceptDetails,
+    StateRejectDetails,
+)
+from prefect.states import Running
 
 from deployments.local_server import read_state, server_folder
 from deployments.warm_processes import preload_modules
-from deployments.warm_recovery import describe_exit, retry_allowed
+from deployments.warm_recovery import (
+    CRASHED,
+    GAVE_UP,
+    RESUMED,
+    ExitOutcome,
+    describe_exit,
+    retry_allowed,
+    settle_exit,
+)
 
 
 def test_a_crash_is_retried_while_the_run_count_is_within_the_cap() -> None:
@@ -45,3 +65,55 @@ def test_a_recorded_server_whose_pid_is_not_a_prefect_server_is_ignored(tmp_path
     folder.mkdir(parents=True)
     (folder / "server.json").write_text(json.dumps({"pid": os.getpid(), "port": 1, "home": str(folder)}))
     assert read_state(tmp_path) is None
+
+
+class OneRunClient:
+    """Stands in for Prefect's client: one flow run in `state`; records each proposed state and answers `answers`."""
+
+    def __init__(self, state: State, run_count: int, answers: dict[str, SetStateStatus] | None = None) -> None:
+        self.run = FlowRun(id=uuid4(), flow_id=uuid4(), name="run", state=state, run_count=run_count)
+        self.answers = answers or {}
+        self.proposed: list[State] = []
+
+    async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
+        return self.run
+
+    async def set_flow_run_state(
+        self, flow_run_id: UUID, state: State, force: bool = False
+    ) -> OrchestrationResult[Any]:
+        self.proposed.append(state)
+        status = self.answers.get(state.name or "", SetStateStatus.ACCEPT)
+        if status == SetStateStatus.ACCEPT:
+            return OrchestrationResult(state=state, status=status, details=StateAcceptDetails())
+        return OrchestrationResult(state=None, status=status, details=StateRejectDetails(reason="run is Cancelling"))
+
+
+def settle(client: OneRunClient, max_auto_retries: int = 3) -> ExitOutcome:
+    return asyncio.run(settle_exit(client, client.run.id, 4242, -9, max_auto_retries))  # type: ignore[arg-type]
+
+
+def test_a_process_killed_mid_run_goes_straight_back_to_awaiting_retry() -> None:
+    """A SIGKILLed attempt with retries left: one transition, to AwaitingRetry, never through a final state."""
+    client = OneRunClient(Running(), run_count=1)
+    outcome = settle(client)
+    assert outcome.action == RESUMED
+    assert [state.name for state in client.proposed] == ["AwaitingRetry"]
+    assert "Flow run process 4242 ended with signal SIGKILL" in (client.proposed[0].message or "")
+
+
+def test_an_awaiting_retry_prefect_does_not_accept_leaves_the_run_crashed_saying_why() -> None:
+    """If Prefect rejects the AwaitingRetry, the run is reported Crashed (the automations' cue) with the reason."""
+    client = OneRunClient(Running(), run_count=1, answers={"AwaitingRetry": SetStateStatus.REJECT})
+    outcome = settle(client)
+    assert outcome.action == CRASHED
+    assert [state.name for state in client.proposed] == ["AwaitingRetry", "Crashed"]
+    assert "REJECT" in outcome.message and "run is Cancelling" in outcome.message
+
+
+def test_a_crash_past_its_retries_is_reported_crashed_then_failed() -> None:
+    """The attempt after the last retry dies: Crashed, then Failed saying the retries are exhausted."""
+    client = OneRunClient(Running(), run_count=4)
+    outcome = settle(client, max_auto_retries=3)
+    assert outcome.action == GAVE_UP
+    assert [state.name for state in client.proposed] == ["Crashed", "Failed"]
+    assert "Automatic retries exhausted (3 allowed)" in outcome.message
