@@ -129,3 +129,36 @@ async def test_a_503_that_keeps_coming_reaches_the_client_with_retry_after() -> 
     with pytest.raises(RuntimeError):  # the last attempt's error is raised as Prefect's app raises it
         await patch_labels(app)
     assert app.calls == 4
+
+
+def test_the_requests_that_read_before_they_write_are_the_ones_that_lock_at_once() -> None:
+    """Creating a run, the labels update and the lease take the write lock at once; reads and others do not."""
+    from deployments.prefect_server import takes_write_lock_at_once
+
+    def locks(method: str, path: str) -> bool:
+        return takes_write_lock_at_once({"method": method, "path": path})
+
+    assert locks("POST", "/api/deployments/0b0b/create_flow_run")
+    assert locks("PATCH", "/api/flow_runs/0b0b/labels")
+    assert locks("POST", "/api/v2/concurrency_limits/increment-with-lease")
+    assert not locks("GET", "/api/flow_runs/0b0b/labels") and not locks("POST", "/api/flow_runs/filter")
+
+
+@pytest.mark.anyio
+async def test_each_attempt_of_such_a_request_sets_the_flag_its_transaction_reads() -> None:
+    """The flag is set for every attempt of a locking request, so a replayed one locks at once too."""
+    from contextvars import ContextVar
+
+    flag: ContextVar[bool] = ContextVar("flag", default=False)
+    seen: list[bool] = []
+    app = FastAPI()
+
+    @app.patch("/api/flow_runs/x/labels")
+    async def labels() -> JSONResponse:
+        seen.append(flag.get())
+        return JSONResponse({}, status_code=503 if len(seen) == 1 else 204)
+
+    transport = httpx.ASGITransport(app=RetryAfterOn503(app, 0.1, write_lock_flag=flag))
+    async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+        response = await client.patch("/api/flow_runs/x/labels", json={})
+    assert response.status_code == 204 and seen == [True, True]
