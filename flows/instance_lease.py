@@ -93,9 +93,12 @@ def holding_instance(instance_id: str | None, lease_seconds: float, storage: Wri
         renewing.start()
         try:
             yield
-        finally:
-            stop.set()
-            after_final_state(functools.partial(_give_back, lease_id))
+        except BaseException:
+            stop.set()  # suspended (Prefect's `Pause`) or failed: no final-state hook may come in this process
+            _release(client, lease_id)
+            raise
+        stop.set()
+        after_final_state(functools.partial(_give_back, lease_id))
 
 
 def _take(

@@ -132,10 +132,16 @@ class ProgressReporter:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """A run whose items all settled sends its last count after its final state; one that stops
+        otherwise (suspended: Prefect's `Pause`, or an error) stops publishing now, as no final-state
+        hook may come in this process to stop the thread, which the process would wait for."""
         from flows.wrap_up import after_final_state
 
-        after_final_state(self._stop.set)
+        if exc_type is None:
+            after_final_state(self._stop.set)
+        else:
+            self._stop.set()
 
     def wait_published(self, timeout: float | None = None) -> None:
         """Block until the final flush after exit is done, or `timeout` seconds have passed."""

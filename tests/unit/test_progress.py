@@ -173,3 +173,23 @@ def test_a_run_that_showed_progress_gets_its_final_count() -> None:
         reporter.advance(completed=2)
     reporter.wait_published(5)
     assert recorder.published[-1] == Progress(total=3, completed=3)
+
+
+def test_a_run_that_stops_on_an_exception_stops_publishing_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Suspended (Prefect's Pause) or failed: no final-state hook may come, so the thread ends now, not then."""
+    from uuid import uuid4
+
+    from flows import wrap_up
+
+    monkeypatch.setattr(wrap_up, "_current_flow_run_id", lambda: uuid4())
+    settled = ProgressReporter(total=1, interval=60, publish=Recorder(), announce=False)
+    with settled:
+        pass
+    suspended = ProgressReporter(total=1, interval=60, publish=Recorder(), announce=False)
+    with pytest.raises(KeyboardInterrupt), suspended:
+        raise KeyboardInterrupt
+    suspended.wait_published(5)
+    settled.wait_published(0.2)
+    assert suspended._thread is not None and not suspended._thread.is_alive()
+    assert settled._thread is not None and settled._thread.is_alive()  # until its run's final-state hook
+    settled._stop.set()
