@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from benchmarks.startup import percentile, post_to_200
-from devstack.stack import LocalStack
+from devstack.stack import temporary_stack
 
 VARIANTS = {"spare": "true", "fork per run": "false"}
 
@@ -65,27 +63,19 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     results: dict[str, dict[str, list[float]]] = {variant: {} for variant in VARIANTS}
-    with tempfile.TemporaryDirectory(prefix="fanout-spare-") as folder:
-        stack = LocalStack(home=Path(folder) / "stack")
-        try:
-            stack.start_server(timeout=900)
-            stack.deploy()
-            stack.start_webhook()
-            headers = {"Authorization": f"Bearer {stack.token}"}
-            with (
-                httpx.Client(base_url=stack.webhook_url, headers=headers, timeout=60) as client,
-                httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=60) as api,
-            ):
-                for _ in range(args.rounds):
-                    for variant, flag in VARIANTS.items():
-                        worker = stack.start_worker(env={"FANOUT_WARM_SPARE": flag})
-                        try:
-                            for name, values in measure(client, api, args.runs).items():
-                                results[variant].setdefault(name, []).extend(values)
-                        finally:
-                            stack.stop_worker(worker)
-        finally:
-            stack.stop()
+    with (
+        temporary_stack("fanout-spare-") as stack,
+        httpx.Client(base_url=stack.webhook_url, headers=stack.webhook_headers, timeout=60) as client,
+        httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=60) as api,
+    ):
+        for _ in range(args.rounds):
+            for variant, flag in VARIANTS.items():
+                worker = stack.start_worker(env={"FANOUT_WARM_SPARE": flag})
+                try:
+                    for name, values in measure(client, api, args.runs).items():
+                        results[variant].setdefault(name, []).extend(values)
+                finally:
+                    stack.stop_worker(worker)
     report(results)
 
 

@@ -29,14 +29,12 @@ import argparse
 import asyncio
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from devstack.stack import LocalStack
+from devstack.stack import LocalStack, temporary_stack
 
 CLIENT_TIMEOUT = 120.0
 """Generous, so slow answers are measured rather than cut off."""
@@ -215,28 +213,21 @@ def main() -> None:
     parser.add_argument("--complete-timeout", type=float, default=0, help="follow the burst runs to Completed")
     args = parser.parse_args()
     os.environ["PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED"] = "false"
-    with tempfile.TemporaryDirectory(prefix="fanout-bench-") as folder:
-        stack = LocalStack(home=Path(folder))
-        try:
-            stack.start_server()
-            stack.deploy()
-            stack.start_webhook()
-            headers = {"Authorization": f"Bearer {stack.token}"}
-            sequential(stack.webhook_url, headers, 20)  # warm-up
-            print(f"{'POST -> 202':<26} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}", flush=True)
-            print(latency_row("sequential", sequential(stack.webhook_url, headers, args.requests)), flush=True)
-            concurrent = asyncio.run(post_many(stack.webhook_url, headers, args.requests, args.concurrency))
-            print(latency_row(f"concurrent x{args.concurrency}", concurrent), flush=True)
-            print(
-                f"concurrent throughput: {len(concurrent) / max(sum(r[0] for r in concurrent) / args.concurrency, 1e-9):.1f} starts/s",
-                flush=True,
-            )
-            accepted = bursts(stack, headers, args.bursts, args.burst)
-            one_instance(stack, headers)
-            if args.complete_timeout > 0:
-                completed(stack, accepted, args.complete_timeout)
-        finally:
-            stack.stop()
+    with temporary_stack("fanout-bench-", server_timeout=180.0) as stack:
+        headers = stack.webhook_headers
+        sequential(stack.webhook_url, headers, 20)  # warm-up
+        print(f"{'POST -> 202':<26} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}", flush=True)
+        print(latency_row("sequential", sequential(stack.webhook_url, headers, args.requests)), flush=True)
+        concurrent = asyncio.run(post_many(stack.webhook_url, headers, args.requests, args.concurrency))
+        print(latency_row(f"concurrent x{args.concurrency}", concurrent), flush=True)
+        print(
+            f"concurrent throughput: {len(concurrent) / max(sum(r[0] for r in concurrent) / args.concurrency, 1e-9):.1f} starts/s",
+            flush=True,
+        )
+        accepted = bursts(stack, headers, args.bursts, args.burst)
+        one_instance(stack, headers)
+        if args.complete_timeout > 0:
+            completed(stack, accepted, args.complete_timeout)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.stack import WARM_WORKER, LocalStack, _bin
+from devstack.stack import WARM_WORKER, LocalStack, _bin, temporary_stack
 
 POLL_SECONDS = 0.1
 SEED = [f"Processed item-{i}" for i in range(1, 6)]
@@ -109,27 +109,22 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     rows: list[tuple[str, list[float]]] = []
-    with tempfile.TemporaryDirectory(prefix="fanout-startup-") as folder:
-        stack = LocalStack(home=Path(folder) / "stack")
-        try:
-            stack.start_server(timeout=900)
-            stack.deploy()
-            stack.start_webhook()
-            headers = {"Authorization": f"Bearer {stack.token}"}
-            with httpx.Client(base_url=stack.webhook_url, headers=headers, timeout=60) as client:
-                for worker_type, label in ((WARM_WORKER, "warm worker"), ("process", "process worker (anchor)")):
-                    worker = stack.start_worker(worker_type=worker_type)
-                    rows.append((f"POST -> 200, {label}", series(lambda: post_to_200(client), args.runs)))
-                    if worker_type == WARM_WORKER:
-                        rows.append(
-                            (
-                                f"prefect deployment run -> Completed, {label}",
-                                series(lambda: deployment_run_to_completed(stack), args.runs),
-                            )
-                        )
-                    stack.stop_worker(worker)
-        finally:
-            stack.stop()
+    with (
+        temporary_stack("fanout-startup-") as stack,
+        httpx.Client(base_url=stack.webhook_url, headers=stack.webhook_headers, timeout=60) as client,
+    ):
+        for worker_type, label in ((WARM_WORKER, "warm worker"), ("process", "process worker (anchor)")):
+            worker = stack.start_worker(worker_type=worker_type)
+            rows.append((f"POST -> 200, {label}", series(lambda: post_to_200(client), args.runs)))
+            if worker_type == WARM_WORKER:
+                rows.append(
+                    (
+                        f"prefect deployment run -> Completed, {label}",
+                        series(lambda: deployment_run_to_completed(stack), args.runs),
+                    )
+                )
+            stack.stop_worker(worker)
+    with tempfile.TemporaryDirectory(prefix="fanout-run-") as folder:
         rows.append(("warm `fanout run` (whole process)", warm_fanout_runs(Path(folder), args.runs)))
     imports = [cold_import() for _ in range(args.imports)]
     unit = statistics.median(imports)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,12 +118,19 @@ class LocalStack:
 
         return {"Authorization": f"Basic {base64.b64encode(self.auth_string.encode()).decode()}"}
 
-    def start(self) -> LocalStack:
-        """Server, work pool and deployments, one worker and the webhook; stopped again on failure."""
+    @property
+    def webhook_headers(self) -> dict[str, str]:
+        """Headers a client of this stack's webhook sends (its token)."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def start(self, worker: bool = True, server_timeout: float = 180.0) -> LocalStack:
+        """Server, work pool and deployments, one worker (unless `worker=False`) and the webhook; stopped
+        again on failure."""
         try:
-            self.start_server()
+            self.start_server(server_timeout)
             self.deploy()
-            self.start_worker()
+            if worker:
+                self.start_worker()
             self.start_webhook()
         except BaseException:
             self.stop()
@@ -240,3 +249,15 @@ class LocalStack:
         for child in reversed(self.children()):
             child.stop()
         self.workers.clear()
+
+
+@contextmanager
+def temporary_stack(prefix: str, worker: bool = False, server_timeout: float = 900.0) -> Iterator[LocalStack]:
+    """A stack in a temporary folder, without a worker by default (benchmarks start the workers they
+    compare); stopped, and its folder removed, at the end of the block."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        stack = LocalStack(home=Path(folder) / "stack").start(worker=worker, server_timeout=server_timeout)
+        try:
+            yield stack
+        finally:
+            stack.stop()

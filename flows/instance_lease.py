@@ -91,14 +91,15 @@ def holding_instance(instance_id: str | None, lease_seconds: float, storage: Wri
             target=_renew, args=(client, lease_id, lease_seconds, stop), name="fanout-instance-lease", daemon=True
         )
         renewing.start()
+        stopped: BaseException | None = None
         try:
             yield
-        except BaseException:
-            stop.set()  # suspended (Prefect's `Pause`) or failed: no final-state hook may come in this process
-            _release(client, lease_id)
+        except BaseException as error:
+            stopped = error
             raise
-        stop.set()
-        after_final_state(functools.partial(_give_back, lease_id))
+        finally:
+            stop.set()
+            after_final_state(functools.partial(_give_back, lease_id), stopped=stopped)
 
 
 def _take(

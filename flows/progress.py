@@ -132,16 +132,11 @@ class ProgressReporter:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        """A run whose items all settled sends its last count after its final state; one that stops
-        otherwise (suspended: Prefect's `Pause`, or an error) stops publishing now, as no final-state
-        hook may come in this process to stop the thread, which the process would wait for."""
+    def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None, *exc: object) -> None:
+        """The last count goes after the run's final state; at once if the block stopped on an exception."""
         from flows.wrap_up import after_final_state
 
-        if exc_type is None:
-            after_final_state(self._stop.set)
-        else:
-            self._stop.set()
+        after_final_state(self._stop.set, stopped=error)
 
     def wait_published(self, timeout: float | None = None) -> None:
         """Block until the final flush after exit is done, or `timeout` seconds have passed."""

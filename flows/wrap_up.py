@@ -35,10 +35,15 @@ _pending: dict[UUID, list[Action]] = {}
 _lock = threading.Lock()
 
 
-def after_final_state(action: Action) -> None:
-    """Run `action` once the current flow run's final state is recorded (at once outside a flow run)."""
+def after_final_state(action: Action, stopped: BaseException | None = None) -> None:
+    """Run `action` once the current flow run's final state is recorded (at once outside a flow run).
+
+    `stopped`: the exception the caller's block ended with. Such a run may never reach a
+    final state in this process (suspended: Prefect's `Pause` ends the process with the
+    run Paused, and no state hook runs), so its wrap-up runs at once.
+    """
     run_id = _current_flow_run_id()
-    if run_id is None:
+    if run_id is None or stopped is not None:
         action()
         return
     with _lock:

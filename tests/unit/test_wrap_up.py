@@ -50,3 +50,12 @@ def test_a_failing_action_is_logged_and_the_rest_still_run(
         wrap_up(None, run, None)
     assert done == ["after"]
     assert "API down" in caplog.text
+
+
+def test_a_block_that_stopped_on_an_exception_wraps_up_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A suspended run (Prefect's Pause) gets no final-state hook in this process, so it cannot wait for one."""
+    run = SimpleNamespace(id=uuid4())
+    done: list[str] = []
+    monkeypatch.setattr(module, "_current_flow_run_id", lambda: run.id)
+    after_final_state(lambda: done.append("now"), stopped=KeyboardInterrupt())
+    assert done == ["now"]
