@@ -146,9 +146,11 @@ def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
 
 
 def rendezvous(item: str) -> str:
-    """A processor whose item waits (up to 120 s) until every item named in FANOUT_TEST_PARTIES has started."""
+    """A processor whose item records its process id, then waits (up to 120 s) until every item named in
+    FANOUT_TEST_PARTIES has started: no item ends unless all of them ran at the same time."""
     folder = Path(os.environ["FANOUT_TEST_LOG_DIR"])
-    (folder / item).touch()
+    (folder / f"{item}.writing").write_text(str(os.getpid()))
+    (folder / f"{item}.writing").rename(folder / item)
     parties = os.environ["FANOUT_TEST_PARTIES"].split(",")
     deadline = time.monotonic() + 120
     while not all((folder / party).exists() for party in parties):
@@ -156,6 +158,14 @@ def rendezvous(item: str) -> str:
             raise RuntimeError(f"{item}: the other runs never started while it ran")
         time.sleep(0.05)
     return f"Processed {item}"
+
+
+def reported_pid(api: httpx.Client, flow_run_id: str) -> int:
+    """The flow-run process id the worker reported for the run (it may land just after the run ends)."""
+    pid = wait_for(
+        lambda: read_run(api, flow_run_id)["infrastructure_pid"], timeout=30, interval=0.2, what="a reported pid"
+    )
+    return int(pid)
 
 
 def test_two_runs_execute_at_the_same_time_in_their_own_processes(
@@ -168,11 +178,11 @@ def test_two_runs_execute_at_the_same_time_in_their_own_processes(
     start_worker(FANOUT_PROCESSOR=f"{__name__}:rendezvous", FANOUT_TEST_PARTIES="p1,q1")
     first, second = start_run(prefect_api, {"items": ["p1"]}), start_run(prefect_api, {"items": ["q1"]})
 
-    pids = {running_pid(prefect_api, first), running_pid(prefect_api, second)}
-
     assert finished_output(stack, first) == ("COMPLETED", ["Processed p1"])
     assert finished_output(stack, second) == ("COMPLETED", ["Processed q1"])
-    assert len(pids) == 2
+    item_pids = [int((execution_log / item).read_text()) for item in ("p1", "q1")]
+    assert item_pids == [reported_pid(prefect_api, first), reported_pid(prefect_api, second)]
+    assert len(set(item_pids)) == 2
 
 
 def test_a_run_that_raises_fails_and_the_worker_keeps_serving(
