@@ -16,6 +16,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 HTTP_TIMEOUT = 30.0
+BUSY_STATUSES = (429, 503)
+"""Answers that mean "ask again later" (the webhook is up but Prefect is busy, or it sheds load): a wait
+goes on after `Retry-After`, as the contract asks of any client."""
+UNAVAILABLE_GIVE_UP_SECONDS = 120.0
+"""How long a wait rides out a webhook that keeps answering busy, or cannot be reached (a restart), before
+it gives up: the run itself goes on either way."""
+DEFAULT_RETRY_SECONDS = 1.0
+"""The wait between two polls when the webhook did not say (no `Retry-After`, or no answer at all)."""
 TOKEN_FILE = "webhook-token"
 URL_FILE = "webhook-url"
 """Where `fanout up` leaves the webhook's token and URL in its home, for `fanout start` and other clients."""
@@ -60,24 +68,55 @@ def _detail(response: httpx.Response) -> str:
 
 
 def wait(client: httpx.Client, status_url: str, console: Console, timeout: float | None = None) -> Finished:
-    """Poll the status URL as the webhook asks, with a progress bar, until the run finished."""
+    """Poll the status URL as the webhook asks, with a progress bar, until the run finished.
+
+    Only a 200 ends the wait: a busy answer (429, 503) or a webhook out of reach for a
+    while is asked again, so a transient outage never reads as the run's end.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     url = status_url
+    unavailable_since: float | None = None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("Pending", total=None)
         while True:
-            response = client.get(url)
-            if response.status_code not in (200, 202):
+            response, why = _get_status(client, url)
+            if response is not None and response.status_code not in (200, 202, *BUSY_STATUSES):
                 raise StartFailed(f"status URL answered {response.status_code}: {_detail(response)}")
-            status = dict(response.json())
-            _show(bar, task, status)
-            if response.status_code == 200:
-                return Finished(status)
+            if response is not None and response.status_code in (200, 202):
+                unavailable_since = None
+                status = dict(response.json())
+                _show(bar, task, status)
+                if response.status_code == 200:
+                    return Finished(status)
+                url = response.headers.get("location", url)
+                why = f"still {status.get('runtimeStatus')}"
+            else:
+                unavailable_since = unavailable_since or time.monotonic()
+                if time.monotonic() - unavailable_since > UNAVAILABLE_GIVE_UP_SECONDS:
+                    raise StartFailed(f"status URL unavailable for {UNAVAILABLE_GIVE_UP_SECONDS:.0f}s ({why})")
             if deadline is not None and time.monotonic() > deadline:
-                raise StartFailed(f"still {status.get('runtimeStatus')} after {timeout}s: {status_url}")
-            url = response.headers.get("location", url)
-            time.sleep(float(response.headers.get("retry-after", "1")))
+                raise StartFailed(f"{why} after {timeout}s: {status_url}")
+            time.sleep(_retry_after(response))
+
+
+def _get_status(client: httpx.Client, url: str) -> tuple[httpx.Response | None, str]:
+    """GET the status URL: the answer (None when the webhook could not be reached) and, if busy, why."""
+    try:
+        response = client.get(url)
+    except httpx.TransportError as error:
+        return None, f"cannot reach the webhook: {error}"
+    if response.status_code in BUSY_STATUSES:
+        return response, f"{response.status_code}: {_detail(response)}"
+    return response, ""
+
+
+def _retry_after(response: httpx.Response | None) -> float:
+    """The wait the webhook asked for (seconds); the default when it did not say or could not be reached."""
+    try:
+        return max(0.0, float(response.headers["retry-after"])) if response is not None else DEFAULT_RETRY_SECONDS
+    except (KeyError, ValueError):
+        return DEFAULT_RETRY_SECONDS
 
 
 def _show(bar: Progress, task: Any, status: dict[str, Any]) -> None:
