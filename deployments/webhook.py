@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI, Request
@@ -33,7 +33,13 @@ from deployments.start_queue import StartQueue
 from deployments.submitter import Submitter
 from deployments.webhook_errors import PrefectUnavailable, WebhookError
 from flows.checkpoints import result_storage
+from flows.prefect_adapter import overriding
 from flows.settings import FanoutSettings
+
+if TYPE_CHECKING:
+    from prefect.context import SettingsContext
+
+    from deployments.prefect_server import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +77,37 @@ def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
     app.include_router(results_routes)  # GET /api/instances/{id}/results (deployments/results_routes.py)
     app.include_router(docs_routes)  # /docs, /redoc, /openapi.json, behind the token
     app.add_exception_handler(WebhookError, _webhook_error)
+    app.add_middleware(CappedPrefectRetries, retries=settings.webhook_api_retries)
     return app
+
+
+class CappedPrefectRetries:
+    """ASGI middleware: the Prefect API calls made while answering a request retry at most `retries` times.
+
+    Prefect's client retries a failed call five times, backing off up to 32 s: with
+    Prefect stuck, a status request would wait about a minute for its 503. Capped, the
+    client gets its 503 (and `Retry-After`) in seconds and asks again. The start
+    queue's submitter runs outside any request and keeps Prefect's retries.
+    """
+
+    def __init__(self, app: ASGIApp, retries: int) -> None:
+        self.app = app
+        self.retries = retries
+        self._capped: SettingsContext | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._capped is None:
+            self._capped = capped_prefect_retries(self.retries)
+        with self._capped.model_copy():  # a context of its own per request: entering one records its token
+            await self.app(scope, receive, send)
+
+
+def capped_prefect_retries(retries: int) -> SettingsContext:
+    """Prefect's current settings with its client's retries set to `retries`; enter it to apply it."""
+    return overriding(client={"max_retries": retries})
 
 
 def instances_over(runs: Runs, queue: StartQueue, settings: FanoutSettings) -> Instances:

@@ -140,6 +140,14 @@ class FanoutSettings(BaseSettings):
         le=300,
         description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
     )
+    webhook_api_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of a Prefect API call made while answering a request (after a timeout, 429, 502 or "
+        "503; waiting Retry-After, else 2 s, 4 s, ...) before the webhook answers 503 itself; Prefect's own "
+        "client makes 5, about a minute in all. The start queue keeps Prefect's.",
+    )
     webhook_max_parameter_bytes: int = Field(
         524_288,
         ge=0,

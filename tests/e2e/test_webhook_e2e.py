@@ -236,10 +236,12 @@ class SlowPrefect:
         from fastapi import FastAPI
 
         self.delay = 5.0
+        self.calls = 0
         app = FastAPI()
 
         @app.post("/api/flow_runs/filter")
         async def flow_runs() -> list[object]:
+            self.calls += 1
             await asyncio.sleep(self.delay)
             return []
 
@@ -259,7 +261,7 @@ def slow_prefect() -> Iterator[SlowPrefect]:
     thread.start()
     wait_for(lambda: slow.server.started, timeout=30, interval=0.05, what="slow Prefect stand-in")
     yield slow
-    slow.server.should_exit = True
+    slow.server.should_exit = slow.server.force_exit = True  # not waiting on a request still asleep
     thread.join(timeout=30)
 
 
@@ -267,7 +269,7 @@ def test_after_prefect_timeouts_the_connection_pool_is_whole(slow_prefect: SlowP
     """Twenty calls that time out leave no pool slot behind: the next call, with Prefect fast again, succeeds."""
     from prefect.client.orchestration import PrefectClient
 
-    from deployments.webhook import prefect_client_options
+    from deployments.webhook import capped_prefect_retries, prefect_client_options
     from flows.settings import FanoutSettings
 
     settings = FanoutSettings(  # type: ignore[call-arg]
@@ -275,6 +277,10 @@ def test_after_prefect_timeouts_the_connection_pool_is_whole(slow_prefect: SlowP
     )
 
     async def main() -> list[object]:
+        with capped_prefect_retries(0):  # one attempt per call: the timeouts, not the retries, are under test
+            return await calls()
+
+    async def calls() -> list[object]:
         async with PrefectClient(slow_prefect.url, httpx_settings=prefect_client_options(settings)) as client:
             runs = PrefectRuns(client, "fan-out-fan-in/default", ui_base=None)
             outcomes: list[object] = list(
@@ -287,3 +293,29 @@ def test_after_prefect_timeouts_the_connection_pool_is_whole(slow_prefect: SlowP
     *timed_out, after = asyncio.run(main())
     assert all(isinstance(outcome, PrefectUnavailable) for outcome in timed_out)
     assert after is None  # answered: the pool had its connections back
+
+
+def test_a_status_request_to_a_stuck_prefect_gets_its_503_after_the_capped_retries(
+    slow_prefect: SlowPrefect, tmp_path: Path
+) -> None:
+    """With Prefect not answering, a status request tries it 1 + FANOUT_WEBHOOK_API_RETRIES times, then 503
+    with Retry-After (not Prefect's own five retries, about a minute)."""
+    from fastapi.testclient import TestClient
+
+    from deployments.webhook import create_app
+    from flows.settings import FanoutSettings
+
+    settings = FanoutSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        prefect_api_url=slow_prefect.url,
+        webhook_token="stuck-prefect-token-0123456789",
+        webhook_queue_path=tmp_path / "starts.sqlite",
+        webhook_api_timeout_seconds=0.3,
+        webhook_api_retries=1,
+    )
+
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/api/instances/i1", headers={"Authorization": "Bearer stuck-prefect-token-0123456789"})
+
+    assert answer.status_code == 503 and "retry-after" in answer.headers, answer.text
+    assert slow_prefect.calls == 2
