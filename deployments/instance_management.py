@@ -30,14 +30,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import uuid4
 
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    ArtifactFilterKey,
-    FlowRunFilter,
-)
+from prefect.client.schemas.filters import ArtifactFilterKey, FlowRunFilter
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import State, Suspended
 
 from deployments.instances import QUEUED_STATUS, Found
@@ -45,7 +40,7 @@ from deployments.resuming import ResumePolicy, resume_of
 from deployments.runs import PrefectRuns, RunRecord, Runs, record, unavailable_as_503
 from deployments.start_queue import QueuedStart
 from deployments.status import RuntimeStatus, runtime_status
-from flows.report import artifact_key
+from flows.report import artifact_key, latest_table_rows
 
 MAX_SCAN = 10_000
 """Most flow runs `every` reads; past that, older instances are not listed."""
@@ -191,19 +186,8 @@ class PrefectManagement:
     async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None:
         """The rows of the run's item table (one per item, or only failures past the report's limit),
         or None when the run published none."""
-        artifacts = await self.client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[run.flow_run_id]),
-                key=ArtifactFilterKey(any_=[artifact_key(run.instance_id, "items")]),
-            ),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
-        if not artifacts:
-            return None
-        data = artifacts[0].data
-        rows = json.loads(data) if isinstance(data, str) else data
-        return [dict(row) for row in rows] if isinstance(rows, list) else None
+        key = ArtifactFilterKey(any_=[artifact_key(run.instance_id, "items")])
+        return await latest_table_rows(self.client, run.flow_run_id, key)
 
 
 def _reason(details: Any) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 
 from flows.errors import ItemsFailed
 from flows.outcome import ItemOutcome
+from flows.report import latest_table_rows
 from flows.wrap_up import after_final_state
 
 REPORT_KEY_PREFIX = "fanout-items-"
@@ -129,28 +129,10 @@ async def read_item_report(client: Any, flow_run_id: UUID) -> list[ItemReport] |
 
     `client` is a `PrefectClient`; the status API calls this with its own.
     """
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-        ArtifactFilterType,
-    )
-    from prefect.client.schemas.sorting import ArtifactSort
+    from prefect.client.schemas.filters import ArtifactFilterKey
 
-    artifacts = await client.read_artifacts(
-        artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-            key=ArtifactFilterKey(like_=f"{REPORT_KEY_PREFIX}%"),
-            type=ArtifactFilterType(any_=["table"]),
-        ),
-        sort=ArtifactSort.CREATED_DESC,
-        limit=1,
-    )
-    if not artifacts:
-        return None
-    data = artifacts[0].data
-    rows = json.loads(data) if isinstance(data, str) else data
-    return [ItemReport.model_validate(row) for row in rows]
+    rows = await latest_table_rows(client, flow_run_id, ArtifactFilterKey(like_=f"{REPORT_KEY_PREFIX}%"))
+    return None if rows is None else [ItemReport.model_validate(row) for row in rows]
 
 
 async def read_failed_items(client: Any, flow_run_id: UUID) -> list[dict[str, Any]] | None:

@@ -18,17 +18,22 @@ depends on them.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.item_logging import correlation_id
 from flows.outcome import ItemOutcome
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.filters import ArtifactFilterKey
 
 logger = logging.getLogger(__name__)
 
@@ -155,3 +160,26 @@ def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_secon
     except Exception as error:  # noqa: BLE001 - the report is not worth failing the run for
         logger.warning("could not publish the run report for instance %s: %s", instance_id, error)
     return metrics
+
+
+async def latest_table_rows(client: Any, flow_run_id: UUID, key: ArtifactFilterKey) -> list[dict[str, Any]] | None:
+    """The rows of the newest table artifact of `flow_run_id` whose key matches `key`, or None when it has none.
+
+    `client` is a `PrefectClient`. Prefect hands a table's data back as JSON text (or, from some servers, as
+    the rows themselves).
+    """
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    artifacts = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=key, type=ArtifactFilterType(any_=["table"])
+        ),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=1,
+    )
+    if not artifacts:
+        return None
+    data = artifacts[0].data
+    rows = json.loads(data) if isinstance(data, str) else data
+    return [dict(row) for row in rows] if isinstance(rows, list) else None
