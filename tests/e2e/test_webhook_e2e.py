@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -228,41 +229,49 @@ def test_two_concurrent_fanout_runs_of_one_instance_one_exits_2(stack: LocalStac
     assert "e2e-cli-once is already running" in refused
 
 
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """`app` under uvicorn on a free 127.0.0.1 port, from a thread: its base URL; stopped at the end, without
+    waiting on requests still running, even when the test fails."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=30, interval=0.05, what="a server in a thread")
+        (socket,) = server.servers[0].sockets
+        yield f"http://127.0.0.1:{socket.getsockname()[1]}"
+    finally:
+        server.should_exit = server.force_exit = True
+        thread.join(timeout=30)
+
+
 class SlowPrefect:
-    """A stand-in Prefect API on a real socket that answers after `delay` seconds (0: at once)."""
+    """A stand-in Prefect API that answers after `delay` seconds (0: at once) and counts the calls."""
 
     def __init__(self) -> None:
-        import uvicorn
         from fastapi import FastAPI
 
         self.delay = 5.0
         self.calls = 0
-        app = FastAPI()
+        self.url = ""
+        self.app = FastAPI()
 
-        @app.post("/api/flow_runs/filter")
+        @self.app.post("/api/flow_runs/filter")
         async def flow_runs() -> list[object]:
             self.calls += 1
             await asyncio.sleep(self.delay)
             return []
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-
-    @property
-    def url(self) -> str:
-        (socket,) = self.server.servers[0].sockets
-        return f"http://127.0.0.1:{socket.getsockname()[1]}/api"
-
 
 @pytest.fixture
 def slow_prefect() -> Iterator[SlowPrefect]:
-    """A SlowPrefect serving from a thread; stopped at the end even when the test fails."""
+    """A SlowPrefect on a real socket."""
     slow = SlowPrefect()
-    thread = threading.Thread(target=slow.server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: slow.server.started, timeout=30, interval=0.05, what="slow Prefect stand-in")
-    yield slow
-    slow.server.should_exit = slow.server.force_exit = True  # not waiting on a request still asleep
-    thread.join(timeout=30)
+    with served(slow.app) as base:
+        slow.url = f"{base}/api"
+        yield slow
 
 
 def test_after_prefect_timeouts_the_connection_pool_is_whole(slow_prefect: SlowPrefect) -> None:
@@ -300,22 +309,21 @@ def test_a_status_request_to_a_stuck_prefect_gets_its_503_after_the_capped_retri
 ) -> None:
     """With Prefect not answering, a status request tries it 1 + FANOUT_WEBHOOK_API_RETRIES times, then 503
     with Retry-After (not Prefect's own five retries, about a minute)."""
-    from fastapi.testclient import TestClient
-
     from deployments.webhook import create_app
     from flows.settings import FanoutSettings
 
+    token = "stuck-prefect-token-0123456789"
     settings = FanoutSettings(  # type: ignore[call-arg]
         _env_file=None,
         prefect_api_url=slow_prefect.url,
-        webhook_token="stuck-prefect-token-0123456789",
+        webhook_token=token,
         webhook_queue_path=tmp_path / "starts.sqlite",
         webhook_api_timeout_seconds=0.3,
         webhook_api_retries=1,
     )
 
-    with TestClient(create_app(settings)) as client:
-        answer = client.get("/api/instances/i1", headers={"Authorization": "Bearer stuck-prefect-token-0123456789"})
+    with served(create_app(settings)) as webhook_url:
+        answer = httpx.get(f"{webhook_url}/api/instances/i1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
     assert answer.status_code == 503 and "retry-after" in answer.headers, answer.text
     assert slow_prefect.calls == 2
