@@ -80,9 +80,10 @@ def wait(client: httpx.Client, status_url: str, console: Console, timeout: float
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("Pending", total=None)
         while True:
-            response, why = _get_status(client, url)
-            if response is not None and response.status_code not in (200, 202, *BUSY_STATUSES):
-                raise StartFailed(f"status URL answered {response.status_code}: {_detail(response)}")
+            try:
+                response: httpx.Response | None = client.get(url)
+            except httpx.TransportError as error:
+                response, why = None, f"cannot reach the webhook: {error}"
             if response is not None and response.status_code in (200, 202):
                 unavailable_since = None
                 status = dict(response.json())
@@ -92,23 +93,16 @@ def wait(client: httpx.Client, status_url: str, console: Console, timeout: float
                 url = response.headers.get("location", url)
                 why = f"still {status.get('runtimeStatus')}"
             else:
+                if response is not None:
+                    why = f"{response.status_code}: {_detail(response)}"
+                    if response.status_code not in BUSY_STATUSES:
+                        raise StartFailed(f"status URL answered {why}")
                 unavailable_since = unavailable_since or time.monotonic()
                 if time.monotonic() - unavailable_since > UNAVAILABLE_GIVE_UP_SECONDS:
                     raise StartFailed(f"status URL unavailable for {UNAVAILABLE_GIVE_UP_SECONDS:.0f}s ({why})")
             if deadline is not None and time.monotonic() > deadline:
                 raise StartFailed(f"{why} after {timeout}s: {status_url}")
             time.sleep(_retry_after(response))
-
-
-def _get_status(client: httpx.Client, url: str) -> tuple[httpx.Response | None, str]:
-    """GET the status URL: the answer (None when the webhook could not be reached) and, if busy, why."""
-    try:
-        response = client.get(url)
-    except httpx.TransportError as error:
-        return None, f"cannot reach the webhook: {error}"
-    if response.status_code in BUSY_STATUSES:
-        return response, f"{response.status_code}: {_detail(response)}"
-    return response, ""
 
 
 def _retry_after(response: httpx.Response | None) -> float:

@@ -33,7 +33,7 @@ from deployments.start_queue import StartQueue
 from deployments.submitter import Submitter
 from deployments.webhook_errors import PrefectUnavailable, WebhookError
 from flows.checkpoints import result_storage
-from flows.prefect_adapter import overriding
+from flows.prefect_adapter import client_retries
 from flows.settings import FanoutSettings
 
 if TYPE_CHECKING:
@@ -92,22 +92,14 @@ class CappedPrefectRetries:
 
     def __init__(self, app: ASGIApp, retries: int) -> None:
         self.app = app
-        self.retries = retries
-        self._capped: SettingsContext | None = None
+        self.capped: SettingsContext = client_retries(retries)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._capped is None:
-            self._capped = capped_prefect_retries(self.retries)
-        with self._capped.model_copy():  # a context of its own per request: entering one records its token
+        with self.capped.model_copy():  # a context of its own per request: entering one records its token
             await self.app(scope, receive, send)
-
-
-def capped_prefect_retries(retries: int) -> SettingsContext:
-    """Prefect's current settings with its client's retries set to `retries`; enter it to apply it."""
-    return overriding(client={"max_retries": retries})
 
 
 def instances_over(runs: Runs, queue: StartQueue, settings: FanoutSettings) -> Instances:

@@ -15,8 +15,9 @@ inside a run. The assumptions:
 2. Flow-run heartbeats (`heartbeats_off`) are read from
    `settings.flows.heartbeat_frequency` when a flow starts (Prefect 3.6 on; older
    releases send none from the flow, and the override is then a no-op).
-3. Client retries (`client_retries_off`) are read from `settings.client.max_retries`
-   on every request, so an override entered around a call turns them off.
+3. Client retries (`client_retries`, `client_retries_off`) are read from
+   `settings.client.max_retries` on every request, so an override entered around
+   a call caps them or turns them off.
 4. Progress artifacts are written with plain `POST /artifacts/` and
    `PATCH /artifacts/{id}` requests (`create_progress_artifact`,
    `update_progress_artifact`) rather than the client's `create_artifact` /
@@ -89,9 +90,14 @@ def heartbeats_off() -> SettingsContext:
     return overriding(flows={"heartbeat_frequency": None})
 
 
+def client_retries(max_retries: int) -> SettingsContext:
+    """Prefect's client retries a failed call `max_retries` times (its default is 5, backing off to 32 s)."""
+    return overriding(client={"max_retries": max_retries})
+
+
 def client_retries_off() -> SettingsContext:
     """No client-side retries: for callers whose own next attempt is the retry."""
-    return overriding(client={"max_retries": 0})
+    return client_retries(0)
 
 
 def create_progress_artifact(

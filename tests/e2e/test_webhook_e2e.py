@@ -278,7 +278,8 @@ def test_after_prefect_timeouts_the_connection_pool_is_whole(slow_prefect: SlowP
     """Twenty calls that time out leave no pool slot behind: the next call, with Prefect fast again, succeeds."""
     from prefect.client.orchestration import PrefectClient
 
-    from deployments.webhook import capped_prefect_retries, prefect_client_options
+    from deployments.webhook import prefect_client_options
+    from flows.prefect_adapter import client_retries_off
     from flows.settings import FanoutSettings
 
     settings = FanoutSettings(  # type: ignore[call-arg]
@@ -286,7 +287,7 @@ def test_after_prefect_timeouts_the_connection_pool_is_whole(slow_prefect: SlowP
     )
 
     async def main() -> list[object]:
-        with capped_prefect_retries(0):  # one attempt per call: the timeouts, not the retries, are under test
+        with client_retries_off():  # one attempt per call: the timeouts, not the retries, are under test
             return await calls()
 
     async def calls() -> list[object]:
