@@ -67,6 +67,15 @@ def test_without_the_right_token_the_answer_is_401(
     assert len(flow_runs(prefect_api)) == before
 
 
+def start_as_own_client(
+    webhook: httpx.Client, json: dict[str, Any], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST /api/start-fanout on a connection of its own, as one of many separate clients would: one
+    `httpx.Client` shared by hundreds of threads can break its own pooled sockets (seen: EBADF on a read)."""
+    with httpx.Client(base_url=webhook.base_url, headers=webhook.headers, timeout=webhook.timeout) as client:
+        return client.post("/api/start-fanout", json=json, headers=headers)
+
+
 def test_fifty_concurrent_posts_with_one_key_create_exactly_one_run(
     webhook: httpx.Client, prefect_api: httpx.Client
 ) -> None:
@@ -74,7 +83,7 @@ def test_fifty_concurrent_posts_with_one_key_create_exactly_one_run(
     headers = {"Idempotency-Key": "e2e-one-key"}
     with ThreadPoolExecutor(max_workers=50) as pool:
         responses = list(
-            pool.map(lambda _: webhook.post("/api/start-fanout", json={"count": 3}, headers=headers), range(50))
+            pool.map(lambda _: start_as_own_client(webhook, json={"count": 3}, headers=headers), range(50))
         )
     assert {response.status_code for response in responses} == {202}
     ids = {response.json()["id"] for response in responses}
@@ -179,7 +188,7 @@ def test_a_burst_of_200_gets_202_or_429_never_5xx_and_only_accepted_starts_run(
     """200 concurrent starts with distinct keys: each 202 or 429, none 5xx; each 202 has one run, no other run exists."""
 
     def post(index: int) -> httpx.Response:
-        return webhook.post("/api/start-fanout", json={"count": 1}, headers={"Idempotency-Key": f"e2e-burst-{index}"})
+        return start_as_own_client(webhook, json={"count": 1}, headers={"Idempotency-Key": f"e2e-burst-{index}"})
 
     with ThreadPoolExecutor(max_workers=200) as pool:
         responses = list(pool.map(post, range(200)))
@@ -203,9 +212,7 @@ def test_fifty_concurrent_starts_of_one_instance_create_one_run(
 ) -> None:
     """50 concurrent POSTs naming one instance: one 202, 49 x 409 naming the run, one flow run in Prefect."""
     with ThreadPoolExecutor(max_workers=50) as pool:
-        responses = list(
-            pool.map(lambda _: webhook.post("/api/start-fanout", json={"instance_id": "e2e-once"}), range(50))
-        )
+        responses = list(pool.map(lambda _: start_as_own_client(webhook, json={"instance_id": "e2e-once"}), range(50)))
     codes = [response.status_code for response in responses]
     assert codes.count(202) == 1 and codes.count(409) == 49
     assert instance_runs(prefect_api).get("e2e-once") == 1
