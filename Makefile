@@ -11,7 +11,7 @@ VENV_LOWEST ?= .venv-lowest
 # ("'PrefectRouter' object has no attribute 'routes'", seen with 3.1.15): the lowest is tested with the
 # FastAPI of its time, as a project that runs that Prefect already has it.
 LOWEST_CONSTRAINTS ?= "fastapi>=0.111,<0.116"
-LINTED := flows deployments devstack benchmarks tests pipelines
+LINTED := src flows benchmarks tests
 
 .PHONY: run test test-multiworker test-unit test-lowest test-postgres lint bench clean
 
@@ -38,11 +38,12 @@ POSTGRES_SCENARIOS ?= tests/e2e/test_webhook_e2e.py::test_seed_scenario_post_202
 test-postgres: $(VENV)/.installed-test
 	FANOUT_E2E_DATABASE=postgres $(BIN)/python -m pytest $(POSTGRES_SCENARIOS)
 
-# ruff (lint and format, configured in pyproject.toml) and mypy --strict on the package code.
+# ruff (lint and format), mypy --strict on the package and the flows, import-linter's layer contract (all in pyproject.toml).
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/mypy --strict flows deployments devstack
+	$(BIN)/mypy --strict src/fanout flows
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.scale --quick
@@ -57,7 +58,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test,dask,postgres]"
 	touch $@
 
-# mypy checks flows/runners.py, which imports prefect-dask: lint installs the dask extra too.
+# mypy checks src/fanout/engine/runners.py, which imports prefect-dask: lint installs the dask extra too.
 $(VENV)/.installed-lint: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[lint,dask]"
 	touch $@

@@ -32,10 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from devstack.fault_scenarios import CrashResult, Workspace, crash_at_half
-from devstack.fault_stack import fault_stack
-from devstack.stack import WARM_WORKER, WORKER_POLL_SECONDS
-from flows.settings import FanoutSettings, get_settings
+from fanout.core.settings import FanoutSettings, get_settings
+from fanout.localstack.stack import WARM_WORKER, WORKER_POLL_SECONDS
+from tests.support.fault_scenarios import CrashResult, Workspace, crash_at_half
+from tests.support.fault_stack import fault_stack
 
 KINDS = ("flow", "host")
 ANCHOR = "process"

@@ -20,9 +20,9 @@ import sys
 
 CHILD = r"""
 import gc, json, sys, time
-import flows.fanout  # noqa: F401  (Prefect and the flow's modules: the heap a flow run has)
-from flows import checkpoint_format
-from flows.outcome import ItemOutcome
+import fanout.seed  # noqa: F401  (Prefect and the flow's modules: the heap a flow run has)
+from fanout.storage import checkpoint_format
+from fanout.core.outcome import ItemOutcome
 
 items, freeze = int(sys.argv[1]), sys.argv[2] == "1"
 if freeze:

@@ -54,7 +54,7 @@ Run = Callable[[], list[Any]]
 
 
 def threadpool(count: int, instance_id: str, run_name: str | None = None) -> Run:
-    from flows.processor import processed
+    from fanout.engine.processor import processed
 
     def run() -> list[Any]:
         with ThreadPoolExecutor() as pool:
@@ -71,8 +71,8 @@ def warm_prefect() -> None:
 def naive(count: int, instance_id: str, run_name: str | None = None) -> Run:
     from prefect import flow, task
 
-    from flows.prefect_adapter import heartbeats_off
-    from flows.processor import processed
+    from fanout.core.prefect_adapter import heartbeats_off
+    from fanout.engine.processor import processed
 
     @task(persist_result=True)
     def process_item(item: str) -> str:
@@ -96,8 +96,8 @@ def floor(count: int, instance_id: str, run_name: str | None = None) -> Run:
     """A Prefect flow that only returns the N results: what any flow returning them costs."""
     from prefect import flow
 
-    from flows.prefect_adapter import heartbeats_off
-    from flows.processor import processed
+    from fanout.core.prefect_adapter import heartbeats_off
+    from fanout.engine.processor import processed
 
     @flow(name="floor", persist_result=True)
     def floor_flow(n: int) -> list[str]:
@@ -114,8 +114,8 @@ def floor(count: int, instance_id: str, run_name: str | None = None) -> Run:
 
 
 def fanout(count: int, instance_id: str, run_name: str | None = None) -> Run:
-    from flows.fanout import run_here
-    from flows.request import FanoutRequest
+    from fanout.inputs.request import FanoutRequest
+    from fanout.seed import run_here
 
     warm_prefect()
     request = FanoutRequest(count=count, instance_id=instance_id)

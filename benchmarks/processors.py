@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 
-from flows.processor import processed
+from fanout.engine.processor import processed
 
 EXECUTED: list[str] = []
 WAIT_SECONDS = 0.005

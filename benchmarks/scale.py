@@ -4,7 +4,7 @@
 (c) fanout; N = 1,000 and 10,000 for all three, 100,000 for (a) and (c); and (d) a Prefect flow
 that only returns the N results, which is what any flow returning them costs (its creation,
 states and the persisted N-item result). Each run is its own process (benchmarks/probe.py);
-runs are in-process like `fanout run`, so without heartbeats (`flows.fanout.run_here`).
+runs are in-process like `fanout run`, so without heartbeats (`fanout.seed.run_here`).
 
 (c) at 10,000 is measured in trials (three by default; the table shows the median): a full
 run of a new instance, its rerun with every item cached, and a run killed (SIGKILL of its
@@ -37,10 +37,10 @@ from prefect.client.orchestration import PrefectClient
 from rich.console import Console
 from rich.table import Table
 
-from deployments.status import SETTLED_STATE_TYPES, custom_status, requested_total, settled_failures
-from devstack.processes import Child, PrefectServer, running_prefect_server, spawn
-from flows.checkpoints import item_digest
-from flows.failures import read_failed_items
+from fanout.engine.failures import read_failed_items
+from fanout.localstack.processes import Child, PrefectServer, running_prefect_server, spawn
+from fanout.service.status import SETTLED_STATE_TYPES, custom_status, requested_total, settled_failures
+from fanout.storage.checkpoints import item_digest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECORDING_PROCESSOR = "benchmarks.processors:recorded"
@@ -91,7 +91,7 @@ class StatusWatcher:
 
     For fanout that is what the status URL's `customStatus` shows: the run's progress
     labels, and once it has settled, the counts of its item report
-    (`deployments.status`); for the naive map, which has no progress of its own, the
+    (`fanout.service.status`); for the naive map, which has no progress of its own, the
     count of its COMPLETED task runs.
     """
 
@@ -198,7 +198,7 @@ def complete_records(results: Path, instance: str, count: int, processor: str) -
     """Digests of the items whose checkpoint is a whole record (a write cut by the kill is not)."""
     from prefect.filesystems import LocalFileSystem
 
-    from flows.checkpoints import CheckpointStore
+    from fanout.storage.checkpoints import CheckpointStore
 
     store = CheckpointStore(LocalFileSystem(basepath=str(results)), instance, processor)
     return {item_digest(item) for item in store.load(f"item-{i}" for i in range(1, count + 1))}

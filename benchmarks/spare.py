@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from benchmarks.startup import percentile, post_to_200
-from devstack.stack import temporary_stack
+from fanout.localstack.stack import temporary_stack
 
 VARIANTS = {"spare": "true", "fork per run": "false"}
 

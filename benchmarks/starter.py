@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from devstack.stack import LocalStack, temporary_stack
+from fanout.localstack.stack import LocalStack, temporary_stack
 
 CLIENT_TIMEOUT = 120.0
 """Generous, so slow answers are measured rather than cut off."""

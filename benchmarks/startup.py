@@ -4,7 +4,7 @@
 
 Prints, measured on this machine in this one run:
 
-- the median wall time of a cold `python -c "import prefect, flows.fanout"` (the unit of the ratios);
+- the median wall time of a cold `python -c "import prefect, fanout.seed"` (the unit of the ratios);
 - the seed's 5 items from `POST /api/start-fanout` to the status URL's 200 (polled every 0.1 s) through
   `fanout up`'s stack with the warm worker (`fanout-warm`), p50 and p95 over `--runs` runs;
 - the same runs started with `prefect deployment run` (the CLI process's own start included), timed to
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.stack import WARM_WORKER, LocalStack, _bin, temporary_stack
+from fanout.localstack.stack import WARM_WORKER, LocalStack, _bin, temporary_stack
 
 POLL_SECONDS = 0.1
 SEED = [f"Processed item-{i}" for i in range(1, 6)]
@@ -54,7 +54,7 @@ def timed_process(argv: list[str], env: dict[str, str] | None = None, cwd: Path 
 
 
 def cold_import() -> float:
-    return timed_process([sys.executable, "-c", "import prefect, flows.fanout"])
+    return timed_process([sys.executable, "-c", "import prefect, fanout.seed"])
 
 
 def post_to_200(client: httpx.Client) -> float:
@@ -129,7 +129,7 @@ def main() -> None:
     imports = [cold_import() for _ in range(args.imports)]
     unit = statistics.median(imports)
     print(f"{'':<44} {'n':>3} {'p50 s':>7} {'p95 s':>7} {'p50/import':>9}")
-    print(row('cold `python -c "import prefect, flows.fanout"`', imports, unit))
+    print(row('cold `python -c "import prefect, fanout.seed"`', imports, unit))
     for name, values in rows:
         print(row(name, values, unit))
     print(f"load average at the end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.ui_figures [--repeats 5] [--items 10000]
 
 1. One local stack (Prefect server, deployment, one process worker, webhook;
-   devstack/stack.py) per database, both up at once; after a warm-up run on
+   src/fanout/localstack/stack.py) per database, both up at once; after a warm-up run on
    each, the seed scenario (5 items) is POSTed `--repeats` times to each in turns,
    and its status URL polled every 50 ms (not the advised Retry-After, which would
    round every figure up to a second) until it answers 200. Printed side by side.
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import httpx
 
-from devstack.postgres import private_postgres
-from devstack.processes import running_prefect_server
-from devstack.stack import LocalStack
-from flows.report import artifact_key
+from fanout.engine.report import artifact_key
+from fanout.localstack.postgres import private_postgres
+from fanout.localstack.processes import running_prefect_server
+from fanout.localstack.stack import LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "benchmark-webhook-token-0123456789"
@@ -109,7 +109,7 @@ def artifact_sizes(items: int, home: Path) -> dict[str, int]:
             if limit:
                 env["FANOUT_REPORT_TABLE_LIMIT"] = str(limit)
             subprocess.run(
-                [sys.executable, "-m", "deployments.cli", "run", "--count", str(items), "--instance-id", instance],
+                [sys.executable, "-m", "fanout.cli.cli", "run", "--count", str(items), "--instance-id", instance],
                 check=False,
                 env=env,
                 cwd=REPO_ROOT,

@@ -32,7 +32,7 @@ def cpu_seconds() -> float:
 
 
 def gather(path: str, parallel: int) -> dict[str, Any]:
-    from pipelines.http_enrich import Enrich
+    from flows.http_enrich import Enrich
 
     with open(path, encoding="utf-8") as lines:
         items = [json.loads(line) for line in lines]
@@ -56,9 +56,9 @@ def gather(path: str, parallel: int) -> dict[str, Any]:
 
 def fanout(path: str, instance: str) -> dict[str, Any]:
     from benchmarks.processors import EXECUTED
-    from flows.fanout import run_here
-    from flows.request import FanoutRequest
-    from flows.sources import ItemSource
+    from fanout.inputs.request import FanoutRequest
+    from fanout.inputs.sources import ItemSource
+    from fanout.seed import run_here
 
     with open(path, encoding="utf-8") as lines:
         first = json.loads(lines.readline())

@@ -1,7 +1,7 @@
 """Workload figures (issue 14), side by side in one run.
 
 (a) 10,000 items, each awaiting a 50 ms reply from a real local HTTP service
-    (pipelines/echo_service.py, its own process): plain `asyncio.gather` with a
+    (tests/support/echo_service.py, its own process): plain `asyncio.gather` with a
     1,000-slot semaphore; fanout with the async processor and max_parallel 1,000;
     fanout with the same call on threads (max_parallel 512, the thread ceiling).
     Goal: fanout async >= 50% of gather's items/s.
@@ -40,7 +40,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = "benchmarks.processors:recorded"
-SERVICE = [sys.executable, "-m", "pipelines.echo_service"]
+SERVICE = [sys.executable, "-m", "tests.support.echo_service"]
 SERVICE_WORKERS = 2  # the service's processes: enough that it answers faster than one client asks
 
 
@@ -134,7 +134,7 @@ def http_figures(scratch: Path, count: int) -> dict[str, dict[str, Any]]:
                 "fanout",
                 str(items),
                 "http-async",
-                FANOUT_PROCESSOR="pipelines.http_enrich:enrich",
+                FANOUT_PROCESSOR="flows.http_enrich:enrich",
                 FANOUT_MAX_PARALLEL="1000",
             ),
             "fanout threads": probe(
@@ -142,7 +142,7 @@ def http_figures(scratch: Path, count: int) -> dict[str, dict[str, Any]]:
                 "fanout",
                 str(items),
                 "http-sync",
-                FANOUT_PROCESSOR="pipelines.http_enrich:enrich_sync",
+                FANOUT_PROCESSOR="flows.http_enrich:enrich_sync",
                 FANOUT_MAX_PARALLEL="512",
             ),
         }
@@ -156,13 +156,13 @@ def large_figures(scratch: Path, count: int) -> dict[str, Any]:
     """The full run, the run killed at half, and its resume, against one Prefect server.
 
     One server for the three runs, as a deployment's runs have: the killed run's
-    instance lease (flows/instance_lease.py) lives in that server, and the resume
+    instance lease (src/fanout/engine/instance_lease.py) lives in that server, and the resume
     releases it at once (its holder's process is gone). With a server per run, as
     an embedded one is, the lease the new server never saw kept the slot taken.
     """
-    from devstack.processes import running_prefect_server
-    from flows.checkpoints import CheckpointStore, result_storage
-    from flows.settings import get_settings
+    from fanout.core.settings import get_settings
+    from fanout.localstack.processes import running_prefect_server
+    from fanout.storage.checkpoints import CheckpointStore, result_storage
 
     items = write_jsonl(scratch / "large.jsonl", count)
     limits = {"FANOUT_PROCESSOR": TRIVIAL, "FANOUT_MAX_ITEMS": str(count)}
@@ -181,7 +181,7 @@ def large_figures(scratch: Path, count: int) -> dict[str, Any]:
 def paging_figures(scratch: Path, count: int) -> dict[str, Any]:
     """Page 50 (limit 100 and 1,000) of a finished run, read as the results API does, against the
     design before the index (every journal scanned for the page's keys), side by side."""
-    from flows.instance_results import InstanceResults
+    from fanout.storage.instance_results import InstanceResults
 
     items = write_jsonl(scratch / "paged.jsonl", count)
     run = probe(scratch, "fanout", str(items), "paged", FANOUT_PROCESSOR=TRIVIAL, FANOUT_MAX_ITEMS=str(count))
@@ -205,8 +205,8 @@ def paging_figures(scratch: Path, count: int) -> dict[str, Any]:
 
 def scan_journals(folder: str, keys: list[str]) -> dict[str, Any]:
     """The page's records found as before the index: one regular-expression scan over every journal."""
-    from flows import checkpoint_format
-    from flows.results_index import RECORD_KEY
+    from fanout.storage import checkpoint_format
+    from fanout.storage.results_index import RECORD_KEY
 
     wanted = {checkpoint_format.encoded_key(key): key for key in keys}
     found: dict[str, Any] = {}

@@ -1,1 +1,1 @@
-"""The fan-out/fan-in flow: settings, input model, processor, checkpoints, tasks."""
+"""The flows that prefect.yaml deploys, each written on fanout's public API."""

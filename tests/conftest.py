@@ -58,5 +58,5 @@ def execution_log(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     folder = tmp_path / "executions"
     folder.mkdir()
     monkeypatch.setenv("FANOUT_TEST_LOG_DIR", str(folder))
-    monkeypatch.setenv("FANOUT_PROCESSOR", "devstack.processors:scripted")
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:scripted")
     return folder

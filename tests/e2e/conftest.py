@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a real Prefect server, fanout's deployments (devstack/deploy.py), real workers, the real webhook.
+"""End-to-end fixtures: a real Prefect server, fanout's deployments (src/fanout/localstack/deploy.py), real workers, the real webhook.
 
 - `e2e_database_url` (session): None for SQLite; FANOUT_E2E_DATABASE=postgres runs the same stack
   on a private PostgreSQL cluster (or FANOUT_E2E_DATABASE_URL names a database).
@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.postgres import private_postgres
-from devstack.processes import Child
-from devstack.stack import LocalStack
+from fanout.localstack.postgres import private_postgres
+from fanout.localstack.processes import Child
+from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 
 E2E_TOKEN = "e2e-test-token-0123456789abcdef"

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.processes import Child, free_port, spawn
-from devstack.stack import LocalStack
+from fanout.localstack.processes import Child, free_port, spawn
+from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import E2E_TOKEN, poll_until_finished, wait_for
 
@@ -23,9 +23,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def echo_service(tmp_path: Path) -> Iterator[str]:
-    """The pipeline's local test service (pipelines/echo_service.py), stopped after the test."""
+    """The pipeline's local test service (tests/support/echo_service.py), stopped after the test."""
     port = free_port()
-    argv = [sys.executable, "-m", "pipelines.echo_service", "--port", str(port), "--delay", "0.01"]
+    argv = [sys.executable, "-m", "tests.support.echo_service", "--port", str(port), "--delay", "0.01"]
     child: Child = spawn("echo", argv, dict(os.environ), tmp_path / "logs", cwd=REPO_ROOT)
     base = f"http://127.0.0.1:{port}"
     try:

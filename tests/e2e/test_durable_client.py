@@ -21,8 +21,8 @@ import pytest
 from azure.durable_functions import DurableOrchestrationClient, OrchestrationRuntimeStatus
 from azure.durable_functions.models.utils import http_utils
 
-from devstack.processes import LOOPBACK
-from devstack.stack import LocalStack
+from fanout.localstack.processes import LOOPBACK
+from fanout.localstack.stack import LocalStack
 from tests.e2e.conftest import executed_items, wait_for
 from tests.e2e.test_readme_commands import bash, sh_blocks
 

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.processors import in_flight_timeline
-from devstack.stack import DEPLOYMENT, LocalStack, _bin
+from fanout.localstack.stack import DEPLOYMENT, LocalStack, _bin
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import FINAL_STATES, wait_for
+from tests.support.processors import in_flight_timeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.multiworker]
 
@@ -55,7 +55,7 @@ def timeline(tmp_path: Path) -> Path:
 def two_workers(start_worker: Callable[..., Any], item_limit: str, timeline: Path) -> None:
     """Two workers on the pool, each allowed 4 items at once, all sharing the global limit."""
     env = {
-        "FANOUT_PROCESSOR": "devstack.processors:fleet_recorded",
+        "FANOUT_PROCESSOR": "tests.support.processors:fleet_recorded",
         "FANOUT_TEST_RECORDER": str(timeline),
         "FANOUT_TEST_SLEEP": str(ITEM_SECONDS),
         "FANOUT_CONCURRENCY_LIMIT": item_limit,

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.processes import Child
-from devstack.stack import DEPLOYMENT, LocalStack
+from fanout.localstack.processes import Child
+from fanout.localstack.stack import DEPLOYMENT, LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import wait_for
 
@@ -24,7 +24,7 @@ def fanout(stack: LocalStack, *args: str) -> tuple[int, Any, str]:
     """`fanout <args>` against the stack's webhook: exit code, parsed stdout, stderr."""
     env = {**os.environ, "FANOUT_URL": stack.webhook_url, "FANOUT_WEBHOOK_TOKEN": stack.token}
     done = subprocess.run(
-        [sys.executable, "-m", "deployments.cli", *args],
+        [sys.executable, "-m", "fanout.cli.cli", *args],
         capture_output=True,
         text=True,
         env={**env, "PYTHONPATH": str(REPO_ROOT)},

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
 
-from devstack.stack import LocalStack, _bin
+from fanout.localstack.stack import LocalStack, _bin
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import FINAL_STATES, wait_for
 

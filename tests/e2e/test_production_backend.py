@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from devstack.postgres import LocalPostgres, private_postgres
-from devstack.processes import PrefectServer
-from devstack.stack import LocalStack
+from fanout.localstack.postgres import LocalPostgres, private_postgres
+from fanout.localstack.processes import PrefectServer
+from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import poll_until_finished, wait_for
 
@@ -62,7 +62,7 @@ def fanout_run(
     """`fanout run` in a subprocess that talks to `server` (with its auth unless `env` says otherwise)."""
     environment = {**(env or server.client_env()), "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "deployments.cli", "run", *args],
+        [sys.executable, "-m", "fanout.cli.cli", "run", *args],
         capture_output=True,
         text=True,
         env=environment,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.stack import LocalStack
+from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import wait_for
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.processes import spawn
-from devstack.stack import LocalStack
+from fanout.localstack.processes import spawn
+from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import fanout_env, wait_for
 from tests.e2e.test_prefect_starts import finished_output

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.processes import Child, spawn
+from fanout.localstack.processes import Child, spawn
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import poll_until_finished, wait_for
 
@@ -161,7 +161,7 @@ def test_the_installed_stack_deploys_by_module_not_from_a_checkout(fanout_up: tu
     api = printed(child, "Prefect API")
     deployment = httpx.get(f"{api}/deployments/name/fan-out-fan-in/default", auth=prefect_auth(home), timeout=30)
     assert deployment.status_code == 200, deployment.text
-    assert deployment.json()["entrypoint"] == "flows.fanout.fan_out_fan_in"
+    assert deployment.json()["entrypoint"] == "fanout.seed.fan_out_fan_in"
     assert not deployment.json()["pull_steps"] and deployment.json()["path"] is None
 
 

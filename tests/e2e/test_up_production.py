@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.postgres import LocalPostgres
-from devstack.processes import Child, spawn
+from fanout.localstack.postgres import LocalPostgres
+from fanout.localstack.processes import Child, spawn
 from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.processes import Child
-from devstack.stack import LocalStack
+from fanout.localstack.processes import Child
+from fanout.localstack.stack import LocalStack
 from tests.e2e.conftest import FINAL_STATES, wait_for
 from tests.e2e.test_prefect_starts import finished_output
 

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.runs import PrefectRuns
-from deployments.webhook_errors import PrefectUnavailable
-from devstack.stack import LocalStack
+from fanout.localstack.stack import LocalStack
+from fanout.service.runs import PrefectRuns
+from fanout.service.webhook_errors import PrefectUnavailable
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import executed_items, fanout_env, poll_until_finished, wait_for
 from tests.unit.test_webhook_bad_requests import BAD_REQUESTS
@@ -285,9 +285,9 @@ def test_after_prefect_timeouts_the_connection_pool_is_whole(slow_prefect: SlowP
     """Twenty calls that time out leave no pool slot behind: the next call, with Prefect fast again, succeeds."""
     from prefect.client.orchestration import PrefectClient
 
-    from deployments.webhook import prefect_client_options
-    from flows.prefect_adapter import client_retries_off
-    from flows.settings import FanoutSettings
+    from fanout.api.webhook import prefect_client_options
+    from fanout.core.prefect_adapter import client_retries_off
+    from fanout.core.settings import FanoutSettings
 
     settings = FanoutSettings(  # type: ignore[call-arg]
         _env_file=None, webhook_api_timeout_seconds=0.3, webhook_pool_wait_seconds=2.0, webhook_max_connections=4
@@ -317,8 +317,8 @@ def test_a_status_request_to_a_stuck_prefect_gets_its_503_after_the_capped_retri
 ) -> None:
     """With Prefect not answering, a status request tries it 1 + FANOUT_WEBHOOK_API_RETRIES times, then 503
     with Retry-After (not Prefect's own five retries, about a minute)."""
-    from deployments.webhook import create_app
-    from flows.settings import FanoutSettings
+    from fanout.api.webhook import create_app
+    from fanout.core.settings import FanoutSettings
 
     token = "stuck-prefect-token-0123456789"
     settings = FanoutSettings(  # type: ignore[call-arg]

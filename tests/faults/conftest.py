@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.fault_scenarios import Workspace
-from devstack.fault_stack import FaultStack, fault_stack
-from devstack.postgres import private_postgres
+from fanout.localstack.postgres import private_postgres
+from tests.support.fault_scenarios import Workspace
+from tests.support.fault_stack import FaultStack, fault_stack
 
 CRASH_SETTINGS = {"FANOUT_HEARTBEAT_SECONDS": "30", "FANOUT_CRASH_AFTER_SECONDS": "60", "FANOUT_MAX_AUTO_RETRIES": "1"}
 """Alive events every 2 s, resumed after 12 s of silence (the defaults); heartbeats every 30 s (Prefect's

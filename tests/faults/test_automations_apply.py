@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from deployments.automations import GIVE_UP, HEARTBEATS, RETRY, SILENT
-from devstack.fault_stack import FaultStack
+from fanout.service.automations import GIVE_UP, HEARTBEATS, RETRY, SILENT
 from tests.conftest import REPO_ROOT
+from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.faults
 def apply(stack: FaultStack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**stack.local.client_env(), "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "deployments.cli", "automations", "apply", *args],
+        [sys.executable, "-m", "fanout.cli.cli", "automations", "apply", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.fault_scenarios import KillNineResult, Workspace, kill_nine_at_half, start_worker
-from devstack.fault_stack import FaultStack
+from tests.support.fault_scenarios import KillNineResult, Workspace, kill_nine_at_half, start_worker
+from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 

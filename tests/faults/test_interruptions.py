@@ -7,9 +7,9 @@ import time
 import httpx
 import pytest
 
-from devstack.fault_scenarios import Workspace, start_worker, wait_until
-from devstack.fault_stack import FaultStack
 from tests.e2e.conftest import poll_until_finished
+from tests.support.fault_scenarios import Workspace, start_worker, wait_until
+from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.fault_scenarios import CrashResult, Workspace, crash_at_half
-from devstack.fault_stack import FaultStack
+from tests.support.fault_scenarios import CrashResult, Workspace, crash_at_half
+from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.faults
 

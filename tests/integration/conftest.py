@@ -14,7 +14,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
-from flows import progress
+from fanout.engine import progress
 from tests.conftest import REPO_ROOT
 
 
@@ -38,7 +38,7 @@ def run_cli(*args: str, api_url: str, timeout: float = 180) -> subprocess.Comple
     """`fanout <args>` in a subprocess that talks to the test server, with this test's FANOUT_* env."""
     env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "deployments.cli", *args],
+        [sys.executable, "-m", "fanout.cli.cli", *args],
         capture_output=True,
         text=True,
         env=env,

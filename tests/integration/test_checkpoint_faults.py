@@ -12,13 +12,13 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
 
-from flows.checkpoints import instance_prefix, item_digest
+from fanout.storage.checkpoints import instance_prefix, item_digest
 from tests.integration.conftest import executed
 
 # Part of the fault suite (`pytest -m faults`) as well: they damage, plant and lock real checkpoint files.
 pytestmark = pytest.mark.faults
 
-PROCESSOR = "devstack.processors:scripted"
+PROCESSOR = "tests.support.processors:scripted"
 SEED = [f"Processed item-{i}" for i in range(1, 21)]
 
 

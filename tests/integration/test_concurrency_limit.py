@@ -9,10 +9,10 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-from devstack.processors import RECORDER
-from flows.errors import InvalidRequest
-from flows.fanout import fan_out_fan_in
-from flows.request import FanoutRequest
+from fanout.core.errors import InvalidRequest
+from fanout.inputs.request import FanoutRequest
+from fanout.seed import fan_out_fan_in
+from tests.support.processors import RECORDER
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_the_global_limit_caps_items_below_max_parallel(
     monkeypatch: pytest.MonkeyPatch, limit_of_two: str, count: int
 ) -> None:
     """With 8 threads but a limit of 2 slots, never more than 2 items run at once."""
-    monkeypatch.setenv("FANOUT_PROCESSOR", "devstack.processors:recorded")
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:recorded")
     monkeypatch.setenv("FANOUT_MAX_PARALLEL", "8")
     monkeypatch.setenv("FANOUT_CONCURRENCY_LIMIT", limit_of_two)
     monkeypatch.setenv("FANOUT_SLOT_HOLD_SECONDS", "0.2")
@@ -55,7 +55,7 @@ def test_the_global_limit_caps_async_items_below_max_parallel(
 
 def test_a_limit_that_does_not_exist_is_refused_before_any_item_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Naming a global limit nobody created fails the run at once, saying how to create it."""
-    monkeypatch.setenv("FANOUT_PROCESSOR", "devstack.processors:recorded")
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:recorded")
     monkeypatch.setenv("FANOUT_CONCURRENCY_LIMIT", "no-such-limit")
     RECORDER.reset()
     with pytest.raises(InvalidRequest, match="prefect gcl create no-such-limit"):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from flows.checkpoints import CheckpointStore
+from fanout.storage.checkpoints import CheckpointStore
 from tests.integration.conftest import executed
 
-PROCESSOR = "devstack.processors:scripted"
+PROCESSOR = "tests.support.processors:scripted"
 
 
 def checkpointed(results: Path, instance: str, count: int) -> int:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from devstack.processors import RECORDER
-from flows.errors import InvalidRequest, ItemsFailed, ProcessorNotFound
-from flows.fanout import fan_out_fan_in
-from flows.request import FanoutRequest
+from fanout.core.errors import InvalidRequest, ItemsFailed, ProcessorNotFound
+from fanout.inputs.request import FanoutRequest
+from fanout.seed import fan_out_fan_in
 from tests.integration.conftest import executed
+from tests.support.processors import RECORDER
 
 SEED_OUTPUT = [f"Processed item-{i}" for i in range(1, 6)]
 
@@ -106,7 +106,7 @@ def test_unset_instance_id_scopes_checkpoints_to_the_flow_run(execution_log: Pat
 @pytest.mark.parametrize("count", [40, 400], ids=["per-item", "batched"])
 def test_in_flight_items_never_exceed_max_parallel(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
     """A recorder in the processor sees at most `max_parallel` items at once."""
-    monkeypatch.setenv("FANOUT_PROCESSOR", "devstack.processors:recorded")
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:recorded")
     monkeypatch.setenv("FANOUT_MAX_PARALLEL", "3")
     RECORDER.reset()
     fan_out_fan_in(FanoutRequest(count=count))
@@ -145,7 +145,7 @@ def test_processor_sees_a_stable_idempotency_key(
     monkeypatch: pytest.MonkeyPatch, execution_log: Path, count: int
 ) -> None:
     """Every attempt of an item sees `<instance_id>/<item>`, with its attempt number."""
-    monkeypatch.setenv("FANOUT_PROCESSOR", "devstack.processors:keyed")
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:keyed")
     monkeypatch.setenv("FANOUT_TEST_FLAKY", "item-2")
     output = fan_out_fan_in(FanoutRequest(count=count, instance_id="keys"))
     assert output[:3] == ["keys/item-1", "keys/item-2", "keys/item-3"]

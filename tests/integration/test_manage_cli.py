@@ -21,14 +21,14 @@ from prefect.exceptions import ObjectNotFound
 from prefect.filesystems import LocalFileSystem
 from prefect.states import State, StateType
 
-from devstack.processes import LOOPBACK, free_port, spawn, wait_healthy
-from flows.checkpoints import CheckpointStore
+from fanout.localstack.processes import LOOPBACK, free_port, spawn, wait_healthy
+from fanout.storage.checkpoints import CheckpointStore
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import run_cli
 
 TOKEN = "manage-cli-test-token-0123456789"
 DEPLOYMENT = "manage-cli"
-PROCESSOR = "flows.processor:processed"
+PROCESSOR = "fanout.engine.processor:processed"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def deployment_id(prefect_api: str) -> UUID:
         async with get_client() as client:
             flow_id = await client.create_flow_from_name("fan-out-fan-in")
             return await client.create_deployment(
-                flow_id=flow_id, name=DEPLOYMENT, entrypoint="flows/fanout.py:fan_out_fan_in"
+                flow_id=flow_id, name=DEPLOYMENT, entrypoint="src/fanout/seed.py:fan_out_fan_in"
             )
 
     return asyncio.run(register())
@@ -57,7 +57,7 @@ def webhook(prefect_api: str, deployment_id: UUID, monkeypatch: pytest.MonkeyPat
         "FANOUT_DEPLOYMENT_NAME": f"fan-out-fan-in/{DEPLOYMENT}",
         "FANOUT_WEBHOOK_QUEUE_PATH": str(tmp_path / "starts.sqlite"),
     }
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "deployments.webhook:app_from_environment"]
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "fanout.api.webhook:app_from_environment"]
     child = spawn("webhook", [*argv, "--host", LOOPBACK, "--port", str(port)], env, tmp_path / "logs", REPO_ROOT)
     url = f"http://{LOOPBACK}:{port}"
     try:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.errors import ItemsFailed
-from flows.failures import ItemReport, read_item_report
-from flows.fanout import fan_out_fan_in
-from flows.request import FanoutRequest
+from fanout.core.errors import ItemsFailed
+from fanout.engine.failures import ItemReport, read_item_report
+from fanout.inputs.request import FanoutRequest
+from fanout.seed import fan_out_fan_in
 from tests.integration.conftest import executed
 
 

@@ -9,7 +9,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.runtime import flow_run
 
-from flows import prefect_adapter
+from fanout.core import prefect_adapter
 
 
 @flow

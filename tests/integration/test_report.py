@@ -14,10 +14,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 
-from flows.errors import ItemsFailed
-from flows.fanout import fan_out_fan_in
-from flows.report import artifact_key
-from flows.request import FanoutRequest
+from fanout.core.errors import ItemsFailed
+from fanout.engine.report import artifact_key
+from fanout.inputs.request import FanoutRequest
+from fanout.seed import fan_out_fan_in
 
 
 def latest_artifact(key: str) -> Any:
@@ -120,7 +120,7 @@ def test_processor_log_lines_carry_the_correlation_id(
     monkeypatch: pytest.MonkeyPatch, execution_log: Path, task_run_lines: list[logging.LogRecord], count: int
 ) -> None:
     """A processor's `item_logger()` lines name instance and item, also on a retried attempt."""
-    monkeypatch.setenv("FANOUT_PROCESSOR", "devstack.processors:chatty")
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:chatty")
     monkeypatch.setenv("FANOUT_TEST_FLAKY", "item-3")
     instance = fresh_instance("logs")
     fan_out_fan_in(FanoutRequest(count=count, instance_id=instance))

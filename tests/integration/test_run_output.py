@@ -10,10 +10,10 @@ import pytest
 from prefect import get_client
 from prefect.states import Completed
 
-from deployments.runs import PrefectRuns, record
-from deployments.status import RuntimeStatus, status_document
-from flows.fanout import fan_out_fan_in
-from flows.request import FanoutRequest
+from fanout.inputs.request import FanoutRequest
+from fanout.seed import fan_out_fan_in
+from fanout.service.runs import PrefectRuns, record
+from fanout.service.status import RuntimeStatus, status_document
 
 
 async def status_of(flow_run_id: Any, without_prefect_result: bool = True) -> Any:

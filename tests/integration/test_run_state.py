@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from flows.fanout import fan_out_fan_in
-from flows.request import FanoutRequest
+from fanout.inputs.request import FanoutRequest
+from fanout.seed import fan_out_fan_in
 from tests.integration.test_report import metrics, table
 
 

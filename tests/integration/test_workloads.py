@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.errors import InvalidRequest, ItemsFailed
-from flows.fanout import fan_out_fan_in
-from flows.instance_results import InstanceResults
-from flows.request import FanoutRequest
-from flows.sources import ItemSource
+from fanout.core.errors import InvalidRequest, ItemsFailed
+from fanout.inputs.request import FanoutRequest
+from fanout.inputs.sources import ItemSource
+from fanout.seed import fan_out_fan_in
+from fanout.storage.instance_results import InstanceResults
 from tests.integration.conftest import executed
 
 SCRIPTED_ASYNC = "tests.support.workload_processors:scripted_async"

@@ -1,11 +1,11 @@
-"""`FakeRuns` plus the management operations of deployments/instance_management.py, in memory."""
+"""`FakeRuns` plus the management operations of src/fanout/service/instance_management.py, in memory."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from deployments.instance_management import latest_per_instance
-from deployments.runs import RunRecord
+from fanout.service.instance_management import latest_per_instance
+from fanout.service.runs import RunRecord
 from tests.support.fake_runs import FakeRuns
 
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from deployments.runs import LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, Purged, RunRecord
-from flows.request import FanoutRequest
-from flows.run_output import RunOutput
+from fanout.inputs.request import FanoutRequest
+from fanout.service.runs import LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, Purged, RunRecord
+from fanout.storage.run_output import RunOutput
 
 _clock = itertools.count()
 
@@ -36,7 +36,7 @@ class FakeRuns:
         self.default_deployment = "fan-out-fan-in/default"
         self.deployments: dict[str, dict[str, str]] = {  # as prefect.yaml declares them: name -> env job variable
             self.default_deployment: {},
-            "fan-out-fan-in/http-enrich": {"FANOUT_SOURCES": "pipelines.http_enrich:urls"},
+            "fan-out-fan-in/http-enrich": {"FANOUT_SOURCES": "flows.http_enrich:urls"},
         }
 
     async def start(

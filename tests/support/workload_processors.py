@@ -1,7 +1,7 @@
-"""Processors for the workload tests: async and JSON-item variants of `devstack.processors`.
+"""Processors for the workload tests: async and JSON-item variants of `tests.support.processors`.
 
 FANOUT_TEST_GATE   a file path: items whose number is >= 5 wait (polling, asynchronously) until it exists
-The FANOUT_TEST_* variables of `devstack.processors` apply as well, by item key.
+The FANOUT_TEST_* variables of `tests.support.processors` apply as well, by item key.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from devstack.processors import RECORDER, scripted
-from flows.item_context import current_item
+from fanout.core.item_context import current_item
+from tests.support.processors import RECORDER, scripted
 
 
 async def scripted_async(item: Any) -> str:

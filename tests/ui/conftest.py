@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.polling import wait_for
-from devstack.processes import PrefectServer, running_prefect_server
+from fanout.localstack.polling import wait_for
+from fanout.localstack.processes import PrefectServer, running_prefect_server
 from tests.conftest import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -59,7 +59,7 @@ def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
     env = {
         **prefect_server.client_env(),
         "PYTHONPATH": str(REPO_ROOT),
-        "FANOUT_PROCESSOR": "devstack.processors:chatty",
+        "FANOUT_PROCESSOR": "tests.support.processors:chatty",
         "FANOUT_TEST_FLAKY": "item-3",
         "FANOUT_TEST_LOG_DIR": str(work / "executions"),
         "FANOUT_RESULT_STORAGE": str(work / "results"),
@@ -67,7 +67,7 @@ def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
         "FANOUT_TEST_SLEEP": "1",  # long enough for progress: a run under half a second publishes none
     }
     done = subprocess.run(
-        [sys.executable, "-m", "deployments.cli", "run", "--instance-id", "ui-seed"],
+        [sys.executable, "-m", "fanout.cli.cli", "run", "--instance-id", "ui-seed"],
         env=env,
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devstack.processes import PrefectServer
+from fanout.localstack.processes import PrefectServer
 from tests.ui.conftest import SCREENSHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ui]

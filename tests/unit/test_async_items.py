@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from flows import async_items
-from flows.async_items import carry_async, submission_settings
-from flows.checkpoints import CheckpointStore
-from flows.errors import TransientError
-from flows.item_context import current_item
-from flows.item_path import ItemRun, checkpoint
-from flows.items import ItemValues
-from flows.outcome import ItemOutcome
-from flows.progress import ItemTally
-from flows.retry_policy import RetryPolicy
-from flows.settings import get_settings
+from fanout.core.errors import TransientError
+from fanout.core.item_context import current_item
+from fanout.core.outcome import ItemOutcome
+from fanout.core.settings import get_settings
+from fanout.engine import async_items
+from fanout.engine.async_items import carry_async, submission_settings
+from fanout.engine.item_path import ItemRun, checkpoint
+from fanout.engine.progress import ItemTally
+from fanout.engine.retry_policy import RetryPolicy
+from fanout.inputs.items import ItemValues
+from fanout.storage.checkpoints import CheckpointStore
 
 
 class InFlight:
@@ -47,7 +47,7 @@ def pairs(n: int) -> list[str]:
 
 
 def run_async_items(*args: Any, **kwargs: Any) -> list[ItemOutcome]:
-    """`flows.async_items.run_async_items` over `VALUES`."""
+    """`fanout.engine.async_items.run_async_items` over `VALUES`."""
     return async_items.run_async_items(*args, values=VALUES, **kwargs)
 
 

@@ -8,7 +8,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from deployments.automations import (
+from fanout.core.liveness import ALIVE_EVENT
+from fanout.core.settings import get_settings
+from fanout.service.automations import (
     GIVE_UP,
     HEARTBEATS,
     RETRY,
@@ -18,8 +20,6 @@ from deployments.automations import (
     retry_run_counts,
     worker_environment,
 )
-from flows.liveness import ALIVE_EVENT
-from flows.settings import get_settings
 
 DEPLOYMENT = UUID("00000000-0000-0000-0000-000000000001")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flows.batching import BatchPlan, batch_size_for
-from flows.outcome import ItemOutcome
-from flows.settings import FanoutSettings
+from fanout.core.outcome import ItemOutcome
+from fanout.core.settings import FanoutSettings
+from fanout.engine.batching import BatchPlan, batch_size_for
 
 
 def settings(**values: object) -> FanoutSettings:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from flows import checkpoint_format
-from flows.checkpoint_format import UnreadableRecord, decode, encode
+from fanout.storage import checkpoint_format
+from fanout.storage.checkpoint_format import UnreadableRecord, decode, encode
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from flows.checkpoint_purge import StorageDeleted, delete_instance, instance_root
-from flows.checkpoints import CheckpointStore
-from flows.instance_results import record_plan
+from fanout.storage.checkpoint_purge import StorageDeleted, delete_instance, instance_root
+from fanout.storage.checkpoints import CheckpointStore
+from fanout.storage.instance_results import record_plan
 
-PROCESSOR = "flows.processor:processed"
+PROCESSOR = "fanout.engine.processor:processed"
 
 
 def checkpointed(storage: LocalFileSystem | RemoteFileSystem, instance_id: str, items: list[str]) -> None:

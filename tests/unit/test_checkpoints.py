@@ -10,8 +10,9 @@ import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
 
-from flows.checkpoint_format import encode
-from flows.checkpoints import (
+from fanout.core.settings import get_settings
+from fanout.storage.checkpoint_format import encode
+from fanout.storage.checkpoints import (
     CheckpointStore,
     checkpoint_key,
     item_digest,
@@ -20,9 +21,8 @@ from flows.checkpoints import (
     result_storage,
     storage_environment,
 )
-from flows.settings import get_settings
 
-PROCESSOR = "flows.processor:processed"
+PROCESSOR = "fanout.engine.processor:processed"
 
 
 def store(folder: Path, instance: str = "i1") -> CheckpointStore:
@@ -39,7 +39,7 @@ def journaled(checkpoints: CheckpointStore, label: str, **results: object) -> Pa
 
 def test_key_names_instance_and_processor_not_the_run() -> None:
     """The path is built from instance, processor and item only."""
-    assert checkpoint_key("i1", PROCESSOR, "item-1").startswith("fanout/i1/flows.processor.processed/")
+    assert checkpoint_key("i1", PROCESSOR, "item-1").startswith("fanout/i1/fanout.engine.processor.processed/")
 
 
 def test_items_with_path_characters_get_safe_keys() -> None:
@@ -96,7 +96,7 @@ def test_a_damaged_line_is_logged_and_its_item_runs_again(tmp_path: Path, caplog
     data = bytearray(path.read_bytes())
     data[data.index(b'"B"') + 1] ^= 0x01
     path.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="flows.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="fanout.storage.checkpoints"):
         assert store(tmp_path).load(["a", "b", "c"]) == {"a": "A", "c": "C"}
     assert "1 checkpoint record(s) skipped, damaged: checksum does not match" in caplog.text
 
@@ -173,7 +173,7 @@ def test_an_output_that_cannot_be_recorded_is_only_logged(tmp_path: Path, caplog
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     checkpoints = store(blocker)
-    with caplog.at_level(logging.WARNING, logger="flows.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="fanout.storage.checkpoints"):
         checkpoints.save_output(["a"], ["A"])
     assert "could not record the output" in caplog.text
 

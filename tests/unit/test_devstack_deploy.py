@@ -1,4 +1,4 @@
-"""What `fanout up` deploys: prefect.yaml's deployments, from the installed package (devstack/deploy.py)."""
+"""What `fanout up` deploys: prefect.yaml's deployments, from the installed package (src/fanout/localstack/deploy.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from devstack.deploy import DEPLOYMENTS, runner_deployment
+from fanout.localstack.deploy import DEPLOYMENTS, runner_deployment
 from tests.conftest import REPO_ROOT
 
 
@@ -24,7 +24,7 @@ def test_prefect_yaml_and_the_stack_run_the_same_flow() -> None:
     """prefect.yaml's file entrypoint and the stack's module entrypoint name the same flow function."""
     entrypoints = {spec["entrypoint"] for spec in yaml_deployments()}
     assert entrypoints == {"flows/fanout.py:fan_out_fan_in"}
-    assert {runner_deployment(spec).entrypoint for spec in DEPLOYMENTS} == {"flows.fanout.fan_out_fan_in"}
+    assert {runner_deployment(spec).entrypoint for spec in DEPLOYMENTS} == {"fanout.seed.fan_out_fan_in"}
 
 
 def test_the_stack_deployment_needs_no_source_tree() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from devstack.permissions import make_private
-from devstack.polling import wait_for
-from devstack.processes import PrefectServer, spawn
-from devstack.stack import ensure_token
-from devstack.up import banner
+from fanout.localstack.permissions import make_private
+from fanout.localstack.polling import wait_for
+from fanout.localstack.processes import PrefectServer, spawn
+from fanout.localstack.stack import ensure_token
+from fanout.localstack.up import banner
 
 
 def mode(path: Path) -> int:

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from pipelines.echo_service import EchoProtocol
+from tests.support.echo_service import EchoProtocol
 
 
 async def served(delay: float, use: object) -> object:

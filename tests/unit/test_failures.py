@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.failures import allowed_failures, item_reports, report_key
-from flows.outcome import ItemOutcome
-from flows.request import FanoutRequest
+from fanout.core.outcome import ItemOutcome
+from fanout.engine.failures import allowed_failures, item_reports, report_key
+from fanout.inputs.request import FanoutRequest
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_items_failed_survives_prefects_json_result_round_trip() -> None:
     """A Failed run's stored ItemsFailed is read back by Prefect's JSON serializer with its message."""
     from prefect.serializers import JSONSerializer
 
-    from flows.errors import ItemsFailed
+    from fanout.core.errors import ItemsFailed
 
     serializer = JSONSerializer()
     error = ItemsFailed([("bad", "ValueError: bad is broken")], total=1)

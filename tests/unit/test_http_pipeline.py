@@ -6,12 +6,12 @@ from typing import Any
 
 import httpx
 
-from flows.async_items import run_async_items
-from flows.items import ItemValues
-from flows.processor_kind import processor_kind
-from flows.retry_policy import RetryPolicy
-from pipelines.echo_service import echo_app
-from pipelines.http_enrich import Enrich, enrich, enrich_sync, urls
+from fanout.engine.async_items import run_async_items
+from fanout.engine.processor_kind import processor_kind
+from fanout.engine.retry_policy import RetryPolicy
+from fanout.inputs.items import ItemValues
+from flows.http_enrich import Enrich, enrich, enrich_sync, urls
+from tests.support.echo_service import echo_app
 
 
 def processor() -> Enrich:

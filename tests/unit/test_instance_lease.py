@@ -1,4 +1,4 @@
-"""Who holds an instance's lease, and when a run may take it over (flows/instance_lease.py)."""
+"""Who holds an instance's lease, and when a run may take it over (src/fanout/engine/instance_lease.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 from prefect.states import Completed, Running
 
-from flows.instance_lease import Holder, InstanceBusy, _take, _write_holder, read_holder
+from fanout.engine.instance_lease import Holder, InstanceBusy, _take, _write_holder, read_holder
 
 DEAD_PID = 2**22 + 1  # above Linux's pid_max: no process has it
 

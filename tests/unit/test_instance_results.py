@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from flows import checkpoint_format
-from flows.checkpoints import CheckpointStore
-from flows.instance_results import InstanceResults, record_failures, record_plan
-from flows.results import NoResults
+from fanout.storage import checkpoint_format
+from fanout.storage.checkpoints import CheckpointStore
+from fanout.storage.instance_results import InstanceResults, record_failures, record_plan
+from fanout.storage.results import NoResults
 
-PROCESSOR = "devstack.processors:scripted"
+PROCESSOR = "tests.support.processors:scripted"
 
 
 def store(root: Path) -> CheckpointStore:

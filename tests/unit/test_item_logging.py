@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from flows.item_context import processing
-from flows.item_logging import CorrelationFilter, item_logger
+from fanout.core.item_context import processing
+from fanout.engine.item_logging import CorrelationFilter, item_logger
 
 
 def test_item_logger_prefixes_and_tags_each_line(caplog: pytest.LogCaptureFixture) -> None:

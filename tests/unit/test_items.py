@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.errors import InvalidRequest
-from flows.items import (
+from fanout.core.errors import InvalidRequest
+from fanout.inputs.items import (
     BadItem,
     DuplicateItems,
     canonical_json,

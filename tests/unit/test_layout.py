@@ -1,9 +1,8 @@
-"""The rooms stay apart: the library does not import the dev stack, and benchmarks do not import tests."""
+"""The package stands alone: `fanout` imports nothing from the repository's flows, tests or benchmarks."""
 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
@@ -30,17 +29,21 @@ def importing(folder: str, package: str) -> set[str]:
     }
 
 
-def test_the_flow_never_imports_the_dev_stack() -> None:
-    """Nothing in flows/ imports devstack/."""
-    assert importing("flows", "devstack") == set()
+def test_the_package_imports_nothing_from_the_repository() -> None:
+    """Nothing in src/fanout imports flows/, tests/ or benchmarks/: the wheel works in any project."""
+    for outside in ("flows", "tests", "benchmarks"):
+        assert importing("src/fanout", outside) == set(), outside
 
 
-def test_only_fanout_up_calls_into_the_dev_stack() -> None:
-    """In deployments/, only the CLI (its `up` command) imports devstack/."""
-    assert importing("deployments", "devstack") <= {str(Path("deployments") / "cli.py")}
+def test_the_source_tree_holds_one_import_package() -> None:
+    """src/ holds exactly one import package, `fanout`, typed."""
+    packages = [path.name for path in (REPO_ROOT / "src").iterdir() if (path / "__init__.py").exists()]
+    assert packages == ["fanout"]
+    assert (REPO_ROOT / "src" / "fanout" / "py.typed").exists()
 
 
-def test_benchmarks_share_code_with_tests_through_the_dev_stack() -> None:
-    """No benchmark imports from tests/; what they share lives in devstack/."""
-    assert importing("benchmarks", "tests") == set()
-    assert importing("devstack", "tests") == set()
+def test_the_deployed_flows_use_only_the_public_api() -> None:
+    """The flows prefect.yaml deploys import `fanout` and its public names, never its internal modules."""
+    for path, names in imported_modules("flows").items():
+        internal = {name for name in names if name.startswith("fanout.") and name != "fanout.seed"}
+        assert internal == set(), path

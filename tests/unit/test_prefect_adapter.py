@@ -1,4 +1,4 @@
-"""Each assumption flows/prefect_adapter.py makes about Prefect holds for the installed release."""
+"""Each assumption src/fanout/core/prefect_adapter.py makes about Prefect holds for the installed release."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from prefect.serializers import JSONSerializer
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, get_current_settings, temporary_settings
 from prefect.states import Completed
 
-from flows import prefect_adapter
-from flows.prefect_adapter import persisted_result_file
+from fanout.core import prefect_adapter
+from fanout.core.prefect_adapter import persisted_result_file
 
 
 class FakeApi:
@@ -184,7 +184,7 @@ async def test_a_flagged_sqlite_write_transaction_begins_immediate_once() -> Non
 
     from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
 
-    from flows.prefect_adapter import IMMEDIATE_TRANSACTION, immediate_transactions
+    from fanout.core.prefect_adapter import IMMEDIATE_TRANSACTION, immediate_transactions
 
     class Session:
         @asynccontextmanager

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from deployments.prefect_server import RETRY_AFTER_CAP, RetryAfterOn503
+from fanout.localstack.prefect_server import RETRY_AFTER_CAP, RetryAfterOn503
 
 
 def app_answering(status: int, headers: dict[str, str] | None = None) -> FastAPI:
@@ -133,7 +133,7 @@ async def test_a_503_that_keeps_coming_reaches_the_client_with_retry_after() -> 
 
 def test_the_requests_that_read_before_they_write_are_the_ones_that_lock_at_once() -> None:
     """Creating a run, the labels update and the lease take the write lock at once; reads and others do not."""
-    from deployments.prefect_server import takes_write_lock_at_once
+    from fanout.localstack.prefect_server import takes_write_lock_at_once
 
     def locks(method: str, path: str) -> bool:
         return takes_write_lock_at_once({"method": method, "path": path})

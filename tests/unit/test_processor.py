@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.errors import ProcessorNotFound
-from flows.processor import load_processor, processed
+from fanout.core.errors import ProcessorNotFound
+from fanout.engine.processor import load_processor, processed
 
 
 def test_default_processor_is_the_seeds() -> None:
@@ -15,11 +15,17 @@ def test_default_processor_is_the_seeds() -> None:
 
 def test_processor_is_loaded_by_name() -> None:
     """`module:function` names any importable callable."""
-    assert load_processor("flows.processor:processed") is processed
+    assert load_processor("fanout.engine.processor:processed") is processed
 
 
 @pytest.mark.parametrize(
-    "spec", ["no_such_module_xyz:run", "flows.processor:missing", "flows.processor:__doc__", "flows.processor"]
+    "spec",
+    [
+        "no_such_module_xyz:run",
+        "fanout.engine.processor:missing",
+        "fanout.engine.processor:__doc__",
+        "fanout.engine.processor",
+    ],
 )
 def test_unusable_processor_is_a_clear_error(spec: str) -> None:
     """A module that does not import, or a missing or non-callable name, raises ProcessorNotFound."""

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flows.errors import ProcessorNotFound
-from flows.processor_kind import (
+from fanout.core.errors import ProcessorNotFound
+from fanout.engine.processor_kind import (
     InvalidProcessor,
     check_parallel,
     processor_kind,

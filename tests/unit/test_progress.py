@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from flows.outcome import ItemOutcome
-from flows.progress import (
+from fanout.core.outcome import ItemOutcome
+from fanout.engine.progress import (
     ItemTally,
     Progress,
     ProgressReporter,
@@ -89,7 +89,7 @@ def test_publishes_periodically_only_when_changed() -> None:
 def test_a_failing_publish_does_not_fail_the_run(caplog: pytest.LogCaptureFixture) -> None:
     """A publish that keeps failing is retried and, in the end, logged as a warning; the run goes on."""
     recorder = Recorder(fail=True)
-    with caplog.at_level(logging.WARNING, logger="flows.progress"):
+    with caplog.at_level(logging.WARNING, logger="fanout.engine.progress"):
         with ProgressReporter(total=2, interval=0.01, publish=recorder) as reporter:
             reporter.advance(completed=2)
         reporter.wait_published(30)
@@ -179,7 +179,7 @@ def test_a_run_that_stops_on_an_exception_stops_publishing_at_once(monkeypatch: 
     """Suspended (Prefect's Pause) or failed: no final-state hook may come, so the thread ends now, not then."""
     from uuid import uuid4
 
-    from flows import wrap_up
+    from fanout.core import wrap_up
 
     monkeypatch.setattr(wrap_up, "_current_flow_run_id", lambda: uuid4())
     settled = ProgressReporter(total=1, interval=60, publish=Recorder(), announce=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from flows.outcome import ItemOutcome
-from flows.report import artifact_key, metrics_markdown, percentile, run_metrics, table_rows
+from fanout.core.outcome import ItemOutcome
+from fanout.engine.report import artifact_key, metrics_markdown, percentile, run_metrics, table_rows
 
 
 def outcomes() -> list[ItemOutcome]:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from flows.errors import InvalidRequest
-from flows.request import FanoutRequest, plan_items
+from fanout.core.errors import InvalidRequest
+from fanout.inputs.request import FanoutRequest, plan_items
 
 
 def test_default_request_is_the_seeds_five_items() -> None:

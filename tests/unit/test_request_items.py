@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.admission import admit
-from flows.errors import InvalidRequest
-from flows.items import ItemValues
-from flows.request import FanoutRequest, item_count, plan_items, plan_request
-from flows.settings import get_settings
-from flows.sources import BadSource, ItemSource, SourceForbidden
+from fanout.core.errors import InvalidRequest
+from fanout.core.settings import get_settings
+from fanout.inputs.admission import admit
+from fanout.inputs.items import ItemValues
+from fanout.inputs.request import FanoutRequest, item_count, plan_items, plan_request
+from fanout.inputs.sources import BadSource, ItemSource, SourceForbidden
 
 
 def test_seed_strings_stay_plain_strings() -> None:

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from flows import checkpoint_format
-from flows.errors import InvalidRequest
-from flows.results import PLAN_CHUNK, build_page, check_window, chunk_lines, chunks_of, decode_chunk, encode_chunk
+from fanout.core.errors import InvalidRequest
+from fanout.storage import checkpoint_format
+from fanout.storage.results import (
+    PLAN_CHUNK,
+    build_page,
+    check_window,
+    chunk_lines,
+    chunks_of,
+    decode_chunk,
+    encode_chunk,
+)
 
 
 def test_a_chunk_round_trips_its_keys_in_order() -> None:

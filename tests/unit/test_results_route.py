@@ -8,14 +8,14 @@ from typing import Any
 
 from prefect.filesystems import LocalFileSystem
 
-from deployments.results_routes import inline_limited
-from flows.checkpoints import CheckpointStore
-from flows.instance_results import record_plan
-from flows.settings import get_settings
+from fanout.api.results_routes import inline_limited
+from fanout.core.settings import get_settings
+from fanout.storage.checkpoints import CheckpointStore
+from fanout.storage.instance_results import record_plan
 from tests.support.fake_runs import FakeRuns
 from tests.unit.webhook_client import call, make_app
 
-PROCESSOR = "flows.processor:processed"
+PROCESSOR = "fanout.engine.processor:processed"
 
 
 def recorded_instance(results: Path, count: int, finished: int) -> None:

@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from flows.errors import TransientError
-from flows.item_path import ItemRun, carry_item
-from flows.outcome import ItemOutcome
-from flows.progress import ItemTally
-from flows.retry_policy import RetryPolicy, is_transient
+from fanout.core.errors import TransientError
+from fanout.core.outcome import ItemOutcome
+from fanout.engine.item_path import ItemRun, carry_item
+from fanout.engine.progress import ItemTally
+from fanout.engine.retry_policy import RetryPolicy, is_transient
 
 
 def carry(process: object, tmp_path: Path, retries: int = 3, storage: Path | None = None) -> ItemOutcome:
     """One item through `carry_item`, with no waits between attempts."""
     run = ItemRun(
         "i1",
-        "flows.processor:processed",
+        "fanout.engine.processor:processed",
         LocalFileSystem(basepath=str(storage or tmp_path)),
         RetryPolicy(retries=retries, delay_seconds=0, jitter_factor=0),
     )
@@ -92,7 +92,7 @@ def test_retries_are_bounded(tmp_path: Path) -> None:
 def test_a_finished_item_is_checkpointed_before_it_counts(tmp_path: Path) -> None:
     """The item's record is stored by the time its outcome is returned."""
     outcome = carry(str.upper, tmp_path)
-    run = ItemRun("i1", "flows.processor:processed", LocalFileSystem(basepath=str(tmp_path)), RetryPolicy())
+    run = ItemRun("i1", "fanout.engine.processor:processed", LocalFileSystem(basepath=str(tmp_path)), RetryPolicy())
     assert outcome.value == "A" and run.checkpoints().load(["a"]) == {"a": "A"}
 
 

@@ -1,4 +1,4 @@
-"""fanout's output record of a Completed run (flows/run_output.py): JSON, checksummed, never a wrong value."""
+"""fanout's output record of a Completed run (src/fanout/storage/run_output.py): JSON, checksummed, never a wrong value."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from flows import checkpoint_format
-from flows.errors import CheckpointNotWritten
-from flows.run_output import NoRunOutput, RunOutput, load_run_output, run_output_path, save_run_output
+from fanout.core.errors import CheckpointNotWritten
+from fanout.storage import checkpoint_format
+from fanout.storage.run_output import NoRunOutput, RunOutput, load_run_output, run_output_path, save_run_output
 
 
 def storage(folder: Path) -> LocalFileSystem:

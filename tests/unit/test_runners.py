@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.concurrency import ItemSlot
-from flows.runners import local_cluster_options, task_runner
-from flows.settings import FanoutSettings
+from fanout.core.settings import FanoutSettings
+from fanout.engine.concurrency import ItemSlot
+from fanout.engine.runners import local_cluster_options, task_runner
 
 
 def settings(**fields: object) -> FanoutSettings:

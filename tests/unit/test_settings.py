@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.settings import FanoutSettings, get_settings
+from fanout.core.settings import FanoutSettings, get_settings
 
 
 def test_defaults_run_the_seed_processor() -> None:
     """Without configuration the processor is the seed's `Processed <item>`."""
-    assert FanoutSettings(_env_file=None).processor == "flows.processor:processed"
+    assert FanoutSettings(_env_file=None).processor == "fanout.engine.processor:processed"
 
 
 def test_environment_overrides_with_fanout_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ import fsspec
 import pytest
 from pydantic import ValidationError
 
-from flows.sources import (
+from fanout.inputs.sources import (
     BadSource,
     ItemSource,
     SourceForbidden,

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from rich.console import Console
 
-from deployments import client as start_client
-from deployments.client import Finished, StartFailed, wait
+from fanout.service import client as start_client
+from fanout.service.client import Finished, StartFailed, wait
 
 STATUS_URL = "http://webhook.test/runtime/webhooks/durabletask/instances/i1"
 RUNNING = {"runtimeStatus": "Running", "customStatus": {"total": 5, "completed": 2, "failed": 0}}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deployments.runs import RunRecord
-from flows.run_output import RunOutput
+from fanout.service.runs import RunRecord
+from fanout.storage.run_output import RunOutput
 from tests.support.fake_runs import FakeRuns
 from tests.unit.webhook_client import call, make_app
 
@@ -52,7 +52,7 @@ def test_running_runs_have_no_failure_list_yet() -> None:
 
 def test_the_prefect_backend_answers_every_question_the_webhook_asks() -> None:
     """PrefectRuns (the real backend) has every method of the Runs protocol, `failures` included."""
-    from deployments.runs import PrefectRuns, Runs
+    from fanout.service.runs import PrefectRuns, Runs
 
     asked = {name for name in vars(Runs) if not name.startswith("_")}
     assert "failures" in asked and all(callable(getattr(PrefectRuns, name, None)) for name in asked)
@@ -77,8 +77,8 @@ def test_an_item_that_finished_counts_as_completed_while_the_api_still_says_runn
     from prefect.futures import PrefectConcurrentFuture
     from prefect.states import Completed
 
-    from flows.outcome import ItemOutcome
-    from flows.submission import task_outcomes
+    from fanout.core.outcome import ItemOutcome
+    from fanout.engine.submission import task_outcomes
 
     monkeypatch.setattr(prefect.futures, "get_client", lambda **_: LaggingApi())
     work: concurrent.futures.Future[object] = concurrent.futures.Future()

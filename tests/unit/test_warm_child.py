@@ -9,12 +9,12 @@ from uuid import uuid4
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import DeploymentResponse
 
-import flows.fanout
-from deployments.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow
-from deployments.warm_spare import DeploymentSource
-from deployments.warm_worker import WarmJobConfiguration, run_environment
+import fanout.seed
+from fanout.worker.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow
+from fanout.worker.warm_spare import DeploymentSource
+from fanout.worker.warm_worker import WarmJobConfiguration, run_environment
 
-ROOT = Path(flows.fanout.__file__).resolve().parents[1]
+ROOT = Path(fanout.seed.__file__).resolve().parents[1]
 
 
 def test_a_run_environment_leaves_out_the_prefect_settings_the_forkserver_already_has() -> None:
@@ -25,14 +25,14 @@ def test_a_run_environment_leaves_out_the_prefect_settings_the_forkserver_alread
 
 
 def test_a_module_path_entrypoint_is_the_preloaded_module() -> None:
-    """`fanout up` registers `flows.fanout.fan_out_fan_in`: the flow comes from the module already imported."""
-    assert _preloaded_module("flows.fanout.fan_out_fan_in", Path("/elsewhere")) == (flows.fanout, "fan_out_fan_in")
+    """`fanout up` registers `fanout.seed.fan_out_fan_in`: the flow comes from the module already imported."""
+    assert _preloaded_module("fanout.seed.fan_out_fan_in", Path("/elsewhere")) == (fanout.seed, "fan_out_fan_in")
 
 
 def test_a_file_entrypoint_is_the_preloaded_module_only_when_it_is_that_file() -> None:
     """A file path names the preloaded module only from the folder that holds that very file."""
-    assert _preloaded_module("flows/fanout.py:fan_out_fan_in", ROOT) == (flows.fanout, "fan_out_fan_in")
-    assert _preloaded_module("flows/fanout.py:fan_out_fan_in", ROOT / "elsewhere")[0] is None
+    assert _preloaded_module("fanout/seed.py:fan_out_fan_in", ROOT) == (fanout.seed, "fan_out_fan_in")
+    assert _preloaded_module("fanout/seed.py:fan_out_fan_in", ROOT / "elsewhere")[0] is None
 
 
 class NoReads:
@@ -46,10 +46,10 @@ def test_the_flow_comes_from_the_deployment_the_worker_passed_without_reading_it
     """Given the deployment's entrypoint and pull steps, the preloaded flow is taken with no API call."""
     flow_run = FlowRun(id=uuid4(), flow_id=uuid4(), name="run", deployment_id=uuid4())
     steps = [{SET_WORKING_DIRECTORY: {"directory": str(ROOT)}}]
-    known = DeploymentSource("flows.fanout.fan_out_fan_in", steps)
+    known = DeploymentSource("fanout.seed.fan_out_fan_in", steps)
     cwd = os.getcwd()
     try:
-        assert preloaded_flow(flow_run, NoReads(), known) is flows.fanout.fan_out_fan_in  # type: ignore[arg-type]
+        assert preloaded_flow(flow_run, NoReads(), known) is fanout.seed.fan_out_fan_in  # type: ignore[arg-type]
     finally:
         os.chdir(cwd)
 
@@ -57,11 +57,11 @@ def test_the_flow_comes_from_the_deployment_the_worker_passed_without_reading_it
 def test_the_job_configuration_keeps_the_deployment_prefect_prepares_it_with() -> None:
     """Prefect hands the deployment it read to `prepare_for_flow_run`; the configuration keeps what the run needs."""
     deployment = DeploymentResponse(
-        id=uuid4(), name="default", flow_id=uuid4(), entrypoint="flows.fanout.fan_out_fan_in", pull_steps=[]
+        id=uuid4(), name="default", flow_id=uuid4(), entrypoint="fanout.seed.fan_out_fan_in", pull_steps=[]
     )
     flow_run = FlowRun(id=uuid4(), flow_id=deployment.flow_id, name="run", deployment_id=deployment.id)
     configuration = WarmJobConfiguration()
 
     configuration.prepare_for_flow_run(flow_run=flow_run, deployment=deployment, flow=None, worker_name="w")
 
-    assert configuration.deployment_source == DeploymentSource("flows.fanout.fan_out_fan_in", [])
+    assert configuration.deployment_source == DeploymentSource("fanout.seed.fan_out_fan_in", [])

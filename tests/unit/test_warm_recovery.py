@@ -18,9 +18,9 @@ from prefect.client.schemas.responses import (
 )
 from prefect.states import Running
 
-from deployments.local_server import read_state, server_folder
-from deployments.warm_processes import preload_modules
-from deployments.warm_recovery import (
+from fanout.localstack.local_server import read_state, server_folder
+from fanout.worker.warm_processes import preload_modules
+from fanout.worker.warm_recovery import (
     CRASHED,
     GAVE_UP,
     RESUMED,
@@ -54,9 +54,9 @@ def test_an_exit_by_signal_is_named() -> None:
 
 def test_the_forkserver_preloads_the_flow_and_the_processor_module() -> None:
     """The processor's module is imported up front along with the engine entry and the flow."""
-    modules = preload_modules("pipelines.http_enrich:enrich")
-    assert modules[:2] == ["deployments.warm_child", "flows.fanout"]
-    assert "pipelines.http_enrich" in modules
+    modules = preload_modules("flows.http_enrich:enrich")
+    assert modules[:2] == ["fanout.worker.warm_child", "fanout.seed"]
+    assert "flows.http_enrich" in modules
 
 
 def test_a_recorded_server_whose_pid_is_not_a_prefect_server_is_ignored(tmp_path: Path) -> None:

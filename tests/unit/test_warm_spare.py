@@ -18,8 +18,8 @@ import pytest
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import get_current_settings
 
-import deployments.warm_child as warm_child
-from deployments.warm_processes import WarmProcesses
+import fanout.worker.warm_child as warm_child
+from fanout.worker.warm_processes import WarmProcesses
 from tests.conftest import REPO_ROOT
 
 NOWHERE = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETRIES": "0"}
@@ -27,8 +27,8 @@ NOWHERE = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETR
 
 WORKER = """
 import sys
-from deployments.warm_processes import WarmProcesses
-warm = WarmProcesses(["deployments.warm_child"])
+from fanout.worker.warm_processes import WarmProcesses
+warm = WarmProcesses(["fanout.worker.warm_child"])
 warm.warm_up()
 spare = warm.spare
 print(spare.pid, flush=True)
@@ -99,7 +99,7 @@ def test_a_spare_exits_when_its_worker_is_killed(worker_env: dict[str, str]) -> 
 
 def test_an_unused_spare_exits_cleanly_when_its_worker_stops(worker_env: dict[str, str]) -> None:
     """A stopped worker retires its spare: the spare exits by itself, with code 0, and no new one is started."""
-    processes = WarmProcesses(["deployments.warm_child"])
+    processes = WarmProcesses(["fanout.worker.warm_child"])
     processes.warm_up()
     spare = processes.spare
     assert spare is not None and spare.is_alive()

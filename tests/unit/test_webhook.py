@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from deployments.webhook import WebhookConfigurationError, create_app
-from deployments.webhook_errors import PrefectUnavailable
-from flows.settings import FanoutSettings
+from fanout.api.webhook import WebhookConfigurationError, create_app
+from fanout.core.settings import FanoutSettings
+from fanout.service.webhook_errors import PrefectUnavailable
 from tests.support.fake_runs import FakeRuns
 from tests.unit.webhook_client import AUTH, BASE, TOKEN, call, make_app, with_client
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deployments.runs import LABEL_DEPLOYMENT
-from deployments.start_queue import StartQueue
+from fanout.service.runs import LABEL_DEPLOYMENT
+from fanout.service.start_queue import StartQueue
 from tests.support.fake_runs import FakeRuns
 from tests.unit.webhook_client import call, make_app
 
@@ -55,7 +55,7 @@ def test_an_unknown_deployment_is_404_with_why_and_creates_nothing(runs: FakeRun
 def test_a_generator_the_deployment_allows_is_admitted_for_that_deployment_only(runs: FakeRuns) -> None:
     """`http-enrich` lists its generator in its own FANOUT_SOURCES: 202 there, 403 on the seed's route."""
     app = make_app(runs)
-    body = {"source": {"generator": "pipelines.http_enrich:urls", "params": {"n": 3}}, "item_key": "id"}
+    body = {"source": {"generator": "flows.http_enrich:urls", "params": {"n": 3}}, "item_key": "id"}
     assert call(app, "POST", "/api/start-fanout", json=body).status_code == 403
     assert call(app, "POST", "/api/start-fanout/http-enrich", json=body).status_code == 202
     (run,) = runs.runs.values()

@@ -1,4 +1,4 @@
-"""Which lease holders a new run of an instance may treat as dead (flows/instance_lease.py)."""
+"""Which lease holders a new run of an instance may treat as dead (src/fanout/engine/instance_lease.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from flows.instance_lease import _dead_here, _owner
+from fanout.engine.instance_lease import _dead_here, _owner
 
 
 def test_a_live_process_on_this_host_is_not_dead() -> None:

@@ -9,12 +9,12 @@ import httpx
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from flows.checkpoints import CheckpointStore
+from fanout.storage.checkpoints import CheckpointStore
 from tests.support.fake_instances import FakeManagedRuns
 from tests.unit.webhook_client import AUTH, TOKEN, call, make_app
 
 DF = "/runtime/webhooks/durabletask"
-PROCESSOR = "flows.processor:processed"
+PROCESSOR = "fanout.engine.processor:processed"
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from deployments.deps import WebhookState
-from deployments.webhook_errors import PrefectUnavailable
-from flows.request import FanoutRequest
+from fanout.api.deps import WebhookState
+from fanout.inputs.request import FanoutRequest
+from fanout.service.webhook_errors import PrefectUnavailable
 from tests.support.fake_runs import FakeRuns
 from tests.unit.webhook_client import AUTH, BASE, call, make_app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.status import (
+from fanout.service.status import (
     CustomStatus,
     RuntimeStatus,
     custom_status,

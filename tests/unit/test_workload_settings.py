@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.settings import get_settings
+from fanout.core.settings import get_settings
 
 
 def test_source_roots_and_sources_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,8 +8,8 @@ from uuid import uuid4
 
 import pytest
 
-from flows import wrap_up as module
-from flows.wrap_up import after_final_state, wrap_up
+from fanout.core import wrap_up as module
+from fanout.core.wrap_up import after_final_state, wrap_up
 
 
 def test_outside_a_flow_run_an_action_runs_at_once() -> None:

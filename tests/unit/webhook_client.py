@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import httpx
 from fastapi import FastAPI
 
-from deployments.deps import WebhookState
-from deployments.webhook import create_app
-from flows.settings import FanoutSettings
+from fanout.api.deps import WebhookState
+from fanout.api.webhook import create_app
+from fanout.core.settings import FanoutSettings
 from tests.support.fake_runs import FakeRuns
 
 TOKEN = "unit-test-token-0123456789"

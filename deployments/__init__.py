@@ -1,1 +1,0 @@
-"""How the flow is started: the CLI, deployments, and the HTTP webhook starter."""

@@ -1,1 +1,0 @@
-"""Worked examples of fanout pipelines: processors and sources a deployment can name."""

@@ -1,0 +1,1 @@
+"""The HTTP API: the webhook app, its /api/ routes and the Durable Functions routes."""

@@ -1,0 +1,61 @@
+"""What a webhook route needs, declared as FastAPI dependencies: the app's state, its settings,
+the instance operations, and the bearer-token check.
+
+The app holds one `WebhookState` (typed, unlike Starlette's `app.state`); routes
+ask for what they use, and tests build the state with a stand-in for Prefect.
+Every dependency is `async def`, though none awaits: FastAPI runs a plain `def`
+dependency in a worker thread, and four thread hand-offs per request were most
+of a start's time (37 ms in-process on a loaded 2-core machine).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from fanout.core.settings import FanoutSettings
+from fanout.service.instances import Instances
+
+
+@dataclass
+class WebhookState:
+    """Everything the routes share; `instances` is None until the app is connected to Prefect."""
+
+    settings: FanoutSettings
+    token: str | None
+    instances: Instances | None = None
+
+
+async def webhook_state(request: Request) -> WebhookState:
+    state: WebhookState = request.app.state.webhook
+    return state
+
+
+State = Annotated[WebhookState, Depends(webhook_state)]
+
+
+async def settings(state: State) -> FanoutSettings:
+    return state.settings
+
+
+async def instances(state: State) -> Instances:
+    """The instance operations, or 503 while the app is not connected to Prefect yet."""
+    if state.instances is None:
+        raise HTTPException(503, "not connected to Prefect yet", headers={"Retry-After": "1"})
+    return state.instances
+
+
+Settings = Annotated[FanoutSettings, Depends(settings)]
+InstancesDep = Annotated[Instances, Depends(instances)]
+
+
+async def require_token(state: State, authorization: Annotated[str | None, Header()] = None) -> None:
+    """401 unless the request carries the configured bearer token (compared in constant time)."""
+    if state.token is None:
+        return
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), state.token.encode()):
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})

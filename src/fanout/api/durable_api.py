@@ -1,0 +1,377 @@
+"""Durable Functions' HTTP API at `/runtime/webhooks/durabletask/`, so its clients drive fanout unmodified.
+
+A second route table over the seed's operations (src/fanout/service/instances.py: start,
+find by instance or flow-run id, status, terminate, restart, purge), the list
+both tables share (src/fanout/api/listing.py) and the management operations
+beside them (src/fanout/service/instance_management.py: suspend, resume, history),
+behind the webhook's token (src/fanout/api/durable_auth.py). Status
+codes follow Durable Functions and the `azure-functions-durable` client's
+switch statements:
+
+    POST   orchestrators/{name}[/{instanceId}]   202 + management payload; 400 + ExceptionMessage
+    GET    instances/{id}                        202 Pending/Running/Suspended, 200 finished
+                                                 (Failed: 500 with returnInternalServerErrorOnFailure=true), 404
+    GET    instances                             200 [status...], x-ms-continuation-token when paged
+    POST   instances/{id}/terminate|suspend|resume   202; 410 finished; 404
+    POST   instances/{id}/rewind                 202: the failed items run again; 410 unless Failed
+    POST   instances/{id}/restart                202 + the (new) instance id
+    POST   instances/{id}/raiseEvent/{name}      202 (no fanout orchestration waits for events: discarded), 410, 404
+    DELETE instances/{id}                        200 {instancesDeleted, ...what went}; 404 unknown or not finished
+    DELETE instances?createdTimeFrom=...         200 {instancesDeleted, ...}; 404 when none matched
+
+The Prefect API's failures answer 503 through the app's `WebhookError` handler,
+as on `/api/`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from fanout.api import listing
+from fanout.api.body import parse_request, read_limited
+from fanout.api.deps import InstancesDep, Settings
+from fanout.api.durable_auth import link_code, require_durable_auth
+from fanout.api.durable_payloads import (
+    BASE_PATH,
+    ORCHESTRATOR,
+    flag,
+    history,
+    list_entry,
+    management_payload,
+    query_from,
+    status_body,
+)
+from fanout.api.routes import INSTANCE_ID
+from fanout.core.settings import FanoutSettings
+from fanout.inputs.request import FanoutRequest
+from fanout.service.idempotency import BadIdempotencyKey, checked_key
+from fanout.service.instance_management import BadQuery, Management, management_for, status_of
+from fanout.service.instances import Found, Instances, PurgeReport
+from fanout.service.runs import RunRecord
+from fanout.service.start_queue import QueuedStart
+from fanout.service.status import FINISHED, RuntimeStatus
+from fanout.service.webhook_errors import InstanceConflict, InstanceNotFound, StartRefused, StartRejected, WebhookError
+
+router = APIRouter(prefix=BASE_PATH, dependencies=[Depends(require_durable_auth)], tags=["Durable Functions API"])
+IN_PROGRESS = frozenset({RuntimeStatus.PENDING, RuntimeStatus.RUNNING, RuntimeStatus.SUSPENDED})
+
+
+@dataclass
+class Admin:
+    """The operations a Durable Functions route may call: the seed's, and the management ones."""
+
+    instances: Instances
+    management: Management
+
+    async def find(self, instance_id: str) -> Found | None:
+        """The instance by id or flow-run id (src/fanout/service/instances.py), else None."""
+        if not INSTANCE_ID.match(instance_id):
+            return None
+        try:
+            return await self.instances.find(instance_id)
+        except InstanceNotFound:
+            return None
+
+    def status_of(self, found: Found) -> RuntimeStatus:
+        return status_of(found, self.instances.resumes)
+
+
+def admin(instances: InstancesDep) -> Admin:
+    return Admin(instances, management_for(instances.runs))
+
+
+AdminDep = Annotated[Admin, Depends(admin)]
+
+
+def problem(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """An error in Durable Functions' shape (`ExceptionMessage` is what its client reads)."""
+    body = {"Message": message, "ExceptionMessage": message, **extra}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _not_found(instance_id: str) -> JSONResponse:
+    return problem(404, f"No instance with ID '{instance_id}' found.")
+
+
+def _gone(instance_id: str, status: RuntimeStatus, what: str) -> JSONResponse:
+    return problem(410, f"Instance '{instance_id}' is {status.value}: cannot {what} it.")
+
+
+def _base_url(request: Request, settings: FanoutSettings) -> str:
+    return (settings.webhook_public_url or str(request.base_url)).rstrip("/")
+
+
+def _accepted(request: Request, settings: FanoutSettings, instance_id: str, ui_url: str | None) -> JSONResponse:
+    payload = management_payload(_base_url(request, settings), instance_id, link_code(request), ui_url)
+    headers = {"Location": payload["statusQueryGetUri"], "Retry-After": str(settings.webhook_retry_after_seconds)}
+    return JSONResponse(payload, status_code=202, headers=headers)
+
+
+def _refused(error: WebhookError) -> JSONResponse:
+    """A start the operations refused, in Durable Functions' shape (400 for input Prefect cannot take)."""
+    status_code = 400 if isinstance(error, StartRejected) else error.status_code
+    return problem(status_code, str(error), headers=error.headers)
+
+
+@router.post("/orchestrators/{name}")
+@router.post("/orchestrators/{name}/{instance_id}")
+async def start_orchestration(
+    request: Request,
+    name: str,
+    instances: InstancesDep,
+    settings: Settings,
+    instance_id: str | None = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Start the deployment the orchestrator name maps to; the body is the flow's request (empty: the seed)."""
+    if name.casefold() != ORCHESTRATOR:
+        return problem(
+            400, f"The function '{name}' doesn't exist or is not an orchestrator; fanout has '{ORCHESTRATOR}'."
+        )
+    if instance_id is not None and not INSTANCE_ID.match(instance_id):
+        return problem(400, f"instance id {instance_id!r} must be 1..128 letters, digits, '.', '_' or '-'")
+    try:
+        key = checked_key(idempotency_key)
+        body = _unwrapped(await read_limited(request, settings.webhook_max_body_bytes))
+        fanout_request = parse_request(
+            body, request.headers.get("content-type"), settings, settings.webhook_max_parameter_bytes
+        )
+        started = await instances.start(_with_instance(fanout_request, instance_id), key)
+    except BadIdempotencyKey as error:
+        return problem(400, str(error))
+    except HTTPException as error:
+        return problem(400 if error.status_code in (400, 415, 422) else error.status_code, str(error.detail))
+    except (InstanceConflict, StartRejected, StartRefused) as error:
+        return _refused(error)
+    return _accepted(request, settings, started.instance_id, started.ui_url)
+
+
+def _unwrapped(body: bytes) -> bytes:
+    """The body as JSON of the input: `azure-functions-durable` sends its input JSON-encoded twice
+    (a JSON string holding the JSON), and `null` for no input."""
+    try:
+        value = json.loads(body) if body.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return body  # parse_request answers 400 with the reason
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else body
+
+
+def _with_instance(fanout_request: FanoutRequest, instance_id: str | None) -> FanoutRequest:
+    if instance_id is None:
+        return fanout_request
+    if fanout_request.instance_id not in (None, instance_id):
+        raise HTTPException(
+            400, f"the URL names instance {instance_id!r} but the body names {fanout_request.instance_id!r}"
+        )
+    return fanout_request.model_copy(update={"instance_id": instance_id})
+
+
+@router.get("/instances/{instance_id}")
+async def get_status(request: Request, instance_id: str, ops: AdminDep, settings: Settings) -> Response:
+    """The instance's status; 202 while it runs (Location, Retry-After), 200 once finished."""
+    params = request.query_params
+    try:
+        show_input = flag(params.get("showInput"), True, "showInput")
+        show_history = flag(params.get("showHistory"), False, "showHistory")
+        with_output = flag(params.get("showHistoryOutput"), False, "showHistoryOutput")
+        failure_is_500 = flag(
+            params.get("returnInternalServerErrorOnFailure"), False, "returnInternalServerErrorOnFailure"
+        )
+    except BadQuery as error:
+        return problem(400, str(error))
+    found = await ops.find(instance_id)
+    if found is None:
+        return _not_found(instance_id)
+    document = await ops.instances.document(found)  # the seed's status; status_body names the orchestrator
+    content = document.model_dump(mode="json", by_alias=True)
+    events = None
+    if show_history and isinstance(found, QueuedStart):
+        events = []  # nothing has run yet
+    elif show_history and isinstance(found, RunRecord):
+        rows = await ops.management.item_rows(found)
+        events = history(found, document.runtime_status, rows, content.get("output"), with_output)
+    body = status_body(content, show_input, events)
+    if document.runtime_status in IN_PROGRESS:
+        headers = {"Location": str(request.url), "Retry-After": str(settings.webhook_retry_after_seconds)}
+        return JSONResponse(body, status_code=202, headers=headers)
+    failed = document.runtime_status is RuntimeStatus.FAILED
+    return JSONResponse(body, status_code=500 if failed and failure_is_500 else 200)
+
+
+@router.get("/instances")
+@router.get("/instances/", include_in_schema=False)
+async def list_instances(
+    request: Request,
+    ops: AdminDep,
+    continuation: Annotated[str | None, Header(alias="x-ms-continuation-token")] = None,
+) -> Response:
+    """Instances matching createdTimeFrom/To, runtimeStatus, instanceIdPrefix; `top` per page
+    (src/fanout/api/listing.py, shared with `GET /api/instances`)."""
+    try:
+        show_input = flag(request.query_params.get("showInput"), True, "showInput")
+        listed = await listing.list_instances(ops.instances, request.query_params, continuation)
+    except BadQuery as error:
+        return problem(400, str(error))
+    entries = [list_entry(run, status, show_input) for run, status in listed.entries]
+    return JSONResponse(entries, headers=listed.headers)
+
+
+@router.post("/instances/{instance_id}/terminate")
+async def terminate(instance_id: str, ops: AdminDep) -> Response:
+    """Cancel the instance: 202, 410 when it already finished."""
+    found = await ops.find(instance_id)
+    if found is None:
+        return _not_found(instance_id)
+    if ops.status_of(found) in FINISHED:
+        return _gone(instance_id, ops.status_of(found), "terminate")
+    try:
+        await ops.instances.terminate(instance_id)
+    except InstanceConflict:  # it finished meanwhile
+        return _gone(instance_id, ops.status_of(await ops.find(instance_id) or found), "terminate")
+    return Response(status_code=202)
+
+
+@router.post("/instances/{instance_id}/suspend")
+async def suspend(request: Request, instance_id: str, ops: AdminDep) -> Response:
+    """Prefect's suspend: no new item starts; resume continues from the checkpoints."""
+    found = await ops.find(instance_id)
+    if found is None:
+        return _not_found(instance_id)
+    status = ops.status_of(found)
+    if status in FINISHED:
+        return _gone(instance_id, status, "suspend")
+    if isinstance(found, QueuedStart):
+        return problem(409, f"Instance '{instance_id}' has not started yet: terminate it instead.")
+    if status is not RuntimeStatus.SUSPENDED:
+        refused = await ops.management.suspend(found, request.query_params.get("reason") or "")
+        if refused:
+            return problem(409, f"Instance '{instance_id}' cannot be suspended now: {refused}")
+    return Response(status_code=202)
+
+
+@router.post("/instances/{instance_id}/resume")
+async def resume(request: Request, instance_id: str, ops: AdminDep) -> Response:
+    """Resume a suspended instance (a no-op for one that is not suspended)."""
+    found = await ops.find(instance_id)
+    if found is None:
+        return _not_found(instance_id)
+    status = ops.status_of(found)
+    if status in FINISHED:
+        return _gone(instance_id, status, "resume")
+    if status is RuntimeStatus.SUSPENDED and isinstance(found, RunRecord):
+        refused = await ops.management.resume(found, request.query_params.get("reason") or "")
+        if refused:
+            return problem(409, f"Instance '{instance_id}' cannot be resumed now: {refused}")
+    return Response(status_code=202)
+
+
+@router.post("/instances/{instance_id}/rewind")
+async def rewind(instance_id: str, ops: AdminDep) -> Response:
+    """fanout's redrive: the failed run goes again and only its failed items run (the rest are checkpointed)."""
+    found = await ops.find(instance_id)
+    if found is None:
+        return _not_found(instance_id)
+    status = ops.status_of(found)
+    if status is not RuntimeStatus.FAILED or isinstance(found, QueuedStart):
+        return problem(410, f"Instance '{instance_id}' is {status.value}: only a Failed run is rewound.")
+    await ops.instances.restart(instance_id)
+    return Response(status_code=202)
+
+
+@router.post("/instances/{instance_id}/restart")
+async def restart(request: Request, instance_id: str, ops: AdminDep, settings: Settings) -> Response:
+    """Run the instance's input again: under a new id (the default), or the same one once it finished
+    (which reuses its checkpoints). Answers the id that runs."""
+    try:
+        new_id = flag(request.query_params.get("restartWithNewInstanceId"), True, "restartWithNewInstanceId")
+    except BadQuery as error:
+        return problem(400, str(error))
+    found = await ops.find(instance_id)
+    if found is None:
+        return _not_found(instance_id)
+    if new_id:
+        original = json.loads(found.request) if isinstance(found, QueuedStart) else found.parameters.get("request")
+        fresh = FanoutRequest.model_validate(original or {}).model_copy(update={"instance_id": None})
+        try:
+            running_id = (await ops.instances.start(fresh, None)).instance_id
+        except (InstanceConflict, StartRejected, StartRefused) as error:
+            return _refused(error)
+    elif ops.status_of(found) not in FINISHED or isinstance(found, QueuedStart):
+        return problem(409, f"Instance '{instance_id}' is {ops.status_of(found).value}; restart it once it finished.")
+    else:
+        await ops.instances.restart(instance_id)
+        running_id = found.instance_id
+    location = management_payload(_base_url(request, settings), running_id, link_code(request), None)[
+        "statusQueryGetUri"
+    ]
+    return JSONResponse(running_id, status_code=202, headers={"Location": location})
+
+
+@router.post("/instances/{instance_id}/raiseEvent/{event_name}")
+async def raise_event(
+    request: Request, instance_id: str, event_name: str, ops: AdminDep, settings: Settings
+) -> Response:
+    """A fan-out/fan-in orchestration waits for no event: accepted and discarded while it runs, 410 after."""
+    body = await read_limited(request, settings.webhook_max_body_bytes)
+    if body.strip():
+        try:
+            json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            return problem(400, "Only application/json request content is supported")
+    found = await ops.find(instance_id)
+    if found is None:
+        return _not_found(instance_id)
+    if ops.status_of(found) in FINISHED:
+        return _gone(instance_id, ops.status_of(found), f"raise event '{event_name}' on")
+    message = (
+        f"Event '{event_name}' accepted and discarded: the '{ORCHESTRATOR}' orchestration waits for no external event."
+    )
+    return JSONResponse({"Message": message}, status_code=202)
+
+
+@router.delete("/instances/{instance_id}")
+async def purge(instance_id: str, ops: AdminDep) -> Response:
+    """Delete a finished instance's runs, artifacts and checkpoints, and say what went (the seed's purge,
+    src/fanout/service/instances.py); 404 (nothing deleted) for an unknown or unfinished one."""
+    found = await ops.find(instance_id)
+    if found is None:
+        return JSONResponse({"instancesDeleted": 0}, status_code=404)
+    status = ops.status_of(found)
+    if status not in FINISHED:
+        message = f"Instance '{instance_id}' is {status.value}: only finished instances are purged."
+        return problem(404, message, instancesDeleted=0)
+    report = await _purge_one(ops, instance_id)
+    return JSONResponse(report.document(), status_code=200 if report.instances else 404)
+
+
+async def _purge_one(ops: Admin, instance_id: str) -> PurgeReport:
+    try:
+        return await ops.instances.purge(instance_id)
+    except (InstanceConflict, InstanceNotFound):  # started again, or purged, meanwhile
+        return PurgeReport()
+
+
+@router.delete("/instances")
+@router.delete("/instances/", include_in_schema=False)
+async def purge_matching(request: Request, ops: AdminDep) -> Response:
+    """Delete the finished instances created in [createdTimeFrom, createdTimeTo] with a runtimeStatus listed."""
+    policy = ops.instances.resumes
+    try:
+        query = query_from(dict(request.query_params), with_prefix=False)
+    except BadQuery as error:
+        return problem(400, str(error))
+    if query.created_from is None:
+        return problem(400, "createdTimeFrom is required to purge by filter")
+    runs = await ops.management.every()
+    matching = [run for run in runs if query.matches(run, policy) and status_of(run, policy) in FINISHED]
+    report = PurgeReport()
+    for run in matching:  # by flow-run id: it finds runs with no instance tag too
+        report += await _purge_one(ops, str(run.flow_run_id))
+    return JSONResponse(report.document(), status_code=200 if report.instances else 404)

@@ -1,0 +1,191 @@
+"""The bodies Durable Functions' HTTP API answers with, built from fanout's runs.
+
+- `management_payload`: the links `CreateCheckStatusResponse` returns (every one
+  Durable Functions documents, plus fanout's `uiUrl`).
+- `status_body`: an instance's status in Durable Functions' field names, with
+  `input` unless `showInput=false`, and `history` on `showHistory=true`.
+- `history`: Durable Functions-style events from the run's item table
+  (src/fanout/engine/report.py): `ExecutionStarted`, one `TaskCompleted` / `TaskFailed` per
+  item listed (item, attempts, duration, correlation id, error; the item's
+  result with `showHistoryOutput=true`), and `ExecutionCompleted` once finished.
+- the query-string readers, which answer `BadQuery` for what they cannot read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from fanout.inputs.request import FanoutRequest, plan_items
+from fanout.service.instance_management import BadQuery, InstanceQuery
+from fanout.service.runs import RunRecord
+from fanout.service.status import FINISHED, RuntimeStatus, custom_status
+
+BASE_PATH = "/runtime/webhooks/durabletask"
+ORCHESTRATOR = "fan_out_fan_in"
+"""The seed's orchestrator function name; it names fanout's deployment."""
+
+TRUE = {"true", "1", "yes"}
+FALSE = {"false", "0", "no"}
+
+
+def instance_url(base_url: str, instance_id: str) -> str:
+    return f"{base_url}{BASE_PATH}/instances/{quote(instance_id, safe='')}"
+
+
+def management_payload(base_url: str, instance_id: str, code: str | None, ui_url: str | None) -> dict[str, Any]:
+    """Every management link of an instance; each carries `code=` when the caller authenticated with it."""
+    status = instance_url(base_url, instance_id)
+    only = f"?code={quote(code, safe='')}" if code else ""
+    more = f"&code={quote(code, safe='')}" if code else ""
+    return {
+        "id": instance_id,
+        "statusQueryGetUri": f"{status}{only}",
+        "sendEventPostUri": f"{status}/raiseEvent/{{eventName}}{only}",
+        "terminatePostUri": f"{status}/terminate?reason={{text}}{more}",
+        "rewindPostUri": f"{status}/rewind?reason={{text}}{more}",
+        "purgeHistoryDeleteUri": f"{status}{only}",
+        "restartPostUri": f"{status}/restart{only}",
+        "suspendPostUri": f"{status}/suspend?reason={{text}}{more}",
+        "resumePostUri": f"{status}/resume?reason={{text}}{more}",
+        "uiUrl": ui_url,
+    }
+
+
+def status_body(document: dict[str, Any], show_input: bool, history: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The seed's status document in Durable Functions' shape (its `name` is the orchestrator's)."""
+    body = {**document, "name": ORCHESTRATOR}
+    if not show_input:
+        body["input"] = None
+    if history is not None:
+        body["history"] = history
+    return body
+
+
+def list_entry(run: RunRecord, status: RuntimeStatus, show_input: bool, name: str = ORCHESTRATOR) -> dict[str, Any]:
+    """One instance in a list: its status fields without the output (GET the instance for that),
+    so a long list costs no result-storage reads."""
+    return {
+        "name": name,
+        "instanceId": run.instance_id,
+        "runtimeStatus": status.value,
+        "input": dict(run.parameters.get("request") or {}) if show_input else None,
+        "output": run.state_message if status in (RuntimeStatus.FAILED, RuntimeStatus.TERMINATED) else None,
+        "customStatus": custom_status(run.labels).model_dump(),
+        "createdTime": _iso(run.created),
+        "lastUpdatedTime": _iso(run.updated),
+    }
+
+
+def history(
+    run: RunRecord, status: RuntimeStatus, rows: list[dict[str, Any]] | None, output: Any, with_output: bool
+) -> list[dict[str, Any]]:
+    """The run's execution history, from its item table (empty between start and end, when it has none)."""
+    events: list[dict[str, Any]] = [
+        {"EventType": "ExecutionStarted", "FunctionName": ORCHESTRATOR, "Timestamp": _iso(run.created)}
+    ]
+    results = _results_by_item(run, output) if with_output else {}
+    for row in rows or []:
+        failed = row.get("status") == "failed"
+        event: dict[str, Any] = {
+            "EventType": "TaskFailed" if failed else "TaskCompleted",
+            "FunctionName": "process_item",
+            "Name": row.get("item"),
+            "Status": row.get("status"),
+            "Attempts": row.get("attempts"),
+            "DurationSeconds": row.get("duration_s"),
+            "CorrelationId": row.get("correlation_id"),
+        }
+        if failed:
+            event["Reason"] = row.get("error") or None
+        elif with_output and row.get("item") in results:
+            event["Result"] = results[row["item"]]
+        events.append(event)
+    if status in FINISHED:
+        events.append(
+            {
+                "EventType": "ExecutionCompleted",
+                "OrchestrationStatus": status.value,
+                "Result": output if with_output else None,
+                "Timestamp": _iso(run.updated),
+            }
+        )
+    return events
+
+
+def _results_by_item(run: RunRecord, output: Any) -> dict[str, Any]:
+    """Each item's result, from the run's output (a list in item order) and its planned items."""
+    if not isinstance(output, list):
+        return {}
+    try:
+        items = plan_items(FanoutRequest.model_validate(run.parameters.get("request") or {}), len(output))
+    except ValueError:
+        return {}
+    return dict(zip(items, output, strict=True)) if len(items) == len(output) else {}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def flag(value: str | None, default: bool, name: str) -> bool:
+    """A boolean query parameter (`true`/`True`/`false`...), or `BadQuery`."""
+    if value is None or value == "":
+        return default
+    if value.lower() in TRUE:
+        return True
+    if value.lower() in FALSE:
+        return False
+    raise BadQuery(f"{name} must be true or false, got {value!r}")
+
+
+def moment(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time (naive times are UTC), or `BadQuery`."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadQuery(f"{name} must be an ISO 8601 time, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def statuses(value: str | None) -> frozenset[RuntimeStatus]:
+    """A comma list of runtimeStatus names (case-insensitive), or `BadQuery` naming the unknown one."""
+    known = {status.value.lower(): status for status in RuntimeStatus}
+    chosen: set[RuntimeStatus] = set()
+    for name in filter(None, (part.strip() for part in (value or "").split(","))):
+        if name.lower() not in known:
+            raise BadQuery(
+                f"unknown runtimeStatus {name!r}; known: {', '.join(sorted(s.value for s in RuntimeStatus))}"
+            )
+        chosen.add(known[name.lower()])
+    return frozenset(chosen)
+
+
+def query_from(params: dict[str, str], with_prefix: bool = True) -> InstanceQuery:
+    """The list or purge filter the query string asks for."""
+    created_from = moment(params.get("createdTimeFrom"), "createdTimeFrom")
+    created_to = moment(params.get("createdTimeTo"), "createdTimeTo")
+    if created_from and created_to and created_from > created_to:
+        raise BadQuery("createdTimeFrom is after createdTimeTo")
+    return InstanceQuery(
+        created_from=created_from,
+        created_to=created_to,
+        statuses=statuses(params.get("runtimeStatus")),
+        prefix=(params.get("instanceIdPrefix") or None) if with_prefix else None,
+    )
+
+
+def top_from(value: str | None) -> int | None:
+    """`top`: a page size of 1..1000, or None for every instance."""
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise BadQuery(f"top must be an integer from 1 to 1000, got {value!r}")
+    return int(value)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

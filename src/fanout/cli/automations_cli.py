@@ -1,0 +1,44 @@
+"""`fanout automations apply`: create or update the crash-resume automations on an existing server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from fanout.core.settings import get_settings
+
+EXIT_BAD_INPUT = 2
+
+automations_app = typer.Typer(help="Prefect automations that resume crashed runs.", no_args_is_help=True)
+
+
+@automations_app.command("apply")
+def apply(
+    deployment: Annotated[
+        list[str] | None,
+        typer.Option("--deployment", help="Limit to `fan-out-fan-in/<name>`; repeat for more. Default: all of them."),
+    ] = None,
+) -> None:
+    """Create or update (idempotently) the automations for fanout's deployments on PREFECT_API_URL."""
+    from fanout.service.automations import NoFanoutDeployment, apply_fanout_automations
+
+    try:
+        settings = get_settings()
+        applied = apply_fanout_automations(settings, deployment or ())
+    except ValidationError as error:
+        typer.echo(f"fanout: bad configuration: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except NoFanoutDeployment as error:
+        typer.echo(f"fanout: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for automation in applied:
+        typer.echo(f"{automation.action} {automation.id} {automation.name}")
+    typer.echo(
+        f"runs emit fanout.flow-run.alive every {settings.liveness_seconds:g}s and are resumed after "
+        f"{settings.silent_after_seconds}s without one; heartbeats every {settings.heartbeat_seconds}s (start workers "
+        f"with PREFECT_FLOWS_HEARTBEAT_FREQUENCY={settings.heartbeat_seconds}), crashed after "
+        f"{settings.crash_after_seconds}s without one; a Crashed run is retried after {settings.retry_window_seconds}s; "
+        f"up to {settings.max_auto_retries} automatic retries"
+    )

@@ -1,0 +1,322 @@
+"""The `fanout` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from fanout.cli.automations_cli import automations_app
+from fanout.cli.manage_cli import register as register_manage_commands
+from fanout.cli.results_cli import results, source_option
+from fanout.core.errors import InvalidRequest, ItemsFailed
+from fanout.core.settings import get_settings
+from fanout.engine.processor import load_processor
+from fanout.inputs.admission import admit
+from fanout.inputs.request import FanoutRequest
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=True, add_completion=False)
+
+
+app.add_typer(automations_app, name="automations")
+app.command()(results)
+register_manage_commands(app)  # fanout list | status | terminate | restart | purge (src/fanout/cli/manage_cli.py)
+
+
+@app.callback()
+def main() -> None:
+    """Durable fan-out / fan-in on Prefect."""
+
+
+@app.command()
+def run(
+    count: Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")] = None,
+    item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
+    instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    tolerated_failure_count: Annotated[int, typer.Option(help="Failed items tolerated (null in their slots).")] = 0,
+    tolerated_failure_percentage: Annotated[float, typer.Option(help="Failed items tolerated, in % of all.")] = 0,
+    source: Annotated[str | None, typer.Option(help="Read the items from this path or URL.")] = None,
+    source_format: Annotated[
+        str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
+    ] = None,
+    item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+) -> None:
+    """Run the flow in this process and print its ordered output as JSON.
+
+    It talks to PREFECT_API_URL when set, else to a local Prefect server that fanout
+    starts once in the background and reuses (`fanout server stop` stops it).
+    """
+    request = _checked_request(
+        count=count,
+        items=item,
+        instance_id=instance_id,
+        item_key=item_key,
+        source=source_option(source, source_format),
+        tolerated_failure_count=tolerated_failure_count,
+        tolerated_failure_percentage=tolerated_failure_percentage,
+    )
+    api_url = _prefect_api_for_run(home)
+    from fanout.core.prefect_adapter import overriding
+    from fanout.engine.instance_lease import InstanceBusy
+    from fanout.seed import run_here
+
+    try:
+        with overriding(api={"url": api_url}):
+            output = run_here(request)
+    except ItemsFailed as failed:
+        typer.echo(f"fanout: run failed: {failed}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except InstanceBusy as refused:  # another run holds the instance (src/fanout/engine/instance_lease.py)
+        typer.echo(f"fanout: refused: {refused}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except InvalidRequest as error:  # found while planning: a bad line past the source's first ones
+        typer.echo(f"fanout: bad input: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    typer.echo(json.dumps(output, indent=2))
+
+
+server_app = typer.Typer(help="The background Prefect server `fanout run` starts and reuses.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status(
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+) -> None:
+    """Say whether the background server runs, where, and its pid (exit 1 when none runs)."""
+    from fanout.localstack.local_server import healthy, read_state
+
+    server = read_state(home)
+    if server is None:
+        typer.echo("no background Prefect server is running")
+        raise typer.Exit(EXIT_FAILED)
+    health = "healthy" if healthy(server.api_url) else "not answering"
+    typer.echo(f"Prefect server at {server.api_url} (pid {server.pid}, {health}, log {server.log_path})")
+
+
+@server_app.command("stop")
+def server_stop(
+    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+) -> None:
+    """Stop the background server (its database stays for next time)."""
+    from fanout.localstack.local_server import stop
+
+    server = stop(home)
+    typer.echo(
+        f"stopped the Prefect server at {server.api_url} (pid {server.pid})"
+        if server
+        else "no background Prefect server was running"
+    )
+
+
+def _prefect_api_for_run(home: Path) -> str:
+    """PREFECT_API_URL when set, else the background server's (started now if none runs)."""
+    from fanout.localstack.local_server import ensure_server
+
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        return configured
+    try:
+        server = ensure_server(home, say=lambda line: typer.echo(line, err=True))
+    except (RuntimeError, OSError) as error:
+        typer.echo(f"fanout: could not start a local Prefect server: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    os.environ["PREFECT_API_URL"] = server.api_url  # for anything the flow starts (Dask workers)
+    return server.api_url
+
+
+DEFAULT_HOME = Path(".fanout")
+
+
+@app.command()
+def up(
+    home: Annotated[Path, typer.Option(help="Project-local folder for the database, logs and token.")] = DEFAULT_HOME,
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port (a free one if taken).")] = 4200,
+    webhook_port: Annotated[int | None, typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
+    ] = None,
+    database: Annotated[
+        str, typer.Option(help="sqlite (in HOME), or postgres: a local PostgreSQL cluster in HOME/postgres.")
+    ] = "sqlite",
+    auth: Annotated[
+        bool,
+        typer.Option(
+            "--auth/--no-auth",
+            help="Refuse anonymous Prefect API calls (PREFECT_SERVER_API_AUTH_STRING, else HOME/prefect-auth).",
+        ),
+    ] = True,
+) -> None:
+    """Start the local stack on 127.0.0.1 (devstack/): Prefect server, work pool and deployments, a worker,
+    the webhook."""
+    from fanout.localstack.postgres import PostgresNotAvailable
+    from fanout.localstack.production import DATABASES
+    from fanout.localstack.up import UpOptions
+    from fanout.localstack.up import up as run_stack
+
+    settings = _checked_settings()
+    if database not in DATABASES or (database == "postgres" and database_url):
+        typer.echo(
+            f"fanout: bad input: --database is one of {', '.join(DATABASES)}, and not postgres with --database-url",
+            err=True,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    port = settings.webhook_port if webhook_port is None else webhook_port
+    options = UpOptions(home, prefect_port, port, database, database_url, auth)
+    try:
+        code = run_stack(options, say=typer.echo)
+    except PostgresNotAvailable as error:
+        typer.echo(f"fanout: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def start(
+    count: Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")] = None,
+    item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
+    instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run with a progress bar.")] = False,
+    url: Annotated[
+        str | None, typer.Option(envvar="FANOUT_URL", help="Webhook base URL; default: the one `fanout up` wrote.")
+    ] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")] = None,
+    home: Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")] = DEFAULT_HOME,
+    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    deployment: Annotated[
+        str | None, typer.Option(help="Another deployment of the flow (e.g. http-enrich); default: the seed's.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Read the items from this URI (under FANOUT_SOURCE_ROOTS).")
+    ] = None,
+    source_format: Annotated[
+        str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
+    ] = None,
+    item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
+) -> None:
+    """Start a run through the webhook; with --wait, show progress and print the output when it finishes."""
+    import httpx
+    from rich.console import Console
+
+    from fanout.service.client import StartFailed
+    from fanout.service.client import start as post_start
+    from fanout.service.client import wait as follow
+
+    item_source = source_option(source, source_format)
+    # The source is read where the run starts (the webhook admits it); here only the fields are checked.
+    _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
+    fields = {
+        "count": count,
+        "items": item,
+        "instance_id": instance_id,
+        "source": item_source.model_dump(mode="json", exclude_none=True) if item_source else None,
+        "item_key": item_key,
+    }
+    body = {name: value for name, value in fields.items() if value is not None}
+    base_url, token = _webhook_address(url, home)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    console = Console(stderr=True)
+    try:
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+            started = post_start(client, body, idempotency_key, deployment)
+            console.print(f"started instance {started['id']}: {started['statusQueryGetUri']}")
+            if started.get("uiUrl"):
+                console.print(f"Prefect UI: {started['uiUrl']}")
+            if not wait:
+                typer.echo(json.dumps(started, indent=2))
+                return
+            finished = follow(client, started["statusQueryGetUri"], console, timeout)
+    except StartFailed as error:
+        typer.echo(f"fanout: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if not finished.completed:
+        typer.echo(f"fanout: run {finished.status['runtimeStatus']}: {finished.status.get('output')}", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(json.dumps(finished.status["output"], indent=2))
+
+
+@app.command()
+def webhook() -> None:
+    """Run the webhook starter (uvicorn) on FANOUT_WEBHOOK_HOST:FANOUT_WEBHOOK_PORT against PREFECT_API_URL."""
+    import uvicorn
+
+    from fanout.api.webhook import WebhookConfigurationError, create_app
+
+    settings = _checked_settings()
+    try:
+        application = create_app(settings)
+    except WebhookConfigurationError as error:
+        typer.echo(f"fanout: bad configuration: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    uvicorn.run(application, host=settings.webhook_host, port=settings.webhook_port)
+
+
+@app.command()
+def serve(name: Annotated[str, typer.Option(help="Deployment name: fan-out-fan-in/<name>.")] = "serve") -> None:
+    """Register fan-out-fan-in/NAME and run a warm worker for it in this process; Ctrl-C stops it."""
+    from fanout.cli.serve import main as serve_main
+
+    _checked_settings()
+    serve_main(name)
+
+
+def _checked_settings() -> Any:
+    try:
+        return get_settings()
+    except ValidationError as error:
+        typer.echo(f"fanout: bad configuration: {_message(error)}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
+    """The webhook URL and token: explicit, else FANOUT_* settings, else what `fanout up` wrote in HOME."""
+    from fanout.service.client import TOKEN_FILE, URL_FILE
+
+    settings = _checked_settings()
+    if url is None:
+        written = home / URL_FILE
+        url = (
+            written.read_text().strip()
+            if written.exists()
+            else f"http://{settings.webhook_host}:{settings.webhook_port}"
+        )
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    if token is None and (home / TOKEN_FILE).exists():
+        token = (home / TOKEN_FILE).read_text().strip()
+    return url, token
+
+
+def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutRequest:
+    """The request, or exit 2 with a message before anything starts."""
+    try:
+        settings = get_settings()
+        request = FanoutRequest(**fields)
+        admit(request, settings, over_http=False)
+        if check_processor:
+            load_processor(settings.processor)
+    except (ValidationError, InvalidRequest) as error:
+        typer.echo(f"fanout: bad input: {_message(error)}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    return request
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'request'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+    return str(error)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Shared by every process: settings, errors, the Prefect adapter, item context and run hooks."""

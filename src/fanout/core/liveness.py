@@ -1,0 +1,93 @@
+"""fanout's own liveness signal: a deployment run says it is alive every few seconds.
+
+Prefect's flow-run heartbeat is at most every 30 s, and a run is presumed dead
+only after missing a few (a resume came ~2 min after a host died). Events have
+no such floor. While a deployment run's flow body runs, a daemon thread emits
+`fanout.flow-run.alive` every `FANOUT_LIVENESS_SECONDS` (2 s): its resource is
+the flow run (labelled with the run count, so an automation can cap retries),
+its related resource the deployment (so automations watch only fanout's). The
+automation "fanout: resume runs that fall silent" (src/fanout/service/automations.py)
+puts a run with no such event for `FANOUT_SILENT_AFTER_SECONDS` back to
+AwaitingRetry: the same flow run resumes from its checkpoints.
+
+A run outside a deployment (`fanout run`, tests) emits nothing: nothing would
+resume it. Emitting hands the event to Prefect's events worker and returns, so
+a slow API never holds the run.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from uuid import UUID
+
+logger = logging.getLogger(__name__)
+
+ALIVE_EVENT = "fanout.flow-run.alive"
+THREAD_NAME = "fanout-liveness"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The deployment run an alive event is about."""
+
+    flow_run_id: UUID
+    deployment_id: UUID
+    run_count: int
+
+    def resource(self) -> dict[str, str]:
+        return {"prefect.resource.id": f"prefect.flow-run.{self.flow_run_id}", "prefect.run-count": str(self.run_count)}
+
+    def related(self) -> list[dict[str, str]]:
+        return [
+            {"prefect.resource.id": f"prefect.deployment.{self.deployment_id}", "prefect.resource.role": "deployment"}
+        ]
+
+
+def current_subject() -> Subject | None:
+    """This process's deployment run, or None outside one."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    if run is None or run.deployment_id is None:
+        return None
+    return Subject(run.id, run.deployment_id, run.run_count)
+
+
+def emit_alive(subject: Subject) -> None:
+    """One `fanout.flow-run.alive` event about `subject` (queued, not awaited)."""
+    from prefect.events import emit_event
+
+    emit_event(ALIVE_EVENT, resource=subject.resource(), related=subject.related())
+
+
+@contextmanager
+def keeping_alive(interval: float) -> Iterator[Subject | None]:
+    """Emit an alive event now and every `interval` seconds until the block ends (deployment runs only)."""
+    subject = current_subject()
+    if subject is None:
+        yield None
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                emit_alive(subject)
+            except Exception as error:  # noqa: BLE001 - a lost beat must never fail the run
+                logger.debug("could not emit %s: %s", ALIVE_EVENT, error)
+            if stop.wait(interval):
+                return
+
+    context = contextvars.copy_context()  # the run's settings: the events client finds its API there
+    thread = threading.Thread(target=context.run, args=(beat,), name=THREAD_NAME, daemon=True)
+    thread.start()
+    try:
+        yield subject
+    finally:
+        stop.set()

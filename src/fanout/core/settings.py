@@ -1,0 +1,252 @@
+"""Every knob fanout has, read from `FANOUT_*` environment variables or `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROCESSOR_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+MIN_TOKEN_LENGTH = 16
+DEFAULT_RESULT_STORAGE = Path(".fanout/storage")
+"""One result-storage default for every starter (`fanout run`, `fanout serve`, `fanout up`'s worker and
+webhook), beside the rest of fanout's project-local state in `.fanout/`."""
+PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "token", "your-token-here", "xxxxxxxxxxxxxxxx"}
+
+
+class FanoutSettings(BaseSettings):
+    """Configuration of the flow and its starters; built by `get_settings()`, never at import."""
+
+    model_config = SettingsConfigDict(env_prefix="FANOUT_", env_file=".env", extra="ignore", validate_default=True)
+
+    processor: str = Field(
+        "fanout.engine.processor:processed",
+        pattern=PROCESSOR_PATTERN,
+        description="`package.module:function` called once per item (str -> JSON value).",
+    )
+    max_parallel: int = Field(
+        8, ge=1, le=10_000, description="Items in flight at once (threads for sync processors: at most 512)."
+    )
+    max_items: int = Field(100_000, ge=1, le=10_000_000, description="Largest accepted request.")
+    retries: int = Field(3, ge=0, le=20, description="Retries of a transient item failure.")
+    retry_delay_seconds: float = Field(1.0, ge=0, le=3600, description="First retry delay; doubles on each retry.")
+    retry_jitter_factor: float = Field(
+        0.5, ge=0, le=10, description="Random spread of each delay, as Prefect's jitter factor."
+    )
+    result_storage: Path = Field(
+        DEFAULT_RESULT_STORAGE,
+        description="Folder for checkpoints and results, made absolute against the working directory of the "
+        "process reading it; every starter hands its workers the absolute path. Unset with Prefect's "
+        "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK configured: that block instead.",
+    )
+    batch_size: int = Field(0, ge=0, le=100_000, description="Items per task run; 0 chooses automatically.")
+    per_item_task_limit: int = Field(
+        100, ge=0, le=10_000, description="Up to this many items, each item is its own task run."
+    )
+    # Crash detection and automatic resume (src/fanout/service/automations.py).
+    heartbeat_seconds: int = Field(
+        30, ge=30, le=3600, description="Flow-run heartbeat interval given to workers (Prefect's minimum is 30)."
+    )
+    crash_after_seconds: int = Field(
+        90, ge=60, le=86_400, description="A run with no heartbeat for this long is marked Crashed."
+    )
+    max_auto_retries: int = Field(
+        3, ge=0, le=20, description="Automatic retries of a crashed run before it is marked Failed."
+    )
+    # fanout's own liveness signal (src/fanout/core/liveness.py): seconds, not Prefect's 30 s heartbeat floor.
+    liveness_seconds: float = Field(
+        2.0, ge=0.5, le=60, description="A deployment run emits a `fanout.flow-run.alive` event this often."
+    )
+    worker_limit: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Flow runs a worker `fanout up` starts runs at once (`prefect worker start --limit`): a burst of "
+        "200 starts is then worked through ten at a time, not 200 processes and API writes at once on two cores.",
+    )
+    warm_spare: bool = Field(
+        True,
+        description="The warm worker keeps one flow-run process forked and prepared ahead of the next run "
+        "(src/fanout/worker/warm_spare.py); false forks each run's process when the run arrives.",
+    )
+    sqlite_retry_after_seconds: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="`Retry-After` of the local Prefect server's 503s on SQLite (src/fanout/localstack/prefect_server.py); "
+        "without it every Prefect client waits 2 s before its first retry.",
+    )
+    # Prefect refuses a proactive trigger window under 10 s.
+    silent_after_seconds: int = Field(
+        12, ge=10, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
+    )
+    retry_window_seconds: int = Field(
+        10,
+        ge=10,
+        le=600,
+        description="A Crashed run is retried when no other state followed within this window "
+        "(the process worker reports one crash twice, 1-4 s apart).",
+    )
+    resume_deadline_seconds: int = Field(
+        300,
+        ge=30,
+        le=86_400,
+        description="A Crashed run that nothing resumed within this long answers 200 Failed on the status URL.",
+    )
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread", description="Where task runs execute: threads in the flow process, or Dask."
+    )
+    dask_address: str | None = Field(
+        None, max_length=256, description="Scheduler of an existing Dask cluster; a LocalCluster when unset."
+    )
+    dask_workers: int = Field(2, ge=1, le=64, description="Worker processes of the LocalCluster.")
+    concurrency_limit: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$",
+        description="Prefect global concurrency limit capping items in flight across runs and workers.",
+    )
+    slot_hold_seconds: float = Field(
+        1.0, gt=0, le=60, description="Longest a thread keeps a limit slot across items before queueing again."
+    )
+
+    instance_lease_seconds: float = Field(
+        60,
+        ge=60,
+        le=86_400,
+        description="Lease a run holds on its instance id (renewed while it runs); a dead holder's lapses after it.",
+    )
+
+    # The HTTP webhook starter (src/fanout/api/webhook.py) and `fanout up` / `fanout start`.
+    webhook_token: SecretStr | None = Field(
+        None, description="Bearer token the webhook requires (`Authorization: Bearer ...`); 16+ characters."
+    )
+    webhook_allow_anonymous: bool = Field(False, description="Development only: let the webhook run without a token.")
+    webhook_host: str = Field("127.0.0.1", min_length=1, description="Address the webhook binds.")
+    webhook_port: int = Field(8000, ge=0, le=65535, description="Port the webhook binds (0: any free port).")
+    webhook_max_body_bytes: int = Field(
+        1_000_000, ge=1024, le=256_000_000, description="Largest accepted request body (else 413)."
+    )
+    webhook_public_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="Base URL of the management links; the request's own when unset."
+    )
+    webhook_retry_after_seconds: int = Field(
+        1, ge=1, le=3600, description="`Retry-After` the webhook suggests while a run is not finished."
+    )
+    webhook_api_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
+    )
+    webhook_api_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of a Prefect API call made while answering a request (after a timeout, 429, 502 or "
+        "503; waiting Retry-After, else 2 s, 4 s, ...) before the webhook answers 503 itself; Prefect's own "
+        "client makes 5, about a minute in all. The start queue keeps Prefect's.",
+    )
+    webhook_max_parameter_bytes: int = Field(
+        524_288,
+        ge=0,
+        le=1_000_000_000,
+        description="Largest flow-run parameter the Prefect server takes (its PREFECT_SERVER_API_MAX_PARAMETER_SIZE); "
+        "a larger request gets 413 with why. 0: not checked.",
+    )
+    webhook_pool_wait_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Longest a webhook request waits for a free connection to Prefect (503 beyond it).",
+    )
+    webhook_max_connections: int = Field(
+        16, ge=2, le=256, description="Connections the webhook keeps to the Prefect API."
+    )
+    webhook_max_queued_starts: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Accepted starts waiting for Prefect to create their runs; past it a start gets 429 + Retry-After.",
+    )
+    webhook_submit_concurrency: int = Field(
+        4, ge=1, le=64, description="Flow runs the webhook creates on Prefect at once from its start queue."
+    )
+    webhook_queue_path: Path | None = Field(
+        None,
+        description="SQLite file of the webhook's start queue; `$PREFECT_HOME/fanout-webhook-starts.sqlite` when unset.",
+    )
+    prefect_api_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="Prefect API the webhook talks to; Prefect's `PREFECT_API_URL` when unset.",
+    )
+    deployment_name: str = Field(
+        "fan-out-fan-in/default", pattern=r"^[^/]+/[^/]+$", description="`<flow>/<deployment>` the starters run."
+    )
+
+    @field_validator("result_storage")
+    @classmethod
+    def _absolute(cls, folder: Path) -> Path:
+        """Absolute now, so a process that hands it on (to a worker, a flow run) hands on the same folder."""
+        return folder.expanduser().absolute()
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _real_token(cls, token: SecretStr | None) -> SecretStr | None:
+        """A short or placeholder token is refused: it would protect nothing."""
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        if len(value) < MIN_TOKEN_LENGTH or value.strip().lower() in PLACEHOLDER_TOKENS:
+            raise ValueError(f"webhook_token must be a real secret of at least {MIN_TOKEN_LENGTH} characters")
+        return token
+
+    @model_validator(mode="after")
+    def _window_spans_two_heartbeats(self) -> FanoutSettings:
+        """A window shorter than two heartbeats would crash healthy runs."""
+        if self.crash_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("crash_after_seconds must be at least twice heartbeat_seconds")
+        if self.silent_after_seconds < 3 * self.liveness_seconds:
+            raise ValueError("silent_after_seconds must be at least three times liveness_seconds")
+        return self
+
+    report_table_limit: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Up to this many items the report table lists every item; past it, a summary plus the failures.",
+    )
+
+    # Workloads: items from sources, results read in pages, async processors (issue 14).
+    source_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated paths/URLs under which the webhook may read `source` URIs; none: no URI sources.",
+    )
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated `module:function` generators a request may name as its `source`.",
+    )
+    max_item_bytes: int = Field(
+        1_000_000, ge=1024, le=16_000_000, description="Largest item a source may hold, in bytes."
+    )
+    output_inline_limit: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Up to this many items the status document inlines `output`; beyond, `outputUri` and the results URL.",
+    )
+
+    @field_validator("source_roots", "sources", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`a,b` in the environment; a list when given in code."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+def get_settings(**overrides: object) -> FanoutSettings:
+    """Read the settings now (environment and `.env`), with explicit overrides on top."""
+    return FanoutSettings(**overrides)  # type: ignore[arg-type]

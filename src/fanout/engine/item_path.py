@@ -1,0 +1,136 @@
+"""The one path an item takes: attempts under the retry policy, checkpoint, timing, correlation, progress.
+
+Every task run, whether it holds one item (`process_item-item-3`) or a batch
+(`process_batch-item-1..item-250`), runs `run_items`, which carries each of its
+items through `carry_item`. How items are grouped into task runs is decided
+where they are submitted (src/fanout/engine/submission.py); what happens to an item is
+decided here, once.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect.filesystems import WritableFileSystem
+
+from fanout.core.errors import CheckpointNotWritten
+from fanout.core.item_context import processing
+from fanout.core.outcome import ItemOutcome, describe
+from fanout.core.settings import FanoutSettings
+from fanout.engine.async_items import carry_async
+from fanout.engine.concurrency import ItemSlot
+from fanout.engine.item_logging import log_failed_attempt
+from fanout.engine.processor import Processor, load_processor
+from fanout.engine.processor_kind import processor_kind
+from fanout.engine.progress import ItemTally
+from fanout.engine.retry_policy import RetryPolicy
+from fanout.inputs.items import ItemValues
+from fanout.storage.checkpoints import CheckpointJournal, CheckpointStore, journal_name, result_storage
+
+
+@dataclass(frozen=True)
+class ItemRun:
+    """What an item needs from its flow run; sent with every task run, so it pickles (Dask workers)."""
+
+    instance_id: str
+    processor: str
+    storage: WritableFileSystem
+    retry: RetryPolicy
+    concurrency_limit: str | None = None
+    slot_hold_seconds: float = 1.0
+    max_parallel: int = 8
+    values: ItemValues = field(default_factory=ItemValues)
+    """What the processor receives for each item key (src/fanout/inputs/items.py): the key itself for plain strings."""
+
+    @classmethod
+    def for_run(cls, instance_id: str, settings: FanoutSettings) -> ItemRun:
+        return cls(
+            instance_id=instance_id,
+            processor=settings.processor,
+            storage=result_storage(settings),
+            retry=RetryPolicy.from_settings(settings),
+            concurrency_limit=settings.concurrency_limit,
+            slot_hold_seconds=settings.slot_hold_seconds,
+            max_parallel=settings.max_parallel,
+        )
+
+    def checkpoints(self) -> CheckpointStore:
+        return CheckpointStore(self.storage, self.instance_id, self.processor)
+
+
+def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
+    """The body of every task run: each item through `carry_item`, in order.
+
+    Items an earlier attempt of this task run checkpointed (in its journal) come
+    back from there, so a task run that Prefect or Dask runs again redoes nothing.
+    The task run's own result is not persisted: its items' records are the checkpoints.
+    """
+    checkpoints = run.checkpoints()
+    done = checkpoints.load(items, journal=journal_name(label))
+    process = load_processor(run.processor)
+    outcomes: list[ItemOutcome] = []
+    with (
+        ItemSlot(run.concurrency_limit, run.slot_hold_seconds) as slot,
+        checkpoints.journal(label) as journal,
+        ItemTally() as tally,
+    ):
+        if (
+            processor_kind(process) == "async"
+        ):  # the same steps per item, on an event loop (src/fanout/engine/async_items.py)
+            record = functools.partial(checkpoint, journal)
+            return carry_async(process, items, done, run, record, tally)
+        for item in items:
+            if item in done:
+                outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
+                continue
+            slot.before_item()
+            outcomes.append(carry_item(process, item, run, journal, tally))
+    return outcomes
+
+
+def carry_item(
+    process: Processor, item: str, run: ItemRun, journal: CheckpointJournal, tally: ItemTally
+) -> ItemOutcome:
+    """Run `process` on `item` under the retry policy, checkpoint its result, and count it.
+
+    Every attempt sees `current_item()` (instance, item, attempt: the correlation
+    id of its log lines); the outcome carries the attempts made and the time spent
+    in them. A result that cannot be checkpointed fails the item with the reason.
+    """
+    attempts = 0
+    spent = 0.0
+
+    def attempt() -> Any:
+        nonlocal attempts, spent
+        attempts += 1
+        started = time.perf_counter()
+        with processing(run.instance_id, item, attempts) as context:
+            try:
+                return process(run.values.of(item))
+            except Exception as error:
+                log_failed_attempt(context, attempts, error, retrying=run.retry.will_retry(error, attempts))
+                raise
+            finally:
+                spent += time.perf_counter() - started
+
+    try:
+        value = run.retry.call(attempt)
+        checkpoint(journal, item, value)
+    except Exception as error:  # noqa: BLE001 - the item's last error is its outcome
+        tally.count(ok=False)
+        return ItemOutcome(item=item, error=describe(error), attempts=attempts, duration=spent)
+    tally.count(ok=True)
+    return ItemOutcome(item=item, value=value, attempts=attempts, duration=spent)
+
+
+def checkpoint(journal: CheckpointJournal, item: str, value: Any) -> None:
+    """Store `item`'s record now, or raise `CheckpointNotWritten` saying why."""
+    try:
+        journal.append(item, value)
+    except (TypeError, ValueError) as error:
+        raise CheckpointNotWritten(f"result is not JSON: {describe(error)}") from error
+    except Exception as error:  # each storage block raises its own kind
+        raise CheckpointNotWritten(f"storage refused the checkpoint: {describe(error)}") from error

@@ -1,0 +1,185 @@
+"""The end-of-run report a person reads in the Prefect UI: a table of items and a metrics summary.
+
+Two artifacts per run, keyed by instance so the UI's Artifacts page keeps each
+instance's history:
+
+- `fanout-run-<instance>-items`, a table: one row per item (status, attempts,
+  duration, correlation id, error). Past `report_table_limit` items a row per
+  item would make the artifact megabytes large, so it lists only the failures
+  (at most that many) and its description carries the summary.
+- `fanout-run-<instance>-metrics`, markdown: items, succeeded, failed, retried,
+  p50/p95 item duration and items/s.
+
+Durations cover the items executed in this run; an item that came from a
+checkpoint took no time and has none. The flow publishes them right after its
+final state is recorded (src/fanout/core/wrap_up.py): nothing the status URL answers
+depends on them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from fanout.core.outcome import ItemOutcome
+from fanout.engine.item_logging import correlation_id
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.filters import ArtifactFilterKey
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "fanout-run"
+
+
+def artifact_key(instance_id: str, kind: str) -> str:
+    """`fanout-run-<instance>-<kind>` in the lowercase letters, digits and dashes Prefect accepts."""
+    slug = re.sub(r"[^a-z0-9]+", "-", instance_id.lower()).strip("-") or "instance"
+    return f"{KEY_PREFIX}-{slug}-{kind}"
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """Aggregate figures of one run."""
+
+    items: int
+    succeeded: int
+    cached: int
+    failed: int
+    retried: int
+    p50_seconds: float | None
+    p95_seconds: float | None
+    wall_seconds: float
+
+    @property
+    def items_per_second(self) -> float:
+        return self.items / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Nearest-rank percentile (`fraction` in 0..1) of `values`, None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def run_metrics(outcomes: Sequence[ItemOutcome], wall_seconds: float) -> RunMetrics:
+    """Items, successes, failures, retries and duration percentiles of `outcomes`."""
+    durations = [outcome.duration for outcome in outcomes if outcome.duration is not None]
+    return RunMetrics(
+        items=len(outcomes),
+        succeeded=sum(outcome.ok for outcome in outcomes),
+        cached=sum(outcome.cached for outcome in outcomes),
+        failed=sum(not outcome.ok for outcome in outcomes),
+        retried=sum(outcome.attempts > 1 for outcome in outcomes),
+        p50_seconds=percentile(durations, 0.50),
+        p95_seconds=percentile(durations, 0.95),
+        wall_seconds=wall_seconds,
+    )
+
+
+def item_row(instance_id: str, outcome: ItemOutcome) -> dict[str, Any]:
+    """One table row: what happened to the item and the id its log lines carry."""
+    return {
+        "item": outcome.item,
+        "status": outcome.status,
+        "attempts": outcome.attempts,
+        "duration_s": None if outcome.duration is None else round(outcome.duration, 4),
+        "correlation_id": correlation_id(instance_id, outcome.item),
+        "error": outcome.error or "",
+    }
+
+
+def table_rows(instance_id: str, outcomes: Sequence[ItemOutcome], limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Rows for the table artifact and whether every item is listed (else: failures only, capped)."""
+    if len(outcomes) <= limit:
+        return [item_row(instance_id, outcome) for outcome in outcomes], True
+    failures = [outcome for outcome in outcomes if not outcome.ok]
+    return [item_row(instance_id, outcome) for outcome in failures[:limit]], False
+
+
+def summary_line(metrics: RunMetrics) -> str:
+    """One sentence with the run's counts."""
+    return (
+        f"{metrics.items} items: {metrics.succeeded} succeeded ({metrics.cached} from checkpoints), "
+        f"{metrics.failed} failed, {metrics.retried} retried"
+    )
+
+
+def metrics_markdown(instance_id: str, metrics: RunMetrics) -> str:
+    """The metrics artifact's body: a two-column markdown table."""
+
+    def seconds(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f} s"
+
+    rows = [
+        ("items", str(metrics.items)),
+        ("succeeded", f"{metrics.succeeded} ({metrics.cached} from checkpoints)"),
+        ("failed", str(metrics.failed)),
+        ("retried", str(metrics.retried)),
+        ("p50 item duration", seconds(metrics.p50_seconds)),
+        ("p95 item duration", seconds(metrics.p95_seconds)),
+        ("wall time", f"{metrics.wall_seconds:.3f} s"),
+        ("items/s", f"{metrics.items_per_second:.1f}"),
+    ]
+    lines = [f"### fan-out-fan-in: instance `{instance_id}`", "", "| metric | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int) -> RunMetrics:
+    """Create the table and metrics artifacts of this run; a failure to publish is logged, not raised.
+
+    The report describes the run; losing it must not fail a run whose items all succeeded.
+    """
+    metrics = run_metrics(outcomes, wall_seconds)
+    rows, complete = table_rows(instance_id, outcomes, limit)
+    summary = summary_line(metrics)
+    description = (
+        summary
+        if complete
+        else f"{summary}. Listing failures only (at most {limit}): the run has more than {limit} items."
+    )
+    try:
+        create_table_artifact(table=rows, key=artifact_key(instance_id, "items"), description=description)
+        create_markdown_artifact(
+            markdown=metrics_markdown(instance_id, metrics),
+            key=artifact_key(instance_id, "metrics"),
+            description=summary,
+        )
+    except Exception as error:  # noqa: BLE001 - the report is not worth failing the run for
+        logger.warning("could not publish the run report for instance %s: %s", instance_id, error)
+    return metrics
+
+
+async def latest_table_rows(client: Any, flow_run_id: UUID, key: ArtifactFilterKey) -> list[dict[str, Any]] | None:
+    """The rows of the newest table artifact of `flow_run_id` whose key matches `key`, or None when it has none.
+
+    `client` is a `PrefectClient`. Prefect hands a table's data back as JSON text (or, from some servers, as
+    the rows themselves).
+    """
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    artifacts = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=key, type=ArtifactFilterType(any_=["table"])
+        ),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=1,
+    )
+    if not artifacts:
+        return None
+    data = artifacts[0].data
+    rows = json.loads(data) if isinstance(data, str) else data
+    return [dict(row) for row in rows] if isinstance(rows, list) else None

@@ -1,0 +1,101 @@
+"""Which item failures are retried, and how: one policy, carried out by stamina.
+
+Transient errors (`TRANSIENT_ERRORS`) are retried up to `retries` times, waiting
+`delay_seconds` doubled on each retry plus a random jitter of up to
+`jitter_factor` times the first delay; anything else fails the item at once.
+The same policy applies to an item whether it runs in its own task run or in
+a batch: Prefect's task retries are not used, because they would retry a whole
+batch and count attempts per task run rather than per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import stamina
+
+from fanout.core.errors import TransientError
+from fanout.core.settings import FanoutSettings
+
+T = TypeVar("T")
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
+"""Retried: fanout's own `TransientError`, and network failures (`ConnectionError`, `TimeoutError`).
+Everything else is a bug or bad data, and fails the item at once."""
+
+MAX_WAIT_SECONDS = 3600.0
+
+
+def is_transient(error: BaseException | None) -> bool:
+    """True for an error worth another attempt."""
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many retries an item gets and how long it waits before each (picklable, for Dask workers)."""
+
+    retries: int = 3
+    delay_seconds: float = 1.0
+    jitter_factor: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: FanoutSettings) -> RetryPolicy:
+        return cls(settings.retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
+
+    def will_retry(self, error: BaseException, attempt: int) -> bool:
+        """Whether a failure of attempt number `attempt` (1-based) is followed by another attempt."""
+        return attempt <= self.retries and is_transient(error)
+
+    def call(self, attempt: Callable[[], T]) -> T:
+        """`attempt()`, retried as the policy says; the last error is raised.
+
+        The first call is made directly: nearly every item succeeds at once, and
+        entering stamina's retry loop (a tenacity `Retrying` per call) costs about
+        as much as the rest of a trivial item's bookkeeping. A first failure worth
+        retrying is handed to stamina as its first attempt, so the waits, jitter
+        and attempt count are stamina's.
+        """
+        try:
+            return attempt()
+        except Exception as error:
+            if not self.will_retry(error, 1):
+                raise
+            first: Exception | None = error
+        for trial in self._trials():
+            with trial:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return attempt()
+        raise AssertionError("stamina ends its loop by returning or raising")  # pragma: no cover
+
+    async def acall(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`call` for an async processor: the same policy, its waits awaited on the event loop."""
+        try:
+            return await attempt()
+        except Exception as error:
+            if not self.will_retry(error, 1):
+                raise
+            first: Exception | None = error
+        async for trial in self._trials():
+            with trial:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return await attempt()
+        raise AssertionError("stamina ends its loop by returning or raising")  # pragma: no cover
+
+    def _trials(self) -> Any:
+        """stamina's attempts after the first, as the policy says (iterated with `for` or `async for`)."""
+        return stamina.retry_context(
+            on=is_transient,
+            attempts=self.retries + 1,
+            timeout=None,
+            wait_initial=self.delay_seconds,
+            wait_max=MAX_WAIT_SECONDS,
+            wait_jitter=self.delay_seconds * self.jitter_factor,
+            wait_exp_base=2,
+        )

@@ -1,0 +1,35 @@
+"""The Prefect tasks that carry items: one task run per item, or one per batch; the same path inside.
+
+Both run `fanout.engine.item_path.run_items`; they differ only in their names in the UI
+(`process_item-item-3`, `process_batch-item-1..item-250`). Neither persists a
+Prefect result, nor uses Prefect's result cache or task retries: the item's
+record in fanout's own format is its checkpoint (src/fanout/storage/checkpoints.py), the
+flow looks checkpoints up in bulk before it submits anything, and each task run
+looks up what an earlier attempt of it recorded. Prefect's cache would read
+records it unpickles from storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import Task, task
+
+from fanout.core.outcome import ItemOutcome
+from fanout.engine.item_path import ItemRun, run_items
+
+
+def run_one(item: str, run: ItemRun) -> ItemOutcome:
+    """One item in a task run of its own."""
+    return run_items([item], run, label=item)[0]
+
+
+# The tasks wrap functions importable under their own names, so Dask workers receive them by
+# reference (pickling a module-level function that a Task shadows would copy its globals).
+# Typed `Any` as Prefect's task runners expect of a task that may return a coroutine.
+process_item: Task[..., Any] = task(name="process_item", task_run_name="process_item-{item}", persist_result=False)(
+    run_one
+)
+process_batch: Task[..., Any] = task(name="process_batch", task_run_name="process_batch-{label}", persist_result=False)(
+    run_items
+)

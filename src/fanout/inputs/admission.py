@@ -1,0 +1,45 @@
+"""Whether a request may start at all: checked where it arrives, before anything is started.
+
+Over HTTP a `source` must be one the server allows (`SourceForbidden`, a 403):
+a URI under `FANOUT_SOURCE_ROOTS`, a generator in `FANOUT_SOURCES`. Then the
+items are checked: all of an inline list, and the first `PREVIEW_ITEMS` of a
+source, so an unreadable or malformed source is refused at once (a 4xx or
+exit 2) without the starter reading a million lines; the flow reads the whole
+source again when it plans, before any item runs, and fails the run there if
+a later line is bad.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+from fanout.core.settings import FanoutSettings
+from fanout.inputs.items import ItemValues, plan
+from fanout.inputs.request import FanoutRequest, plan_items, plan_request
+from fanout.inputs.sources import check_allowed, iter_source
+
+PREVIEW_ITEMS = 1000
+
+
+def admit(request: FanoutRequest, settings: FanoutSettings, over_http: bool) -> None:
+    """Raise `SourceForbidden` or `InvalidRequest` saying why the request cannot start; else return."""
+    source = request.source
+    if source is None:
+        plan_items(request, settings.max_items, settings.max_item_bytes)
+        return
+    if over_http:
+        check_allowed(source, settings.source_roots, settings.sources)
+    elif source.generator is not None:
+        check_allowed(source, [], settings.sources)
+    preview = islice(iter_source(source, settings.max_item_bytes), PREVIEW_ITEMS)
+    planned = plan(preview, request.item_key)
+    if len(planned) == 0:
+        plan_items(request, settings.max_items, settings.max_item_bytes)  # says "at least 1"
+
+
+def planned_items(request: FanoutRequest, settings: FanoutSettings) -> tuple[list[str], ItemValues]:
+    """The run's items (keys and values), read by the flow: a generator source must be in this run's
+    `FANOUT_SOURCES` (a deployment names its own allow-list as a job variable)."""
+    if request.source is not None and request.source.generator is not None:
+        check_allowed(request.source, [], settings.sources)
+    return plan_request(request, settings.max_items, settings.max_item_bytes)

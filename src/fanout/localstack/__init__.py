@@ -1,0 +1,1 @@
+"""`fanout up`: the local Prefect server, workers and webhook, supervised; PostgreSQL."""

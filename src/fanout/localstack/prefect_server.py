@@ -1,0 +1,230 @@
+"""The local Prefect server fanout starts: Prefect's own app, served by uvicorn, with two additions on SQLite.
+
+    python -m fanout.localstack.prefect_server --host 127.0.0.1 --port 4200
+
+On SQLite, Prefect's server answers 503 when a write transaction loses a race
+with another writer (`database is locked`, `SQLITE_BUSY_SNAPSHOT`): a flow-run
+labels update, for one, reads the run and then writes it, and fails whenever
+anything else committed in between, such as the server's own task-run
+recorder. Every Prefect client retries a 503, but without a `Retry-After` header
+it first sleeps `2 ** attempt` seconds: 2 s for the first retry. Measured on the
+local stack, nearly every 5-item run lost 2 s that way, several times what the
+whole run took.
+
+A lost race is over as soon as the other writer commits, and the transaction
+was rolled back, so this server runs the request again itself, after a random
+pause of tens of milliseconds, up to eight times: the client sees the first
+other answer. A 503 that still comes back carries a `Retry-After`, which
+Prefect's clients honour: `FANOUT_SQLITE_RETRY_AFTER_SECONDS` (0.1 s) when 503s
+are rare, a random wait of up to `RETRY_AFTER_CAP` (30) seconds when many came
+in the last seconds. (A fixed short wait alone was not enough: a worker that
+submitted 200 runs at once sent 200 labels updates back together again and
+again, each client spent its five retries in moments and gave up, and the runs
+were reported crashed.)
+
+The races themselves are fewer: the requests every run makes that read for a
+while before they write (`WRITE_LOCK_AT_ONCE`: creating a run from its
+deployment, the worker's labels update, the instance lease) take SQLite's
+write lock when their transaction begins, as Prefect's state changes do, so
+other writers wait a few milliseconds instead of making them start over. On
+PostgreSQL a 503 means the database is unreachable, and Prefect's own
+behaviour is kept. Everything else is exactly `prefect server
+start`: the same app factory, the same settings, services included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SERVICE_UNAVAILABLE = 503
+RETRY_AFTER = b"retry-after"
+
+
+RETRY_AFTER_CAP = 30.0
+"""The longest wait a 503 asks for, when many came at once (seconds): five retries then span about
+as long as Prefect's own backoff (2, 4, 8, 16, 32 s) would."""
+RECENT_SECONDS = 5.0
+"""How far back 503s count towards the wait."""
+REPLAY_PAUSE = 0.025
+REPLAY_PAUSE_CAP = 1.0
+"""A request answered 503 is run again here after a random pause of up to REPLAY_PAUSE * 2**attempt s (at most the cap)."""
+
+
+WRITE_LOCK_AT_ONCE = (
+    ("POST", re.compile(r"^/api/deployments/[^/]+/create_flow_run$")),
+    ("PATCH", re.compile(r"^/api/flow_runs/[^/]+/labels$")),
+    ("POST", re.compile(r"^/api/v2/concurrency_limits/increment-with-lease$")),
+)
+"""Requests every run makes that read, then write, in one transaction: creating it from its deployment
+(the parameters are validated in between), the worker's labels update, the instance lease. Measured on
+the local stack with runs back to back: creating a run took 0.33-0.41 s on average, replayed 2-3 times
+each, and 0.07-0.09 s with the write lock taken at once."""
+
+
+class RetryAfterOn503:
+    """ASGI middleware: a request Prefect answers 503 is run again here, after a short random pause, up
+    to `attempts` times, so a write that lost a race costs milliseconds; a 503 that still comes back
+    gets a `Retry-After`, short when 503s are rare and spread over up to `RETRY_AFTER_CAP` seconds when
+    they come in numbers. With `write_lock_flag`, it sets that flag for each attempt of a request in
+    `WRITE_LOCK_AT_ONCE` (and clears it for any other)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        attempts: int = 8,
+        write_lock_flag: ContextVar[bool] | None = None,
+    ) -> None:
+        self.app = app
+        self.write_lock_flag = write_lock_flag
+        self.attempts = attempts
+        self.seconds = seconds
+        self.clock = clock
+        self.recent: deque[float] = deque()
+
+    def wait(self) -> float:
+        """The wait for this 503: `seconds` times one more than the 503s of the last `RECENT_SECONDS`,
+        capped, drawn at random below that so the clients that lost one race do not meet again."""
+        now = self.clock()
+        while self.recent and now - self.recent[0] > RECENT_SECONDS:
+            self.recent.popleft()
+        self.recent.append(now)
+        ceiling = min(RETRY_AFTER_CAP, self.seconds * len(self.recent))
+        return self.seconds if ceiling <= self.seconds else random.uniform(self.seconds, ceiling)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        immediate = self.write_lock_flag is not None and takes_write_lock_at_once(scope)
+        for attempt in range(1, self.attempts + 1):
+            if self.write_lock_flag is not None:
+                self.write_lock_flag.set(immediate)
+            last = attempt == self.attempts
+            swallowed = False
+
+            async def sending(message: Message, last: bool = last) -> None:
+                nonlocal swallowed
+                if message["type"] == "http.response.start" and message["status"] == SERVICE_UNAVAILABLE and not last:
+                    swallowed = True
+                if not swallowed:
+                    await self._with_retry_after(send)(message)
+
+            try:
+                # Routing rewrites the scope it is given (Starlette's mounts set path and root_path): a copy each.
+                await self.app(dict(scope), _replaying(list(body), receive), sending)
+            except Exception:
+                if not swallowed:  # Starlette re-raises what its handler answered: logged as before
+                    raise
+            if not swallowed:
+                return
+            await asyncio.sleep(random.uniform(0, min(REPLAY_PAUSE_CAP, REPLAY_PAUSE * 2**attempt)))
+
+    def _with_retry_after(self, send: Send) -> Send:
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == SERVICE_UNAVAILABLE:
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == RETRY_AFTER for name, _ in headers):
+                    message["headers"] = [*headers, (RETRY_AFTER, f"{self.wait():.2f}".encode())]
+            await send(message)
+
+        return sending
+
+
+def takes_write_lock_at_once(scope: Scope) -> bool:
+    """Whether the request is one that reads before it writes and loses that race on a busy SQLite
+    server: its first write transaction then begins `IMMEDIATE` (src/fanout/core/prefect_adapter.py)."""
+    method, path = scope.get("method", ""), scope.get("path", "")
+    return any(method == route_method and pattern.match(path) for route_method, pattern in WRITE_LOCK_AT_ONCE)
+
+
+async def _read_body(receive: Receive) -> list[Message]:
+    """The request's body messages, read whole so that the request can be run again
+    (Prefect's API takes JSON bodies of kilobytes)."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that gives the request's body again, then waits on the client as before."""
+
+    async def replayed() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replayed
+
+
+def uses_sqlite() -> bool:
+    """Whether the server's database is SQLite (Prefect's default), from the settings it will read."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().server.database.connection_url
+    return url is None or url.get_secret_value().startswith("sqlite")
+
+
+def app(retry_after: float) -> ASGIApp:
+    """Prefect's server app, as `prefect server start` builds it; on SQLite behind the 503 middleware,
+    with the write lock taken at once by the requests that need it."""
+    from prefect.server.api.server import create_app
+
+    prefect_app: ASGIApp = create_app(final=True)
+    if not uses_sqlite():
+        return prefect_app
+    from fanout.core.prefect_adapter import IMMEDIATE_TRANSACTION, immediate_transactions
+
+    immediate_transactions()
+    return RetryAfterOn503(prefect_app, retry_after, write_lock_flag=IMMEDIATE_TRANSACTION)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    # What `prefect server start --host --port --analytics-off` sets before Prefect reads its settings:
+    # the UI finds the API at this address.
+    os.environ["PREFECT_SERVER_API_HOST"] = args.host
+    os.environ["PREFECT_SERVER_API_PORT"] = str(args.port)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    serve(args.host, args.port)
+
+
+def serve(host: str, port: int) -> None:
+    import uvicorn
+    from prefect.settings import get_current_settings
+
+    from fanout.core.settings import get_settings
+
+    server = get_current_settings().server
+    uvicorn.run(
+        app(get_settings().sqlite_retry_after_seconds),
+        host=host,
+        port=port,
+        timeout_keep_alive=server.api.keepalive_timeout,
+        log_level=server.logging_level.lower(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Instances as clients see them: start, find, status, list, terminate, restart, purge."""

@@ -1,0 +1,194 @@
+"""Managing instances beyond the seed's operations: list with filters, suspend, resume, history.
+
+`src/fanout/service/instances.py` holds the operations every route table shares
+(start, find by instance id or flow-run id, status, terminate, restart, purge).
+Durable Functions' management API needs more; these sit beside them, on the
+same `Runs`:
+
+- `every` lists the latest run of each instance of the flow's deployments,
+  newest first; `InstanceQuery` and `page` filter and page it, and
+  src/fanout/api/listing.py puts them together for both route tables. Prefect's
+  flow-run filter has no creation time, so the list is read (at most
+  `MAX_SCAN` runs) and filtered here.
+- `suspend` and `resume` are Prefect's suspend (a `Suspended` state with
+  `pause_reschedule`: the flow process stops before its next task run, and a
+  resume schedules the run again, which continues from its checkpoints) and
+  `POST /flow_runs/{id}/resume`.
+- `item_rows` reads the run report's item table (src/fanout/engine/report.py).
+- `status_of` is the status rule of src/fanout/service/status.py (a crashed run that
+  will be resumed is Running), for decisions that need no whole document.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+from uuid import uuid4
+
+from prefect.client.schemas.filters import ArtifactFilterKey, FlowRunFilter
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.states import State, Suspended
+
+from fanout.engine.report import artifact_key, latest_table_rows
+from fanout.service.instances import QUEUED_STATUS, Found
+from fanout.service.resuming import ResumePolicy, resume_of
+from fanout.service.runs import PrefectRuns, RunRecord, Runs, record, unavailable_as_503
+from fanout.service.start_queue import QueuedStart
+from fanout.service.status import RuntimeStatus, runtime_status
+
+MAX_SCAN = 10_000
+"""Most flow runs `every` reads; past that, older instances are not listed."""
+PAGE = 200
+
+
+class BadQuery(ValueError):
+    """A list or purge filter that cannot be understood (the message says which part)."""
+
+
+@dataclass(frozen=True)
+class InstanceQuery:
+    """Durable Functions' list filters; an unset field matches everything."""
+
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    statuses: frozenset[RuntimeStatus] = field(default_factory=frozenset)
+    prefix: str | None = None
+
+    def matches(self, run: RunRecord, policy: ResumePolicy) -> bool:
+        created = _utc(run.created)
+        if self.created_from is not None and (created is None or created < self.created_from):
+            return False
+        if self.created_to is not None and (created is None or created > self.created_to):
+            return False
+        if self.statuses and status_of(run, policy) not in self.statuses:
+            return False
+        return self.prefix is None or run.instance_id.startswith(self.prefix)
+
+
+def status_of(found: Found, policy: ResumePolicy) -> RuntimeStatus:
+    """The instance's runtimeStatus by status_document's rule: a crashed run that will be resumed is Running."""
+    if isinstance(found, QueuedStart):
+        return QUEUED_STATUS[found.state]
+    return RuntimeStatus.RUNNING if resume_of(found, policy).after_crash else runtime_status(found.state_type)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def latest_per_instance(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    """One run per instance, its newest, newest instances first."""
+    latest: dict[str, RunRecord] = {}
+    for run in runs:
+        held = latest.get(run.instance_id)
+        if held is None or (_utc(run.created) or _EPOCH) > (_utc(held.created) or _EPOCH):
+            latest[run.instance_id] = run
+    return sorted(latest.values(), key=lambda run: _utc(run.created) or _EPOCH, reverse=True)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def page(runs: Sequence[RunRecord], top: int | None, token: str | None) -> tuple[list[RunRecord], str | None]:
+    """`top` runs from where `token` left off, and the token of the next page (None on the last)."""
+    start = decode_token(token) if token else 0
+    if top is None:
+        return list(runs[start:]), None
+    end = start + top
+    return list(runs[start:end]), encode_token(end) if end < len(runs) else None
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_token(token: str) -> int:
+    """The offset a continuation token carries, or `BadQuery`."""
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise BadQuery("x-ms-continuation-token is not a token this server gave") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise BadQuery("x-ms-continuation-token is not a token this server gave")
+    return offset
+
+
+@runtime_checkable
+class Management(Protocol):
+    """What Durable Functions' management API needs beyond `Runs` and `Instances`."""
+
+    async def every(self) -> list[RunRecord]: ...
+    @unavailable_as_503
+    async def suspend(self, run: RunRecord, reason: str) -> str | None: ...
+    @unavailable_as_503
+    async def resume(self, run: RunRecord, reason: str) -> str | None: ...
+    async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
+
+
+def management_for(runs: Runs) -> Management:
+    """The management operations over the webhook's `Runs` (which may implement them itself, as fakes do)."""
+    if isinstance(runs, Management):
+        return runs
+    if isinstance(runs, PrefectRuns):
+        return PrefectManagement(runs)
+    raise TypeError(f"{type(runs).__name__} offers no instance management")
+
+
+class PrefectManagement:
+    """`Management` on the Prefect server behind a `PrefectRuns`, through its client; the API's
+    failures become `PrefectUnavailable` (503), as in runs.py."""
+
+    def __init__(self, runs: PrefectRuns) -> None:
+        self.runs = runs
+        self.client = runs.client
+
+    @unavailable_as_503
+    async def every(self) -> list[RunRecord]:
+        flow, deployed = self.runs.of_the_flow()
+        found: list[RunRecord] = []
+        while len(found) < MAX_SCAN:
+            batch = await self.client.read_flow_runs(
+                flow_filter=flow,
+                flow_run_filter=FlowRunFilter(deployment_id=deployed),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=PAGE,
+                offset=len(found),
+            )
+            found += [record(flow_run) for flow_run in batch]
+            if len(batch) < PAGE:
+                break
+        return latest_per_instance(found)
+
+    @unavailable_as_503
+    async def suspend(self, run: RunRecord, reason: str) -> str | None:
+        """Suspend the run; None when done, else why Prefect refused. A run no worker has claimed
+        is suspended by force (Prefect only suspends Running runs), so no worker starts it."""
+        state: State[Any] = Suspended(pause_key=f"fanout-{uuid4()}", message=reason or "suspended")
+        force = run.state_type == "SCHEDULED"
+        result = await self.client.set_flow_run_state(run.flow_run_id, state, force=force)
+        return None if result.status == SetStateStatus.ACCEPT else _reason(result.details)
+
+    @unavailable_as_503
+    async def resume(self, run: RunRecord, reason: str) -> str | None:
+        """Resume a suspended run: Prefect schedules it again and it continues from its checkpoints."""
+        result = await self.client.resume_flow_run(run.flow_run_id)
+        return None if result.status == SetStateStatus.ACCEPT else _reason(result.details)
+
+    @unavailable_as_503
+    async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None:
+        """The rows of the run's item table (one per item, or only failures past the report's limit),
+        or None when the run published none."""
+        key = ArtifactFilterKey(any_=[artifact_key(run.instance_id, "items")])
+        return await latest_table_rows(self.client, run.flow_run_id, key)
+
+
+def _reason(details: Any) -> str:
+    return str(getattr(details, "reason", None) or "Prefect refused the state change")

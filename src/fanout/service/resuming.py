@@ -1,0 +1,86 @@
+"""Whether a crashed run will be resumed by itself, so the status never calls it finished too early.
+
+A fanout deployment run that crashes is put back to work with no human action:
+the crash automations (src/fanout/service/automations.py), or a fanout worker that saw
+its flow process die, retry the *same* flow run while its run count is
+1..`max_auto_retries`. Prefect calls Crashed a final state; passing that on would
+make a client stop polling and report a failure for a run that then succeeds.
+The status therefore reads a run this way:
+
+    Crashed, run count 1..max, crashed < deadline ago    Running (202), resuming
+    Scheduled/Pending again after an attempt (AwaitingRetry) Pending (202), resuming
+    Running again after a resume                          Running (202), resumes counted
+    Crashed otherwise: retries used up, never reached
+      Running (run count 0, never retried), or nothing
+      resumed it within the deadline                      Failed (200)
+
+The deadline (`FANOUT_RESUME_DEADLINE_SECONDS`, 300 s by default, ten times what
+a resume takes) keeps a status from saying "resuming" forever when the
+automations are missing or the server lost an event: past it the run answers
+200 Failed, and its output says that nothing resumed it and how to restart it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fanout.core.settings import FanoutSettings
+    from fanout.service.runs import RunRecord
+
+WAITING_AGAIN = frozenset({"SCHEDULED", "PENDING"})
+
+
+@dataclass(frozen=True)
+class ResumePolicy:
+    """How many automatic resumes a run gets, and how long a crash may wait for one."""
+
+    max_auto_retries: int = 3
+    deadline_seconds: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: FanoutSettings) -> ResumePolicy:
+        return cls(settings.max_auto_retries, float(settings.resume_deadline_seconds))
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What the status says about a run's automatic resumes."""
+
+    after_crash: bool  # Crashed, and a resume is still to come: report Running, not Failed
+    resuming: bool  # on its way back to work (crashed or scheduled again after an attempt)
+    resumes: int  # attempts after the first: done, or under way
+    stale: bool = False  # Crashed with retries left, but nothing resumed it within the deadline
+
+
+def crashed_at(run: RunRecord) -> datetime | None:
+    """When the run entered its current state (its Prefect state's timestamp, else its last update)."""
+    stamp: Any = getattr(run.state, "timestamp", None)
+    return stamp if isinstance(stamp, datetime) else run.updated
+
+
+def resume_of(run: RunRecord, policy: ResumePolicy, now: datetime | None = None) -> Resume:
+    """How the run stands with respect to automatic resumes, as of `now`."""
+    state_type = (run.state_type or "").upper()
+    count = run.run_count
+    if state_type == "CRASHED":
+        if not 1 <= count <= policy.max_auto_retries:
+            return Resume(after_crash=False, resuming=False, resumes=max(count - 1, 0))
+        since = crashed_at(run)
+        age = ((now or datetime.now(UTC)) - since).total_seconds() if since else 0.0
+        if age > policy.deadline_seconds:
+            return Resume(after_crash=False, resuming=False, resumes=count - 1, stale=True)
+        return Resume(after_crash=True, resuming=True, resumes=count)
+    if state_type in WAITING_AGAIN and count >= 1:
+        return Resume(after_crash=False, resuming=True, resumes=count)
+    return Resume(after_crash=False, resuming=False, resumes=max(count - 1, 0))
+
+
+def stale_message(message: str | None, policy: ResumePolicy) -> str:
+    """The output of a crashed run that nothing resumed within the deadline."""
+    return (
+        f"{message or 'crashed'}; not resumed automatically within {policy.deadline_seconds:.0f}s. "
+        "Restart the instance (POST .../restart) to resume it from its checkpoints"
+    )

@@ -1,0 +1,188 @@
+"""The seed's status document, built from a Prefect flow run.
+
+Prefect state type  ->  runtimeStatus
+    SCHEDULED, PENDING   Pending     (also AwaitingRetry, Late: about to run again)
+    RUNNING, CANCELLING  Running     (Cancelling: terminate asked, not yet done)
+    PAUSED               Suspended
+    COMPLETED            Completed
+    FAILED               Failed
+    CRASHED              Running while an automatic resume is still to come
+                         (src/fanout/service/resuming.py), else Failed
+    CANCELLED            Terminated
+
+A status answers 200 (finished) only for a run that will not run again by
+itself; a client that stops at the first 200 never stops early.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fanout.engine.progress import progress_from_labels
+from fanout.inputs.request import FanoutRequest, item_count
+from fanout.service.resuming import Resume, ResumePolicy, resume_of, stale_message
+from fanout.service.runs import RunRecord, Runs
+
+logger = logging.getLogger(__name__)
+
+
+class RuntimeStatus(StrEnum):
+    """The seed's `runtimeStatus` values."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    TERMINATED = "Terminated"
+    SUSPENDED = "Suspended"
+
+
+STATUS_BY_STATE_TYPE: dict[str, RuntimeStatus] = {
+    "SCHEDULED": RuntimeStatus.PENDING,
+    "PENDING": RuntimeStatus.PENDING,
+    "RUNNING": RuntimeStatus.RUNNING,
+    "CANCELLING": RuntimeStatus.RUNNING,
+    "PAUSED": RuntimeStatus.SUSPENDED,
+    "COMPLETED": RuntimeStatus.COMPLETED,
+    "FAILED": RuntimeStatus.FAILED,
+    "CRASHED": RuntimeStatus.FAILED,
+    "CANCELLED": RuntimeStatus.TERMINATED,
+}
+
+FINISHED = frozenset({RuntimeStatus.COMPLETED, RuntimeStatus.FAILED, RuntimeStatus.TERMINATED})
+
+
+def runtime_status(state_type: str | None) -> RuntimeStatus:
+    """The seed's status for a Prefect state type (a run with no state yet is Pending)."""
+    if state_type is None:
+        return RuntimeStatus.PENDING
+    return STATUS_BY_STATE_TYPE.get(state_type.upper(), RuntimeStatus.PENDING)
+
+
+class CustomStatus(BaseModel):
+    """Live progress of the run, as its flow process last published it, and its automatic resumes."""
+
+    total: int | None = None
+    completed: int = 0
+    failed: int = Field(0, description="Items whose processor failed for good (retries exhausted).")
+    resuming: bool = Field(False, description="Crashed or rescheduled, and about to run again by itself.")
+    resumes: int = Field(0, description="Attempts after the first, automatic or restarted.")
+
+
+class StatusDocument(BaseModel):
+    """What `GET` on a status URL answers, in the seed's field names."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    instance_id: str = Field(alias="instanceId")
+    runtime_status: RuntimeStatus = Field(alias="runtimeStatus")
+    input: dict[str, Any]
+    output: Any = None
+    custom_status: CustomStatus = Field(alias="customStatus")
+    failures: list[dict[str, Any]] = Field(
+        default_factory=list, description="Failed items of a finished run: item, attempts, last error."
+    )
+    created_time: datetime | None = Field(alias="createdTime")
+    last_updated_time: datetime | None = Field(alias="lastUpdatedTime")
+
+    @property
+    def finished(self) -> bool:
+        """Completed, Failed or Terminated: the status URL answers 200 and polling stops."""
+        return self.runtime_status in FINISHED
+
+
+SETTLED_STATE_TYPES = frozenset({"COMPLETED", "FAILED"})
+
+
+def settled_failures(state_type: str | None, failures: list[dict[str, Any]] | None) -> int | None:
+    """How many items failed in a run that settled every item, else None.
+
+    A run that Completed, or Failed because too many items failed, published its
+    item report after every item had finished; a crashed run, or one that failed
+    before settling, did not, and its labels are the best count there is.
+    """
+    if state_type is None or state_type.upper() not in SETTLED_STATE_TYPES or failures is None:
+        return None
+    return len(failures)
+
+
+def custom_status(
+    labels: dict[str, Any] | None, total: int | None = None, failed_when_settled: int | None = None
+) -> CustomStatus:
+    """Progress from the flow run's `fanout.*` labels; before the flow publishes, 0 of the request's `total`.
+
+    For a settled run (`total` and `failed_when_settled` given: the request's item
+    count, the failures in its item report) the counts do not come from labels:
+    the flow's label updates are sent in the background, so that a busy API does
+    not hold the run, and on SQLite one can be refused (503) and land a moment
+    after the run's final state.
+    """
+    if total is not None and failed_when_settled is not None:
+        return CustomStatus(total=total, completed=total - failed_when_settled, failed=failed_when_settled)
+    progress = progress_from_labels(labels)
+    if progress is None:
+        return CustomStatus(total=total)
+    return CustomStatus(total=progress.total, completed=progress.completed, failed=progress.failed)
+
+
+def with_resume(status: CustomStatus, resume: Resume) -> CustomStatus:
+    """The counts with the run's resumes; a run on its way back shows no failed items yet, because
+    the coming attempt runs every item that has no checkpoint, failed ones included."""
+    failed = 0 if resume.resuming else status.failed
+    return status.model_copy(update={"resuming": resume.resuming, "resumes": resume.resumes, "failed": failed})
+
+
+def requested_total(parameters: dict[str, Any]) -> int | None:
+    """How many items the run's `request` parameter plans, or None when it cannot be read."""
+    try:
+        return item_count(FanoutRequest.model_validate(parameters.get("request") or {}))
+    except ValueError:
+        return None
+
+
+async def status_document(
+    runs: Runs, run: RunRecord, name: str, policy: ResumePolicy | None = None, now: datetime | None = None
+) -> StatusDocument:
+    """The seed's status fields for the instance's latest run (`policy`: its automatic resumes)."""
+    policy = policy or ResumePolicy()
+    resume = resume_of(run, policy, now)
+    status = RuntimeStatus.RUNNING if resume.after_crash else runtime_status(run.state_type)
+    output: Any = None
+    failures: list[dict[str, Any]] | None = None
+    if status is RuntimeStatus.COMPLETED:
+        try:
+            recorded = await runs.output(run)
+            output, failures = recorded.output, recorded.failures
+        except Exception as error:  # noqa: BLE001 - status still answers; the output is unreadable here
+            logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
+    elif status in FINISHED:
+        output = stale_message(run.state_message, policy) if resume.stale else run.state_message
+    if status in FINISHED and failures is None:
+        failures = await _failures(runs, run)
+    counts = custom_status(run.labels, requested_total(run.parameters), settled_failures(run.state_type, failures))
+    return StatusDocument(
+        name=name,
+        instance_id=run.instance_id,
+        runtime_status=status,
+        input=dict(run.parameters.get("request") or {}),
+        output=output,
+        custom_status=with_resume(counts, resume),
+        failures=failures or [],
+        created_time=run.created,
+        last_updated_time=run.updated,
+    )
+
+
+async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]] | None:
+    """The finished run's failed items; None when it has no report or it cannot be read (logged)."""
+    try:
+        return await runs.failures(run)
+    except Exception as error:  # noqa: BLE001 - status still answers without the report
+        logger.warning("cannot read the item report of %s: %s", run.flow_run_id, error)
+        return None

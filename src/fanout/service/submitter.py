@@ -1,0 +1,83 @@
+"""Create the flow runs of the starts the webhook accepted, a few at a time, until none is left.
+
+Runs inside the webhook process (started by its lifespan) and is woken by each
+accepted start. A create is never cancelled half way: each call is bounded by
+the Prefect client's own timeouts, and one that timed out or met a busy server
+(`PrefectUnavailable`) stays queued and is sent again after a pause, with the
+same Prefect idempotency key, so it makes one run however often it is sent.
+A create Prefect refuses for good (a 4xx: the deployment's parameter schema
+rejects the request) marks the start `failed`, which its status URL reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+from prefect.exceptions import ObjectNotFound
+
+from fanout.inputs.request import FanoutRequest
+from fanout.service.runs import Runs
+from fanout.service.start_queue import QueuedStart, StartQueue
+from fanout.service.webhook_errors import PrefectUnavailable
+
+logger = logging.getLogger(__name__)
+
+QUEUE_KEY_PREFIX = "fanout-webhook:"
+MAX_PAUSE_SECONDS = 5.0
+
+
+def prefect_key(start: QueuedStart) -> str:
+    """Prefect's idempotency key of the run a queued start creates."""
+    return f"{QUEUE_KEY_PREFIX}{start.key}"
+
+
+class Submitter:
+    """Sends queued starts to Prefect, `concurrency` creates at a time."""
+
+    def __init__(self, queue: StartQueue, runs: Runs, concurrency: int, pause_seconds: float = 0.5) -> None:
+        self.queue = queue
+        self.runs = runs
+        self.concurrency = concurrency
+        self.pause_seconds = pause_seconds
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A start was queued: send it now."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        """Drain the queue whenever woken, and after a pause while starts wait on a busy Prefect."""
+        pause = self.pause_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=pause)
+            self._wake.clear()
+            stuck = not await self.drain()
+            pause = min(pause * 2, MAX_PAUSE_SECONDS) if stuck else self.pause_seconds
+
+    async def drain(self) -> bool:
+        """Send every queued start; False when Prefect was unavailable and some are left for later."""
+        while batch := self.queue.queued(self.concurrency):
+            sent = await asyncio.gather(*(self._submit(start) for start in batch))
+            if not all(sent):
+                return False
+        return True
+
+    async def _submit(self, start: QueuedStart) -> bool:
+        """Create the start's run; False when it must wait for Prefect and be sent again."""
+        try:
+            request = FanoutRequest.model_validate_json(start.request)
+            run = await self.runs.start(request, start.digest, prefect_key(start), start.key, start.deployment)
+        except (PrefectUnavailable, ObjectNotFound) as error:
+            logger.warning("start %s waits for Prefect: %s", start.key, error)
+            return False
+        except httpx.HTTPStatusError as error:
+            logger.error("Prefect refused start %s: %s", start.key, error)
+            self.queue.settle(start.key, "failed", error=f"Prefect refused the run: {error.response.text[:500]}")
+            return True
+        if not self.queue.settle(start.key, "submitted", flow_run_id=str(run.flow_run_id)):
+            await self.runs.terminate(run)  # terminated while its create was on the way
+        return True

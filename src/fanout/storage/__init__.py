@@ -1,0 +1,1 @@
+"""Checkpoints and results in result storage: the record format, journals, results pages, purge."""

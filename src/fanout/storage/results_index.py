@@ -1,0 +1,196 @@
+"""Where each item's checkpoint sits in a local result folder, by the item's index in the plan.
+
+Journals (src/fanout/storage/checkpoints.py) hold records in the order items finished, one
+journal per task run. A results page wants items `offset .. offset+limit` in
+plan order; searching every journal for them costs the whole run (100,000
+records: ~1 s under load). So the instance keeps an index next to its plan,
+`<storage>/fanout/<instance>/results-index/`:
+
+- `slots`: one fixed-width slot per plan index (`SLOT`: journal number, byte
+  offset, length; length 0 = no record yet). A page reads `limit` slots with one
+  `pread`, then each record with one `pread`, and decodes only those: O(page).
+- `state.json`: the plan digest the slots belong to, the journals by number, and
+  how many bytes of each are indexed.
+
+The index is brought up to date by whoever reads (`refresh`, under an exclusive
+`flock`): only the journals' bytes appended since the last refresh are scanned,
+so each record is indexed once. The flow refreshes it when the run settles, so
+pages of a finished run pay nothing more. While the run goes, a read that finds
+new bytes maps their keys to plan indexes, which loads the plan's keys (O(run))
+once per such read; a record is indexed only when whole and its checksum
+matches, and every page record is decoded (checksum again) before it is shown.
+Journals only grow (a rerun appends): a journal shorter than indexed, or a plan
+with another digest, resets the index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from fanout.storage import checkpoint_format
+from fanout.storage.checkpoints import JOURNAL_PREFIX
+
+INDEX_FOLDER = "results-index"
+SLOTS_FILE = "slots"
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+READ_BLOCK = 16 * 1024 * 1024
+SLOT = struct.Struct("<IQI")
+"""A slot: journal number, offset of the record's first byte, its length without the LF (0: none)."""
+RECORD_KEY = re.compile(rb'^fanout-checkpoint/1 [0-9a-f]{64} \{"key":("(?:[^"\\\n]|\\.)*"),', re.M)
+"""A version-1 record's key as its body holds it (the body's first member: keys sorted, no whitespace)."""
+
+PlanKeys = Callable[[], Sequence[bytes]]
+"""The plan's keys in order, each as records hold it (`checkpoint_format.encoded_key`)."""
+
+
+class ResultsIndex:
+    """The index of one instance's journals (`journals`, its checkpoint folder) by plan index."""
+
+    def __init__(self, instance_folder: str, journals: str, plan_digest: str) -> None:
+        self.folder = os.path.join(instance_folder, INDEX_FOLDER)
+        self.journals = journals
+        self.plan_digest = plan_digest
+
+    def refresh(self, plan_keys: PlanKeys) -> None:
+        """Index every whole record appended to the journals since the last refresh."""
+        os.makedirs(self.folder, exist_ok=True)
+        with self._locked():
+            state = self._state()
+            sizes = self._journal_sizes()
+            known: dict[str, list[int]] = state["journals"]
+            if any(sizes.get(name, 0) < indexed for name, (_, indexed) in known.items()):
+                state = self._reset()
+                known = state["journals"]
+            grown = {name: size for name, size in sizes.items() if size > known.get(name, [0, 0])[1]}
+            if not grown:
+                return
+            where = {key: index for index, key in enumerate(plan_keys())}
+            slots = os.open(os.path.join(self.folder, SLOTS_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                for name in sorted(grown):
+                    number, indexed = known.setdefault(name, [len(known), 0])
+                    known[name] = [number, self._index_tail(name, number, indexed, where, slots)]
+            finally:
+                os.close(slots)
+            self._save(state)
+
+    def locate(self, offset: int, count: int) -> list[tuple[str, int, int] | None]:
+        """Journal name, offset and length of the records of plan items `offset .. offset+count-1`."""
+        state = self._stored_state()
+        if state is None or state.get("digest") != self.plan_digest:
+            return [None] * count
+        names = {number: name for name, (number, _) in state["journals"].items()}
+        try:
+            with open(os.path.join(self.folder, SLOTS_FILE), "rb") as slots:
+                data = os.pread(slots.fileno(), count * SLOT.size, offset * SLOT.size)
+        except FileNotFoundError:
+            data = b""
+        found: list[tuple[str, int, int] | None] = []
+        for position in range(count):
+            start = position * SLOT.size
+            if start + SLOT.size > len(data):
+                found.append(None)
+                continue
+            number, where, length = SLOT.unpack_from(data, start)
+            found.append((names[number], where, length) if length and number in names else None)
+        return found
+
+    def read(self, offset: int, window: Sequence[str], plan_keys: PlanKeys) -> dict[str, Any]:
+        """The results of those keys of `window` (plan items from `offset`) that have a sound record."""
+        self.refresh(plan_keys)
+        found: dict[str, Any] = {}
+        opened: dict[str, int] = {}
+        try:
+            for key, place in zip(window, self.locate(offset, len(window)), strict=True):
+                if place is None:
+                    continue
+                name, where, length = place
+                if name not in opened:
+                    opened[name] = os.open(os.path.join(self.journals, name), os.O_RDONLY)
+                try:
+                    stored, result = checkpoint_format.decode(os.pread(opened[name], length, where))
+                except checkpoint_format.UnreadableRecord:
+                    continue
+                if stored == key:
+                    found[key] = result
+        finally:
+            for descriptor in opened.values():
+                os.close(descriptor)
+        return found
+
+    def _index_tail(self, name: str, number: int, indexed: int, where: dict[bytes, int], slots: int) -> int:
+        """Index the whole records of journal `name` after byte `indexed`; the new indexed size."""
+        with open(os.path.join(self.journals, name), "rb") as journal:
+            journal.seek(indexed)
+            while block := journal.read(READ_BLOCK):
+                end = block.rfind(b"\n") + 1  # a last line without its LF is read again with the next block
+                if end == 0:
+                    if len(block) < READ_BLOCK:
+                        break  # a write still going (or cut short): indexed once whole
+                    block += journal.readline()  # one line longer than a block
+                    end = block.rfind(b"\n") + 1
+                    if end == 0:
+                        break
+                self._index_block(block, end, indexed, number, where, slots)
+                indexed += end
+                journal.seek(indexed)
+        return indexed
+
+    @staticmethod
+    def _index_block(block: bytes, end: int, at: int, number: int, where: dict[bytes, int], slots: int) -> None:
+        """Index the whole lines of `block[:end]`, which starts at byte `at` of journal `number`."""
+        for match in RECORD_KEY.finditer(block, 0, end):
+            index = where.get(match.group(1))
+            line_end = block.find(b"\n", match.start())
+            if index is None or not checkpoint_format.sound(block[match.start() : line_end]):
+                continue
+            os.pwrite(slots, SLOT.pack(number, at + match.start(), line_end - match.start()), index * SLOT.size)
+
+    def _journal_sizes(self) -> dict[str, int]:
+        try:
+            names = [name for name in os.listdir(self.journals) if name.startswith(JOURNAL_PREFIX)]
+        except FileNotFoundError:
+            return {}
+        return {name: os.stat(os.path.join(self.journals, name)).st_size for name in names}
+
+    def _stored_state(self) -> dict[str, Any] | None:
+        try:
+            with open(os.path.join(self.folder, STATE_FILE), encoding="utf-8") as source:
+                state: dict[str, Any] = json.load(source)
+        except (FileNotFoundError, ValueError):
+            return None
+        return state
+
+    def _state(self) -> dict[str, Any]:
+        """The stored state, or a fresh one (slots dropped) when missing or of another plan; under the lock."""
+        state = self._stored_state()
+        return state if state is not None and state.get("digest") == self.plan_digest else self._reset()
+
+    def _reset(self) -> dict[str, Any]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.folder, SLOTS_FILE))
+        return {"digest": self.plan_digest, "journals": {}}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        partial = os.path.join(self.folder, f"{STATE_FILE}.{os.getpid()}.partial")
+        with open(partial, "w", encoding="utf-8") as target:
+            json.dump(state, target)
+        os.replace(partial, os.path.join(self.folder, STATE_FILE))
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One refresher at a time, across processes (the webhook, the CLI, the flow)."""
+        with open(os.path.join(self.folder, LOCK_FILE), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

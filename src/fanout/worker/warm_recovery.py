@@ -1,0 +1,111 @@
+"""What the warm worker does when a flow-run process has ended: nothing, finish a cancel, or resume a crash.
+
+A process that ends after Prefect recorded a final state needs nothing. One
+that died mid-run (SIGKILL, out of memory, `os._exit`) left its run Running:
+while automatic retries remain (`FANOUT_MAX_AUTO_RETRIES`, counted with the
+run's `run_count`), the worker, which saw it die, puts the *same* flow run
+straight back to AwaitingRetry, the state's message saying how the process
+ended, so its instance id and checkpoints carry over and only unfinished items
+run again. With no retry left the run is reported Crashed, then Failed, saying so.
+
+Straight back, not Crashed first: Crashed is a final state to Prefect, and a
+run that showed Crashed for the few tens of milliseconds before its
+AwaitingRetry (more under load) told every reader polling in that moment
+(`prefect deployment run --watch`, `run_deployment`, a test waiting for the
+end) that it was over. If Prefect does not accept the AwaitingRetry, the run
+is reported Crashed after all, and the crash automations resume it.
+
+The crash automations (src/fanout/service/automations.py) stay compatible: their
+retry trigger only acts on a Crashed run nothing else moved on within its
+window, and their give-up action would set the same Failed state.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.responses import OrchestrationResult, SetStateStatus
+from prefect.states import AwaitingRetry, Cancelled, Crashed, Failed
+
+RESUMED = "resumed"
+CRASHED = "crashed"
+GAVE_UP = "gave-up"
+CANCELLED = "cancelled"
+SETTLED = "settled"
+
+
+@dataclass(frozen=True)
+class ExitOutcome:
+    """What the worker did about an ended process, and the message it recorded."""
+
+    action: str
+    message: str = ""
+
+
+def describe_exit(exit_code: int | None) -> str:
+    """`exit code 1` or `signal SIGKILL` (multiprocessing gives a signal as a negative code)."""
+    if exit_code is None:
+        return "an unknown status"
+    if exit_code < 0:
+        try:
+            return f"signal {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"signal {-exit_code}"
+    return f"exit code {exit_code}"
+
+
+def retry_allowed(run_count: int, max_auto_retries: int) -> bool:
+    """True while automatic retries remain.
+
+    `run_count` counts the attempts that reached Running, so attempt N may be
+    followed by another while N <= max_auto_retries. A run that died before it
+    ever ran (run_count 0) is not retried: nothing bounds such a loop.
+    """
+    return 1 <= run_count <= max_auto_retries
+
+
+async def settle_exit(
+    client: PrefectClient,
+    flow_run_id: UUID,
+    pid: int,
+    exit_code: int | None,
+    max_auto_retries: int,
+) -> ExitOutcome:
+    """Bring the run of an ended process to where it belongs (see the module docstring)."""
+    run = await client.read_flow_run(flow_run_id)
+    state = run.state
+    if state is None or state.is_final() or state.is_scheduled() or state.is_paused():
+        return ExitOutcome(SETTLED)
+    if state.is_cancelling():
+        message = "Flow run was cancelled; its process was stopped."
+        await client.set_flow_run_state(flow_run_id, Cancelled(message=message), force=True)
+        return ExitOutcome(CANCELLED, message)
+    crash = f"Flow run process {pid} ended with {describe_exit(exit_code)} before the run finished."
+    if retry_allowed(run.run_count, max_auto_retries):
+        return await _resume(client, flow_run_id, crash, run.run_count, max_auto_retries)
+    await client.set_flow_run_state(flow_run_id, Crashed(message=crash))
+    message = (
+        f"{crash} Automatic retries exhausted ({max_auto_retries} allowed)."
+        if run.run_count
+        else f"{crash} It crashed before it started running, so it is not retried automatically."
+    )
+    await client.set_flow_run_state(flow_run_id, Failed(message=message), force=True)
+    return ExitOutcome(GAVE_UP, message)
+
+
+async def _resume(
+    client: PrefectClient, flow_run_id: UUID, crash: str, run_count: int, max_auto_retries: int
+) -> ExitOutcome:
+    """Put the run back to AwaitingRetry in one transition; report it Crashed if Prefect does not accept that."""
+    message = f"{crash} Resumed automatically (attempt {run_count + 1}, at most {max_auto_retries} retries)."
+    result: OrchestrationResult[Any] = await client.set_flow_run_state(flow_run_id, AwaitingRetry(message=message))
+    if result.status == SetStateStatus.ACCEPT:
+        return ExitOutcome(RESUMED, message)
+    reason = getattr(result.details, "reason", None) or "no reason given"
+    crashed = f"{crash} Prefect answered {result.status.value} to AwaitingRetry ({reason}), so it is reported Crashed."
+    await client.set_flow_run_state(flow_run_id, Crashed(message=crashed))
+    return ExitOutcome(CRASHED, crashed)

@@ -1,0 +1,130 @@
+"""A spare flow-run process: forked and made ready before its run exists, then handed the run.
+
+A forked flow-run process (src/fanout/worker/warm_child.py) spends its first
+~0.15-0.2 s on things no run decides: the fork itself, an API client (its TLS
+context alone is 16-40 ms of CPU), Prefect's API version check, and the log and
+events services with their own clients and version check, which Prefect starts
+at the run's first log and event. The warm worker keeps one process forked
+ahead (`Spare`) that does all of that while no run waits, then blocks on a
+pipe; `run()` sends it the flow run and it runs it exactly as a freshly forked
+process would (its own OS process, its pid reported, the same exit codes).
+
+A spare never outlives its worker: the worker holds the pipe's only writing
+end, so when the worker stops, is killed or hands the run over, the spare reads
+either its run or end-of-file, and on end-of-file exits at once.
+
+What it prepared was prepared under the worker's Prefect settings. A run whose
+environment changes a Prefect setting (`PREFECT_*` job variables) gets none of
+it: the client is closed and the services stopped before the run starts, and
+Prefect creates them again under the run's settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from contextlib import ExitStack
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, NamedTuple
+
+logger = logging.getLogger(__name__)
+
+
+class DeploymentSource(NamedTuple):
+    """What loading a deployment's flow needs of the deployment (the worker read it when it submitted the run)."""
+
+    entrypoint: str | None
+    pull_steps: list[dict[str, Any]] | None
+
+
+Handover = tuple[str, dict[str, str], str | None, DeploymentSource | None]
+"""What a spare receives: the flow run (JSON, as the worker read it), the run's environment, its folder,
+and its deployment's entrypoint and pull steps."""
+
+
+def serve(receiver: Connection) -> None:
+    """The spare's whole life: prepare, wait for a run (or the worker's end), run it.
+
+    `multiprocessing` calls this in the process the forkserver forked.
+    """
+    from fanout.worker.warm_child import execute
+
+    # A Ctrl-C in the worker's terminal reaches its whole process group: an idle spare leaves it to the worker,
+    # whose stop ends the spare with end-of-file, instead of dying with a traceback. Its run gets Ctrl-C back.
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    prepared = prepare()
+    try:
+        flow_run_json, env, working_dir, deployment = receiver.recv()
+    except (EOFError, OSError):
+        os._exit(0)  # no run will come: the worker stopped, died, or retired this spare
+    receiver.close()
+    signal.signal(signal.SIGINT, interrupt)
+    execute(flow_run_json, env, working_dir, deployment, prepared=prepared)
+
+
+def prepare() -> ExitStack:
+    """Do now what every run does first and does not depend on the run; the contexts to run in.
+
+    The API client is the one the run will use (the engine takes the client of
+    the current `SyncClientContext`); entering it checks the API version, which
+    Prefect caches per process and API URL. Starting the events service opens
+    its connection and checks the version for the events clients, so the
+    run's suspension observer skips that check too; the log service creates its
+    client. The first change request fetches the client's CSRF setting once
+    (here, a one-row read by POST), which the engine's first update would
+    otherwise wait for. Each is best effort: whatever fails here, the run does
+    as it would have.
+    """
+    from prefect.context import SyncClientContext
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    stack = ExitStack()
+    try:
+        clients = stack.enter_context(SyncClientContext.get_or_create())
+        clients.client.read_flow_runs(limit=1)
+        APILogWorker.instance()
+        EventsWorker.instance()
+    except Exception as error:  # noqa: BLE001 - the run prepares what is missing itself
+        logger.debug("A spare flow-run process could not prepare everything: %s", error)
+    return stack
+
+
+def discard(prepared: ExitStack) -> None:
+    """Close what `prepare` made, so that a run under other Prefect settings makes its own."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    prepared.close()
+    APILogWorker.drain_all(timeout=5)
+    EventsWorker.drain_all(timeout=5)
+
+
+class Spare:
+    """The worker's side of one spare process: the process and the pipe's writing end."""
+
+    def __init__(self, process: BaseProcess, sender: Connection) -> None:
+        self.process = process
+        self._sender = sender
+
+    def hand_over(self, handover: Handover) -> bool:
+        """Send the spare its run; False when it is gone (the caller forks a process instead)."""
+        try:
+            if not self.process.is_alive():
+                return False
+            self._sender.send(handover)
+            return True
+        except OSError:
+            return False
+        finally:
+            self._sender.close()
+
+    def retire(self, timeout: float = 2.0) -> None:
+        """End an unused spare: it reads end-of-file and exits; killed if it has not within `timeout`."""
+        self._sender.close()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)

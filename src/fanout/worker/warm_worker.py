@@ -1,0 +1,255 @@
+"""`fanout-warm`: a Prefect worker type whose flow runs start in milliseconds.
+
+    prefect worker start --pool fanout --type fanout-warm
+
+Prefect's `BaseWorker` does the scheduling as for any worker: it polls the
+pool, proposes Pending, calls `run()` for each flow run and reports what it
+returns. What this worker changes:
+
+- **Warm processes.** `run()` forks the flow-run process from a forkserver that
+  imported Prefect and the flow when the worker started
+  (src/fanout/worker/warm_processes.py), instead of starting a new interpreter; better
+  still, it hands the run to a spare process forked and prepared before the run
+  arrived (src/fanout/worker/warm_spare.py), and forks the next spare. Each run still
+  has its own OS process.
+- **No wait for the poll.** It subscribes to Prefect's events for flow runs
+  that become Scheduled or AwaitingRetry and polls at once; the regular poll
+  (`PREFECT_WORKER_QUERY_SECONDS`) stays as a fallback.
+- **Cancellation.** A run of this worker that becomes Cancelling (event, or a
+  poll of its runs every `CANCEL_POLL_SECONDS`) has its process killed and ends
+  Cancelled.
+- **Crash resume.** A flow-run process that dies mid-run has its run put
+  straight back to AwaitingRetry while automatic retries remain (never through
+  Crashed, a final state), else reported Crashed, then Failed
+  (src/fanout/worker/warm_recovery.py), so it resumes in about a second.
+
+It serves `process` work pools (its job configuration has the process
+worker's `working_dir`, `stream_output`, `command` and `env`), so Prefect's
+plain `process` worker keeps working on the same pool and deployment. Prefect
+logs one "Worker type mismatch" warning when this worker first reads such a
+pool; it is harmless here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import anyio
+import anyio.abc
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import Flow as APIFlow
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.exceptions import InfrastructureNotFound
+from prefect.settings import get_current_settings
+from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
+from pydantic import Field, PrivateAttr
+
+from fanout.core.settings import get_settings
+from fanout.worker.warm_processes import WarmProcesses, kill, preload_modules
+from fanout.worker.warm_recovery import describe_exit, settle_exit
+from fanout.worker.warm_spare import DeploymentSource
+
+WORKER_TYPE = "fanout-warm"
+WAKE_EVENTS = ["prefect.flow-run.Scheduled", "prefect.flow-run.AwaitingRetry"]
+CANCEL_EVENT = "prefect.flow-run.Cancelling"
+CANCEL_POLL_SECONDS = 5.0
+"""How often the states of this worker's running runs are read, in case a Cancelling event was missed."""
+RESUBSCRIBE_SECONDS = 2.0
+"""Pause before subscribing again after the event stream broke (the poll covers the gap)."""
+SPARE_AFTER_SECONDS = 2.0
+"""When a run took the spare, the next spare is forked when that run's process ends, or this long after the
+hand-over if it is still running: not at once, when preparing it would take CPU from the run's own start."""
+
+
+def run_environment(env: Mapping[str, str | None], inherited: Mapping[str, str]) -> dict[str, str]:
+    """The variables a run's process must set: its job environment less the Prefect settings the
+    forkserver already has.
+
+    Prefect puts the worker's own settings into every run's environment, spelled its
+    own way (`False` for `false`, `5.0` for `5`). Applied in the child they would look
+    like changed settings and make it read all of Prefect's settings again (about
+    0.1 s on every start); they are the forkserver's settings already, as it was
+    started with the worker's environment.
+    """
+    return {name: value for name, value in env.items() if value is not None and inherited.get(name) != value}
+
+
+class WarmJobConfiguration(BaseJobConfiguration):
+    """The process worker's job configuration, so a `process` pool's template fits as it is."""
+
+    stream_output: bool = Field(default=True)
+    working_dir: Path | None = Field(default=None)
+    _deployment_source: DeploymentSource | None = PrivateAttr(default=None)
+
+    def prepare_for_flow_run(
+        self,
+        flow_run: FlowRun,
+        deployment: DeploymentResponse | None = None,
+        flow: APIFlow | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Prefect's preparation, keeping what the run's process needs of the deployment Prefect just read.
+
+        The flow-run process then takes the flow without reading the deployment
+        again (src/fanout/worker/warm_child.py): one API call less on every start.
+        """
+        super().prepare_for_flow_run(flow_run, deployment, flow, *args, **kwargs)
+        if deployment is not None:
+            self._deployment_source = DeploymentSource(deployment.entrypoint, deployment.pull_steps)
+
+    @property
+    def deployment_source(self) -> DeploymentSource | None:
+        """The entrypoint and pull steps of the run's deployment, as read when the run was submitted."""
+        return self._deployment_source
+
+
+class WarmVariables(BaseVariables):
+    """Job variables of a `fanout-warm` pool: those of a `process` pool."""
+
+    stream_output: bool = Field(default=True, description="Flow-run output goes to the worker's output.")
+    working_dir: Path | None = Field(
+        default=None, title="Working Directory", description="Folder the flow run starts in (else the deployment's)."
+    )
+
+
+class WarmWorkerResult(BaseWorkerResult):
+    """The ended flow-run process: its pid, and 0 once the worker has settled the run's state."""
+
+
+class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorkerResult]):
+    """Runs each flow run in a process forked from a pre-imported forkserver (see the module docstring)."""
+
+    type = WORKER_TYPE
+    job_configuration = WarmJobConfiguration
+    job_configuration_variables = WarmVariables
+    _description = "Runs flow runs in pre-started processes with Prefect and the flow already imported."
+    _display_name = "fanout warm"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self._max_auto_retries = settings.max_auto_retries
+        self._processes = WarmProcesses(preload_modules(settings.processor), spare=settings.warm_spare)
+        self._running: dict[UUID, int] = {}
+        self._wake: anyio.Event | None = None
+        self._services: anyio.abc.TaskGroup | None = None
+        self._inherited = get_current_settings().to_environment_variables(exclude_unset=True)
+
+    async def setup(self) -> None:
+        await super().setup()
+        await anyio.to_thread.run_sync(self._processes.warm_up)
+        self._exit_stack.callback(self._processes.stop)  # the spare ends with the worker
+        self._wake = anyio.Event()
+        services = await self._exit_stack.enter_async_context(anyio.create_task_group())
+        self._exit_stack.callback(services.cancel_scope.cancel)  # runs first on exit: stop the services
+        services.start_soon(self._watch_events)
+        services.start_soon(self._poll_on_wake)
+        services.start_soon(self._poll_cancellations)
+        self._services = services
+        self._logger.info("Warm processes ready (forkserver preloaded).")
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: WarmJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> WarmWorkerResult:
+        """Start the run's process (the spare, else a fork), report its pid, wait for it, settle the run if it died."""
+        logger = self.get_flow_run_logger(flow_run)
+        env = run_environment(configuration.env, self._inherited)
+        process = self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source)
+        assert process.pid is not None
+        self._running[flow_run.id] = process.pid
+        if task_status is not None:
+            task_status.started(process.pid)
+        if self._services is not None:
+            self._services.start_soon(self._replenish, SPARE_AFTER_SECONDS)
+        try:
+            await anyio.to_thread.run_sync(process.join, abandon_on_cancel=True)
+        finally:
+            self._running.pop(flow_run.id, None)
+        exit_code = process.exitcode
+        if exit_code:
+            logger.warning("Flow run process %s ended with %s.", process.pid, describe_exit(exit_code))
+        outcome = await settle_exit(self.client, flow_run.id, process.pid, exit_code, self._max_auto_retries)
+        if outcome.message:
+            logger.warning(outcome.message)
+        await self._replenish()
+        # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
+        return WarmWorkerResult(identifier=str(process.pid), status_code=0)
+
+    async def _replenish(self, after: float = 0.0) -> None:
+        """Fork the next run's spare (none if one is ready); a failure only means the next run is forked when it comes."""
+        await anyio.sleep(after)
+        try:
+            await anyio.to_thread.run_sync(self._processes.replenish)
+        except Exception as error:  # noqa: BLE001 - runs still start without a spare
+            self._logger.warning("Could not start a spare flow-run process: %s", error)
+
+    async def kill_infrastructure(
+        self,
+        infrastructure_pid: str,
+        configuration: WarmJobConfiguration,
+        grace_seconds: int = 30,
+    ) -> None:
+        """Kill the process of a run this worker started (BaseWorker's cancel of a run not yet Running)."""
+        pid = int(infrastructure_pid.rsplit(":", 1)[-1])
+        if pid not in self._running.values() or not kill(pid):
+            raise InfrastructureNotFound(f"no flow-run process {pid} on this worker")
+
+    async def _cancel(self, flow_run_id: UUID) -> None:
+        """Kill a Cancelling run's process; `run()` then marks the run Cancelled."""
+        pid = self._running.get(flow_run_id)
+        if pid is not None and kill(pid):
+            self._logger.info("Cancelling flow run %s: killed its process %s.", flow_run_id, pid)
+
+    async def _watch_events(self) -> None:
+        """React to new runs and cancellations as their events arrive; resubscribe if the stream breaks."""
+        names = EventNameFilter(name=[*WAKE_EVENTS, CANCEL_EVENT])
+        event_filter = EventFilter(event=names, resource=EventResourceFilter(id_prefix=["prefect.flow-run."]))
+        while True:
+            try:
+                async with get_events_subscriber(filter=event_filter) as events:
+                    async for event in events:
+                        if event.event == CANCEL_EVENT:
+                            await self._cancel(UUID(event.resource.id.rsplit(".", 1)[-1]))
+                        elif self._wake is not None:
+                            self._wake.set()
+            except Exception as error:  # noqa: BLE001 - the poll covers the gap; keep listening
+                self._logger.warning("Event stream broke (%s); subscribing again.", error)
+            await anyio.sleep(RESUBSCRIBE_SECONDS)
+
+    async def _poll_on_wake(self) -> None:
+        """Poll the pool right away when a run was scheduled (coalescing a burst of events into one poll)."""
+        while True:
+            assert self._wake is not None
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.get_and_submit_flow_runs()
+            except Exception as error:  # noqa: BLE001 - the regular poll retries
+                self._logger.warning("Immediate poll failed: %s", error)
+
+    async def _poll_cancellations(self) -> None:
+        """Cancel running runs whose Cancelling event this worker missed."""
+        while True:
+            await anyio.sleep(CANCEL_POLL_SECONDS)
+            if not self._running:
+                continue
+            try:
+                runs = await self.client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(self._running)))
+                )
+            except Exception as error:  # noqa: BLE001 - try again next round
+                self._logger.warning("Reading running flow runs failed: %s", error)
+                continue
+            for run in runs:
+                if run.state is not None and run.state.is_cancelling():
+                    await self._cancel(run.id)
