@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import DeploymentResponse
 
 import fanout.seed
-from fanout.worker.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow
+from fanout.worker.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow, prepend_python_path
 from fanout.worker.warm_spare import DeploymentSource
 from fanout.worker.warm_worker import WarmJobConfiguration, run_environment
 
@@ -65,3 +68,17 @@ def test_the_job_configuration_keeps_the_deployment_prefect_prepares_it_with() -
     configuration.prepare_for_flow_run(flow_run=flow_run, deployment=deployment, flow=None, worker_name="w")
 
     assert configuration.deployment_source == DeploymentSource("fanout.seed.fan_out_fan_in", [])
+
+
+def test_a_run_python_path_comes_first_on_sys_path_and_its_modules_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment's `PYTHONPATH` (relative to the run's folder) reaches imports in a process forked without it."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mine_only_here.py").write_text("VALUE = 7\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    added = prepend_python_path(f"lib{os.pathsep}{tmp_path / 'lib'}")
+    assert added == [str(tmp_path / "lib")] and sys.path[0] == str(tmp_path / "lib")
+    assert importlib.import_module("mine_only_here").VALUE == 7
+    sys.modules.pop("mine_only_here")

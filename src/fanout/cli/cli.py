@@ -156,9 +156,11 @@ def up(
         ),
     ] = True,
 ) -> None:
-    """Start the local stack on 127.0.0.1 (devstack/): Prefect server, work pool and deployments, a worker,
-    the webhook."""
+    """Start the local stack on 127.0.0.1: Prefect server, the deployments of this folder's prefect.yaml
+    (else the seed's), a warm worker per work pool, the webhook."""
+    from fanout.localstack.deploy import BadProject, project_file, project_pools
     from fanout.localstack.postgres import PostgresNotAvailable
+    from fanout.localstack.stack import DeployFailed
     from fanout.localstack.production import DATABASES
     from fanout.localstack.up import UpOptions
     from fanout.localstack.up import up as run_stack
@@ -172,11 +174,17 @@ def up(
         raise typer.Exit(EXIT_BAD_INPUT)
     port = settings.webhook_port if webhook_port is None else webhook_port
     options = UpOptions(home, prefect_port, port, database, database_url, auth)
+    project = project_file(Path.cwd())
     try:
+        if project is not None:
+            project_pools(project)  # a prefect.yaml that cannot be deployed is refused before anything starts
         code = run_stack(options, say=typer.echo)
-    except PostgresNotAvailable as error:
+    except (PostgresNotAvailable, BadProject) as error:
         typer.echo(f"fanout: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except DeployFailed as error:
+        typer.echo(f"fanout: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code)
 
 

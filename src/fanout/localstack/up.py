@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fanout.localstack.deploy import project_file
 from fanout.localstack.permissions import PRIVATE_UMASK, make_private
 from fanout.localstack.processes import LOOPBACK, free_port
 from fanout.localstack.production import ensure_auth_string, stack_database
@@ -91,6 +92,7 @@ def run_up(home: Path, options: UpOptions, database_url: str | None, auth: tuple
         prefect_port=port_or_free(options.prefect_port),
         webhook_port=port_or_free(options.webhook_port),
         auth_string=auth[0] if auth else None,
+        project=Path.cwd() if project_file(Path.cwd()) else None,
     )
     token_source = ensure_token(home)[1]
     try:
