@@ -6,11 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-import pytest
-
-from fanout.localstack.deploy import DEPLOYMENTS, BadProject, deploy_argv, project_file, project_pools, runner_deployment
+from fanout.localstack.deploy import (
+    DEPLOYMENTS,
+    BadProject,
+    deploy_argv,
+    project_file,
+    project_pools,
+    runner_deployment,
+)
 from tests.conftest import REPO_ROOT
 
 

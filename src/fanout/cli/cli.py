@@ -160,8 +160,8 @@ def up(
     (else the seed's), a warm worker per work pool, the webhook."""
     from fanout.localstack.deploy import BadProject, project_file, project_pools
     from fanout.localstack.postgres import PostgresNotAvailable
-    from fanout.localstack.stack import DeployFailed
     from fanout.localstack.production import DATABASES
+    from fanout.localstack.stack import DeployFailed
     from fanout.localstack.up import UpOptions
     from fanout.localstack.up import up as run_stack
 

@@ -124,7 +124,7 @@ def project_pools(path: Path) -> list[str]:
     `BadProject` when the file is not YAML, has no deployments, or a deployment names no
     work pool (`prefect deploy --no-prompt` would refuse it too).
     """
-    import yaml
+    import yaml  # type: ignore[import-untyped]  # PyYAML (a Prefect dependency) ships no type information
 
     try:
         document = yaml.safe_load(path.read_text())
