@@ -20,7 +20,7 @@ from urllib.parse import quote
 from fanout.inputs.request import FanoutRequest, plan_items
 from fanout.service.instance_management import BadQuery, InstanceQuery
 from fanout.service.runs import RunRecord
-from fanout.service.status import FINISHED, RuntimeStatus, custom_status
+from fanout.service.status import FINISHED, CustomStatus, RuntimeStatus
 
 BASE_PATH = "/runtime/webhooks/durabletask"
 ORCHESTRATOR = "fan_out_fan_in"
@@ -53,9 +53,11 @@ def management_payload(base_url: str, instance_id: str, code: str | None, ui_url
     }
 
 
-def status_body(document: dict[str, Any], show_input: bool, history: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The seed's status document in Durable Functions' shape (its `name` is the orchestrator's)."""
-    body = {**document, "name": ORCHESTRATOR}
+def status_body(
+    document: dict[str, Any], show_input: bool, history: list[dict[str, Any]] | None, name: str = ORCHESTRATOR
+) -> dict[str, Any]:
+    """The status document in Durable Functions' shape; its `name` is the orchestrator's (`name`)."""
+    body = {**document, "name": name}
     if not show_input:
         body["input"] = None
     if history is not None:
@@ -63,16 +65,18 @@ def status_body(document: dict[str, Any], show_input: bool, history: list[dict[s
     return body
 
 
-def list_entry(run: RunRecord, status: RuntimeStatus, show_input: bool, name: str = ORCHESTRATOR) -> dict[str, Any]:
-    """One instance in a list: its status fields without the output (GET the instance for that),
-    so a long list costs no result-storage reads."""
+def list_entry(
+    run: RunRecord, status: RuntimeStatus, custom: CustomStatus, show_input: bool, name: str = ORCHESTRATOR
+) -> dict[str, Any]:
+    """One instance in a list: its status fields without the output (GET the instance for that), with the
+    `customStatus` its status document has."""
     return {
-        "name": name,
+        "name": run.flow or name,
         "instanceId": run.instance_id,
         "runtimeStatus": status.value,
-        "input": dict(run.parameters.get("request") or {}) if show_input else None,
+        "input": run.input if show_input else None,
         "output": run.state_message if status in (RuntimeStatus.FAILED, RuntimeStatus.TERMINATED) else None,
-        "customStatus": custom_status(run.labels).model_dump(),
+        "customStatus": custom.model_dump(),
         "createdTime": _iso(run.created),
         "lastUpdatedTime": _iso(run.updated),
     }

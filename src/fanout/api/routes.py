@@ -104,7 +104,7 @@ async def list_all(
         listed = await list_instances(instances, request.query_params, continuation)
     except BadQuery as error:
         raise HTTPException(400, str(error)) from None
-    entries = [list_entry(run, status, True, instances.flow_name) for run, status in listed.entries]
+    entries = [list_entry(run, status, custom, True, instances.flow_name) for run, status, custom in listed.entries]
     return JSONResponse(entries, headers=listed.headers)
 
 
