@@ -48,6 +48,12 @@ def run(
         str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
     ] = None,
     item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="Take the items from this generator, `module:function` (in FANOUT_SOURCES).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
+    ] = None,
     home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
 ) -> None:
     """Run the flow in this process and print its ordered output as JSON.
@@ -60,7 +66,7 @@ def run(
         items=item,
         instance_id=instance_id,
         item_key=item_key,
-        source=source_option(source, source_format),
+        source=source_option(source, source_format, generator, param),
         tolerated_failure_count=tolerated_failure_count,
         tolerated_failure_percentage=tolerated_failure_percentage,
     )
@@ -210,6 +216,12 @@ def start(
         str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
     ] = None,
     item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="Take the items from this generator, `module:function` (in FANOUT_SOURCES).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
+    ] = None,
 ) -> None:
     """Start a run through the webhook; with --wait, show progress and print the output when it finishes."""
     import httpx
@@ -219,7 +231,7 @@ def start(
     from fanout.service.client import start as post_start
     from fanout.service.client import wait as follow
 
-    item_source = source_option(source, source_format)
+    item_source = source_option(source, source_format, generator, param)
     # The source is read where the run starts (the webhook admits it); here only the fields are checked.
     _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
     fields = {
