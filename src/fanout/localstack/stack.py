@@ -50,6 +50,11 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+PREFECT_CLI = (sys.executable, "-m", "prefect")
+"""Prefect's command line from this interpreter: works wherever fanout is installed, with or without
+Prefect's `prefect` script beside it."""
+
+
 def ensure_token(home: Path, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
     """The webhook token and where it comes from: FANOUT_WEBHOOK_TOKEN, else `<home>/webhook-token`
     (generated on first use, readable only by its owner)."""
@@ -206,6 +211,11 @@ class LocalStack:
         }
         return get_settings(**{name: value for name, value in fields.items() if name in FanoutSettings.model_fields})
 
+    def project_environment(self) -> dict[str, str]:
+        """What the flow runs of a project's deployments need: their return values persisted (in the
+        local result storage the webhook shares), so an instance's status shows its output."""
+        return {"PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true"} if self.project is not None else {}
+
     def start_worker(
         self,
         name: str | None = None,
@@ -219,13 +229,14 @@ class LocalStack:
         name = name or f"worker-{len(self.workers) + 1}"
         worker_env = self.client_env(
             **worker_environment(self.settings()),
+            **self.project_environment(),
             PREFECT_WORKER_QUERY_SECONDS=WORKER_POLL_SECONDS[worker_type],
             PREFECT_WORKER_WEBSERVER_HOST=LOOPBACK,
             PREFECT_WORKER_WEBSERVER_PORT=str(port),
             **dict(env or {}),
         )
         argv = [
-            _bin("prefect"),
+            *PREFECT_CLI,
             "worker",
             "start",
             "--pool",
