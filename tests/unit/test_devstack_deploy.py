@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def test_the_stack_deploys_the_seed_as_prefect_yaml_declares_it_but_the_entrypoi
 def test_prefect_yaml_and_the_stack_run_the_same_flow() -> None:
     """prefect.yaml's file entrypoint and the stack's module entrypoint name the same flow function."""
     entrypoints = {spec["entrypoint"] for spec in yaml_deployments()}
-    assert entrypoints == {"flows/fanout.py:fan_out_fan_in"}
+    assert entrypoints == {"flows/fan_out_fan_in.py:fan_out_fan_in"}
     assert {runner_deployment(spec).entrypoint for spec in DEPLOYMENTS} == {"fanout.seed.fan_out_fan_in"}
 
 
@@ -84,3 +85,13 @@ def test_a_project_is_deployed_by_prefect_deploy_itself() -> None:
     """Prefect's own `prefect deploy` reads the project, every deployment or those named, without prompts."""
     assert deploy_argv("py") == ["py", "-m", "prefect", "deploy", "--all", "--no-prompt"]
     assert deploy_argv("py", ["a"]) == ["py", "-m", "prefect", "deploy", "--name", "a", "--no-prompt"]
+
+
+def test_every_prefect_yaml_entrypoint_loads_as_prefect_loads_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect loads an entrypoint's file with its folder on sys.path: no file there may shadow `fanout`."""
+    from prefect.flows import Flow, load_flow_from_entrypoint
+
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for entrypoint in {spec["entrypoint"] for spec in yaml_deployments()}:
+        assert isinstance(load_flow_from_entrypoint(entrypoint), Flow)
