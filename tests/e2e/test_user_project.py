@@ -81,6 +81,17 @@ deployments:
           PYTHONPATH: {lib}
           PROJECT_MARKER: from-job-variables
 """
+OWN_COMMAND = """\
+  - name: own-command
+    entrypoint: flows/backup.py:backup_site_content
+    work_pool:
+      name: {pool}
+      job_variables:
+        command: {python} -m prefect.engine
+        env:
+          PYTHONPATH: {lib}
+          PROJECT_MARKER: from-job-variables
+"""
 
 
 @pytest.fixture(scope="session")
@@ -202,17 +213,26 @@ def project_worker(project_python: Path, project: Path, stack: LocalStack) -> It
 def test_prefect_deploy_and_the_warm_worker_run_the_project_deployment_with_its_job_variables(
     project_python: Path, project: Path, stack: LocalStack, project_worker: Child
 ) -> None:
-    """`prefect deploy` then a `fanout-warm` worker: the run imports the module its PYTHONPATH names and
-    sees its `env`, and completes with the total of the files it copied."""
+    """`prefect deploy` then a `fanout-warm` worker: a run imports the module its PYTHONPATH names and sees
+    its `env`, in a warm process or, for a deployment with its own `command`, in that command's interpreter."""
+    with (project / "prefect.yaml").open("a") as prefect_yaml:
+        prefect_yaml.write(OWN_COMMAND.format(pool=POOL, lib=project / "lib", python=project_python))
     env = stack_env(project_python, stack, project)
     deployed = run_in(project, env, str(project_python), "-m", "prefect", "deploy", "--all", "--no-prompt")
     assert deployed.returncode == 0, (deployed.stdout + deployed.stderr)[-3000:]
-    site = project.parent / "site"
+    for deployment in (DEPLOYMENT, f"{FLOW}/own-command"):
+        state = run_deployment(stack, deployment, {"root_directory": str(project.parent / "site")})
+        assert state["type"] == "COMPLETED", f"{deployment}: {state}\n{project_worker.log_tail()}"
+        marker = project.parent / "marker.txt"
+        assert marker.read_text() == f"from-job-variables sitecopy {TOTAL}", deployment
+        marker.unlink()
+
+
+def run_deployment(stack: LocalStack, name: str, parameters: dict[str, object]) -> dict[str, object]:
+    """Create a run of deployment `name` on the stack's server and wait for its final state."""
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
-        deployment = api.get(f"/deployments/name/{DEPLOYMENT}").json()
-        created = api.post(
-            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"root_directory": str(site)}}
-        )
+        deployment = api.get(f"/deployments/name/{name}").json()
+        created = api.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters})
         assert created.status_code == 201, created.text
         run_id = created.json()["id"]
 
@@ -220,9 +240,8 @@ def test_prefect_deploy_and_the_warm_worker_run_the_project_deployment_with_its_
             state = api.get(f"/flow_runs/{run_id}").json()["state"]
             return state if state and state["type"] in FINAL_STATES else None
 
-        state = wait_for(finished, timeout=180, what="the project's flow run")
-    assert state["type"] == "COMPLETED", f"{state}\n{project_worker.log_tail()}"
-    assert (project.parent / "marker.txt").read_text() == f"from-job-variables sitecopy {TOTAL}"
+        result: dict[str, object] = wait_for(finished, timeout=180, what=f"a run of {name}")
+        return result
 
 
 @pytest.fixture
