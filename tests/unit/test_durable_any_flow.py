@@ -89,3 +89,30 @@ def test_the_list_shows_another_flow_by_its_name_and_parameters(runs: FakeManage
     assert request(runs, "POST", "/orchestrators/backup-site-content/b-4", content=b'"/a"').status_code == 202
     (entry,) = request(runs, "GET", "/instances").json()
     assert (entry["name"], entry["input"]) == ("backup-site-content", {"root_directory": "/a"})
+
+
+def test_the_api_start_route_reaches_another_flow_by_its_deployment_name(runs: FakeManagedRuns) -> None:
+    """`POST /api/start-fanout/<name>` of another flow's deployment takes any JSON input, as the Durable route does."""
+    response = call(make_app(runs), "POST", "/api/start-fanout/backup-site-content", content=b'"/srv"')
+    assert response.status_code == 202, response.text
+    assert runs.of_instance(response.json()["id"])[0].parameters == {"root_directory": "/srv"}
+
+
+def test_an_unknown_deployment_on_the_api_route_is_404_listing_the_names_known(runs: FakeManagedRuns) -> None:
+    """A name no deployment has: 404 naming it and what the server knows; nothing starts."""
+    response = call(make_app(runs), "POST", "/api/start-fanout/nowhere", json={"count": 1})
+    assert response.status_code == 404
+    assert "'nowhere'" in response.json()["detail"] and "'backup-site-content'" in response.json()["detail"]
+    assert runs.runs == {}
+
+
+def test_terminate_and_purge_act_on_another_flow_instance(runs: FakeManagedRuns) -> None:
+    """Terminate cancels a running instance of another flow; once finished, purge deletes its runs."""
+    assert request(runs, "POST", "/orchestrators/backup-site-content/b-5", content=b'"/a"').status_code == 202
+    runs.set_state("b-5", "RUNNING")
+    assert request(runs, "POST", "/instances/b-5/terminate").status_code == 202
+    assert runs.of_instance("b-5")[0].state_type == "CANCELLING"
+    runs.set_state("b-5", "CANCELLED")
+    purged = request(runs, "DELETE", "/instances/b-5")
+    assert purged.status_code == 200 and purged.json()["instancesDeleted"] == 1
+    assert request(runs, "GET", "/instances/b-5").status_code == 404

@@ -108,3 +108,27 @@ def validation_message(error: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
     )
+
+
+def orchestration_input(body: bytes, content_type: str | None) -> Any:
+    """The orchestration's input, any JSON value (None for an empty body or `null`).
+
+    `azure-functions-durable` sends its input JSON-encoded twice: a JSON string whose
+    text is itself JSON is taken as that JSON (`"\\"/home/site\\""` is `"/home/site"`);
+    a string that is not JSON (`"/home/site"`) is the string.
+    """
+    if not body.strip():
+        return None
+    media_type = (content_type or "application/json").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(415, "Only application/json request content is supported")
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise HTTPException(400, f"malformed JSON: {error}") from None
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            return value
+    return value

@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from fanout.api import listing
-from fanout.api.body import parse_request, read_limited
+from fanout.api.body import orchestration_input, parse_request, read_limited
 from fanout.api.deps import InstancesDep, Settings
 from fanout.api.durable_auth import link_code, require_durable_auth
 from fanout.api.durable_payloads import (
@@ -185,30 +185,6 @@ async def _start_seed(
         _unwrapped(body), request.headers.get("content-type"), admitted, settings.webhook_max_parameter_bytes
     )
     return await instances.start(_with_instance(fanout_request, instance_id), key, deployment)
-
-
-def orchestration_input(body: bytes, content_type: str | None) -> Any:
-    """The orchestration's input, any JSON value (None for an empty body or `null`).
-
-    `azure-functions-durable` sends its input JSON-encoded twice: a JSON string whose
-    text is itself JSON is taken as that JSON (`"\\"/home/site\\""` is `"/home/site"`);
-    a string that is not JSON (`"/home/site"`) is the string.
-    """
-    if not body.strip():
-        return None
-    media_type = (content_type or "application/json").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise HTTPException(415, "Only application/json request content is supported")
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise HTTPException(400, f"malformed JSON: {error}") from None
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            return value
-    return value
 
 
 def _unwrapped(body: bytes) -> bytes:

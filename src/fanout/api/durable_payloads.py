@@ -87,7 +87,7 @@ def history(
 ) -> list[dict[str, Any]]:
     """The run's execution history, from its item table (empty between start and end, when it has none)."""
     events: list[dict[str, Any]] = [
-        {"EventType": "ExecutionStarted", "FunctionName": ORCHESTRATOR, "Timestamp": _iso(run.created)}
+        {"EventType": "ExecutionStarted", "FunctionName": run.flow or ORCHESTRATOR, "Timestamp": _iso(run.created)}
     ]
     results = _results_by_item(run, output) if with_output else {}
     for row in rows or []:
@@ -119,8 +119,8 @@ def history(
 
 
 def _results_by_item(run: RunRecord, output: Any) -> dict[str, Any]:
-    """Each item's result, from the run's output (a list in item order) and its planned items."""
-    if not isinstance(output, list):
+    """Each item's result, from the seed run's output (a list in item order) and its planned items."""
+    if not isinstance(output, list) or run.flow is not None:
         return {}
     try:
         items = plan_items(FanoutRequest.model_validate(run.parameters.get("request") or {}), len(output))
