@@ -279,7 +279,8 @@ def test_fanout_up_serves_the_project_deployment_through_the_durable_functions_r
     project: Path, fanout_up: tuple[str, dict[str, str]]
 ) -> None:
     """`fanout up` deploys the project's prefect.yaml and runs a warm worker on its pool: a JSON string
-    posted to `orchestrators/<flow name>` runs the flow with it, and the status has its return value."""
+    posted to `orchestrators/<flow name>` runs the flow with it; its status has the return value, the list
+    shows it, and purge deletes it."""
     url, headers = fanout_up
     site = project.parent / "site"
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
@@ -290,7 +291,12 @@ def test_fanout_up_serves_the_project_deployment_through_the_durable_functions_r
         )
         assert started.status_code == 202, started.text
         finished = poll_until_finished(client, started.json()["statusQueryGetUri"], timeout=300)
-    body = finished.json()
-    assert (body["runtimeStatus"], body["output"]) == ("Completed", TOTAL), body
-    assert (body["name"], body["input"]) == (FLOW, {"root_directory": str(site)})
-    assert (project.parent / "marker.txt").read_text() == f"from-job-variables sitecopy {TOTAL}"
+        body = finished.json()
+        assert (body["runtimeStatus"], body["output"]) == ("Completed", TOTAL), body
+        assert (body["name"], body["input"]) == (FLOW, {"root_directory": str(site)})
+        assert (project.parent / "marker.txt").read_text() == f"from-job-variables sitecopy {TOTAL}"
+        (listed,) = client.get("/runtime/webhooks/durabletask/instances").json()
+        assert (listed["name"], listed["customStatus"]) == (FLOW, body["customStatus"])
+        purged = client.delete(f"/runtime/webhooks/durabletask/instances/{body['instanceId']}")
+        assert purged.status_code == 200 and purged.json()["instancesDeleted"] == 1, purged.text
+        assert purged.json()["outputsDeleted"] == 1  # the flow's persisted return value
