@@ -8,7 +8,7 @@ import pytest
 from fanout.service.orchestrators import Orchestrator
 from fanout.service.runs import LABEL_DEPLOYMENT, LABEL_FLOW
 from tests.support.fake_instances import FakeManagedRuns
-from tests.unit.webhook_client import call, make_app
+from tests.unit.webhook_client import AUTH, call, make_app
 
 DF = "/runtime/webhooks/durabletask"
 BACKUP = Orchestrator("backup-site-content", "default", ("root_directory",), ("root_directory",))
@@ -116,3 +116,14 @@ def test_terminate_and_purge_act_on_another_flow_instance(runs: FakeManagedRuns)
     purged = request(runs, "DELETE", "/instances/b-5")
     assert purged.status_code == 200 and purged.json()["instancesDeleted"] == 1
     assert request(runs, "GET", "/instances/b-5").status_code == 404
+
+
+def test_a_repeated_start_with_the_same_idempotency_key_is_the_same_instance(runs: FakeManagedRuns) -> None:
+    """The same key and input answer the first instance, and one run exists; another input under it is 409."""
+    key = {**AUTH, "Idempotency-Key": "backup-once"}
+    first = request(runs, "POST", "/orchestrators/backup-site-content", content=b'"/a"', headers=key)
+    again = request(runs, "POST", "/orchestrators/backup-site-content", content=b'"/a"', headers=key)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"] and len(runs.runs) == 1
+    other = request(runs, "POST", "/orchestrators/backup-site-content", content=b'"/b"', headers=key)
+    assert other.status_code == 409 and len(runs.runs) == 1

@@ -334,9 +334,11 @@ class PrefectRuns:
         return record(flow_run)
 
     async def flow_result(self, run: RunRecord) -> Any:
-        """A Completed run's return value, as Prefect persisted it (the stack's workers persist results
-        by default); None when it was not persisted. Read through Prefect's own result store, from
-        the result storage this stack's processes share."""
+        """A Completed run's return value, as Prefect persisted it (a project's workers under `fanout up`
+        persist results by default); None when it was not persisted. Read through Prefect's own result
+        store, from the result storage the webhook shares with the workers: its serializer is the flow's
+        (pickle by default), so that storage must be one only the stack's own processes write, as
+        `fanout up`'s private home is."""
         state = run.state
         if state is None or getattr(state, "data", None) is None:
             return None
