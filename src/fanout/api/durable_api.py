@@ -122,9 +122,7 @@ def _accepted(request: Request, settings: FanoutSettings, instance_id: str, ui_u
 
 def _refused(error: WebhookError) -> JSONResponse:
     """A start the operations refused, in Durable Functions' shape (400 for input Prefect cannot take)."""
-    status_code = (
-        400 if isinstance(error, StartRejected | UnknownOrchestrator | BadOrchestrationInput) else error.status_code
-    )
+    status_code = 400 if isinstance(error, StartRejected) else error.status_code  # the orchestrator errors are 400
     return problem(status_code, str(error), headers=error.headers)
 
 

@@ -109,7 +109,7 @@ async def _other_flow(instances: InstancesDep, name: str) -> Orchestrator:
         orchestrator = await instances.orchestrator(name)
     except UnknownOrchestrator as error:
         raise DeploymentNotFound(f"no deployment {name!r}; nothing was started. {error}") from None
-    if instances.runs_the_seed(orchestrator):  # a seed deployment that appeared meanwhile: start it again
+    if instances.runs_the_seed(orchestrator):  # the seed's flow by its own name: this route names deployments
         raise DeploymentNotFound(f"no deployment {name!r} of {instances.flow_name!r}; nothing was started")
     return orchestrator
 

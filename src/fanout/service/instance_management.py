@@ -38,7 +38,7 @@ from prefect.states import State, Suspended
 from fanout.engine.report import artifact_key, latest_table_rows
 from fanout.service.instances import QUEUED_STATUS, Found
 from fanout.service.resuming import ResumePolicy, resume_of
-from fanout.service.runs import PrefectRuns, RunRecord, Runs, record, unavailable_as_503
+from fanout.service.runs import OTHER_FLOW_TAG, PrefectRuns, RunRecord, Runs, record, unavailable_as_503
 from fanout.service.start_queue import QueuedStart
 from fanout.service.status import RuntimeStatus, runtime_status
 
@@ -153,11 +153,11 @@ class PrefectManagement:
     @unavailable_as_503
     async def every(self) -> list[RunRecord]:
         """The seed flow's deployment runs, and the runs of other flows started as instances (tagged
-        `fanout`, labelled with their flow): each instance's newest."""
+        `fanout.flow`): each instance's newest."""
         flow, deployed = self.runs.of_the_flow()
         seed = await self._scan(flow, FlowRunFilter(deployment_id=deployed))
-        tagged = await self._scan(None, FlowRunFilter(deployment_id=deployed, tags=FlowRunFilterTags(all_=["fanout"])))
-        return latest_per_instance([*seed, *(run for run in tagged if run.flow is not None)])
+        others = FlowRunFilter(deployment_id=deployed, tags=FlowRunFilterTags(all_=[OTHER_FLOW_TAG]))
+        return latest_per_instance([*seed, *(await self._scan(None, others))])
 
     async def _scan(self, flow: FlowFilter | None, flow_runs: FlowRunFilter) -> list[RunRecord]:
         """Up to `MAX_SCAN` matching runs, newest first, a page at a time."""

@@ -4,6 +4,9 @@
                answered at once; one naming an instance is created on Prefect now, atomically;
                either runs the default deployment or one named (`<flow>/<deployment>`), which
                must exist on Prefect before anything is queued or created
+    start_flow a run of another flow's deployment (an orchestrator name resolved by
+               src/fanout/service/orchestrators.py), its parameters filled from any JSON
+               input, created on Prefect now under the same one-run-per-instance rule
     find       the instance's queued start, else its newest flow run, else the flow run with
                that id (a run `prefect deployment run`, the event trigger or `fanout serve`
                started carries no instance tag until it runs, or never: no instance id)

@@ -66,6 +66,8 @@ LABEL_START = "fanout.start"
 LABEL_DEPLOYMENT = "fanout.deployment"
 LABEL_FLOW = "fanout.flow"
 """Set on the runs of a flow other than the seed's, started through an orchestrator name: the flow's name."""
+OTHER_FLOW_TAG = "fanout.flow"
+"""Tags those runs too, so a list finds them without reading the seed's runs twice."""
 PURGE_PAGE = 200
 
 
@@ -321,7 +323,7 @@ class PrefectRuns:
             deployment_id,
             parameters=parameters,
             name=f"fanout-{instance_id}",
-            tags=["fanout", instance_tag(instance_id)],
+            tags=["fanout", OTHER_FLOW_TAG, instance_tag(instance_id)],
             labels={
                 LABEL_INSTANCE: instance_id,
                 LABEL_REQUEST: digest,
