@@ -1,4 +1,5 @@
-"""`fanout run` and `fanout start` take their items from a generator, as a request's `source` can."""
+"""`fanout run` and `fanout start` take their items from a generator, as a request's `source` can; `fanout start --input`
+starts another flow's deployment with any JSON input."""
 
 from __future__ import annotations
 
@@ -47,3 +48,34 @@ def test_start_sends_the_generator_source_to_the_webhook(monkeypatch: pytest.Mon
     ran = CliRunner().invoke(app, [*argv, "--item-key", "id"], env={"FANOUT_WEBHOOK_TOKEN": "t" * 20})
     assert ran.exit_code == 0, ran.output
     assert sent == [{"source": {"generator": "flows.http_enrich:urls", "params": {"n": 4}}, "item_key": "id"}]
+
+
+def test_start_sends_another_flow_its_json_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fanout start --deployment D --input '"/home/site"'` posts that JSON value to D's route as the body."""
+    sent: list[tuple[Any, str | None]] = []
+
+    def post(client: httpx.Client, body: Any, key: str | None, deployment: str | None) -> dict[str, Any]:
+        sent.append((body, deployment))
+        return {"id": "i1", "statusQueryGetUri": "http://webhook.test/api/instances/i1"}
+
+    monkeypatch.setattr(start_client, "start", post)
+    argv = ["start", "--url", "http://webhook.test", "--deployment", "backup-site-content", "--input", '"/home/site"']
+    ran = CliRunner().invoke(app, argv, env={"FANOUT_WEBHOOK_TOKEN": "t" * 20})
+    assert ran.exit_code == 0, ran.output
+    assert sent == [("/home/site", "backup-site-content")]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--input", "{}"],
+        ["--deployment", "d", "--input", "not json"],
+        ["--deployment", "d", "--input", "1", "--count", "2"],
+    ],
+)
+def test_an_input_without_a_deployment_or_beside_the_seed_options_exits_2(extra: list[str]) -> None:
+    """`--input` needs `--deployment`, must be JSON, and replaces the seed's options: else exit 2, nothing sent."""
+    ran = CliRunner().invoke(
+        app, ["start", "--url", "http://webhook.test", *extra], env={"FANOUT_WEBHOOK_TOKEN": "t" * 20}
+    )
+    assert ran.exit_code == 2 and "--input" in ran.output

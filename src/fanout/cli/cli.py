@@ -222,6 +222,14 @@ def start(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
     ] = None,
+    input_json: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="With --deployment of another flow: its input as JSON (an object of its parameters, or the "
+            "value of its one required parameter).",
+        ),
+    ] = None,
 ) -> None:
     """Start a run through the webhook; with --wait, show progress and print the output when it finishes."""
     import httpx
@@ -232,8 +240,6 @@ def start(
     from fanout.service.client import wait as follow
 
     item_source = source_option(source, source_format, generator, param)
-    # The source is read where the run starts (the webhook admits it); here only the fields are checked.
-    _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
     fields = {
         "count": count,
         "items": item,
@@ -241,7 +247,12 @@ def start(
         "source": item_source.model_dump(mode="json", exclude_none=True) if item_source else None,
         "item_key": item_key,
     }
-    body = {name: value for name, value in fields.items() if value is not None}
+    body: Any = {name: value for name, value in fields.items() if value is not None}
+    if input_json is not None:
+        body = _other_flow_input(input_json, deployment, body)
+    else:
+        # The source is read where the run starts (the webhook admits it); here only the fields are checked.
+        _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
     base_url, token = _webhook_address(url, home)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     console = Console(stderr=True)
@@ -313,6 +324,22 @@ def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
     if token is None and (home / TOKEN_FILE).exists():
         token = (home / TOKEN_FILE).read_text().strip()
     return url, token
+
+
+def _other_flow_input(text: str, deployment: str | None, seed_fields: dict[str, Any]) -> Any:
+    """`--input` as the body of a start of another flow's deployment, or exit 2 saying why not."""
+    problem = None
+    if deployment is None:
+        problem = "--input needs --deployment (the seed's own start takes --count, --item or a source)"
+    elif seed_fields:
+        problem = "--input replaces the seed's options (--count, --item, --instance-id, a source, --item-key)"
+    if problem is None:
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            problem = f"--input is not JSON: {error}"
+    typer.echo(f"fanout: bad input: {problem}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutRequest:
