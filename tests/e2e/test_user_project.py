@@ -213,8 +213,7 @@ def project_worker(project_python: Path, project: Path, stack: LocalStack) -> It
 def test_prefect_deploy_and_the_warm_worker_run_the_project_deployment_with_its_job_variables(
     project_python: Path, project: Path, stack: LocalStack, project_worker: Child
 ) -> None:
-    """`prefect deploy` then a `fanout-warm` worker: a run imports the module its PYTHONPATH names and sees
-    its `env`, in a warm process or, for a deployment with its own `command`, in that command's interpreter."""
+    """After `prefect deploy`, a `fanout-warm` worker runs each deployment with its PYTHONPATH and `env`: warm, or in its own `command`."""
     with (project / "prefect.yaml").open("a") as prefect_yaml:
         prefect_yaml.write(OWN_COMMAND.format(pool=POOL, lib=project / "lib", python=project_python))
     env = stack_env(project_python, stack, project)
@@ -278,9 +277,7 @@ def fanout_up(project_python: Path, project: Path) -> Iterator[tuple[str, dict[s
 def test_fanout_up_serves_the_project_deployment_through_the_durable_functions_route(
     project: Path, fanout_up: tuple[str, dict[str, str]]
 ) -> None:
-    """`fanout up` deploys the project's prefect.yaml and runs a warm worker on its pool: a JSON string
-    posted to `orchestrators/<flow name>` runs the flow with it; its status has the return value, the list
-    shows it, and purge deletes it."""
+    """`fanout up` serves the project: a JSON string to `orchestrators/<flow name>` runs it; status, list and purge see it."""
     url, headers = fanout_up
     site = project.parent / "site"
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
