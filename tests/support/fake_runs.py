@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from prefect.exceptions import ObjectNotFound
+
 from fanout.inputs.request import FanoutRequest
 from fanout.service.orchestrators import Orchestrator
 from fanout.service.runs import (
@@ -59,6 +61,8 @@ class FakeRuns:
             if idempotency_key in self.keys:
                 return self.runs[self.keys[idempotency_key]]
             assert request.instance_id is not None
+            if (deployment or self.default_deployment) not in self.deployments:
+                raise ObjectNotFound(http_exc=LookupError(deployment or self.default_deployment))
             created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(_clock))
             run = RunRecord(
                 flow_run_id=uuid4(),
