@@ -133,5 +133,13 @@ def banner(stack: LocalStack, token_source: str, database_url: str | None, auth:
         lines.append(f"Prefect auth: {auth[1]} (clients set PREFECT_API_AUTH_STRING to it; the UI asks for it)")
     else:
         lines.append("Prefect auth: off (--no-auth): anyone on this machine can call the Prefect API")
-    lines += [f"Try:          fanout start --url {stack.webhook_url} --wait", "Ctrl-C stops everything."]
+    if stack.project is not None:
+        start = f"{stack.webhook_url}/runtime/webhooks/durabletask/orchestrators/<flow or deployment name>"
+        lines += [
+            f"Project:      {stack.project / 'prefect.yaml'} (a warm worker on {', '.join(stack.pools())})",
+            f"Start:        POST {start} (body: the input, any JSON)",
+        ]
+    else:
+        lines.append(f"Try:          fanout start --url {stack.webhook_url} --wait")
+    lines.append("Ctrl-C stops everything.")
     return lines
