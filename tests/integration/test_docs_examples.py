@@ -3,6 +3,7 @@ Prefect test server: the Python examples, and the shell blocks that call `fanout
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
@@ -16,7 +17,7 @@ import pytest
 import fanout
 from fanout import ItemsFailed
 from tests.conftest import REPO_ROOT
-from tests.support.markdown import DOCS, README, CodeBlock, all_blocks, code_blocks
+from tests.support.markdown import DOCS, README, CodeBlock, all_blocks, code_blocks, section_blocks
 
 needs_durable_map = pytest.mark.skipif(
     not hasattr(fanout, "durable_map"), reason="the examples call fanout.durable_map, not in this build yet"
@@ -97,3 +98,25 @@ def test_fanout_run_blocks(block: CodeBlock, prefect_api: str) -> None:
     lines = [line for line in block.code.splitlines() if "fanout run" in line]
     if len(set(lines)) < len(lines):
         assert re.search(r"(\d+) items, \1 from checkpoints, 0 to run", done.stderr), done.stderr
+
+
+def test_event_curl_passes_the_auth_string(tmp_path: Path) -> None:
+    """The deploy guide's event curl sends PREFECT_API_AUTH_STRING as Basic auth, and one `fanout.start` event."""
+    (event_curl,) = section_blocks(DOCS / "how-to" / "deploy.md", "Start a run from an event")
+    curl = tmp_path / "curl"
+    curl.write_text('#!/bin/sh\nprintf "%s\\0" "$@"\n')  # prints the arguments it was given, NUL after each
+    curl.chmod(0o755)
+    environment = {
+        **os.environ,
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+        "PREFECT_API_AUTH_STRING": "admin:a secret",
+    }
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", event_curl], env=environment, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    arguments = done.stdout.split("\0")
+    assert arguments[arguments.index("-u") + 1] == "admin:a secret"
+    (event,) = json.loads(arguments[arguments.index("-d") + 1])
+    assert (event["event"], event["payload"]) == ("fanout.start", {"count": 5})
