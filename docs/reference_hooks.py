@@ -12,6 +12,7 @@ import inspect
 import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -21,6 +22,35 @@ from pydantic.fields import FieldInfo
 
 MARKER = re.compile(r"<!-- fanout:(?P<name>[a-z-]+) -->")
 BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<", "min_length": "length ≥", "max_length": "length ≤"}
+
+
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    """A page not in `mkdocs.yml`'s nav (a note another change added) joins the how-to guides, by its title,
+    rather than failing the strict build."""
+    docs = Path(config["docs_dir"])
+    listed = set(nav_pages(config["nav"]))
+    unlisted = sorted(set(docs.rglob("*.md")) - {docs / page for page in listed})
+    guides = next(section for section in config["nav"] if "How-to guides" in section)["How-to guides"]
+    guides.extend({page_title(path): path.relative_to(docs).as_posix()} for path in unlisted)
+    return config
+
+
+def nav_pages(nav: Any) -> Iterator[str]:
+    """Every page a nav (nested lists and titled entries) names."""
+    if isinstance(nav, str):
+        yield nav
+    elif isinstance(nav, list):
+        for entry in nav:
+            yield from nav_pages(entry)
+    elif isinstance(nav, dict):
+        for entry in nav.values():
+            yield from nav_pages(entry)
+
+
+def page_title(path: Path) -> str:
+    """A page's first `# ` heading, else its file name."""
+    heading = re.search(r"^# (.+)$", path.read_text(), flags=re.M)
+    return heading[1].strip() if heading else path.stem.replace("-", " ").capitalize()
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
