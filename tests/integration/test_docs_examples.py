@@ -78,10 +78,20 @@ def in_process_blocks() -> list[CodeBlock]:
     return blocks
 
 
+def output_shown_after(block: CodeBlock) -> str | None:
+    """The JSON block that follows a command block in its section: what the page says it prints."""
+    blocks = code_blocks(block.page)
+    following = blocks[blocks.index(block) + 1 :]
+    if following and following[0].lang == "json" and following[0].section == block.section:
+        return following[0].code
+    return None
+
+
 @pytest.mark.parametrize("block", in_process_blocks(), ids=lambda block: block.where)
 def test_fanout_run_blocks(block: CodeBlock, prefect_api: str) -> None:
-    """A shell block of `fanout run` and `fanout results` lines runs as written and exits 0; a run repeated
-    in the block (the tutorial's resume) takes every item from the first one's checkpoints."""
+    """A shell block of `fanout run` and `fanout results` lines runs as written and exits 0, printing the
+    JSON the page shows after it, if any; a run repeated in the block (the tutorial's resume) takes every
+    item from the first one's checkpoints."""
     bin_dir = Path(sys.executable).parent
     script = block.code.replace(".venv/bin/fanout", str(bin_dir / "fanout"))
     environment = {**os.environ, "PREFECT_API_URL": prefect_api, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
@@ -95,6 +105,8 @@ def test_fanout_run_blocks(block: CodeBlock, prefect_api: str) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip(), "a fanout run prints its output"
+    if (shown := output_shown_after(block)) is not None:
+        assert json.loads(done.stdout) == json.loads(shown)
     lines = [line for line in block.code.splitlines() if "fanout run" in line]
     if len(set(lines)) < len(lines):
         assert re.search(r"(\d+) items, \1 from checkpoints, 0 to run", done.stderr), done.stderr

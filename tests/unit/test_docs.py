@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import typer.main
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; Prefect depends on it
 
 from fanout.api.webhook import create_app
 from fanout.cli.cli import app
@@ -159,3 +160,15 @@ def test_readme_is_a_page() -> None:
     lines = README.read_text().splitlines()
     assert len(lines) <= 150
     assert [line for line in lines if len(line) > 110] == []
+
+
+@pytest.mark.parametrize("block", all_blocks("yaml"), ids=lambda block: block.where)
+def test_yaml_blocks_are_prefect_deployments(block: CodeBlock) -> None:
+    """A `prefect.yaml` excerpt is YAML, uses only the keys the project's prefect.yaml uses, names an entrypoint
+    that exists, and sets only real settings in its job variables."""
+    (deployment,) = yaml.safe_load(block.code)
+    project = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+    assert set(deployment) <= {key for known in project for key in known}
+    assert (REPO_ROOT / deployment["entrypoint"].split(":")[0]).is_file()
+    env = deployment["work_pool"]["job_variables"]["env"]
+    assert set(env) <= settings_variables()
