@@ -13,12 +13,14 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mkdocs.config.defaults import MkDocsConfig
-from mkdocs.structure.files import File, Files
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
+
+if TYPE_CHECKING:
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.structure.files import Files
 
 MARKER = re.compile(r"<!-- fanout:(?P<name>[a-z-]+) -->")
 BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<", "min_length": "length ≥", "max_length": "length ≤"}
@@ -60,6 +62,8 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Ship the webhook's OpenAPI document beside the pages, for any OpenAPI viewer."""
+    from mkdocs.structure.files import File
+
     files.append(File.generated(config, "openapi.json", content=json.dumps(openapi_document(), indent=2) + "\n"))
     return files
 
@@ -68,7 +72,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 
 def settings_models() -> list[type[BaseModel]]:
-    """The settings classes a reader configures, from `fanout.core.settings`."""
+    """The settings classes of `fanout.core.settings`, one per concern, in the order of the module; a class
+    that only composes others (`FanoutSettings`) adds no setting of its own and is left out."""
     from pydantic_settings import BaseSettings
 
     from fanout.core import settings
@@ -78,7 +83,8 @@ def settings_models() -> list[type[BaseModel]]:
         for _, model in inspect.getmembers(settings, inspect.isclass)
         if issubclass(model, BaseSettings) and model is not BaseSettings and model.__module__ == settings.__name__
     ]
-    return sorted(found, key=lambda model: inspect.getsourcelines(model)[1])
+    concerns = [model for model in found if not any(other is not model and issubclass(model, other) for other in found)]
+    return sorted(concerns, key=lambda model: inspect.getsourcelines(model)[1])
 
 
 def setting_rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, str]]:

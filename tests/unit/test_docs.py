@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -172,3 +173,15 @@ def test_yaml_blocks_are_prefect_deployments(block: CodeBlock) -> None:
     assert (REPO_ROOT / deployment["entrypoint"].split(":")[0]).is_file()
     env = deployment["work_pool"]["job_variables"]["env"]
     assert set(env) <= settings_variables()
+
+
+def test_settings_reference_lists_every_setting_once() -> None:
+    """The generated settings reference names each FANOUT_* setting exactly once, with its description."""
+    spec = importlib.util.spec_from_file_location("reference_hooks", REPO_ROOT / "docs" / "reference_hooks.py")
+    assert spec is not None and spec.loader is not None
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    page = hooks.settings_reference()
+    for name, field in FanoutSettings.model_fields.items():
+        assert page.count(f"| `FANOUT_{name.upper()}` |") == 1, name
+        assert hooks.cell(field.description or "") in page
