@@ -48,17 +48,20 @@ def test_harness_examples_run(block: CodeBlock, tmp_path: Path) -> None:
 
 @needs_durable_map
 def test_readme_flow_sums_in_item_order(tmp_path: Path) -> None:
-    """The README's own flow returns the sum of its items' results."""
+    """The README's own flow returns the total size of the files it is given."""
     backup = run_example(only_block(README, "Your own flow"), tmp_path, as_main=False)["backup"]
-    assert backup(["a.txt", "bb.txt"], instance_id="readme-backup") == 11
+    (tmp_path / "a.txt").write_bytes(b"abc")
+    (tmp_path / "b.txt").write_bytes(b"hello")
+    assert backup([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], instance_id="readme-backup") == 8
 
 
 @needs_durable_map
 def test_readme_flow_fails_after_its_retries(tmp_path: Path) -> None:
-    """The README's flow retries the transient error it raises, then fails naming the item."""
+    """The README's flow retries a file that is not there, then fails saying so."""
     backup = run_example(only_block(README, "Your own flow"), tmp_path, as_main=False)["backup"]
-    with pytest.raises(ItemsFailed, match="still being written"):
-        backup(["a.txt", "c.tmp"])
+    (tmp_path / "a.txt").write_bytes(b"abc")
+    with pytest.raises(ItemsFailed, match="is not there yet"):
+        backup([str(tmp_path / "a.txt"), str(tmp_path / "missing.txt")])
 
 
 @needs_durable_map
