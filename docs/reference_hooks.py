@@ -263,14 +263,49 @@ def python_reference() -> str:
 
 
 def python_signature(name: str, value: object) -> str:
-    """`class Name(Base)` for a class, `name(parameters)` for a function."""
+    """`class Name(Base)` for a class, `name(parameters) -> result` for a function, one parameter a line
+    when they do not fit on one."""
     if inspect.isclass(value):
         bases = ", ".join(base.__name__ for base in value.__bases__ if base is not object)
         return f"class {name}({bases})" if bases else f"class {name}"
     try:
-        return f"{name}{inspect.signature(value)}"  # type: ignore[arg-type]
+        signature = inspect.signature(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):  # a callable without a signature Python can read
         return name
+    parameters = [
+        parameter.replace(annotation=Written(parameter.annotation))
+        if isinstance(parameter.annotation, str)
+        else parameter
+        for parameter in signature.parameters.values()
+    ]
+    result = signature.return_annotation
+    signature = signature.replace(
+        parameters=parameters, return_annotation=Written(result) if isinstance(result, str) else result
+    )
+    line = f"{name}{signature}"
+    if len(line) <= 100:
+        return line
+    arrow = f" -> {signature.return_annotation!r}" if signature.return_annotation is not signature.empty else ""
+    return "\n".join([f"{name}(", *(f"    {part}," for part in parameter_parts(signature)), f"){arrow}"])
+
+
+def parameter_parts(signature: inspect.Signature) -> list[str]:
+    """A signature's parameters as written, with the `*` before the first keyword-only one."""
+    parts: list[str] = []
+    starred = False
+    for parameter in signature.parameters.values():
+        if parameter.kind is parameter.KEYWORD_ONLY and not starred:
+            parts.append("*")
+        starred = starred or parameter.kind in (parameter.KEYWORD_ONLY, parameter.VAR_POSITIONAL)
+        parts.append(str(parameter))
+    return parts
+
+
+class Written(str):
+    """An annotation kept as its source text (modules with `from __future__ import annotations`), shown bare."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 GENERATORS: dict[str, Callable[[], str]] = {
