@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fanout.core.errors import InvalidRequest
@@ -80,12 +82,16 @@ def plan_items(request: FanoutRequest, max_items: int, max_item_bytes: int = MAX
 
 
 def plan_request(
-    request: FanoutRequest, max_items: int, max_item_bytes: int = MAX_ITEM_BYTES
+    request: FanoutRequest,
+    max_items: int,
+    max_item_bytes: int = MAX_ITEM_BYTES,
+    roots: Sequence[str] | None = None,
 ) -> tuple[list[str], ItemValues]:
     """The items as the run carries them: keys in order and the values that are not their key
-    (src/fanout/inputs/items.py). A source is read here, streamed, once."""
+    (src/fanout/inputs/items.py). A source is read here, streamed, once; with `roots`, only a file
+    that lies under one of them when it is opened."""
     if request.source is not None:
-        planned = plan(iter_source(request.source, max_item_bytes), request.item_key, max_items)
+        planned = plan(iter_source(request.source, max_item_bytes, roots), request.item_key, max_items)
         _check_size(len(planned), max_items, "number of items in the source")
         return split(planned)
     if request.items is None:
