@@ -188,7 +188,7 @@ def top_from(value: str | None) -> int | None:
     """`top`: a page size of 1..1000, or None for every instance."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 1000:
+    if not (value.isascii() and value.isdigit() and len(value) <= 4) or not 1 <= int(value) <= 1000:
         raise BadQuery(f"top must be an integer from 1 to 1000, got {value!r}")
     return int(value)
 

@@ -27,6 +27,7 @@ from fanout.api.body import parse_request, read_limited
 from fanout.api.deps import InstancesDep, Settings, State, require_token
 from fanout.api.durable_payloads import list_entry
 from fanout.api.listing import CONTINUATION_HEADER, BadQuery, list_instances
+from fanout.api.openapi_doc import LIST_QUERY, START_BODY
 from fanout.api.results_routes import inline_limited
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
@@ -52,7 +53,7 @@ async def health(state: State) -> JSONResponse:
     return JSONResponse({"status": "ok", "queuedStarts": queued})
 
 
-@routes.post("/api/start-fanout", status_code=202)
+@routes.post("/api/start-fanout", status_code=202, openapi_extra=START_BODY)
 async def start_fanout(
     request: Request,
     instances: InstancesDep,
@@ -62,7 +63,7 @@ async def start_fanout(
     return await start(request, instances, settings, idempotency_key, deployment=None)
 
 
-@routes.post("/api/start-fanout/{deployment}", status_code=202)
+@routes.post("/api/start-fanout/{deployment}", status_code=202, openapi_extra=START_BODY)
 async def start_deployment(
     request: Request,
     deployment: str,
@@ -93,7 +94,7 @@ async def start(
     return accepted(request, settings, await instances.start(fanout_request, key, deployment))
 
 
-@routes.get("/api/instances")
+@routes.get("/api/instances", openapi_extra=LIST_QUERY)
 async def list_all(
     request: Request,
     instances: InstancesDep,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fanout.core.errors import InvalidRequest
-from fanout.inputs.items import MAX_ITEM_BYTES, ItemValues, JsonValue, plan, split
+from fanout.inputs.items import MAX_ITEM_BYTES, ItemValues, JsonValue, check_unicode, plan, split
 from fanout.inputs.sources import ItemSource, iter_source
 
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -53,6 +54,13 @@ class FanoutRequest(BaseModel):
         le=100,
         description="Failed items tolerated, as a percentage of all items; 0: not set. With both set, the stricter wins.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        """Every string of the request, in items, keys and values alike, must be valid Unicode."""
+        check_unicode(data)
+        return data
 
     @model_validator(mode="after")
     def _one_kind_of_items(self) -> FanoutRequest:

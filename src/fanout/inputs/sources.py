@@ -43,7 +43,7 @@ import fsspec
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fanout.core.errors import InvalidRequest
-from fanout.inputs.items import MAX_ITEM_BYTES, JsonValue
+from fanout.inputs.items import MAX_ITEM_BYTES, JsonValue, check_unicode
 
 SourceFormat = Literal["jsonl", "json", "csv", "lines"]
 SUFFIX_FORMATS: dict[str, SourceFormat] = {
@@ -78,6 +78,15 @@ class ItemSource(BaseModel):
         None, pattern=GENERATOR_PATTERN, description="`module:function` yielding items; must be in FANOUT_SOURCES."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the generator.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        """Valid Unicode throughout, and no NUL in a URI: no file name or URL holds one."""
+        check_unicode(data)
+        if isinstance(data, dict) and isinstance(data.get("uri"), str) and "\x00" in data["uri"]:
+            raise ValueError("`uri` may not contain a NUL character")
+        return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> ItemSource:
