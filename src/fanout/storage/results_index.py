@@ -46,6 +46,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from fanout.core.private_files import make_folders, open_private
 from fanout.storage import checkpoint_format
 from fanout.storage.checkpoints import JOURNAL_PREFIX
 
@@ -88,7 +89,7 @@ class ResultsIndex:
 
     def refresh(self, plan_keys: PlanKeys) -> None:
         """Index every whole record appended to the journals since the last refresh."""
-        os.makedirs(self.folder, exist_ok=True)
+        make_folders(self.folder)
         with self._locked():
             state = self._state()
             sizes = self._journal_sizes()
@@ -100,7 +101,7 @@ class ResultsIndex:
             if not grown:
                 return
             where = {key: index for index, key in enumerate(plan_keys())}
-            slots = os.open(os.path.join(self.folder, SLOTS_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+            slots = open_private(os.path.join(self.folder, SLOTS_FILE), os.O_RDWR | os.O_CREAT)
             try:
                 for name in sorted(grown):
                     number, indexed = known.setdefault(name, [len(known), 0])
@@ -150,7 +151,7 @@ class ResultsIndex:
 
     def rebuild(self, plan_keys: PlanKeys) -> None:
         """Drop the index and index every journal again."""
-        os.makedirs(self.folder, exist_ok=True)
+        make_folders(self.folder)
         with self._locked():
             self._save(self._reset())
         self.refresh(plan_keys)
@@ -261,7 +262,8 @@ class ResultsIndex:
 
     def _save(self, state: dict[str, Any]) -> None:
         partial = os.path.join(self.folder, f"{STATE_FILE}.{os.getpid()}.partial")
-        with open(partial, "w", encoding="utf-8") as target:
+        descriptor = open_private(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as target:
             json.dump(state, target)
         os.replace(partial, os.path.join(self.folder, STATE_FILE))
 
@@ -269,7 +271,8 @@ class ResultsIndex:
     def _locked(self, shared: bool = False) -> Iterator[None]:
         """One refresher at a time, and no reader while one writes, across processes (the webhook, the
         CLI, the flow); readers share the lock."""
-        with open(os.path.join(self.folder, LOCK_FILE), "a") as lock:
+        descriptor = open_private(os.path.join(self.folder, LOCK_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        with os.fdopen(descriptor, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
