@@ -13,6 +13,8 @@ from fanout.inputs.sources import ItemSource, iter_source
 
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ITEM_KEY_PATTERN = r"^[^\s]{1,128}$"
+LARGEST_COUNT = 10_000_000
+"""No run has more items than the largest FANOUT_MAX_ITEMS, so no count in a request is larger."""
 
 
 class FanoutRequest(BaseModel):
@@ -24,7 +26,9 @@ class FanoutRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count: int | None = Field(None, strict=True, description="Generate item-1 .. item-N (5 when nothing is given).")
+    count: int | None = Field(
+        None, strict=True, le=LARGEST_COUNT, description="Generate item-1 .. item-N (5 when nothing is given)."
+    )
     items: list[JsonValue] | None = Field(
         None, description="Explicit items, in order: any JSON values (strings, objects, numbers, lists)."
     )
@@ -45,6 +49,7 @@ class FanoutRequest(BaseModel):
     tolerated_failure_count: int = Field(
         0,
         ge=0,
+        le=LARGEST_COUNT,
         strict=True,
         description="Failed items the run tolerates and still Completes (nulls in their slots); 0: none.",
     )
