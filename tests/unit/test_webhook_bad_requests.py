@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -126,3 +127,21 @@ def test_lone_surrogate_on_the_durable_start_is_400() -> None:
         assert response.status_code == 400, response.text
         assert response.json()["ExceptionMessage"]
     assert runs.runs == {}
+
+
+def test_a_hostile_continuation_token_is_400() -> None:
+    """A continuation token that decodes to deeply nested JSON is refused as a bad token, not a crash."""
+    token = base64.urlsafe_b64encode(b"[" * 40_000).decode()
+    app = make_app(FakeManagedRuns())
+    for path in ("/api/instances", "/runtime/webhooks/durabletask/instances"):
+        response = call(app, "GET", path, headers={**AUTH, "x-ms-continuation-token": token})
+        assert response.status_code == 400, (path, response.text)
+
+
+@pytest.mark.parametrize("authorization", [b"Basic \xe9\xe9", b"Bearer \xe9", b"Basic \x00", b"Basic " + b"=" * 9])
+def test_hostile_credentials_are_401(authorization: bytes) -> None:
+    """Credentials that are not ASCII, base64 or UTF-8 are wrong credentials: 401 on every route that takes them."""
+    app = make_app(FakeManagedRuns())
+    for path in ("/runtime/webhooks/durabletask/instances", "/api/instances", "/openapi.json"):
+        response = call(app, "GET", path, headers={"Authorization": authorization})  # type: ignore[dict-item]
+        assert response.status_code == 401, (path, response.text)
