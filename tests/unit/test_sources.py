@@ -246,3 +246,12 @@ def test_only_regular_files_are_sources(tmp_path: Path) -> None:
     for path in (tmp_path, tmp_path / "pipe"):
         with pytest.raises(BadSource, match="not a regular file"):
             read(str(path))
+
+
+def test_json_nested_past_pythons_limit_is_a_bad_source() -> None:
+    """An item nested deeper than Python's JSON reader goes is a bad source naming the place, not a crash."""
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(BadSource, match="line 1: not JSON"):
+        read(memory_file(deep + "\n"), "jsonl", max_item_bytes=1_000_000)
+    with pytest.raises(BadSource, match="not JSON"):
+        read(memory_file("[" + deep + "]"), "json", max_item_bytes=1_000_000)

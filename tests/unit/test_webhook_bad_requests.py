@@ -71,6 +71,12 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], int]] = {
     "lone surrogate beside the item_key": (post('{"items": [{"id": 1, "x": "\\ud800"}], "item_key": "id"}'), 422),
     "lone surrogate as item_key": (post('{"items": [{"id": 1}], "item_key": "\\ud800"}'), 422),
     "lone surrogate as a field name": (post('{"\\ud800": 1}'), 422),
+    "items nested 65 deep": (post('{"items": [' + "[" * 64 + "1" + "]" * 64 + "]}"), 422),
+    "items nested 500 deep": (post('{"items": [' + "[" * 500 + "1" + "]" * 500 + "]}"), 422),
+    "generator params nested 65 deep": (
+        post('{"source": {"generator": "a:b", "params": {"p": ' + "[" * 64 + "]" * 64 + "}}}"),
+        422,
+    ),
     "NUL in a source uri": (post_json({"source": {"uri": "/tmp/a\u0000b.jsonl"}}), 422),
     "content-length of 5,000 digits": (post("{}", {**JSON, "Content-Length": "9" * 5000}), 413),
     "content-length not ascii digits": (post("{}", {**JSON, "Content-Length": b"\xb2"}), 400),
@@ -115,6 +121,14 @@ def test_hostile_list_queries_are_400(query: str) -> None:
     for path in ("/api/instances", "/runtime/webhooks/durabletask/instances"):
         response = call(app, "GET", f"{path}?{query}")
         assert response.status_code == 400, (path, response.text)
+
+
+def test_items_nested_64_deep_are_accepted() -> None:
+    """Nesting up to the limit is an ordinary request: 202, and the run is created."""
+    runs = FakeRuns()
+    body = '{"items": [' + "[" * 63 + "1" + "]" * 63 + "]}"
+    assert call(make_app(runs), "POST", "/api/start-fanout", content=body, headers=JSON).status_code == 202
+    assert len(runs.runs) == 1
 
 
 def test_lone_surrogate_on_the_durable_start_is_400() -> None:

@@ -67,6 +67,24 @@ def check_unicode(value: object) -> None:
     _utf8(json.dumps(value, ensure_ascii=False, skipkeys=True, default=lambda _: None))
 
 
+MAX_NESTING = 64
+"""Deepest nesting of lists and objects in an item: Prefect's and pydantic's JSON parsers stop at 200 levels,
+and a flow-run parameter holds an item a few levels down."""
+
+
+def check_nesting(value: object, limit: int = MAX_NESTING) -> None:
+    """`BadItem` when lists and objects in `value` nest deeper than `limit` levels."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise BadItem(f"lists and objects may nest at most {limit} levels deep")
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
 def _utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")

@@ -8,7 +8,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fanout.core.errors import InvalidRequest
-from fanout.inputs.items import MAX_ITEM_BYTES, ItemValues, JsonValue, check_unicode, plan, split
+from fanout.inputs.items import (
+    MAX_ITEM_BYTES,
+    ItemValues,
+    JsonValue,
+    check_nesting,
+    check_unicode,
+    plan,
+    split,
+)
 from fanout.inputs.sources import ItemSource, iter_source
 
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -63,8 +71,11 @@ class FanoutRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _valid_unicode(cls, data: Any) -> Any:
-        """Every string of the request, in items, keys and values alike, must be valid Unicode."""
+        """Every string of the request, in items, keys and values alike, must be valid Unicode, and items
+        nest at most `MAX_NESTING` levels deep."""
         check_unicode(data)
+        if isinstance(data, dict):
+            check_nesting(data.get("items"))
         return data
 
     @model_validator(mode="after")

@@ -43,7 +43,7 @@ import fsspec
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fanout.core.errors import InvalidRequest
-from fanout.inputs.items import MAX_ITEM_BYTES, JsonValue, check_unicode
+from fanout.inputs.items import MAX_ITEM_BYTES, JsonValue, check_nesting, check_unicode
 
 SourceFormat = Literal["jsonl", "json", "csv", "lines"]
 SUFFIX_FORMATS: dict[str, SourceFormat] = {
@@ -82,10 +82,13 @@ class ItemSource(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _valid_text(cls, data: Any) -> Any:
-        """Valid Unicode throughout, and no NUL in a URI: no file name or URL holds one."""
+        """Valid Unicode throughout, params nested at most `MAX_NESTING` deep, and no NUL in a URI:
+        no file name or URL holds one."""
         check_unicode(data)
-        if isinstance(data, dict) and isinstance(data.get("uri"), str) and "\x00" in data["uri"]:
-            raise ValueError("`uri` may not contain a NUL character")
+        if isinstance(data, dict):
+            check_nesting(data.get("params"))
+            if isinstance(data.get("uri"), str) and "\x00" in data["uri"]:
+                raise ValueError("`uri` may not contain a NUL character")
         return data
 
     @model_validator(mode="after")
@@ -246,7 +249,7 @@ def read_jsonl(stream: Any, uri: str, max_item_bytes: int) -> Iterator[JsonValue
     for number, line in _lines(stream, uri, max_item_bytes):
         try:
             yield json.loads(line)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise BadSource(f"{uri} line {number}: not JSON: {error}") from None
 
 
@@ -336,6 +339,8 @@ class _TextWindow:
         while True:
             try:
                 value, end = self._decoder.raw_decode(self.buffer, self.pos)
+            except RecursionError as error:
+                raise BadSource(f"{uri}: not JSON: {error}") from None
             except ValueError as error:
                 if len(self.buffer) - self.pos > max_item_bytes:
                     raise BadSource(f"{uri}: item larger than {max_item_bytes} bytes, or not JSON: {error}") from None
