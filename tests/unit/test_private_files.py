@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from fanout.core.prefect_adapter import write_block_path
 from fanout.core.private_files import make_folders
 from fanout.storage.checkpoints import CheckpointStore
 from fanout.storage.instance_results import InstanceResults, record_failures, record_plan
@@ -53,13 +52,6 @@ def test_storage_folders_and_records_are_owner_only(tmp_path: Path) -> None:
     assert any("journal-" in name for name in found) and any("results-index/slots" in name for name in found)
     assert {name: mode for name, mode in found.items() if mode not in (0o700, 0o600)} == {}
     assert all(found[name] == 0o700 for name in found if (home / name).is_dir())
-
-
-def test_a_block_write_keeps_to_the_base_path(tmp_path: Path) -> None:
-    """An owner-only write still refuses a path that leads out of the storage folder, as Prefect's does."""
-    with pytest.raises(ValueError, match="outside of the base path"):
-        write_block_path(LocalFileSystem(basepath=str(tmp_path / "storage")), "../escaped", b"x")
-    assert not (tmp_path / "escaped").exists()
 
 
 def test_existing_folders_keep_their_modes(tmp_path: Path) -> None:
