@@ -12,7 +12,7 @@ operation of `src/fanout/service/instances.py` and back.
     DELETE /api/instances/{id}               purge its runs, artifacts and checkpoints; 200 with what went
 
 `{id}` is an instance id or a flow-run id (a run started any other way).
-    GET    /health                           200 when Prefect answers, else 503 (within 2 s); no token
+    GET    /health                           200 when Prefect answers in time, else 503; no token
 """
 
 from __future__ import annotations

@@ -90,7 +90,9 @@ class CappedPrefectRetries:
 
     Prefect's client retries a failed call five times, backing off up to 32 s: with
     Prefect stuck, a status request would wait about a minute for its 503. Capped, the
-    client gets its 503 (and `Retry-After`) in seconds and asks again. The start
+    client gets its 503 (and `Retry-After`) in seconds and asks again. A GET's calls
+    also share one time budget, `read_deadline_seconds` (src/fanout/api/deadline.py),
+    since each capped retry still waits a whole timeout on a frozen Prefect. The start
     queue's submitter runs outside any request and keeps Prefect's retries.
     """
 
