@@ -127,3 +127,11 @@ def test_a_repeated_start_with_the_same_idempotency_key_is_the_same_instance(run
     assert first.json()["id"] == again.json()["id"] and len(runs.runs) == 1
     other = request(runs, "POST", "/orchestrators/backup-site-content", content=b'"/b"', headers=key)
     assert other.status_code == 409 and len(runs.runs) == 1
+
+
+@pytest.mark.parametrize("body", [b'"\\ud800"', b'{"root_directory": "\\udfff"}', b"[" * 100 + b"]" * 100])
+def test_an_input_no_flow_parameter_can_hold_is_400(runs: FakeManagedRuns, body: bytes) -> None:
+    """A lone surrogate, or nesting deeper than an item may have, is refused before anything starts."""
+    response = request(runs, "POST", "/orchestrators/backup-site-content", content=body)
+    assert response.status_code == 400 and "cannot be a flow parameter" in response.json()["ExceptionMessage"]
+    assert runs.runs == {}

@@ -8,6 +8,7 @@ out-of-range counts), all before anything reaches Prefect.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from fanout.core.errors import InvalidRequest
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.admission import admit
+from fanout.inputs.items import BadItem, check_nesting, check_unicode
 from fanout.inputs.request import FanoutRequest
 from fanout.inputs.sources import SourceForbidden
 
@@ -25,9 +27,9 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
     """The raw body, or 413 as soon as it is known to exceed `max_bytes`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise HTTPException(400, "Content-Length must be a non-negative integer")
-        if int(declared) > max_bytes:
+        if len(declared) > len(str(max_bytes)) or int(declared) > max_bytes:
             raise HTTPException(413, f"body larger than {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -105,9 +107,10 @@ def _validated(fields: dict[str, Any]) -> FanoutRequest:
 
 def validation_message(error: ValidationError) -> str:
     """Pydantic's errors in one line: `field: problem; field: problem`."""
-    return "; ".join(
+    message = "; ".join(
         f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
     )
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")  # a field name may be a lone surrogate
 
 
 def orchestration_input(body: bytes, content_type: str | None) -> Any:
@@ -115,7 +118,8 @@ def orchestration_input(body: bytes, content_type: str | None) -> Any:
 
     `azure-functions-durable` sends its input JSON-encoded twice: a JSON string whose
     text is itself JSON is taken as that JSON (`"\\"/home/site\\""` is `"/home/site"`);
-    a string that is not JSON (`"/home/site"`) is the string.
+    a string that is not JSON (`"/home/site"`) is the string. A lone surrogate or nesting deeper
+    than an item may have is refused (400), as Prefect could not store it as a parameter.
     """
     if not body.strip():
         return None
@@ -124,11 +128,14 @@ def orchestration_input(body: bytes, content_type: str | None) -> Any:
         raise HTTPException(415, "Only application/json request content is supported")
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, an integer Python refuses to read
         raise HTTPException(400, f"malformed JSON: {error}") from None
     if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            return value
+        with contextlib.suppress(ValueError, RecursionError):  # a string that is not JSON is the input itself
+            value = json.loads(value)
+    try:
+        check_unicode(value)
+        check_nesting(value)
+    except BadItem as error:
+        raise HTTPException(400, f"the input cannot be a flow parameter: {error}") from None
     return value
