@@ -88,24 +88,25 @@ def run_metrics(outcomes: Sequence[ItemOutcome], wall_seconds: float) -> RunMetr
     )
 
 
-def item_row(instance_id: str, outcome: ItemOutcome) -> dict[str, Any]:
+def item_row(scope: str, outcome: ItemOutcome) -> dict[str, Any]:
     """One table row: what happened to the item and the id its log lines carry."""
     return {
         "item": outcome.item,
         "status": outcome.status,
         "attempts": outcome.attempts,
         "duration_s": None if outcome.duration is None else round(outcome.duration, 4),
-        "correlation_id": correlation_id(instance_id, outcome.item),
+        "correlation_id": correlation_id(scope, outcome.item),
         "error": outcome.error or "",
     }
 
 
-def table_rows(instance_id: str, outcomes: Sequence[ItemOutcome], limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """Rows for the table artifact and whether every item is listed (else: failures only, capped)."""
+def table_rows(scope: str, outcomes: Sequence[ItemOutcome], limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Rows for the table artifact and whether every item is listed (else: failures only, capped);
+    `scope` precedes each item in its correlation id (the instance, or `<instance>/<stage>`)."""
     if len(outcomes) <= limit:
-        return [item_row(instance_id, outcome) for outcome in outcomes], True
+        return [item_row(scope, outcome) for outcome in outcomes], True
     failures = [outcome for outcome in outcomes if not outcome.ok]
-    return [item_row(instance_id, outcome) for outcome in failures[:limit]], False
+    return [item_row(scope, outcome) for outcome in failures[:limit]], False
 
 
 def summary_line(metrics: RunMetrics) -> str:
@@ -137,13 +138,16 @@ def metrics_markdown(instance_id: str, metrics: RunMetrics) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int) -> RunMetrics:
+def publish_report(
+    instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int, scope: str | None = None
+) -> RunMetrics:
     """Create the table and metrics artifacts of this run; a failure to publish is logged, not raised.
 
     The report describes the run; losing it must not fail a run whose items all succeeded.
+    `scope` precedes each item in its correlation id: the instance unless given.
     """
     metrics = run_metrics(outcomes, wall_seconds)
-    rows, complete = table_rows(instance_id, outcomes, limit)
+    rows, complete = table_rows(scope or instance_id, outcomes, limit)
     summary = summary_line(metrics)
     description = (
         summary
