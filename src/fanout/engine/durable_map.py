@@ -113,8 +113,9 @@ def durable_map(
 
     Durability. Each finished item is checkpointed at once, in the instance's
     stage: `instance_id` (the flow run's id when not given; give one to resume
-    from another flow run) and `stage` (`fn`'s `module:qualname`, with `-2`,
-    `-3` on its second, third call in the flow run, unless named). Running the
+    from another flow run) and `stage` (`fn`'s `__qualname__`, with `-2`, `-3`
+    on the second, third call of a function of that name in the flow run,
+    unless named). Running the
     instance again runs only the items without a checkpoint, in each stage. With
     `instance_id` given, the run holds the instance's lease: a second run of it
     at the same time fails with `InstanceBusy` before any item runs.

@@ -155,11 +155,13 @@ def publish_report(
         else f"{summary}. Listing failures only (at most {limit}): the run has more than {limit} items."
     )
     try:
-        create_table_artifact(table=rows, key=artifact_key(instance_id, "items"), description=description)
-        create_markdown_artifact(
+        # `_sync`: the wrap-up of an async flow runs on its event loop, where Prefect would hand back coroutines.
+        create_table_artifact(table=rows, key=artifact_key(instance_id, "items"), description=description, _sync=True)  # type: ignore[call-arg]
+        create_markdown_artifact(  # type: ignore[call-arg]
             markdown=metrics_markdown(instance_id, metrics),
             key=artifact_key(instance_id, "metrics"),
             description=summary,
+            _sync=True,
         )
     except Exception as error:  # noqa: BLE001 - the report is not worth failing the run for
         logger.warning("could not publish the run report for instance %s: %s", instance_id, error)

@@ -6,8 +6,8 @@ stage's retry policy. Its name names the stage's task runs (`<name>-<item>`).
 
 The stage's name names the folder of its checkpoints, so it must be the same
 on every run of the instance: `stage=` when given, else the function's
-`module:qualname`, with `-2`, `-3`, ... on its second, third, ... call in the
-same flow run. A flow that calls `durable_map` in the same order on every
+qualified name (`__qualname__`), with `-2`, `-3`, ... on its second, third,
+... call (of a function of that name) in the same flow run. A flow that calls `durable_map` in the same order on every
 run (as Durable Functions asks of an orchestrator) finds each stage's
 checkpoints again.
 """
@@ -42,7 +42,7 @@ class StageFunction:
     name: str
     """Names the task runs: `<name>-<item>`."""
     qualified: str
-    """`module:qualname`, safe in a path: the stage's default name."""
+    """`__qualname__`, safe in a path: the stage's default name."""
     retry: RetryPolicy | None
     """A Prefect task's own retry policy; None for a plain function (the settings' applies)."""
 
@@ -71,10 +71,13 @@ def _name_of(fn: Any) -> str:
 
 
 def _qualified(fn: Any) -> str:
+    """The function's `__qualname__` (its class's, for a callable object), safe in a path. Not its module:
+    a flow file run as a script (`__main__`) and loaded by a deployment (a loader's module name) would
+    name one function two ways, and lose its checkpoints."""
     target = _target(fn)
-    if not hasattr(target, "__qualname__"):  # a callable object: its class names it
+    if not hasattr(target, "__qualname__"):
         target = type(target)
-    return UNSAFE.sub("_", f"{getattr(target, '__module__', None) or 'fn'}:{target.__qualname__}")
+    return UNSAFE.sub("_", str(target.__qualname__))
 
 
 def check_stage(stage: str) -> str:
