@@ -254,7 +254,8 @@ def test_prefect_shows_the_failed_items_task_run_failed_and_its_traceback() -> N
         "checked-1": "FAILED",
         "checked-2": "COMPLETED",
     }
-    assert "1: ValueError: three is broken" in (states["checked-1"].message or "")
+    failed = states["checked-1"]
+    assert failed is not None and "1: ValueError: three is broken" in (failed.message or "")
     [traceback] = [log.message for log in logs if "Traceback" in log.message and "attempt 1 failed" in log.message]
     assert f"[{run_id}/broken_at_three/1]" in traceback
     assert 'raise ValueError("three is broken")' in traceback
