@@ -9,7 +9,6 @@ import yaml
 from fanout.localstack.deploy import DEPLOYMENTS, runner_deployment
 from tests.conftest import REPO_ROOT
 
-
 SEED_ENTRYPOINT = "flows/fanout.py:fan_out_fan_in"
 
 
