@@ -1,7 +1,8 @@
 """Run one benchmark variant in this process and print its figures as JSON.
 
 `python -m benchmarks.probe <variant> <count> [instance_id] [run_name]`; variants: threadpool,
-naive, fanout, floor (a flow that only returns the results). Imports happen before the clock starts (including the ones Prefect makes lazily
+naive, fanout, floor (a flow that only returns the results), durable (a user's own flow that
+calls `fanout.durable_map` on the seed's processor and returns the results). Imports happen before the clock starts (including the ones Prefect makes lazily
 on a process's first flow call), so each variant is timed warm. A sampler thread records the
 peak thread count; peak RSS comes from the kernel. `run_name` names the flow run, so a watcher
 can find it in the API; `FANOUT_BENCH_EXECUTED=<file>` writes the items this process executed
@@ -122,6 +123,28 @@ def fanout(count: int, instance_id: str, run_name: str | None = None) -> Run:
     return lambda: run_here(request, flow_run_name=run_name)
 
 
+def durable(count: int, instance_id: str, run_name: str | None = None) -> Run:
+    """A user's own flow, as a user writes it: a plain `@flow` returning `durable_map`'s results."""
+    from prefect import flow
+
+    from fanout import durable_map
+    from fanout.core.prefect_adapter import heartbeats_off
+    from fanout.engine.processor import processed
+
+    @flow(name="user-flow")
+    def user_flow(n: int, instance: str) -> list[str]:
+        return durable_map(processed, [f"item-{i}" for i in range(1, n + 1)], instance_id=instance)
+
+    warm_prefect()
+    named = user_flow.with_options(flow_run_name=run_name) if run_name else user_flow
+
+    def run() -> list[Any]:
+        with heartbeats_off():  # as fanout's run_here
+            return named(count, instance_id)
+
+    return run
+
+
 def write_executed() -> None:
     """Write the items the recording processor executed in this process, one per line."""
     target = os.environ.get("FANOUT_BENCH_EXECUTED")
@@ -137,6 +160,7 @@ VARIANTS: dict[str, Callable[..., Run]] = {
     "naive": naive,
     "fanout": fanout,
     "floor": floor,
+    "durable": durable,
 }
 
 

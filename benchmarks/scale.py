@@ -11,8 +11,13 @@ run of a new instance, its rerun with every item cached, and a run killed (SIGKI
 process group, from inside once it has executed half its items), then resumed. Ratios are taken within each
 trial. One more trial uses 5 ms items, where item work outweighs the fixed cost of a run.
 
+(e) is a user's own flow (a plain `@flow`) calling `fanout.durable_map` on the same 10,000
+trivial items, run side by side with the seed's flow (c) in each of its trials, in alternating
+order; its cost is the median of the per-trial ratios (e)/(c).
+
 Run: `python -m benchmarks.scale` (about 10 minutes on 2 cores; `--quick` skips 100,000 and
-the naive 10,000 and makes one trial). It prints one table and the issue's goals as measured.
+the naive 10,000 and makes one trial; `--durable-only` measures (c) against (e) alone). It
+prints one table and the issue's goals as measured.
 """
 
 from __future__ import annotations
@@ -194,6 +199,25 @@ def median_trial(trials: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     return chosen
 
 
+def durable_against_seed(bench: Bench, trials: int, count: int = 10_000) -> dict[str, Any]:
+    """The user's flow on durable_map (e) and the seed's flow (c), side by side on new instances, in
+    alternating order; the median of the per-trial ratios (e)/(c) and each side's median run."""
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for number in range(trials):
+        order = ("fanout", "durable") if number % 2 == 0 else ("durable", "fanout")
+        figures = {variant: bench.run(variant, count, f"{variant}-{uuid.uuid4().hex[:6]}") for variant in order}
+        pairs.append((figures["fanout"], figures["durable"]))
+    ratios = [durable["seconds"] / seed["seconds"] for seed, durable in pairs]
+    seeds = sorted((seed for seed, _ in pairs), key=lambda row: row["seconds"])
+    durables = sorted((durable for _, durable in pairs), key=lambda row: row["seconds"])
+    return {
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "seed": seeds[len(seeds) // 2],
+        "durable": durables[len(durables) // 2],
+    }
+
+
 def complete_records(results: Path, instance: str, count: int, processor: str) -> set[str]:
     """Digests of the items whose checkpoint is a whole record (a write cut by the kill is not)."""
     from prefect.filesystems import LocalFileSystem
@@ -210,7 +234,13 @@ def main() -> None:
     parser.add_argument(
         "--trials", type=int, help="trials of fanout at N=10,000, medians shown (default 3; --quick: 1)"
     )
+    parser.add_argument(
+        "--durable-only", action="store_true", help="only (c) against (e): the seed's flow and a user's durable_map"
+    )
     args = parser.parse_args()
+    if args.durable_only:
+        durable_only(args.trials or 5)
+        return
     sizes = {
         "threadpool": [1000, 10_000, 100_000],
         "floor": [1000, 10_000],
@@ -240,6 +270,8 @@ def main() -> None:
                 )
                 samples.append(trial(bench, 10_000, RECORDING_PROCESSOR))
             trivial = median_trial(samples)
+            console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
+            compared = durable_against_seed(bench, max(trials, 3))
             console.log("fanout N=10,000 with 5 ms items: full run, cached rerun, kill at 50% and resume")
             waiting = median_trial([trial(bench, 10_000, WAITING_PROCESSOR)])
             rows: dict[tuple[str, int], dict[str, Any]] = {("fanout", 10_000): trivial["full"]}
@@ -250,6 +282,36 @@ def main() -> None:
                     console.log(f"{variant} N={count:,}")
                     rows[(variant, count)] = bench.run(variant, count, f"full-{count}-{uuid.uuid4().hex[:6]}")
     report(console, rows, trivial, waiting)
+    report_durable(console, compared)
+
+
+def durable_only(trials: int) -> None:
+    """Just the seed's flow against a user's flow on durable_map, at 10,000 trivial items."""
+    console = Console(width=180)
+    with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        with running_prefect_server(scratch / "prefect") as server:
+            env = {
+                **server.client_env(),
+                "FANOUT_RESULT_STORAGE": str(scratch / "results"),
+                "PYTHONPATH": str(REPO_ROOT),
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+            }
+            bench = Bench(server=server, scratch=scratch, env=env)
+            bench.run("fanout", 5)  # warm the server
+            bench.run("durable", 5)
+            console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
+            compared = durable_against_seed(bench, trials)
+    report_durable(console, compared)
+
+
+def report_durable(console: Console, compared: dict[str, Any]) -> None:
+    seed, durable = compared["seed"], compared["durable"]
+    console.print(
+        f"N=10,000 (e) durable_map in a user's flow: {durable['seconds']:.2f} s, (c) the seed's flow: "
+        f"{seed['seconds']:.2f} s (medians); (e)/(c) = {compared['ratio']:.3f} (goal <= 1.05; median of "
+        f"per-trial ratios {', '.join(f'{ratio:.3f}' for ratio in compared['ratios'])})"
+    )
 
 
 def report(

@@ -15,6 +15,7 @@ import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
@@ -35,7 +36,7 @@ from fanout.engine.progress import ProgressReporter, reporting
 from fanout.engine.report import publish_report
 from fanout.engine.retry_policy import RetryPolicy
 from fanout.engine.runners import check_runner, task_runner
-from fanout.engine.stage import check_stage, default_stage, stage_function
+from fanout.engine.stage import StageFunction, check_stage, forget_stage_names, stage_function, stage_names
 from fanout.engine.submission import fan_out
 from fanout.engine.tasks import ItemTasks, item_tasks
 from fanout.inputs.items import ItemKey, KeyedItems, keyed
@@ -158,9 +159,7 @@ def durable_map(
     flow_run = context.flow_run
     assert flow_run is not None
     instance = instance_id or str(flow_run.id)
-    stage_name = (
-        check_stage(stage) if stage else default_stage(flow_run.id, flow_run.run_count, instance, target.qualified)
-    )
+    stage_name = check_stage(stage) if stage else _default_stage(flow_run.id, flow_run.run_count, instance, target)
     policy = target.retry or RetryPolicy.from_settings(settings)
     if target.retry is not None:  # a task's own policy, with what the call says on top
         policy = dataclasses.replace(
@@ -270,6 +269,14 @@ def _is_async(run: ItemRun) -> bool:
     from fanout.engine.processor_kind import processor_kind
 
     return processor_kind(run.process) == "async"
+
+
+def _default_stage(flow_run_id: UUID, run_count: int, instance_id: str, target: StageFunction) -> str:
+    """The stage's name from its function's, numbered within this attempt of the flow run."""
+    names, new = stage_names(flow_run_id, run_count)
+    if new:
+        after_final_state(functools.partial(forget_stage_names, flow_run_id, run_count))
+    return names.next(instance_id, target.qualified)
 
 
 def _flow_run_context() -> FlowRunContext:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,6 @@ from uuid import UUID
 from prefect import Task
 
 from fanout.core.errors import InvalidRequest
-from fanout.core.wrap_up import after_final_state
 from fanout.engine.processor_kind import ProcessorKind, processor_kind
 from fanout.engine.retry_policy import RetryPolicy
 
@@ -90,21 +90,37 @@ def check_stage(stage: str) -> str:
     return stage
 
 
-_calls: dict[tuple[UUID, int, str, str], int] = {}
+class StageNames:
+    """The default stage names handed out in one attempt of a flow run: a function's name, numbered
+    from its second call (per instance)."""
+
+    def __init__(self) -> None:
+        self._calls: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def next(self, instance_id: str, qualified: str) -> str:
+        """`qualified` on its first call, then `qualified-2`, `qualified-3`, ..."""
+        with self._lock:
+            self._calls[(instance_id, qualified)] += 1
+            ordinal = self._calls[(instance_id, qualified)]
+        return qualified if ordinal == 1 else f"{qualified}-{ordinal}"
+
+
+_names: dict[tuple[UUID, int], StageNames] = {}
 _lock = threading.Lock()
 
 
-def default_stage(flow_run_id: UUID, run_count: int, instance_id: str, qualified: str) -> str:
-    """`qualified` on its first call in this attempt of the flow run (for this instance), then `-2`, `-3`, ..."""
-    key = (flow_run_id, run_count, instance_id, qualified)
+def stage_names(flow_run_id: UUID, run_count: int) -> tuple[StageNames, bool]:
+    """The names of this attempt of the flow run (a retry of the run numbers its calls afresh), and
+    whether they were made just now: then whoever asked forgets them at the run's end (`forget_stage_names`)."""
     with _lock:
-        ordinal = _calls.get(key, 0) + 1
-        _calls[key] = ordinal
-    if ordinal == 1:
-        after_final_state(functools.partial(_forget, key))
-    return qualified if ordinal == 1 else f"{qualified}-{ordinal}"
+        names = _names.get((flow_run_id, run_count))
+        if names is not None:
+            return names, False
+        names = _names[(flow_run_id, run_count)] = StageNames()
+        return names, True
 
 
-def _forget(key: tuple[UUID, int, str, str]) -> None:
+def forget_stage_names(flow_run_id: UUID, run_count: int) -> None:
     with _lock:
-        _calls.pop(key, None)
+        _names.pop((flow_run_id, run_count), None)
