@@ -329,3 +329,19 @@ def clear(folder: Path) -> None:
 def test_order_total_runs_in_process() -> None:
     """The user's two-stage flow, called directly, returns the totals."""
     assert order_total(orders(4), instance_id=fresh("orders")) == expected_total(4)
+
+
+def test_each_stage_publishes_its_own_item_table() -> None:
+    """A two-stage flow's item tables are one per stage, their rows naming `<instance>/<stage>/<key>`."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from fanout.engine.report import artifact_key
+
+    instance = fresh("tables")
+    order_total(orders(2), instance_id=instance)
+    with get_client(sync_client=True) as client:
+        for stage, keys in ((PRICE_STAGE, ["order-1", "order-2"]), (TAX_STAGE, ["0", "1"])):
+            key = artifact_key(f"{instance}/{stage}", "items")
+            [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            rows: list[dict[str, Any]] = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data  # type: ignore[assignment]
+            assert [row["correlation_id"] for row in rows] == [f"{instance}/{stage}/{key}" for key in keys]

@@ -219,9 +219,7 @@ def _map(
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, run.instance_id, outcomes.values())
     ordered = [outcomes[item] for item in planned.keys]
-    after_final_state(
-        functools.partial(publish_report, run.instance_id, ordered, elapsed, settings.report_table_limit, run.scope)
-    )
+    after_final_state(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
     settled = settle(
         planned.keys, outcomes, run.instance_id, tolerated_count=tolerated[0], tolerated_percentage=tolerated[1]
     )

@@ -138,16 +138,15 @@ def metrics_markdown(instance_id: str, metrics: RunMetrics) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish_report(
-    instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int, scope: str | None = None
-) -> RunMetrics:
+def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int) -> RunMetrics:
     """Create the table and metrics artifacts of this run; a failure to publish is logged, not raised.
 
     The report describes the run; losing it must not fail a run whose items all succeeded.
-    `scope` precedes each item in its correlation id: the instance unless given.
+    `instance_id` is what precedes each item in its correlation id: the instance, or
+    `<instance>/<stage>` for a stage whose ids name it (each stage then has artifacts of its own).
     """
     metrics = run_metrics(outcomes, wall_seconds)
-    rows, complete = table_rows(scope or instance_id, outcomes, limit)
+    rows, complete = table_rows(instance_id, outcomes, limit)
     summary = summary_line(metrics)
     description = (
         summary
