@@ -3,7 +3,8 @@
 `python -m benchmarks.probe <variant> <count> [instance_id] [run_name]`; variants: threadpool,
 naive, fanout, floor (a flow that only returns the results), durable (a user's own flow that
 calls `fanout.durable_map` on the seed's processor and returns the results). Imports happen before the clock starts (including the ones Prefect makes lazily
-on a process's first flow call), so each variant is timed warm. A sampler thread records the
+on a process's first flow call), so each variant is timed warm, in wall time and in the CPU time of
+this process (all its threads: less shaken than wall time by other work on the machine). A sampler thread records the
 peak thread count; peak RSS comes from the kernel. `run_name` names the flow run, so a watcher
 can find it in the API; `FANOUT_BENCH_EXECUTED=<file>` writes the items this process executed
 (with `FANOUT_PROCESSOR=benchmarks.processors:recorded`).
@@ -172,8 +173,10 @@ def main() -> None:
     with ThreadSampler() as sampler:
         started_at = time.time()
         started = time.perf_counter()
+        cpu_started = time.process_time()
         output = run()
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
     assert output == [f"Processed item-{i}" for i in range(1, count + 1)], "wrong output"
     write_executed()
     print(
@@ -182,6 +185,7 @@ def main() -> None:
                 "variant": variant,
                 "count": count,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "started_at": started_at,
                 "peak_threads": sampler.peak,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
