@@ -31,7 +31,7 @@ from fanout.engine.failures import settle
 from fanout.engine.instance_lease import holding_instance
 from fanout.engine.item_logging import correlating
 from fanout.engine.item_path import ItemRun
-from fanout.engine.processor_kind import check_parallel
+from fanout.engine.processor_kind import check_parallel, processor_kind
 from fanout.engine.progress import ProgressReporter, reporting
 from fanout.engine.report import publish_report
 from fanout.engine.retry_policy import RetryPolicy
@@ -91,8 +91,9 @@ def durable_map(
     and whose `retries`, `retry_delay_seconds` and `retry_jitter_factor` apply to
     each item, for any exception. For any other function, items that raise
     `TransientError`, `ConnectionError` or `TimeoutError` are retried
-    (`retries`, `retry_delay_seconds`; `FANOUT_RETRIES` ... by default), and any
-    other exception fails the item at once.
+    (`retries` times, waiting `retry_delay_seconds` doubled each time; by default
+    `FANOUT_RETRIES` and `FANOUT_RETRY_DELAY_SECONDS`), and any other exception
+    fails the item at once.
 
     `items`: any iterable of JSON values (a list, a generator), or a source
     (`fanout.source(uri, format=...)`), read once, in order.
@@ -116,10 +117,10 @@ def durable_map(
     stage: `instance_id` (the flow run's id when not given; give one to resume
     from another flow run) and `stage` (`fn`'s `__qualname__`, with `-2`, `-3`
     on the second, third call of a function of that name in the flow run,
-    unless named). Running the
-    instance again runs only the items without a checkpoint, in each stage. With
-    `instance_id` given, the run holds the instance's lease: a second run of it
-    at the same time fails with `InstanceBusy` before any item runs.
+    unless named). Running the instance again runs only the items without a
+    checkpoint, in each stage. With `instance_id` given, the run holds the
+    instance's lease: a second run of it at the same time fails with
+    `InstanceBusy` before any item runs.
 
     Failures. A failed item does not stop its siblings. Once every item has
     settled, more failures than tolerated (`tolerated_failure_count`, and
@@ -264,8 +265,6 @@ def run_stage(
 
 
 def _is_async(run: ItemRun) -> bool:
-    from fanout.engine.processor_kind import processor_kind
-
     return processor_kind(run.process) == "async"
 
 
