@@ -12,8 +12,10 @@ process group, from inside once it has executed half its items), then resumed. R
 trial. One more trial uses 5 ms items, where item work outweighs the fixed cost of a run.
 
 (e) is a user's own flow (a plain `@flow`) calling `fanout.durable_map` on the same 10,000
-trivial items, run side by side with the seed's flow (c) in each of its trials, in alternating
-order; its cost is the median of the per-trial ratios (e)/(c).
+trivial items and returning the results, and (e') the same flow returning their count (Prefect
+walks a list a flow returns, three times, which the seed's flow avoids by returning a state): both
+run side by side with the seed's flow (c) in each trial, in rotating order; each cost is the median
+of the per-trial ratios to (c), in wall time and in the flow process's CPU time.
 
 Run: `python -m benchmarks.scale` (about 10 minutes on 2 cores; `--quick` skips 100,000 and
 the naive 10,000 and makes one trial; `--durable-only` measures (c) against (e) alone). It
@@ -200,25 +202,23 @@ def median_trial(trials: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def durable_against_seed(bench: Bench, trials: int, count: int = 10_000) -> dict[str, Any]:
-    """The user's flow on durable_map (e) and the seed's flow (c), side by side on new instances, in
-    alternating order; the median of the per-trial ratios (e)/(c) and each side's median run."""
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    """The seed's flow (c), a user's flow on durable_map returning the results (e) and one returning
+    their count (e'), side by side on new instances, in rotating order; per variant its median run
+    and the median of the per-trial ratios to (c), in wall and CPU time."""
+    variants = ("fanout", "durable", "durable_count")
+    runs: list[dict[str, dict[str, Any]]] = []
     for number in range(trials):
-        order = ("fanout", "durable") if number % 2 == 0 else ("durable", "fanout")
-        figures = {variant: bench.run(variant, count, f"{variant}-{uuid.uuid4().hex[:6]}") for variant in order}
-        pairs.append((figures["fanout"], figures["durable"]))
-    ratios = [durable["seconds"] / seed["seconds"] for seed, durable in pairs]
-    cpu_ratios = [durable["cpu_seconds"] / seed["cpu_seconds"] for seed, durable in pairs]
-    seeds = sorted((seed for seed, _ in pairs), key=lambda row: row["seconds"])
-    durables = sorted((durable for _, durable in pairs), key=lambda row: row["seconds"])
-    return {
-        "ratio": statistics.median(ratios),
-        "ratios": ratios,
-        "cpu_ratio": statistics.median(cpu_ratios),
-        "cpu_ratios": cpu_ratios,
-        "seed": seeds[len(seeds) // 2],
-        "durable": durables[len(durables) // 2],
-    }
+        order = variants[number % 3 :] + variants[: number % 3]
+        runs.append({variant: bench.run(variant, count, f"{variant}-{uuid.uuid4().hex[:6]}") for variant in order})
+    compared: dict[str, Any] = {}
+    for variant in variants:
+        ordered = sorted((trial[variant] for trial in runs), key=lambda row: row["seconds"])
+        compared[variant] = {
+            "median": ordered[len(ordered) // 2],
+            "ratios": [trial[variant]["seconds"] / trial["fanout"]["seconds"] for trial in runs],
+            "cpu_ratios": [trial[variant]["cpu_seconds"] / trial["fanout"]["cpu_seconds"] for trial in runs],
+        }
+    return compared
 
 
 def complete_records(results: Path, instance: str, count: int, processor: str) -> set[str]:
@@ -303,22 +303,33 @@ def durable_only(trials: int) -> None:
             bench = Bench(server=server, scratch=scratch, env=env)
             bench.run("fanout", 5)  # warm the server
             bench.run("durable", 5)
+            bench.run("durable_count", 5)
             console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
             compared = durable_against_seed(bench, trials)
     report_durable(console, compared)
 
 
 def report_durable(console: Console, compared: dict[str, Any]) -> None:
-    seed, durable = compared["seed"], compared["durable"]
+    seed = compared["fanout"]["median"]
     console.print(
-        f"N=10,000 (e) durable_map in a user's flow: {durable['seconds']:.2f} s, (c) the seed's flow: "
-        f"{seed['seconds']:.2f} s (medians); (e)/(c) = {compared['ratio']:.3f} (goal <= 1.05; median of "
-        f"per-trial ratios {', '.join(f'{ratio:.3f}' for ratio in compared['ratios'])})"
+        f"N=10,000 (c) the seed's flow: {seed['seconds']:.2f} s wall, {seed['cpu_seconds']:.2f} s CPU (median run)"
     )
-    console.print(
-        f"  CPU time of the flow process: (e) {durable['cpu_seconds']:.2f} s, (c) {seed['cpu_seconds']:.2f} s; "
-        f"(e)/(c) = {compared['cpu_ratio']:.3f} (median of {', '.join(f'{r:.3f}' for r in compared['cpu_ratios'])})"
-    )
+    for variant, name in (
+        ("durable", "(e) a user's flow returning durable_map's results"),
+        ("durable_count", "(e') the same flow returning their count"),
+    ):
+        figures = compared[variant]
+        run = figures["median"]
+        console.print(
+            f"  {name}: {run['seconds']:.2f} s wall, {run['cpu_seconds']:.2f} s CPU; against (c): wall "
+            f"{statistics.median(figures['ratios']):.3f}, CPU {statistics.median(figures['cpu_ratios']):.3f} "
+            f"(medians of per-trial ratios; goal <= 1.05; wall {_ratios(figures['ratios'])}, "
+            f"CPU {_ratios(figures['cpu_ratios'])})"
+        )
+
+
+def _ratios(values: list[float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values)
 
 
 def report(
