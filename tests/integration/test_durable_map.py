@@ -80,13 +80,29 @@ def test_an_async_function_runs_on_an_event_loop() -> None:
 
 
 def test_an_async_flow_awaits_durable_map_async() -> None:
-    """In an `async def` flow, `await durable_map_async(...)` gives the same results."""
+    """In an `async def` flow, `await durable_map_async(...)` gives the same results, and its report is published."""
+    instance = fresh("async-flow")
 
     @flow
     async def async_flow(count: int) -> list[int]:
-        return await durable_map_async(double, range(count))
+        return await durable_map_async(double, range(count), instance_id=instance)
 
     assert asyncio.run(async_flow(5)) == [0, 2, 4, 6, 8]
+    assert len(item_table(f"{instance}/double")) == 5
+
+
+def item_table(scope: str) -> list[dict[str, Any]]:
+    """The rows of the newest item table published for `scope` (`<instance>/<stage>`)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from fanout.engine.report import artifact_key
+
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(scope, "items")])), limit=1
+        )
+    rows: list[dict[str, Any]] = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data  # type: ignore[assignment]
+    return rows
 
 
 def test_a_rerun_of_the_instance_runs_nothing_again() -> None:
@@ -333,15 +349,8 @@ def test_order_total_runs_in_process() -> None:
 
 def test_each_stage_publishes_its_own_item_table() -> None:
     """A two-stage flow's item tables are one per stage, their rows naming `<instance>/<stage>/<key>`."""
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from fanout.engine.report import artifact_key
-
     instance = fresh("tables")
     order_total(orders(2), instance_id=instance)
-    with get_client(sync_client=True) as client:
-        for stage, keys in ((PRICE_STAGE, ["order-1", "order-2"]), (TAX_STAGE, ["0", "1"])):
-            key = artifact_key(f"{instance}/{stage}", "items")
-            [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-            rows: list[dict[str, Any]] = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data  # type: ignore[assignment]
-            assert [row["correlation_id"] for row in rows] == [f"{instance}/{stage}/{key}" for key in keys]
+    for stage, keys in ((PRICE_STAGE, ["order-1", "order-2"]), (TAX_STAGE, ["0", "1"])):
+        rows = item_table(f"{instance}/{stage}")
+        assert [row["correlation_id"] for row in rows] == [f"{instance}/{stage}/{key}" for key in keys]
