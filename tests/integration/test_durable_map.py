@@ -354,3 +354,14 @@ def test_each_stage_publishes_its_own_item_table() -> None:
     for stage, keys in ((PRICE_STAGE, ["order-1", "order-2"]), (TAX_STAGE, ["0", "1"])):
         rows = item_table(f"{instance}/{stage}")
         assert [row["correlation_id"] for row in rows] == [f"{instance}/{stage}/{key}" for key in keys]
+
+
+def test_a_flow_may_return_the_results_as_its_completed_state() -> None:
+    """The docs' tip: a flow returning `Completed(data=results)` hands its caller the list."""
+    from prefect.states import Completed
+
+    @flow
+    def as_state(count: int) -> list[int]:
+        return Completed(data=durable_map(double, range(count)))  # type: ignore[return-value]
+
+    assert as_state(3) == [0, 2, 4]
