@@ -161,35 +161,18 @@ def durable_map(
     assert flow_run is not None
     instance = instance_id or str(flow_run.id)
     stage_name = check_stage(stage) if stage else _default_stage(flow_run.id, flow_run.run_count, instance, target)
-    policy = target.retry or RetryPolicy.from_settings(settings)
-    if target.retry is not None:  # a task's own policy, with what the call says on top
-        policy = dataclasses.replace(
-            policy,
-            retries=policy.retries if retries is None else retries,
-            delay_seconds=policy.delay_seconds if retry_delay_seconds is None else retry_delay_seconds,
-        )
     run = dataclasses.replace(
         ItemRun.for_run(instance, settings),
         processor=stage_name,
-        retry=policy,
+        retry=_retry_policy(target, settings, retries, retry_delay_seconds),
         values=planned.values,
         function=target.function,
         stage_in_ids=stage_in_ids,
     )
     if not planned.keys:
         return MapResults()
-    return _map(
-        run,
-        planned,
-        settings,
-        item_tasks(target.name),
-        str(flow_run.id),
-        instance_id,
-        tolerated=(
-            tolerated_failure_count,
-            tolerated_failure_percentage,
-        ),
-    )
+    tolerated = (tolerated_failure_count, tolerated_failure_percentage)
+    return _map(run, planned, settings, item_tasks(target.name), str(flow_run.id), instance_id, tolerated)
 
 
 async def durable_map_async(fn: Callable[..., Any], items: Iterable[Any] | ItemSource, **options: Any) -> MapResults:
@@ -266,6 +249,20 @@ def run_stage(
 
 def _is_async(run: ItemRun) -> bool:
     return processor_kind(run.process) == "async"
+
+
+def _retry_policy(
+    target: StageFunction, settings: FanoutSettings, retries: int | None, delay_seconds: float | None
+) -> RetryPolicy:
+    """A Prefect task's own policy, with what the call says on top; else the settings' (the call's
+    `retries` and `retry_delay_seconds` are already in them)."""
+    if target.retry is None:
+        return RetryPolicy.from_settings(settings)
+    return dataclasses.replace(
+        target.retry,
+        retries=target.retry.retries if retries is None else retries,
+        delay_seconds=target.retry.delay_seconds if delay_seconds is None else delay_seconds,
+    )
 
 
 def _default_stage(flow_run_id: UUID, run_count: int, instance_id: str, target: StageFunction) -> str:
