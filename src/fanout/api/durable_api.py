@@ -4,7 +4,7 @@ A second route table over the seed's operations (src/fanout/service/instances.py
 find by instance or flow-run id, status, terminate, restart, purge), the list
 both tables share (src/fanout/api/listing.py) and the management operations
 beside them (src/fanout/service/instance_management.py: suspend, resume, history),
-behind the webhook's token (src/fanout/api/durable_auth.py). Status
+behind the webhook's token (src/fanout/api/security.py). Status
 codes follow Durable Functions and the `azure-functions-durable` client's
 switch statements:
 
@@ -35,7 +35,6 @@ from fastapi.responses import JSONResponse
 from fanout.api import listing
 from fanout.api.body import parse_request, read_limited
 from fanout.api.deps import InstancesDep, Settings
-from fanout.api.durable_auth import link_code, require_durable_auth
 from fanout.api.durable_payloads import (
     BASE_PATH,
     ORCHESTRATOR,
@@ -55,6 +54,7 @@ from fanout.api.openapi_doc import (
     STATUS_QUERY,
 )
 from fanout.api.routes import INSTANCE_ID
+from fanout.api.security import link_code, require_any_form
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
@@ -65,7 +65,7 @@ from fanout.service.start_queue import QueuedStart
 from fanout.service.status import FINISHED, RuntimeStatus
 from fanout.service.webhook_errors import InstanceConflict, InstanceNotFound, StartRefused, StartRejected, WebhookError
 
-router = APIRouter(prefix=BASE_PATH, dependencies=[Depends(require_durable_auth)], tags=["Durable Functions API"])
+router = APIRouter(prefix=BASE_PATH, dependencies=[Depends(require_any_form)], tags=["Durable Functions API"])
 IN_PROGRESS = frozenset({RuntimeStatus.PENDING, RuntimeStatus.RUNNING, RuntimeStatus.SUSPENDED})
 
 

@@ -18,7 +18,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from fanout.api.deps import Settings, require_token
+from fanout.api.deps import Settings
+from fanout.api.security import require_token
 from fanout.core.errors import InvalidRequest
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN

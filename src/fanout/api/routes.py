@@ -25,11 +25,12 @@ from fastapi.responses import JSONResponse
 
 from fanout.api.body import parse_request, read_limited
 from fanout.api.deadline import bounded
-from fanout.api.deps import InstancesDep, Settings, State, require_token
+from fanout.api.deps import InstancesDep, Settings, State
 from fanout.api.durable_payloads import list_entry
 from fanout.api.listing import CONTINUATION_HEADER, BadQuery, list_instances
 from fanout.api.openapi_doc import LIST_QUERY, START_BODY
 from fanout.api.results_routes import inline_limited
+from fanout.api.security import require_token
 from fanout.core.prefect_adapter import client_retries_off
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
