@@ -34,10 +34,15 @@ class BasicPassword(HTTPBasic):
             return HTTPBasicCredentials(username="", password="")
 
 
-bearer_scheme = HTTPBearer(auto_error=False, description="The webhook token.")
-basic_scheme = BasicPassword(auto_error=False, description="Any user name; the webhook token as the password.")
+bearer_scheme = HTTPBearer(scheme_name="bearerToken", auto_error=False, description="The webhook token.")
+basic_scheme = BasicPassword(
+    scheme_name="basicPassword", auto_error=False, description="Any user name; the webhook token as the password."
+)
 code_scheme = APIKeyQuery(
-    name="code", auto_error=False, description="The webhook token, as Durable Functions' links carry it."
+    name="code",
+    scheme_name="code",
+    auto_error=False,
+    description="The webhook token, as Durable Functions' links carry it.",
 )
 
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
