@@ -1,5 +1,5 @@
 """What a webhook route needs, declared as FastAPI dependencies: the app's state, its settings,
-the instance operations, and the bearer-token check.
+and the instance operations (the token check is src/fanout/api/security.py).
 
 The app holds one `WebhookState` (typed, unlike Starlette's `app.state`); routes
 ask for what they use, and tests build the state with a stand-in for Prefect.
@@ -10,11 +10,10 @@ of a start's time (37 ms in-process on a loaded 2-core machine).
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
 from fanout.core.settings import FanoutSettings
 from fanout.service.instances import Instances
@@ -50,12 +49,3 @@ async def instances(state: State) -> Instances:
 
 Settings = Annotated[FanoutSettings, Depends(settings)]
 InstancesDep = Annotated[Instances, Depends(instances)]
-
-
-async def require_token(state: State, authorization: Annotated[str | None, Header()] = None) -> None:
-    """401 unless the request carries the configured bearer token (compared in constant time)."""
-    if state.token is None:
-        return
-    scheme, _, presented = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), state.token.encode()):
-        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})

@@ -2,7 +2,7 @@
 
 FastAPI serves them to anyone by default, and they describe every route and
 setting name. Here they take the token as the Durable Functions routes do
-(src/fanout/api/durable_auth.py): a bearer header, Basic auth with the token as the
+(src/fanout/api/security.py): a bearer header, Basic auth with the token as the
 password, or `?code=`. A refusal asks for Basic auth, so a browser opening
 `/docs` prompts for a user name (any) and a password (the token), and sends the
 same credentials when the page fetches `/openapi.json`.
@@ -10,30 +10,21 @@ same credentials when the page fetches `/openapi.json`.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from fanout.api.deps import State
-from fanout.api.durable_auth import require_durable_auth
+from fanout.api.security import ANY_FORM, Presented, matches
 
 OPENAPI_URL = "/openapi.json"
 TITLE = "fanout webhook"
 
 
-def require_docs_auth(
-    state: State,
-    authorization: Annotated[str | None, Header()] = None,
-    code: Annotated[str | None, Query()] = None,
-) -> None:
+async def require_docs_auth(state: State, presented: Presented) -> None:
     """401 with a Basic challenge (a browser prompts) unless the request carries the webhook's token."""
-    try:
-        require_durable_auth(state, authorization, code)
-    except HTTPException as refused:
-        challenge = {"WWW-Authenticate": f'Basic realm="{TITLE}", charset="UTF-8"'}
-        raise HTTPException(401, refused.detail, headers=challenge) from None
+    if state.token is not None and not matches(presented, state.token):
+        raise HTTPException(401, ANY_FORM, headers={"WWW-Authenticate": f'Basic realm="{TITLE}", charset="UTF-8"'})
 
 
 router = APIRouter(dependencies=[Depends(require_docs_auth)], include_in_schema=False)

@@ -4,7 +4,7 @@ A second route table over the seed's operations (src/fanout/service/instances.py
 find by instance or flow-run id, status, terminate, restart, purge), the list
 both tables share (src/fanout/api/listing.py) and the management operations
 beside them (src/fanout/service/instance_management.py: suspend, resume, history),
-behind the webhook's token (src/fanout/api/durable_auth.py). Status
+behind the webhook's token (src/fanout/api/security.py). Status
 codes follow Durable Functions and the `azure-functions-durable` client's
 switch statements:
 
@@ -31,11 +31,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from fanout.api import listing
 from fanout.api.body import orchestration_input, parse_request, read_limited
 from fanout.api.deps import InstancesDep, Settings
-from fanout.api.durable_auth import link_code, require_durable_auth
 from fanout.api.durable_payloads import (
     BASE_PATH,
     ORCHESTRATOR,
@@ -55,6 +55,18 @@ from fanout.api.openapi_doc import (
     STATUS_QUERY,
 )
 from fanout.api.routes import INSTANCE_ID
+from fanout.api.schemas import (
+    CheckStatusPayload,
+    DurableError,
+    DurableStatus,
+    ErrorDetail,
+    EventDiscarded,
+    InstanceEntry,
+    NothingPurged,
+    UnfinishedPurge,
+)
+from fanout.api.schemas import PurgeReport as PurgeDocument
+from fanout.api.security import link_code, require_any_form
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
@@ -73,7 +85,31 @@ from fanout.service.webhook_errors import (
     WebhookError,
 )
 
-router = APIRouter(prefix=BASE_PATH, dependencies=[Depends(require_durable_auth)], tags=["Durable Functions API"])
+
+def answers(*codes: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """The answers a route documents: each error code in Durable Functions' shape, `s202="..."` a bodyless 202."""
+    documented: dict[int | str, dict[str, Any]] = {
+        code: {"model": DurableError, "description": ERROR_MEANINGS[code]} for code in codes
+    }
+    documented.update({name.removeprefix("s"): {"description": text} for name, text in described.items()})
+    return {**documented, **COMMON}
+
+
+ERROR_MEANINGS = {
+    400: "Bad request: an unknown orchestrator, a malformed body, query or Idempotency-Key.",
+    404: "No such instance.",
+    409: "The instance is in a state the operation does not apply to.",
+    410: "The instance has finished (or, for rewind, did not fail).",
+    413: "Body, or the request as a Prefect parameter, too large.",
+    429: "The start queue is full: try again after Retry-After.",
+}
+COMMON: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "Missing or wrong token."},
+    503: {"model": ErrorDetail, "description": "Prefect unavailable: try again after Retry-After."},
+}
+POLL = {"Location": {"description": "The status URL."}, "Retry-After": {"description": "Seconds to wait."}}
+
+router = APIRouter(prefix=BASE_PATH, dependencies=[Depends(require_any_form)], tags=["Durable Functions API"])
 IN_PROGRESS = frozenset({RuntimeStatus.PENDING, RuntimeStatus.RUNNING, RuntimeStatus.SUSPENDED})
 
 
@@ -104,10 +140,13 @@ def admin(instances: InstancesDep) -> Admin:
 AdminDep = Annotated[Admin, Depends(admin)]
 
 
-def problem(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An error in Durable Functions' shape (`ExceptionMessage` is what its client reads)."""
-    body = {"Message": message, "ExceptionMessage": message, **extra}
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    return error_response(DurableError(message=message, exception_message=message), status_code, headers)
+
+
+def error_response(body: BaseModel, status_code: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(mode="json", by_alias=True), status_code=status_code, headers=headers)
 
 
 def _not_found(instance_id: str) -> JSONResponse:
@@ -122,10 +161,13 @@ def _base_url(request: Request, settings: FanoutSettings) -> str:
     return (settings.webhook_public_url or str(request.base_url)).rstrip("/")
 
 
-def _accepted(request: Request, settings: FanoutSettings, instance_id: str, ui_url: str | None) -> JSONResponse:
+def _accepted(
+    request: Request, response: Response, settings: FanoutSettings, instance_id: str, ui_url: str | None
+) -> CheckStatusPayload:
     payload = management_payload(_base_url(request, settings), instance_id, link_code(request), ui_url)
-    headers = {"Location": payload["statusQueryGetUri"], "Retry-After": str(settings.webhook_retry_after_seconds)}
-    return JSONResponse(payload, status_code=202, headers=headers)
+    response.headers["Location"] = payload.status_query_get_uri
+    response.headers["Retry-After"] = str(settings.webhook_retry_after_seconds)
+    return payload
 
 
 def _refused(error: WebhookError) -> JSONResponse:
@@ -134,16 +176,33 @@ def _refused(error: WebhookError) -> JSONResponse:
     return problem(status_code, str(error), headers=error.headers)
 
 
-@router.post("/orchestrators/{name}", openapi_extra=START_BODY)
-@router.post("/orchestrators/{name}/{instance_id}", openapi_extra=START_BODY)
+STARTED = answers(400, 409, 413, 429, s202="Started (or queued): Durable Functions' check-status payload.")
+STARTED["202"]["headers"] = POLL
+
+
+@router.post(
+    "/orchestrators/{name}",
+    status_code=202,
+    response_model=CheckStatusPayload,
+    responses=STARTED,
+    openapi_extra=START_BODY,
+)
+@router.post(
+    "/orchestrators/{name}/{instance_id}",
+    status_code=202,
+    response_model=CheckStatusPayload,
+    responses=STARTED,
+    openapi_extra=START_BODY,
+)
 async def start_orchestration(
     request: Request,
+    response: Response,
     name: str,
     instances: InstancesDep,
     settings: Settings,
     instance_id: str | None = None,
     idempotency_key: Annotated[str | None, Header()] = None,
-) -> Response:
+) -> CheckStatusPayload | JSONResponse:
     """Start the deployment the orchestrator name resolves to (a flow's or a deployment's name,
     src/fanout/service/orchestrators.py). The seed's input is its request (empty: the default); another
     flow's input is any JSON value, its parameters as an object or its one required parameter's value."""
@@ -164,7 +223,7 @@ async def start_orchestration(
         return problem(400 if error.status_code in (400, 415, 422) else error.status_code, str(error.detail))
     except (InstanceConflict, StartRejected, StartRefused, DeploymentNotFound) as error:
         return _refused(error)
-    return _accepted(request, settings, started.instance_id, started.ui_url)
+    return _accepted(request, response, settings, started.instance_id, started.ui_url)
 
 
 async def _orchestrator(instances: Instances, name: str, settings: FanoutSettings) -> Orchestrator:
@@ -216,8 +275,21 @@ def _with_instance(fanout_request: FanoutRequest, instance_id: str | None) -> Fa
     return fanout_request.model_copy(update={"instance_id": instance_id})
 
 
-@router.get("/instances/{instance_id}", openapi_extra=STATUS_QUERY)
-async def get_status(request: Request, instance_id: str, ops: AdminDep, settings: Settings) -> Response:
+@router.get(
+    "/instances/{instance_id}",
+    response_model=DurableStatus,
+    response_model_exclude_unset=True,
+    responses={
+        200: {"description": "Finished: Completed, Failed or Terminated."},
+        202: {"model": DurableStatus, "description": "Pending, Running or Suspended: poll again.", "headers": POLL},
+        500: {"model": DurableStatus, "description": "Failed, with returnInternalServerErrorOnFailure=true."},
+        **answers(400, 404),
+    },
+    openapi_extra=STATUS_QUERY,
+)
+async def get_status(
+    request: Request, response: Response, instance_id: str, ops: AdminDep, settings: Settings
+) -> DurableStatus | JSONResponse:
     """The instance's status; 202 while it runs (Location, Retry-After), 200 once finished."""
     params = request.query_params
     try:
@@ -243,19 +315,28 @@ async def get_status(request: Request, instance_id: str, ops: AdminDep, settings
     name = (found.flow if isinstance(found, RunRecord) else None) or ORCHESTRATOR
     body = status_body(content, show_input, events, name)
     if document.runtime_status in IN_PROGRESS:
-        headers = {"Location": str(request.url), "Retry-After": str(settings.webhook_retry_after_seconds)}
-        return JSONResponse(body, status_code=202, headers=headers)
-    failed = document.runtime_status is RuntimeStatus.FAILED
-    return JSONResponse(body, status_code=500 if failed and failure_is_500 else 200)
+        response.status_code = 202
+        response.headers["Location"] = str(request.url)
+        response.headers["Retry-After"] = str(settings.webhook_retry_after_seconds)
+    elif document.runtime_status is RuntimeStatus.FAILED and failure_is_500:
+        response.status_code = 500
+    return DurableStatus.model_validate(body)
 
 
-@router.get("/instances", openapi_extra=LIST_QUERY)
-@router.get("/instances/", include_in_schema=False)
+LISTED = {
+    200: {"headers": {listing.CONTINUATION_HEADER: {"description": "The next page's continuationToken."}}},
+    **answers(400),
+}
+
+
+@router.get("/instances", response_model=list[InstanceEntry], responses=LISTED, openapi_extra=LIST_QUERY)
+@router.get("/instances/", response_model=list[InstanceEntry], include_in_schema=False)
 async def list_instances(
     request: Request,
+    response: Response,
     ops: AdminDep,
     continuation: Annotated[str | None, Header(alias="x-ms-continuation-token")] = None,
-) -> Response:
+) -> list[InstanceEntry] | JSONResponse:
     """Instances matching createdTimeFrom/To, runtimeStatus, instanceIdPrefix; `top` per page
     (src/fanout/api/listing.py, shared with `GET /api/instances`)."""
     try:
@@ -263,11 +344,19 @@ async def list_instances(
         listed = await listing.list_instances(ops.instances, request.query_params, continuation)
     except BadQuery as error:
         return problem(400, str(error))
-    entries = [list_entry(run, status, custom, show_input) for run, status, custom in listed.entries]
-    return JSONResponse(entries, headers=listed.headers)
+    response.headers.update(listed.headers)
+    return [
+        InstanceEntry.model_validate(list_entry(run, status, custom, show_input))
+        for run, status, custom in listed.entries
+    ]
 
 
-@router.post("/instances/{instance_id}/terminate")
+@router.post(
+    "/instances/{instance_id}/terminate",
+    status_code=202,
+    response_class=Response,
+    responses=answers(404, 410, s202="Terminating."),
+)
 async def terminate(instance_id: str, ops: AdminDep) -> Response:
     """Cancel the instance: 202, 410 when it already finished."""
     found = await ops.find(instance_id)
@@ -282,7 +371,13 @@ async def terminate(instance_id: str, ops: AdminDep) -> Response:
     return Response(status_code=202)
 
 
-@router.post("/instances/{instance_id}/suspend", openapi_extra=REASON_QUERY)
+@router.post(
+    "/instances/{instance_id}/suspend",
+    status_code=202,
+    response_class=Response,
+    responses=answers(404, 409, 410, s202="Suspended (or suspending)."),
+    openapi_extra=REASON_QUERY,
+)
 async def suspend(request: Request, instance_id: str, ops: AdminDep) -> Response:
     """Prefect's suspend: no new item starts; resume continues from the checkpoints."""
     found = await ops.find(instance_id)
@@ -300,7 +395,13 @@ async def suspend(request: Request, instance_id: str, ops: AdminDep) -> Response
     return Response(status_code=202)
 
 
-@router.post("/instances/{instance_id}/resume", openapi_extra=REASON_QUERY)
+@router.post(
+    "/instances/{instance_id}/resume",
+    status_code=202,
+    response_class=Response,
+    responses=answers(404, 409, 410, s202="Resumed (or not suspended)."),
+    openapi_extra=REASON_QUERY,
+)
 async def resume(request: Request, instance_id: str, ops: AdminDep) -> Response:
     """Resume a suspended instance (a no-op for one that is not suspended)."""
     found = await ops.find(instance_id)
@@ -316,7 +417,12 @@ async def resume(request: Request, instance_id: str, ops: AdminDep) -> Response:
     return Response(status_code=202)
 
 
-@router.post("/instances/{instance_id}/rewind")
+@router.post(
+    "/instances/{instance_id}/rewind",
+    status_code=202,
+    response_class=Response,
+    responses=answers(404, 410, s202="The failed items run again."),
+)
 async def rewind(instance_id: str, ops: AdminDep) -> Response:
     """fanout's redrive: the failed run goes again and only its failed items run (the rest are checkpointed)."""
     found = await ops.find(instance_id)
@@ -329,8 +435,19 @@ async def rewind(instance_id: str, ops: AdminDep) -> Response:
     return Response(status_code=202)
 
 
-@router.post("/instances/{instance_id}/restart", openapi_extra=RESTART_QUERY)
-async def restart(request: Request, instance_id: str, ops: AdminDep, settings: Settings) -> Response:
+@router.post(
+    "/instances/{instance_id}/restart",
+    status_code=202,
+    response_model=str,
+    responses={
+        202: {"description": "The id of the instance that runs.", "headers": {"Location": POLL["Location"]}},
+        **answers(400, 404, 409, 413, 429),
+    },
+    openapi_extra=RESTART_QUERY,
+)
+async def restart(
+    request: Request, response: Response, instance_id: str, ops: AdminDep, settings: Settings
+) -> str | JSONResponse:
     """Run the instance's input again: under a new id (the default), or the same one once it finished
     (which reuses its checkpoints). Answers the id that runs."""
     try:
@@ -350,10 +467,9 @@ async def restart(request: Request, instance_id: str, ops: AdminDep, settings: S
     else:
         await ops.instances.restart(instance_id)
         running_id = found.instance_id
-    location = management_payload(_base_url(request, settings), running_id, link_code(request), None)[
-        "statusQueryGetUri"
-    ]
-    return JSONResponse(running_id, status_code=202, headers={"Location": location})
+    links = management_payload(_base_url(request, settings), running_id, link_code(request), None)
+    response.headers["Location"] = links.status_query_get_uri
+    return running_id
 
 
 async def _start_again(instances: Instances, found: Found) -> Started:
@@ -366,10 +482,15 @@ async def _start_again(instances: Instances, found: Found) -> Started:
     return await instances.start(fresh, None)
 
 
-@router.post("/instances/{instance_id}/raiseEvent/{event_name}")
+@router.post(
+    "/instances/{instance_id}/raiseEvent/{event_name}",
+    status_code=202,
+    response_model=EventDiscarded,
+    responses=answers(400, 404, 410, 413),
+)
 async def raise_event(
     request: Request, instance_id: str, event_name: str, ops: AdminDep, settings: Settings
-) -> Response:
+) -> EventDiscarded | JSONResponse:
     """A fan-out/fan-in orchestration waits for no event: accepted and discarded while it runs, 410 after."""
     body = await read_limited(request, settings.webhook_max_body_bytes)
     if body.strip():
@@ -385,22 +506,36 @@ async def raise_event(
     message = (
         f"Event '{event_name}' accepted and discarded: the '{ORCHESTRATOR}' orchestration waits for no external event."
     )
-    return JSONResponse({"Message": message}, status_code=202)
+    return EventDiscarded(message=message)
 
 
-@router.delete("/instances/{instance_id}")
-async def purge(instance_id: str, ops: AdminDep) -> Response:
+NOT_PURGED: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": PurgeDocument | UnfinishedPurge | NothingPurged,
+        "description": "Nothing deleted: the instance is unknown, not finished, or went meanwhile.",
+    }
+}
+
+
+@router.delete("/instances/{instance_id}", response_model=PurgeDocument, responses={**NOT_PURGED, **answers()})
+async def purge(instance_id: str, response: Response, ops: AdminDep) -> PurgeDocument | JSONResponse:
     """Delete a finished instance's runs, artifacts and checkpoints, and say what went (the seed's purge,
     src/fanout/service/instances.py); 404 (nothing deleted) for an unknown or unfinished one."""
     found = await ops.find(instance_id)
     if found is None:
-        return JSONResponse({"instancesDeleted": 0}, status_code=404)
+        return error_response(NothingPurged(), 404)
     status = ops.status_of(found)
     if status not in FINISHED:
         message = f"Instance '{instance_id}' is {status.value}: only finished instances are purged."
-        return problem(404, message, instancesDeleted=0)
-    report = await _purge_one(ops, instance_id)
-    return JSONResponse(report.document(), status_code=200 if report.instances else 404)
+        return error_response(UnfinishedPurge(message=message, exception_message=message), 404)
+    return purged(await _purge_one(ops, instance_id), response)
+
+
+def purged(report: PurgeReport, response: Response) -> PurgeDocument:
+    """What went; 404 when nothing did."""
+    if not report.instances:
+        response.status_code = 404
+    return PurgeDocument.model_validate(report.document())
 
 
 async def _purge_one(ops: Admin, instance_id: str) -> PurgeReport:
@@ -410,9 +545,14 @@ async def _purge_one(ops: Admin, instance_id: str) -> PurgeReport:
         return PurgeReport()
 
 
-@router.delete("/instances", openapi_extra=PURGE_QUERY)
-@router.delete("/instances/", include_in_schema=False)
-async def purge_matching(request: Request, ops: AdminDep) -> Response:
+@router.delete(
+    "/instances",
+    response_model=PurgeDocument,
+    responses={404: {"model": PurgeDocument, "description": "None matched."}, **answers(400)},
+    openapi_extra=PURGE_QUERY,
+)
+@router.delete("/instances/", response_model=PurgeDocument, include_in_schema=False)
+async def purge_matching(request: Request, response: Response, ops: AdminDep) -> PurgeDocument | JSONResponse:
     """Delete the finished instances created in [createdTimeFrom, createdTimeTo] with a runtimeStatus listed."""
     policy = ops.instances.resumes
     try:
@@ -426,4 +566,4 @@ async def purge_matching(request: Request, ops: AdminDep) -> Response:
     report = PurgeReport()
     for run in matching:  # by flow-run id: it finds runs with no instance tag too
         report += await _purge_one(ops, str(run.flow_run_id))
-    return JSONResponse(report.document(), status_code=200 if report.instances else 404)
+    return purged(report, response)

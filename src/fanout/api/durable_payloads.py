@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from fanout.api.schemas import CheckStatusPayload
 from fanout.inputs.request import FanoutRequest, plan_items
 from fanout.service.instance_management import BadQuery, InstanceQuery
 from fanout.service.runs import RunRecord
@@ -34,23 +35,23 @@ def instance_url(base_url: str, instance_id: str) -> str:
     return f"{base_url}{BASE_PATH}/instances/{quote(instance_id, safe='')}"
 
 
-def management_payload(base_url: str, instance_id: str, code: str | None, ui_url: str | None) -> dict[str, Any]:
+def management_payload(base_url: str, instance_id: str, code: str | None, ui_url: str | None) -> CheckStatusPayload:
     """Every management link of an instance; each carries `code=` when the caller authenticated with it."""
     status = instance_url(base_url, instance_id)
     only = f"?code={quote(code, safe='')}" if code else ""
     more = f"&code={quote(code, safe='')}" if code else ""
-    return {
-        "id": instance_id,
-        "statusQueryGetUri": f"{status}{only}",
-        "sendEventPostUri": f"{status}/raiseEvent/{{eventName}}{only}",
-        "terminatePostUri": f"{status}/terminate?reason={{text}}{more}",
-        "rewindPostUri": f"{status}/rewind?reason={{text}}{more}",
-        "purgeHistoryDeleteUri": f"{status}{only}",
-        "restartPostUri": f"{status}/restart{only}",
-        "suspendPostUri": f"{status}/suspend?reason={{text}}{more}",
-        "resumePostUri": f"{status}/resume?reason={{text}}{more}",
-        "uiUrl": ui_url,
-    }
+    return CheckStatusPayload(
+        id=instance_id,
+        status_query_get_uri=f"{status}{only}",
+        send_event_post_uri=f"{status}/raiseEvent/{{eventName}}{only}",
+        terminate_post_uri=f"{status}/terminate?reason={{text}}{more}",
+        rewind_post_uri=f"{status}/rewind?reason={{text}}{more}",
+        purge_history_delete_uri=f"{status}{only}",
+        restart_post_uri=f"{status}/restart{only}",
+        suspend_post_uri=f"{status}/suspend?reason={{text}}{more}",
+        resume_post_uri=f"{status}/resume?reason={{text}}{more}",
+        ui_url=ui_url,
+    )
 
 
 def status_body(

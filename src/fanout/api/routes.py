@@ -22,16 +22,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from fanout.api.body import orchestration_input, parse_request, read_limited
 from fanout.api.deadline import bounded
-from fanout.api.deps import InstancesDep, Settings, State, require_token
+from fanout.api.deps import InstancesDep, Settings, State
 from fanout.api.durable_payloads import list_entry
 from fanout.api.listing import CONTINUATION_HEADER, BadQuery, list_instances
 from fanout.api.openapi_doc import LIST_QUERY, START_BODY
 from fanout.api.results_routes import inline_limited
+from fanout.api.schemas import ErrorDetail, Health, InstanceEntry, InstanceStatus, ManagementUrls, PurgeReport
+from fanout.api.security import require_token
 from fanout.core.prefect_adapter import client_retries_off
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
@@ -42,52 +44,104 @@ from fanout.service.webhook_errors import DeploymentNotFound, InstanceNotFound
 
 INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents, each `{"detail": why}`."""
+    return {code: {"model": ErrorDetail, "description": ERROR_MEANINGS[code]} for code in codes}
+
+
+ERROR_MEANINGS = {
+    400: "Bad request: a malformed body, query or Idempotency-Key.",
+    401: "Missing or wrong bearer token.",
+    403: "A source this server does not allow.",
+    404: "No such instance (or deployment).",
+    409: "The instance is running, or in a state the operation does not apply to.",
+    413: "Body, or the request as a Prefect parameter, too large.",
+    415: "Body not application/json.",
+    422: "A request the flow cannot take.",
+    429: "The start queue is full: try again after Retry-After.",
+    503: "Prefect (or the result storage) unavailable: try again after Retry-After.",
+}
+POLL = {"Location": {"description": "The status URL."}, "Retry-After": {"description": "Seconds to wait."}}
+START_ANSWERS: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Started (or queued): the management URLs.", "headers": POLL},
+    **errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+}
+MANAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Accepted: the management URLs.", "headers": POLL},
+    **errors(401, 404, 409, 503),
+}
+
 open_routes = APIRouter()
 routes = APIRouter(dependencies=[Depends(require_token)])
 
 
-@open_routes.get("/health")
-async def health(state: State) -> JSONResponse:
+@open_routes.get(
+    "/health",
+    response_model=Health,
+    response_model_exclude_none=True,
+    responses={503: {"model": Health, "description": "Prefect does not answer in time, or not connected yet."}},
+)
+async def health(state: State) -> Health | JSONResponse:
     """200 when the webhook can reach Prefect, 503 (with why) when it cannot, within
     `FANOUT_WEBHOOK_HEALTH_TIMEOUT_SECONDS` either way: a supervisor with a short timeout can act on it."""
     if state.instances is None:
-        return JSONResponse({"status": "starting", "detail": "not connected to Prefect yet"}, status_code=503)
+        return unhealthy(Health(status="starting", detail="not connected to Prefect yet"))
     with client_retries_off(), bounded(state.settings.webhook_health_timeout_seconds):
         problem = await state.instances.runs.reachable()
     queued = state.instances.queue.queued_count()
     if problem is not None:
-        return JSONResponse({"status": "unavailable", "detail": problem, "queuedStarts": queued}, status_code=503)
-    return JSONResponse({"status": "ok", "queuedStarts": queued})
+        return unhealthy(Health(status="unavailable", detail=problem, queued_starts=queued))
+    return Health(status="ok", queued_starts=queued)
 
 
-@routes.post("/api/start-fanout", status_code=202, openapi_extra=START_BODY)
+def unhealthy(health: Health) -> JSONResponse:
+    return JSONResponse(health.model_dump(by_alias=True, exclude_none=True), status_code=503)
+
+
+@routes.post(
+    "/api/start-fanout",
+    status_code=202,
+    response_model=ManagementUrls,
+    responses=START_ANSWERS,
+    openapi_extra=START_BODY,
+)
 async def start_fanout(
     request: Request,
+    response: Response,
     instances: InstancesDep,
     settings: Settings,
     idempotency_key: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
-    return await start(request, instances, settings, idempotency_key, deployment=None)
+) -> ManagementUrls:
+    return await start(request, response, instances, settings, idempotency_key, deployment=None)
 
 
-@routes.post("/api/start-fanout/{deployment}", status_code=202, openapi_extra=START_BODY)
+@routes.post(
+    "/api/start-fanout/{deployment}",
+    status_code=202,
+    response_model=ManagementUrls,
+    responses=START_ANSWERS,
+    openapi_extra=START_BODY,
+)
 async def start_deployment(
     request: Request,
+    response: Response,
     deployment: str,
     instances: InstancesDep,
     settings: Settings,
     idempotency_key: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
-    return await start(request, instances, settings, idempotency_key, deployment)
+) -> ManagementUrls:
+    return await start(request, response, instances, settings, idempotency_key, deployment)
 
 
 async def start(
     request: Request,
+    response: Response,
     instances: InstancesDep,
     settings: FanoutSettings,
     idempotency_key: str | None,
     deployment: str | None,
-) -> JSONResponse:
+) -> ManagementUrls:
     """Start `deployment` of the flow (the default when None): 202 with the management URLs."""
     try:
         key = checked_key(idempotency_key)
@@ -100,11 +154,11 @@ async def start(
         assert deployment is not None
         other = await _other_flow(instances, deployment)
         value = orchestration_input(body, request.headers.get("content-type"))
-        return accepted(request, settings, await instances.start_flow(other, value, None, key))
+        return accepted(request, response, settings, await instances.start_flow(other, value, None, key))
     fanout_request = parse_request(
         body, request.headers.get("content-type"), admitted, settings.webhook_max_parameter_bytes
     )
-    return accepted(request, settings, await instances.start(fanout_request, key, deployment))
+    return accepted(request, response, settings, await instances.start(fanout_request, key, deployment))
 
 
 async def _other_flow(instances: InstancesDep, name: str) -> Orchestrator:
@@ -119,44 +173,76 @@ async def _other_flow(instances: InstancesDep, name: str) -> Orchestrator:
     return orchestrator
 
 
-@routes.get("/api/instances", openapi_extra=LIST_QUERY)
+@routes.get(
+    "/api/instances",
+    response_model=list[InstanceEntry],
+    responses={
+        200: {"headers": {CONTINUATION_HEADER: {"description": "The next page's continuationToken."}}},
+        **errors(400, 401, 503),
+    },
+    openapi_extra=LIST_QUERY,
+)
 async def list_all(
     request: Request,
+    response: Response,
     instances: InstancesDep,
     continuation: Annotated[str | None, Header(alias=CONTINUATION_HEADER)] = None,
-) -> JSONResponse:
+) -> list[InstanceEntry]:
     """Instances by runtimeStatus and creation time, newest first, `top` per page: Durable Functions' list."""
     try:
         listed = await list_instances(instances, request.query_params, continuation)
     except BadQuery as error:
         raise HTTPException(400, str(error)) from None
-    entries = [list_entry(run, status, custom, True, instances.flow_name) for run, status, custom in listed.entries]
-    return JSONResponse(entries, headers=listed.headers)
+    response.headers.update(listed.headers)
+    return [
+        InstanceEntry.model_validate(list_entry(run, status, custom, True, instances.flow_name))
+        for run, status, custom in listed.entries
+    ]
 
 
-@routes.get("/api/instances/{instance_id}")
-async def status(request: Request, instance_id: str, instances: InstancesDep, settings: Settings) -> JSONResponse:
+@routes.get(
+    "/api/instances/{instance_id}",
+    response_model=InstanceStatus,
+    response_model_exclude_unset=True,
+    responses={
+        200: {"description": "Finished: Completed, Failed or Terminated."},
+        202: {"model": InstanceStatus, "description": "Pending, Running or Suspended: poll again.", "headers": POLL},
+        **errors(401, 404, 503),
+    },
+)
+async def status(
+    request: Request, response: Response, instance_id: str, instances: InstancesDep, settings: Settings
+) -> InstanceStatus:
     document = await instances.status(checked_instance(instance_id))
     content = inline_limited(document.model_dump(mode="json", by_alias=True), request, settings)
-    if document.finished:
-        return JSONResponse(content, status_code=200)
-    return JSONResponse(content, status_code=202, headers=poll_headers(settings, str(request.url)))
+    if not document.finished:
+        response.status_code = 202
+        response.headers.update(poll_headers(settings, str(request.url)))
+    return InstanceStatus.model_validate(content)
 
 
-@routes.post("/api/instances/{instance_id}/terminate")
-async def terminate(request: Request, instance_id: str, instances: InstancesDep, settings: Settings) -> JSONResponse:
-    return accepted(request, settings, await instances.terminate(checked_instance(instance_id)))
+@routes.post(
+    "/api/instances/{instance_id}/terminate", status_code=202, response_model=ManagementUrls, responses=MANAGE_ANSWERS
+)
+async def terminate(
+    request: Request, response: Response, instance_id: str, instances: InstancesDep, settings: Settings
+) -> ManagementUrls:
+    return accepted(request, response, settings, await instances.terminate(checked_instance(instance_id)))
 
 
-@routes.post("/api/instances/{instance_id}/restart")
-async def restart(request: Request, instance_id: str, instances: InstancesDep, settings: Settings) -> JSONResponse:
-    return accepted(request, settings, await instances.restart(checked_instance(instance_id)))
+@routes.post(
+    "/api/instances/{instance_id}/restart", status_code=202, response_model=ManagementUrls, responses=MANAGE_ANSWERS
+)
+async def restart(
+    request: Request, response: Response, instance_id: str, instances: InstancesDep, settings: Settings
+) -> ManagementUrls:
+    return accepted(request, response, settings, await instances.restart(checked_instance(instance_id)))
 
 
-@routes.delete("/api/instances/{instance_id}")
-async def purge(instance_id: str, instances: InstancesDep) -> JSONResponse:
+@routes.delete("/api/instances/{instance_id}", response_model=PurgeReport, responses=errors(401, 404, 409, 503))
+async def purge(instance_id: str, instances: InstancesDep) -> PurgeReport:
     report = await instances.purge(checked_instance(instance_id))
-    return JSONResponse(report.document(), status_code=200)
+    return PurgeReport.model_validate(report.document())
 
 
 def checked_instance(instance_id: str) -> str:
@@ -166,23 +252,25 @@ def checked_instance(instance_id: str) -> str:
     return instance_id
 
 
-def management_urls(request: Request, settings: FanoutSettings, started: Started) -> dict[str, Any]:
+def management_urls(request: Request, settings: FanoutSettings, started: Started) -> ManagementUrls:
     """The seed's management payload for one instance (`uiUrl` is null until its run exists)."""
     base = (settings.webhook_public_url or str(request.base_url)).rstrip("/")
     status_url = f"{base}/api/instances/{started.instance_id}"
-    return {
-        "id": started.instance_id,
-        "statusQueryGetUri": status_url,
-        "terminatePostUri": f"{status_url}/terminate",
-        "restartPostUri": f"{status_url}/restart",
-        "purgeHistoryDeleteUri": status_url,
-        "uiUrl": started.ui_url,
-    }
+    return ManagementUrls(
+        id=started.instance_id,
+        status_query_get_uri=status_url,
+        terminate_post_uri=f"{status_url}/terminate",
+        restart_post_uri=f"{status_url}/restart",
+        purge_history_delete_uri=status_url,
+        ui_url=started.ui_url,
+    )
 
 
-def accepted(request: Request, settings: FanoutSettings, started: Started) -> JSONResponse:
-    body = management_urls(request, settings, started)
-    return JSONResponse(body, status_code=202, headers=poll_headers(settings, body["statusQueryGetUri"]))
+def accepted(request: Request, response: Response, settings: FanoutSettings, started: Started) -> ManagementUrls:
+    """The management URLs, with the status URL as Location and the poll interval as Retry-After."""
+    urls = management_urls(request, settings, started)
+    response.headers.update(poll_headers(settings, urls.status_query_get_uri))
+    return urls
 
 
 def poll_headers(settings: FanoutSettings, location: str) -> dict[str, str]:
