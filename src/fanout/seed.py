@@ -64,13 +64,13 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     check_limit(settings)
     instance_id = request.instance_id or str(flow_run.get_id())
     run = dataclasses.replace(ItemRun.for_run(instance_id, settings), values=values)
-    keep_plan(run.storage, instance_id, run.processor, items)  # results pages read the item order from it
     started = time.perf_counter()
     with (
         correlating(str(flow_run.get_id()), instance_id),
         keeping_alive(settings.liveness_seconds),
         holding_instance(request.instance_id, settings.instance_lease_seconds, run.storage),
     ):
+        keep_plan(run.storage, instance_id, run.processor, items)  # results pages read the item order from it
         outcomes = run_instance(items, run, settings, announce_total=item_count(request) is None)
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, instance_id, outcomes.values())
