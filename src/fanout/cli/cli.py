@@ -140,8 +140,13 @@ DEFAULT_HOME = Path(".fanout")
 @app.command()
 def up(
     home: Annotated[Path, typer.Option(help="Project-local folder for the database, logs and token.")] = DEFAULT_HOME,
-    prefect_port: Annotated[int, typer.Option(help="Prefect server port (a free one if taken).")] = 4200,
-    webhook_port: Annotated[int | None, typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT.")] = None,
+    prefect_port: Annotated[
+        int | None, typer.Option(help="Prefect server port; default: the one used last time, else 4200; 0: any free.")
+    ] = None,
+    webhook_port: Annotated[
+        int | None,
+        typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT, else the one used last time, else 8000."),
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
     ] = None,
@@ -160,7 +165,7 @@ def up(
     the webhook."""
     from fanout.localstack.postgres import PostgresNotAvailable
     from fanout.localstack.production import DATABASES
-    from fanout.localstack.up import UpOptions
+    from fanout.localstack.up import PortTaken, UpOptions
     from fanout.localstack.up import up as run_stack
 
     settings = _checked_settings()
@@ -170,13 +175,17 @@ def up(
             err=True,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
-    port = settings.webhook_port if webhook_port is None else webhook_port
-    options = UpOptions(home, prefect_port, port, database, database_url, auth)
+    if webhook_port is None and "webhook_port" in settings.model_fields_set:
+        webhook_port = settings.webhook_port
+    options = UpOptions(home, prefect_port, webhook_port, database, database_url, auth)
     try:
         code = run_stack(options, say=typer.echo)
     except PostgresNotAvailable as error:
         typer.echo(f"fanout: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except PortTaken as error:
+        typer.echo(f"fanout: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code)
 
 
