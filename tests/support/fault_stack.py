@@ -172,10 +172,10 @@ def settings_env(crash_env: Mapping[str, str]) -> dict[str, str]:
 
 
 def source_root() -> Path:
-    """The folder holding the `devstack` package: its flow runs import the test processors from there."""
-    import devstack
+    """The checkout's root, holding the `tests` package: flow runs import the test processors from there."""
+    import tests
 
-    return Path(devstack.__file__).resolve().parent.parent
+    return Path(tests.__file__).resolve().parent.parent
 
 
 @contextmanager

@@ -39,7 +39,7 @@ class FakeStack:
     restarts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.live = [FakeChild(name) for name in self.names]
+        self.live: list[Any] = [FakeChild(name) for name in self.names]
 
     def children(self) -> list[Any]:
         return list(self.live)
@@ -74,7 +74,7 @@ def supervisor(stack: FakeStack, clock: Clock, said: list[str]) -> Supervisor:
 
 def test_a_child_that_dies_is_restarted_after_a_backoff_and_the_restart_is_logged() -> None:
     """The worker exits: after 1 s it is started again, and both moves are said."""
-    stack, clock, said = FakeStack(), Clock(), []
+    stack, clock, said = FakeStack(), Clock(), list[str]()
     watcher = supervisor(stack, clock, said)
     stack.live[1].process.returncode = -9
     assert watcher.restart(stack.live[1]) is True
@@ -84,7 +84,7 @@ def test_a_child_that_dies_is_restarted_after_a_backoff_and_the_restart_is_logge
 
 def test_a_child_that_keeps_failing_at_start_stops_the_stack_after_backing_off() -> None:
     """A webhook that never starts again is tried with growing pauses, then the supervisor gives up (1)."""
-    stack, clock, said = FakeStack(failing=100), Clock(), []
+    stack, clock, said = FakeStack(failing=100), Clock(), list[str]()
     watcher = supervisor(stack, clock, said)
     stack.live[2].process.returncode = 1
     assert watcher.watch() == 1
@@ -95,7 +95,7 @@ def test_a_child_that_keeps_failing_at_start_stops_the_stack_after_backing_off()
 
 def test_a_child_that_stayed_up_starts_its_failure_count_again() -> None:
     """Dying after running a while counts as a first failure again (backoff back to 1 s)."""
-    stack, clock, said = FakeStack(), Clock(), []
+    stack, clock, said = FakeStack(), Clock(), list[str]()
     watcher = supervisor(stack, clock, said)
     for _ in range(3):
         stack.live[0].process.returncode = 1
