@@ -17,6 +17,7 @@ from prefect.states import Completed, Pending, Running
 
 from fanout.core.settings import FanoutSettings
 from fanout.service.reconcile import CLAIMED_ELSEWHERE, GAVE_UP, RESUMED, reconcile
+from fanout.storage import lease
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 SETTINGS = FanoutSettings(_env_file=None, max_auto_retries=2)
@@ -30,6 +31,7 @@ class FakeClient:
         self.alive: dict[UUID, list[datetime]] = {}
         self.set_states: list[tuple[UUID, str]] = []
         self.on_sleep: list[Any] = []
+        self.caught_up = True
 
     def add(self, state: State[Any], run_count: int = 1, instance: str | None = None) -> FlowRun:
         state.timestamp = T0
@@ -49,6 +51,8 @@ class FakeClient:
         return self.runs[run_id].model_copy()
 
     async def read_events(self, filter: Any, limit: int) -> Any:
+        if filter.resource is None:  # any event since: the server's stored events caught up, unless told
+            return SimpleNamespace(events=[SimpleNamespace(occurred=filter.occurred.since)] if self.caught_up else [])
         run_id = UUID(filter.resource.id[0].rsplit(".", 1)[-1])
         since = filter.occurred.since
         events = sorted((at for at in self.alive.get(run_id, []) if at >= since), reverse=True)
@@ -133,3 +137,21 @@ def test_two_reconcilers_resume_an_orphan_once(tmp_path: Path) -> None:
     assert [done.action for done in first + second] == [RESUMED, CLAIMED_ELSEWHERE]
     assert client.set_states == [(run.id, "AwaitingRetry")]
     assert (tmp_path / "fanout" / "orders" / "resumes").is_dir()
+
+
+def test_silence_is_not_believed_while_stored_events_lag(tmp_path: Path) -> None:
+    """No event at all stored since the watch began (a lagging persister): nothing is judged."""
+    client = FakeClient()
+    run = client.add(Running())
+    client.alive[run.id] = [T0]
+    client.caught_up = False
+    assert one_pass(client, tmp_path) == [] and client.set_states == []
+
+
+def test_a_run_whose_live_process_here_holds_its_lease_is_left_alone(tmp_path: Path) -> None:
+    """No alive events, but the run's own process on this host renews its instance lease: alive."""
+    client = FakeClient()
+    run = client.add(Running(), instance="orders")
+    client.alive[run.id] = [T0]
+    lease.take(LocalFileSystem(basepath=str(tmp_path)), "orders", str(run.id), 60)  # held by this very process
+    assert one_pass(client, tmp_path) == [] and client.set_states == []

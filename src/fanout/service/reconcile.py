@@ -7,8 +7,12 @@ a warm worker, a worker whose event stream came back after the server restarted)
 reconcile pass:
 
 1. Read the pool's runs that are Running or Pending.
-2. Watch for `silent_after_seconds`: a run that is alive emits `fanout.flow-run.alive` every
-   `liveness_seconds` (src/fanout/core/liveness.py) or changes state in that time.
+2. Watch for `silent_after_seconds` (and until Pending runs have waited `PENDING_GRACE_SECONDS`): a
+   run that is alive emits `fanout.flow-run.alive` every `liveness_seconds`
+   (src/fanout/core/liveness.py) or changes state in that time. Silence is only believed once the
+   server has stored events from after the watch began (its event persister may lag under load),
+   and a run whose own live process on this host holds its instance's lease is alive whatever the
+   events say.
 3. A Running run that emitted alive events in its current attempt but none during the watch,
    and a Pending run whose state stayed the same for the whole watch (its worker died before
    its process ran), has nothing behind it. It is put back to AwaitingRetry: the same flow
@@ -25,9 +29,10 @@ it, and neither moves a run that went on in the meantime.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -48,8 +53,9 @@ from prefect.states import AwaitingRetry, Crashed, Failed
 
 from fanout.core.liveness import ALIVE_EVENT
 from fanout.core.settings import FanoutSettings
+from fanout.storage import lease
 from fanout.storage.checkpoints import KEY_ROOT
-from fanout.storage.lease import LeaseUnsupported, claim_once
+from fanout.storage.lease import LeaseUnsupported, claim_once, owner_gone
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,9 @@ GAVE_UP = "gave-up"
 CLAIMED_ELSEWHERE = "claimed-elsewhere"
 MOVED_ON = "moved-on"
 WATCHED_STATES = [StateType.RUNNING, StateType.PENDING]
+PENDING_GRACE_SECONDS = 60.0
+"""How long a run must have been Pending before a pass takes it for one whose worker died."""
+CATCH_UP_SECONDS = 60.0
 PAGE = 200
 
 
@@ -97,13 +106,16 @@ async def reconcile(
     if not seen:
         return []
     watch_began = now()
-    await sleep(float(settings.silent_after_seconds))
+    await sleep(float(settings.silent_after_seconds) + _pending_grace_left(seen, watch_began))
+    if not await _events_caught_up(client, watch_began + timedelta(seconds=3 * settings.liveness_seconds), sleep):
+        logger.warning("reconcile pass skipped: Prefect's stored events lag behind, so silence proves nothing")
+        return []
     done: list[Reconciled] = []
     for first in seen:
         run = await client.read_flow_run(first.run.id)
         if run.state is None or run.state.id != first.state_id:
             continue  # it moved on by itself: alive, or someone else saw to it
-        if not await _orphaned(client, run, watch_began, settings):
+        if _lease_holder_alive_here(storage, run) or not await _orphaned(client, run, watch_began):
             continue
         outcome = await _resume_once(client, run, storage, settings)
         if outcome is not None:
@@ -128,7 +140,44 @@ async def _unfinished(client: PrefectClient, pools: Sequence[str]) -> list[FlowR
             return found
 
 
-async def _orphaned(client: PrefectClient, run: FlowRun, watch_began: datetime, settings: FanoutSettings) -> bool:
+def _pending_grace_left(seen: Sequence[Seen], now: datetime) -> float:
+    """Seconds until every Pending run seen has been Pending for `PENDING_GRACE_SECONDS` (a process
+    that is slow to start is not an orphan)."""
+    ages = [
+        (now - first.run.state.timestamp).total_seconds()
+        for first in seen
+        if first.run.state is not None and first.run.state.type == StateType.PENDING
+    ]
+    return max((PENDING_GRACE_SECONDS - age for age in ages), default=0.0) if ages else 0.0
+
+
+async def _events_caught_up(client: PrefectClient, moment: datetime, sleep: Sleep) -> bool:
+    """Whether the server has stored events that occurred after `moment` (of anything), waiting up to
+    `CATCH_UP_SECONDS` for them: only then does a missing alive event mean silence, not a backlog."""
+    for _ in range(int(CATCH_UP_SECONDS)):
+        page = await client.read_events(filter=EventFilter(occurred=EventOccurredFilter(since=moment)), limit=1)
+        if page.events:
+            return True
+        await sleep(1.0)
+    return False
+
+
+def _lease_holder_alive_here(storage: WritableFileSystem, run: FlowRun) -> bool:
+    """Whether the run's own process holds its instance's lease and is alive on this host."""
+    try:
+        record = lease.current(storage, instance_of(run))
+    except (LeaseUnsupported, OSError):
+        return False
+    return (
+        record is not None
+        and record.flow_run_id == str(run.id)
+        and not record.released
+        and record.owner.partition(":")[0] == socket.gethostname()
+        and not owner_gone(record.owner)
+    )
+
+
+async def _orphaned(client: PrefectClient, run: FlowRun, watch_began: datetime) -> bool:
     """Whether nothing lives behind the run (its state did not change during the watch)."""
     assert run.state is not None
     if run.state.type == StateType.PENDING:
