@@ -39,6 +39,7 @@ class RestartResult:
     ports: tuple[str, str]
     log: str
     worker_log: str
+    history: list[str]
 
     @property
     def reexecuted(self) -> set[str]:
@@ -51,8 +52,8 @@ def executed(folder: Path) -> Counter[str]:
 
 @pytest.fixture(scope="module")
 def restart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartResult]:
-    """150 items of 0.3 s, 4 at a time, started through the webhook; at half, SIGKILL of everything;
-    `fanout up` again; a client polls the status URL throughout."""
+    """150 items of 0.3 s, 4 at a time, started through the webhook; at half, SIGKILL of everything, and the
+    server's automation windows lost; `fanout up` again; a client polls the status URL throughout."""
     folder = tmp_path_factory.mktemp("machine-restart")
     executions, results = folder / "executions", folder / "results"
     executions.mkdir()
@@ -84,10 +85,14 @@ def restart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartResult]
             wait_for(lambda: len(checkpoints.finished()) >= COUNT // 2, 240, "half the items", interval=0.2)
             digests = checkpoints.finished()
             stack.kill_everything(first)
+            stack.forget_automation_windows()
             second = stack.start()  # no port options: the ones recorded last time
             back_at = time.time()
             status.watch(stack.webhook(second), f"/api/instances/{instance}")
-            wait_for(status.first_200, 240, "a 200 on the status URL", interval=0.5)
+            try:
+                wait_for(status.first_200, 240, "a 200 on the status URL", interval=0.5)
+            except TimeoutError as error:
+                raise AssertionError(f"{error}: {status.answers[-3:]}\n{stack.run_history(second, instance)}") from None
         finally:
             status.stop()
         first_200 = status.first_200()
@@ -102,6 +107,7 @@ def restart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartResult]
             ports=(stack.webhook(first), stack.webhook(second)),
             log=second.log_tail(60),
             worker_log=(stack.home / "logs" / "worker-1.log").read_text(errors="replace"),
+            history=stack.run_history(second, instance),
         )
 
 
@@ -136,4 +142,5 @@ def test_the_stack_comes_back_on_the_same_ports(restart: RestartResult) -> None:
 
 def test_the_run_was_resumed_by_a_reconcile_pass_after_the_restart(restart: RestartResult) -> None:
     """The run left Running was put back to AwaitingRetry by a pass that found no sign of life behind it."""
-    assert "with no living process after a restart" in restart.worker_log + restart.log
+    resumed = [state for state in restart.history if state.startswith("AwaitingRetry")]
+    assert len(resumed) == 1 and "no living process after a restart" in resumed[0], restart.history

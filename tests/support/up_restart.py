@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -62,6 +63,18 @@ class UpStack:
     def webhook(self, child: Child) -> str:
         return self.printed(child, "Webhook").removesuffix("/api/start-fanout")
 
+    def run_history(self, child: Child, instance: str) -> list[str]:
+        """`name: message` of every state of the instance's newest flow run, read from the Prefect API."""
+        api = self.printed(child, "Prefect API")
+        user, password = (self.home / "prefect-auth").read_text().strip().split(":", 1)
+        with httpx.Client(base_url=api, auth=httpx.BasicAuth(user, password), timeout=30) as client:
+            runs = client.post(
+                "/flow_runs/filter", json={"flow_runs": {"tags": {"all_": [f"fanout.instance:{instance}"]}}}
+            ).json()
+            states = client.get("/flow_run_states/", params={"flow_run_id": runs[0]["id"]}).json()
+        ordered = sorted(states, key=lambda state: str(state["timestamp"]))
+        return [f"{state['name']}: {state.get('message') or ''}" for state in ordered]
+
     def token(self) -> str:
         return (self.home / "webhook-token").read_text().strip()
 
@@ -76,6 +89,12 @@ class UpStack:
                 os.killpg(pid, signal.SIGKILL)
         child.process.wait()
         return victims
+
+    def forget_automation_windows(self) -> int:
+        """Delete the automations' open windows from the stopped server's SQLite database, as a probe saw a
+        restarted server come back without them: only the reconcile pass can then resume a run."""
+        with sqlite3.connect(self.home / "prefect" / "prefect.db") as database:
+            return database.execute("DELETE FROM automation_bucket").rowcount
 
     def stop_all(self) -> None:
         for child in self.lives:
@@ -122,7 +141,7 @@ class StatusLog:
                 )
                 body = response.json()
                 self.answers.append((time.time(), response.status_code, str(body.get("runtimeStatus")), body))
-            except (httpx.HTTPError, ValueError) as error:
+            except Exception as error:  # noqa: BLE001 - a refused or odd answer is an answer too
                 self.answers.append((time.time(), 0, type(error).__name__, {}))
             self._stop.wait(self._poll)
 

@@ -9,8 +9,8 @@ reconcile pass:
 1. Read the pool's runs that are Running or Pending.
 2. Watch for `silent_after_seconds` (and until Pending runs have waited `PENDING_GRACE_SECONDS`): a
    run that is alive emits `fanout.flow-run.alive` every `liveness_seconds`
-   (src/fanout/core/liveness.py) or changes state in that time. Silence is only believed once the
-   server has stored events from after the watch began (its event persister may lag under load),
+   (src/fanout/core/liveness.py) or changes state in that time. Silence is only believed once a
+   probe event sent after the watch is found stored (the server's event persister may lag),
    and a run whose own live process on this host holds its instance's lease is alive whatever the
    events say.
 3. A Running run that emitted alive events in its current attempt but none during the watch,
@@ -32,9 +32,9 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import anyio
 from prefect.client.orchestration import PrefectClient
@@ -47,7 +47,13 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import OrchestrationResult, SetStateStatus
-from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from prefect.events.filters import (
+    EventFilter,
+    EventIDFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventResourceFilter,
+)
 from prefect.filesystems import WritableFileSystem
 from prefect.states import AwaitingRetry, Crashed, Failed
 
@@ -67,6 +73,7 @@ WATCHED_STATES = [StateType.RUNNING, StateType.PENDING]
 PENDING_GRACE_SECONDS = 60.0
 """How long a run must have been Pending before a pass takes it for one whose worker died."""
 CATCH_UP_SECONDS = 60.0
+PROBE_EVENT = "fanout.reconcile.probe"
 PAGE = 200
 
 
@@ -107,7 +114,7 @@ async def reconcile(
         return []
     watch_began = now()
     await sleep(float(settings.silent_after_seconds) + _pending_grace_left(seen, watch_began))
-    if not await _events_caught_up(client, watch_began + timedelta(seconds=3 * settings.liveness_seconds), sleep):
+    if not await _events_caught_up(client, sleep):
         logger.warning("reconcile pass skipped: Prefect's stored events lag behind, so silence proves nothing")
         return []
     done: list[Reconciled] = []
@@ -119,7 +126,8 @@ async def reconcile(
             continue
         outcome = await _resume_once(client, run, storage, settings)
         if outcome is not None:
-            logger.warning("flow run %s: %s %s", run.id, outcome.action, outcome.message)
+            level = logging.WARNING if outcome.action in (RESUMED, GAVE_UP) else logging.INFO
+            logger.log(level, "flow run %s: %s %s", run.id, outcome.action, outcome.message)
             done.append(outcome)
     return done
 
@@ -151,11 +159,19 @@ def _pending_grace_left(seen: Sequence[Seen], now: datetime) -> float:
     return max((PENDING_GRACE_SECONDS - age for age in ages), default=0.0) if ages else 0.0
 
 
-async def _events_caught_up(client: PrefectClient, moment: datetime, sleep: Sleep) -> bool:
-    """Whether the server has stored events that occurred after `moment` (of anything), waiting up to
-    `CATCH_UP_SECONDS` for them: only then does a missing alive event mean silence, not a backlog."""
+async def _events_caught_up(client: PrefectClient, sleep: Sleep) -> bool:
+    """Whether the server stores events as they come: a probe event sent now is found stored within
+    `CATCH_UP_SECONDS`. Only then does a missing alive event mean silence, not a backlog."""
+    probe = uuid4()
+    event = {
+        "id": str(probe),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": PROBE_EVENT,
+        "resource": {"prefect.resource.id": f"{PROBE_EVENT}.{probe}"},
+    }
+    (await client.request("POST", "/events", json=[event])).raise_for_status()
     for _ in range(int(CATCH_UP_SECONDS)):
-        page = await client.read_events(filter=EventFilter(occurred=EventOccurredFilter(since=moment)), limit=1)
+        page = await client.read_events(filter=EventFilter(id=EventIDFilter(id=[probe])), limit=1)
         if page.events:
             return True
         await sleep(1.0)

@@ -249,9 +249,10 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
             storage = await anyio.to_thread.run_sync(result_storage, settings)
             done = await reconcile(self.client, settings, storage, [self._work_pool_name])
             for outcome in done:
-                self._logger.warning(
-                    "Reconciled flow run %s: %s. %s", outcome.flow_run_id, outcome.action, outcome.message
-                )
+                if outcome.message:
+                    self._logger.warning(
+                        "Reconciled flow run %s: %s. %s", outcome.flow_run_id, outcome.action, outcome.message
+                    )
         except Exception as error:  # noqa: BLE001 - the automations and the next pass remain
             self._logger.warning("Reconcile pass failed: %r", error)
         finally:
