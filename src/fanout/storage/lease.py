@@ -32,8 +32,9 @@ from typing import Any
 
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
+from fanout.core.private_files import make_folders, open_private
 from fanout.storage import checkpoint_format
-from fanout.storage.checkpoints import FILE_MODE, FOLDER_MODE, KEY_ROOT
+from fanout.storage.checkpoints import KEY_ROOT
 
 LEASE_FOLDER = "lease"
 RECORD_KEY = "instance-lease"
@@ -108,9 +109,9 @@ class StorageFiles:
         """Create `key` holding `data` unless it exists: True when this call created it."""
         path = self._path(key)
         if self._fs is None:
-            Path(path).parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+            make_folders(Path(path).parent)
             try:
-                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                descriptor = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             except FileExistsError:
                 return False
             with os.fdopen(descriptor, "wb") as target:
@@ -128,7 +129,7 @@ class StorageFiles:
         path = self._path(key)
         if self._fs is None:
             temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            descriptor = open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             with os.fdopen(descriptor, "wb") as target:
                 target.write(data)
             os.replace(temporary, path)
