@@ -29,6 +29,12 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> WritableFileSyste
     return RemoteFileSystem(basepath=f"memory://lease-{uuid.uuid4().hex}")
 
 
+def dead_pid() -> str:
+    """The pid of a process that has ended."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return child.stdout.strip()
+
+
 def held_elsewhere(storage: WritableFileSystem, seconds: float = 60) -> lease.LeaseRecord:
     """The lease taken by a run on another host, as a starter there would leave it."""
     record = lease.take(storage, "inst", "their-run", seconds)
@@ -58,11 +64,21 @@ def test_the_engine_refuses_a_busy_instance_with_instance_busy(storage: Writable
         _take(storage, "inst", "run-2", 60)
 
 
-def test_the_same_flow_run_resumed_takes_its_lease_over(storage: WritableFileSystem) -> None:
-    """A run back after its process died takes over the lease its first attempt left."""
-    first = held_elsewhere(storage)
+def test_the_same_flow_run_resumed_after_its_process_died_takes_its_lease_over(storage: WritableFileSystem) -> None:
+    """A run back after its process on this host died takes over the lease its first attempt left."""
+    first = lease.take(storage, "inst", "their-run", 60)
+    dead = lease.LeaseRecord(first.number, "their-run", f"{socket.gethostname()}:{dead_pid()}:1", first.expires)
+    lease.StorageFiles(storage).replace(f"fanout/inst/lease/{first.number:08d}", dead.encode())
     again = lease.take(storage, "inst", "their-run", 60)
     assert again.number == first.number + 1 and lease.holder(storage, "inst") == again
+
+
+def test_a_second_attempt_of_a_live_run_waits_for_the_first_to_end(storage: WritableFileSystem) -> None:
+    """The same flow run started again while its first process works waits, then takes the lease."""
+    first = held_elsewhere(storage)
+    threading.Timer(0.3, lease.release, args=(storage, "inst", first)).start()
+    again = _take(storage, "inst", "their-run", 60, poll=0.05)
+    assert again is not None and again.number == first.number + 1
 
 
 def test_a_released_lease_is_free(storage: WritableFileSystem) -> None:

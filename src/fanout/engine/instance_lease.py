@@ -11,9 +11,11 @@ the lease, whatever Prefect server it talks to. A second run of the instance
 finds it held and fails at once with `InstanceBusy`, naming the run that holds
 it; nothing of it ran.
 
-A crashed run's lease does not block its own resume (the same flow run takes
-it over), nor a new run once its process is known gone (on this host) or the
-lease lapsed after `FANOUT_INSTANCE_LEASE_SECONDS`.
+A crashed run's lease does not block its own resume, nor a new run, once its
+process is known gone (on this host) or the lease lapsed after
+`FANOUT_INSTANCE_LEASE_SECONDS`. A second attempt of the same flow run while
+the first may still work waits for it to end rather than fail or run its items
+again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+WAIT_POLL_SECONDS = 1.0
 INSTANCE_TAG_PREFIX = "fanout.instance:"
 """The tag the webhook gives an instance's runs (src/fanout/service/runs.py), which the status API finds them by."""
 
@@ -82,18 +86,37 @@ def holding_instance(instance_id: str | None, lease_seconds: float, storage: Wri
         after_final_state(functools.partial(_give_back, storage, instance_id, held), stopped=stopped)
 
 
-def _take(storage: WritableFileSystem, instance_id: str, run_id: str, lease_seconds: float) -> LeaseRecord | None:
-    """The lease, or `InstanceBusy`; None on storage that offers no create-if-absent (logged: no lease)."""
-    try:
-        return lease.take(storage, instance_id, run_id, lease_seconds)
-    except LeaseTaken as taken:
-        raise InstanceBusy(
-            f"instance {instance_id} is already running as flow run {taken.holder.flow_run_id} "
-            f"(process {taken.holder.owner}); its lease is renewed while it works"
-        ) from None
-    except LeaseUnsupported as unsupported:
-        logger.warning("instance %s runs without a lease: %s", instance_id, unsupported)
-        return None
+def _take(
+    storage: WritableFileSystem, instance_id: str, run_id: str, lease_seconds: float, poll: float = WAIT_POLL_SECONDS
+) -> LeaseRecord | None:
+    """The lease, or `InstanceBusy`; None on storage that offers no create-if-absent (logged: no lease).
+
+    Held by an earlier attempt of this same flow run that may still be working (it was put back to
+    run while alive, or its host is out of sight): wait until that attempt ends or its lease lapses,
+    then go on from the checkpoints it left, rather than run its items a second time at once.
+    """
+    while True:
+        try:
+            return lease.take(storage, instance_id, run_id, lease_seconds)
+        except LeaseTaken as taken:
+            if taken.holder.flow_run_id != run_id:
+                raise _busy(instance_id, taken.holder) from None
+            logger.warning(
+                "instance %s: an earlier attempt of this flow run (%s) still holds the lease; waiting for it to end",
+                instance_id,
+                taken.holder.owner,
+            )
+            time.sleep(poll)
+        except LeaseUnsupported as unsupported:
+            logger.warning("instance %s runs without a lease: %s", instance_id, unsupported)
+            return None
+
+
+def _busy(instance_id: str, holder: LeaseRecord) -> InstanceBusy:
+    return InstanceBusy(
+        f"instance {instance_id} is already running as flow run {holder.flow_run_id} "
+        f"(process {holder.owner}); its lease is renewed while it works"
+    )
 
 
 def _tag(run_id: UUID, instance_id: str) -> None:

@@ -11,9 +11,10 @@ finds it taken and reads again.
 A record names its holder (the flow run and `<host>:<pid>:<process start>`) and when it expires.
 The holder rewrites its own record to renew it, every third of the lease, and marks it released
 when the run ends. A record that is released, expired, unreadable, or held by a process of this
-host that no longer exists, is free: the next number takes over. A record held by the same flow
-run (that run resumed after its process died) is handed over to it at once. Whoever takes a
-number deletes the ones before it.
+host that no longer exists, is free: the next number takes over. That holds for the same flow run
+too: resumed after its process died here, it takes its lease over at once; started a second time
+while its first process still works (a resume of a run that was alive), it is refused like anyone
+else. Whoever takes a number deletes the ones before it.
 
 The same create-if-absent arbitrates one-time actions (`claim_once`): the first to create a
 claim's record does the action, everyone else learns it is done.
@@ -201,7 +202,7 @@ def take(
     for _ in range(attempts):
         now = time.time()
         record = _current(files, instance_id)
-        if record is not None and record.flow_run_id != flow_run_id and not record.free(now):
+        if record is not None and not record.free(now):
             raise LeaseTaken(record)
         number = record.number + 1 if record else 1
         mine = LeaseRecord(number, flow_run_id, owner(), now + lease_seconds)
