@@ -173,3 +173,10 @@ def test_a_reused_pid_is_told_apart_by_its_start_time() -> None:
 def test_a_holder_on_another_host_is_trusted() -> None:
     """A holder elsewhere cannot be checked, so it keeps its lease until it lapses."""
     assert owner_gone(ELSEWHERE) is False
+
+
+def test_a_later_stage_of_the_same_run_in_the_same_process_takes_the_lease_again(storage: WritableFileSystem) -> None:
+    """The flow run's own lease, held by this process from an earlier stage, is taken again at once."""
+    first = lease.take(storage, "inst", "run-1", 60)
+    again = lease.take(storage, "inst", "run-1", 60)
+    assert again.number == first.number + 1

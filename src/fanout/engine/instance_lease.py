@@ -143,7 +143,9 @@ def _renew(
             logger.warning("instance %s: lease not renewed this time: %r", instance_id, error)
             continue
         if renewed is None:
-            logger.warning("instance %s: its lease was taken over by another run", instance_id)
+            now_held = lease.current(storage, instance_id)
+            if now_held is None or now_held.flow_run_id != held.flow_run_id:
+                logger.warning("instance %s: its lease was taken over by another run", instance_id)
             return
 
 

@@ -109,6 +109,12 @@ class ItemSource(BaseModel):
         return SUFFIX_FORMATS.get(suffix, "jsonl")
 
 
+def source(uri: str, *, format: SourceFormat | None = None) -> ItemSource:
+    """Items read from `uri` (a path or any fsspec URL) in `format` (jsonl, json, csv or lines; from the
+    URI's suffix when not given): what `durable_map` streams when handed it, and a request's `source`."""
+    return ItemSource(uri=uri, format=format)
+
+
 def check_allowed(source: ItemSource, roots: Sequence[str], generators: Sequence[str]) -> None:
     """`SourceForbidden` unless a URI lies under one of `roots` and a generator is in `generators`.
 

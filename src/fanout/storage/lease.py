@@ -202,7 +202,7 @@ def take(
     for _ in range(attempts):
         now = time.time()
         record = _current(files, instance_id)
-        if record is not None and not record.free(now):
+        if record is not None and not record.free(now) and not _own(record, flow_run_id):
             raise LeaseTaken(record)
         number = record.number + 1 if record else 1
         mine = LeaseRecord(number, flow_run_id, owner(), now + lease_seconds)
@@ -211,6 +211,11 @@ def take(
                 files.delete(_record_key(instance_id, older))
             return mine
     raise LeaseTaken(_current(files, instance_id) or LeaseRecord(0, "?", "?", 0.0))
+
+
+def _own(record: LeaseRecord, flow_run_id: str) -> bool:
+    """Held by this very flow run in this very process (an earlier stage of it): its own to take again."""
+    return record.flow_run_id == flow_run_id and record.owner == owner()
 
 
 def renew(storage: WritableFileSystem, instance_id: str, held: LeaseRecord, lease_seconds: float) -> LeaseRecord | None:
