@@ -1,122 +1,182 @@
-"""Who holds an instance's lease, and when a run may take it over (src/fanout/engine/instance_lease.py)."""
+"""The instance lease in result storage: who may take it, and when a run is refused (src/fanout/storage/lease.py,
+src/fanout/engine/instance_lease.py)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import threading
+import uuid
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
-from uuid import UUID, uuid4
 
 import pytest
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.filesystems import LocalFileSystem
-from prefect.states import Completed, Running
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
-from fanout.engine.instance_lease import Holder, InstanceBusy, _take, _write_holder, read_holder
+from fanout.engine.instance_lease import InstanceBusy, _take
+from fanout.storage import lease
+from fanout.storage.lease import LeaseTaken, owner, owner_gone
 
-DEAD_PID = 2**22 + 1  # above Linux's pid_max: no process has it
-
-
-class LeaseApi:
-    """Prefect's concurrency API for one instance's one-slot limit: leases, their holders and their runs."""
-
-    def __init__(self, runs: dict[UUID, Any] | None = None) -> None:
-        self.active: set[UUID] = set()
-        self.released: list[UUID] = []
-        self.runs = runs or {}
-
-    def create_global_concurrency_limit(self, limit: object) -> None:
-        pass
-
-    def increment_concurrency_slots_with_lease(self, **kwargs: object) -> Any:
-        if self.active:
-            response = SimpleNamespace(status_code=423)
-            raise PrefectHTTPStatusError("locked", request=None, response=response)  # type: ignore[arg-type]
-        lease = uuid4()
-        self.active.add(lease)
-        return SimpleNamespace(json=lambda: {"lease_id": str(lease)})
-
-    def release_concurrency_slots_with_lease(self, lease_id: UUID) -> None:
-        self.released.append(lease_id)
-        self.active.discard(lease_id)
-
-    def read_flow_run(self, run_id: UUID) -> Any:
-        if run_id not in self.runs:
-            raise ObjectNotFound(http_exc=Exception("gone"))
-        return self.runs[run_id]
-
-    def read_flow_runs(self, **kwargs: object) -> list[Any]:
-        return [run for run in self.runs.values() if run.state.is_running()]
-
-    def update_flow_run(self, run_id: UUID, tags: list[str]) -> None:
-        pass
+ELSEWHERE = f"not-{socket.gethostname()}:1:1"
 
 
-def storage(folder: Path) -> LocalFileSystem:
-    return LocalFileSystem(basepath=str(folder))
+@pytest.fixture(params=["local", "memory"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> WritableFileSystem:
+    """A local folder (O_EXCL) and an fsspec file system (open mode "xb"), the two kinds of storage."""
+    if request.param == "local":
+        return LocalFileSystem(basepath=str(tmp_path))
+    return RemoteFileSystem(basepath=f"memory://lease-{uuid.uuid4().hex}")
 
 
-def run(state: Any, run_id: UUID | None = None) -> Any:
-    return SimpleNamespace(id=run_id or uuid4(), state=state, tags=["fanout.instance:inst"])
+def dead_pid() -> str:
+    """The pid of a process that has ended."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return child.stdout.strip()
 
 
-def held_by(api: LeaseApi, folder: Path, holder_run: UUID, owner: str) -> UUID:
-    """The instance's slot taken by `holder_run`, recorded as such."""
-    lease = UUID(api.increment_concurrency_slots_with_lease().json()["lease_id"])
-    _write_holder(storage(folder), "inst", Holder(holder_run, lease, owner))
-    return lease
+def held_elsewhere(storage: WritableFileSystem, seconds: float = 60) -> lease.LeaseRecord:
+    """The lease taken by a run on another host, as a starter there would leave it."""
+    record = lease.take(storage, "inst", "their-run", seconds)
+    files = lease.StorageFiles(storage)
+    foreign = lease.LeaseRecord(record.number, "their-run", ELSEWHERE, record.expires)
+    files.replace(f"fanout/inst/lease/{record.number:08d}", foreign.encode())
+    return foreign
 
 
-def test_a_run_that_takes_the_lease_is_recorded_as_its_holder(tmp_path: Path) -> None:
-    """After taking the slot, the instance's record names this run, its lease and its process."""
-    me = run(Running())
-    api = LeaseApi({me.id: me})
-    lease = _take(api, storage(tmp_path), "inst", me.id, 60)  # type: ignore[arg-type]
-    assert read_holder(storage(tmp_path), "inst") == Holder(me.id, lease, f"{socket.gethostname()}:{os.getpid()}")
+def test_the_first_run_takes_the_lease_and_is_its_holder(storage: WritableFileSystem) -> None:
+    """A free instance's lease goes to the run that asks, recorded with its process."""
+    taken = lease.take(storage, "inst", "run-1", 60)
+    assert lease.holder(storage, "inst") == taken and taken.owner == owner()
 
 
-def test_a_resumed_run_releases_the_lease_its_crashed_attempt_left(tmp_path: Path) -> None:
-    """The same flow run, back after a crash, frees its own old lease and takes a new one."""
-    me = run(Running())
-    api = LeaseApi({me.id: me})
-    old = held_by(api, tmp_path, me.id, "elsewhere:1")
-    new = _take(api, storage(tmp_path), "inst", me.id, 60)  # type: ignore[arg-type]
-    assert api.released == [old] and new != old
+def test_a_second_run_is_refused_while_the_first_holds_it(storage: WritableFileSystem) -> None:
+    """Another flow run finds the lease held by a live holder and is told whose it is."""
+    held_elsewhere(storage)
+    with pytest.raises(LeaseTaken, match="their-run"):
+        lease.take(storage, "inst", "run-2", 60)
 
 
-def test_a_lease_whose_holder_ended_is_taken_over(tmp_path: Path) -> None:
-    """A holder in a final state ended without releasing: its lease goes, this run takes the slot."""
-    ended, me = run(Completed()), run(Running())
-    api = LeaseApi({ended.id: ended, me.id: me})
-    old = held_by(api, tmp_path, ended.id, "elsewhere:1")
-    _take(api, storage(tmp_path), "inst", me.id, 60)  # type: ignore[arg-type]
-    assert api.released == [old] and read_holder(storage(tmp_path), "inst").flow_run_id == me.id  # type: ignore[union-attr]
+def test_the_engine_refuses_a_busy_instance_with_instance_busy(storage: WritableFileSystem) -> None:
+    """The flow's lease step turns a held lease into InstanceBusy naming the holding run."""
+    held_elsewhere(storage)
+    with pytest.raises(InstanceBusy, match="inst is already running as flow run their-run"):
+        _take(storage, "inst", "run-2", 60)
 
 
-def test_a_lease_whose_process_died_on_this_host_is_taken_over(tmp_path: Path) -> None:
-    """A holder still Running whose process on this host is gone (kill -9) cannot be working."""
-    killed, me = run(Running()), run(Running())
-    api = LeaseApi({killed.id: killed, me.id: me})
-    old = held_by(api, tmp_path, killed.id, f"{socket.gethostname()}:{DEAD_PID}")
-    _take(api, storage(tmp_path), "inst", me.id, 60)  # type: ignore[arg-type]
-    assert api.released == [old]
+def test_the_same_flow_run_resumed_after_its_process_died_takes_its_lease_over(storage: WritableFileSystem) -> None:
+    """A run back after its process on this host died takes over the lease its first attempt left."""
+    first = lease.take(storage, "inst", "their-run", 60)
+    dead = lease.LeaseRecord(first.number, "their-run", f"{socket.gethostname()}:{dead_pid()}:1", first.expires)
+    lease.StorageFiles(storage).replace(f"fanout/inst/lease/{first.number:08d}", dead.encode())
+    again = lease.take(storage, "inst", "their-run", 60)
+    assert again.number == first.number + 1 and lease.holder(storage, "inst") == again
 
 
-def test_a_live_holder_keeps_the_lease_and_the_run_is_refused_naming_it(tmp_path: Path) -> None:
-    """A holder that may be working keeps its slot: InstanceBusy names its run, and the record stays its own."""
-    working, me = run(Running()), run(Running())
-    api = LeaseApi({working.id: working, me.id: me})
-    held_by(api, tmp_path, working.id, f"not-{socket.gethostname()}:1")
-    with pytest.raises(InstanceBusy, match=f"inst is already running as flow run {working.id}"):
-        _take(api, storage(tmp_path), "inst", me.id, 60)  # type: ignore[arg-type]
-    assert api.released == [] and read_holder(storage(tmp_path), "inst").flow_run_id == working.id  # type: ignore[union-attr]
+def test_a_second_attempt_of_a_live_run_waits_for_the_first_to_end(storage: WritableFileSystem) -> None:
+    """The same flow run started again while its first process works waits, then takes the lease."""
+    first = held_elsewhere(storage)
+    threading.Timer(0.3, lease.release, args=(storage, "inst", first)).start()
+    again = _take(storage, "inst", "their-run", 60, poll=0.05)
+    assert again is not None and again.number == first.number + 1
 
 
-def test_a_damaged_holder_record_counts_as_none(tmp_path: Path) -> None:
-    """A record that fails its checksum names nobody (the lease then lapses on its own)."""
-    _write_holder(storage(tmp_path), "inst", Holder(uuid4(), uuid4(), "h:1"))
-    path = tmp_path / "fanout" / "inst" / "instance-lease"
-    path.write_bytes(path.read_bytes().replace(b"h:1", b"h:2"))
-    assert read_holder(storage(tmp_path), "inst") is None
+def test_a_released_lease_is_free(storage: WritableFileSystem) -> None:
+    """After the holder releases it, nobody holds it and the next run takes it."""
+    taken = lease.take(storage, "inst", "run-1", 60)
+    lease.release(storage, "inst", taken)
+    assert lease.holder(storage, "inst") is None
+    assert lease.take(storage, "inst", "run-2", 60).flow_run_id == "run-2"
+
+
+def test_an_expired_lease_is_taken_over(storage: WritableFileSystem) -> None:
+    """A holder elsewhere that stopped renewing loses the lease once it expires."""
+    held_elsewhere(storage, seconds=-1)
+    assert lease.take(storage, "inst", "run-2", 60).flow_run_id == "run-2"
+
+
+def test_renewing_pushes_the_expiry_back(storage: WritableFileSystem) -> None:
+    """The holder's renewal extends its lease; another run is still refused."""
+    taken = lease.take(storage, "inst", "run-1", 60)
+    renewed = lease.renew(storage, "inst", taken, 600)
+    assert renewed is not None and renewed.expires > taken.expires + 500
+
+
+def test_a_lease_taken_over_cannot_be_renewed_by_its_old_holder(storage: WritableFileSystem) -> None:
+    """Once another run took the next number, the old holder's renewal says so (None) and writes nothing."""
+    old = lease.take(storage, "inst", "run-1", -1)
+    new = lease.take(storage, "inst", "run-2", 60)
+    assert lease.renew(storage, "inst", old, 60) is None and lease.holder(storage, "inst") == new
+
+
+def test_of_many_racing_starters_exactly_one_takes_the_lease(storage: WritableFileSystem) -> None:
+    """Twenty threads ask at once for a free lease: one gets it, nineteen are refused."""
+    winners: list[str] = []
+    refused: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def start(name: str) -> None:
+        barrier.wait()
+        try:
+            lease.take(storage, "inst", name, 60)
+            winners.append(name)
+        except LeaseTaken:
+            refused.append(name)
+
+    threads = [threading.Thread(target=start, args=(f"run-{index}",)) for index in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1 and len(refused) == 19
+
+
+def test_a_damaged_record_counts_as_free(tmp_path: Path) -> None:
+    """A record that fails its checksum names nobody: the next run takes the lease."""
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    lease.take(storage, "inst", "run-1", 60)
+    record = tmp_path / "fanout" / "inst" / "lease" / "00000001"
+    record.write_bytes(record.read_bytes().replace(b"run-1", b"run-x"))
+    assert lease.holder(storage, "inst") is None
+
+
+def test_lease_files_are_private(tmp_path: Path) -> None:
+    """The lease record is readable by its owner alone."""
+    lease.take(LocalFileSystem(basepath=str(tmp_path)), "inst", "run-1", 60)
+    assert (tmp_path / "fanout" / "inst" / "lease" / "00000001").stat().st_mode & 0o077 == 0
+
+
+def test_claim_once_is_granted_to_one_caller(storage: WritableFileSystem) -> None:
+    """The first claim of a key wins; a repeat is refused."""
+    assert lease.claim_once(storage, "fanout/inst/resumes/a", {"why": "test"}) is True
+    assert lease.claim_once(storage, "fanout/inst/resumes/a", {"why": "test"}) is False
+
+
+def test_this_process_is_not_gone() -> None:
+    """The owner recorded by this very process is alive."""
+    assert owner_gone(owner()) is False
+
+
+def test_a_process_that_exited_on_this_host_is_gone() -> None:
+    """A holder whose process ended (as after kill -9, or a restart of the host) is gone."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    assert owner_gone(f"{socket.gethostname()}:{child.stdout.strip()}:1") is True
+
+
+def test_a_reused_pid_is_told_apart_by_its_start_time() -> None:
+    """A live process with the holder's pid but another start time is not the holder."""
+    assert owner_gone(f"{socket.gethostname()}:{os.getpid()}:1") is True
+
+
+def test_a_holder_on_another_host_is_trusted() -> None:
+    """A holder elsewhere cannot be checked, so it keeps its lease until it lapses."""
+    assert owner_gone(ELSEWHERE) is False
+
+
+def test_a_later_stage_of_the_same_run_in_the_same_process_takes_the_lease_again(storage: WritableFileSystem) -> None:
+    """The flow run's own lease, held by this process from an earlier stage, is taken again at once."""
+    first = lease.take(storage, "inst", "run-1", 60)
+    again = lease.take(storage, "inst", "run-1", 60)
+    assert again.number == first.number + 1

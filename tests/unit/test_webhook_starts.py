@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from prefect.filesystems import LocalFileSystem
 
 from fanout.api.deps import WebhookState
 from fanout.inputs.request import FanoutRequest
 from fanout.service.webhook_errors import PrefectUnavailable
+from fanout.storage import lease
 from tests.support.fake_runs import FakeRuns
 from tests.unit.webhook_client import AUTH, BASE, call, make_app
 
@@ -214,3 +217,11 @@ def test_the_stored_request_is_the_flows_input_model(runs: FakeRuns) -> None:
     (start,) = state(app).instances.queue.queued(10)  # type: ignore[union-attr]
     request = FanoutRequest.model_validate_json(start.request)
     assert request.items == ["a", "b"] and request.instance_id == start.instance_id
+
+
+def test_a_start_of_an_instance_leased_elsewhere_is_409_naming_the_holder(runs: FakeRuns, clean_settings: Path) -> None:
+    """A run started elsewhere (another Prefect server) holds the lease in shared storage: 409, no run created."""
+    lease.take(LocalFileSystem(basepath=str(clean_settings)), "shared-7", "their-flow-run", 60)
+    response = call(make_app(runs), "POST", "/api/start-fanout", json={"count": 2, "instance_id": "shared-7"})
+    assert response.status_code == 409 and "their-flow-run" in response.text
+    assert runs.runs == {}

@@ -146,8 +146,13 @@ DEFAULT_HOME = Path(".fanout")
 @app.command()
 def up(
     home: Annotated[Path, typer.Option(help="Project-local folder for the database, logs and token.")] = DEFAULT_HOME,
-    prefect_port: Annotated[int, typer.Option(help="Prefect server port (a free one if taken).")] = 4200,
-    webhook_port: Annotated[int | None, typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT.")] = None,
+    prefect_port: Annotated[
+        int | None, typer.Option(help="Prefect server port; default: the one used last time, else 4200; 0: any free.")
+    ] = None,
+    webhook_port: Annotated[
+        int | None,
+        typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT, else the one used last time, else 8000."),
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
     ] = None,
@@ -168,7 +173,7 @@ def up(
     from fanout.localstack.postgres import PostgresNotAvailable
     from fanout.localstack.production import DATABASES
     from fanout.localstack.stack import DeployFailed
-    from fanout.localstack.up import UpOptions
+    from fanout.localstack.up import PortTaken, UpOptions
     from fanout.localstack.up import up as run_stack
 
     settings = _checked_settings()
@@ -178,8 +183,9 @@ def up(
             err=True,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
-    port = settings.webhook_port if webhook_port is None else webhook_port
-    options = UpOptions(home, prefect_port, port, database, database_url, auth)
+    if webhook_port is None and "webhook_port" in settings.model_fields_set:
+        webhook_port = settings.webhook_port
+    options = UpOptions(home, prefect_port, webhook_port, database, database_url, auth)
     project = project_file(Path.cwd())
     try:
         if project is not None:
@@ -188,7 +194,7 @@ def up(
     except (PostgresNotAvailable, BadProject) as error:
         typer.echo(f"fanout: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    except DeployFailed as error:
+    except (DeployFailed, PortTaken) as error:
         typer.echo(f"fanout: {error}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code)

@@ -192,13 +192,13 @@ def _map(
     tolerated: tuple[int, float],
 ) -> MapResults:
     """Plan, run and settle one stage's items; `ItemsFailed` beyond the tolerated failures."""
-    keep_plan(run.storage, run.instance_id, run.processor, planned.keys)  # results pages read the item order from it
     started = time.perf_counter()
     with (
         correlating(flow_run_id, run.scope),
         keeping_alive(settings.liveness_seconds),
         holding_instance(lease_instance, settings.instance_lease_seconds, run.storage),
     ):
+        keep_plan(run.storage, run.instance_id, run.processor, planned.keys)  # the item order, for results pages
         outcomes = run_stage(planned.keys, run, settings, tasks, announce_total=planned.announce)
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, run.instance_id, outcomes.values())

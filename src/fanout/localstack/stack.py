@@ -12,11 +12,14 @@ one warm worker per work pool it names), else the seed's from the installed pack
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +39,8 @@ from fanout.service.automations import apply_fanout_automations, apply_project_a
 from fanout.service.client import TOKEN_FILE as TOKEN_FILE  # re-exported: where the stack leaves its token
 from fanout.service.client import URL_FILE as URL_FILE
 from fanout.storage.checkpoints import storage_environment
+
+logger = logging.getLogger(__name__)
 
 DEPLOYMENT = "fan-out-fan-in/default"
 WARM_WORKER = "fanout-warm"
@@ -107,6 +112,8 @@ class LocalStack:
     server: PrefectServer | None = None
     webhook: Child | None = None
     workers: list[Child] = field(default_factory=list)
+    worker_specs: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
+    """Each worker's env overrides and type by name, to start it again the same way."""
 
     @property
     def webhook_url(self) -> str:
@@ -253,6 +260,7 @@ class LocalStack:
         ]
         child = spawn(name, argv, worker_env, self.home / "logs", cwd=self.workdir)
         self.workers.append(child)
+        self.worker_specs[name] = (dict(env or {}), worker_type)
         wait_healthy(f"http://{LOOPBACK}:{port}/health", child, timeout=120)
         return child
 
@@ -287,6 +295,47 @@ class LocalStack:
         self.webhook = spawn("webhook", argv, env, self.home / "logs", cwd=self.workdir)
         wait_healthy(f"{self.webhook_url}/health", self.webhook, timeout=120)
         return self.webhook
+
+    def restart(self, child: Child) -> Child:
+        """Start a child that died again, the same way and on the same port; a Prefect server that came
+        back is followed by a reconcile pass (its automations' windows did not survive it)."""
+        if self.server is not None and child is self.server.child:
+            child.kill()  # whatever it spawned, so its port is free
+            self.server.start()
+            self.reconcile_in_background()
+            assert self.server.child is not None
+            return self.server.child
+        if child is self.webhook:
+            child.kill()
+            return self.start_webhook()
+        if child in self.workers:
+            self.workers.remove(child)  # its flow-run processes live on and finish their runs
+            env, worker_type = self.worker_specs.get(child.name, ({}, WARM_WORKER))
+            return self.start_worker(child.name, env, worker_type)
+        raise ValueError(f"{child.name} is not a child of this stack")
+
+    def reconcile_in_background(self) -> threading.Thread:
+        """One reconcile pass over the pool from a thread (src/fanout/service/reconcile.py): runs left
+        Running or Pending with no living process are resumed; errors are logged."""
+        thread = threading.Thread(target=self._reconcile, name="fanout-reconcile", daemon=True)
+        thread.start()
+        return thread
+
+    def _reconcile(self) -> None:
+        from prefect.client.orchestration import PrefectClient
+
+        from fanout.service.reconcile import reconcile
+        from fanout.storage.checkpoints import result_storage
+
+        async def one_pass() -> None:
+            async with PrefectClient(self.api_url, auth_string=self.auth_string) as client:
+                await reconcile(client, settings, result_storage(settings), [WORK_POOL])
+
+        settings = self.settings()
+        try:
+            asyncio.run(one_pass())
+        except Exception as error:  # noqa: BLE001 - the workers' own passes and the automations remain
+            logger.warning("reconcile pass failed: %r", error)
 
     def children(self) -> list[Child]:
         """Every process the stack started, in start order."""

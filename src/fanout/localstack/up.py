@@ -10,10 +10,19 @@ Safe by default, for a stack on a shared machine:
 - **Its home is private**: 0700, every file 0600, and every process it starts
   has umask 077 (src/fanout/localstack/permissions.py).
 - Everything listens on 127.0.0.1 only; the webhook needs its bearer token.
+
+It supervises what it started: a child that dies is started again (after 1, 2, 4 ... 30 s, the
+restart logged), on the same port; the stack stops only on Ctrl-C, SIGTERM, or a child that fails
+`MAX_FAILURES` times in a row without staying up `STABLE_SECONDS`. When the stack or its Prefect
+server comes back, runs left Running with nothing behind them are resumed
+(src/fanout/service/reconcile.py). Ports stay the same across restarts: the ones asked for, else the
+ones recorded in `<home>/ports.json` last time, else 4200 and 8000; one that another program holds
+is a one-line error (`PortTaken`), not a move to another port.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -24,11 +33,14 @@ from pathlib import Path
 
 from fanout.localstack.deploy import project_file
 from fanout.localstack.permissions import PRIVATE_UMASK, make_private
-from fanout.localstack.processes import LOOPBACK, free_port
+from fanout.localstack.processes import LOOPBACK, Child, free_port
 from fanout.localstack.production import ensure_auth_string, stack_database
 from fanout.localstack.stack import URL_FILE, WARM_WORKER, LocalStack, ensure_token, write_private
 
 Say = Callable[[str], object]
+PORTS_FILE = "ports.json"
+DEFAULT_PREFECT_PORT = 4200
+DEFAULT_WEBHOOK_PORT = 8000
 
 
 @dataclass(frozen=True)
@@ -36,8 +48,9 @@ class UpOptions:
     """What `fanout up` was asked for."""
 
     home: Path
-    prefect_port: int = 4200
-    webhook_port: int = 8000
+    prefect_port: int | None = None
+    """None: the port used last time (recorded in the home), else 4200; 0: any free port."""
+    webhook_port: int | None = None
     database: str = "sqlite"
     database_url: str | None = None
     auth: bool = True
@@ -51,16 +64,50 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted()
 
 
-def port_or_free(port: int) -> int:
-    """`port` when it is free on loopback (0 means any), else a free one."""
-    if port:
-        with socket.socket() as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-                return port
-            except OSError:
-                pass
-    return free_port()
+class PortTaken(RuntimeError):
+    """A port the stack must use is held by another program."""
+
+
+def usable_port(port: int, option: str) -> int:
+    """`port` if nothing listens on it (0: any free port), else `PortTaken` saying which option moves it.
+
+    The probe sets SO_REUSEADDR, as the servers do when they bind: a port whose last connections
+    sit in TIME_WAIT after a restart is free to them, and so to the probe.
+    """
+    if not port:
+        return free_port()
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as error:
+            raise PortTaken(
+                f"port {port} on {LOOPBACK} is taken by another program ({error.strerror}); "
+                f"stop it, or pass {option} N (0: any free port)"
+            ) from None
+    return port
+
+
+def stack_ports(home: Path, prefect_port: int | None, webhook_port: int | None) -> tuple[int, int]:
+    """The Prefect and webhook ports: as asked, else as recorded in the home last time, else the defaults."""
+    recorded = recorded_ports(home)
+    prefect = recorded.get("prefect", DEFAULT_PREFECT_PORT) if prefect_port is None else prefect_port
+    webhook = recorded.get("webhook", DEFAULT_WEBHOOK_PORT) if webhook_port is None else webhook_port
+    return usable_port(prefect, "--prefect-port"), usable_port(webhook, "--webhook-port")
+
+
+def recorded_ports(home: Path) -> dict[str, int]:
+    """The ports the stack in `home` used last time (none when it never ran or the record is unreadable)."""
+    try:
+        data = json.loads((home / PORTS_FILE).read_text())
+        return {name: int(data[name]) for name in ("prefect", "webhook") if name in data}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def record_ports(home: Path, stack: LocalStack) -> None:
+    assert stack.server is not None
+    write_private(home / PORTS_FILE, json.dumps({"prefect": stack.server.port, "webhook": stack.webhook_port}))
 
 
 def up(options: UpOptions, say: Say = print) -> int:
@@ -85,12 +132,13 @@ def run_up(home: Path, options: UpOptions, database_url: str | None, auth: tuple
 
     `auth` is the Prefect API auth string and where clients find it, or None (`--no-auth`).
     """
+    prefect_port, webhook_port = stack_ports(home, options.prefect_port, options.webhook_port)
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     stack = LocalStack(
         home=home,
         database_url=database_url,
-        prefect_port=port_or_free(options.prefect_port),
-        webhook_port=port_or_free(options.webhook_port),
+        prefect_port=prefect_port,
+        webhook_port=webhook_port,
         auth_string=auth[0] if auth else None,
         project=Path.cwd() if project_file(Path.cwd()) else None,
     )
@@ -101,16 +149,13 @@ def run_up(home: Path, options: UpOptions, database_url: str | None, auth: tuple
             f"(logs in {home / 'logs'}) ..."
         )
         stack.start()
+        record_ports(home, stack)
         write_private(home / URL_FILE, stack.webhook_url)
         make_private(home, pass_through=options.database == "postgres" and os.geteuid() == 0)
         for line in banner(stack, token_source, database_url, auth):
             say(line)
-        while True:
-            for child in stack.children():
-                if child.process.poll() is not None:
-                    say(f"{child.name} exited with {child.process.returncode}; stopping:\n{child.log_tail()}")
-                    return 1
-            time.sleep(0.5)
+        stack.reconcile_in_background()  # runs a restart left Running, for `process` workers too
+        return Supervisor(stack, say).watch()
     except (KeyboardInterrupt, Interrupted):
         say("stopping ...")
         return 0
@@ -143,3 +188,60 @@ def banner(stack: LocalStack, token_source: str, database_url: str | None, auth:
         lines.append(f"Try:          fanout start --url {stack.webhook_url} --wait")
     lines.append("Ctrl-C stops everything.")
     return lines
+
+
+MAX_FAILURES = 5
+"""Restarts in a row of a child that never stayed up `STABLE_SECONDS`, after which the stack stops."""
+STABLE_SECONDS = 60.0
+BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before the `attempt`-th restart in a row (1, 2, 4, ... at most 30)."""
+    return BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1]
+
+
+@dataclass
+class Supervisor:
+    """Keeps the stack's children up: restarts a dead one after a backoff, stops when one keeps failing."""
+
+    stack: LocalStack
+    say: Say
+    sleep: Callable[[float], object] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    poll_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
+        now = self.clock()
+        self._started = {child.name: now for child in self.stack.children()}
+        self._failures: dict[str, int] = {}
+
+    def watch(self) -> int:
+        """Supervise until a child keeps failing (exit code 1); Ctrl-C and SIGTERM end it by raising."""
+        while True:
+            for child in self.stack.children():
+                if child.process.poll() is not None and not self.restart(child):
+                    return 1
+            self.sleep(self.poll_seconds)
+
+    def restart(self, child: Child) -> bool:
+        """Start a dead child again after its backoff; False when it failed too often in a row."""
+        name = child.name
+        if self.clock() - self._started.get(name, 0.0) >= STABLE_SECONDS:
+            self._failures[name] = 0
+        attempt = self._failures.get(name, 0) + 1
+        self._failures[name] = attempt
+        if attempt > MAX_FAILURES:
+            self.say(f"{name} failed {MAX_FAILURES} times in a row; stopping:\n{child.log_tail()}")
+            return False
+        delay = backoff(attempt)
+        self.say(f"{name} exited with {child.process.returncode}; restarting it in {delay:.0f}s (attempt {attempt})")
+        self.sleep(delay)
+        self._started[name] = self.clock()
+        try:
+            self.stack.restart(child)
+        except (RuntimeError, TimeoutError, OSError) as error:
+            self.say(f"{name} did not start again: {str(error).splitlines()[0] if str(error) else error!r}")
+            return True  # still dead: the next round counts another failure
+        self.say(f"{name} restarted")
+        return True

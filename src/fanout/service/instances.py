@@ -66,7 +66,9 @@ from fanout.service.webhook_errors import (
     StartRejected,
     StorageUnavailable,
 )
+from fanout.storage import lease
 from fanout.storage.checkpoint_purge import StorageDeleted, delete_instance
+from fanout.storage.lease import LeaseUnsupported
 
 DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """A deployment's name within the flow, as a path segment may carry it."""
@@ -259,6 +261,7 @@ class Instances:
             return Started(instance_id, self.runs.ui_url(newest))  # a repeat of the start that made it
         if newest is not None and not is_finished(newest):
             raise _busy(newest)
+        await self._refuse_if_leased(instance_id, newest)
         nonce = key or uuid.uuid4().hex
         prefect_key = instance_key(instance_id, newest)
         try:
@@ -273,6 +276,22 @@ class Instances:
         if run.start_nonce != nonce:
             raise _busy(run)
         return Started(instance_id, self.runs.ui_url(run))
+
+    async def _refuse_if_leased(self, instance_id: str, newest: RunRecord | None) -> None:
+        """409 while a run this server does not know as finished holds the instance's lease in result
+        storage: a run started elsewhere (`fanout run`, another Prefect server) that shares the checkpoints."""
+        if self.storage is None:
+            return
+        try:
+            held = await asyncio.to_thread(lease.holder, self.storage(), instance_id)
+        except (LeaseUnsupported, OSError):
+            return  # no lease to read here: the run's own lease step still refuses a second run
+        if held is None or (newest is not None and held.flow_run_id == str(newest.flow_run_id)):
+            return
+        raise InstanceConflict(
+            f"instance {instance_id} is already running as flow run {held.flow_run_id} ({held.owner}), "
+            "started elsewhere with the same result storage"
+        )
 
     async def find(self, instance_id: str) -> Found:
         """The instance's start still in the queue (or refused there), else its newest run, else the

@@ -22,6 +22,10 @@ returns. What this worker changes:
   straight back to AwaitingRetry while automatic retries remain (never through
   Crashed, a final state), else reported Crashed, then Failed
   (src/fanout/worker/warm_recovery.py), so it resumes in about a second.
+- **Restart resume.** When the worker starts, and when its event stream comes
+  back after the Prefect server was away, it makes a reconcile pass
+  (src/fanout/service/reconcile.py): runs of its pool left Running or Pending
+  with no living process behind them are resumed from their checkpoints.
 
 It serves `process` work pools (its job configuration has the process
 worker's `working_dir`, `stream_output`, `command` and `env`), so Prefect's
@@ -51,6 +55,8 @@ from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker
 from pydantic import Field, PrivateAttr
 
 from fanout.core.settings import get_settings
+from fanout.service.reconcile import reconcile
+from fanout.storage.checkpoints import result_storage
 from fanout.worker.warm_processes import CommandProcess, FlowRunProcess, WarmProcesses, kill, preload_modules
 from fanout.worker.warm_recovery import describe_exit, settle_exit
 from fanout.worker.warm_spare import DeploymentSource
@@ -149,6 +155,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         self._wake: anyio.Event | None = None
         self._services: anyio.abc.TaskGroup | None = None
         self._inherited = get_current_settings().to_environment_variables(exclude_unset=True)
+        self._reconciling = False
 
     async def setup(self) -> None:
         await super().setup()
@@ -160,6 +167,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         services.start_soon(self._watch_events)
         services.start_soon(self._poll_on_wake)
         services.start_soon(self._poll_cancellations)
+        services.start_soon(self._reconcile)
         self._services = services
         self._logger.info("Warm processes ready (forkserver preloaded).")
 
@@ -229,9 +237,13 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         """React to new runs and cancellations as their events arrive; resubscribe if the stream breaks."""
         names = EventNameFilter(name=[*WAKE_EVENTS, CANCEL_EVENT])
         event_filter = EventFilter(event=names, resource=EventResourceFilter(id_prefix=["prefect.flow-run."]))
+        broke = False
         while True:
             try:
                 async with get_events_subscriber(filter=event_filter) as events:
+                    if broke and self._services is not None:  # the server may have restarted: its windows are gone
+                        self._services.start_soon(self._reconcile)
+                    broke = False
                     async for event in events:
                         if event.event == CANCEL_EVENT:
                             await self._cancel(UUID(event.resource.id.rsplit(".", 1)[-1]))
@@ -239,7 +251,27 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
                             self._wake.set()
             except Exception as error:  # noqa: BLE001 - the poll covers the gap; keep listening
                 self._logger.warning("Event stream broke (%s); subscribing again.", error)
+                broke = True
             await anyio.sleep(RESUBSCRIBE_SECONDS)
+
+    async def _reconcile(self) -> None:
+        """One reconcile pass over this worker's pool, unless one is under way; a failure is logged."""
+        if self._reconciling:
+            return
+        self._reconciling = True
+        try:
+            settings = get_settings()
+            storage = await anyio.to_thread.run_sync(result_storage, settings)
+            done = await reconcile(self.client, settings, storage, [self._work_pool_name])
+            for outcome in done:
+                if outcome.message:
+                    self._logger.warning(
+                        "Reconciled flow run %s: %s. %s", outcome.flow_run_id, outcome.action, outcome.message
+                    )
+        except Exception as error:  # noqa: BLE001 - the automations and the next pass remain
+            self._logger.warning("Reconcile pass failed: %r", error)
+        finally:
+            self._reconciling = False
 
     async def _poll_on_wake(self) -> None:
         """Poll the pool right away when a run was scheduled (coalescing a burst of events into one poll)."""
