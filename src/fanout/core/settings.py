@@ -95,8 +95,13 @@ class FanoutSettings(BaseSettings):
         le=86_400,
         description="A Crashed run that nothing resumed within this long answers 200 Failed on the status URL.",
     )
-    task_runner: Literal["thread", "dask"] = Field(
-        "thread", description="Where task runs execute: threads in the flow process, or Dask."
+    task_runner: Literal["thread", "process", "dask"] = Field(
+        "thread",
+        description="Where items run: threads in the flow process; worker processes on its host (for processors "
+        "that compute in Python); or Dask.",
+    )
+    processes: int = Field(
+        0, ge=0, le=1024, description="Worker processes of FANOUT_TASK_RUNNER=process; 0: one per core."
     )
     dask_address: str | None = Field(
         None, max_length=256, description="Scheduler of an existing Dask cluster; a LocalCluster when unset."

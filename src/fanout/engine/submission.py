@@ -21,7 +21,9 @@ from fanout.core.outcome import ItemOutcome, describe
 from fanout.core.settings import FanoutSettings
 from fanout.engine.batching import PROBE_WAIT_SECONDS, BatchPlan
 from fanout.engine.item_path import ItemRun
+from fanout.engine.item_processes import running_in_processes
 from fanout.engine.progress import ProgressReporter
+from fanout.engine.runners import item_processes, slots
 from fanout.engine.tasks import process_batch, process_item
 
 
@@ -34,11 +36,11 @@ def fan_out(
     as they finish; task runs elsewhere (Dask workers) are counted here when
     they return.
     """
-    plan = BatchPlan(items, settings)
+    plan = BatchPlan(items, settings.model_copy(update={"max_parallel": slots(settings)}))
     # On threads a batch's items are quoted: Prefect would otherwise visit every item looking
     # for futures, twice per submission (0.15 s for 10,000). Dask's runner does not unwrap
     # quoted mapped parameters, and ships the items to its workers anyway.
-    in_process = settings.task_runner == "thread"
+    in_process = settings.task_runner != "dask"
     finished: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
     in_flight: dict[PrefectFuture[Any], list[str]] = {}
 
@@ -58,22 +60,23 @@ def fan_out(
             in_flight[future] = batch
             future.add_done_callback(finished.put)
 
-    submit(plan.opening())
     outcomes: list[ItemOutcome] = []
-    while in_flight:
-        try:
-            future = finished.get(timeout=None if plan.widened else PROBE_WAIT_SECONDS)
-        except queue.Empty:
-            submit(plan.widen())
-            continue
-        batch = in_flight.pop(future)
-        batch_outcomes, counted = task_outcomes(future, batch)
-        if not plan.planned:
-            submit(plan.rest(batch_outcomes))
-        if not (in_process and counted):
-            ok = sum(1 for outcome in batch_outcomes if outcome.ok)
-            progress.advance(completed=ok, failed=len(batch_outcomes) - ok)
-        outcomes.extend(batch_outcomes)
+    with running_in_processes(item_processes(settings, run.processor)):
+        submit(plan.opening())
+        while in_flight:
+            try:
+                future = finished.get(timeout=None if plan.widened else PROBE_WAIT_SECONDS)
+            except queue.Empty:
+                submit(plan.widen())
+                continue
+            batch = in_flight.pop(future)
+            batch_outcomes, counted = task_outcomes(future, batch)
+            if not plan.planned:
+                submit(plan.rest(batch_outcomes))
+            if not (in_process and counted):
+                ok = sum(1 for outcome in batch_outcomes if outcome.ok)
+                progress.advance(completed=ok, failed=len(batch_outcomes) - ok)
+            outcomes.extend(batch_outcomes)
     return outcomes
 
 
