@@ -9,7 +9,6 @@ import pytest
 from tests.support.multihost import Hosts, Rehearsal, multihost, rehearse
 
 pytest.importorskip("prefect_dask", reason="the dask extra is not installed")
-pytest.importorskip("moto", reason="the test extra's moto[server] is not installed")
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

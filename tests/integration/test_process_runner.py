@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.filesystems import LocalFileSystem
 
 from fanout.core.errors import ProcessorNotFound
 from fanout.engine.item_processes import ItemProcesses
+from fanout.inputs.request import FanoutRequest
+from fanout.seed import fan_out_fan_in
 from fanout.storage.checkpoints import CheckpointStore
 from tests.integration.conftest import executed
+from tests.support.processors import in_flight_timeline
 
 SCRIPTED = "tests.support.processors:scripted"
 
@@ -87,3 +93,23 @@ def test_a_processor_that_does_not_import_in_a_worker_is_refused_before_any_item
         ItemProcesses("tests.support.flow_only:process", 1, start_method="spawn"),
     ):
         pass
+
+
+def test_a_global_limit_caps_items_across_worker_processes(
+    on_processes: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two worker processes under a global limit of one slot never run two items at once."""
+    name = f"items-{uuid.uuid4().hex[:8]}"
+    timeline = tmp_path / "in-flight"
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:fleet_recorded")
+    monkeypatch.setenv("FANOUT_TEST_RECORDER", str(timeline))
+    monkeypatch.setenv("FANOUT_TEST_SLEEP", "0.05")
+    monkeypatch.setenv("FANOUT_CONCURRENCY_LIMIT", name)
+    monkeypatch.setenv("FANOUT_SLOT_HOLD_SECONDS", "0.1")
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        try:
+            assert fan_out_fan_in(FanoutRequest(count=20)) == [f"Processed item-{i}" for i in range(1, 21)]
+        finally:
+            client.delete_global_concurrency_limit_by_name(name)
+    assert max(in_flight for _, in_flight in in_flight_timeline(timeline)) == 1
