@@ -45,7 +45,7 @@ from logging.handlers import QueueHandler
 from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any, Self
 
-from fanout.core.errors import CheckpointNotWritten, ProcessorNotFound, TransientError
+from fanout.core.errors import CheckpointNotWritten, ItemProcessDied, ProcessorNotFound
 from fanout.core.item_context import ItemContext, processing
 from fanout.core.outcome import ItemOutcome, describe
 from fanout.engine.concurrency import ItemSlot
@@ -67,10 +67,6 @@ ITEM_LOGGER = "fanout.items"
 
 ProcessorRef = str | Processor
 """A processor by name (`package.module:function`, imported in each worker) or the function itself (pickled)."""
-
-
-class ItemProcessDied(TransientError):
-    """The worker process running an item died before the item settled; retried like any transient error."""
 
 
 class WorkerDied(Exception):
@@ -127,10 +123,6 @@ class WorkerProcess:
         )
         self._process.start()
         child_end.close()
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid  # type: ignore[no-any-return]
 
     def wait_ready(self, timeout: float = READY_SECONDS) -> None:
         """Return once the worker has loaded the processor; `ProcessorNotFound` saying why it could not."""
