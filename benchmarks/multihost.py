@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="fanout-multihost-") as scratch,
-        multihost(Path(scratch), {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}) as hosts,
+        multihost(Path(scratch)) as hosts,
     ):
         seen = rehearse(hosts, count=args.items, sleep=args.sleep)
     print(seen.summary())

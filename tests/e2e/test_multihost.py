@@ -16,8 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
     """The fleet on this machine; stopped at the end, whatever happened."""
-    env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    with multihost(tmp_path_factory.mktemp("multihost"), env) as started:
+    with multihost(tmp_path_factory.mktemp("multihost")) as started:
         yield started
 
 

@@ -199,9 +199,16 @@ def start_scheduler(folder: Path, stack: ExitStack) -> str:
     return f"tcp://{LOOPBACK}:{port}"
 
 
+def base_env() -> dict[str, str]:
+    """This environment without FANOUT_* overrides: what each host starts from."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
+    return {**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
 @contextmanager
-def multihost(folder: Path, env: Mapping[str, str]) -> Iterator[Hosts]:
-    """Every piece started, and stopped again on exit whatever happened."""
+def multihost(folder: Path, env: Mapping[str, str] | None = None) -> Iterator[Hosts]:
+    """Every piece started, and stopped again on exit whatever happened; `env`: the hosts' base environment."""
+    env = base_env() if env is None else env
     with ExitStack() as stack:
         cluster = stack.enter_context(private_postgres())
         s3_env = start_s3(folder, stack)
