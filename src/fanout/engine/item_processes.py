@@ -34,8 +34,10 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -362,17 +364,29 @@ def serve(
     """A worker's life: load the processor, then run each batch it is sent until told to stop or orphaned.
 
     `flow_ends`: the flow's ends of worker pipes that a forked worker inherited, closed here.
+    The worker leaves with `os._exit`: exit hooks it inherited from the flow (Prefect's
+    services drain their queues into threads that did not come with the fork) would wait forever.
     """
-    for end in flow_ends:
-        end.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the flow's to handle; it stops the workers
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    outbox = _Outbox(pipe)
-    # Every line goes to the flow; `item_logger()` lines at the level the task run's logger has there.
-    logging.getLogger().handlers = [QueueHandler(outbox)]  # type: ignore[arg-type]
-    logging.getLogger(ITEM_LOGGER).setLevel(logging.getLogger(TASK_RUN_LOGGER).getEffectiveLevel())
-    # A fresh context: nothing of the flow's run context (Prefect's loggers, clients) carries over.
-    contextvars.Context().run(_serve, pipe, outbox, processor)
+    code = 1
+    try:
+        for end in flow_ends:
+            end.close()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the flow's to handle; it stops the workers
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        outbox = _Outbox(pipe)
+        # Every line goes to the flow; `item_logger()` lines at the level the task run's logger has there.
+        logging.getLogger().handlers = [QueueHandler(outbox)]  # type: ignore[arg-type]
+        logging.getLogger(ITEM_LOGGER).setLevel(logging.getLogger(TASK_RUN_LOGGER).getEffectiveLevel())
+        # A fresh context: nothing of the flow's run context (Prefect's loggers, clients) carries over.
+        contextvars.Context().run(_serve, pipe, outbox, processor)
+        code = 0
+    except BaseException:  # noqa: BLE001 - its last words go to stderr; the flow sees it die either way
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def _serve(pipe: multiprocessing.connection.Connection, outbox: _Outbox, processor: str | bytes) -> None:
