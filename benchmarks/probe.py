@@ -1,8 +1,11 @@
 """Run one benchmark variant in this process and print its figures as JSON.
 
 `python -m benchmarks.probe <variant> <count> [instance_id] [run_name]`; variants: threadpool,
-naive, fanout, floor (a flow that only returns the results). Imports happen before the clock starts (including the ones Prefect makes lazily
-on a process's first flow call), so each variant is timed warm. A sampler thread records the
+naive, fanout, floor (a flow that only returns the results), durable (a user's own flow that
+calls `fanout.durable_map` on the seed's processor and returns the results), durable_count (the
+same, returning their count). Imports happen before the clock starts (including the ones Prefect makes lazily
+on a process's first flow call), so each variant is timed warm, in wall time and in the CPU time of
+this process (all its threads: less shaken than wall time by other work on the machine). A sampler thread records the
 peak thread count; peak RSS comes from the kernel. `run_name` names the flow run, so a watcher
 can find it in the API; `FANOUT_BENCH_EXECUTED=<file>` writes the items this process executed
 (with `FANOUT_PROCESSOR=benchmarks.processors:recorded`).
@@ -122,6 +125,35 @@ def fanout(count: int, instance_id: str, run_name: str | None = None) -> Run:
     return lambda: run_here(request, flow_run_name=run_name)
 
 
+def durable(count: int, instance_id: str, run_name: str | None = None, whole: bool = True) -> Run:
+    """A user's own flow, as a user writes it: a plain `@flow` returning `durable_map`'s results
+    (`whole`), or only their count, which spares Prefect's walk of a returned list."""
+    from prefect import flow
+
+    from fanout import durable_map
+    from fanout.core.prefect_adapter import heartbeats_off
+    from fanout.engine.processor import processed
+
+    @flow(name="user-flow")
+    def user_flow(n: int, instance: str) -> list[str] | int:
+        results = durable_map(processed, [f"item-{i}" for i in range(1, n + 1)], instance_id=instance)
+        return results if whole else len(results)
+
+    warm_prefect()
+    named = user_flow.with_options(flow_run_name=run_name) if run_name else user_flow
+
+    def run() -> Any:
+        with heartbeats_off():  # as fanout's run_here
+            return named(count, instance_id)
+
+    return run
+
+
+def durable_count(count: int, instance_id: str, run_name: str | None = None) -> Run:
+    """`durable`, its flow returning the number of results."""
+    return durable(count, instance_id, run_name, whole=False)
+
+
 def write_executed() -> None:
     """Write the items the recording processor executed in this process, one per line."""
     target = os.environ.get("FANOUT_BENCH_EXECUTED")
@@ -137,6 +169,8 @@ VARIANTS: dict[str, Callable[..., Run]] = {
     "naive": naive,
     "fanout": fanout,
     "floor": floor,
+    "durable": durable,
+    "durable_count": durable_count,
 }
 
 
@@ -148,9 +182,12 @@ def main() -> None:
     with ThreadSampler() as sampler:
         started_at = time.time()
         started = time.perf_counter()
+        cpu_started = time.process_time()
         output = run()
         seconds = time.perf_counter() - started
-    assert output == [f"Processed item-{i}" for i in range(1, count + 1)], "wrong output"
+        cpu_seconds = time.process_time() - cpu_started
+    expected: Any = count if variant == "durable_count" else [f"Processed item-{i}" for i in range(1, count + 1)]
+    assert output == expected, "wrong output"
     write_executed()
     print(
         json.dumps(
@@ -158,6 +195,7 @@ def main() -> None:
                 "variant": variant,
                 "count": count,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "started_at": started_at,
                 "peak_threads": sampler.peak,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

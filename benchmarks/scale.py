@@ -11,8 +11,16 @@ run of a new instance, its rerun with every item cached, and a run killed (SIGKI
 process group, from inside once it has executed half its items), then resumed. Ratios are taken within each
 trial. One more trial uses 5 ms items, where item work outweighs the fixed cost of a run.
 
+(e) is a user's own flow (a plain `@flow`) calling `fanout.durable_map` on the same 10,000
+trivial items and returning the results, and (e') the same flow returning their count (Prefect
+walks a list a flow returns, three times, which the seed's flow avoids by returning a state): both
+run side by side with the seed's flow (c) in each trial, in rotating order; each cost is the median
+of the per-trial ratios to (c), in wall time and in the flow process's CPU time.
+
 Run: `python -m benchmarks.scale` (about 10 minutes on 2 cores; `--quick` skips 100,000 and
-the naive 10,000 and makes one trial). It prints one table and the issue's goals as measured.
+the naive 10,000 and makes one trial; `--durable-only` measures (c) against (e) alone). It
+prints one table and the issue's goals as measured. `--durable-only --baseline DIR` adds (c0), the
+seed's flow from a checkout of the code before durable_map (`git worktree add DIR <commit>`).
 """
 
 from __future__ import annotations
@@ -194,6 +202,39 @@ def median_trial(trials: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     return chosen
 
 
+def durable_against_seed(
+    bench: Bench, trials: int, count: int = 10_000, baseline: Path | None = None
+) -> dict[str, Any]:
+    """The seed's flow (c), a user's flow on durable_map returning the results (e) and one returning
+    their count (e'), and with `baseline` (a checkout of the code before durable_map) the seed's flow
+    as it was (c0), side by side on new instances, in rotating order; per variant its median run and
+    the median of the per-trial ratios to (c) and to (c0), in wall and CPU time."""
+    variants: tuple[str, ...] = ("fanout", "durable", "durable_count") + (("baseline",) if baseline else ())
+    runs: list[dict[str, dict[str, Any]]] = []
+    for number in range(trials):
+        shift = number % len(variants)
+        trial: dict[str, dict[str, Any]] = {}
+        for variant in variants[shift:] + variants[:shift]:
+            instance = f"{variant}-{uuid.uuid4().hex[:6]}"
+            if variant == "baseline":
+                assert baseline is not None
+                trial[variant] = bench.run("fanout", count, instance, PYTHONPATH=str(baseline / "src"))
+            else:
+                trial[variant] = bench.run(variant, count, instance)
+        runs.append(trial)
+    compared: dict[str, Any] = {}
+    for variant in variants:
+        ordered = sorted((trial[variant] for trial in runs), key=lambda row: row["seconds"])
+        compared[variant] = {"median": ordered[len(ordered) // 2]}
+        for reference in ("fanout", "baseline"):
+            if reference in variants:
+                compared[variant][f"to_{reference}"] = {
+                    "wall": [trial[variant]["seconds"] / trial[reference]["seconds"] for trial in runs],
+                    "cpu": [trial[variant]["cpu_seconds"] / trial[reference]["cpu_seconds"] for trial in runs],
+                }
+    return compared
+
+
 def complete_records(results: Path, instance: str, count: int, processor: str) -> set[str]:
     """Digests of the items whose checkpoint is a whole record (a write cut by the kill is not)."""
     from prefect.filesystems import LocalFileSystem
@@ -210,7 +251,16 @@ def main() -> None:
     parser.add_argument(
         "--trials", type=int, help="trials of fanout at N=10,000, medians shown (default 3; --quick: 1)"
     )
+    parser.add_argument(
+        "--durable-only", action="store_true", help="only (c) against (e): the seed's flow and a user's durable_map"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="with --durable-only: a checkout of the code before durable_map, run as (c0)"
+    )
     args = parser.parse_args()
+    if args.durable_only:
+        durable_only(args.trials or 5, args.baseline)
+        return
     sizes = {
         "threadpool": [1000, 10_000, 100_000],
         "floor": [1000, 10_000],
@@ -240,6 +290,8 @@ def main() -> None:
                 )
                 samples.append(trial(bench, 10_000, RECORDING_PROCESSOR))
             trivial = median_trial(samples)
+            console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
+            compared = durable_against_seed(bench, max(trials, 3))
             console.log("fanout N=10,000 with 5 ms items: full run, cached rerun, kill at 50% and resume")
             waiting = median_trial([trial(bench, 10_000, WAITING_PROCESSOR)])
             rows: dict[tuple[str, int], dict[str, Any]] = {("fanout", 10_000): trivial["full"]}
@@ -250,6 +302,56 @@ def main() -> None:
                     console.log(f"{variant} N={count:,}")
                     rows[(variant, count)] = bench.run(variant, count, f"full-{count}-{uuid.uuid4().hex[:6]}")
     report(console, rows, trivial, waiting)
+    report_durable(console, compared)
+
+
+def durable_only(trials: int, baseline: Path | None = None) -> None:
+    """Just the seed's flow against a user's flow on durable_map, at 10,000 trivial items."""
+    console = Console(width=180)
+    with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        with running_prefect_server(scratch / "prefect") as server:
+            env = {
+                **server.client_env(),
+                "FANOUT_RESULT_STORAGE": str(scratch / "results"),
+                "PYTHONPATH": str(REPO_ROOT),
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+            }
+            bench = Bench(server=server, scratch=scratch, env=env)
+            bench.run("fanout", 5)  # warm the server
+            bench.run("durable", 5)
+            bench.run("durable_count", 5)
+            console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
+            compared = durable_against_seed(bench, trials, baseline=baseline)
+    report_durable(console, compared)
+
+
+def report_durable(console: Console, compared: dict[str, Any]) -> None:
+    names = {
+        "baseline": "(c0) the seed's flow before durable_map",
+        "fanout": "(c) the seed's flow on durable_map",
+        "durable": "(e) a user's flow returning durable_map's results",
+        "durable_count": "(e') the same user's flow returning their count",
+    }
+    console.print("N=10,000 trivial items; ratios are medians of per-trial ratios (goal for (e) <= 1.05)")
+    for variant, name in names.items():
+        if variant not in compared:
+            continue
+        figures = compared[variant]
+        run = figures["median"]
+        line = f"  {name}: {run['seconds']:.2f} s wall, {run['cpu_seconds']:.2f} s CPU (median run)"
+        for reference, label in (("fanout", "(c)"), ("baseline", "(c0)")):
+            ratios = figures.get(f"to_{reference}")
+            if ratios and reference != variant:
+                line += (
+                    f"; to {label}: wall {statistics.median(ratios['wall']):.3f} [{_ratios(ratios['wall'])}], "
+                    f"CPU {statistics.median(ratios['cpu']):.3f} [{_ratios(ratios['cpu'])}]"
+                )
+        console.print(line)
+
+
+def _ratios(values: list[float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values)
 
 
 def report(

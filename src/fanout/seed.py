@@ -1,41 +1,30 @@
-"""The `fan-out-fan-in` flow: plan the items, skip the checkpointed ones, fan out the rest, gather in order."""
+"""The `fan-out-fan-in` flow: plan the request's items, `durable_map` the processor over them, return the list."""
 
 # No `from __future__ import annotations` here: the flow's signature must hold the real
 # `FanoutRequest` class, because `flow.serve` cloudpickles the flow function by value and
 # a string annotation could not be resolved in the flow-run subprocess.
-import dataclasses
 import functools
 import gc
-import time
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from fanout.core.liveness import keeping_alive
-from fanout.core.outcome import ItemOutcome
 from fanout.core.prefect_adapter import heartbeats_off
-from fanout.core.settings import FanoutSettings, get_settings
-from fanout.core.wrap_up import after_final_state, wrap_up
-from fanout.engine.async_items import submission_settings
-from fanout.engine.concurrency import check_limit
-from fanout.engine.failures import settle
-from fanout.engine.instance_lease import holding_instance
-from fanout.engine.item_logging import correlating
-from fanout.engine.item_path import ItemRun
+from fanout.core.settings import get_settings
+from fanout.core.wrap_up import wrap_up
+from fanout.engine.durable_map import durable_map
 from fanout.engine.processor import load_processor
-from fanout.engine.processor_kind import check_parallel, is_async, processor_kind
-from fanout.engine.progress import ProgressReporter, reporting
-from fanout.engine.report import publish_report
-from fanout.engine.runners import check_runner, task_runner
-from fanout.engine.submission import fan_out
 from fanout.inputs.admission import planned_items
+from fanout.inputs.items import KeyedItems
 from fanout.inputs.request import FanoutRequest, item_count
-from fanout.storage.instance_results import keep_failures, keep_plan
+from fanout.storage.checkpoints import result_storage
 from fanout.storage.run_output import save_run_output
 
 FLOW_NAME = "fan-out-fan-in"
+TASK_NAME = "process_item"
+"""The seed's task runs: `process_item-item-3`."""
 
 
 @flow(
@@ -54,74 +43,27 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     Checkpoints belong to the orchestration instance (`request.instance_id`, else
     this flow run's id), so running the same instance again never redoes an item
     that finished. A failed item does not stop its siblings; the run fails at the
-    end naming every failed item.
+    end naming every failed item. The processor is `FANOUT_PROCESSOR`, whose
+    `module:function` names the instance's one stage; ids are `<instance>/<item>`.
     """
     freeze_startup_heap()
     settings = get_settings()
-    items, values = planned_items(request, settings)
-    check_parallel(processor_kind(load_processor(settings.processor), settings.processor), settings.max_parallel)
-    check_runner(settings)
-    check_limit(settings)
+    keys, values = planned_items(request, settings)
+    results = durable_map(
+        load_processor(settings.processor),
+        KeyedItems(keys, values, announce=item_count(request) is None),
+        instance_id=request.instance_id,
+        stage=settings.processor,
+        name=TASK_NAME,
+        stage_in_ids=False,
+        tolerated_failure_count=request.tolerated_failure_count,
+        tolerated_failure_percentage=request.tolerated_failure_percentage,
+    )
     instance_id = request.instance_id or str(flow_run.get_id())
-    run = dataclasses.replace(ItemRun.for_run(instance_id, settings), values=values)
-    keep_plan(run.storage, instance_id, run.processor, items)  # results pages read the item order from it
-    started = time.perf_counter()
-    with (
-        correlating(str(flow_run.get_id()), instance_id),
-        keeping_alive(settings.liveness_seconds),
-        holding_instance(request.instance_id, settings.instance_lease_seconds, run.storage),
-    ):
-        outcomes = run_instance(items, run, settings, announce_total=item_count(request) is None)
-    elapsed = time.perf_counter() - started
-    keep_failures(run.storage, instance_id, outcomes.values())
-    ordered = [outcomes[item] for item in items]
-    after_final_state(functools.partial(publish_report, instance_id, ordered, elapsed, settings.report_table_limit))
-    settled = settle(
-        items,
-        outcomes,
-        instance_id,
-        tolerated_count=request.tolerated_failure_count,
-        tolerated_percentage=request.tolerated_failure_percentage,
-    )
+    output = list(results)
     # What the status API shows (src/fanout/storage/run_output.py).
-    save_run_output(run.storage, instance_id, settled.output, settled.failures)
-    return final_state(settled.output)  # type: ignore[return-value]  # Prefect gives callers the state's data
-
-
-def run_instance(
-    items: list[str], run: ItemRun, settings: FanoutSettings, announce_total: bool = False
-) -> dict[str, ItemOutcome]:
-    """Every item's outcome: checkpointed ones from storage, the rest from fresh task runs.
-
-    A run in which every item finished records its output, which a rerun reads whole.
-    `announce_total`: publish the item count at once (the status URL cannot read it
-    from the request, as for a source), not only with the first progress.
-    """
-    checkpoints = run.checkpoints()
-    recorded = checkpoints.load_output(items)
-    found = recorded if recorded is not None else checkpoints.load(items)
-    outcomes = {item: ItemOutcome(item=item, value=value, cached=True) for item, value in found.items()}
-    pending = [item for item in items if item not in outcomes]
-    get_run_logger().info(
-        "instance %s: %d items, %d from checkpoints, %d to run",
-        run.instance_id,
-        len(items),
-        len(outcomes),
-        len(pending),
-    )
-    progress = ProgressReporter(total=len(items), announce=announce_total)
-    progress.advance(completed=len(outcomes))
-    with progress, reporting(progress):
-        if pending:
-            with task_runner(settings) as runner:
-                submitted = submission_settings(settings, is_async(run.processor), len(pending))
-                outcomes.update(
-                    {outcome.item: outcome for outcome in fan_out(runner, pending, run, submitted, progress)}
-                )
-        progress.settle(outcomes.values())
-    if recorded is None and all(outcome.ok for outcome in outcomes.values()):
-        checkpoints.save_output(items, [outcomes[item].value for item in items])
-    return outcomes
+    save_run_output(result_storage(settings), instance_id, output, results.failures)
+    return final_state(output)  # type: ignore[return-value]  # Prefect gives callers the state's data
 
 
 @functools.cache

@@ -21,6 +21,7 @@ from uuid import UUID
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import Child
 from fanout.localstack.stack import DEPLOYMENT, LocalStack
+from tests.conftest import REPO_ROOT
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
@@ -172,17 +173,19 @@ def settings_env(crash_env: Mapping[str, str]) -> dict[str, str]:
 
 
 def source_root() -> Path:
-    """The folder holding the `devstack` package: its flow runs import the test processors from there."""
-    import devstack
-
-    return Path(devstack.__file__).resolve().parent.parent
+    """The repository's root: flow runs import the test processors (`tests.support`) from there."""
+    return REPO_ROOT
 
 
 @contextmanager
 def fault_stack(folder: Path, crash_env: Mapping[str, str], database_url: str | None = None) -> Iterator[FaultStack]:
     """Server, fanout's deployments, automations (shaped by `crash_env`) and webhook, with one result storage
     (`FaultStack.results`) for the webhook and the workspaces' workers; all stopped on exit."""
-    env = {**settings_env(crash_env), "FANOUT_RESULT_STORAGE": str(folder / "results")}
+    env = {
+        **settings_env(crash_env),
+        "FANOUT_RESULT_STORAGE": str(folder / "results"),
+        "FANOUT_SOURCE_ROOTS": str(folder / "sources"),  # webhook and workers alike, as under `fanout up`
+    }
     local = LocalStack(home=folder, database_url=database_url, env=env)
     try:
         local.start_server()

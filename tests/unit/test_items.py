@@ -11,6 +11,7 @@ from fanout.inputs.items import (
     canonical_json,
     digest_key,
     item_key,
+    keyed,
     plan,
 )
 
@@ -100,3 +101,35 @@ def test_not_json_item_is_refused() -> None:
     """A value JSON cannot hold (NaN) is not an item."""
     with pytest.raises(BadItem, match="not a JSON value"):
         item_key(float("nan"))
+
+
+def test_keyed_by_position_allows_repeats_and_hands_back_each_item() -> None:
+    """With no `key`, items are named 0, 1, ... and the function receives each item itself."""
+    keyed_items = keyed(["a", {"n": 1}, "a"])
+    assert keyed_items.keys == ["0", "1", "2"]
+    assert [keyed_items.values.of(key) for key in keyed_items.keys] == ["a", {"n": 1}, "a"]
+
+
+def test_keyed_by_a_field_uses_item_key() -> None:
+    """A field name keys object items by that field, as a request's `item_key` does."""
+    assert keyed([{"id": 7}, {"id": "b"}], "id").keys == ["7", "b"]
+
+
+def test_keyed_by_a_function_uses_what_it_returns() -> None:
+    """A key function's string or integer names each item; a string item that is its own key needs no value."""
+    keyed_items = keyed(["a", "bb"], len)
+    assert keyed_items.keys == ["1", "2"] and keyed_items.values.of("2") == "bb"
+    assert len(keyed(["x"], str).values) == 0
+
+
+@pytest.mark.parametrize("key", [lambda item: None, lambda item: True, lambda item: "\n"])
+def test_a_key_function_must_return_a_printable_string_or_an_integer(key: object) -> None:
+    """A key that is not a printable string or an integer is refused, naming the item."""
+    with pytest.raises(BadItem, match="item 0"):
+        keyed(["a"], key)  # type: ignore[arg-type]
+
+
+def test_a_key_function_giving_one_key_twice_is_refused() -> None:
+    """Two items with one key are refused with their positions."""
+    with pytest.raises(DuplicateItems, match="'x' at 0, 2"):
+        keyed(["a", "b", "c"], lambda item: "y" if item == "b" else "x")

@@ -1,9 +1,10 @@
-"""What a processor can learn about the item it is running: instance, item, attempt, idempotency key.
+"""What a processor can learn about the item it is running: instance, stage, item, attempt, idempotency key.
 
 Delivery is at-least-once: an item that was running when its host died runs
 again. A processor with side effects reads `current_item().idempotency_key`
-(`<instance_id>/<item>`, the same on every attempt and every restart of the
-instance) to deduplicate them downstream.
+(`<instance_id>/<stage>/<item>`, or `<instance_id>/<item>` for a stage that
+leaves its name out of ids, as the seed's does; the same on every attempt and
+every restart of the instance) to deduplicate them downstream.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ class ItemContext:
     instance_id: str
     item: str
     attempt: int
+    stage: str | None = None
+    """The `durable_map` stage the item belongs to, when ids name it."""
 
     @property
     def idempotency_key(self) -> str:
-        """Stable across attempts and restarts of the same instance: `<instance_id>/<item>`."""
-        return f"{self.instance_id}/{self.item}"
+        """Stable across attempts and restarts of the same instance: `<instance_id>/<stage>/<item>`
+        (`<instance_id>/<item>` when ids leave the stage out)."""
+        if self.stage is None:
+            return f"{self.instance_id}/{self.item}"
+        return f"{self.instance_id}/{self.stage}/{self.item}"
 
     @property
     def correlation_id(self) -> str:
@@ -52,8 +58,8 @@ class processing:  # lowercase, as it reads like a function: `with processing(in
 
     __slots__ = ("_context", "_token")
 
-    def __init__(self, instance_id: str, item: str, attempt: int) -> None:
-        self._context = ItemContext(instance_id=instance_id, item=item, attempt=attempt)
+    def __init__(self, instance_id: str, item: str, attempt: int, stage: str | None = None) -> None:
+        self._context = ItemContext(instance_id=instance_id, item=item, attempt=attempt, stage=stage)
         self._token: Token[ItemContext | None] | None = None
 
     def __enter__(self) -> ItemContext:

@@ -214,6 +214,19 @@ class WebhookSettings(BaseSettings):
         le=300,
         description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
     )
+    webhook_read_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Longest the Prefect API calls of one GET (a status, a list) may take together, retries "
+        "included; 503 with Retry-After beyond it, so a client polling a frozen Prefect is not held.",
+    )
+    webhook_health_timeout_seconds: float = Field(
+        1.5,
+        gt=0,
+        le=60,
+        description="Longest `/health` waits for Prefect's own health check (one try) before answering 503 with why.",
+    )
     webhook_api_retries: int = Field(
         2,
         ge=0,

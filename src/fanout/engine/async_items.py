@@ -45,7 +45,7 @@ SlotLimit = tuple[str, float] | None
 
 
 async def attempt_async(
-    function: AsyncProcessor, item: str, value: Any, retry: RetryPolicy, instance_id: str
+    function: AsyncProcessor, item: str, value: Any, retry: RetryPolicy, instance_id: str, stage: str | None = None
 ) -> ItemOutcome:
     """Await the processor on one item under the retry policy; the item's outcome, never an exception."""
     attempts = 0
@@ -55,7 +55,7 @@ async def attempt_async(
         nonlocal attempts, spent
         attempts += 1
         started = time.perf_counter()
-        with processing(instance_id, item, attempts) as context:
+        with processing(instance_id, item, attempts, stage) as context:
             try:
                 return await function(value)
             except Exception as error:
@@ -80,6 +80,7 @@ async def run_all(
     on_outcome: Callable[[ItemOutcome], None] | None = None,
     values: ItemValues | None = None,
     limit: SlotLimit = None,
+    stage: str | None = None,
 ) -> list[ItemOutcome]:
     """Every item attempted with at most `max_parallel` in flight; outcomes in the order they settled.
     `on_outcome` runs on the loop as each item settles, so it must be quick (an append, a count).
@@ -95,7 +96,7 @@ async def run_all(
         try:
             for item in source:  # one shared iterator: the loop's single thread hands out each item once
                 await slot.before_item()
-                outcome = await attempt_async(function, item, value_of(item), retry, instance_id)
+                outcome = await attempt_async(function, item, value_of(item), retry, instance_id, stage)
                 if on_outcome is not None:
                     on_outcome(outcome)
                 outcomes.append(outcome)
@@ -115,12 +116,13 @@ def run_async_items(
     on_outcome: Callable[[ItemOutcome], None] | None = None,
     values: ItemValues | None = None,
     limit: SlotLimit = None,
+    stage: str | None = None,
 ) -> list[ItemOutcome]:
     """`run_all` from synchronous code: on a new event loop in this thread, or in a thread of its own
     when this thread already runs a loop (a sync flow called from async code)."""
 
     def work() -> list[ItemOutcome]:
-        return asyncio.run(run_all(function, items, retry, instance_id, max_parallel, on_outcome, values, limit))
+        return asyncio.run(run_all(function, items, retry, instance_id, max_parallel, on_outcome, values, limit, stage))
 
     try:
         asyncio.get_running_loop()
@@ -174,6 +176,7 @@ def carry_async(
             settle,
             run.values,
             (run.concurrency_limit, run.slot_hold_seconds) if run.concurrency_limit else None,
+            run.stage,
         )
     }
     return [ItemOutcome(item=item, value=done[item], cached=True) if item in done else fresh[item] for item in items]

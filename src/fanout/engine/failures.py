@@ -113,13 +113,14 @@ def publish_report(reports: list[ItemReport], instance_id: str, total: int, allo
     from prefect.artifacts import create_table_artifact
 
     failed = sum(report.status == "failed" for report in reports)
-    create_table_artifact(
+    create_table_artifact(  # type: ignore[call-arg]
         [report.model_dump() for report in reports],
         key=report_key(instance_id),
         description=(
             f"instance {instance_id}: {failed} of {total} items failed "
             f"({allowed} tolerated); {len(reports) - failed} recovered after retries"
         ),
+        _sync=True,  # also from an async flow's wrap-up, on its event loop
     )
 
 

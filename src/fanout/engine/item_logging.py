@@ -37,9 +37,10 @@ TASK_RUN_LOGGER = "prefect.task_runs"
 _fallback = logging.getLogger("fanout.items")
 
 
-def correlation_id(instance_id: str, item: str) -> str:
-    """The id that ties an item's log lines, task run and report row together."""
-    return f"{instance_id}/{item}"
+def correlation_id(scope: str, item: str) -> str:
+    """The id that ties an item's log lines, task run and report row together: `<scope>/<item>`, where
+    the scope is the instance, or `<instance>/<stage>` for a stage whose ids name it."""
+    return f"{scope}/{item}"
 
 
 class ItemLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -61,7 +62,7 @@ def item_logger(context: ItemContext | None = None) -> ItemLogAdapter:
     there is a run, else to the standard `fanout.items` logger.
     """
     context = context or current_item()
-    return ItemLogAdapter(_run_logger(), correlation_id(context.instance_id, context.item))
+    return ItemLogAdapter(_run_logger(), context.correlation_id)
 
 
 def _run_logger() -> Any:
@@ -77,11 +78,11 @@ def _task_correlation() -> str | None:
     if context is None:
         return None
     parameters = context.parameters or {}
-    instance_id = getattr(parameters.get("run"), "instance_id", None)
+    scope = getattr(parameters.get("run"), "scope", None)
     subject = parameters.get("item", parameters.get("label"))
-    if not isinstance(instance_id, str) or not isinstance(subject, str):
+    if not isinstance(scope, str) or not isinstance(subject, str):
         return None
-    return correlation_id(instance_id, subject)
+    return correlation_id(scope, subject)
 
 
 class CorrelationFilter(logging.Filter):
@@ -124,8 +125,10 @@ def correlating(flow_run_id: str, instance_id: str) -> Iterator[None]:
 
 def log_failed_attempt(context: ItemContext, attempt: int, error: BaseException, retrying: bool) -> None:
     """One line per failed attempt, in the item's correlated log: a warning while it will be
-    retried, an error when it is the last; the sync and async item paths both say it so."""
+    retried; an error with the processor's traceback (its own frames) when it is the last.
+    The sync and async item paths both say it so."""
     log = item_logger(context)
-    (log.warning if retrying else log.error)(
-        "attempt %d failed (%s)%s", attempt, describe(error), "; retrying" if retrying else ""
-    )
+    if retrying:
+        log.warning("attempt %d failed (%s); retrying", attempt, describe(error))
+    else:
+        log.error("attempt %d failed (%s)", attempt, describe(error), exc_info=error)

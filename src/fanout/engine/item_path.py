@@ -1,10 +1,15 @@
 """The one path an item takes: attempts under the retry policy, checkpoint, timing, correlation, progress.
 
 Every task run, whether it holds one item (`process_item-item-3`) or a batch
-(`process_batch-item-1..item-250`), runs `run_items`, which carries each of its
+(`process_item-item-1..item-250`), runs `run_items`, which carries each of its
 items through `carry_item`. How items are grouped into task runs is decided
 where they are submitted (src/fanout/engine/submission.py); what happens to an item is
 decided here, once.
+
+A task run whose items all settled ends as Prefect sees it: Completed when
+every item succeeded, Failed (`TaskItemsFailed`, naming each failed item and
+its error) when any failed for good, after its other items finished and were
+checkpointed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from prefect.filesystems import WritableFileSystem
 
-from fanout.core.errors import CheckpointNotWritten
+from fanout.core.errors import CheckpointNotWritten, ItemsFailed
 from fanout.core.item_context import processing
 from fanout.core.outcome import ItemOutcome, describe
 from fanout.core.settings import FanoutSettings
@@ -38,6 +43,7 @@ class ItemRun:
 
     instance_id: str
     processor: str
+    """The stage: names the folder of its checkpoints (for the seed, its `module:function` spec)."""
     storage: WritableFileSystem
     retry: RetryPolicy
     concurrency_limit: str | None = None
@@ -45,6 +51,25 @@ class ItemRun:
     max_parallel: int = 8
     values: ItemValues = field(default_factory=ItemValues)
     """What the processor receives for each item key (src/fanout/inputs/items.py): the key itself for plain strings."""
+    function: Processor | None = None
+    """The function called per item; None: the one `processor` names (`module:function`)."""
+    stage_in_ids: bool = False
+    """Whether correlation and idempotency ids name the stage (`<instance>/<stage>/<item>`)."""
+
+    @property
+    def process(self) -> Processor:
+        """The function called per item."""
+        return self.function if self.function is not None else load_processor(self.processor)
+
+    @property
+    def stage(self) -> str | None:
+        """The stage as ids name it, or None when they leave it out."""
+        return self.processor if self.stage_in_ids else None
+
+    @property
+    def scope(self) -> str:
+        """What precedes the item in its correlation id: `<instance>` or `<instance>/<stage>`."""
+        return f"{self.instance_id}/{self.processor}" if self.stage_in_ids else self.instance_id
 
     @classmethod
     def for_run(cls, instance_id: str, settings: FanoutSettings) -> ItemRun:
@@ -71,7 +96,7 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
     """
     checkpoints = run.checkpoints()
     done = checkpoints.load(items, journal=journal_name(label))
-    process = load_processor(run.processor)
+    process = run.process
     outcomes: list[ItemOutcome] = []
     with (
         ItemSlot(run.concurrency_limit, run.slot_hold_seconds) as slot,
@@ -80,19 +105,39 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
     ):
         processes = current_processes()
         if processes is not None:  # the same steps per item, in a worker process (src/fanout/engine/item_processes.py)
-            return processes.carry(items, done, run, functools.partial(checkpoint, journal), tally, slot)
-        if (
+            outcomes = processes.carry(items, done, run, functools.partial(checkpoint, journal), tally, slot)
+        elif (
             processor_kind(process) == "async"
         ):  # the same steps per item, on an event loop (src/fanout/engine/async_items.py)
             record = functools.partial(checkpoint, journal)
-            return carry_async(process, items, done, run, record, tally)
-        for item in items:
-            if item in done:
-                outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
-                continue
-            slot.before_item()
-            outcomes.append(carry_item(process, item, run, journal, tally))
-    return outcomes
+            outcomes = carry_async(process, items, done, run, record, tally)
+        else:
+            for item in items:
+                if item in done:
+                    outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
+                    continue
+                slot.before_item()
+                outcomes.append(carry_item(process, item, run, journal, tally))
+    return settled_task(outcomes)
+
+
+class TaskItemsFailed(ItemsFailed):
+    """A task run's items, some of which failed for good: it ends the task run Failed, and carries
+    every item's outcome back to the flow (pickled whole, from a Dask worker too)."""
+
+    def __init__(self, outcomes: list[ItemOutcome]) -> None:
+        self.outcomes = outcomes
+        super().__init__([(outcome.item, outcome.error or "") for outcome in outcomes if not outcome.ok], len(outcomes))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.outcomes,))
+
+
+def settled_task(outcomes: list[ItemOutcome]) -> list[ItemOutcome]:
+    """The task run's outcomes, or `TaskItemsFailed` when any item failed for good."""
+    if all(outcome.ok for outcome in outcomes):
+        return outcomes
+    raise TaskItemsFailed(outcomes)
 
 
 def carry_item(
@@ -111,7 +156,7 @@ def carry_item(
         nonlocal attempts, spent
         attempts += 1
         started = time.perf_counter()
-        with processing(run.instance_id, item, attempts) as context:
+        with processing(run.instance_id, item, attempts, run.stage) as context:
             try:
                 return process(run.values.of(item))
             except Exception as error:

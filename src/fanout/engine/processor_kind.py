@@ -52,10 +52,3 @@ def check_parallel(kind: ProcessorKind, max_parallel: int) -> None:
         raise InvalidProcessor(
             f"max_parallel {max_parallel} needs an async processor: sync processors run on at most {MAX_THREADS} threads"
         )
-
-
-def is_async(spec: str) -> bool:
-    """Whether the processor named `spec` (`module:function`) is an `async def` one."""
-    from fanout.engine.processor import load_processor
-
-    return processor_kind(load_processor(spec), spec) == "async"

@@ -88,24 +88,25 @@ def run_metrics(outcomes: Sequence[ItemOutcome], wall_seconds: float) -> RunMetr
     )
 
 
-def item_row(instance_id: str, outcome: ItemOutcome) -> dict[str, Any]:
+def item_row(scope: str, outcome: ItemOutcome) -> dict[str, Any]:
     """One table row: what happened to the item and the id its log lines carry."""
     return {
         "item": outcome.item,
         "status": outcome.status,
         "attempts": outcome.attempts,
         "duration_s": None if outcome.duration is None else round(outcome.duration, 4),
-        "correlation_id": correlation_id(instance_id, outcome.item),
+        "correlation_id": correlation_id(scope, outcome.item),
         "error": outcome.error or "",
     }
 
 
-def table_rows(instance_id: str, outcomes: Sequence[ItemOutcome], limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """Rows for the table artifact and whether every item is listed (else: failures only, capped)."""
+def table_rows(scope: str, outcomes: Sequence[ItemOutcome], limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Rows for the table artifact and whether every item is listed (else: failures only, capped);
+    `scope` precedes each item in its correlation id (the instance, or `<instance>/<stage>`)."""
     if len(outcomes) <= limit:
-        return [item_row(instance_id, outcome) for outcome in outcomes], True
+        return [item_row(scope, outcome) for outcome in outcomes], True
     failures = [outcome for outcome in outcomes if not outcome.ok]
-    return [item_row(instance_id, outcome) for outcome in failures[:limit]], False
+    return [item_row(scope, outcome) for outcome in failures[:limit]], False
 
 
 def summary_line(metrics: RunMetrics) -> str:
@@ -141,6 +142,8 @@ def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_secon
     """Create the table and metrics artifacts of this run; a failure to publish is logged, not raised.
 
     The report describes the run; losing it must not fail a run whose items all succeeded.
+    `instance_id` is what precedes each item in its correlation id: the instance, or
+    `<instance>/<stage>` for a stage whose ids name it (each stage then has artifacts of its own).
     """
     metrics = run_metrics(outcomes, wall_seconds)
     rows, complete = table_rows(instance_id, outcomes, limit)
@@ -151,11 +154,13 @@ def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_secon
         else f"{summary}. Listing failures only (at most {limit}): the run has more than {limit} items."
     )
     try:
-        create_table_artifact(table=rows, key=artifact_key(instance_id, "items"), description=description)
-        create_markdown_artifact(
+        # `_sync`: the wrap-up of an async flow runs on its event loop, where Prefect would hand back coroutines.
+        create_table_artifact(table=rows, key=artifact_key(instance_id, "items"), description=description, _sync=True)  # type: ignore[call-arg]
+        create_markdown_artifact(  # type: ignore[call-arg]
             markdown=metrics_markdown(instance_id, metrics),
             key=artifact_key(instance_id, "metrics"),
             description=summary,
+            _sync=True,
         )
     except Exception as error:  # noqa: BLE001 - the report is not worth failing the run for
         logger.warning("could not publish the run report for instance %s: %s", instance_id, error)

@@ -3,6 +3,9 @@
 Transient errors (`TRANSIENT_ERRORS`) are retried up to `retries` times, waiting
 `delay_seconds` doubled on each retry plus a random jitter of up to
 `jitter_factor` times the first delay; anything else fails the item at once.
+A Prefect `@task` handed to `durable_map` brings its own policy
+(`RetryPolicy.of_task`): its retries, first delay and jitter, for any
+exception, as Prefect would retry it.
 The same policy applies to an item whether it runs in its own task run or in
 a batch: Prefect's task retries are not used, because they would retry a whole
 batch and count attempts per task run rather than per item.
@@ -21,7 +24,7 @@ from fanout.core.settings import FanoutSettings
 
 T = TypeVar("T")
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (TransientError, ConnectionError, TimeoutError)
 """Retried: fanout's own `TransientError`, and network failures (`ConnectionError`, `TimeoutError`).
 Everything else is a bug or bad data, and fails the item at once."""
 
@@ -40,14 +43,24 @@ class RetryPolicy:
     retries: int = 3
     delay_seconds: float = 1.0
     jitter_factor: float = 0.5
+    retry_on: tuple[type[Exception], ...] = TRANSIENT_ERRORS
+    """The errors worth another attempt."""
 
     @classmethod
     def from_settings(cls, settings: FanoutSettings) -> RetryPolicy:
         return cls(settings.retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
 
+    @classmethod
+    def of_task(cls, retries: int | None, delay: Any, jitter_factor: float | None) -> RetryPolicy:
+        """A Prefect task's retry settings as a policy: any exception retried `retries` times; a list
+        of delays gives the first, which then doubles; no jitter factor, none."""
+        delays = list(delay) if isinstance(delay, (list, tuple)) else [delay]
+        first = float(delays[0]) if delays and delays[0] is not None else 0.0
+        return cls(retries or 0, first, jitter_factor or 0.0, (Exception,))
+
     def will_retry(self, error: BaseException, attempt: int) -> bool:
         """Whether a failure of attempt number `attempt` (1-based) is followed by another attempt."""
-        return attempt <= self.retries and is_transient(error)
+        return attempt <= self.retries and isinstance(error, self.retry_on)
 
     def call(self, attempt: Callable[[], T]) -> T:
         """`attempt()`, retried as the policy says; the last error is raised.
@@ -91,7 +104,7 @@ class RetryPolicy:
     def _trials(self) -> Any:
         """stamina's attempts after the first, as the policy says (iterated with `for` or `async for`)."""
         return stamina.retry_context(
-            on=is_transient,
+            on=self.retry_on,
             attempts=self.retries + 1,
             timeout=None,
             wait_initial=self.delay_seconds,

@@ -23,7 +23,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from fanout.core.errors import InvalidRequest
 from fanout.core.settings import FanoutSettings
-from fanout.engine.item_processes import ItemProcesses, worker_processes
+from fanout.engine.item_processes import ItemProcesses, ProcessorRef, worker_processes
 from fanout.engine.processor import load_processor
 from fanout.engine.processor_kind import InvalidProcessor, processor_kind
 
@@ -44,7 +44,7 @@ def slots(settings: FanoutSettings) -> int:
     return settings.max_parallel
 
 
-def item_processes(settings: FanoutSettings, processor: str) -> ItemProcesses | None:
+def item_processes(settings: FanoutSettings, processor: ProcessorRef) -> ItemProcesses | None:
     """The worker processes a run's items go to on `process` (not yet started); None on the other runners."""
     if settings.task_runner != "process":
         return None

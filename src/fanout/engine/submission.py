@@ -4,7 +4,8 @@ Grouping is all this module decides; every task run carries its items down
 the same path (src/fanout/engine/item_path.py). Small runs get one task run per item, so a
 person finds `process_item-item-3` in the UI; larger runs go in batches cut to
 the pace measured in the run (src/fanout/engine/batching.py), which keeps the number of
-task runs, and of the events the server must store, bounded.
+task runs, and of the events the server must store, bounded. A task run with a
+failed item ends Failed, and still hands back every item's outcome.
 """
 
 from __future__ import annotations
@@ -22,23 +23,30 @@ from prefect.utilities.annotations import quote
 from fanout.core.outcome import ItemOutcome, describe
 from fanout.core.settings import FanoutSettings
 from fanout.engine.batching import CPU_BOUND_SHARE, PROBE_WAIT_SECONDS, BatchPlan
-from fanout.engine.item_path import ItemRun
+from fanout.engine.item_path import ItemRun, TaskItemsFailed
 from fanout.engine.item_processes import running_in_processes, worker_processes
 from fanout.engine.progress import ProgressReporter
 from fanout.engine.runners import item_processes, slots
-from fanout.engine.tasks import process_batch, process_item
+from fanout.engine.tasks import ItemTasks, item_tasks
 
 
 def fan_out(
-    runner: TaskRunner[Any], items: list[str], run: ItemRun, settings: FanoutSettings, progress: ProgressReporter
+    runner: TaskRunner[Any],
+    items: list[str],
+    run: ItemRun,
+    settings: FanoutSettings,
+    progress: ProgressReporter,
+    tasks: ItemTasks | None = None,
 ) -> list[ItemOutcome]:
-    """Every item's outcome, from task runs submitted as the batch plan says.
+    """Every item's outcome, from task runs of `tasks` (the seed's `process_item` when not given)
+    submitted as the batch plan says.
 
     Task runs on this process's threads count their items towards `progress`
     as they finish; task runs elsewhere (Dask workers) are counted here when
     they return. Items that compute on threads have their remaining batches
     submitted a core's worth at a time (`cpu_bound_window`).
     """
+    tasks = tasks or item_tasks("process_item")
     plan = BatchPlan(items, settings.model_copy(update={"max_parallel": slots(settings)}))
     # On threads a batch's items are quoted: Prefect would otherwise visit every item looking
     # for futures, twice per submission (0.15 s for 10,000). Dask's runner does not unwrap
@@ -59,10 +67,10 @@ def fan_out(
         if not batches:
             return
         if plan.one_per_task:
-            futures = runner.map(process_item, {"item": [batch[0] for batch in batches], "run": unmapped(run)})
+            futures = runner.map(tasks.one, {"item": [batch[0] for batch in batches], "run": unmapped(run)})
         else:
             futures = runner.map(
-                process_batch,
+                tasks.batch,
                 {
                     "items": [quote(batch) for batch in batches] if in_process else batches,
                     "run": unmapped(run),
@@ -74,7 +82,7 @@ def fan_out(
             future.add_done_callback(finished.put)
 
     outcomes: list[ItemOutcome] = []
-    with running_in_processes(item_processes(settings, run.processor)):
+    with running_in_processes(item_processes(settings, run.function or run.processor)):
         submit(plan.opening())
         while in_flight or waiting:
             try:
@@ -127,11 +135,14 @@ def cpu_bound_window(settings: FanoutSettings, share: float) -> int | None:
 def task_outcomes(future: PrefectFuture[Any], batch: list[str]) -> tuple[list[ItemOutcome], bool]:
     """A finished task run's item outcomes, and whether its items counted themselves.
 
-    A task run that ended without returning (its process died, Dask lost it)
-    fails each of its items with that error.
+    A task run Failed by its items' failures carries their outcomes; one that
+    ended without returning (its process died, Dask lost it) fails each of its
+    items with that error.
     """
     try:
         result = future.result()
+    except TaskItemsFailed as failed:
+        return list(failed.outcomes), True
     except Exception as error:  # noqa: BLE001 - reported per item
         return [ItemOutcome(item=item, error=describe(error)) for item in batch], False
     return ([result] if isinstance(result, ItemOutcome) else list(result)), True

@@ -1,16 +1,20 @@
 """The Prefect tasks that carry items: one task run per item, or one per batch; the same path inside.
 
-Both run `fanout.engine.item_path.run_items`; they differ only in their names in the UI
-(`process_item-item-3`, `process_batch-item-1..item-250`). Neither persists a
-Prefect result, nor uses Prefect's result cache or task retries: the item's
-record in fanout's own format is its checkpoint (src/fanout/storage/checkpoints.py), the
-flow looks checkpoints up in bulk before it submits anything, and each task run
-looks up what an earlier attempt of it recorded. Prefect's cache would read
-records it unpickles from storage.
+Both run `fanout.engine.item_path.run_items`; they differ only in their names in
+the UI. Each stage's tasks are named after its function (`item_tasks`): a task
+run holds one item (`<name>-item-3`) or a batch (`<name>-item-1..item-250`),
+so a person finds an item by its key. Neither persists a Prefect result, nor
+uses Prefect's result cache or task retries: the item's record in fanout's own
+format is its checkpoint (src/fanout/storage/checkpoints.py), the flow looks
+checkpoints up in bulk before it submits anything, and each task run looks up
+what an earlier attempt of it recorded. Prefect's cache would read records it
+unpickles from storage.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import Task, task
@@ -30,6 +34,24 @@ def run_one(item: str, run: ItemRun) -> ItemOutcome:
 process_item: Task[..., Any] = task(name="process_item", task_run_name="process_item-{item}", persist_result=False)(
     run_one
 )
-process_batch: Task[..., Any] = task(name="process_batch", task_run_name="process_batch-{label}", persist_result=False)(
+process_batch: Task[..., Any] = task(name="process_item", task_run_name="process_item-{label}", persist_result=False)(
     run_items
 )
+
+
+@dataclass(frozen=True)
+class ItemTasks:
+    """A stage's two tasks: one item per task run, and a batch per task run."""
+
+    one: Task[..., Any]
+    batch: Task[..., Any]
+
+
+@functools.lru_cache(maxsize=256)
+def item_tasks(name: str) -> ItemTasks:
+    """The tasks of a stage whose function is called `name`: task runs `<name>-<item>` and
+    `<name>-<first item>..<last item>`."""
+    return ItemTasks(
+        one=process_item.with_options(name=name, task_run_name=f"{name}-{{item}}"),
+        batch=process_batch.with_options(name=name, task_run_name=f"{name}-{{label}}"),
+    )

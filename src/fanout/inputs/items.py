@@ -12,13 +12,16 @@ unique within a run:
 
 Two items with one key are refused (`DuplicateItems`, a 422 / exit 2) before
 anything runs: they would share one checkpoint and one result.
+
+`durable_map` names items as its `key=` says (`keyed`): by position unless
+told otherwise, a field name as `item_key` above, or a function of the item.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +56,44 @@ def canonical_json(value: JsonValue) -> str:
 
 def digest_key(value: JsonValue) -> str:
     """`sha256-<40 hex>` of the value's canonical JSON."""
-    return DIGEST_PREFIX + hashlib.sha256(canonical_json(value).encode()).hexdigest()[:40]
+    return DIGEST_PREFIX + hashlib.sha256(_utf8(canonical_json(value))).hexdigest()[:40]
+
+
+def check_unicode(value: object) -> None:
+    """`BadItem` unless every string in `value`, object keys included, is valid Unicode.
+
+    JSON's `\\ud800` escape decodes to a lone surrogate, a string that no UTF-8
+    text (a checkpoint, a Prefect parameter, an HTTP answer) can hold; it is
+    refused where input arrives. Values JSON cannot hold are left to the checks
+    that own them.
+    """
+    _utf8(json.dumps(value, ensure_ascii=False, skipkeys=True, default=lambda _: None))
+
+
+MAX_NESTING = 64
+"""Deepest nesting of lists and objects in an item: Prefect's and pydantic's JSON parsers stop at 200 levels,
+and a flow-run parameter holds an item a few levels down."""
+
+
+def check_nesting(value: object, limit: int = MAX_NESTING) -> None:
+    """`BadItem` when lists and objects in `value` nest deeper than `limit` levels."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise BadItem(f"lists and objects may nest at most {limit} levels deep")
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = text[error.start : error.end]
+        raise BadItem(f"strings must be valid Unicode: {bad!a} (a lone surrogate) is not") from None
 
 
 def item_key(item: JsonValue, key_field: str | None = None) -> str:
@@ -69,6 +109,7 @@ def item_key(item: JsonValue, key_field: str | None = None) -> str:
         key = str(value)
         if not _readable(key):
             raise BadItem(f"item's {key_field!r} must be 1..{READABLE_KEY_MAX} printable characters: {_short(value)}")
+        check_unicode(item)  # the rest of the item travels too: to Prefect, the processor, the checkpoint
         return key
     if isinstance(item, str) and _readable(item):
         return item
@@ -84,7 +125,8 @@ def _short(value: JsonValue, limit: int = 80) -> str:
         text = json.dumps(value, ensure_ascii=False, default=repr)
     except ValueError:
         text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")  # a message must stay valid text
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,24 +152,15 @@ def plan(items: Iterable[JsonValue], key_field: str | None = None, max_items: in
     """
     kept: list[JsonValue] = []
     keys: list[str] = []
-    first_seen: dict[str, int] = {}
-    repeats: dict[str, list[int]] = {}
     for index, item in enumerate(items):
         if max_items is not None and index >= max_items:
             raise InvalidRequest(f"more than max_items {max_items} items")
         try:
-            key = item_key(item, key_field)
+            keys.append(item_key(item, key_field))
         except BadItem as error:
             raise BadItem(f"item {index}: {error}") from None
-        seen = first_seen.setdefault(key, index)
-        if seen != index:
-            repeats.setdefault(key, [seen]).append(index)
         kept.append(item)
-        keys.append(key)
-    if repeats:
-        named = "; ".join(f"{key!r} at {', '.join(map(str, where))}" for key, where in list(repeats.items())[:10])
-        more = f" (and {len(repeats) - 10} more)" if len(repeats) > 10 else ""
-        raise DuplicateItems(f"{len(repeats)} item key(s) occur more than once: {named}{more}")
+    _refuse_repeats(keys)
     return PlannedItems(items=kept, keys=keys)
 
 
@@ -174,3 +207,74 @@ def split(planned: PlannedItems) -> tuple[list[str], ItemValues]:
 def display_name(key: str, limit: int = 60) -> str:
     """A key short enough for a task-run name or a log prefix; the digest keys already are."""
     return key if len(key) <= limit else key[: limit - 3] + "..."
+
+
+ItemKey = str | Callable[[Any], Any] | None
+"""How `durable_map` names its items: None (by position), a field name, or a function of the item."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedItems:
+    """Items as a stage carries them: keys in order, and the values that are not their own key.
+
+    `announce`: nobody reading the run's status can know the count beforehand
+    (the items came from a source), so the run publishes it as it starts.
+    """
+
+    keys: list[str]
+    values: ItemValues
+    announce: bool = False
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def keyed(items: Iterable[Any], key: ItemKey = None) -> KeyedItems:
+    """Every item with its key, consuming `items` once.
+
+    By position (`key=None`) the keys are `0`, `1`, ...: items may repeat, and a
+    rerun must hand over the same items in the same order, as an orchestrator
+    replayed by Durable Functions must. A field name keys object items by that
+    field (`item_key`); a function keys each item by what it returns (a
+    string or an integer). Keys given either way must be unique
+    (`DuplicateItems`) and printable (`BadItem`).
+    """
+    if key is None:
+        listed = list(items)
+        keys = [str(index) for index in range(len(listed))]
+        return KeyedItems(keys, ItemValues(dict(zip(keys, listed, strict=True))))
+    if isinstance(key, str):
+        return KeyedItems(*split(plan(items, key)))
+    kept: list[Any] = []
+    names: list[str] = []
+    for index, item in enumerate(items):
+        names.append(_called_key(key, item, index))
+        kept.append(item)
+    _refuse_repeats(names)
+    others = {
+        name: item for name, item in zip(names, kept, strict=True) if not (isinstance(item, str) and item == name)
+    }
+    return KeyedItems(names, ItemValues(others))
+
+
+def _called_key(key: Callable[[Any], Any], item: Any, index: int) -> str:
+    value = key(item)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadItem(f"item {index}: key= must return a string or an integer, got {_short(value)}")
+    text = str(value)
+    if not _readable(text):
+        raise BadItem(f"item {index}: key must be 1..{READABLE_KEY_MAX} printable characters, got {_short(text)}")
+    return text
+
+
+def _refuse_repeats(keys: list[str]) -> None:
+    first_seen: dict[str, int] = {}
+    repeats: dict[str, list[int]] = {}
+    for index, name in enumerate(keys):
+        seen = first_seen.setdefault(name, index)
+        if seen != index:
+            repeats.setdefault(name, [seen]).append(index)
+    if repeats:
+        named = "; ".join(f"{name!r} at {', '.join(map(str, where))}" for name, where in list(repeats.items())[:10])
+        more = f" (and {len(repeats) - 10} more)" if len(repeats) > 10 else ""
+        raise DuplicateItems(f"{len(repeats)} item key(s) occur more than once: {named}{more}")
