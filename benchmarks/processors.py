@@ -49,3 +49,15 @@ def failing_one_in_a_hundred(item: str) -> str:
     if number.isdigit() and int(number) % 100 == 1:
         raise ValueError(f"{item} is broken")
     return processed(item)
+
+
+BURN_STEPS = 500_000
+"""Loop steps of `burning`: about 25 ms of one core on these machines."""
+
+
+def burning(item: str) -> str:
+    """`Processed <item>` after about 25 ms of pure-Python arithmetic: a CPU-bound item that holds the GIL."""
+    total = 0
+    for step in range(BURN_STEPS):
+        total = (total * 31 + step) % 1_000_003
+    return processed(item)

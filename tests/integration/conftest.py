@@ -59,4 +59,4 @@ def cli(prefect_api: str):  # type: ignore[no-untyped-def]
 
 def executed(folder: Path) -> list[str]:
     """The items the scripted processor started, one entry per execution."""
-    return sorted(path.name.split(".")[0] for path in folder.iterdir() if path.name != "crashed")
+    return sorted(path.name.split(".")[0] for path in folder.iterdir() if path.name not in {"crashed", "killed"})

@@ -7,6 +7,8 @@ FANOUT_TEST_CRASH_AT   the item at which the process dies with os._exit (once: a
 FANOUT_TEST_SLEEP_MAX  sleep a random time up to this many seconds
 FANOUT_TEST_SLEEP      sleep exactly this many seconds (a slow item)
 FANOUT_TEST_CRASH_ALWAYS  the item at which the process dies every time (a poison run)
+FANOUT_TEST_KILL_FLOW_AT  the item at which the processor SIGKILLs its parent process: the flow, when items run
+                       in worker processes (once: a marker file)
 FANOUT_TEST_FLAKY_PERCENT  this percentage of items fail their first attempt (see `is_flaky`)
 Each execution file holds `<idempotency key> <attempt>` when the item context is available.
 """
@@ -17,6 +19,7 @@ import fcntl
 import hashlib
 import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -78,6 +81,9 @@ def scripted(item: str) -> str:
         os._exit(17)
     if os.environ.get("FANOUT_TEST_CRASH_ALWAYS") == item:
         os._exit(17)
+    if os.environ.get("FANOUT_TEST_KILL_FLOW_AT") == item and folder is not None and not (folder / "killed").exists():
+        (folder / "killed").touch()
+        os.kill(os.getppid(), signal.SIGKILL)
     sleep_max = float(os.environ.get("FANOUT_TEST_SLEEP_MAX", "0") or 0)
     if sleep_max:
         time.sleep(random.uniform(0, sleep_max))

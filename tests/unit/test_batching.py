@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from fanout.core.outcome import ItemOutcome
 from fanout.core.settings import FanoutSettings
 from fanout.engine.batching import BatchPlan, batch_size_for
+from fanout.engine.item_processes import worker_processes
+from fanout.engine.submission import cpu_bound_window
 
 
 def settings(**values: object) -> FanoutSettings:
@@ -81,3 +85,20 @@ def test_a_batch_without_timings_shares_the_rest_evenly() -> None:
     plan = BatchPlan(items(1_000), settings(max_parallel=4))
     plan.opening()
     assert len(plan.rest([ItemOutcome(item="x", error="boom")])) == 4
+
+
+def test_fewer_slots_for_the_rest_cut_it_for_that_many() -> None:
+    """CPU-bound items get the rest in batches for as many slots as cores, in whole rounds of them."""
+    plan = BatchPlan([f"i{n}" for n in range(1000)], settings(max_parallel=8))
+    plan.opening()
+    rest = plan.rest([ItemOutcome(item="i0", value=1, duration=0.025)], slots=2)
+    assert len(rest) % 2 == 0 and max(len(batch) for batch in rest) <= 40
+
+
+def test_items_that_keep_the_flow_computing_run_a_core_worth_of_threads_at_a_time() -> None:
+    """On threads, a flow process busy computing while the first batches ran caps the rest at one batch per core."""
+    threads = worker_processes() + 6
+    with patch("fanout.engine.submission.get_run_logger"):
+        assert cpu_bound_window(settings(max_parallel=threads), share=0.95) == worker_processes()
+        assert cpu_bound_window(settings(max_parallel=threads), share=0.2) is None
+        assert cpu_bound_window(settings(max_parallel=threads, task_runner="dask"), share=0.95) is None

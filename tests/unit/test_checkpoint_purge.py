@@ -50,10 +50,10 @@ def test_an_instance_with_no_records_deletes_nothing(clean_settings: Path) -> No
 
 
 def test_records_on_a_remote_block_are_deleted_through_fsspec() -> None:
-    """On a RemoteFileSystem block (one object per record), the instance's objects are counted and deleted."""
+    """On a RemoteFileSystem block (journal segments), the instance's objects and records are counted and deleted."""
     storage = RemoteFileSystem(basepath=f"memory://fanout-purge-{uuid.uuid4().hex}")
     checkpointed(storage, "remote-1", ["a", "b"])
-    assert delete_instance(storage, "remote-1") == StorageDeleted(checkpoints=2, outputs=1, files=3)
+    assert delete_instance(storage, "remote-1") == StorageDeleted(checkpoints=2, outputs=1, files=2)
     assert CheckpointStore(storage, "remote-1", PROCESSOR).load(["a", "b"]) == {}
 
 

@@ -10,7 +10,9 @@ import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
 
+from fanout.core.prefect_adapter import remote_block_files
 from fanout.core.settings import get_settings
+from fanout.storage import checkpoints as checkpoints_module
 from fanout.storage.checkpoint_format import encode
 from fanout.storage.checkpoints import (
     CheckpointStore,
@@ -119,19 +121,78 @@ def test_finished_names_every_soundly_checkpointed_item(tmp_path: Path) -> None:
 
 
 def remote_store() -> CheckpointStore:
-    """A store on a remote block (fsspec's in-memory file system): no appends there."""
+    """A store on a remote block (fsspec's in-memory file system, as an object store): no appends there."""
     return CheckpointStore(RemoteFileSystem(basepath=f"memory://fanout-{uuid.uuid4().hex}"), "i1", PROCESSOR)
 
 
-def test_storage_without_append_keeps_one_object_per_record() -> None:
-    """On a remote block every record is its own object, written and read through the block."""
+def remote_objects(remote: CheckpointStore) -> list[str]:
+    """The names of the objects under the instance's prefix."""
+    assert isinstance(remote.storage, RemoteFileSystem)
+    _, _, paths = remote_block_files(remote.storage, remote.prefix)
+    return [path.rsplit("/", 1)[-1] for path in paths]
+
+
+def test_on_an_object_store_a_task_runs_records_go_in_one_segment() -> None:
+    """Items finishing within half a second of each other cost one object between them, read back in bulk."""
     remote = remote_store()
     with remote.journal("batch") as journal:
         journal.append("a", {"n": 1})
         journal.append("b", [2])
     assert remote.folder is None
+    [segment] = remote_objects(remote)
+    assert segment.startswith(f"{journal_name('batch')}-")
     assert remote.load(["a", "b", "c"]) == {"a": {"n": 1}, "b": [2]}
-    assert remote.storage.read_path(checkpoint_key("i1", PROCESSOR, "a")) == encode("a", {"n": 1})
+
+
+def test_a_record_waits_at_most_the_segment_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the oldest pending record is `SEGMENT_SECONDS` old, the next one writes the segment."""
+    monkeypatch.setattr(checkpoints_module, "SEGMENT_SECONDS", 0.0)
+    remote = remote_store()
+    journal = remote.journal("batch")
+    journal.append("a", "A")
+    journal.append("b", "B")
+    assert len(remote_objects(remote)) == 2
+    assert remote.load(["a", "b"]) == {"a": "A", "b": "B"}
+
+
+def test_records_not_yet_in_a_segment_when_a_task_run_dies_are_unfinished() -> None:
+    """A journal that never closes (its process died) leaves its pending records unwritten: those items run again."""
+    remote = remote_store()
+    remote.journal("batch").append("a", "A")
+    assert remote.load(["a"]) == {}
+
+
+def test_a_task_run_reads_only_its_own_segments() -> None:
+    """On an object store, too, a task run looking for its earlier attempt reads its journal's segments only."""
+    remote = remote_store()
+    with remote.journal("one") as journal:
+        journal.append("a", "A")
+    with remote.journal("two") as journal:
+        journal.append("b", "B")
+    assert remote.load(["a", "b"], journal=journal_name("two")) == {"b": "B"}
+    assert remote.load(["a", "b"]) == {"a": "A", "b": "B"}
+
+
+def test_a_last_segment_that_cannot_be_written_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the journal writes what is pending; storage refusing it fails the task run, not silently."""
+    remote = remote_store()
+    journal = remote.journal("batch")
+    journal.append("a", "A")
+
+    def refuse(self: RemoteFileSystem, path: str, content: bytes) -> None:
+        raise PermissionError("bucket is read-only")
+
+    monkeypatch.setattr(RemoteFileSystem, "write_path", refuse)
+    with pytest.raises(PermissionError):
+        journal.close()
+
+
+def test_a_single_record_object_is_still_read_on_an_object_store() -> None:
+    """Records written one per object (by other storage without append) are read alongside segments."""
+    remote = remote_store()
+    remote.write_record("a", "A")
+    assert remote.load(["a"]) == {"a": "A"}
+    assert remote.storage.read_path(checkpoint_key("i1", PROCESSOR, "a")) == encode("a", "A")
 
 
 def test_a_damaged_object_counts_as_unfinished() -> None:
@@ -199,3 +260,12 @@ def test_unset_with_prefects_storage_block_the_block_holds_the_records(monkeypat
     monkeypatch.delenv("FANOUT_RESULT_STORAGE")
     with temporary_settings({PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "remote-file-system/shared"}):
         assert storage_environment(get_settings()) == {}
+
+
+def test_a_storage_url_is_an_object_store_every_host_reaches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FANOUT_RESULT_STORAGE=s3://bucket/prefix: a RemoteFileSystem on that URL, handed on to workers as is."""
+    monkeypatch.setenv("FANOUT_RESULT_STORAGE", "s3://fanout-results/runs")
+    settings = get_settings()
+    storage = result_storage(settings)
+    assert isinstance(storage, RemoteFileSystem) and storage.basepath == "s3://fanout-results/runs"
+    assert storage_environment(settings) == {"FANOUT_RESULT_STORAGE": "s3://fanout-results/runs"}

@@ -126,7 +126,7 @@ def test_a_rerun_over_other_keys_starts_a_new_index(tmp_path: Path) -> None:
 
 
 def test_pages_read_from_a_remote_block(tmp_path: Path) -> None:
-    """On storage without append (`memory://`), each record is its own object: pages read them by key."""
+    """On an object store (`memory://`) pages find records in the instance's journal segments."""
     storage = RemoteFileSystem(basepath=f"memory://fanout-{uuid.uuid4().hex}")
     record_plan(storage, "inst", PROCESSOR, [f"k{index}" for index in range(2500)])
     remote = CheckpointStore(storage, "inst", PROCESSOR)

@@ -4,6 +4,7 @@ FanoutError
 ├── InvalidRequest        bad input; nothing was started
 │   └── ProcessorNotFound the configured processor cannot be imported
 ├── TransientError        raised by a processor: retry this item
+│   └── ItemProcessDied   the worker process running the item died (FANOUT_TASK_RUNNER=process)
 ├── CheckpointNotWritten  an item finished but its checkpoint could not be stored: the item fails
 └── ItemsFailed           items failed for good; names each one
 """
@@ -27,6 +28,10 @@ class ProcessorNotFound(InvalidRequest):
 
 class TransientError(FanoutError):
     """A processor raises this (or a subclass) for a failure worth retrying."""
+
+
+class ItemProcessDied(TransientError):
+    """The worker process running an item died before the item settled; retried like any transient error."""
 
 
 class CheckpointNotWritten(FanoutError):

@@ -155,9 +155,14 @@ def write_block_path(storage: WritableFileSystem, path: str, content: bytes) -> 
 
 def remote_block_files(storage: RemoteFileSystem, prefix: str) -> tuple[Any, str, list[str]]:
     """The fsspec file system of a `RemoteFileSystem` block, the full path of `prefix` under its base
-    path (its `_resolve_path`, which refuses paths escaping it), and the files under that path."""
+    path (its `_resolve_path`, which refuses paths escaping it), and the files under that path now.
+
+    fsspec shares one file system object per process and URL, and s3fs keeps the listings it made
+    in it: without dropping them first, a process would not see what other hosts wrote since.
+    """
     root = storage._resolve_path(prefix)
     filesystem = storage.filesystem
+    filesystem.invalidate_cache(root)
     return filesystem, root, [str(path) for path in filesystem.find(root)]
 
 

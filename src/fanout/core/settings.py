@@ -7,6 +7,7 @@ all, with the same variable names, for the starters that hand settings on to the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -21,6 +22,14 @@ webhook), beside the rest of fanout's project-local state in `.fanout/`."""
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "token", "your-token-here", "xxxxxxxxxxxxxxxx"}
 FANOUT_ENV = SettingsConfigDict(env_prefix="FANOUT_", env_file=".env", extra="ignore", validate_default=True)
 """Every concern reads the same `FANOUT_*` variables and `.env`, and ignores the others' variables."""
+
+
+URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(location: str) -> bool:
+    """True for a storage URL of an fsspec file system (`s3://...`, `gs://...`); `file://` is a folder."""
+    return bool(URL_PATTERN.match(location)) and not location.startswith("file://")
 
 
 class ItemSettings(BaseSettings):
@@ -42,22 +51,27 @@ class ItemSettings(BaseSettings):
     retry_jitter_factor: float = Field(
         0.5, ge=0, le=10, description="Random spread of each delay, as Prefect's jitter factor."
     )
-    result_storage: Path = Field(
-        DEFAULT_RESULT_STORAGE,
-        description="Folder for checkpoints and results, made absolute against the working directory of the "
-        "process reading it; every starter hands its workers the absolute path. Unset with Prefect's "
-        "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK configured: that block instead.",
+    result_storage: str = Field(
+        str(DEFAULT_RESULT_STORAGE),
+        description="Where checkpoints and results go: a folder, made absolute against the working directory of "
+        "the process reading it (every starter hands its workers the absolute path), or an fsspec URL such as "
+        "`s3://bucket/prefix` that every host reaches (credentials and endpoint from the file system's own "
+        "configuration: AWS_* variables for S3). Unset with Prefect's PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK "
+        "configured: that block instead.",
     )
     batch_size: int = Field(0, ge=0, le=100_000, description="Items per task run; 0 chooses automatically.")
     per_item_task_limit: int = Field(
         100, ge=0, le=10_000, description="Up to this many items, each item is its own task run."
     )
 
-    @field_validator("result_storage")
+    @field_validator("result_storage", mode="before")
     @classmethod
-    def _absolute(cls, folder: Path) -> Path:
-        """Absolute now, so a process that hands it on (to a worker, a flow run) hands on the same folder."""
-        return folder.expanduser().absolute()
+    def _absolute(cls, location: object) -> object:
+        """A folder made absolute now, so a process that hands it on (to a worker, a flow run) hands on the
+        same folder; a URL as given."""
+        if isinstance(location, str | Path) and not is_url(str(location)):
+            return str(Path(str(location).removeprefix("file://")).expanduser().absolute())
+        return location
 
 
 class ResumeSettings(BaseSettings):
@@ -138,8 +152,13 @@ class RunnerSettings(BaseSettings):
 
     model_config = FANOUT_ENV
 
-    task_runner: Literal["thread", "dask"] = Field(
-        "thread", description="Where task runs execute: threads in the flow process, or Dask."
+    task_runner: Literal["thread", "process", "dask"] = Field(
+        "thread",
+        description="Where items run: threads in the flow process; worker processes on its host (for processors "
+        "that compute in Python); or Dask.",
+    )
+    processes: int = Field(
+        0, ge=0, le=1024, description="Worker processes of FANOUT_TASK_RUNNER=process; 0: one per core."
     )
     dask_address: str | None = Field(
         None, max_length=256, description="Scheduler of an existing Dask cluster; a LocalCluster when unset."

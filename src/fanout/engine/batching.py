@@ -15,6 +15,12 @@ to minutes. So automatic batches are cut to the pace measured in the run itself:
    gains nothing and costs much: 10,000 trivial items took 0.2 s in one thread
    and 0.57 s in eight, which hand the lock over at every checkpoint write.
 
+3. on threads, items that kept the flow process computing while the first
+   batches ran (at least `CPU_BOUND_SHARE` of a core: src/fanout/engine/submission.py)
+   are CPU-bound. Threads running them take turns at the interpreter lock, so the
+   rest runs on only as many threads at a time as the host has cores: more
+   would add lock hand-overs and smaller batches, and no speed.
+
 Trivial items run in one or two batches after the first (10,000: 3 task runs);
 slow items in batches of about a second each on every slot, so a slot that
 finishes early always finds another batch to take.
@@ -34,6 +40,7 @@ TARGET_BATCH_SECONDS = 1.0
 PROBE_WAIT_SECONDS = 0.25
 SPLIT_SECONDS = 0.25
 MAX_AUTO_BATCH = 50_000
+CPU_BOUND_SHARE = 0.8
 
 
 def batch_size_for(total: int, settings: FanoutSettings) -> int:
@@ -87,9 +94,12 @@ class BatchPlan:
         self.widened = True
         return self._take(self._first_size, self._first_size * (self._slots - 1))
 
-    def rest(self, finished: Sequence[ItemOutcome]) -> list[list[str]]:
-        """Every remaining item, in batches cut to the pace of the `finished` outcomes."""
+    def rest(self, finished: Sequence[ItemOutcome], slots: int | None = None) -> list[list[str]]:
+        """Every remaining item, in batches cut to the pace of the `finished` outcomes, for `slots`
+        batches at a time (all the plan's slots unless fewer are given)."""
         self.widened = True
+        if slots is not None:
+            self._slots = max(1, min(self._slots, slots))
         return self._take(self.rest_size(finished))
 
     def rest_size(self, finished: Sequence[ItemOutcome]) -> int:

@@ -28,6 +28,7 @@ from fanout.core.settings import FanoutSettings
 from fanout.engine.async_items import carry_async
 from fanout.engine.concurrency import ItemSlot
 from fanout.engine.item_logging import log_failed_attempt
+from fanout.engine.item_processes import current_processes
 from fanout.engine.processor import Processor, load_processor
 from fanout.engine.processor_kind import processor_kind
 from fanout.engine.progress import ItemTally
@@ -102,7 +103,10 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
         checkpoints.journal(label) as journal,
         ItemTally() as tally,
     ):
-        if (
+        processes = current_processes()
+        if processes is not None:  # the same steps per item, in a worker process (src/fanout/engine/item_processes.py)
+            outcomes = processes.carry(items, done, run, functools.partial(checkpoint, journal), tally, slot)
+        elif (
             processor_kind(process) == "async"
         ):  # the same steps per item, on an event loop (src/fanout/engine/async_items.py)
             record = functools.partial(checkpoint, journal)

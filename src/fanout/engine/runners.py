@@ -1,7 +1,11 @@
-"""Where task runs execute: a bounded thread pool in the flow process, or a Dask cluster.
+"""Where task runs execute: a bounded thread pool in the flow process, worker processes beside it, or Dask.
 
 `FANOUT_TASK_RUNNER=thread` (the default) runs at most `FANOUT_MAX_PARALLEL`
 task runs at once on threads, so threads never grow with the number of items.
+`FANOUT_TASK_RUNNER=process` runs one task run per worker process
+(`FANOUT_PROCESSES`, one per core by default), each thread sending its batch of
+items to its own worker (src/fanout/engine/item_processes.py): for sync
+processors that compute in Python, which threads would run one at a time.
 `FANOUT_TASK_RUNNER=dask` hands task runs to `prefect-dask`: the cluster at
 `FANOUT_DASK_ADDRESS` when set, else a `distributed.LocalCluster` of
 `FANOUT_DASK_WORKERS` processes started for the run (and stopped after it)
@@ -19,6 +23,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from fanout.core.errors import InvalidRequest
 from fanout.core.settings import FanoutSettings
+from fanout.engine.item_processes import ItemProcesses, ProcessorRef, worker_processes
+from fanout.engine.processor import load_processor
+from fanout.engine.processor_kind import InvalidProcessor, processor_kind
 
 DASK_EXTRA_HINT = "install the optional extra: pip install 'fanout[dask]'"
 
@@ -27,7 +34,21 @@ def task_runner(settings: FanoutSettings) -> TaskRunner[Any]:
     """A fresh (not yet started) task runner for one flow run, as the settings choose."""
     if settings.task_runner == "dask":
         return dask_task_runner(settings)
-    return ThreadPoolTaskRunner(max_workers=settings.max_parallel)
+    return ThreadPoolTaskRunner(max_workers=slots(settings))
+
+
+def slots(settings: FanoutSettings) -> int:
+    """Task runs in flight at once: one per worker process on `process`, else `max_parallel`."""
+    if settings.task_runner == "process":
+        return settings.processes or worker_processes()
+    return settings.max_parallel
+
+
+def item_processes(settings: FanoutSettings, processor: ProcessorRef) -> ItemProcesses | None:
+    """The worker processes a run's items go to on `process` (not yet started); None on the other runners."""
+    if settings.task_runner != "process":
+        return None
+    return ItemProcesses(processor, slots(settings))
 
 
 def dask_task_runner(settings: FanoutSettings) -> TaskRunner[Any]:
@@ -56,5 +77,10 @@ def local_cluster_options(settings: FanoutSettings) -> dict[str, Any]:
 
 
 def check_runner(settings: FanoutSettings) -> None:
-    """Fail before any item runs when the chosen runner cannot be built."""
+    """Fail before any item runs when the chosen runner cannot be built, or cannot run the processor."""
     task_runner(settings)
+    if settings.task_runner == "process" and processor_kind(load_processor(settings.processor)) == "async":
+        raise InvalidProcessor(
+            f"{settings.processor} is an async processor: it runs on an event loop (FANOUT_TASK_RUNNER=thread), "
+            "not in worker processes"
+        )

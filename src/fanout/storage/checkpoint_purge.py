@@ -74,9 +74,11 @@ def _delete_local(folder: Path) -> StorageDeleted:
 
 def _delete_remote(storage: RemoteFileSystem, prefix: str) -> StorageDeleted:
     filesystem, root, paths = remote_block_files(storage, prefix)
+    journals = [path for path in paths if _is_journal(path.rsplit("/", 1)[-1])]
+    contents: dict[str, bytes] = filesystem.cat(journals, on_error="omit") if journals else {}
     counted = StorageDeleted()
     for path in paths:
-        counted = _count(counted, path.rsplit("/", 1)[-1], b"")
+        counted = _count(counted, path.rsplit("/", 1)[-1], contents.get(path, b""))
     if paths:
         filesystem.rm(root, recursive=True)
     return counted

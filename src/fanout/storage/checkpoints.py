@@ -13,7 +13,14 @@ is not either, so fixing a bug in it keeps the items it had finished):
   soon as the item finishes. A new file per item cost an inode allocation
   (0.05-0.7 ms of kernel time each on this project's machines); an append costs
   microseconds and a killed process leaves every whole line behind.
-- `<digest of the item key>`, on storage without append: one record per object,
+- `journal-<digest of a task run's label>-<random>`, on an fsspec `RemoteFileSystem`
+  (`s3://bucket/prefix`): a segment of a task run's journal, one object holding
+  the records of the items that finished since the last segment. A segment is
+  written once its oldest record is `SEGMENT_SECONDS` old, and when the task run
+  ends: one PUT per half second of a task run instead of one per item (an object
+  store answers tens of PUTs a second per client, not thousands). A task run
+  that dies loses the records not yet in a segment: those items run again.
+- `<digest of the item key>`, on other storage without append: one record per object,
   written with `write_path`.
 - `output-<digest of the item list>`: a record holding the ordered output of a
   run in which every item finished, so a rerun reads one object.
@@ -29,21 +36,24 @@ import hashlib
 import json
 import logging
 import os
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from prefect.exceptions import MissingContextError
-from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 from prefect.logging import get_run_logger
 from prefect.results import get_default_result_storage
 from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK
 
 from fanout.core.prefect_adapter import read_block_path as _read
+from fanout.core.prefect_adapter import remote_block_files
 from fanout.core.prefect_adapter import write_block_path as _write
 from fanout.core.private_files import make_folders, open_private
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FanoutSettings, is_url
 from fanout.storage import checkpoint_format
 
 logger = logging.getLogger(__name__)
@@ -51,6 +61,8 @@ logger = logging.getLogger(__name__)
 KEY_ROOT = "fanout"
 JOURNAL_PREFIX = "journal-"
 OUTPUT_PREFIX = "output-"
+SEGMENT_SECONDS = 0.5
+"""Longest a finished item's record waits in a task run before its journal segment is written (object stores)."""
 
 
 def item_digest(key: str) -> str:
@@ -79,10 +91,13 @@ def output_name(keys: Sequence[str]) -> str:
 
 
 def result_storage(settings: FanoutSettings) -> WritableFileSystem:
-    """The configured storage: the `result_storage` folder (`.fanout/storage` by default), or, when that
-    is not set and Prefect has a default storage block configured, that block."""
+    """The configured storage: the `result_storage` folder (`.fanout/storage` by default) or URL (an fsspec
+    file system: `s3://bucket/prefix`), or, when that is not set and Prefect has a default storage block
+    configured, that block."""
     if not uses_prefect_block(settings):
-        return LocalFileSystem(basepath=str(settings.result_storage))
+        if is_url(settings.result_storage):
+            return RemoteFileSystem(basepath=settings.result_storage)
+        return LocalFileSystem(basepath=settings.result_storage)
     storage = get_default_result_storage(_sync=True)  # type: ignore[call-arg]
     if not isinstance(storage, WritableFileSystem):
         raise TypeError(f"Prefect's default result storage {storage!r} cannot be written to")
@@ -108,6 +123,8 @@ class CheckpointStore:
         self.instance_id = instance_id
         self.prefix = instance_prefix(instance_id, processor)
         self.folder = _local_folder(storage, self.prefix)
+        self.segmented = isinstance(storage, RemoteFileSystem)
+        """Journals go to the object store in segments (and are found by listing)."""
 
     def load(self, keys: Iterable[str], journal: str | None = None) -> dict[str, Any]:
         """The finished items among `keys` and their results, found in bulk.
@@ -116,22 +133,27 @@ class CheckpointStore:
         earlier attempt of it finished); otherwise every record of the instance.
         """
         wanted = set(keys)
+        if self.segmented:
+            return self._decode(self._remote_lines(journal), wanted)
         if self.folder is None:
             return self._load_objects(wanted)
         names = [journal] if journal is not None else sorted(self._listing())
+        return self._decode(
+            (line for name in names if not name.startswith(OUTPUT_PREFIX) for line in self._lines(name)), wanted
+        )
+
+    def _decode(self, lines: Iterable[bytes], wanted: set[str]) -> dict[str, Any]:
+        """The results of the `wanted` keys among records; unreadable ones are reported and left out."""
         found: dict[str, Any] = {}
         skipped: Counter[str] = Counter()
-        for name in names:
-            if name.startswith(OUTPUT_PREFIX):
+        for line in lines:
+            try:
+                key, result = checkpoint_format.decode(line)
+            except checkpoint_format.UnreadableRecord as error:
+                skipped[str(error)] += 1
                 continue
-            for line in self._lines(name):
-                try:
-                    key, result = checkpoint_format.decode(line)
-                except checkpoint_format.UnreadableRecord as error:
-                    skipped[str(error)] += 1
-                    continue
-                if key in wanted:
-                    found[key] = result
+            if key in wanted:
+                found[key] = result
         _report_skipped(self.instance_id, skipped)
         return found
 
@@ -207,6 +229,27 @@ class CheckpointStore:
             return []
         return data.split(b"\n")[:-1] if name.startswith(JOURNAL_PREFIX) else [data]
 
+    def _remote_lines(self, journal: str | None) -> list[bytes]:
+        """Every record under the instance's prefix on an fsspec file system, read concurrently: the whole
+        lines of each journal segment (only `journal`'s, when given) and each one-record object."""
+        assert isinstance(self.storage, RemoteFileSystem)
+        filesystem, _, paths = remote_block_files(self.storage, self.prefix)
+        names = {path: path.rsplit("/", 1)[-1] for path in paths}
+        chosen = [
+            path
+            for path, name in names.items()
+            if not name.startswith(OUTPUT_PREFIX) and (journal is None or name.startswith(f"{journal}-"))
+        ]
+        contents: dict[str, bytes] = filesystem.cat(chosen, on_error="omit") if chosen else {}
+        lines: list[bytes] = []
+        for path, data in contents.items():
+            lines.extend(data.split(b"\n")[:-1] if names[path].startswith(JOURNAL_PREFIX) else [data])
+        return lines
+
+    def write_segment(self, journal: str, lines: Sequence[bytes]) -> None:
+        """One segment of a journal: its records in one new object."""
+        _write(self.storage, f"{self.prefix}/{journal}-{uuid.uuid4().hex[:16]}", b"".join(lines))
+
     def _load_objects(self, keys: set[str]) -> dict[str, Any]:
         """Storage without append: one read per key; a missing object is an unfinished item."""
         found: dict[str, Any] = {}
@@ -230,19 +273,26 @@ class CheckpointStore:
 class CheckpointJournal:
     """One task run's checkpoints: each finished item's record appended with a single `write`.
 
-    On storage without append each record is its own object instead. Either
-    way `append` returns only once the record is stored, and raises when it
-    cannot be.
+    On an object store (`RemoteFileSystem`) records go in segments, written at
+    most `SEGMENT_SECONDS` after an item finished and when the journal closes,
+    which raises when the last segment cannot be stored. On other storage
+    without append each record is its own object. On a folder and those,
+    `append` returns only once the record is stored, and raises when it cannot be.
     """
 
     def __init__(self, store: CheckpointStore, name: str) -> None:
         self.store = store
         self.name = name
         self._descriptor: int | None = None
+        self._pending: list[bytes] = []
+        self._pending_since = 0.0
 
     def append(self, key: str, result: Any) -> None:
-        """Checkpoint `key` now."""
+        """Checkpoint `key` now (on an object store: in the next segment, at most `SEGMENT_SECONDS` from now)."""
         line = checkpoint_format.encode(key, result)
+        if self.store.segmented:
+            self._pend(line)
+            return
         if self.store.folder is None:
             self.store.write_record(key, result)
             return
@@ -253,7 +303,30 @@ class CheckpointJournal:
         if written != len(line):  # a full disk: the rest of the line would land apart from its start
             raise OSError(f"checkpoint of {key!r} cut short ({written} of {len(line)} bytes written)")
 
+    def _pend(self, line: bytes) -> None:
+        """Keep a record for the next segment; write the segment once its oldest record is old enough.
+
+        A segment that cannot be written yet stays pending for the next try: the
+        items it holds are already counted as finished, so only the last write,
+        when the task run ends, may fail them (by failing the task run).
+        """
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(line)
+        if time.monotonic() - self._pending_since >= SEGMENT_SECONDS:
+            try:
+                self.flush()
+            except Exception as error:  # noqa: BLE001 - tried again with the next record and at the end
+                logger.warning("checkpoint segment of %s not written yet: %s", self.store.instance_id, error)
+
+    def flush(self) -> None:
+        """Write the pending records as one segment (object stores); raises when storage refuses it."""
+        if self._pending:
+            self.store.write_segment(self.name, self._pending)
+            self._pending = []
+
     def close(self) -> None:
+        self.flush()
         if self._descriptor is not None:
             os.close(self._descriptor)
             self._descriptor = None

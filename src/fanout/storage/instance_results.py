@@ -7,14 +7,17 @@ through the result storage block (src/fanout/core/prefect_adapter.py), so a loca
 and a remote block (`s3://`, `memory://` in tests) work alike; the plan's
 layout is src/fanout/storage/results.py's.
 
-A page costs O(page), however large the run:
+A page's cost:
 
-- its keys come from one or two plan chunks;
+- its keys come from one or two plan chunks, O(page);
 - on a local folder, its records are found through the positional index of the
   journals (src/fanout/storage/results_index.py), which the flow brings up to date when the
   run settles and a reader while it goes;
-- on storage without append, each record is its own object named by the
-  item's key (src/fanout/storage/checkpoints.py): one read per item of the page.
+- on an object store (`RemoteFileSystem`), records sit in journal segments
+  (src/fanout/storage/checkpoints.py): a page lists and reads the instance's
+  segments, concurrently, so it costs O(run) in the number of segments;
+- on other storage without append, each record is its own object named by the
+  item's key: one read per item of the page.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
 from fanout.core.errors import CheckpointNotWritten
 from fanout.core.outcome import ItemOutcome
 from fanout.core.prefect_adapter import read_block_path as _read
 from fanout.core.prefect_adapter import write_block_path as _write
 from fanout.storage import checkpoint_format
-from fanout.storage.checkpoints import KEY_ROOT, instance_prefix, item_digest
+from fanout.storage.checkpoints import KEY_ROOT, CheckpointStore, instance_prefix, item_digest
 from fanout.storage.results import (
     PLAN_CHUNK,
     NoResults,
@@ -174,6 +177,8 @@ class InstanceResults:
             return {}
         if self.index is not None:
             return self.index.read(offset, window, self.plan_keys)
+        if isinstance(self.storage, RemoteFileSystem):  # journal segments, read in one listing: O(run)
+            return CheckpointStore(self.storage, self.instance_id, self.processor).load(window)
         found: dict[str, Any] = {}
         for key in window:
             try:
