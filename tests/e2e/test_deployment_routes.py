@@ -1,4 +1,5 @@
-"""`POST /api/start-fanout/{deployment}` on the real stack: prefect.yaml's `http-enrich` pipeline, and an unknown name."""
+"""`POST /api/start-fanout/{deployment}` on the real stack: prefect.yaml's `http-enrich` pipeline (deployed from
+the checkout's prefect.yaml, as the package no longer carries it), and an unknown name."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import E2E_TOKEN, poll_until_finished, wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def http_enrich(stack: LocalStack) -> None:
+    """The checkout's prefect.yaml deploys `http-enrich` on the session's stack (`prefect deploy --name`)."""
+    stack.deploy_project(REPO_ROOT, ["http-enrich"])
 
 
 @pytest.fixture

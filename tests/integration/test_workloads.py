@@ -150,3 +150,11 @@ def test_cli_refuses_a_malformed_source_with_exit_2(cli, tmp_path: Path, executi
     ran = cli("run", "--source", str(source))
     assert ran.returncode == 2 and "line 2" in ran.stderr
     assert executed(execution_log) == []
+
+
+def test_cli_runs_the_items_a_generator_yields(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """`fanout run --generator m:f --param n=3` runs what the allowed generator yields, in order."""
+    monkeypatch.setenv("FANOUT_SOURCES", "flows.http_enrich:urls")
+    ran = cli("run", "--generator", "flows.http_enrich:urls", "--param", "n=3", "--item-key", "id")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert len(json.loads(ran.stdout)) == 3

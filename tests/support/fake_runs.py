@@ -13,8 +13,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from prefect.exceptions import ObjectNotFound
+
 from fanout.inputs.request import FanoutRequest
-from fanout.service.runs import LABEL_DEPLOYMENT, LABEL_INSTANCE, LABEL_REQUEST, LABEL_START, Purged, RunRecord
+from fanout.service.orchestrators import Orchestrator
+from fanout.service.runs import (
+    LABEL_DEPLOYMENT,
+    LABEL_FLOW,
+    LABEL_INSTANCE,
+    LABEL_REQUEST,
+    LABEL_START,
+    Purged,
+    RunRecord,
+)
 from fanout.storage.run_output import RunOutput
 
 _clock = itertools.count()
@@ -38,6 +49,8 @@ class FakeRuns:
             self.default_deployment: {},
             "fan-out-fan-in/http-enrich": {"FANOUT_SOURCES": "flows.http_enrich:urls"},
         }
+        self.other_flows: list[Orchestrator] = []
+        """Deployments of flows other than the seed's, which a Durable Functions start may name."""
 
     async def start(
         self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
@@ -48,6 +61,8 @@ class FakeRuns:
             if idempotency_key in self.keys:
                 return self.runs[self.keys[idempotency_key]]
             assert request.instance_id is not None
+            if (deployment or self.default_deployment) not in self.deployments:
+                raise ObjectNotFound(http_exc=LookupError(deployment or self.default_deployment))
             created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(_clock))
             run = RunRecord(
                 flow_run_id=uuid4(),
@@ -68,6 +83,50 @@ class FakeRuns:
             self.runs[run.flow_run_id] = run
             self.keys[idempotency_key] = run.flow_run_id
             return run
+
+    async def orchestrators(self) -> list[Orchestrator]:
+        """The seed's deployments (no parameter schema needed: their input is the request) and `other_flows`."""
+        seeds = [Orchestrator(*name.split("/", 1), ("request",)) for name in self.deployments]
+        return [*seeds, *self.other_flows]
+
+    async def start_flow(
+        self,
+        orchestrator: Orchestrator,
+        parameters: dict[str, Any],
+        instance_id: str,
+        digest: str,
+        idempotency_key: str,
+        nonce: str,
+    ) -> RunRecord:
+        self.calls.append("start_flow")
+        async with self._lock:
+            if idempotency_key in self.keys:
+                return self.runs[self.keys[idempotency_key]]
+            created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(_clock))
+            run = RunRecord(
+                flow_run_id=uuid4(),
+                instance_id=instance_id,
+                name=f"fanout-{instance_id}",
+                state_type="SCHEDULED",
+                state_message=None,
+                parameters=parameters,
+                labels={
+                    LABEL_INSTANCE: instance_id,
+                    LABEL_REQUEST: digest,
+                    LABEL_START: nonce,
+                    LABEL_DEPLOYMENT: orchestrator.full_name,
+                    LABEL_FLOW: orchestrator.flow,
+                },
+                created=created,
+                updated=created,
+            )
+            self.runs[run.flow_run_id] = run
+            self.keys[idempotency_key] = run.flow_run_id
+            return run
+
+    async def flow_result(self, run: RunRecord) -> Any:
+        """The return value a test gave the run (`set_state(..., output=...)`)."""
+        return self.outputs.get(run.flow_run_id)
 
     async def deployment_env(self, name: str) -> dict[str, str] | None:
         self.calls.append("deployment_env")

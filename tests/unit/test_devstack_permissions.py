@@ -60,6 +60,10 @@ class FakeStack:
     ui_url = "http://127.0.0.1:1"
     api_url = "http://127.0.0.1:1/api"
     webhook_url = "http://127.0.0.1:2"
+    project: Path | None = None
+
+    def pools(self) -> list[str]:
+        return ["mine", "other"]
 
 
 def test_the_banner_says_where_the_prefect_auth_string_is() -> None:
@@ -80,3 +84,16 @@ def test_an_open_server_drops_an_inherited_auth_string(monkeypatch: pytest.Monke
     monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "someone:else")
     assert "PREFECT_SERVER_API_AUTH_STRING" not in PrefectServer(home=tmp_path).server_env()
     assert PrefectServer(home=tmp_path, auth_string="a:b").server_env()["PREFECT_SERVER_API_AUTH_STRING"] == "a:b"
+
+
+def test_the_banner_of_a_project_says_how_to_start_its_deployments() -> None:
+    """In a project, `fanout up` names its prefect.yaml and pools, and the route that starts any of its flows."""
+    stack = FakeStack()
+    stack.project = Path("/work/project")
+    lines = banner(stack, "cat token", None, None)  # type: ignore[arg-type]
+    assert "Project:      /work/project/prefect.yaml (a warm worker on mine, other)" in lines
+    assert any(
+        line.startswith("Start:        POST http://127.0.0.1:2/runtime/webhooks/durabletask/orchestrators/")
+        for line in lines
+    )
+    assert not any(line.startswith("Try:") for line in lines) and lines[-1] == "Ctrl-C stops everything."

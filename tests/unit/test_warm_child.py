@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import shlex
+import sys
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import DeploymentResponse
+from prefect.utilities.templating import apply_values
+from prefect.workers.process import ProcessWorker
 
 import fanout.seed
-from fanout.worker.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow
+from fanout.worker.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow, prepend_python_path
+from fanout.worker.warm_processes import CommandProcess
 from fanout.worker.warm_spare import DeploymentSource
 from fanout.worker.warm_worker import WarmJobConfiguration, run_environment
 
@@ -65,3 +72,38 @@ def test_the_job_configuration_keeps_the_deployment_prefect_prepares_it_with() -
     configuration.prepare_for_flow_run(flow_run=flow_run, deployment=deployment, flow=None, worker_name="w")
 
     assert configuration.deployment_source == DeploymentSource("fanout.seed.fan_out_fan_in", [])
+
+
+def test_a_run_python_path_comes_first_on_sys_path_and_its_modules_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment's `PYTHONPATH` (relative to the run's folder) reaches imports in a process forked without it."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mine_only_here.py").write_text("VALUE = 7\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    added = prepend_python_path(f"lib{os.pathsep}{tmp_path / 'lib'}")
+    assert added == [str(tmp_path / "lib")] and sys.path[0] == str(tmp_path / "lib")
+    assert importlib.import_module("mine_only_here").VALUE == 7
+    sys.modules.pop("mine_only_here")
+
+
+@pytest.mark.parametrize(
+    ("command", "own"), [(None, None), ("uv run python -m prefect.engine", "uv run python -m prefect.engine")]
+)
+def test_only_a_command_the_deployment_sets_leaves_the_warm_processes(command: str | None, own: str | None) -> None:
+    """A process pool's template with no `command` runs warm; a `command` job variable runs as the process worker would."""
+    template = ProcessWorker.get_default_base_job_template()["job_configuration"]
+    rendered = apply_values(template, {"command": command} if command else {}, remove_notset=True)
+    configuration = WarmJobConfiguration(**rendered)
+    flow_run = FlowRun(id=uuid4(), flow_id=uuid4(), name="run")
+    configuration.prepare_for_flow_run(flow_run=flow_run, deployment=None, flow=None, worker_name="w")
+    assert configuration.own_command == own
+
+
+def test_a_command_process_runs_in_a_new_interpreter_with_the_run_environment(tmp_path: Path) -> None:
+    """The deployment's command runs in the run's folder with its variables; its exit status is reported."""
+    script = "import os, pathlib; pathlib.Path('seen').write_text(os.environ['RUN_VARIABLE']); raise SystemExit(3)"
+    process = CommandProcess(f"{sys.executable} -c {shlex.quote(script)}", {"RUN_VARIABLE": "yes"}, tmp_path)
+    process.join()
+    assert process.exitcode == 3 and (tmp_path / "seen").read_text() == "yes"

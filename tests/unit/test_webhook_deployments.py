@@ -89,3 +89,17 @@ def test_a_queue_file_from_before_deployments_opens_and_takes_starts(tmp_path: P
         ("b", "fan-out-fan-in/http-enrich"),
     ]
     queue.close()
+
+
+def test_a_start_of_a_default_deployment_prefect_does_not_have_ends_failed_saying_so(runs: FakeRuns) -> None:
+    """With no seed deployment on the server (a project of its own), a queued start fails naming it, not Pending for ever."""
+    runs.deployments.pop(runs.default_deployment)
+    app = make_app(runs)
+    started = call(app, "POST", "/api/start-fanout")
+    assert started.status_code == 202 and runs.runs == {}
+    status = call(app, "GET", f"/api/instances/{started.json()['id']}")
+    assert status.status_code == 200
+    assert (status.json()["runtimeStatus"], status.json()["output"]) == (
+        "Failed",
+        "no deployment 'fan-out-fan-in/default' on the Prefect server",
+    )

@@ -112,6 +112,17 @@ def test_the_seed_and_durable_lists_answer_the_same_instances(runs: FakeManagedR
     ]
 
 
+def test_every_list_shows_the_custom_status_of_the_status_document(runs: FakeManagedRuns) -> None:
+    """A Completed, resumed instance whose progress labels never landed: both lists show what its status shows."""
+    body = {"instance_id": "resumed", "count": 200}
+    assert call(make_app(runs), "POST", "/api/start-fanout", json=body).status_code == 202
+    runs.set_state("resumed", "COMPLETED", run_count=2, failures=[])
+    status = get(runs, "/api/instances/resumed").json()["customStatus"]
+    assert status == {"total": 200, "completed": 200, "failed": 0, "resuming": False, "resumes": 1}
+    assert [entry["customStatus"] for entry in get(runs, "/api/instances").json()] == [status]
+    assert [entry["customStatus"] for entry in get(runs, f"{DF}/instances").json()] == [status]
+
+
 def test_status_finds_a_run_by_its_flow_run_id(runs: FakeManagedRuns) -> None:
     """A run started without the webhook (no instance tag) answers on its flow-run id."""
     run = runs.add_run(instance_id="nightly")

@@ -8,6 +8,7 @@ out-of-range counts), all before anything reaches Prefect.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from fanout.core.errors import InvalidRequest
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.admission import admit
+from fanout.inputs.items import BadItem, check_nesting, check_unicode
 from fanout.inputs.request import FanoutRequest
 from fanout.inputs.sources import SourceForbidden
 
@@ -109,3 +111,31 @@ def validation_message(error: ValidationError) -> str:
         f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
     )
     return message.encode("utf-8", "backslashreplace").decode("utf-8")  # a field name may be a lone surrogate
+
+
+def orchestration_input(body: bytes, content_type: str | None) -> Any:
+    """The orchestration's input, any JSON value (None for an empty body or `null`).
+
+    `azure-functions-durable` sends its input JSON-encoded twice: a JSON string whose
+    text is itself JSON is taken as that JSON (`"\\"/home/site\\""` is `"/home/site"`);
+    a string that is not JSON (`"/home/site"`) is the string. A lone surrogate or nesting deeper
+    than an item may have is refused (400), as Prefect could not store it as a parameter.
+    """
+    if not body.strip():
+        return None
+    media_type = (content_type or "application/json").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(415, "Only application/json request content is supported")
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, an integer Python refuses to read
+        raise HTTPException(400, f"malformed JSON: {error}") from None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError, RecursionError):  # a string that is not JSON is the input itself
+            value = json.loads(value)
+    try:
+        check_unicode(value)
+        check_nesting(value)
+    except BadItem as error:
+        raise HTTPException(400, f"the input cannot be a flow parameter: {error}") from None
+    return value

@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from fanout.api import listing
-from fanout.api.body import parse_request, read_limited
+from fanout.api.body import orchestration_input, parse_request, read_limited
 from fanout.api.deps import InstancesDep, Settings
 from fanout.api.durable_auth import link_code, require_durable_auth
 from fanout.api.durable_payloads import (
@@ -59,11 +59,19 @@ from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
 from fanout.service.instance_management import BadQuery, Management, management_for, status_of
-from fanout.service.instances import Found, Instances, PurgeReport
-from fanout.service.runs import RunRecord
+from fanout.service.instances import Found, Instances, PurgeReport, Started
+from fanout.service.orchestrators import BadOrchestrationInput, Orchestrator, UnknownOrchestrator, spelled
+from fanout.service.runs import LABEL_DEPLOYMENT, RunRecord
 from fanout.service.start_queue import QueuedStart
 from fanout.service.status import FINISHED, RuntimeStatus
-from fanout.service.webhook_errors import InstanceConflict, InstanceNotFound, StartRefused, StartRejected, WebhookError
+from fanout.service.webhook_errors import (
+    DeploymentNotFound,
+    InstanceConflict,
+    InstanceNotFound,
+    StartRefused,
+    StartRejected,
+    WebhookError,
+)
 
 router = APIRouter(prefix=BASE_PATH, dependencies=[Depends(require_durable_auth)], tags=["Durable Functions API"])
 IN_PROGRESS = frozenset({RuntimeStatus.PENDING, RuntimeStatus.RUNNING, RuntimeStatus.SUSPENDED})
@@ -122,7 +130,7 @@ def _accepted(request: Request, settings: FanoutSettings, instance_id: str, ui_u
 
 def _refused(error: WebhookError) -> JSONResponse:
     """A start the operations refused, in Durable Functions' shape (400 for input Prefect cannot take)."""
-    status_code = 400 if isinstance(error, StartRejected) else error.status_code
+    status_code = 400 if isinstance(error, StartRejected) else error.status_code  # the orchestrator errors are 400
     return problem(status_code, str(error), headers=error.headers)
 
 
@@ -136,27 +144,53 @@ async def start_orchestration(
     instance_id: str | None = None,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Start the deployment the orchestrator name maps to; the body is the flow's request (empty: the seed)."""
-    if name.casefold() != ORCHESTRATOR:
-        return problem(
-            400, f"The function '{name}' doesn't exist or is not an orchestrator; fanout has '{ORCHESTRATOR}'."
-        )
+    """Start the deployment the orchestrator name resolves to (a flow's or a deployment's name,
+    src/fanout/service/orchestrators.py). The seed's input is its request (empty: the default); another
+    flow's input is any JSON value, its parameters as an object or its one required parameter's value."""
     if instance_id is not None and not INSTANCE_ID.match(instance_id):
         return problem(400, f"instance id {instance_id!r} must be 1..128 letters, digits, '.', '_' or '-'")
     try:
         key = checked_key(idempotency_key)
-        body = _unwrapped(await read_limited(request, settings.webhook_max_body_bytes))
-        fanout_request = parse_request(
-            body, request.headers.get("content-type"), settings, settings.webhook_max_parameter_bytes
-        )
-        started = await instances.start(_with_instance(fanout_request, instance_id), key)
-    except BadIdempotencyKey as error:
+        orchestrator = await _orchestrator(instances, name, settings)
+        body = await read_limited(request, settings.webhook_max_body_bytes)
+        if instances.runs_the_seed(orchestrator):
+            started = await _start_seed(request, body, instances, settings, orchestrator, instance_id, key)
+        else:
+            value = orchestration_input(body, request.headers.get("content-type"))
+            started = await instances.start_flow(orchestrator, value, instance_id, key)
+    except (BadIdempotencyKey, UnknownOrchestrator, BadOrchestrationInput) as error:
         return problem(400, str(error))
     except HTTPException as error:
         return problem(400 if error.status_code in (400, 415, 422) else error.status_code, str(error.detail))
-    except (InstanceConflict, StartRejected, StartRefused) as error:
+    except (InstanceConflict, StartRejected, StartRefused, DeploymentNotFound) as error:
         return _refused(error)
     return _accepted(request, settings, started.instance_id, started.ui_url)
+
+
+async def _orchestrator(instances: Instances, name: str, settings: FanoutSettings) -> Orchestrator:
+    """The deployment `name` starts; the seed's orchestrator name is the webhook's default deployment."""
+    if spelled(name) == spelled(ORCHESTRATOR):
+        flow, _, deployment = settings.deployment_name.partition("/")
+        return Orchestrator(flow, deployment)
+    return await instances.orchestrator(name)
+
+
+async def _start_seed(
+    request: Request,
+    body: bytes,
+    instances: Instances,
+    settings: FanoutSettings,
+    orchestrator: Orchestrator,
+    instance_id: str | None,
+    key: str | None,
+) -> Started:
+    """A start of a deployment of the seed's flow: the body is its `FanoutRequest`, checked as on `/api/`."""
+    deployment = None if orchestrator.full_name == settings.deployment_name else orchestrator.deployment
+    admitted = await instances.admission_settings(deployment, settings)
+    fanout_request = parse_request(
+        _unwrapped(body), request.headers.get("content-type"), admitted, settings.webhook_max_parameter_bytes
+    )
+    return await instances.start(_with_instance(fanout_request, instance_id), key, deployment)
 
 
 def _unwrapped(body: bytes) -> bytes:
@@ -206,7 +240,8 @@ async def get_status(request: Request, instance_id: str, ops: AdminDep, settings
     elif show_history and isinstance(found, RunRecord):
         rows = await ops.management.item_rows(found)
         events = history(found, document.runtime_status, rows, content.get("output"), with_output)
-    body = status_body(content, show_input, events)
+    name = (found.flow if isinstance(found, RunRecord) else None) or ORCHESTRATOR
+    body = status_body(content, show_input, events, name)
     if document.runtime_status in IN_PROGRESS:
         headers = {"Location": str(request.url), "Retry-After": str(settings.webhook_retry_after_seconds)}
         return JSONResponse(body, status_code=202, headers=headers)
@@ -228,7 +263,7 @@ async def list_instances(
         listed = await listing.list_instances(ops.instances, request.query_params, continuation)
     except BadQuery as error:
         return problem(400, str(error))
-    entries = [list_entry(run, status, show_input) for run, status in listed.entries]
+    entries = [list_entry(run, status, custom, show_input) for run, status, custom in listed.entries]
     return JSONResponse(entries, headers=listed.headers)
 
 
@@ -306,11 +341,9 @@ async def restart(request: Request, instance_id: str, ops: AdminDep, settings: S
     if found is None:
         return _not_found(instance_id)
     if new_id:
-        original = json.loads(found.request) if isinstance(found, QueuedStart) else found.parameters.get("request")
-        fresh = FanoutRequest.model_validate(original or {}).model_copy(update={"instance_id": None})
         try:
-            running_id = (await ops.instances.start(fresh, None)).instance_id
-        except (InstanceConflict, StartRejected, StartRefused) as error:
+            running_id = (await _start_again(ops.instances, found)).instance_id
+        except (InstanceConflict, StartRejected, StartRefused, UnknownOrchestrator, BadOrchestrationInput) as error:
             return _refused(error)
     elif ops.status_of(found) not in FINISHED or isinstance(found, QueuedStart):
         return problem(409, f"Instance '{instance_id}' is {ops.status_of(found).value}; restart it once it finished.")
@@ -321,6 +354,16 @@ async def restart(request: Request, instance_id: str, ops: AdminDep, settings: S
         "statusQueryGetUri"
     ]
     return JSONResponse(running_id, status_code=202, headers={"Location": location})
+
+
+async def _start_again(instances: Instances, found: Found) -> Started:
+    """A new instance with the input of `found`: the seed's request, or another flow's parameters."""
+    if isinstance(found, RunRecord) and found.flow is not None:
+        orchestrator = await instances.orchestrator(str(found.labels.get(LABEL_DEPLOYMENT) or found.flow))
+        return await instances.start_flow(orchestrator, found.parameters or None, None, None)
+    original = json.loads(found.request) if isinstance(found, QueuedStart) else found.parameters.get("request")
+    fresh = FanoutRequest.model_validate(original or {}).model_copy(update={"instance_id": None})
+    return await instances.start(fresh, None)
 
 
 @router.post("/instances/{instance_id}/raiseEvent/{event_name}")

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from fanout.inputs.request import FanoutRequest, plan_items
 from fanout.service.instance_management import BadQuery, InstanceQuery
 from fanout.service.runs import RunRecord
-from fanout.service.status import FINISHED, RuntimeStatus, custom_status
+from fanout.service.status import FINISHED, CustomStatus, RuntimeStatus
 
 BASE_PATH = "/runtime/webhooks/durabletask"
 ORCHESTRATOR = "fan_out_fan_in"
@@ -53,9 +53,11 @@ def management_payload(base_url: str, instance_id: str, code: str | None, ui_url
     }
 
 
-def status_body(document: dict[str, Any], show_input: bool, history: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The seed's status document in Durable Functions' shape (its `name` is the orchestrator's)."""
-    body = {**document, "name": ORCHESTRATOR}
+def status_body(
+    document: dict[str, Any], show_input: bool, history: list[dict[str, Any]] | None, name: str = ORCHESTRATOR
+) -> dict[str, Any]:
+    """The status document in Durable Functions' shape; its `name` is the orchestrator's (`name`)."""
+    body = {**document, "name": name}
     if not show_input:
         body["input"] = None
     if history is not None:
@@ -63,16 +65,18 @@ def status_body(document: dict[str, Any], show_input: bool, history: list[dict[s
     return body
 
 
-def list_entry(run: RunRecord, status: RuntimeStatus, show_input: bool, name: str = ORCHESTRATOR) -> dict[str, Any]:
-    """One instance in a list: its status fields without the output (GET the instance for that),
-    so a long list costs no result-storage reads."""
+def list_entry(
+    run: RunRecord, status: RuntimeStatus, custom: CustomStatus, show_input: bool, name: str = ORCHESTRATOR
+) -> dict[str, Any]:
+    """One instance in a list: its status fields without the output (GET the instance for that), with the
+    `customStatus` its status document has."""
     return {
-        "name": name,
+        "name": run.flow or name,
         "instanceId": run.instance_id,
         "runtimeStatus": status.value,
-        "input": dict(run.parameters.get("request") or {}) if show_input else None,
+        "input": run.input if show_input else None,
         "output": run.state_message if status in (RuntimeStatus.FAILED, RuntimeStatus.TERMINATED) else None,
-        "customStatus": custom_status(run.labels).model_dump(),
+        "customStatus": custom.model_dump(),
         "createdTime": _iso(run.created),
         "lastUpdatedTime": _iso(run.updated),
     }
@@ -83,7 +87,7 @@ def history(
 ) -> list[dict[str, Any]]:
     """The run's execution history, from its item table (empty between start and end, when it has none)."""
     events: list[dict[str, Any]] = [
-        {"EventType": "ExecutionStarted", "FunctionName": ORCHESTRATOR, "Timestamp": _iso(run.created)}
+        {"EventType": "ExecutionStarted", "FunctionName": run.flow or ORCHESTRATOR, "Timestamp": _iso(run.created)}
     ]
     results = _results_by_item(run, output) if with_output else {}
     for row in rows or []:
@@ -115,11 +119,11 @@ def history(
 
 
 def _results_by_item(run: RunRecord, output: Any) -> dict[str, Any]:
-    """Each item's result, from the run's output (a list in item order) and its planned items.
+    """Each item's result, from the seed run's output (a list in item order) and its planned items.
 
     A source's items are not read again here: the file may have changed since the run read it,
     and only the run's own reader checks it against the roots where it opens it."""
-    if not isinstance(output, list):
+    if not isinstance(output, list) or run.flow is not None:
         return {}
     try:
         request = FanoutRequest.model_validate(run.parameters.get("request") or {})

@@ -12,12 +12,14 @@ the same query string and page the same way:
     continuationToken the page to read, as the previous answer's `x-ms-continuation-token` header gave it;
                       the header `x-ms-continuation-token` on the request does the same and wins
 
-Instances are listed newest first, one entry per instance (its newest run).
-A bad value raises `BadQuery` naming it.
+Instances are listed newest first, one entry per instance (its newest run),
+each with the `customStatus` its status document shows (one function builds
+both: src/fanout/service/status.py). A bad value raises `BadQuery` naming it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,17 +27,21 @@ from fanout.api.durable_payloads import query_from, top_from
 from fanout.service.instance_management import BadQuery, management_for, page, status_of
 from fanout.service.instances import Instances
 from fanout.service.runs import RunRecord
-from fanout.service.status import RuntimeStatus
+from fanout.service.status import CustomStatus, RuntimeStatus, listed_custom_status
 
 CONTINUATION_HEADER = "x-ms-continuation-token"
 CONTINUATION_PARAM = "continuationToken"
 
 
+READS_AT_ONCE = 8
+"""Item reports read at a time for a page's finished instances."""
+
+
 @dataclass(frozen=True)
 class InstancePage:
-    """One page of the list: each instance's newest run and its runtimeStatus, and the next page's token."""
+    """One page of the list: each instance's newest run, runtimeStatus and customStatus, and the next page's token."""
 
-    entries: list[tuple[RunRecord, RuntimeStatus]]
+    entries: list[tuple[RunRecord, RuntimeStatus, CustomStatus]]
     continuation: str | None
 
     @property
@@ -55,7 +61,16 @@ async def list_instances(
     policy = instances.resumes
     matching = [run for run in await management_for(instances.runs).every() if query.matches(run, policy)]
     chosen, following = page(matching, top, token)
-    return InstancePage([(run, status_of(run, policy)) for run in chosen], following)
+    reads = asyncio.Semaphore(READS_AT_ONCE)
+
+    async def custom(run: RunRecord) -> CustomStatus:
+        async with reads:
+            return await listed_custom_status(instances.runs, run, policy)
+
+    customs = await asyncio.gather(*(custom(run) for run in chosen))
+    return InstancePage(
+        [(run, status_of(run, policy), status) for run, status in zip(chosen, customs, strict=True)], following
+    )
 
 
 __all__ = ["CONTINUATION_HEADER", "BadQuery", "InstancePage", "list_instances"]

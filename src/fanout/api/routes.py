@@ -2,7 +2,9 @@
 operation of `src/fanout/service/instances.py` and back.
 
     POST   /api/start-fanout                 202 + management URLs (429 when the start queue is full)
-    POST   /api/start-fanout/{deployment}    the same for another deployment of the flow (404 if unknown)
+    POST   /api/start-fanout/{deployment}    the same for another deployment of the flow; or a deployment of any
+                                             other flow, by its or its flow's name, the body being any JSON
+                                             input for its parameters (404 listing the names known if none)
     GET    /api/instances?runtimeStatus=&createdTimeFrom=&createdTimeTo=&top=&continuationToken=
                                              200 [status without output...], newest first;
                                              x-ms-continuation-token names the next page (src/fanout/api/listing.py)
@@ -23,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from fanout.api.body import parse_request, read_limited
+from fanout.api.body import orchestration_input, parse_request, read_limited
 from fanout.api.deadline import bounded
 from fanout.api.deps import InstancesDep, Settings, State, require_token
 from fanout.api.durable_payloads import list_entry
@@ -35,7 +37,8 @@ from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
 from fanout.service.instances import Started
-from fanout.service.webhook_errors import InstanceNotFound
+from fanout.service.orchestrators import Orchestrator, UnknownOrchestrator
+from fanout.service.webhook_errors import DeploymentNotFound, InstanceNotFound
 
 INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 
@@ -91,11 +94,29 @@ async def start(
     except BadIdempotencyKey as error:
         raise HTTPException(400, str(error)) from None
     body = await read_limited(request, settings.webhook_max_body_bytes)
-    admitted = await instances.admission_settings(deployment, settings)
+    try:
+        admitted = await instances.admission_settings(deployment, settings)
+    except DeploymentNotFound:
+        assert deployment is not None
+        other = await _other_flow(instances, deployment)
+        value = orchestration_input(body, request.headers.get("content-type"))
+        return accepted(request, settings, await instances.start_flow(other, value, None, key))
     fanout_request = parse_request(
         body, request.headers.get("content-type"), admitted, settings.webhook_max_parameter_bytes
     )
     return accepted(request, settings, await instances.start(fanout_request, key, deployment))
+
+
+async def _other_flow(instances: InstancesDep, name: str) -> Orchestrator:
+    """The deployment of another flow that `name` names (its flow's or its own name; the body is then any
+    JSON input, src/fanout/service/orchestrators.py); 404 listing the names known when none does."""
+    try:
+        orchestrator = await instances.orchestrator(name)
+    except UnknownOrchestrator as error:
+        raise DeploymentNotFound(f"no deployment {name!r}; nothing was started. {error}") from None
+    if instances.runs_the_seed(orchestrator):  # the seed's flow by its own name: this route names deployments
+        raise DeploymentNotFound(f"no deployment {name!r} of {instances.flow_name!r}; nothing was started")
+    return orchestrator
 
 
 @routes.get("/api/instances", openapi_extra=LIST_QUERY)
@@ -109,7 +130,7 @@ async def list_all(
         listed = await list_instances(instances, request.query_params, continuation)
     except BadQuery as error:
         raise HTTPException(400, str(error)) from None
-    entries = [list_entry(run, status, True, instances.flow_name) for run, status in listed.entries]
+    entries = [list_entry(run, status, custom, True, instances.flow_name) for run, status, custom in listed.entries]
     return JSONResponse(entries, headers=listed.headers)
 
 

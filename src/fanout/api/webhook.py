@@ -115,7 +115,7 @@ class CappedPrefectRetries:
 
 def instances_over(runs: Runs, queue: StartQueue, settings: FanoutSettings) -> Instances:
     """The operations over `runs`, with a submitter draining `queue` into them."""
-    submitter = Submitter(queue, runs, settings.webhook_submit_concurrency)
+    submitter = Submitter(queue, runs, settings.webhook_submit_concurrency, default_deployment=settings.deployment_name)
     flow_name = settings.deployment_name.split("/")[0]
     return Instances(
         runs, queue, submitter, flow_name, ResumePolicy.from_settings(settings), lambda: result_storage(settings)

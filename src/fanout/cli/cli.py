@@ -48,6 +48,12 @@ def run(
         str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
     ] = None,
     item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="Take the items from this generator, `module:function` (in FANOUT_SOURCES).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
+    ] = None,
     home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
 ) -> None:
     """Run the flow in this process and print its ordered output as JSON.
@@ -60,7 +66,7 @@ def run(
         items=item,
         instance_id=instance_id,
         item_key=item_key,
-        source=source_option(source, source_format),
+        source=source_option(source, source_format, generator, param),
         tolerated_failure_count=tolerated_failure_count,
         tolerated_failure_percentage=tolerated_failure_percentage,
     )
@@ -156,10 +162,12 @@ def up(
         ),
     ] = True,
 ) -> None:
-    """Start the local stack on 127.0.0.1 (devstack/): Prefect server, work pool and deployments, a worker,
-    the webhook."""
+    """Start the local stack on 127.0.0.1: Prefect server, the deployments of this folder's prefect.yaml
+    (else the seed's), a warm worker per work pool, the webhook."""
+    from fanout.localstack.deploy import BadProject, project_file, project_pools
     from fanout.localstack.postgres import PostgresNotAvailable
     from fanout.localstack.production import DATABASES
+    from fanout.localstack.stack import DeployFailed
     from fanout.localstack.up import UpOptions
     from fanout.localstack.up import up as run_stack
 
@@ -172,11 +180,17 @@ def up(
         raise typer.Exit(EXIT_BAD_INPUT)
     port = settings.webhook_port if webhook_port is None else webhook_port
     options = UpOptions(home, prefect_port, port, database, database_url, auth)
+    project = project_file(Path.cwd())
     try:
+        if project is not None:
+            project_pools(project)  # a prefect.yaml that cannot be deployed is refused before anything starts
         code = run_stack(options, say=typer.echo)
-    except PostgresNotAvailable as error:
+    except (PostgresNotAvailable, BadProject) as error:
         typer.echo(f"fanout: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except DeployFailed as error:
+        typer.echo(f"fanout: {error}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code)
 
 
@@ -202,6 +216,20 @@ def start(
         str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
     ] = None,
     item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="Take the items from this generator, `module:function` (in FANOUT_SOURCES).")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
+    ] = None,
+    input_json: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="With --deployment of another flow: its input as JSON (an object of its parameters, or the "
+            "value of its one required parameter).",
+        ),
+    ] = None,
 ) -> None:
     """Start a run through the webhook; with --wait, show progress and print the output when it finishes."""
     import httpx
@@ -211,9 +239,7 @@ def start(
     from fanout.service.client import start as post_start
     from fanout.service.client import wait as follow
 
-    item_source = source_option(source, source_format)
-    # The source is read where the run starts (the webhook admits it); here only the fields are checked.
-    _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
+    item_source = source_option(source, source_format, generator, param)
     fields = {
         "count": count,
         "items": item,
@@ -221,7 +247,12 @@ def start(
         "source": item_source.model_dump(mode="json", exclude_none=True) if item_source else None,
         "item_key": item_key,
     }
-    body = {name: value for name, value in fields.items() if value is not None}
+    body: Any = {name: value for name, value in fields.items() if value is not None}
+    if input_json is not None:
+        body = _other_flow_input(input_json, deployment, body)
+    else:
+        # The source is read where the run starts (the webhook admits it); here only the fields are checked.
+        _checked_request(count=count, items=item, instance_id=instance_id, check_processor=False)
     base_url, token = _webhook_address(url, home)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     console = Console(stderr=True)
@@ -293,6 +324,22 @@ def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
     if token is None and (home / TOKEN_FILE).exists():
         token = (home / TOKEN_FILE).read_text().strip()
     return url, token
+
+
+def _other_flow_input(text: str, deployment: str | None, seed_fields: dict[str, Any]) -> Any:
+    """`--input` as the body of a start of another flow's deployment, or exit 2 saying why not."""
+    problem = None
+    if deployment is None:
+        problem = "--input needs --deployment (the seed's own start takes --count, --item or a source)"
+    elif seed_fields:
+        problem = "--input replaces the seed's options (--count, --item, --instance-id, a source, --item-key)"
+    if problem is None:
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            problem = f"--input is not JSON: {error}"
+    typer.echo(f"fanout: bad input: {problem}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutRequest:

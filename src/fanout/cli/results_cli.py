@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,15 +30,40 @@ def results(
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
-def source_option(uri: str | None, source_format: str | None) -> ItemSource | None:
-    """`--source PATH [--format F]` as the request's `source`; `--format` alone is a mistake."""
-    if uri is None:
-        if source_format is not None:
-            typer.echo("fanout: bad input: --format needs --source", err=True)
+def source_option(
+    uri: str | None,
+    source_format: str | None,
+    generator: str | None = None,
+    params: list[str] | None = None,
+) -> ItemSource | None:
+    """`--source PATH [--format F]` or `--generator module:function [--param NAME=VALUE ...]` as the request's
+    `source`; `--format` or `--param` alone, or both kinds at once, is a mistake (exit 2, saying why)."""
+    if uri is None and generator is None:
+        if source_format is not None or params:
+            typer.echo("fanout: bad input: --format needs --source, and --param needs --generator", err=True)
             raise typer.Exit(EXIT_BAD_INPUT)
         return None
+    fields: dict[str, Any] = {"uri": uri, "format": source_format, "generator": generator}
+    if params:
+        fields["params"] = generator_params(params)
     try:
-        return ItemSource.model_validate({"uri": uri, "format": source_format})
+        return ItemSource.model_validate(fields)
     except ValueError as error:
         typer.echo(f"fanout: bad input: source: {error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def generator_params(pairs: list[str]) -> dict[str, Any]:
+    """`NAME=VALUE` pairs as the generator's keyword arguments; a VALUE that is JSON (`10`, `true`,
+    `["a"]`) is that value, anything else the string."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.isidentifier():
+            typer.echo(f"fanout: bad input: --param {pair!r} is not NAME=VALUE", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        try:
+            params[name] = json.loads(raw)
+        except ValueError:
+            params[name] = raw
+    return params

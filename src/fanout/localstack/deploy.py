@@ -1,15 +1,18 @@
-"""Register fanout's deployments from the installed package: what `fanout up` deploys.
+"""What `fanout up` deploys: the project's own `prefect.yaml`, else the seed from the installed package.
 
-`prefect deploy --all` reads prefect.yaml in a checkout's root and records a
-pull step that changes into that checkout, so a stack deployed that way only
-runs where the source tree is. `fanout up` must also work from `pip install`,
-so it registers the same deployments through Prefect's Python deployment API
-with a *module path* entrypoint (`fanout.seed.fan_out_fan_in`) and no pull
-steps: a worker imports the flow from whatever `flows` package its Python has,
-and the flow run works in the worker's folder (the one `fanout up` ran in).
+In a folder with a `prefect.yaml` (a Prefect project), `fanout up` deploys it as
+`prefect deploy --all --no-prompt` would, by running exactly that: Prefect reads
+the file, runs its build and push steps and records its pull steps (or, with
+none, one that changes into the project). Only the work pools the deployments
+name are read here, to create the missing ones as `process` pools (which the
+warm worker serves) and to start a worker for each.
 
-`DEPLOYMENTS` repeats prefect.yaml's `deployments:` (but for the entrypoint,
-which there is a file path); tests/unit/test_devstack_deploy.py keeps the two equal.
+Without one, `fanout up` registers the seed's deployment through Prefect's
+Python deployment API with a *module path* entrypoint (`fanout.seed.fan_out_fan_in`)
+and no pull steps, so it works from `pip install` anywhere: the flow run works
+in the worker's folder (the one `fanout up` ran in). `DEPLOYMENTS` repeats the
+seed's entry of the repository's prefect.yaml (but for the entrypoint, which
+there is a file path); tests/unit/test_devstack_deploy.py keeps the two equal.
 """
 
 from __future__ import annotations
@@ -17,21 +20,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 WORK_POOL = "fanout"
+PROJECT_FILE = "prefect.yaml"
+POOL_TYPE = "process"
+"""The type of the pools created here: Prefect's `process` worker and fanout's warm worker both serve it."""
 
 SEED_DESCRIPTION = (
     "The seed's fan-out/fan-in: one `process_item` per item, checkpointed per item, gathered in order. "
     'Parameter `request`: {"count": N} or {"items": [...]}, plus an optional `instance_id` to resume an '
     "earlier instance."
-)
-HTTP_ENRICH_DESCRIPTION = (
-    'JSONL in ({"id": ..., "url": ...} per line), one async GET per item, JSONL results. Parameter '
-    '`request`: {"source": {"uri": "/path/items.jsonl"}, "item_key": "id"} or {"source": {"generator": '
-    '"flows.http_enrich:urls", "params": {"n": 100}}, "item_key": "id"}. The local test service: '
-    "python -m tests.support.echo_service --port 8765."
 )
 START_TRIGGER: dict[str, Any] = {
     "type": "event",
@@ -52,24 +54,6 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "parameters": {},
         "work_pool": {"name": WORK_POOL, "work_queue_name": "default"},
         "triggers": [START_TRIGGER],
-    },
-    {
-        "name": "http-enrich",
-        "description": HTTP_ENRICH_DESCRIPTION,
-        "tags": ["fanout", "pipeline"],
-        "parameters": {},
-        "work_pool": {
-            "name": WORK_POOL,
-            "work_queue_name": "default",
-            "job_variables": {
-                "env": {
-                    "FANOUT_PROCESSOR": "flows.http_enrich:enrich",
-                    "FANOUT_MAX_PARALLEL": "1000",
-                    "FANOUT_SOURCES": "flows.http_enrich:urls",
-                    "FANOUT_RETRIES": "2",
-                }
-            },
-        },
     },
 ]
 
@@ -104,14 +88,63 @@ def register_deployments() -> list[UUID]:
 
     Talks to the Prefect API the current settings name (`PREFECT_API_URL`, `PREFECT_API_AUTH_STRING`).
     """
-    from prefect import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
-        client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
+    ensure_pools([WORK_POOL])
     ids: list[UUID] = []
     for spec in DEPLOYMENTS:
         applied = runner_deployment(spec).apply(work_pool_name=spec["work_pool"]["name"])
         ids.append(asyncio.run(applied) if inspect.iscoroutine(applied) else applied)  # sync or async by release
     return ids
+
+
+def ensure_pools(names: Iterable[str]) -> None:
+    """Create each named work pool as a `process` pool unless it exists (of whatever type)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        for name in names:
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_work_pool(WorkPoolCreate(name=name, type=POOL_TYPE))
+
+
+def project_file(folder: Path) -> Path | None:
+    """The folder's `prefect.yaml`, when it is a Prefect project."""
+    path = folder / PROJECT_FILE
+    return path if path.is_file() else None
+
+
+class BadProject(ValueError):
+    """The project's prefect.yaml cannot be read, or names no deployment with a work pool."""
+
+
+def project_pools(path: Path) -> list[str]:
+    """The work pools the deployments of a prefect.yaml name, in order of first mention.
+
+    `BadProject` when the file is not YAML, has no deployments, or a deployment names no
+    work pool (`prefect deploy --no-prompt` would refuse it too).
+    """
+    import yaml  # type: ignore[import-untyped]  # PyYAML (a Prefect dependency) ships no type information
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise BadProject(f"cannot read {path}: {error}") from None
+    deployments = document.get("deployments") if isinstance(document, dict) else None
+    if not isinstance(deployments, list) or not deployments:
+        raise BadProject(f"{path} declares no deployments")
+    pools: list[str] = []
+    for deployment in deployments:
+        pool = (deployment.get("work_pool") or {}).get("name") if isinstance(deployment, dict) else None
+        if not isinstance(pool, str) or not pool:
+            name = deployment.get("name") if isinstance(deployment, dict) else deployment
+            raise BadProject(f"deployment {name!r} in {path} names no work pool (work_pool: name: ...)")
+        if pool not in pools:
+            pools.append(pool)
+    return pools
+
+
+def deploy_argv(python: str, names: Iterable[str] = ()) -> list[str]:
+    """`prefect deploy` for every deployment of the project (or those `names`), without questions."""
+    chosen = [argument for name in names for argument in ("--name", name)]
+    return [python, "-m", "prefect", "deploy", *(chosen or ["--all"]), "--no-prompt"]

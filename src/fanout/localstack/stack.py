@@ -4,26 +4,35 @@ worker, webhook.
 Everything binds 127.0.0.1 on its own port and runs in its own process group
 (src/fanout/localstack/processes.py), so `LocalStack.stop()` (or Ctrl-C, SIGTERM in
 `fanout up`, src/fanout/localstack/up.py) stops every child and whatever they spawned. The
-deployments come from the installed package (src/fanout/localstack/deploy.py), and workers
-and the webhook run in `workdir` (where `fanout up` was started), never in the
-source tree.
+deployments are a project's own `prefect.yaml` (`project`: deployed by `prefect deploy`,
+one warm worker per work pool it names), else the seed's from the installed package
+(src/fanout/localstack/deploy.py); workers and the webhook run in `workdir` (where
+`fanout up` was started), never in the source tree.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fanout.core.settings import FanoutSettings, get_settings
-from fanout.localstack.deploy import WORK_POOL, register_deployments
+from fanout.localstack.deploy import (
+    WORK_POOL,
+    deploy_argv,
+    ensure_pools,
+    project_file,
+    project_pools,
+    register_deployments,
+)
 from fanout.localstack.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
-from fanout.service.automations import apply_fanout_automations, worker_environment
+from fanout.service.automations import apply_fanout_automations, apply_project_automations, worker_environment
 from fanout.service.client import TOKEN_FILE as TOKEN_FILE  # re-exported: where the stack leaves its token
 from fanout.service.client import URL_FILE as URL_FILE
 from fanout.storage.checkpoints import storage_environment
@@ -39,6 +48,11 @@ is only a fallback; a `process` worker has only its poll (Prefect's default, 10 
 def _bin(name: str) -> str:
     """An executable of this interpreter's environment (`prefect`, `uvicorn`)."""
     return str(Path(sys.executable).with_name(name))
+
+
+PREFECT_CLI = (sys.executable, "-m", "prefect")
+"""Prefect's command line from this interpreter: works wherever fanout is installed, with or without
+Prefect's `prefect` script beside it."""
 
 
 def ensure_token(home: Path, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
@@ -70,6 +84,10 @@ def write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
+class DeployFailed(RuntimeError):
+    """`prefect deploy` of the project failed; the message holds its output."""
+
+
 @dataclass
 class LocalStack:
     """A Prefect server with the fanout deployment, workers and the webhook, all on loopback."""
@@ -77,6 +95,8 @@ class LocalStack:
     home: Path
     workdir: Path = field(default_factory=Path.cwd)
     """Where workers (and so flow runs) and the webhook run: relative FANOUT_* paths resolve against it."""
+    project: Path | None = None
+    """A Prefect project folder whose `prefect.yaml` the stack deploys; None: the seed's deployment."""
     database_url: str | None = None
     auth_string: str | None = None
     """Prefect API auth (`PREFECT_SERVER_API_AUTH_STRING`); workers, webhook and clients get it too."""
@@ -130,7 +150,8 @@ class LocalStack:
             self.start_server(server_timeout)
             self.deploy()
             if worker:
-                self.start_worker()
+                for pool in self.pools():
+                    self.start_worker(pool=pool)
             self.start_webhook()
         except BaseException:
             self.stop()
@@ -149,18 +170,39 @@ class LocalStack:
         self.server.start(timeout)
         return self.server
 
+    def pools(self) -> list[str]:
+        """The work pools the stack's deployments run on: those the project names, else fanout's."""
+        path = project_file(self.project) if self.project else None
+        return project_pools(path) if path else [WORK_POOL]
+
     def deploy(self) -> None:
-        """Create the `process` work pool (if missing), register fanout's deployments from the installed
-        package (src/fanout/localstack/deploy.py), and apply the automations that resume crashed runs
-        (src/fanout/service/automations.py)."""
+        """Create the work pools (if missing) and the deployments: the project's (`prefect deploy`), else
+        the seed's from the installed package (src/fanout/localstack/deploy.py); then apply the
+        automations that resume crashed runs (src/fanout/service/automations.py) to them."""
         from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
         updates: dict[object, object] = {PREFECT_API_URL: self.api_url}
         if self.auth_string:
             updates[PREFECT_API_AUTH_STRING] = self.auth_string
         with temporary_settings(updates=updates):
-            register_deployments()
-        apply_fanout_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
+            ensure_pools(self.pools())
+            if self.project is None:
+                register_deployments()
+            else:
+                self.deploy_project(self.project)
+        if self.project is None:
+            apply_fanout_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
+        else:
+            apply_project_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
+
+    def deploy_project(self, folder: Path, names: Sequence[str] = ()) -> None:
+        """Run `prefect deploy` in `folder` against this stack's server (every deployment of its
+        prefect.yaml, or those `names`); `DeployFailed` with Prefect's output when it fails."""
+        command = deploy_argv(sys.executable, names)
+        env = self.client_env(PREFECT_CLI_PROMPT="false")
+        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            raise DeployFailed(f"`prefect deploy` in {folder} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
     def settings(self) -> FanoutSettings:
         """The fanout settings the stack's environment describes (crash detection, retries)."""
@@ -169,29 +211,36 @@ class LocalStack:
         }
         return get_settings(**{name: value for name, value in fields.items() if name in FanoutSettings.model_fields})
 
+    def project_environment(self) -> dict[str, str]:
+        """What the flow runs of a project's deployments need: their return values persisted (in the
+        local result storage the webhook shares), so an instance's status shows its output."""
+        return {"PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true"} if self.project is not None else {}
+
     def start_worker(
         self,
         name: str | None = None,
         env: Mapping[str, str] | None = None,
         worker_type: str = WARM_WORKER,
+        pool: str = WORK_POOL,
     ) -> Child:
-        """A worker on the pool, warm by default (`worker_type="process"`: Prefect's plain one);
+        """A worker on `pool`, warm by default (`worker_type="process"`: Prefect's plain one);
         flows it starts inherit `env` (FANOUT_* settings)."""
         port = free_port()
         name = name or f"worker-{len(self.workers) + 1}"
         worker_env = self.client_env(
             **worker_environment(self.settings()),
+            **self.project_environment(),
             PREFECT_WORKER_QUERY_SECONDS=WORKER_POLL_SECONDS[worker_type],
             PREFECT_WORKER_WEBSERVER_HOST=LOOPBACK,
             PREFECT_WORKER_WEBSERVER_PORT=str(port),
             **dict(env or {}),
         )
         argv = [
-            _bin("prefect"),
+            *PREFECT_CLI,
             "worker",
             "start",
             "--pool",
-            WORK_POOL,
+            pool,
             "--type",
             worker_type,
             "--name",

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fanout.localstack.deploy import project_file
 from fanout.localstack.permissions import PRIVATE_UMASK, make_private
 from fanout.localstack.processes import LOOPBACK, free_port
 from fanout.localstack.production import ensure_auth_string, stack_database
@@ -91,6 +92,7 @@ def run_up(home: Path, options: UpOptions, database_url: str | None, auth: tuple
         prefect_port=port_or_free(options.prefect_port),
         webhook_port=port_or_free(options.webhook_port),
         auth_string=auth[0] if auth else None,
+        project=Path.cwd() if project_file(Path.cwd()) else None,
     )
     token_source = ensure_token(home)[1]
     try:
@@ -131,5 +133,13 @@ def banner(stack: LocalStack, token_source: str, database_url: str | None, auth:
         lines.append(f"Prefect auth: {auth[1]} (clients set PREFECT_API_AUTH_STRING to it; the UI asks for it)")
     else:
         lines.append("Prefect auth: off (--no-auth): anyone on this machine can call the Prefect API")
-    lines += [f"Try:          fanout start --url {stack.webhook_url} --wait", "Ctrl-C stops everything."]
+    if stack.project is not None:
+        start = f"{stack.webhook_url}/runtime/webhooks/durabletask/orchestrators/<flow or deployment name>"
+        lines += [
+            f"Project:      {stack.project / 'prefect.yaml'} (a warm worker on {', '.join(stack.pools())})",
+            f"Start:        POST {start} (body: the input, any JSON)",
+        ]
+    else:
+        lines.append(f"Try:          fanout start --url {stack.webhook_url} --wait")
+    lines.append("Ctrl-C stops everything.")
     return lines

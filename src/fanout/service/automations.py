@@ -279,3 +279,16 @@ def apply_fanout_automations(
                 "on this server; register it first (prefect deploy --all --no-prompt)"
             )
         return apply_automations(client, ids, settings)
+
+
+def apply_project_automations(
+    settings: FanoutSettings, api_url: str | None = None, auth_string: str | None = None
+) -> list[Applied]:
+    """Apply the automations to every deployment on the server: what a stack serving a Prefect project of
+    its own does, as its server holds that project's deployments only. None when it has no deployment."""
+    from prefect.client.orchestration import SyncPrefectClient, get_client
+
+    client_for = SyncPrefectClient(api_url, auth_string=auth_string) if api_url else get_client(sync_client=True)
+    with client_for as client:
+        ids = [deployment.id for deployment in client.read_deployments()]
+        return apply_automations(client, ids, settings) if ids else []

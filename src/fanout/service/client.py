@@ -45,10 +45,10 @@ class Finished:
 
 
 def start(
-    client: httpx.Client, body: dict[str, Any], idempotency_key: str | None = None, deployment: str | None = None
+    client: httpx.Client, body: Any, idempotency_key: str | None = None, deployment: str | None = None
 ) -> dict[str, Any]:
-    """POST the request (to the seed's deployment, or the named one); the started instance's management
-    payload, or `StartFailed`."""
+    """POST the request (to the seed's deployment, or the named one; another flow's deployment takes any
+    JSON input); the started instance's management payload, or `StartFailed`."""
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     route = "/api/start-fanout" if deployment is None else f"/api/start-fanout/{deployment}"
     try:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import uuid4
 
-from prefect.client.schemas.filters import ArtifactFilterKey, FlowRunFilter
+from prefect.client.schemas.filters import ArtifactFilterKey, FlowFilter, FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import State, Suspended
@@ -38,7 +38,7 @@ from prefect.states import State, Suspended
 from fanout.engine.report import artifact_key, latest_table_rows
 from fanout.service.instances import QUEUED_STATUS, Found
 from fanout.service.resuming import ResumePolicy, resume_of
-from fanout.service.runs import PrefectRuns, RunRecord, Runs, record, unavailable_as_503
+from fanout.service.runs import OTHER_FLOW_TAG, PrefectRuns, RunRecord, Runs, record, unavailable_as_503
 from fanout.service.start_queue import QueuedStart
 from fanout.service.status import RuntimeStatus, runtime_status
 
@@ -152,12 +152,20 @@ class PrefectManagement:
 
     @unavailable_as_503
     async def every(self) -> list[RunRecord]:
+        """The seed flow's deployment runs, and the runs of other flows started as instances (tagged
+        `fanout.flow`): each instance's newest."""
         flow, deployed = self.runs.of_the_flow()
+        seed = await self._scan(flow, FlowRunFilter(deployment_id=deployed))
+        others = FlowRunFilter(deployment_id=deployed, tags=FlowRunFilterTags(all_=[OTHER_FLOW_TAG]))
+        return latest_per_instance([*seed, *(await self._scan(None, others))])
+
+    async def _scan(self, flow: FlowFilter | None, flow_runs: FlowRunFilter) -> list[RunRecord]:
+        """Up to `MAX_SCAN` matching runs, newest first, a page at a time."""
         found: list[RunRecord] = []
         while len(found) < MAX_SCAN:
             batch = await self.client.read_flow_runs(
                 flow_filter=flow,
-                flow_run_filter=FlowRunFilter(deployment_id=deployed),
+                flow_run_filter=flow_runs,
                 sort=FlowRunSort.EXPECTED_START_TIME_DESC,
                 limit=PAGE,
                 offset=len(found),
@@ -165,7 +173,7 @@ class PrefectManagement:
             found += [record(flow_run) for flow_run in batch]
             if len(batch) < PAGE:
                 break
-        return latest_per_instance(found)
+        return found
 
     @unavailable_as_503
     async def suspend(self, run: RunRecord, reason: str) -> str | None:

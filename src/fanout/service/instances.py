@@ -4,6 +4,9 @@
                answered at once; one naming an instance is created on Prefect now, atomically;
                either runs the default deployment or one named (`<flow>/<deployment>`), which
                must exist on Prefect before anything is queued or created
+    start_flow a run of another flow's deployment (an orchestrator name resolved by
+               src/fanout/service/orchestrators.py), its parameters filled from any JSON
+               input, created on Prefect now under the same one-run-per-instance rule
     find       the instance's queued start, else its newest flow run, else the flow run with
                that id (a run `prefect deployment run`, the event trigger or `fanout serve`
                started carries no instance tag until it runs, or never: no instance id)
@@ -26,10 +29,11 @@ back, see another start's nonce on it, and answer 409 naming it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +44,7 @@ from prefect.filesystems import WritableFileSystem
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import request_digest
+from fanout.service.orchestrators import Orchestrator, flow_parameters, resolve
 from fanout.service.resuming import ResumePolicy
 from fanout.service.runs import Purged, RunRecord, Runs
 from fanout.service.start_queue import QueuedStart, StartQueue
@@ -210,6 +215,44 @@ class Instances:
     async def _create(
         self, request: FanoutRequest, instance_id: str, digest: str, key: str | None, deployment: str | None
     ) -> Started:
+        async def create(prefect_key: str, nonce: str) -> RunRecord:
+            return await self.runs.start(request, digest, prefect_key, nonce, deployment)
+
+        return await self._create_run(instance_id, digest, key, create)
+
+    async def orchestrator(self, name: str) -> Orchestrator:
+        """The deployment a Durable Functions orchestrator name starts (src/fanout/service/orchestrators.py);
+        `UnknownOrchestrator` (400) listing the names known."""
+        return resolve(name, await self.runs.orchestrators())
+
+    def runs_the_seed(self, orchestrator: Orchestrator) -> bool:
+        """True for a deployment of the seed's flow, whose input is a `FanoutRequest`."""
+        return orchestrator.flow == self.flow_name
+
+    async def start_flow(
+        self, orchestrator: Orchestrator, value: Any, instance_id: str | None, key: str | None
+    ) -> Started:
+        """Start another flow's deployment with the parameters the input fills, created on Prefect now,
+        as an instance: a start without an instance id gets a new one (one derived from `key` when
+        given, so a repeat finds the first)."""
+        parameters = flow_parameters(orchestrator, value)
+        digest = parameters_digest(orchestrator, parameters)
+        if instance_id is None:
+            instance_id = uuid.uuid5(uuid.NAMESPACE_URL, f"fanout-key:{key}").hex if key else uuid.uuid4().hex
+
+        async def create(prefect_key: str, nonce: str) -> RunRecord:
+            assert instance_id is not None
+            return await self.runs.start_flow(orchestrator, parameters, instance_id, digest, prefect_key, nonce)
+
+        lock = self._instance_locks.setdefault(instance_id, asyncio.Lock())
+        async with lock:
+            return await self._create_run(instance_id, digest, key, create)
+
+    async def _create_run(
+        self, instance_id: str, digest: str, key: str | None, create: Callable[[str, str], Awaitable[RunRecord]]
+    ) -> Started:
+        """Create the instance's next run with `create(prefect_key, nonce)`, unless it runs already (409)
+        or this is a repeat of the start that made its newest run (that run)."""
         newest = await self.runs.latest(instance_id)
         if newest is not None and key is not None and newest.start_nonce == key:
             _same_body(newest.request_digest, digest, key)
@@ -219,7 +262,7 @@ class Instances:
         nonce = key or uuid.uuid4().hex
         prefect_key = instance_key(instance_id, newest)
         try:
-            run = await self.runs.start(request, digest, prefect_key, nonce, deployment)
+            run = await create(prefect_key, nonce)
         except httpx.HTTPStatusError as error:
             raise StartRejected(f"Prefect refused the run: {error.response.text[:500]}") from error
         except PrefectUnavailable:
@@ -296,6 +339,12 @@ class Instances:
             return await asyncio.to_thread(delete_instance, self.storage(), instance_id)
         except OSError as error:
             raise StorageUnavailable(f"cannot delete the checkpoints of instance {instance_id}: {error}") from error
+
+
+def parameters_digest(orchestrator: Orchestrator, parameters: dict[str, Any]) -> str:
+    """A stable digest of a start of another flow: its deployment and parameters."""
+    canonical = json.dumps([orchestrator.full_name, parameters], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _finished_run(found: Found, instance_id: str) -> RunRecord:

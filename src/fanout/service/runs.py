@@ -52,6 +52,7 @@ from prefect.states import AwaitingRetry, State, StateType
 from fanout.core.prefect_adapter import persisted_result_file
 from fanout.core.settings import FanoutSettings, get_settings
 from fanout.inputs.request import FanoutRequest
+from fanout.service.orchestrators import Orchestrator
 from fanout.service.webhook_errors import PrefectUnavailable
 from fanout.storage.run_output import RunOutput
 
@@ -63,6 +64,10 @@ LABEL_INSTANCE = "fanout.instance"
 LABEL_REQUEST = "fanout.request"
 LABEL_START = "fanout.start"
 LABEL_DEPLOYMENT = "fanout.deployment"
+LABEL_FLOW = "fanout.flow"
+"""Set on the runs of a flow other than the seed's, started through an orchestrator name: the flow's name."""
+OTHER_FLOW_TAG = "fanout.flow"
+"""Tags those runs too, so a list finds them without reading the seed's runs twice."""
 PURGE_PAGE = 200
 
 
@@ -87,6 +92,20 @@ class RunRecord:
         """Digest of the body that started this run (None when not started by the webhook)."""
         value = self.labels.get(LABEL_REQUEST)
         return str(value) if value is not None else None
+
+    @property
+    def flow(self) -> str | None:
+        """The flow's name for a run of a flow other than the seed's (its input is its parameters, its output
+        its return value); None for the seed's runs."""
+        value = self.labels.get(LABEL_FLOW)
+        return str(value) if value is not None else None
+
+    @property
+    def input(self) -> dict[str, Any]:
+        """What started the run: the seed's `request`, or another flow's parameters."""
+        if self.flow is not None:
+            return dict(self.parameters)
+        return dict(self.parameters.get("request") or {})
 
     @property
     def start_nonce(self) -> str | None:
@@ -115,6 +134,17 @@ class Runs(Protocol):
         self, request: FanoutRequest, digest: str, idempotency_key: str, nonce: str, deployment: str | None = None
     ) -> RunRecord: ...
     async def deployment_env(self, name: str) -> dict[str, str] | None: ...
+    async def orchestrators(self) -> list[Orchestrator]: ...
+    async def start_flow(
+        self,
+        orchestrator: Orchestrator,
+        parameters: dict[str, Any],
+        instance_id: str,
+        digest: str,
+        idempotency_key: str,
+        nonce: str,
+    ) -> RunRecord: ...
+    async def flow_result(self, run: RunRecord) -> Any: ...
     async def latest(self, instance_id: str) -> RunRecord | None: ...
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None: ...
     async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None: ...
@@ -262,6 +292,61 @@ class PrefectRuns:
         return record(flow_run)
 
     @unavailable_as_503
+    async def orchestrators(self) -> list[Orchestrator]:
+        """Every deployment on the server, as an orchestrator a Durable Functions start may name."""
+        deployments = await self.client.read_deployments()
+        flows = {flow.id: flow.name for flow in await self.client.read_flows()}
+        return [
+            Orchestrator.from_schema(
+                flows.get(deployment.flow_id, str(deployment.flow_id)),
+                deployment.name,
+                deployment.parameter_openapi_schema,
+                deployment.id,
+            )
+            for deployment in deployments
+        ]
+
+    @unavailable_as_503
+    async def start_flow(
+        self,
+        orchestrator: Orchestrator,
+        parameters: dict[str, Any],
+        instance_id: str,
+        digest: str,
+        idempotency_key: str,
+        nonce: str,
+    ) -> RunRecord:
+        """Create a run of another flow's deployment with these parameters, as an instance of fanout's
+        (its tag and labels, so every instance route finds it); the idempotency key as in `start`."""
+        deployment_id = orchestrator.deployment_id or await self.deployment_id(orchestrator.full_name)
+        flow_run = await self.client.create_flow_run_from_deployment(
+            deployment_id,
+            parameters=parameters,
+            name=f"fanout-{instance_id}",
+            tags=["fanout", OTHER_FLOW_TAG, instance_tag(instance_id)],
+            labels={
+                LABEL_INSTANCE: instance_id,
+                LABEL_REQUEST: digest,
+                LABEL_START: nonce,
+                LABEL_DEPLOYMENT: orchestrator.full_name,
+                LABEL_FLOW: orchestrator.flow,
+            },
+            idempotency_key=idempotency_key,
+        )
+        return record(flow_run)
+
+    async def flow_result(self, run: RunRecord) -> Any:
+        """A Completed run's return value, as Prefect persisted it (a project's workers under `fanout up`
+        persist results by default); None when it was not persisted. Read through Prefect's own result
+        store, from the result storage the webhook shares with the workers: its serializer is the flow's
+        (pickle by default), so that storage must be one only the stack's own processes write, as
+        `fanout up`'s private home is."""
+        state = run.state
+        if state is None or getattr(state, "data", None) is None:
+            return None
+        return await state.aresult(raise_on_failure=False)
+
+    @unavailable_as_503
     async def latest(self, instance_id: str) -> RunRecord | None:
         """The instance's newest run: Prefect filters, sorts and returns one."""
         flow_runs = await self.client.read_flow_runs(
@@ -287,9 +372,13 @@ class PrefectRuns:
             flow_run = await self.client.read_flow_run(UUID(flow_run_id))
         except (ValueError, ObjectNotFound):
             return None
-        if flow_run.deployment_id is None or flow_run.flow_id != await self.flow_id():
+        if flow_run.deployment_id is None:
             return None
-        return record(flow_run)
+        try:
+            seed_flow = await self.flow_id()
+        except ObjectNotFound:  # the seed's flow is not deployed on this server
+            return None
+        return record(flow_run) if flow_run.flow_id == seed_flow else None
 
     async def reachable(self) -> str | None:
         """None when the Prefect API answers its health check, else why not."""

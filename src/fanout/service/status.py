@@ -146,37 +146,63 @@ def requested_total(parameters: dict[str, Any]) -> int | None:
         return None
 
 
+def instance_custom_status(
+    run: RunRecord, policy: ResumePolicy, failures: list[dict[str, Any]] | None, now: datetime | None = None
+) -> CustomStatus:
+    """The instance's `customStatus`, the one rule behind its status document and every list of instances:
+    progress from its labels (settled counts once it settled, `failures` being its failed items), and
+    its resumes."""
+    total = requested_total(run.parameters) if run.flow is None else None
+    counts = custom_status(run.labels, total, settled_failures(run.state_type, failures))
+    return with_resume(counts, resume_of(run, policy, now))
+
+
+async def listed_custom_status(runs: Runs, run: RunRecord, policy: ResumePolicy) -> CustomStatus:
+    """`instance_custom_status` of a run as a list shows it: the failed items of a finished run come from
+    its item report, as in its status document."""
+    failures = await _failures(runs, run) if runtime_status(run.state_type) in FINISHED else None
+    return instance_custom_status(run, policy, failures)
+
+
 async def status_document(
     runs: Runs, run: RunRecord, name: str, policy: ResumePolicy | None = None, now: datetime | None = None
 ) -> StatusDocument:
-    """The seed's status fields for the instance's latest run (`policy`: its automatic resumes)."""
+    """The seed's status fields for the instance's latest run (`policy`: its automatic resumes); for a run
+    of another flow, its parameters as input and its return value as output."""
     policy = policy or ResumePolicy()
     resume = resume_of(run, policy, now)
     status = RuntimeStatus.RUNNING if resume.after_crash else runtime_status(run.state_type)
     output: Any = None
     failures: list[dict[str, Any]] | None = None
     if status is RuntimeStatus.COMPLETED:
-        try:
-            recorded = await runs.output(run)
-            output, failures = recorded.output, recorded.failures
-        except Exception as error:  # noqa: BLE001 - status still answers; the output is unreadable here
-            logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
+        output, failures = await _completed_output(runs, run)
     elif status in FINISHED:
         output = stale_message(run.state_message, policy) if resume.stale else run.state_message
     if status in FINISHED and failures is None:
         failures = await _failures(runs, run)
-    counts = custom_status(run.labels, requested_total(run.parameters), settled_failures(run.state_type, failures))
     return StatusDocument(
-        name=name,
+        name=run.flow or name,
         instance_id=run.instance_id,
         runtime_status=status,
-        input=dict(run.parameters.get("request") or {}),
+        input=run.input,
         output=output,
-        custom_status=with_resume(counts, resume),
+        custom_status=instance_custom_status(run, policy, failures, now),
         failures=failures or [],
         created_time=run.created,
         last_updated_time=run.updated,
     )
+
+
+async def _completed_output(runs: Runs, run: RunRecord) -> tuple[Any, list[dict[str, Any]] | None]:
+    """A Completed run's output and failed items: the seed's output record, or another flow's return value."""
+    try:
+        if run.flow is not None:
+            return await runs.flow_result(run), None
+        recorded = await runs.output(run)
+        return recorded.output, recorded.failures
+    except Exception as error:  # noqa: BLE001 - status still answers; the output is unreadable here
+        logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
+        return None, None
 
 
 async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]] | None:

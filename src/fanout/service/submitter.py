@@ -6,7 +6,8 @@ the Prefect client's own timeouts, and one that timed out or met a busy server
 (`PrefectUnavailable`) stays queued and is sent again after a pause, with the
 same Prefect idempotency key, so it makes one run however often it is sent.
 A create Prefect refuses for good (a 4xx: the deployment's parameter schema
-rejects the request) marks the start `failed`, which its status URL reports.
+rejects the request, or Prefect has no such deployment) marks the start `failed`,
+which its status URL reports.
 """
 
 from __future__ import annotations
@@ -37,9 +38,18 @@ def prefect_key(start: QueuedStart) -> str:
 class Submitter:
     """Sends queued starts to Prefect, `concurrency` creates at a time."""
 
-    def __init__(self, queue: StartQueue, runs: Runs, concurrency: int, pause_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        queue: StartQueue,
+        runs: Runs,
+        concurrency: int,
+        pause_seconds: float = 0.5,
+        default_deployment: str | None = None,
+    ) -> None:
         self.queue = queue
         self.runs = runs
+        self.default_deployment = default_deployment
+        """The deployment a start that names none runs (`flow/deployment`), to tell a missing one from a busy Prefect."""
         self.concurrency = concurrency
         self.pause_seconds = pause_seconds
         self._wake = asyncio.Event()
@@ -71,7 +81,14 @@ class Submitter:
         try:
             request = FanoutRequest.model_validate_json(start.request)
             run = await self.runs.start(request, start.digest, prefect_key(start), start.key, start.deployment)
-        except (PrefectUnavailable, ObjectNotFound) as error:
+        except ObjectNotFound as error:
+            name = start.deployment or self.default_deployment
+            if name is not None and await self._missing(name):
+                self.queue.settle(start.key, "failed", error=f"no deployment {name!r} on the Prefect server")
+                return True
+            logger.warning("start %s waits for Prefect: %s", start.key, error)
+            return False
+        except PrefectUnavailable as error:
             logger.warning("start %s waits for Prefect: %s", start.key, error)
             return False
         except httpx.HTTPStatusError as error:
@@ -81,3 +98,11 @@ class Submitter:
         if not self.queue.settle(start.key, "submitted", flow_run_id=str(run.flow_run_id)):
             await self.runs.terminate(run)  # terminated while its create was on the way
         return True
+
+    async def _missing(self, deployment: str) -> bool:
+        """True when Prefect answers that it has no such deployment (a start of it fails for good: in a
+        project whose prefect.yaml has no seed, say); False when that cannot be told now."""
+        try:
+            return await self.runs.deployment_env(deployment) is None
+        except PrefectUnavailable:
+            return False

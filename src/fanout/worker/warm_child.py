@@ -9,6 +9,7 @@ and runs it through Prefect's own engine, as `python -m prefect.engine` would.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Mapping
@@ -50,6 +51,7 @@ def execute(
     changed = _apply_environment(env)
     if working_dir:
         os.chdir(working_dir)
+    prepend_python_path(env.get("PYTHONPATH"))
     if changed:
         if prepared is not None:
             from fanout.worker.warm_spare import discard
@@ -150,6 +152,22 @@ def _apply_environment(env: Mapping[str, str]) -> bool:
     )
     os.environ.update(env)
     return changed
+
+
+def prepend_python_path(python_path: str | None) -> list[str]:
+    """Put the run's `PYTHONPATH` entries first on `sys.path`, as a new interpreter started with it would have
+    them; the entries added.
+
+    A forked process inherited the forkserver's `sys.path`, and setting the variable
+    now changes nothing for imports: the run's modules (its entrypoint, what the
+    entrypoint imports) would not be found. Relative entries resolve against the
+    folder the run starts in, as Python resolves them at interpreter start.
+    """
+    entries = [os.path.abspath(entry) for entry in (python_path or "").split(os.pathsep) if entry]
+    added = [entry for entry in dict.fromkeys(entries) if entry not in sys.path]
+    sys.path[:0] = added
+    importlib.invalidate_caches()
+    return added
 
 
 def _current_profile() -> object:

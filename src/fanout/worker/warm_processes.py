@@ -22,11 +22,14 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import shlex
 import signal
+import subprocess
 import threading
 from collections.abc import Mapping
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Protocol
 
 from prefect.client.schemas.objects import FlowRun
 
@@ -135,3 +138,33 @@ def kill(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class FlowRunProcess(Protocol):
+    """What the worker needs of a flow-run process, warm or not: its pid, a wait, its exit status."""
+
+    @property
+    def pid(self) -> int | None: ...
+    def join(self) -> None: ...
+    @property
+    def exitcode(self) -> int | None: ...
+
+
+class CommandProcess:
+    """A flow run started with its deployment's own `command` job variable, in a new interpreter, as Prefect's
+    `process` worker starts such a run: the worker's environment plus the run's, in the run's folder."""
+
+    def __init__(self, command: str, env: Mapping[str, str], working_dir: Path | None) -> None:
+        self._process = subprocess.Popen(
+            shlex.split(command), env={**os.environ, **env}, cwd=working_dir, start_new_session=True
+        )
+        self.pid: int = self._process.pid
+
+    def join(self) -> None:
+        """Wait until the run's process ended."""
+        self._process.wait()
+
+    @property
+    def exitcode(self) -> int | None:
+        """Its exit status, negative for a signal (as `multiprocessing` reports it)."""
+        return self._process.returncode

@@ -51,7 +51,7 @@ from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker
 from pydantic import Field, PrivateAttr
 
 from fanout.core.settings import get_settings
-from fanout.worker.warm_processes import WarmProcesses, kill, preload_modules
+from fanout.worker.warm_processes import CommandProcess, FlowRunProcess, WarmProcesses, kill, preload_modules
 from fanout.worker.warm_recovery import describe_exit, settle_exit
 from fanout.worker.warm_spare import DeploymentSource
 
@@ -86,6 +86,7 @@ class WarmJobConfiguration(BaseJobConfiguration):
     stream_output: bool = Field(default=True)
     working_dir: Path | None = Field(default=None)
     _deployment_source: DeploymentSource | None = PrivateAttr(default=None)
+    _own_command: str | None = PrivateAttr(default=None)
 
     def prepare_for_flow_run(
         self,
@@ -100,9 +101,16 @@ class WarmJobConfiguration(BaseJobConfiguration):
         The flow-run process then takes the flow without reading the deployment
         again (src/fanout/worker/warm_child.py): one API call less on every start.
         """
+        self._own_command = self.command  # set by the deployment or pool (Prefect fills in a default below)
         super().prepare_for_flow_run(flow_run, deployment, flow, *args, **kwargs)
         if deployment is not None:
             self._deployment_source = DeploymentSource(deployment.entrypoint, deployment.pull_steps)
+
+    @property
+    def own_command(self) -> str | None:
+        """The `command` job variable, when the deployment or its pool sets one: the run then starts
+        with it in a new interpreter, as on a `process` worker, not in a warm process."""
+        return self._own_command
 
     @property
     def deployment_source(self) -> DeploymentSource | None:
@@ -163,8 +171,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
     ) -> WarmWorkerResult:
         """Start the run's process (the spare, else a fork), report its pid, wait for it, settle the run if it died."""
         logger = self.get_flow_run_logger(flow_run)
-        env = run_environment(configuration.env, self._inherited)
-        process = self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source)
+        process = self._start(flow_run, configuration)
         assert process.pid is not None
         self._running[flow_run.id] = process.pid
         if task_status is not None:
@@ -184,6 +191,14 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         await self._replenish()
         # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
+
+    def _start(self, flow_run: FlowRun, configuration: WarmJobConfiguration) -> FlowRunProcess:
+        """The run's process: a warm one, or a new interpreter running the deployment's own `command`."""
+        if configuration.own_command:
+            env = {name: value for name, value in configuration.env.items() if value is not None}
+            return CommandProcess(configuration.own_command, env, configuration.working_dir)
+        env = run_environment(configuration.env, self._inherited)
+        return self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source)
 
     async def _replenish(self, after: float = 0.0) -> None:
         """Fork the next run's spare (none if one is ready); a failure only means the next run is forked when it comes."""
