@@ -70,17 +70,9 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
 def freeze_startup_heap() -> None:
     """Take the objects alive at this process's first run out of the garbage collector's scans, once.
 
-    They are modules and their data (Prefect's alone: ~130,000 objects), alive
-    until the process ends. A run allocates several objects per item, which sets
-    off full (generation 2) collections that walk all of them. Frozen, they are
-    never scanned; everything created later is collected as usual.
-
-    Kept on this measurement (`python -m benchmarks.gc_freeze`, a run's per-item
-    bookkeeping in a fresh interpreter that imported the flow, median of 3, load
-    average 5-9): at 100,000 items the 3 full collections paused 2.02 s in all
-    without it (longest 0.66 s) and 0.64 s with it (longest 0.24 s); at 10,000
-    items no full collection ran and both paused 5.4-5.5 ms, so it costs a small
-    run nothing.
+    They are modules and their data, alive until the process ends; a run's per-item
+    allocations set off full collections that would walk all of them. Everything
+    created later is collected as usual. Measured by `python -m benchmarks.gc_freeze`.
     """
     gc.freeze()
 
@@ -88,11 +80,9 @@ def freeze_startup_heap() -> None:
 def final_state(output: list[Any]) -> State[list[Any]]:
     """The run's Completed state holding `output`, which the flow returns in place of the list.
 
-    Prefect looks for futures and states in whatever a flow returns, element by
-    element: three passes over a returned list, one over a returned state's data
-    (0.3 s against 0.22 s for a flow returning 10,000 strings, measured). Whoever
-    calls the flow still gets the list, and the list is what Prefect persists
-    (as JSON: `result_serializer="json"`).
+    Prefect scans whatever a flow returns for futures and states: three passes over a
+    returned list, one over a returned state's data. Whoever calls the flow still gets
+    the list, and the list is what Prefect persists (as JSON).
     """
     return Completed(data=output)
 
@@ -102,9 +92,8 @@ def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[A
 
     Without heartbeats: they feed the crash automations, which watch deployment
     runs only (a worker can restart those; nothing restarts an in-process run).
-    Prefect's heartbeat thread also sleeps in 1 s steps and every flow waits for
-    it on exit, which rounded each in-process run up to the next whole second
-    (measured: an empty flow took 1.2 s with it, 0.2 s without).
+    Every flow also waits on exit for Prefect's heartbeat thread, which sleeps in
+    whole seconds (docs/design/batches-and-progress.md).
     """
     flow_here = fan_out_fan_in.with_options(flow_run_name=flow_run_name) if flow_run_name else fan_out_fan_in
     with heartbeats_off():

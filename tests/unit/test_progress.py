@@ -101,7 +101,9 @@ def test_settle_sets_the_exact_final_count() -> None:
     """The final count comes from the outcomes, whatever was counted on the way."""
     reporter = ProgressReporter(total=3, publish=Recorder())
     reporter.advance(completed=5)
-    reporter.settle([ItemOutcome(item="a", value=1), ItemOutcome(item="b", value=2), ItemOutcome(item="c", error="x")])
+    reporter.set_final_count(
+        [ItemOutcome(item="a", value=1), ItemOutcome(item="b", value=2), ItemOutcome(item="c", error="x")]
+    )
     assert reporter.current == Progress(3, 2, 1)
 
 

@@ -1,18 +1,9 @@
 """fanout's own liveness signal: a deployment run says it is alive every few seconds.
 
-Prefect's flow-run heartbeat is at most every 30 s, and a run is presumed dead
-only after missing a few (a resume came ~2 min after a host died). Events have
-no such floor. While a deployment run's flow body runs, a daemon thread emits
-`fanout.flow-run.alive` every `FANOUT_LIVENESS_SECONDS` (2 s): its resource is
-the flow run (labelled with the run count, so an automation can cap retries),
-its related resource the deployment (so automations watch only fanout's). The
-automation "fanout: resume runs that fall silent" (src/fanout/service/automations.py)
-puts a run with no such event for `FANOUT_SILENT_AFTER_SECONDS` back to
-AwaitingRetry: the same flow run resumes from its checkpoints.
-
-A run outside a deployment (`fanout run`, tests) emits nothing: nothing would
-resume it. Emitting hands the event to Prefect's events worker and returns, so
-a slow API never holds the run.
+Prefect's flow-run heartbeat is too coarse to resume a dead run quickly, so while a deployment run's
+flow body runs, a daemon thread emits `fanout.flow-run.alive` events, and an automation
+(src/fanout/service/automations.py) puts a run that falls silent back to AwaitingRetry, where it
+resumes from its checkpoints. See docs/design/crash-resume.md.
 """
 
 from __future__ import annotations

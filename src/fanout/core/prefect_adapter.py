@@ -1,49 +1,11 @@
 """Everything fanout assumes about Prefect beyond its documented API, in one place.
 
-fanout supports a range of Prefect releases (`prefect>=3.x,<4` in pyproject).
-Where it leans on behaviour Prefect does not promise, that lean is here, and
-tests/unit/test_prefect_adapter.py checks each assumption against the installed
-Prefect, so a release that breaks one fails there by name rather than somewhere
-inside a run. The assumptions:
-
-1. Settings overrides (`overriding`): a `SettingsContext` built from the current
-   one with some sections replaced takes effect when entered. Prefect's
-   `temporary_settings` validates a whole new `Settings` from the environment and
-   profiles on every call: 60 ms on this project's machines, a sizeable part of a
-   run that finds every item checkpointed. The current settings are already valid,
-   so a copy with the changed sections is enough.
-2. Flow-run heartbeats (`heartbeats_off`) are read from
-   `settings.flows.heartbeat_frequency` when a flow starts (Prefect 3.6 on; older
-   releases send none from the flow, and the override is then a no-op).
-3. Client retries (`client_retries`, `client_retries_off`) are read from
-   `settings.client.max_retries` on every request, so an override entered around
-   a call caps them or turns them off.
-4. Progress artifacts are written with plain `POST /artifacts/` and
-   `PATCH /artifacts/{id}` requests (`create_progress_artifact`,
-   `update_progress_artifact`) rather than the client's `create_artifact` /
-   `update_artifact`, which also emit an event each: the final progress publish may
-   run while the interpreter shuts down, when events can no longer be sent.
-5. Storage blocks (`read_block_path`, `write_block_path`): a `WritableFileSystem`'s
-   `read_path` / `write_path` may be sync or async depending on the block and the
-   caller's context (Prefect's `async_dispatch`), and `run_coro_as_sync` (from
-   `prefect.utilities.asyncutils`) runs the coroutine from sync code inside or
-   outside a flow. On a `LocalFileSystem` a write goes where its `_resolve_path`
-   (private; it refuses paths escaping the base path) says, as its own
-   `write_path` does, but owner-only: Prefect's creates files and folders with
-   the process's umask.
-6. Remote storage blocks (`remote_block_files`): a `RemoteFileSystem` exposes its
-   fsspec file system as `filesystem` and maps a key to a full path with
-   `_resolve_path` (private), which purge uses to list and delete an instance's
-   objects: Prefect's block interface has no delete.
-7. A run's persisted result (`persisted_result_file`): a state's `data` is the
-   result's `ResultRecordMetadata`, whose `storage_key` is the file's absolute
-   path when no storage block was given (local storage), as Prefect's own
-   `ResultStore._from_metadata` reads it.
-8. SQLite write transactions (`immediate_transactions`): Prefect's server opens
-   a request's write transaction with `AioSqliteConfiguration.begin_transaction`,
-   whose `with_for_update=True` starts it with `BEGIN IMMEDIATE` (it sets
-   `SQLITE_BEGIN_MODE`, which the connection's BEGIN reads), as Prefect itself
-   does for state changes.
+fanout supports a range of Prefect 3 releases. Where it leans on behaviour Prefect does not promise
+(settings overrides taking effect when entered, heartbeat and client-retry settings read per use,
+artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
+where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`), the lean is a function here, and
+tests/unit/test_prefect_adapter.py checks each one against the installed Prefect, so a release that
+breaks one fails there by name rather than somewhere inside a run.
 """
 
 from __future__ import annotations
@@ -195,9 +157,9 @@ def immediate_transactions() -> None:
     write lock at their first write, and fail (503) when anything committed between
     the two. A request that reads for tens of milliseconds before it writes, as
     creating a flow run does (it validates the parameters in between), lost that race
-    to the server's own event and task-run writers again and again: 0.3-0.4 s per
-    creation, measured. Taking the lock at once makes other writers wait those
-    milliseconds instead. Installed once; a no-op when already installed.
+    to the server's own event and task-run writers again and again
+    (docs/design/local-server.md). Taking the lock at once makes other writers wait
+    those milliseconds instead. Installed once; a no-op when already installed.
     """
     from prefect.server.database.configurations import AioSqliteConfiguration
 

@@ -1,12 +1,7 @@
 """Owner-only folders and files for what fanout writes in its own home and result storage.
 
-Results, plans and checkpoints are the user's data; another account on the
-machine has no business reading them. The modes are given where each folder
-and file is created (0700, 0600), whichever command creates it first, rather
-than by changing the process's umask: fanout runs inside other people's
-processes (`fanout run`, a worker's flow), whose umask is theirs.
-Existing folders and files keep their modes; `fanout up` tightens an older
-home (src/fanout/localstack/permissions.py).
+Results and checkpoints are the user's data. Modes are set where each file is created rather than
+through the umask, because fanout runs inside other people's processes, whose umask is theirs.
 """
 
 from __future__ import annotations

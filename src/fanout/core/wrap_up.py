@@ -1,22 +1,8 @@
 """A run's wrap-up: bookkeeping done after Prefect recorded the run's final state, not before.
 
-A client polls the status URL and stops at the run's final state. Once the
-items are settled and the output recorded, what the flow still has to do is
-bookkeeping nobody waits for: the run report's artifacts, releasing the
-instance lease, the last progress count. Each is an API write, and on SQLite
-writes queue behind one another, so done before the final state they held it
-back: 0.1-0.2 s of every short run, measured, and more when a write had to be
-replayed.
-
-So the flow hands them to `after_final_state`, and `wrap_up`, the flow's hook
-for every final state (Prefect's `on_completion`, `on_failure`,
-`on_cancellation` and `on_crashed`), runs them right after the final state is recorded: in a
-deployment run before its process ends, in `fanout run` before the flow call
-returns. Outside a flow run an action runs at once.
-
-A process that dies in between skips its wrap-up, which is safe: the report is
-for people, and a lease a dead run still holds is released by the instance's
-next run (src/fanout/engine/instance_lease.py) or lapses.
+The report artifacts, the lease release and the last progress count are API writes nobody waits for,
+so they must not delay the final state a client polls for. `after_final_state` queues them and
+`wrap_up`, the flow's final-state hook, runs them. See docs/design/batches-and-progress.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
 """Running an `async def` processor: up to `max_parallel` items in flight on one event loop.
 
-An I/O-bound processor spends its time awaiting replies; threads would cap it
-at a few hundred in flight and pay a context switch per reply. Here a fixed
-pool of `max_parallel` workers (up to 10,000) pulls items from one iterator,
-so memory stays bounded by what is in flight, not by the number of items,
-and nothing waits on a semaphore.
-
-Each item goes down the same path as on threads (src/fanout/engine/item_path.py): its
-attempts under the run's `RetryPolicy` (`acall`: stamina's waits, awaited),
-`current_item()` set for each attempt, its log lines correlated, its time
-measured, its result checkpointed the moment it settles (`record`) and
-counted (`tally`). A crash loses only the items in flight. Async items of a
-run are submitted as one task run (`submission_settings`): its loop holds
-them all, `max_parallel` at a time. With `FANOUT_CONCURRENCY_LIMIT`, each
-worker holds a slot of that global limit while it runs items, as each thread
-does for sync items (src/fanout/engine/concurrency.py), so the limit caps both alike.
+An I/O-bound processor spends its time awaiting replies; a fixed pool of workers pulling from one
+iterator keeps thousands in flight with memory bounded by what is in flight. Each item takes the same
+path as on threads (src/fanout/engine/item_path.py).
 """
 
 from __future__ import annotations
@@ -82,8 +70,8 @@ async def run_all(
     limit: SlotLimit = None,
     stage: str | None = None,
 ) -> list[ItemOutcome]:
-    """Every item attempted with at most `max_parallel` in flight; outcomes in the order they settled.
-    `on_outcome` runs on the loop as each item settles, so it must be quick (an append, a count).
+    """Every item attempted with at most `max_parallel` in flight; outcomes in the order they finished.
+    `on_outcome` runs on the loop as each item finishes, so it must be quick (an append, a count).
     `limit` (a global limit's name and how long a slot is held) caps items in flight across runs."""
     source: Iterator[str] = iter(items)
     size = len(items) if isinstance(items, Sized) else max_parallel
@@ -154,9 +142,9 @@ def carry_async(
     tally: ItemTally,
 ) -> list[ItemOutcome]:
     """A task run's items through an async processor: those in `done` from their checkpoints, the
-    rest awaited, each checkpointed with `record` and counted as it settles; outcomes in item order."""
+    rest awaited, each checkpointed with `record` and counted as it finishes; outcomes in item order."""
 
-    def settle(outcome: ItemOutcome) -> None:
+    def record_and_count(outcome: ItemOutcome) -> None:
         if outcome.ok:
             try:
                 record(outcome.item, outcome.value)
@@ -173,7 +161,7 @@ def carry_async(
             run.retry,
             run.instance_id,
             run.max_parallel,
-            settle,
+            record_and_count,
             run.values,
             (run.concurrency_limit, run.slot_hold_seconds) if run.concurrency_limit else None,
             run.stage,

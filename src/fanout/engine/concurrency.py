@@ -1,16 +1,9 @@
 """A Prefect global concurrency limit that caps items in flight across every run and worker.
 
-`FANOUT_CONCURRENCY_LIMIT` names a global concurrency limit (created with
-`prefect gcl create <name> --limit N`). Every thread that runs items holds one
-slot of it while an item runs: one thread runs one item at a time, so slots in
-use are items in flight, in every flow run and on every worker that shares the
-Prefect server. A batch keeps its slot across items for at most
-`FANOUT_SLOT_HOLD_SECONDS`, then gives it back and queues again, so a limit
-lowered with `prefect gcl update` binds within about that long, with no restart;
-holding it across items keeps the cost at one API round trip per hold instead of
-per item. An async processor's items run on coroutines instead of threads
-(src/fanout/engine/async_items.py): each coroutine that runs items holds a slot the same way
-(`AsyncItemSlot`), so a limit below `max_parallel` caps async items in flight too.
+Every thread or coroutine that runs items holds one slot of `FANOUT_CONCURRENCY_LIMIT` while it does,
+so slots in use are items in flight. A slot is kept across items for at most
+`FANOUT_SLOT_HOLD_SECONDS`: one API round trip per hold rather than per item, and a lowered limit
+still binds within about that long.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from fanout.core.settings import FanoutSettings, get_settings
 from fanout.core.wrap_up import after_final_state, wrap_up
 from fanout.engine.async_items import submission_settings
 from fanout.engine.concurrency import check_limit
-from fanout.engine.failures import settle
+from fanout.engine.failures import stage_result
 from fanout.engine.instance_lease import holding_instance
 from fanout.engine.item_logging import correlating
 from fanout.engine.item_path import ItemRun
@@ -123,7 +123,7 @@ def durable_map(
     `InstanceBusy` before any item runs.
 
     Failures. A failed item does not stop its siblings. Once every item has
-    settled, more failures than tolerated (`tolerated_failure_count`, and
+    finished, more failures than tolerated (`tolerated_failure_count`, and
     `tolerated_failure_percentage` of the items; none by default) raise
     `ItemsFailed` naming each failed item and its error; tolerated ones leave
     None in their slot and are listed in the result's `failures`. The task run
@@ -191,7 +191,7 @@ def _map(
     lease_instance: str | None,
     tolerated: tuple[int, float],
 ) -> MapResults:
-    """Plan, run and settle one stage's items; `ItemsFailed` beyond the tolerated failures."""
+    """Plan and run one stage's items and judge their failures; `ItemsFailed` beyond the tolerated failures."""
     started = time.perf_counter()
     with (
         correlating(flow_run_id, run.scope),
@@ -204,10 +204,10 @@ def _map(
     keep_failures(run.storage, run.instance_id, outcomes.values())
     ordered = [outcomes[item] for item in planned.keys]
     after_final_state(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
-    settled = settle(
+    result = stage_result(
         planned.keys, outcomes, run.instance_id, tolerated_count=tolerated[0], tolerated_percentage=tolerated[1]
     )
-    return MapResults(settled.output, settled.failures)
+    return MapResults(result.output, result.failures)
 
 
 def run_stage(
@@ -241,7 +241,7 @@ def run_stage(
                 outcomes.update(
                     {outcome.item: outcome for outcome in fan_out(runner, pending, run, submitted, progress, tasks)}
                 )
-        progress.settle(outcomes.values())
+        progress.set_final_count(outcomes.values())
     if recorded is None and all(outcome.ok for outcome in outcomes.values()):
         checkpoints.save_output(items, [outcomes[item].value for item in items])
     return outcomes

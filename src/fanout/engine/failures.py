@@ -1,14 +1,8 @@
 """Partial failure: how many failed items a run tolerates, and the report of what failed.
 
-A run whose failed items stay within the request's thresholds Completes with
-`null` in each failed item's slot; beyond them it Fails. Either way the run
-publishes an item report (which items failed or needed retries, their attempts
-and last error) as a Prefect table artifact. A failing run publishes it before
-its Failed state, and the status API reads its failures back from it with
-`read_item_report`; a Completed run records its failures with its output
-(src/fanout/storage/run_output.py) and publishes the report after its final state
-(src/fanout/core/wrap_up.py), so that the Completed state does not wait for it. Failed items leave no checkpoint, so a restart of the
-instance (or Prefect's Retry of the run) executes exactly those items again.
+Within the request's thresholds a run Completes with `null` in each failed item's slot; beyond them it
+Fails. Either way it publishes an item report. Failed items leave no checkpoint, so a restart of the
+instance executes exactly those items again.
 """
 
 from __future__ import annotations
@@ -67,24 +61,24 @@ def item_reports(items: Sequence[str], outcomes: dict[str, ItemOutcome]) -> list
 
 
 @dataclass(frozen=True)
-class Settled:
+class StageResult:
     """A run's output (`None` in each failed item's slot) and its failed items, as the status URL lists them."""
 
     output: list[Any]
     failures: list[dict[str, Any]]
 
 
-def settle(
+def stage_result(
     items: Sequence[str],
     outcomes: dict[str, ItemOutcome],
     instance_id: str,
     tolerated_count: int = 0,
     tolerated_percentage: float = 0,
-) -> Settled:
+) -> StageResult:
     """The run's output and failed items, or `ItemsFailed` beyond the threshold.
 
     The item report is published whichever way the run ends, and always, even
-    with no rows: a report marks a run that settled every item. A failing run
+    with no rows: a report marks a run that finished every item. A failing run
     publishes it before raising (the status URL takes its failures from it),
     a completing one after its final state.
     """
@@ -95,7 +89,7 @@ def settle(
         publish_report(reports, instance_id, total=len(items), allowed=allowed)
         raise ItemsFailed([(report.item, report.error or "") for report in failed], total=len(items))
     after_final_state(functools.partial(publish_report, reports, instance_id, total=len(items), allowed=allowed))
-    return Settled(
+    return StageResult(
         output=[outcomes[item].value if outcomes[item].ok else None for item in items],
         failures=[report.model_dump() for report in failed],
     )

@@ -1,21 +1,8 @@
 """Log lines about an item carry its correlation id, `<instance_id>/<item>`.
 
-Two paths lead there:
-
-- `item_logger()` is what a processor (or fanout's own batch code) calls while an
-  item is running: a `LoggerAdapter` over Prefect's run logger that prefixes every
-  message with `[<instance>/<item>]` and sets `correlation_id` on the record, so the
-  line reaches the Prefect UI attached to the run and is searchable by item.
-- `correlating(flow_run_id, instance_id)`, entered by the flow, tags the lines
-  Prefect's task engine writes itself ("Finished in state Completed()", retries,
-  tracebacks) with the same id: from the running task's parameters when the line
-  is written inside the task run, else from the record's flow run and task run
-  name (`process_item-<item>`). Each flow run adds its own filter, which knows
-  its flow run and instance, and removes it when it ends: two runs in one
-  process never see each other's.
-
-The message prefix is what a person sees in the UI; the record attribute is what
-a log shipper or a test can match on.
+`item_logger()` is what a processor calls while an item runs; `correlating()`, entered by the flow,
+tags the lines Prefect's task engine writes itself. The message prefix is what a person sees in the
+UI; the record's `correlation_id` is what a log shipper or a test matches on.
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """The one path an item takes: attempts under the retry policy, checkpoint, timing, correlation, progress.
 
-Every task run, whether it holds one item (`process_item-item-3`) or a batch
-(`process_item-item-1..item-250`), runs `run_items`, which carries each of its
-items through `carry_item`. How items are grouped into task runs is decided
-where they are submitted (src/fanout/engine/submission.py); what happens to an item is
-decided here, once.
-
-A task run whose items all settled ends as Prefect sees it: Completed when
-every item succeeded, Failed (`TaskItemsFailed`, naming each failed item and
-its error) when any failed for good, after its other items finished and were
-checkpointed.
+How items are grouped into task runs is decided where they are submitted; what happens to an item is
+decided here, once. A task run ends Failed only after its other items finished and were checkpointed.
 """
 
 from __future__ import annotations
@@ -118,7 +110,7 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
                     continue
                 slot.before_item()
                 outcomes.append(carry_item(process, item, run, journal, tally))
-    return settled_task(outcomes)
+    return task_result(outcomes)
 
 
 class TaskItemsFailed(ItemsFailed):
@@ -133,7 +125,7 @@ class TaskItemsFailed(ItemsFailed):
         return (type(self), (self.outcomes,))
 
 
-def settled_task(outcomes: list[ItemOutcome]) -> list[ItemOutcome]:
+def task_result(outcomes: list[ItemOutcome]) -> list[ItemOutcome]:
     """The task run's outcomes, or `TaskItemsFailed` when any item failed for good."""
     if all(outcome.ok for outcome in outcomes):
         return outcomes

@@ -1,13 +1,7 @@
 """What kind of processor a run was given, and whether what it returned can be kept.
 
-Checked before any item runs: a processor is a plain function (run on
-threads) or an `async def` function (run on an event loop, `src/fanout/engine/async_items.py`).
-A generator, a class or anything else that is not one of the two is refused
-with `InvalidProcessor` (exit 2 / 422), since calling it would not give one
-result per item.
-
-Per item, the checkpoint keeps the result as JSON (src/fanout/engine/item_path.py): a
-value that is not JSON fails that item with the reason, and is not retried.
+A processor must be a plain or `async def` function, checked before any item runs, since anything
+else would not give one result per item. A result that is not JSON fails its item, unretried.
 """
 
 from __future__ import annotations

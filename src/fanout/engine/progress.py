@@ -1,14 +1,8 @@
 """Live progress of a run, published to Prefect while the run goes.
 
-Task-run records reach the API long after the work (Prefect's event pipeline
-lags and drops events at scale), so progress is counted here, in the flow's
-process, and published at most once per interval, only when it changed:
-
-- flow-run labels `fanout.total`, `fanout.completed`, `fanout.failed`, which the
-  webhook's status URL reads as `customStatus` from the flow run it fetches anyway;
-- a Prefect progress artifact ("120 of 200 items done, 1 failed") for the UI.
-
-A failing publish is logged and retried on the next tick; it never fails the run.
+Task-run records reach the API late and some are dropped at scale, so progress is counted in the
+flow's process and published as flow-run labels (the status URL's `customStatus`) and a progress
+artifact. A failing publish is logged and retried on the next tick; it never fails the run.
 """
 
 from __future__ import annotations
@@ -81,17 +75,12 @@ class ProgressReporter:
     """Counts finished items (thread-safe) and publishes them from a background thread.
 
     Use as a context manager inside the flow. The thread publishes whenever the
-    count changed, at most every `interval` seconds, and a final count once the
-    run's final state is recorded (src/fanout/core/wrap_up.py; at exit outside a flow run).
-    With `announce` it also publishes at once on entry, for a run whose item
-    count the status URL cannot read from its request (a source). Otherwise a
-    run shorter than `interval` publishes no progress at all: its writes would
-    only queue before or after its final state on SQLite, the status URL
-    counts a settled run from its failed items, and its run report has the
-    same counts for the UI. A publish normally takes tens of
-    milliseconds, but on SQLite a labels update sent while the run's events are
-    being written can wait seconds; the thread is not a daemon: it keeps trying
-    the final count (`FINAL_ATTEMPTS`), and the process ends only after it is done.
+    count changed, at most every `interval` seconds, and a final count after the
+    run's final state. With `announce` it also publishes on entry, for a run whose
+    item count the status URL cannot read from its request (a source); otherwise a
+    run shorter than `interval` publishes nothing, since its status is exact without.
+    The thread is not a daemon, so the process ends only after the final count is
+    sent (up to `FINAL_ATTEMPTS` tries).
     """
 
     def __init__(
@@ -119,7 +108,7 @@ class ProgressReporter:
             now = self._current
             self._current = Progress(now.total, now.completed + completed, now.failed + failed)
 
-    def settle(self, outcomes: Iterable[Any]) -> None:
+    def set_final_count(self, outcomes: Iterable[Any]) -> None:
         """Set the exact final count from the run's outcomes (objects with `.ok`)."""
         done = list(outcomes)
         completed = sum(1 for outcome in done if outcome.ok)
@@ -204,12 +193,10 @@ def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
 class ItemTally:
     """One batch's count of finished items, handed to its run's reporter at most every `interval`.
 
-    Task runs count every item here. Counting locally keeps a large run's threads
-    off the reporter's lock (eight threads taking it per item made them queue on it);
-    handing over every 0.1 s keeps the published count well within its 2 s of
-    reality, and an item that took longer than that is handed over as it finishes.
-    In another process (a Dask worker) there is no reporter: the flow counts the
-    batch when it returns. Use as a context manager: the rest is handed over on exit.
+    Counting locally keeps a large run's threads off the reporter's lock, and
+    handing over every `interval` keeps the published count fresh. In another
+    process (a Dask worker) there is no reporter: the flow counts the batch when it
+    returns. Use as a context manager: the rest is handed over on exit.
     """
 
     def __init__(self, interval: float = 0.1) -> None:

@@ -1,19 +1,8 @@
 """The end-of-run report a person reads in the Prefect UI: a table of items and a metrics summary.
 
-Two artifacts per run, keyed by instance so the UI's Artifacts page keeps each
-instance's history:
-
-- `fanout-run-<instance>-items`, a table: one row per item (status, attempts,
-  duration, correlation id, error). Past `report_table_limit` items a row per
-  item would make the artifact megabytes large, so it lists only the failures
-  (at most that many) and its description carries the summary.
-- `fanout-run-<instance>-metrics`, markdown: items, succeeded, failed, retried,
-  p50/p95 item duration and items/s.
-
-Durations cover the items executed in this run; an item that came from a
-checkpoint took no time and has none. The flow publishes them right after its
-final state is recorded (src/fanout/core/wrap_up.py): nothing the status URL answers
-depends on them.
+Both artifacts are keyed by instance, so the UI keeps each instance's history. Past
+`report_table_limit` items the table lists only the failures, to keep the artifact small. Nothing the
+status URL answers depends on them, so they are published after the final state.
 """
 
 from __future__ import annotations

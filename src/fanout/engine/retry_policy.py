@@ -1,14 +1,8 @@
 """Which item failures are retried, and how: one policy, carried out by stamina.
 
-Transient errors (`TRANSIENT_ERRORS`) are retried up to `retries` times, waiting
-`delay_seconds` doubled on each retry plus a random jitter of up to
-`jitter_factor` times the first delay; anything else fails the item at once.
-A Prefect `@task` handed to `durable_map` brings its own policy
-(`RetryPolicy.of_task`): its retries, first delay and jitter, for any
-exception, as Prefect would retry it.
-The same policy applies to an item whether it runs in its own task run or in
-a batch: Prefect's task retries are not used, because they would retry a whole
-batch and count attempts per task run rather than per item.
+Transient errors are retried with exponential backoff and jitter; anything else fails the item at
+once. A Prefect `@task` brings its own policy. Retries are per item, not per task run, so an item in
+a batch is retried like one in its own task run.
 """
 
 from __future__ import annotations

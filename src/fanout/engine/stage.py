@@ -1,15 +1,8 @@
 """A stage: one `durable_map` call, its function and its name.
 
-The function may be a plain function, an `async def` one, or a Prefect
-`@task`, whose own function is called and whose retry settings become the
-stage's retry policy. Its name names the stage's task runs (`<name>-<item>`).
-
-The stage's name names the folder of its checkpoints, so it must be the same
-on every run of the instance: `stage=` when given, else the function's
-qualified name (`__qualname__`), with `-2`, `-3`, ... on its second, third,
-... call (of a function of that name) in the same flow run. A flow that calls `durable_map` in the same order on every
-run (as Durable Functions asks of an orchestrator) finds each stage's
-checkpoints again.
+The name names the stage's task runs and its checkpoint folder, so it must be the same on every run
+of the instance: `stage=`, else the function's qualified name, numbered on repeated calls. A flow
+that calls `durable_map` in the same order on every run finds each stage's checkpoints again.
 """
 
 from __future__ import annotations

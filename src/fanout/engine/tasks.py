@@ -1,14 +1,8 @@
 """The Prefect tasks that carry items: one task run per item, or one per batch; the same path inside.
 
-Both run `fanout.engine.item_path.run_items`; they differ only in their names in
-the UI. Each stage's tasks are named after its function (`item_tasks`): a task
-run holds one item (`<name>-item-3`) or a batch (`<name>-item-1..item-250`),
-so a person finds an item by its key. Neither persists a Prefect result, nor
-uses Prefect's result cache or task retries: the item's record in fanout's own
-format is its checkpoint (src/fanout/storage/checkpoints.py), the flow looks
-checkpoints up in bulk before it submits anything, and each task run looks up
-what an earlier attempt of it recorded. Prefect's cache would read records it
-unpickles from storage.
+They differ only in their names, so a person finds an item by its key in the UI. Neither persists a
+Prefect result nor uses Prefect's cache or retries: fanout's own checkpoint is the record, and
+Prefect's cache would unpickle what it reads. See docs/design/checkpoint-format.md.
 """
 
 from __future__ import annotations

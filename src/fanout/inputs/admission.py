@@ -1,18 +1,8 @@
 """Whether a request may start at all: checked where it arrives, before anything is started.
 
-Over HTTP a `source` must be one the server allows (`SourceForbidden`, a 403):
-a URI under `FANOUT_SOURCE_ROOTS`, a generator in `FANOUT_SOURCES`. Then the
-items are checked: all of an inline list, and the first `PREVIEW_ITEMS` of a
-source, so an unreadable or malformed source is refused at once (a 4xx or
-exit 2) without the starter reading a million lines; the flow reads the whole
-source again when it plans, before any item runs, and fails the run there if
-a later line is bad.
-
-The roots guard the files of the host that reads them, so they are checked
-where each file is opened: at admission over HTTP, and in the flow whenever
-its process has `FANOUT_SOURCE_ROOTS` (as every worker of `fanout up` has the
-webhook's), so a file swapped for a link after the 202 fails the run with the
-reason instead of being read.
+A source must be one the server allows, and the items are checked (all of an inline list, the first
+`PREVIEW_ITEMS` of a source), so a bad request is refused at once without reading a million lines.
+The flow checks the whole source again when it plans, before any item runs.
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
 """Item identity: items are any JSON value, and each has one key that names it everywhere.
 
-An item's key names its checkpoint, its correlation id (`<instance>/<key>`),
-its task run and its row in reports, so it must be stable across runs and
-unique within a run:
-
-- with `item_key`, the key is that field of an object item (`{"id": 7}` -> `7`);
-- a short printable string item is its own key, so the seed's `item-3` keeps
-  its readable name and output;
-- any other item is named by the digest of its canonical JSON (sorted keys, no
-  whitespace), so `{"a": 1, "b": 2}` and `{"b": 2, "a": 1}` are one item.
-
-Two items with one key are refused (`DuplicateItems`, a 422 / exit 2) before
-anything runs: they would share one checkpoint and one result.
-
-`durable_map` names items as its `key=` says (`keyed`): by position unless
-told otherwise, a field name as `item_key` above, or a function of the item.
+The key names the item's checkpoint, correlation id, task run and report row, so it must be stable
+across runs and unique within one: an `item_key` field, a short printable string itself, else the
+digest of its canonical JSON. Duplicate keys are refused before anything runs.
 """
 
 from __future__ import annotations
@@ -170,9 +158,8 @@ class ItemValues:
     The run carries items as their keys (checkpoints, correlation ids, task-run
     names, reports), and the processor is handed `of(key)`. The seed's strings
     need no entry. It is an opaque object, not a mapping or a dataclass, because
-    every task run receives it with the run and Prefect walks the collections in
-    a task's parameters: a million entries per submission. A per-item attribute
-    (a `str` subclass holding its value) cost ~400 bytes per item; an entry here ~100.
+    every task run receives it and Prefect walks the collections in a task's
+    parameters; one dict is also far smaller than a value attached to each key.
     """
 
     __slots__ = ("_values",)

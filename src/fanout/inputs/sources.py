@@ -1,29 +1,9 @@
 """Item sources: items read from a file or URL through fsspec, or yielded by an allowed generator.
 
-A request may name `source` instead of `count` or `items`:
-
-    {"uri": "data/orders.jsonl"}                      one JSON value per line (the default format)
-    {"uri": "s3://bucket/orders.csv", "format": "csv"} a row -> an object keyed by the header
-    {"uri": "file:///data/ids.txt", "format": "lines"} a line -> a string item
-    {"uri": "memory://items.json", "format": "json"}  one JSON array of items
-    {"generator": "pipelines.demo:orders", "params": {"n": 10}}
-
-Files are opened through fsspec, so any protocol fsspec knows works once its
-package is installed (`fanout[s3]`, `fanout[gs]`); nothing here reads a
-protocol by hand. Every format is streamed: items are decoded as the bytes
-arrive, so planning a million items never holds the file and its items at once.
-
-Who may read what: a URI given over HTTP must lie under one of
-`FANOUT_SOURCE_ROOTS` (`SourceForbidden`, a 403), so nobody reads the server's
-files through the webhook; a generator must be listed in `FANOUT_SOURCES`.
-The roots are checked twice: when the request arrives (before anything is
-opened) and again on the file actually opened, by every reader that is given
-roots (the webhook's preview, and the flow, whose process has the same
-`FANOUT_SOURCE_ROOTS`, on a first run, a restart or a rerun alike). A local
-file is opened first and then judged by the real path of what was opened, so
-a symlink swapped in after the request was admitted cannot lead outside.
-A source that cannot be opened or parsed raises `BadSource` (a 422 / exit 2)
-naming the place, before any item runs.
+Every format is streamed, so planning a million items never holds the file and its items at once.
+Over HTTP a URI must lie under `FANOUT_SOURCE_ROOTS` and a generator be listed in `FANOUT_SOURCES`,
+so nobody reads the server's files through the webhook; the roots are checked again on the real
+path of the file actually opened, so a symlink swapped in after admission cannot lead outside.
 """
 
 from __future__ import annotations

@@ -1,34 +1,8 @@
 """fanout's checkpoint record: one line of text per finished item, versioned and checksummed.
 
-This module owns the format; nothing else reads or writes its bytes.
-
-Format, version 1
------------------
-A record is one line of UTF-8 text ending in a line feed (LF, 0x0A)::
-
-    fanout-checkpoint/1 <checksum> <body>\\n
-
-- ``fanout-checkpoint/1`` names the format and its version. A reader meets
-  other versions by their first field and treats such a line as absent (the
-  item runs again); it never guesses at a layout it does not know.
-- ``<body>`` is canonical JSON of an object with exactly two members:
-  ``{"key":<the item's key>,"result":<the item's JSON result>}``: keys sorted
-  at every level, no whitespace, UTF-8 (non-ASCII characters unescaped), no
-  NaN or infinities. JSON escapes every control character, so the body holds
-  no LF. The key is the item's identity: today the item string; for JSON items
-  of any shape, the digest of their canonical JSON or their ``item_key``.
-- ``<checksum>`` is the lowercase hex SHA-256 of the body's bytes, exactly as
-  written. A line whose checksum does not match (a flipped byte, a line cut
-  short, two lines run together) is damaged and treated as absent.
-
-Records are kept one per line in append-only journals (local folders) or
-one per object (storage without append). A reader reports every line it
-skips, with the reason; a wrong value is never returned, at the cost of
-running that item again, which at-least-once delivery allows.
-
-Version 0, the records fanout wrote before this format (Prefect ``ResultRecord``
-JSON holding a base64 pickle), begins with ``{``: it is recognised, reported
-and never decoded. Nothing fanout reads from storage is unpickled.
+This module owns the format; nothing else reads or writes its bytes. A damaged or unknown record is
+reported and treated as absent (its item runs again), and nothing read from storage is unpickled.
+The format is specified in docs/design/checkpoint-format.md.
 """
 
 from __future__ import annotations

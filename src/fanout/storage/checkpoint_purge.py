@@ -1,18 +1,8 @@
 """Deleting everything one instance keeps in result storage: its checkpoints, output records, plan and failures.
 
-An instance's records all sit under `fanout/<instance_id>/` (src/fanout/storage/checkpoints.py,
-src/fanout/storage/instance_results.py), so purging it deletes that one prefix:
-
-- on a local folder (`LocalFileSystem`), the folder, after counting what it held;
-- on a `RemoteFileSystem` block (any fsspec URL: s3://, gcs://, memory://...),
-  every object under the prefix, through the block's fsspec file system.
-
-Any other block type has no generic delete; `delete_instance` answers None for
-it and the purge report says nothing was known to be deleted.
-
-What is counted: `checkpoints`, item records (each line of a journal, each
-one-record object); `outputs`, whole-run output records; `files`, every file or
-object removed, plan and failures included.
+All of it sits under `fanout/<instance_id>/`, so a purge deletes that prefix, on a local folder or
+through a remote block's fsspec file system. Other block types have no generic delete, and the
+purge report then says nothing was known to be deleted.
 """
 
 from __future__ import annotations

@@ -1,33 +1,10 @@
 """Where checkpoints live: one instance's records in Prefect result storage, in fanout's own format.
 
-Storage is any Prefect `WritableFileSystem` block: a local folder
-(`FANOUT_RESULT_STORAGE`, `.fanout/storage` by default, the same for every
-starter) or a remote block (Prefect's `PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK`).
-Under its root, one instance's checkpoints for one processor sit in
-`fanout/<instance_id>/<processor>/` (the flow run is not in the path, so a new
-run or Prefect's Retry of the same instance finds them; the processor's source
-is not either, so fixing a bug in it keeps the items it had finished):
-
-- `journal-<digest of a task run's label>`, on local folders: every finished
-  item's record (src/fanout/storage/checkpoint_format.py) is appended with one `write` as
-  soon as the item finishes. A new file per item cost an inode allocation
-  (0.05-0.7 ms of kernel time each on this project's machines); an append costs
-  microseconds and a killed process leaves every whole line behind.
-- `journal-<digest of a task run's label>-<random>`, on an fsspec `RemoteFileSystem`
-  (`s3://bucket/prefix`): a segment of a task run's journal, one object holding
-  the records of the items that finished since the last segment. A segment is
-  written once its oldest record is `SEGMENT_SECONDS` old, and when the task run
-  ends: one PUT per half second of a task run instead of one per item (an object
-  store answers tens of PUTs a second per client, not thousands). A task run
-  that dies loses the records not yet in a segment: those items run again.
-- `<digest of the item key>`, on other storage without append: one record per object,
-  written with `write_path`.
-- `output-<digest of the item list>`: a record holding the ordered output of a
-  run in which every item finished, so a rerun reads one object.
-
-A record that cannot be written raises: the item fails with the storage error,
-so a run never ends well without its checkpoints. A record that cannot be read
-is logged and counted as absent: its item runs again.
+Records sit under `fanout/<instance_id>/<processor>/`, independent of the flow run, so a rerun or
+Prefect's Retry of the instance finds them: appended to per-task-run journals on local folders, written in
+journal segments (one object per half second of a task run's work) on object stores, one object per record
+elsewhere. A record that cannot be written fails its item; one that cannot be read counts as absent. See
+docs/design/checkpoint-format.md.
 """
 
 from __future__ import annotations

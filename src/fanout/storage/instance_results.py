@@ -1,23 +1,9 @@
 """One instance's results as the results API and `fanout results` read them: plan, checkpoints, failures.
 
-The writer side (`keep_plan`, `keep_failures`) is called by the flow; the
-reader side (`InstanceResults`) by the webhook and the CLI, in other processes,
-while the run goes on or after it ended. Everything is read and written
-through the result storage block (src/fanout/core/prefect_adapter.py), so a local folder
-and a remote block (`s3://`, `memory://` in tests) work alike; the plan's
-layout is src/fanout/storage/results.py's.
-
-A page's cost:
-
-- its keys come from one or two plan chunks, O(page);
-- on a local folder, its records are found through the positional index of the
-  journals (src/fanout/storage/results_index.py), which the flow brings up to date when the
-  run settles and a reader while it goes;
-- on an object store (`RemoteFileSystem`), records sit in journal segments
-  (src/fanout/storage/checkpoints.py): a page lists and reads the instance's
-  segments, concurrently, so it costs O(run) in the number of segments;
-- on other storage without append, each record is its own object named by the
-  item's key: one read per item of the page.
+The flow writes (`keep_plan`, `keep_failures`); the webhook and the CLI read (`InstanceResults`), in
+other processes, during or after the run. All of it goes through the result storage block, so local
+folders and remote blocks work alike. A page costs O(page) on a local folder (through the results index)
+and O(run) on an object store, where records sit in journal segments.
 """
 
 from __future__ import annotations
@@ -100,7 +86,7 @@ def keep_plan(storage: Storage, instance_id: str, processor: str, keys: Sequence
 
 def keep_failures(storage: Storage, instance_id: str, outcomes: Iterable[ItemOutcome]) -> None:
     """Record the failed `outcomes` (`{key: last error}`, replacing an earlier run's) and bring the
-    results index up to date, so pages of the settled run cost O(page). A failure is logged: the
+    results index up to date, so pages of the finished run cost O(page). A failure is logged: the
     checkpoints themselves are all stored, and a reader refreshes the index itself."""
     failures = {outcome.item: outcome.error or "" for outcome in outcomes if not outcome.ok}
     block = storage_block(storage)
@@ -151,7 +137,7 @@ class InstanceResults:
         return keys
 
     def failures(self) -> dict[str, str]:
-        """`{key: last error}` of the items the last settled run gave up on."""
+        """`{key: last error}` of the items the last finished run gave up on."""
         try:
             data = _read(self.storage, f"{self.base}/{FAILURES_FILE}")
         except Exception:  # noqa: BLE001 - missing: nothing failed yet (each block raises its own kind)
@@ -220,7 +206,7 @@ def record_plan(storage: Storage, instance_id: str, processor: str, keys: Sequen
 
 
 def record_failures(storage: Storage, instance_id: str, failures: Mapping[str, str]) -> None:
-    """Record `{key: last error}` as a settled run's failures."""
+    """Record `{key: last error}` as a finished run's failures."""
     keep_failures(storage, instance_id, [ItemOutcome(item=key, error=error) for key, error in failures.items()])
 
 

@@ -1,25 +1,8 @@
 """Reading a run's results a page at a time, in item order, while it runs and after it failed.
 
-Every finished item's result is already kept the moment it finishes: it is the
-item's checkpoint. What a reader lacks is the order, so a run writes its plan
-first, in the instance's folder (`<storage>/fanout/<instance>/`), before any item starts:
-
-- `plan-keys-<n>`: the item keys `n*PLAN_CHUNK .. (n+1)*PLAN_CHUNK-1`, one per
-  line, each a JSON string encoded as checkpoint records hold it
-  (`checkpoint_format.encoded_key`), so a page reads one or two chunks, never
-  the whole plan, and an index matches records to plan lines byte for byte;
-- `plan.json`, written last: `{"version": 2, "processor", "total", "chunk",
-  "digest"}`, naming the processor whose checkpoint folder holds the results
-  and the digest of the keys (a rerun over other keys starts a new index);
-- `failures.jsonl`: `{"key": ..., "error": ...}` per item the run gave up on,
-  written when the run settles.
-
-A page is then its keys (from the plan's chunks), the results of those that
-have a checkpoint and the errors of the failed ones, one row per key:
-`{index, key, status, result, error}`, where status is `completed`, `failed`
-or `pending` (not finished yet). `next` is the following page's offset, or
-None after the last one. Finding the results costs O(page) too
-(src/fanout/storage/results_index.py, src/fanout/storage/instance_results.py).
+Each item's result is already its checkpoint; what a reader lacks is the order. So a run writes its
+plan (the item keys in chunks, then `plan.json`) before any item starts, and its failed items when it
+ends, and a page joins one or two plan chunks with the checkpoints of their keys.
 """
 
 from __future__ import annotations

@@ -1,35 +1,10 @@
-"""Where each item's checkpoint sits in a local result folder, by the item's index in the plan.
+"""A positional index of a local result folder's journals, so a results page costs O(page).
 
-Journals (src/fanout/storage/checkpoints.py) hold records in the order items finished, one
-journal per task run. A results page wants items `offset .. offset+limit` in
-plan order; searching every journal for them costs the whole run (100,000
-records: ~1 s under load). So the instance keeps an index next to its plan,
-`<storage>/fanout/<instance>/results-index/`:
-
-- `slots`: one fixed-width slot per plan index (`SLOT`: journal number, byte
-  offset, length, and a CRC-32 of those and the slot's own index; all zeros = no
-  record yet). A page reads `limit` slots with one `pread`, then each record
-  with one `pread`, and decodes only those: O(page).
-- `state.json`: the index's version, the plan digest the slots belong to, the
-  journals by number, how many bytes of each are indexed, and the SHA-256 of
-  the slots as last written.
-
-The index is only ever a shortcut to the journals, so it is checked as it is
-read: a slot whose CRC does not match (random bytes), a record whose key is
-not the slot's item (two slots swapped), or, on a page that shows an item
-without a record, slots that are not the bytes last written, each mean damage.
-The index is then rebuilt from the journals, with a warning, and the page read
-again: a finished item is never shown as pending because of the index.
-
-The index is brought up to date by whoever reads (`refresh`, under an exclusive
-`flock`): only the journals' bytes appended since the last refresh are scanned,
-so each record is indexed once. The flow refreshes it when the run settles, so
-pages of a finished run pay nothing more. While the run goes, a read that finds
-new bytes maps their keys to plan indexes, which loads the plan's keys (O(run))
-once per such read; a record is indexed only when whole and its checksum
-matches, and every page record is decoded (checksum again) before it is shown.
-Journals only grow (a rerun appends): a journal shorter than indexed, or a plan
-with another digest, resets the index.
+Journals hold records in the order items finished; a page wants them in plan order. The index keeps
+one checksummed slot per plan index under `<storage>/fanout/<instance>/results-index/`; whoever reads
+brings it up to date from the journals' new bytes. It is only a shortcut: damage found while reading
+rebuilds it from the journals, so a finished item is never shown as pending because of the index.
+The layout is in docs/design/checkpoint-format.md.
 """
 
 from __future__ import annotations

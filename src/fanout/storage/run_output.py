@@ -1,20 +1,9 @@
 """The output of an instance's last Completed run, in fanout's own record: what the status API shows.
 
-A Completed run writes its ordered output (a tolerated failure's slot holds
-`null`) and its failed items (item, attempts, last error: the status URL's
-`failures`) to `fanout/<instance_id>/run-output` in result storage, as one
-checkpoint record (src/fanout/storage/checkpoint_format.py: versioned, checksummed JSON,
-key `run-output`), before the run returns. With the failures in the record,
-the status of a Completed run needs no Prefect artifact, and the run publishes
-its item report after its final state (src/fanout/core/wrap_up.py). A record written
-before the failures were kept holds the output alone: `failures` is None. The webhook reads it back with one
-read, on local folders and remote blocks alike, instead of Prefect's persisted
-flow result, which it would have to deserialize with Prefect's serializers.
-Nothing here unpickles, and a damaged record is reported, never returned.
-
-A record that cannot be written fails the run (`CheckpointNotWritten`): a run
-never ends Completed with an output nobody can read. Every item is checkpointed
-by then, so running the instance again only writes this record.
+The ordered output and failed items are one checkpoint-format record at `fanout/<instance_id>/run-output`,
+written before the run returns, so the status of a Completed run needs neither a Prefect artifact nor
+Prefect's serializers. A record that cannot be written fails the run: a run never ends Completed with
+an output nobody can read.
 """
 
 from __future__ import annotations
