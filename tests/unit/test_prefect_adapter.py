@@ -17,7 +17,7 @@ from packaging.version import Version
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
-from prefect.results import ResultRecordMetadata, ResultStore, get_default_result_storage
+from prefect.results import ResultRecordMetadata
 from prefect.serializers import JSONSerializer
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, get_current_settings, temporary_settings
 from prefect.states import Completed
@@ -156,15 +156,6 @@ def test_an_async_block_is_written_and_read_back_from_sync_code() -> None:
     prefect_adapter.write_block_path(storage, "instance/item", b"{}\n")  # type: ignore[arg-type]
     assert storage.files == {"instance/item": b"{}\n"}
     assert prefect_adapter.read_block_path(storage, "instance/item") == b"{}\n"  # type: ignore[arg-type]
-
-
-def test_a_states_persisted_result_is_a_file_of_local_result_storage(tmp_path: Path) -> None:
-    """With no storage block, a persisted result's metadata names its file in the local storage folder."""
-    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(tmp_path)}):
-        store = ResultStore(result_storage=get_default_result_storage(_sync=True))  # type: ignore[call-arg]
-        record = store.create_result_record(["Processed item-1"])
-        store.persist_result_record(record)
-        assert persisted_result_file(Completed(data=record.metadata)) == next(tmp_path.iterdir()).resolve()
 
 
 def test_a_result_file_outside_local_result_storage_is_never_named(tmp_path: Path) -> None:

@@ -7,19 +7,13 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from fanout.api.deps import WebhookState
 from fanout.inputs.request import FanoutRequest
 from fanout.service.webhook_errors import PrefectUnavailable
 from tests.support.fake_runs import FakeRuns
-from tests.unit.webhook_client import AUTH, BASE, call, make_app
-
-
-@pytest.fixture
-def runs() -> FakeRuns:
-    return FakeRuns()
+from tests.support.webhook_client import AUTH, BASE, call, make_app
 
 
 def state(app: FastAPI) -> WebhookState:
