@@ -15,7 +15,7 @@ from prefect.client.orchestration import PrefectClient
 
 from fanout.localstack.stack import LocalStack, _bin
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import FINAL_STATES, wait_for
+from tests.support.stacks import FINAL_STATES, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -26,8 +26,9 @@ class ChildProcessRefused(RuntimeError):
 
 @pytest.fixture(autouse=True)
 def no_child_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Refuse every way of starting a process (subprocess, multiprocessing, os.fork), and fail the test
-    even when the code under test swallowed the refusal."""
+    """Refuse every way of starting a process (subprocess, multiprocessing, os.fork; Prefect's temporary
+    server for a client with no API URL is one), and fail the test even when the code under test swallowed
+    the refusal."""
     attempts: list[str] = []
 
     def refuse(what: str) -> Any:
@@ -42,8 +43,6 @@ def no_child_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(os, "fork", refuse("os.fork"))
     monkeypatch.setattr(os, "posix_spawn", refuse("os.posix_spawn"))
     monkeypatch.setattr(os, "posix_spawnp", refuse("os.posix_spawnp"))
-    # Prefect starts a temporary server of its own for a client with no API URL: refuse it up front.
-    monkeypatch.setenv("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
     yield
     assert not attempts, f"{TIER_RULE}; started: {attempts}"
 
