@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from collections.abc import Iterator
@@ -190,3 +191,24 @@ async def test_a_flagged_sqlite_write_transaction_begins_immediate_once() -> Non
     async with configuration.begin_transaction(Session()) as second:  # type: ignore[arg-type]
         pass
     assert (first, second) == ("IMMEDIATE", "DEFERRED")
+
+
+def test_send_queued_returns_once_a_queue_service_handled_its_items() -> None:
+    """Prefect's queue services are registered where `send_queued` looks, and it waits until they handled what they queued."""
+    from prefect._internal.concurrency.services import QueueService
+
+    handled: list[int] = []
+
+    class SlowSender(QueueService[int]):
+        async def _handle(self, item: int) -> None:
+            await asyncio.sleep(0.02)
+            handled.append(item)
+
+    sender = SlowSender.instance()
+    try:
+        for item in range(5):
+            sender.send(item)
+        assert prefect_adapter.send_queued(timeout=10)
+        assert handled == [0, 1, 2, 3, 4]
+    finally:
+        sender.drain()

@@ -2,8 +2,8 @@
 
 fanout supports a range of Prefect releases (`prefect>=3.x,<4` in pyproject).
 Where it leans on behaviour Prefect does not promise, that lean is here, and
-tests/unit/test_prefect_adapter.py checks each assumption against the installed
-Prefect, so a release that breaks one fails there by name rather than somewhere
+tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py where a
+server is needed) checks each assumption against the installed Prefect, so a release that breaks one fails there by name rather than somewhere
 inside a run. The assumptions:
 
 1. Settings overrides (`overriding`): a `SettingsContext` built from the current
@@ -41,12 +41,18 @@ inside a run. The assumptions:
    whose `with_for_update=True` starts it with `BEGIN IMMEDIATE` (it sets
    `SQLITE_BEGIN_MODE`, which the connection's BEGIN reads), as Prefect itself
    does for state changes.
+9. Queued events and logs (`send_queued`): Prefect's background senders (the
+   events and API log workers) are queue services registered in
+   `_QueueServiceBase._instances` (private), whose `wait_until_empty` returns once
+   what they queued was handled. A process that exits with items queued has them
+   sent by Prefect's exit hook, which first warns "Still processing items".
 """
 
 from __future__ import annotations
 
 import contextvars
 import inspect
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
@@ -194,3 +200,21 @@ def immediate_transactions() -> None:
 
     begin_transaction._fanout_immediate = True  # type: ignore[attr-defined]
     AioSqliteConfiguration.begin_transaction = begin_transaction  # type: ignore[method-assign]
+
+
+def send_queued(timeout: float) -> bool:
+    """Wait up to `timeout` seconds until Prefect's background senders in this process (events, API logs)
+    have sent what they queued; whether they did. Called before a command exits, so it exits quietly."""
+    from prefect._internal.concurrency.services import _QueueServiceBase
+
+    registered: dict[int, Any] = _QueueServiceBase._instances  # type: ignore[misc]
+    services = [service for service in list(registered.values()) if not service._stopped]
+    done = threading.Event()
+
+    def wait() -> None:
+        for service in services:
+            service.wait_until_empty()
+        done.set()
+
+    threading.Thread(target=wait, name="fanout-send-queued", daemon=True).start()
+    return done.wait(timeout)
