@@ -16,7 +16,7 @@ VENV_LOWEST ?= .venv-lowest
 LOWEST_CONSTRAINTS ?= "fastapi>=0.111,<0.116"
 LINTED := src flows benchmarks tests
 
-.PHONY: run test test-unit test-lowest test-postgres system-packages lint bench clean
+.PHONY: run test test-unit test-lowest test-postgres system-packages venv-lowest lint bench clean
 
 # Silent (make echoes nothing), so stdout carries the run's JSON alone: `make run 2>/dev/null | python3 -m json.tool`.
 run: $(VENV)/.installed
@@ -46,9 +46,11 @@ system-packages:
 	$$apt apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$apt apt-get install -y -qq$$missing >/dev/null \
 		|| echo "make: apt-get could not install$$missing; the tests that need them are skipped" >&2
 
-test-lowest: $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST)
+test-lowest: venv-lowest
 	$(VENV_LOWEST)/bin/python -c 'import prefect; print("prefect", prefect.__version__)'
-	$(VENV_LOWEST)/bin/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+	$(VENV_LOWEST)/bin/python -m pytest -n $(TEST_PROCESSES) tests/unit tests/integration $(PYTEST_ARGS)
+
+venv-lowest: $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST)
 
 # The end-to-end scenarios again with the Prefect server on a private PostgreSQL cluster (the production backend).
 POSTGRES_SCENARIOS ?= tests/e2e/test_webhook_e2e.py::test_seed_scenario_post_202_then_poll_to_200_with_five_results \

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.paths import CHROMIUM, TESTS
 from tests.support.paths import REPO_ROOT as REPO_ROOT  # re-exported: tests import it from here
-from tests.support.paths import TESTS
 
 if TYPE_CHECKING:
     from fanout.localstack.stack import LocalStack
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 # The test folders, each its own marker (declared with a description in pyproject.toml).
 FOLDER_MARKERS = ("unit", "integration", "e2e", "faults", "ui", "postgres")
 LOG_TAIL_LINES = 60
-CHROMIUM = "/usr/bin/chromium"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -54,7 +53,7 @@ def module_scoped(item: pytest.Item) -> bool:
 def missing_debian_packages() -> dict[str, str]:
     """Markers whose tests cannot run here, with the reason a skip reports (`make test` installs both)."""
     missing = {}
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         missing["ui"] = f"Debian's chromium is not installed ({CHROMIUM}): sudo apt-get install chromium"
     from fanout.localstack.postgres import PostgresNotAvailable, binary_dir
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fanout.localstack.processes import Child, spawn
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import descendants
 from tests.support.stacks import wait_for
 
 READY = "Ctrl-C stops everything"
@@ -64,7 +66,19 @@ def running_fanout_up(
         assert child.process.poll() is None, child.log_tail()
         yield child, home
     finally:
-        child.kill()
+        stop_everything(child)
+
+
+def stop_everything(child: Child) -> None:
+    """Stop `fanout up` as Ctrl-C would (it stops the processes it started), then SIGKILL whatever of them
+    is left: they run in sessions of their own, which killing its process group does not reach."""
+    started = descendants(child.process.pid)
+    child.stop(grace=60)
+    for pid in started:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def printed(child: Child, label: str) -> str:

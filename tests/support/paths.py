@@ -1,4 +1,5 @@
-"""Where the checkout is: test subprocesses run there, and flow runs import `tests.support` from it."""
+"""Where things are: the checkout (test subprocesses run there, and flow runs import `tests.support` from
+it) and the browser the UI tier drives."""
 
 from __future__ import annotations
 
@@ -6,3 +7,5 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TESTS = REPO_ROOT / "tests"
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's chromium, which the UI tier drives (never a downloaded browser)."""

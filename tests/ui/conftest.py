@@ -14,9 +14,8 @@ import pytest
 
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import PrefectServer, running_prefect_server
-from tests.conftest import REPO_ROOT
+from tests.support.paths import CHROMIUM, REPO_ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -86,7 +85,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             yield chromium
         finally:
