@@ -14,9 +14,8 @@ import pytest
 
 from fanout.localstack.processes import Child
 from fanout.localstack.stack import LocalStack
-from tests.e2e.test_prefect_starts import finished_output
 from tests.support.processes import alive, descendants
-from tests.support.stacks import FINAL_STATES, wait_for
+from tests.support.stacks import FINAL_STATES, finished_output, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -3,13 +3,16 @@ cleaning up after a test, polling a status URL, waiting for a condition."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prefect.client.orchestration import PrefectClient
 
 from fanout.localstack import polling
 from fanout.localstack.stack import LocalStack
@@ -70,3 +73,20 @@ def wait_for(condition: Callable[[], Any], timeout: float = 120, interval: float
     """Poll `condition` until it returns something truthy (fanout.localstack.polling, with the stack tests'
     defaults)."""
     return polling.wait_for(condition, timeout, what or str(condition), interval=interval)
+
+
+def finished_output(stack: LocalStack, flow_run_id: str, timeout: float = 180) -> tuple[str, Any]:
+    """Wait for the flow run to finish; its final state type and its persisted return value."""
+
+    async def read() -> tuple[str, Any]:
+        async with PrefectClient(stack.api_url) as client:
+            flow_run = await client.read_flow_run(uuid.UUID(flow_run_id))
+            assert flow_run.state is not None
+            return flow_run.state.type.value, await flow_run.state.aresult(raise_on_failure=False)
+
+    def state() -> str | None:
+        run = httpx.get(f"{stack.api_url}/flow_runs/{flow_run_id}", headers=stack.api_headers(), timeout=30).json()
+        return run["state"]["type"] if run["state"]["type"] in FINAL_STATES else None
+
+    wait_for(state, timeout=timeout, what=f"flow run {flow_run_id} to finish")
+    return asyncio.run(read())

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +24,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOTS = Path(os.environ.get("FANOUT_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "ui"
 
 
 @pytest.fixture(scope="module")
