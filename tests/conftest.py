@@ -9,7 +9,10 @@ that share a module-scoped fixture run in one test process (pytest-xdist's `load
 from __future__ import annotations
 
 import os
+import signal
+import uuid
 from collections.abc import Generator, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +24,48 @@ from tests.support.paths import REPO_ROOT as REPO_ROOT  # re-exported: tests imp
 if TYPE_CHECKING:
     from fanout.localstack.stack import LocalStack
 
+SESSION_MARKER = "PYTEST_FANOUT_SESSION"
+"""Set in the test session's environment, so every process it starts carries it: after the suite, a
+process that still carries it was left running."""
 # The test folders, each its own marker (declared with a description in pyproject.toml).
 FOLDER_MARKERS = ("unit", "integration", "e2e", "faults", "ui", "postgres")
 LOG_TAIL_LINES = 60
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Mark this session's processes (xdist's test processes inherit the controller's mark)."""
+    os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After the suite (in the controller, once its test processes have stopped their stacks), nothing the
+    suite started is left running: whatever is, is reported and SIGKILLed."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from fanout.localstack.polling import wait_for
+    from tests.support.processes import marked_processes
+
+    marker, mine = os.environ[SESSION_MARKER], os.getpid()
+    try:
+        wait_for(lambda: not marked_processes(marker) - {mine}, 60, "the suite's processes to exit", interval=0.5)
+    except TimeoutError:
+        left = marked_processes(marker) - {mine}
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"processes left running after the suite (now killed): {describe(left)}", red=True)
+        for pid in left:
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def describe(pids: set[int]) -> str:
+    """`pid: command line` of each process, for a report."""
+    lines = []
+    for pid in sorted(pids):
+        with suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            lines.append(f"{pid}: {command[:160]}")
+    return "; ".join(lines)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

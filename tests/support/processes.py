@@ -1,4 +1,5 @@
-"""Looking at processes from /proc: which ones live below a process, and whether one is still alive."""
+"""Looking at processes from /proc: which ones live below a process or carry a mark in their environment,
+and whether one is still alive."""
 
 from __future__ import annotations
 
@@ -33,3 +34,16 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return {child for child in found if alive(child)}
+
+
+def marked_processes(marker: str) -> set[int]:
+    """Living processes whose environment carries `marker` (what a process starts inherits it)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes() and alive(int(entry.name)):
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
