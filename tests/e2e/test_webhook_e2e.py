@@ -100,6 +100,7 @@ def test_the_same_key_with_another_body_is_409(webhook: httpx.Client, prefect_ap
     """Reusing an Idempotency-Key with a different body is refused; only the first run exists."""
     headers = {"Idempotency-Key": "e2e-order-2"}
     assert webhook.post("/api/start-fanout", json={"count": 3}, headers=headers).status_code == 202
+    wait_for(lambda: webhook.get("/health").json().get("queuedStarts") == 0, timeout=120, what="the first run created")
     before = len(flow_runs(prefect_api))
     again = webhook.post("/api/start-fanout", json={"count": 4}, headers=headers)
     assert again.status_code == 409 and "different body" in again.json()["detail"]
