@@ -14,9 +14,9 @@ VENV_LOWEST ?= .venv-lowest
 # ("'PrefectRouter' object has no attribute 'routes'", seen with 3.1.15): the lowest is tested with the
 # FastAPI of its time, as a project that runs that Prefect already has it.
 LOWEST_CONSTRAINTS ?= "fastapi>=0.111,<0.116"
-LINTED := src flows benchmarks tests
+LINTED := src flows benchmarks tests docs
 
-.PHONY: run test test-unit test-lowest test-postgres system-packages venv-lowest lint bench clean
+.PHONY: run test test-unit test-lowest test-postgres system-packages venv-lowest lint docs bench clean
 
 # Silent (make echoes nothing), so stdout carries the run's JSON alone: `make run 2>/dev/null | python3 -m json.tool`.
 run: $(VENV)/.installed
@@ -65,6 +65,11 @@ lint: $(VENV)/.installed-lint
 	$(BIN)/mypy --strict src/fanout flows
 	$(BIN)/lint-imports
 
+# The documentation site in site/: warnings (a broken link, a page missing from the nav) fail the build.
+# The reference pages are generated from the code as it builds (docs/reference_hooks.py).
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.scale --quick
 
@@ -83,6 +88,10 @@ $(VENV)/.installed-lint: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[lint,dask]"
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
 $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST): pyproject.toml
 	test -x $(VENV_LOWEST)/bin/python || $(PYTHON) -m venv $(VENV_LOWEST)
 	$(VENV_LOWEST)/bin/python -m pip install --quiet --upgrade pip
@@ -90,4 +99,4 @@ $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST): pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(VENV_LOWEST) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_LOWEST) site .pytest_cache .mypy_cache .ruff_cache

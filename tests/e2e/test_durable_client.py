@@ -23,7 +23,8 @@ from azure.durable_functions.models.utils import http_utils
 
 from fanout.localstack.processes import LOOPBACK
 from fanout.localstack.stack import LocalStack
-from tests.e2e.test_readme_commands import bash, sh_blocks
+from tests.e2e.test_readme_commands import bash
+from tests.support.markdown import DOCS, section_blocks
 from tests.support.processors import executed as executed_items
 from tests.support.stacks import wait_for
 
@@ -270,9 +271,9 @@ def test_the_client_without_the_token_is_refused(stack: LocalStack) -> None:
         run(lambda: client.get_status("anything"))
 
 
-def test_the_readme_curl_commands_answer_as_the_readme_says(stack: LocalStack, worker: Any) -> None:
-    """The README's Durable Functions curl lines, run as written: start under an id, status with history, a page."""
-    (script,) = sh_blocks("Coming from Durable Functions")
+def test_the_guide_curl_commands_answer_as_the_guide_says(stack: LocalStack, worker: Any) -> None:
+    """The Durable Functions guide's curl lines, run as written: start under an id, status with history, a page."""
+    (script,) = section_blocks(DOCS / "how-to" / "durable-functions.md", "With curl")
     done = bash(script, stack, FANOUT_URL=stack.webhook_url, FANOUT_WEBHOOK_TOKEN=stack.token)
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"id":"dfdemo-1"' in done.stdout

@@ -1,9 +1,8 @@
-"""The commands in the README's deploy and webhook sections, run as written (bash, curl) against a real stack."""
+"""The shell commands of the README and the how-to guides, run as written (bash, curl) against a real stack."""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,25 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
+from fanout.localstack.processes import Child
 from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
+from tests.support.markdown import DOCS, README, section_blocks
 from tests.support.stacks import wait_for
 
 pytestmark = pytest.mark.e2e
 
-README = (REPO_ROOT / "README.md").read_text()
-
-
-def section(title: str) -> str:
-    """The README text under `## <title>`, up to the next `## ` heading."""
-    start = README.index(f"## {title}")
-    end = README.find("\n## ", start + 1)
-    return README[start:] if end == -1 else README[start:end]
-
-
-def sh_blocks(title: str) -> list[str]:
-    """The ```sh code blocks of a README section."""
-    return re.findall(r"```sh\n(.*?)```", section(title), flags=re.S)
+DEPLOY = DOCS / "how-to" / "deploy.md"
+HTTP_API = DOCS / "how-to" / "http-api.md"
 
 
 def bash(script: str, stack: LocalStack, **env: str) -> subprocess.CompletedProcess[str]:
@@ -46,14 +36,37 @@ def bash(script: str, stack: LocalStack, **env: str) -> subprocess.CompletedProc
     )
 
 
+def webhook_env(stack: LocalStack) -> dict[str, str]:
+    """What `fanout up` leaves in `.fanout/` for a reader's shell, given here as the variables the
+    commands read first."""
+    return {"FANOUT_URL": stack.webhook_url, "FANOUT_WEBHOOK_TOKEN": stack.token}
+
+
 def runs_with(prefect_api: httpx.Client, request: dict[str, Any]) -> list[dict[str, Any]]:
     runs = prefect_api.post("/flow_runs/filter", json={"limit": 200}).json()
     return [run for run in runs if run["parameters"].get("request") == request]
 
 
+def test_readme_quick_start_lines_are_the_ones_tested() -> None:
+    """The README's `fanout run`, `fanout up` and `fanout start` lines are those the e2e tiers exercise."""
+    run, up, _ = section_blocks(README, "Quick start")
+    assert run.strip() == ".venv/bin/fanout run"
+    assert up.strip() == ".venv/bin/fanout up"
+    assert "`.venv/bin/fanout start --count 200 --wait`" in README.read_text()
+
+
+def test_readme_quick_start_curl_polls_to_completed(stack: LocalStack, worker: Child) -> None:
+    """The README's curl start and poll loop ends with the run's Completed status and its output."""
+    start_and_poll = section_blocks(README, "Quick start")[2]
+    done = bash(start_and_poll, stack, **webhook_env(stack))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"runtimeStatus":"Completed"' in done.stdout.replace(" ", "")
+    assert "Processed item-20" in done.stdout
+
+
 def test_deploy_commands(stack: LocalStack) -> None:
-    """`prefect work-pool create` and `prefect deploy --all --no-prompt` from the README register the deployment."""
-    setup = sh_blocks("Deploying with Prefect")[0]
+    """`prefect work-pool create` and `prefect deploy --all --no-prompt` from the guide register the deployment."""
+    setup = section_blocks(DEPLOY, "Register and serve")[0]
     commands = [line for line in setup.splitlines() if line.strip() and "worker start" not in line]
     done = bash("\n".join(commands), stack)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -69,21 +82,22 @@ def test_deploy_commands(stack: LocalStack) -> None:
 def test_deployment_run_and_event_commands_create_runs(
     stack: LocalStack, webhook: httpx.Client, prefect_api: httpx.Client
 ) -> None:
-    """The README's `prefect deployment run` line and its events-API curl each start a run of five items."""
-    run_line, event_line = sh_blocks("Deploying with Prefect")[1:3]
+    """The guide's `prefect deployment run` line and its events-API curl each start a run of five items."""
+    (run_line,) = section_blocks(DEPLOY, "Start a run")
+    (event_curl,) = section_blocks(DEPLOY, "Start a run from an event")
     before = len(runs_with(prefect_api, {"count": 5}))
     done = bash(run_line, stack)
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(runs_with(prefect_api, {"count": 5})) == before + 1
-    done = bash(event_line, stack)
+    done = bash(event_curl, stack)
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: len(runs_with(prefect_api, {"count": 5})) == before + 2, timeout=120, what="the event's run")
 
 
 def test_webhook_curl_examples(stack: LocalStack, webhook: httpx.Client) -> None:
-    """The webhook section's curl examples start, read, terminate, restart and purge an instance."""
-    start, manage, _ = sh_blocks("The webhook and status API")
-    done = bash(start + manage, stack, FANOUT_URL=stack.webhook_url, FANOUT_WEBHOOK_TOKEN=stack.token)
+    """The HTTP API guide's curl examples start, read, terminate, restart and purge an instance."""
+    start, manage, _ = section_blocks(HTTP_API, "Start, read, manage")
+    done = bash(start + manage, stack, **webhook_env(stack))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("HTTP/1.1 202") == 2  # the start, and the status of a run not yet finished
     assert '"statusQueryGetUri"' in done.stdout and '"customStatus"' in done.stdout
@@ -92,15 +106,8 @@ def test_webhook_curl_examples(stack: LocalStack, webhook: httpx.Client) -> None
 
 
 def test_webhook_cli_examples(stack: LocalStack, webhook: httpx.Client) -> None:
-    """The webhook section's `fanout` lines start, read, list, terminate and purge an instance."""
-    cli = sh_blocks("The webhook and status API")[2]
-    done = bash(cli, stack, FANOUT_URL=stack.webhook_url, FANOUT_WEBHOOK_TOKEN=stack.token)
+    """The HTTP API guide's `fanout` lines start, read, list, terminate and purge an instance."""
+    cli = section_blocks(HTTP_API, "Start, read, manage")[2]
+    done = bash(cli, stack, **webhook_env(stack))
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"runtimeStatus"' in done.stdout and '"instancesDeleted": 1' in done.stdout
-
-
-def test_up_and_start_commands_are_the_ones_tested() -> None:
-    """The README's `fanout up` and `fanout start` lines use options tests/e2e/test_up.py exercises."""
-    up, start = sh_blocks("The local stack: `fanout up`")
-    assert up.strip() == ".venv/bin/fanout up"
-    assert start.strip() == ".venv/bin/fanout start --count 200 --wait"

@@ -164,7 +164,11 @@ def settings_env(crash_env: Mapping[str, str]) -> dict[str, str]:
 def fault_stack(folder: Path, crash_env: Mapping[str, str], database_url: str | None = None) -> Iterator[FaultStack]:
     """Server, fanout's deployments, automations (shaped by `crash_env`) and webhook, with one result storage
     (`FaultStack.results`) for the webhook and the workspaces' workers; all stopped on exit."""
-    env = {**settings_env(crash_env), "FANOUT_RESULT_STORAGE": str(folder / "results")}
+    env = {
+        **settings_env(crash_env),
+        "FANOUT_RESULT_STORAGE": str(folder / "results"),
+        "FANOUT_SOURCE_ROOTS": str(folder / "sources"),  # webhook and workers alike, as under `fanout up`
+    }
     local = LocalStack(home=folder, database_url=database_url, env=env)
     try:
         local.start_server()

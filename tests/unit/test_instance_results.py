@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -163,3 +164,64 @@ def test_a_journal_shorter_than_indexed_starts_the_index_again(tmp_path: Path) -
     journal_path.write_bytes(only_b)
     rows = InstanceResults(str(tmp_path), "inst").page(0, 2).items
     assert [(row.status, row.result) for row in rows] == [("pending", None), ("completed", 3)]
+
+
+def finished_run(root: Path, count: int = 40) -> list[str]:
+    """A plan of `count` items, every one checkpointed, and its index built by a first read."""
+    keys = [f"k{index}" for index in range(count)]
+    record_plan(str(root), "inst", PROCESSOR, keys)
+    with store(root).journal("batch-1") as journal:
+        for index, key in enumerate(keys):
+            journal.append(key, index)
+    assert all(row["status"] == "completed" for row in InstanceResults(str(root), "inst").rows())
+    return keys
+
+
+def slots_file(root: Path) -> Path:
+    (slots,) = root.glob("fanout/inst/results-index/slots")
+    return slots
+
+
+def assert_every_item_completed(root: Path, keys: list[str]) -> None:
+    rows = list(InstanceResults(str(root), "inst").rows(batch=7))
+    assert [(row["key"], row["status"], row["result"]) for row in rows] == [
+        (key, "completed", index) for index, key in enumerate(keys)
+    ]
+
+
+def test_swapped_slots_are_rebuilt_from_the_journals(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two slots of the index swapped: the damage is seen, the index rebuilt with a warning, every item completed."""
+    keys = finished_run(tmp_path)
+    data = bytearray(slots_file(tmp_path).read_bytes())
+    size = len(data) // len(keys)
+    data[3 * size : 4 * size], data[30 * size : 31 * size] = data[30 * size : 31 * size], data[3 * size : 4 * size]
+    slots_file(tmp_path).write_bytes(bytes(data))
+    assert_every_item_completed(tmp_path, keys)
+    assert "results index" in caplog.text and "rebuilt from the journals" in caplog.text
+
+
+def test_random_slots_are_rebuilt_from_the_journals(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The index's slots overwritten with random bytes: rebuilt with a warning, every item completed."""
+    keys = finished_run(tmp_path)
+    slots_file(tmp_path).write_bytes(os.urandom(slots_file(tmp_path).stat().st_size))
+    assert_every_item_completed(tmp_path, keys)
+    assert "rebuilt from the journals" in caplog.text
+
+
+def test_a_slot_emptied_by_damage_does_not_make_an_item_pending(tmp_path: Path) -> None:
+    """A finished item's slot zeroed (or swapped with an empty one) is caught: the item stays completed."""
+    keys = finished_run(tmp_path)
+    data = bytearray(slots_file(tmp_path).read_bytes())
+    size = len(data) // len(keys)
+    data[5 * size : 6 * size] = bytes(size)
+    slots_file(tmp_path).write_bytes(bytes(data))
+    assert_every_item_completed(tmp_path, keys)
+
+
+def test_damaged_index_state_is_rebuilt(tmp_path: Path) -> None:
+    """The index's state file replaced by other JSON, or by random bytes, is rebuilt, not a crash."""
+    keys = finished_run(tmp_path)
+    (state,) = tmp_path.glob("fanout/inst/results-index/state.json")
+    for damage in (b'{"version": 2, "journals": 7}', os.urandom(64)):
+        state.write_bytes(damage)
+        assert_every_item_completed(tmp_path, keys)

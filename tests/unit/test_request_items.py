@@ -8,7 +8,7 @@ import pytest
 
 from fanout.core.errors import InvalidRequest
 from fanout.core.settings import get_settings
-from fanout.inputs.admission import admit
+from fanout.inputs.admission import admit, planned_items
 from fanout.inputs.items import ItemValues
 from fanout.inputs.request import FanoutRequest, item_count, plan_items, plan_request
 from fanout.inputs.sources import BadSource, ItemSource, SourceForbidden
@@ -93,3 +93,14 @@ def test_item_values_pickle_with_the_run() -> None:
 
     values = pickle.loads(pickle.dumps(ItemValues({"1": {"id": 1}})))
     assert values.of("1") == {"id": 1} and values.of("item-2") == "item-2"
+
+
+def test_the_flow_reads_a_source_only_under_its_roots(tmp_path: Path) -> None:
+    """Where the flow's process has FANOUT_SOURCE_ROOTS, a source that now leads outside them fails the run."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "outside.txt").write_text("secret\n")
+    (tmp_path / "in" / "ids.txt").symlink_to(tmp_path / "outside.txt")
+    request = FanoutRequest(source=ItemSource(uri=str(tmp_path / "in" / "ids.txt")))
+    with pytest.raises(SourceForbidden, match="outside FANOUT_SOURCE_ROOTS"):
+        planned_items(request, get_settings(source_roots=[str(tmp_path / "in")]))
+    assert planned_items(request, get_settings())[0] != []  # a starter without roots reads its own files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +195,63 @@ def test_reading_is_streamed() -> None:
     stream = iter_source(ItemSource(uri=uri))
     assert next(stream) == {"n": 0}
     stream.close()  # type: ignore[attr-defined]
+
+
+def test_a_link_swapped_in_after_admission_is_not_read(tmp_path: Path) -> None:
+    """A file admitted under a root, then replaced by a link to a file outside, fails when opened, unread."""
+    roots = [str(tmp_path / "in")]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "outside.jsonl").write_text('"secret"\n')
+    path = tmp_path / "in" / "items.jsonl"
+    path.write_text('"fine"\n')
+    source = ItemSource(uri=str(path))
+    check_allowed(source, roots, [])
+    path.unlink()
+    path.symlink_to(tmp_path / "outside.jsonl")
+    with pytest.raises(SourceForbidden, match=r"outside\.jsonl.*outside FANOUT_SOURCE_ROOTS"):
+        list(iter_source(source, roots=roots))
+
+
+def test_a_folder_swapped_for_a_link_is_judged_by_where_it_leads(tmp_path: Path) -> None:
+    """A folder on the path replaced by a link out of the root is caught like a linked file."""
+    roots = [str(tmp_path / "in")]
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "items.jsonl").write_text('"secret"\n')
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(SourceForbidden, match="outside FANOUT_SOURCE_ROOTS"):
+        list(iter_source(ItemSource(uri=str(tmp_path / "in" / "sub" / "items.jsonl")), roots=roots))
+
+
+def test_a_file_under_a_root_is_read_with_roots(tmp_path: Path) -> None:
+    """Checking the opened file leaves a file under a root, even reached through a link inside it, readable."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "items.jsonl").write_text('"a"\n"b"\n')
+    (tmp_path / "in" / "link.jsonl").symlink_to(tmp_path / "in" / "items.jsonl")
+    source = ItemSource(uri=(tmp_path / "in" / "link.jsonl").as_uri())
+    assert list(iter_source(source, roots=[str(tmp_path / "in")])) == ["a", "b"]
+
+
+def test_remote_sources_are_checked_by_name_when_opened() -> None:
+    """With roots, a remote URI outside every root prefix is refused at open time too."""
+    uri = memory_file('"x"\n', ".jsonl")
+    with pytest.raises(SourceForbidden, match="outside FANOUT_SOURCE_ROOTS"):
+        list(iter_source(ItemSource(uri=uri), roots=["memory://elsewhere/"]))
+    assert list(iter_source(ItemSource(uri=uri), roots=["memory://fanout-tests/"])) == ["x"]
+
+
+def test_only_regular_files_are_sources(tmp_path: Path) -> None:
+    """A folder or a pipe is not a source: refused without waiting on it."""
+    os.mkfifo(tmp_path / "pipe")
+    for path in (tmp_path, tmp_path / "pipe"):
+        with pytest.raises(BadSource, match="not a regular file"):
+            read(str(path))
+
+
+def test_json_nested_past_pythons_limit_is_a_bad_source() -> None:
+    """An item nested deeper than Python's JSON reader goes is a bad source naming the place, not a crash."""
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(BadSource, match="line 1: not JSON"):
+        read(memory_file(deep + "\n"), "jsonl", max_item_bytes=1_000_000)
+    with pytest.raises(BadSource, match="not JSON"):
+        read(memory_file("[" + deep + "]"), "json", max_item_bytes=1_000_000)

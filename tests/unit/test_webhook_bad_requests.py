@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import pytest
 
+from tests.support.fake_instances import FakeManagedRuns
 from tests.support.fake_runs import FakeRuns
 from tests.support.webhook_client import AUTH, call, make_app
 
@@ -14,7 +16,7 @@ JSON = {**AUTH, "Content-Type": "application/json"}
 MAX_BODY = 4096
 
 
-def post(body: bytes | str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+def post(body: bytes | str, headers: dict[str, str | bytes] | None = None) -> dict[str, Any]:
     return {"method": "POST", "url": "/api/start-fanout", "content": body, "headers": headers or JSON}
 
 
@@ -63,6 +65,21 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], int]] = {
     "empty idempotency key": (post("{}", {**JSON, "Idempotency-Key": ""}), 400),
     "idempotency key too long": (post("{}", {**JSON, "Idempotency-Key": "k" * 129}), 400),
     "idempotency key with space": (post("{}", {**JSON, "Idempotency-Key": "a b"}), 400),
+    "lone surrogate in an item": (post('{"items": ["ok", "\\ud800"]}'), 422),
+    "lone surrogate in an object key": (post('{"items": [{"\\udfff": 1}]}'), 422),
+    "lone surrogate in an item_key value": (post('{"items": [{"id": "\\ud800"}], "item_key": "id"}'), 422),
+    "lone surrogate beside the item_key": (post('{"items": [{"id": 1, "x": "\\ud800"}], "item_key": "id"}'), 422),
+    "lone surrogate as item_key": (post('{"items": [{"id": 1}], "item_key": "\\ud800"}'), 422),
+    "lone surrogate as a field name": (post('{"\\ud800": 1}'), 422),
+    "items nested 65 deep": (post('{"items": [' + "[" * 64 + "1" + "]" * 64 + "]}"), 422),
+    "items nested 500 deep": (post('{"items": [' + "[" * 500 + "1" + "]" * 500 + "]}"), 422),
+    "generator params nested 65 deep": (
+        post('{"source": {"generator": "a:b", "params": {"p": ' + "[" * 64 + "]" * 64 + "}}}"),
+        422,
+    ),
+    "NUL in a source uri": (post_json({"source": {"uri": "/tmp/a\u0000b.jsonl"}}), 422),
+    "content-length of 5,000 digits": (post("{}", {**JSON, "Content-Length": "9" * 5000}), 413),
+    "content-length not ascii digits": (post("{}", {**JSON, "Content-Length": b"\xb2"}), 400),
     "GET on start": ({"method": "GET", "url": "/api/start-fanout", "headers": AUTH}, 405),
     "PUT on start": ({"method": "PUT", "url": "/api/start-fanout", "headers": AUTH}, 405),
     "DELETE on start": ({"method": "DELETE", "url": "/api/start-fanout", "headers": AUTH}, 405),
@@ -92,3 +109,53 @@ def test_bad_request_is_refused_with_a_message(request_options: dict[str, Any], 
 def test_there_are_at_least_thirty_kinds_of_bad_request() -> None:
     """The catalogue above covers at least 30 distinct kinds of bad request."""
     assert len(BAD_REQUESTS) >= 30
+
+
+LIST_QUERIES = ["top=" + "9" * 5000, "top=%C2%B2", "top=0", "createdTimeFrom=%00", "runtimeStatus=%F0%9F%92%A5"]
+
+
+@pytest.mark.parametrize("query", LIST_QUERIES)
+def test_hostile_list_queries_are_400(query: str) -> None:
+    """A list query Python cannot read as asked (huge or non-ASCII digits, NUL) is a 400 on both route tables."""
+    app = make_app(FakeManagedRuns())
+    for path in ("/api/instances", "/runtime/webhooks/durabletask/instances"):
+        response = call(app, "GET", f"{path}?{query}")
+        assert response.status_code == 400, (path, response.text)
+
+
+def test_items_nested_64_deep_are_accepted() -> None:
+    """Nesting up to the limit is an ordinary request: 202, and the run is created."""
+    runs = FakeRuns()
+    body = '{"items": [' + "[" * 63 + "1" + "]" * 63 + "]}"
+    assert call(make_app(runs), "POST", "/api/start-fanout", content=body, headers=JSON).status_code == 202
+    assert len(runs.runs) == 1
+
+
+def test_lone_surrogate_on_the_durable_start_is_400() -> None:
+    """The Durable Functions start answers 400, in its own shape, to a lone surrogate, even in a twice-encoded body."""
+    runs = FakeRuns()
+    app = make_app(runs)
+    url = "/runtime/webhooks/durabletask/orchestrators/fan_out_fan_in"
+    for body in ('{"items": ["\\ud800"]}', json.dumps('{"items": ["\\ud800"]}'), '"\\ud800"'):
+        response = call(app, "POST", url, content=body, headers=JSON)
+        assert response.status_code == 400, response.text
+        assert response.json()["ExceptionMessage"]
+    assert runs.runs == {}
+
+
+def test_a_hostile_continuation_token_is_400() -> None:
+    """A continuation token that decodes to deeply nested JSON is refused as a bad token, not a crash."""
+    token = base64.urlsafe_b64encode(b"[" * 40_000).decode()
+    app = make_app(FakeManagedRuns())
+    for path in ("/api/instances", "/runtime/webhooks/durabletask/instances"):
+        response = call(app, "GET", path, headers={**AUTH, "x-ms-continuation-token": token})
+        assert response.status_code == 400, (path, response.text)
+
+
+@pytest.mark.parametrize("authorization", [b"Basic \xe9\xe9", b"Bearer \xe9", b"Basic \x00", b"Basic " + b"=" * 9])
+def test_hostile_credentials_are_401(authorization: bytes) -> None:
+    """Credentials that are not ASCII, base64 or UTF-8 are wrong credentials: 401 on every route that takes them."""
+    app = make_app(FakeManagedRuns())
+    for path in ("/runtime/webhooks/durabletask/instances", "/api/instances", "/openapi.json"):
+        response = call(app, "GET", path, headers={"Authorization": authorization})  # type: ignore[dict-item]
+        assert response.status_code == 401, (path, response.text)

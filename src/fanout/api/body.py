@@ -25,9 +25,9 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
     """The raw body, or 413 as soon as it is known to exceed `max_bytes`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise HTTPException(400, "Content-Length must be a non-negative integer")
-        if int(declared) > max_bytes:
+        if len(declared) > len(str(max_bytes)) or int(declared) > max_bytes:
             raise HTTPException(413, f"body larger than {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -105,6 +105,7 @@ def _validated(fields: dict[str, Any]) -> FanoutRequest:
 
 def validation_message(error: ValidationError) -> str:
     """Pydantic's errors in one line: `field: problem; field: problem`."""
-    return "; ".join(
+    message = "; ".join(
         f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
     )
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")  # a field name may be a lone surrogate

@@ -46,6 +46,14 @@ from fanout.api.durable_payloads import (
     query_from,
     status_body,
 )
+from fanout.api.openapi_doc import (
+    LIST_QUERY,
+    PURGE_QUERY,
+    REASON_QUERY,
+    RESTART_QUERY,
+    START_BODY,
+    STATUS_QUERY,
+)
 from fanout.api.routes import INSTANCE_ID
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import FanoutRequest
@@ -118,8 +126,8 @@ def _refused(error: WebhookError) -> JSONResponse:
     return problem(status_code, str(error), headers=error.headers)
 
 
-@router.post("/orchestrators/{name}")
-@router.post("/orchestrators/{name}/{instance_id}")
+@router.post("/orchestrators/{name}", openapi_extra=START_BODY)
+@router.post("/orchestrators/{name}/{instance_id}", openapi_extra=START_BODY)
 async def start_orchestration(
     request: Request,
     name: str,
@@ -156,11 +164,12 @@ def _unwrapped(body: bytes) -> bytes:
     (a JSON string holding the JSON), and `null` for no input."""
     try:
         value = json.loads(body) if body.strip() else None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, an integer Python refuses to read
         return body  # parse_request answers 400 with the reason
     if value is None:
         return b""
-    return value.encode() if isinstance(value, str) else body
+    # A lone surrogate in the inner text stays undecodable, so parse_request refuses it as malformed.
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else body
 
 
 def _with_instance(fanout_request: FanoutRequest, instance_id: str | None) -> FanoutRequest:
@@ -173,7 +182,7 @@ def _with_instance(fanout_request: FanoutRequest, instance_id: str | None) -> Fa
     return fanout_request.model_copy(update={"instance_id": instance_id})
 
 
-@router.get("/instances/{instance_id}")
+@router.get("/instances/{instance_id}", openapi_extra=STATUS_QUERY)
 async def get_status(request: Request, instance_id: str, ops: AdminDep, settings: Settings) -> Response:
     """The instance's status; 202 while it runs (Location, Retry-After), 200 once finished."""
     params = request.query_params
@@ -205,7 +214,7 @@ async def get_status(request: Request, instance_id: str, ops: AdminDep, settings
     return JSONResponse(body, status_code=500 if failed and failure_is_500 else 200)
 
 
-@router.get("/instances")
+@router.get("/instances", openapi_extra=LIST_QUERY)
 @router.get("/instances/", include_in_schema=False)
 async def list_instances(
     request: Request,
@@ -238,7 +247,7 @@ async def terminate(instance_id: str, ops: AdminDep) -> Response:
     return Response(status_code=202)
 
 
-@router.post("/instances/{instance_id}/suspend")
+@router.post("/instances/{instance_id}/suspend", openapi_extra=REASON_QUERY)
 async def suspend(request: Request, instance_id: str, ops: AdminDep) -> Response:
     """Prefect's suspend: no new item starts; resume continues from the checkpoints."""
     found = await ops.find(instance_id)
@@ -256,7 +265,7 @@ async def suspend(request: Request, instance_id: str, ops: AdminDep) -> Response
     return Response(status_code=202)
 
 
-@router.post("/instances/{instance_id}/resume")
+@router.post("/instances/{instance_id}/resume", openapi_extra=REASON_QUERY)
 async def resume(request: Request, instance_id: str, ops: AdminDep) -> Response:
     """Resume a suspended instance (a no-op for one that is not suspended)."""
     found = await ops.find(instance_id)
@@ -285,7 +294,7 @@ async def rewind(instance_id: str, ops: AdminDep) -> Response:
     return Response(status_code=202)
 
 
-@router.post("/instances/{instance_id}/restart")
+@router.post("/instances/{instance_id}/restart", openapi_extra=RESTART_QUERY)
 async def restart(request: Request, instance_id: str, ops: AdminDep, settings: Settings) -> Response:
     """Run the instance's input again: under a new id (the default), or the same one once it finished
     (which reuses its checkpoints). Answers the id that runs."""
@@ -323,7 +332,7 @@ async def raise_event(
     if body.strip():
         try:
             json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             return problem(400, "Only application/json request content is supported")
     found = await ops.find(instance_id)
     if found is None:
@@ -358,7 +367,7 @@ async def _purge_one(ops: Admin, instance_id: str) -> PurgeReport:
         return PurgeReport()
 
 
-@router.delete("/instances")
+@router.delete("/instances", openapi_extra=PURGE_QUERY)
 @router.delete("/instances/", include_in_schema=False)
 async def purge_matching(request: Request, ops: AdminDep) -> Response:
     """Delete the finished instances created in [createdTimeFrom, createdTimeTo] with a runtimeStatus listed."""

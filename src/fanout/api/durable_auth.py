@@ -20,7 +20,6 @@ itself runs anonymously (`FANOUT_WEBHOOK_ALLOW_ANONYMOUS`, development only).
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from typing import Annotated
 
@@ -37,7 +36,7 @@ def presented_secret(authorization: str | None, code: str | None) -> str | None:
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 once decoded
             return None
         return decoded.partition(":")[2]
     return code

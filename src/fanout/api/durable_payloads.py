@@ -115,11 +115,17 @@ def history(
 
 
 def _results_by_item(run: RunRecord, output: Any) -> dict[str, Any]:
-    """Each item's result, from the run's output (a list in item order) and its planned items."""
+    """Each item's result, from the run's output (a list in item order) and its planned items.
+
+    A source's items are not read again here: the file may have changed since the run read it,
+    and only the run's own reader checks it against the roots where it opens it."""
     if not isinstance(output, list):
         return {}
     try:
-        items = plan_items(FanoutRequest.model_validate(run.parameters.get("request") or {}), len(output))
+        request = FanoutRequest.model_validate(run.parameters.get("request") or {})
+        if request.source is not None:
+            return {}
+        items = plan_items(request, len(output))
     except ValueError:
         return {}
     return dict(zip(items, output, strict=True)) if len(items) == len(output) else {}
@@ -182,7 +188,7 @@ def top_from(value: str | None) -> int | None:
     """`top`: a page size of 1..1000, or None for every instance."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 1000:
+    if not (value.isascii() and value.isdigit() and len(value) <= 4) or not 1 <= int(value) <= 1000:
         raise BadQuery(f"top must be an integer from 1 to 1000, got {value!r}")
     return int(value)
 

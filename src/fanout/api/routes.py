@@ -12,7 +12,7 @@ operation of `src/fanout/service/instances.py` and back.
     DELETE /api/instances/{id}               purge its runs, artifacts and checkpoints; 200 with what went
 
 `{id}` is an instance id or a flow-run id (a run started any other way).
-    GET    /health                           200 when Prefect answers, else 503; no token
+    GET    /health                           200 when Prefect answers in time, else 503; no token
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from fanout.api.body import parse_request, read_limited
+from fanout.api.deadline import bounded
 from fanout.api.deps import InstancesDep, Settings, State, require_token
 from fanout.api.durable_payloads import list_entry
 from fanout.api.listing import CONTINUATION_HEADER, BadQuery, list_instances
+from fanout.api.openapi_doc import LIST_QUERY, START_BODY
 from fanout.api.results_routes import inline_limited
+from fanout.core.prefect_adapter import client_retries_off
 from fanout.core.settings import FanoutSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
@@ -42,17 +45,19 @@ routes = APIRouter(dependencies=[Depends(require_token)])
 
 @open_routes.get("/health")
 async def health(state: State) -> JSONResponse:
-    """200 when the webhook can reach Prefect, 503 (with why) when it cannot: a supervisor can act on it."""
+    """200 when the webhook can reach Prefect, 503 (with why) when it cannot, within
+    `FANOUT_WEBHOOK_HEALTH_TIMEOUT_SECONDS` either way: a supervisor with a short timeout can act on it."""
     if state.instances is None:
         return JSONResponse({"status": "starting", "detail": "not connected to Prefect yet"}, status_code=503)
-    problem = await state.instances.runs.reachable()
+    with client_retries_off(), bounded(state.settings.webhook_health_timeout_seconds):
+        problem = await state.instances.runs.reachable()
     queued = state.instances.queue.queued_count()
     if problem is not None:
         return JSONResponse({"status": "unavailable", "detail": problem, "queuedStarts": queued}, status_code=503)
     return JSONResponse({"status": "ok", "queuedStarts": queued})
 
 
-@routes.post("/api/start-fanout", status_code=202)
+@routes.post("/api/start-fanout", status_code=202, openapi_extra=START_BODY)
 async def start_fanout(
     request: Request,
     instances: InstancesDep,
@@ -62,7 +67,7 @@ async def start_fanout(
     return await start(request, instances, settings, idempotency_key, deployment=None)
 
 
-@routes.post("/api/start-fanout/{deployment}", status_code=202)
+@routes.post("/api/start-fanout/{deployment}", status_code=202, openapi_extra=START_BODY)
 async def start_deployment(
     request: Request,
     deployment: str,
@@ -93,7 +98,7 @@ async def start(
     return accepted(request, settings, await instances.start(fanout_request, key, deployment))
 
 
-@routes.get("/api/instances")
+@routes.get("/api/instances", openapi_extra=LIST_QUERY)
 async def list_all(
     request: Request,
     instances: InstancesDep,

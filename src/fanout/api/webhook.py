@@ -21,6 +21,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from fanout.api.deadline import bounded, within_deadline
 from fanout.api.deps import WebhookState
 from fanout.api.docs_routes import router as docs_routes
 from fanout.api.durable_api import router as durable_routes
@@ -76,7 +77,11 @@ def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
     app.include_router(results_routes)  # GET /api/instances/{id}/results (src/fanout/api/results_routes.py)
     app.include_router(docs_routes)  # /docs, /redoc, /openapi.json, behind the token
     app.add_exception_handler(WebhookError, _webhook_error)
-    app.add_middleware(CappedPrefectRetries, retries=settings.webhook_api_retries)
+    app.add_middleware(
+        CappedPrefectRetries,
+        retries=settings.webhook_api_retries,
+        read_deadline_seconds=settings.webhook_read_deadline_seconds,
+    )
     return app
 
 
@@ -85,19 +90,26 @@ class CappedPrefectRetries:
 
     Prefect's client retries a failed call five times, backing off up to 32 s: with
     Prefect stuck, a status request would wait about a minute for its 503. Capped, the
-    client gets its 503 (and `Retry-After`) in seconds and asks again. The start
+    client gets its 503 (and `Retry-After`) in seconds and asks again. A GET's calls
+    also share one time budget, `read_deadline_seconds` (src/fanout/api/deadline.py),
+    since each capped retry still waits a whole timeout on a frozen Prefect. The start
     queue's submitter runs outside any request and keeps Prefect's retries.
     """
 
-    def __init__(self, app: ASGIApp, retries: int) -> None:
+    def __init__(self, app: ASGIApp, retries: int, read_deadline_seconds: float) -> None:
         self.app = app
         self.capped: SettingsContext = client_retries(retries)
+        self.read_deadline_seconds = read_deadline_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         with self.capped.model_copy():  # a context of its own per request: entering one records its token
+            if scope["method"] in ("GET", "HEAD"):  # reads are bounded as a whole (src/fanout/api/deadline.py)
+                with bounded(self.read_deadline_seconds):
+                    await self.app(scope, receive, send)
+                return
             await self.app(scope, receive, send)
 
 
@@ -112,10 +124,12 @@ def instances_over(runs: Runs, queue: StartQueue, settings: FanoutSettings) -> I
 
 def prefect_client_options(settings: FanoutSettings) -> dict[str, Any]:
     """httpx's own timeouts bound every call, including the wait for a pooled connection:
-    nothing is cancelled from outside, so no pool slot can leak."""
+    nothing is cancelled from outside, so no pool slot can leak. A request's budget, when it
+    has one, trims them further (src/fanout/api/deadline.py)."""
     timeout = settings.webhook_api_timeout_seconds
     return {
         "timeout": httpx.Timeout(timeout, pool=settings.webhook_pool_wait_seconds),
+        "event_hooks": {"request": [within_deadline]},
         "limits": httpx.Limits(
             max_connections=settings.webhook_max_connections,
             max_keepalive_connections=settings.webhook_max_connections,

@@ -27,7 +27,10 @@ inside a run. The assumptions:
    `read_path` / `write_path` may be sync or async depending on the block and the
    caller's context (Prefect's `async_dispatch`), and `run_coro_as_sync` (from
    `prefect.utilities.asyncutils`) runs the coroutine from sync code inside or
-   outside a flow.
+   outside a flow. On a `LocalFileSystem` a write goes where its `_resolve_path`
+   (private; it refuses paths escaping the base path) says, as its own
+   `write_path` does, but owner-only: Prefect's creates files and folders with
+   the process's umask.
 6. Remote storage blocks (`remote_block_files`): a `RemoteFileSystem` exposes its
    fsspec file system as `filesystem` and maps a key to a full path with
    `_resolve_path` (private), which purge uses to list and delete an instance's
@@ -58,7 +61,10 @@ from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from prefect.context import SettingsContext
+from prefect.filesystems import LocalFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
+
+from fanout.core.private_files import write_private
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -139,7 +145,15 @@ def read_block_path(storage: WritableFileSystem, path: str) -> bytes:
 
 
 def write_block_path(storage: WritableFileSystem, path: str, content: bytes) -> None:
-    """`storage.write_path(path, content)`, whether the block implements it sync or async."""
+    """`storage.write_path(path, content)`, whether the block implements it sync or async; on a local
+    folder, written as Prefect's `LocalFileSystem.write_path` does (its `_resolve_path` keeps the path
+    under the base path) but owner-only (src/fanout/core/private_files.py)."""
+    if isinstance(storage, LocalFileSystem):
+        target = storage._resolve_path(path)
+        if target.exists() and not target.is_file():
+            raise ValueError(f"Path {target} already exists and is not a file.")
+        write_private(target, content)
+        return
     done: Any = storage.write_path(path, content)
     if inspect.iscoroutine(done):
         run_coro_as_sync(done)

@@ -1,9 +1,14 @@
-"""Every knob fanout has, read from `FANOUT_*` environment variables or `.env`."""
+"""Every knob fanout has, read from `FANOUT_*` environment variables or `.env`, one class per concern.
+
+A process reads the class of each concern it has (the flow process `ItemSettings` and `RunnerSettings`,
+the webhook `WebhookSettings`, ...), so it validates only what it uses; `FanoutSettings` composes them
+all, with the same variable names, for the starters that hand settings on to the processes they start.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -14,12 +19,14 @@ DEFAULT_RESULT_STORAGE = Path(".fanout/storage")
 """One result-storage default for every starter (`fanout run`, `fanout serve`, `fanout up`'s worker and
 webhook), beside the rest of fanout's project-local state in `.fanout/`."""
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "token", "your-token-here", "xxxxxxxxxxxxxxxx"}
+FANOUT_ENV = SettingsConfigDict(env_prefix="FANOUT_", env_file=".env", extra="ignore", validate_default=True)
+"""Every concern reads the same `FANOUT_*` variables and `.env`, and ignores the others' variables."""
 
 
-class FanoutSettings(BaseSettings):
-    """Configuration of the flow and its starters; built by `get_settings()`, never at import."""
+class ItemSettings(BaseSettings):
+    """What the flow process runs for each item: the processor, its retries, checkpoints and batches."""
 
-    model_config = SettingsConfigDict(env_prefix="FANOUT_", env_file=".env", extra="ignore", validate_default=True)
+    model_config = FANOUT_ENV
 
     processor: str = Field(
         "fanout.engine.processor:processed",
@@ -45,7 +52,20 @@ class FanoutSettings(BaseSettings):
     per_item_task_limit: int = Field(
         100, ge=0, le=10_000, description="Up to this many items, each item is its own task run."
     )
-    # Crash detection and automatic resume (src/fanout/service/automations.py).
+
+    @field_validator("result_storage")
+    @classmethod
+    def _absolute(cls, folder: Path) -> Path:
+        """Absolute now, so a process that hands it on (to a worker, a flow run) hands on the same folder."""
+        return folder.expanduser().absolute()
+
+
+class ResumeSettings(BaseSettings):
+    """How a crashed deployment run is noticed and resumed: heartbeats, liveness events, the automations'
+    windows and retries (src/fanout/service/automations.py), and what the status says meanwhile."""
+
+    model_config = FANOUT_ENV
+
     heartbeat_seconds: int = Field(
         30, ge=30, le=3600, description="Flow-run heartbeat interval given to workers (Prefect's minimum is 30)."
     )
@@ -59,6 +79,39 @@ class FanoutSettings(BaseSettings):
     liveness_seconds: float = Field(
         2.0, ge=0.5, le=60, description="A deployment run emits a `fanout.flow-run.alive` event this often."
     )
+    # Prefect refuses a proactive trigger window under 10 s.
+    silent_after_seconds: int = Field(
+        12, ge=10, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
+    )
+    retry_window_seconds: int = Field(
+        10,
+        ge=10,
+        le=600,
+        description="A Crashed run is retried when no other state followed within this window "
+        "(the process worker reports one crash twice, 1-4 s apart).",
+    )
+    resume_deadline_seconds: int = Field(
+        300,
+        ge=30,
+        le=86_400,
+        description="A Crashed run that nothing resumed within this long answers 200 Failed on the status URL.",
+    )
+
+    @model_validator(mode="after")
+    def _window_spans_two_heartbeats(self) -> Self:
+        """A window shorter than two heartbeats would crash healthy runs."""
+        if self.crash_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("crash_after_seconds must be at least twice heartbeat_seconds")
+        if self.silent_after_seconds < 3 * self.liveness_seconds:
+            raise ValueError("silent_after_seconds must be at least three times liveness_seconds")
+        return self
+
+
+class WorkerSettings(BaseSettings):
+    """The warm worker and the local stack `fanout up` runs."""
+
+    model_config = FANOUT_ENV
+
     worker_limit: int = Field(
         10,
         ge=1,
@@ -78,23 +131,13 @@ class FanoutSettings(BaseSettings):
         description="`Retry-After` of the local Prefect server's 503s on SQLite (src/fanout/localstack/prefect_server.py); "
         "without it every Prefect client waits 2 s before its first retry.",
     )
-    # Prefect refuses a proactive trigger window under 10 s.
-    silent_after_seconds: int = Field(
-        12, ge=10, le=3600, description="A run with no liveness event for this long is presumed dead and resumed."
-    )
-    retry_window_seconds: int = Field(
-        10,
-        ge=10,
-        le=600,
-        description="A Crashed run is retried when no other state followed within this window "
-        "(the process worker reports one crash twice, 1-4 s apart).",
-    )
-    resume_deadline_seconds: int = Field(
-        300,
-        ge=30,
-        le=86_400,
-        description="A Crashed run that nothing resumed within this long answers 200 Failed on the status URL.",
-    )
+
+
+class RunnerSettings(BaseSettings):
+    """Where the flow process runs items and how many at once, across runs too; the instance lease; the report."""
+
+    model_config = FANOUT_ENV
+
     task_runner: Literal["thread", "dask"] = Field(
         "thread", description="Where task runs execute: threads in the flow process, or Dask."
     )
@@ -118,7 +161,19 @@ class FanoutSettings(BaseSettings):
         description="Lease a run holds on its instance id (renewed while it runs); a dead holder's lapses after it.",
     )
 
-    # The HTTP webhook starter (src/fanout/api/webhook.py) and `fanout up` / `fanout start`.
+    report_table_limit: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Up to this many items the report table lists every item; past it, a summary plus the failures.",
+    )
+
+
+class WebhookSettings(BaseSettings):
+    """The HTTP webhook (src/fanout/api/webhook.py) and the clients that find it (`fanout up`, `fanout start`)."""
+
+    model_config = FANOUT_ENV
+
     webhook_token: SecretStr | None = Field(
         None, description="Bearer token the webhook requires (`Authorization: Bearer ...`); 16+ characters."
     )
@@ -139,6 +194,19 @@ class FanoutSettings(BaseSettings):
         gt=0,
         le=300,
         description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
+    )
+    webhook_read_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Longest the Prefect API calls of one GET (a status, a list) may take together, retries "
+        "included; 503 with Retry-After beyond it, so a client polling a frozen Prefect is not held.",
+    )
+    webhook_health_timeout_seconds: float = Field(
+        1.5,
+        gt=0,
+        le=60,
+        description="Longest `/health` waits for Prefect's own health check (one try) before answering 503 with why.",
     )
     webhook_api_retries: int = Field(
         2,
@@ -186,11 +254,12 @@ class FanoutSettings(BaseSettings):
         "fan-out-fan-in/default", pattern=r"^[^/]+/[^/]+$", description="`<flow>/<deployment>` the starters run."
     )
 
-    @field_validator("result_storage")
-    @classmethod
-    def _absolute(cls, folder: Path) -> Path:
-        """Absolute now, so a process that hands it on (to a worker, a flow run) hands on the same folder."""
-        return folder.expanduser().absolute()
+    output_inline_limit: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Up to this many items the status document inlines `output`; beyond, `outputUri` and the results URL.",
+    )
 
     @field_validator("webhook_token")
     @classmethod
@@ -203,23 +272,12 @@ class FanoutSettings(BaseSettings):
             raise ValueError(f"webhook_token must be a real secret of at least {MIN_TOKEN_LENGTH} characters")
         return token
 
-    @model_validator(mode="after")
-    def _window_spans_two_heartbeats(self) -> FanoutSettings:
-        """A window shorter than two heartbeats would crash healthy runs."""
-        if self.crash_after_seconds < 2 * self.heartbeat_seconds:
-            raise ValueError("crash_after_seconds must be at least twice heartbeat_seconds")
-        if self.silent_after_seconds < 3 * self.liveness_seconds:
-            raise ValueError("silent_after_seconds must be at least three times liveness_seconds")
-        return self
 
-    report_table_limit: int = Field(
-        1000,
-        ge=0,
-        le=100_000,
-        description="Up to this many items the report table lists every item; past it, a summary plus the failures.",
-    )
+class SourceSettings(BaseSettings):
+    """Where a request may read its items from (files and generators), checked by the webhook and the flow."""
 
-    # Workloads: items from sources, results read in pages, async processors (issue 14).
+    model_config = FANOUT_ENV
+
     source_roots: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated paths/URLs under which the webhook may read `source` URIs; none: no URI sources.",
@@ -231,12 +289,6 @@ class FanoutSettings(BaseSettings):
     max_item_bytes: int = Field(
         1_000_000, ge=1024, le=16_000_000, description="Largest item a source may hold, in bytes."
     )
-    output_inline_limit: int = Field(
-        1000,
-        ge=0,
-        le=100_000,
-        description="Up to this many items the status document inlines `output`; beyond, `outputUri` and the results URL.",
-    )
 
     @field_validator("source_roots", "sources", mode="before")
     @classmethod
@@ -245,6 +297,12 @@ class FanoutSettings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+class FanoutSettings(ItemSettings, RunnerSettings, ResumeSettings, WorkerSettings, WebhookSettings, SourceSettings):
+    """Every setting; built by `get_settings()`, never at import."""
+
+    model_config = FANOUT_ENV
 
 
 def get_settings(**overrides: object) -> FanoutSettings:

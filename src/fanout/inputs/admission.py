@@ -7,6 +7,12 @@ source, so an unreadable or malformed source is refused at once (a 4xx or
 exit 2) without the starter reading a million lines; the flow reads the whole
 source again when it plans, before any item runs, and fails the run there if
 a later line is bad.
+
+The roots guard the files of the host that reads them, so they are checked
+where each file is opened: at admission over HTTP, and in the flow whenever
+its process has `FANOUT_SOURCE_ROOTS` (as every worker of `fanout up` has the
+webhook's), so a file swapped for a link after the 202 fails the run with the
+reason instead of being read.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ def admit(request: FanoutRequest, settings: FanoutSettings, over_http: bool) -> 
         check_allowed(source, settings.source_roots, settings.sources)
     elif source.generator is not None:
         check_allowed(source, [], settings.sources)
-    preview = islice(iter_source(source, settings.max_item_bytes), PREVIEW_ITEMS)
+    roots = settings.source_roots if over_http else None
+    preview = islice(iter_source(source, settings.max_item_bytes, roots), PREVIEW_ITEMS)
     planned = plan(preview, request.item_key)
     if len(planned) == 0:
         plan_items(request, settings.max_items, settings.max_item_bytes)  # says "at least 1"
@@ -39,7 +46,9 @@ def admit(request: FanoutRequest, settings: FanoutSettings, over_http: bool) -> 
 
 def planned_items(request: FanoutRequest, settings: FanoutSettings) -> tuple[list[str], ItemValues]:
     """The run's items (keys and values), read by the flow: a generator source must be in this run's
-    `FANOUT_SOURCES` (a deployment names its own allow-list as a job variable)."""
+    `FANOUT_SOURCES` (a deployment names its own allow-list as a job variable), and a URI, where the
+    process has `FANOUT_SOURCE_ROOTS`, must lie under one of them when it is opened."""
     if request.source is not None and request.source.generator is not None:
         check_allowed(request.source, [], settings.sources)
-    return plan_request(request, settings.max_items, settings.max_item_bytes)
+    roots = settings.source_roots or None
+    return plan_request(request, settings.max_items, settings.max_item_bytes, roots)

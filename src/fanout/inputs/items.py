@@ -53,7 +53,44 @@ def canonical_json(value: JsonValue) -> str:
 
 def digest_key(value: JsonValue) -> str:
     """`sha256-<40 hex>` of the value's canonical JSON."""
-    return DIGEST_PREFIX + hashlib.sha256(canonical_json(value).encode()).hexdigest()[:40]
+    return DIGEST_PREFIX + hashlib.sha256(_utf8(canonical_json(value))).hexdigest()[:40]
+
+
+def check_unicode(value: object) -> None:
+    """`BadItem` unless every string in `value`, object keys included, is valid Unicode.
+
+    JSON's `\\ud800` escape decodes to a lone surrogate, a string that no UTF-8
+    text (a checkpoint, a Prefect parameter, an HTTP answer) can hold; it is
+    refused where input arrives. Values JSON cannot hold are left to the checks
+    that own them.
+    """
+    _utf8(json.dumps(value, ensure_ascii=False, skipkeys=True, default=lambda _: None))
+
+
+MAX_NESTING = 64
+"""Deepest nesting of lists and objects in an item: Prefect's and pydantic's JSON parsers stop at 200 levels,
+and a flow-run parameter holds an item a few levels down."""
+
+
+def check_nesting(value: object, limit: int = MAX_NESTING) -> None:
+    """`BadItem` when lists and objects in `value` nest deeper than `limit` levels."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise BadItem(f"lists and objects may nest at most {limit} levels deep")
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = text[error.start : error.end]
+        raise BadItem(f"strings must be valid Unicode: {bad!a} (a lone surrogate) is not") from None
 
 
 def item_key(item: JsonValue, key_field: str | None = None) -> str:
@@ -69,6 +106,7 @@ def item_key(item: JsonValue, key_field: str | None = None) -> str:
         key = str(value)
         if not _readable(key):
             raise BadItem(f"item's {key_field!r} must be 1..{READABLE_KEY_MAX} printable characters: {_short(value)}")
+        check_unicode(item)  # the rest of the item travels too: to Prefect, the processor, the checkpoint
         return key
     if isinstance(item, str) and _readable(item):
         return item
@@ -84,7 +122,8 @@ def _short(value: JsonValue, limit: int = 80) -> str:
         text = json.dumps(value, ensure_ascii=False, default=repr)
     except ValueError:
         text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")  # a message must stay valid text
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fanout.core.errors import InvalidRequest
-from fanout.inputs.items import MAX_ITEM_BYTES, ItemValues, JsonValue, plan, split
+from fanout.inputs.items import (
+    MAX_ITEM_BYTES,
+    ItemValues,
+    JsonValue,
+    check_nesting,
+    check_unicode,
+    plan,
+    split,
+)
 from fanout.inputs.sources import ItemSource, iter_source
 
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ITEM_KEY_PATTERN = r"^[^\s]{1,128}$"
+LARGEST_COUNT = 10_000_000
+"""No run has more items than the largest FANOUT_MAX_ITEMS, so no count in a request is larger."""
 
 
 class FanoutRequest(BaseModel):
@@ -21,7 +34,9 @@ class FanoutRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count: int | None = Field(None, strict=True, description="Generate item-1 .. item-N (5 when nothing is given).")
+    count: int | None = Field(
+        None, strict=True, le=LARGEST_COUNT, description="Generate item-1 .. item-N (5 when nothing is given)."
+    )
     items: list[JsonValue] | None = Field(
         None, description="Explicit items, in order: any JSON values (strings, objects, numbers, lists)."
     )
@@ -42,6 +57,7 @@ class FanoutRequest(BaseModel):
     tolerated_failure_count: int = Field(
         0,
         ge=0,
+        le=LARGEST_COUNT,
         strict=True,
         description="Failed items the run tolerates and still Completes (nulls in their slots); 0: none.",
     )
@@ -51,6 +67,16 @@ class FanoutRequest(BaseModel):
         le=100,
         description="Failed items tolerated, as a percentage of all items; 0: not set. With both set, the stricter wins.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        """Every string of the request, in items, keys and values alike, must be valid Unicode, and items
+        nest at most `MAX_NESTING` levels deep."""
+        check_unicode(data)
+        if isinstance(data, dict):
+            check_nesting(data.get("items"))
+        return data
 
     @model_validator(mode="after")
     def _one_kind_of_items(self) -> FanoutRequest:
@@ -80,12 +106,16 @@ def plan_items(request: FanoutRequest, max_items: int, max_item_bytes: int = MAX
 
 
 def plan_request(
-    request: FanoutRequest, max_items: int, max_item_bytes: int = MAX_ITEM_BYTES
+    request: FanoutRequest,
+    max_items: int,
+    max_item_bytes: int = MAX_ITEM_BYTES,
+    roots: Sequence[str] | None = None,
 ) -> tuple[list[str], ItemValues]:
     """The items as the run carries them: keys in order and the values that are not their key
-    (src/fanout/inputs/items.py). A source is read here, streamed, once."""
+    (src/fanout/inputs/items.py). A source is read here, streamed, once; with `roots`, only a file
+    that lies under one of them when it is opened."""
     if request.source is not None:
-        planned = plan(iter_source(request.source, max_item_bytes), request.item_key, max_items)
+        planned = plan(iter_source(request.source, max_item_bytes, roots), request.item_key, max_items)
         _check_size(len(planned), max_items, "number of items in the source")
         return split(planned)
     if request.items is None:

@@ -16,6 +16,12 @@ arrive, so planning a million items never holds the file and its items at once.
 Who may read what: a URI given over HTTP must lie under one of
 `FANOUT_SOURCE_ROOTS` (`SourceForbidden`, a 403), so nobody reads the server's
 files through the webhook; a generator must be listed in `FANOUT_SOURCES`.
+The roots are checked twice: when the request arrives (before anything is
+opened) and again on the file actually opened, by every reader that is given
+roots (the webhook's preview, and the flow, whose process has the same
+`FANOUT_SOURCE_ROOTS`, on a first run, a restart or a rerun alike). A local
+file is opened first and then judged by the real path of what was opened, so
+a symlink swapped in after the request was admitted cannot lead outside.
 A source that cannot be opened or parsed raises `BadSource` (a 422 / exit 2)
 naming the place, before any item runs.
 """
@@ -29,6 +35,7 @@ import io
 import json
 import os
 import posixpath
+import stat
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -36,7 +43,7 @@ import fsspec
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fanout.core.errors import InvalidRequest
-from fanout.inputs.items import MAX_ITEM_BYTES, JsonValue
+from fanout.inputs.items import MAX_ITEM_BYTES, JsonValue, check_nesting, check_unicode
 
 SourceFormat = Literal["jsonl", "json", "csv", "lines"]
 SUFFIX_FORMATS: dict[str, SourceFormat] = {
@@ -71,6 +78,18 @@ class ItemSource(BaseModel):
         None, pattern=GENERATOR_PATTERN, description="`module:function` yielding items; must be in FANOUT_SOURCES."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the generator.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        """Valid Unicode throughout, params nested at most `MAX_NESTING` deep, and no NUL in a URI:
+        no file name or URL holds one."""
+        check_unicode(data)
+        if isinstance(data, dict):
+            check_nesting(data.get("params"))
+            if isinstance(data.get("uri"), str) and "\x00" in data["uri"]:
+                raise ValueError("`uri` may not contain a NUL character")
+        return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> ItemSource:
@@ -128,20 +147,71 @@ def _under(target: str, root: str) -> bool:
     return target == root or target.startswith(root if root.endswith("/") else root + "/")
 
 
-def iter_source(source: ItemSource, max_item_bytes: int = MAX_ITEM_BYTES) -> Iterator[JsonValue]:
-    """The source's items, in order, decoded as they are read; `BadSource` on the first problem."""
+def iter_source(
+    source: ItemSource, max_item_bytes: int = MAX_ITEM_BYTES, roots: Sequence[str] | None = None
+) -> Iterator[JsonValue]:
+    """The source's items, in order, decoded as they are read; `BadSource` on the first problem.
+
+    With `roots`, the file opened must lie under one of them (`SourceForbidden`
+    otherwise), judged on what was opened, not on the name asked for; None
+    reads whatever the caller's own process may read.
+    """
     if source.generator is not None:
         yield from _generated(source.generator, source.params)
         return
     assert source.uri is not None
     read = READERS[source.resolved_format()]
     try:
-        with fsspec.open(source.uri, "rb") as stream:
+        with _opened(source.uri, roots) as stream:
             yield from read(stream, source.uri, max_item_bytes)
-    except BadSource:
+    except InvalidRequest:
         raise
     except (OSError, ValueError, ImportError) as error:  # missing file, bad URL, protocol not installed
         raise BadSource(f"cannot read source {source.uri!r}: {type(error).__name__}: {error}") from None
+
+
+def _opened(uri: str, roots: Sequence[str] | None) -> Any:
+    """A binary stream of the URI: a local file opened and then checked against `roots`, a remote
+    one checked by name (object stores have no links) and opened through fsspec."""
+    protocol, path = _split(uri)
+    if protocol not in ("file", "local"):
+        if roots is not None and not any(_under(_comparable(uri), _comparable(root)) for root in roots):
+            raise SourceForbidden(f"source {uri!r} is outside FANOUT_SOURCE_ROOTS")
+        return fsspec.open(uri, "rb")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_opened(descriptor, uri, path, roots)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "rb")
+
+
+def _check_opened(descriptor: int, uri: str, path: str, roots: Sequence[str] | None) -> None:
+    """`BadSource` unless the open file is a regular file; `SourceForbidden` unless its real path lies
+    under a root. The real path is the one the kernel holds for the descriptor where it says so
+    (/proc), else the resolved name, accepted only if it still names the very file that is open."""
+    opened = os.fstat(descriptor)
+    if not stat.S_ISREG(opened.st_mode):
+        raise BadSource(f"source {uri!r} is not a regular file")
+    if roots is None:
+        return
+    real = _real_path(descriptor, path)
+    try:
+        named = os.stat(real)
+    except OSError:
+        named = None
+    if named is None or (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+        raise SourceForbidden(f"source {uri!r} changed while it was opened; it was not read")
+    if not any(_under(real, _comparable(root)) for root in roots):
+        raise SourceForbidden(f"source {uri!r} is {real!r}, outside FANOUT_SOURCE_ROOTS; it was not read")
+
+
+def _real_path(descriptor: int, path: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{descriptor}")
+    except OSError:
+        return os.path.realpath(path)
 
 
 def _generated(spec: str, params: dict[str, Any]) -> Iterator[JsonValue]:
@@ -179,7 +249,7 @@ def read_jsonl(stream: Any, uri: str, max_item_bytes: int) -> Iterator[JsonValue
     for number, line in _lines(stream, uri, max_item_bytes):
         try:
             yield json.loads(line)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise BadSource(f"{uri} line {number}: not JSON: {error}") from None
 
 
@@ -269,6 +339,8 @@ class _TextWindow:
         while True:
             try:
                 value, end = self._decoder.raw_decode(self.buffer, self.pos)
+            except RecursionError as error:
+                raise BadSource(f"{uri}: not JSON: {error}") from None
             except ValueError as error:
                 if len(self.buffer) - self.pos > max_item_bytes:
                     raise BadSource(f"{uri}: item larger than {max_item_bytes} bytes, or not JSON: {error}") from None

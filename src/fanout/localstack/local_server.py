@@ -31,6 +31,9 @@ from pathlib import Path
 
 import httpx
 
+from fanout.core.private_files import make_folders, open_private, write_private
+from fanout.localstack.permissions import PRIVATE_UMASK
+
 LOOPBACK = "127.0.0.1"
 STATE_FILE = "server.json"
 START_TIMEOUT_SECONDS = 600.0
@@ -90,7 +93,7 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
 def ensure_server(home: Path, say: Callable[[str], None]) -> BackgroundServer:
     """The running background server of `home`, started now if there is none (see the module docstring)."""
     folder = server_folder(home)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folders(folder)
     with _locked(folder / "server.lock"):
         server = read_state(home)
         if server is not None and _wait_healthy(server, timeout=START_TIMEOUT_SECONDS):
@@ -139,7 +142,7 @@ def _start(folder: Path) -> BackgroundServer:
     }
     env.pop("PREFECT_API_URL", None)
     argv = server_argv(port)
-    with (folder / "server.log").open("ab") as log:
+    with os.fdopen(open_private(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as log:
         process = subprocess.Popen(
             argv,
             env=env,
@@ -148,9 +151,10 @@ def _start(folder: Path) -> BackgroundServer:
             stderr=subprocess.STDOUT,
             cwd=folder,
             start_new_session=True,
+            umask=PRIVATE_UMASK,  # its database and logs are fanout's home: owner-only
         )
     server = BackgroundServer(pid=process.pid, port=port, home=str(folder))
-    (folder / STATE_FILE).write_text(json.dumps(asdict(server)))
+    write_private(folder / STATE_FILE, json.dumps(asdict(server)).encode())
     return server
 
 
@@ -167,7 +171,7 @@ def _wait_healthy(server: BackgroundServer, timeout: float) -> bool:
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """One `fanout run` at a time decides whether to start the server."""
-    with path.open("a") as handle:
+    with os.fdopen(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -214,11 +214,11 @@ def serve(host: str, port: int) -> None:
     import uvicorn
     from prefect.settings import get_current_settings
 
-    from fanout.core.settings import get_settings
+    from fanout.core.settings import WorkerSettings
 
     server = get_current_settings().server
     uvicorn.run(
-        app(get_settings().sqlite_retry_after_seconds),
+        app(WorkerSettings().sqlite_retry_after_seconds),  # the server reads only its own concern
         host=host,
         port=port,
         timeout_keep_alive=server.api.keepalive_timeout,

@@ -114,7 +114,7 @@ def decode_token(token: str) -> int:
     """The offset a continuation token carries, or `BadQuery`."""
     try:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise BadQuery("x-ms-continuation-token is not a token this server gave") from None
     if not isinstance(offset, int) or offset < 0:
         raise BadQuery("x-ms-continuation-token is not a token this server gave")

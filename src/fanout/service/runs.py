@@ -294,7 +294,15 @@ class PrefectRuns:
     async def reachable(self) -> str | None:
         """None when the Prefect API answers its health check, else why not."""
         error = await self.client.api_healthcheck()
-        return None if error is None else f"Prefect API unreachable: {error!r}"
+        if error is None:
+            return None
+        if isinstance(error, httpx.TimeoutException):
+            return f"Prefect API did not answer in time ({type(error).__name__})"
+        return (
+            f"Prefect API unreachable: {error}"
+            if isinstance(error, PrefectUnavailable)
+            else f"Prefect API unreachable: {error!r}"
+        )
 
     async def output(self, run: RunRecord) -> RunOutput:
         """The Completed run's ordered output and failed items, from fanout's own output record in result

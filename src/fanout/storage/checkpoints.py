@@ -42,6 +42,7 @@ from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK
 
 from fanout.core.prefect_adapter import read_block_path as _read
 from fanout.core.prefect_adapter import write_block_path as _write
+from fanout.core.private_files import make_folders, open_private
 from fanout.core.settings import FanoutSettings
 from fanout.storage import checkpoint_format
 
@@ -50,8 +51,6 @@ logger = logging.getLogger(__name__)
 KEY_ROOT = "fanout"
 JOURNAL_PREFIX = "journal-"
 OUTPUT_PREFIX = "output-"
-FILE_MODE = 0o600
-FOLDER_MODE = 0o700
 
 
 def item_digest(key: str) -> str:
@@ -187,7 +186,7 @@ class CheckpointStore:
     def prepare_folder(self) -> str:
         """The instance's local folder, created (owner-only) when missing."""
         assert self.folder is not None, "only local folders have journals"
-        os.makedirs(self.folder, mode=FOLDER_MODE, exist_ok=True)
+        make_folders(self.folder)
         return self.folder
 
     def _listing(self) -> list[str]:
@@ -249,7 +248,7 @@ class CheckpointJournal:
             return
         if self._descriptor is None:
             path = os.path.join(self.store.prepare_folder(), self.name)
-            self._descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+            self._descriptor = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         written = os.write(self._descriptor, line)
         if written != len(line):  # a full disk: the rest of the line would land apart from its start
             raise OSError(f"checkpoint of {key!r} cut short ({written} of {len(line)} bytes written)")

@@ -7,10 +7,19 @@ records: ~1 s under load). So the instance keeps an index next to its plan,
 `<storage>/fanout/<instance>/results-index/`:
 
 - `slots`: one fixed-width slot per plan index (`SLOT`: journal number, byte
-  offset, length; length 0 = no record yet). A page reads `limit` slots with one
-  `pread`, then each record with one `pread`, and decodes only those: O(page).
-- `state.json`: the plan digest the slots belong to, the journals by number, and
-  how many bytes of each are indexed.
+  offset, length, and a CRC-32 of those and the slot's own index; all zeros = no
+  record yet). A page reads `limit` slots with one `pread`, then each record
+  with one `pread`, and decodes only those: O(page).
+- `state.json`: the index's version, the plan digest the slots belong to, the
+  journals by number, how many bytes of each are indexed, and the SHA-256 of
+  the slots as last written.
+
+The index is only ever a shortcut to the journals, so it is checked as it is
+read: a slot whose CRC does not match (random bytes), a record whose key is
+not the slot's item (two slots swapped), or, on a page that shows an item
+without a record, slots that are not the bytes last written, each mean damage.
+The index is then rebuilt from the journals, with a warning, and the page read
+again: a finished item is never shown as pending because of the index.
 
 The index is brought up to date by whoever reads (`refresh`, under an exclusive
 `flock`): only the journals' bytes appended since the last refresh are scanned,
@@ -27,13 +36,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import re
 import struct
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from fanout.core.private_files import make_folders, open_private
 from fanout.storage import checkpoint_format
 from fanout.storage.checkpoints import JOURNAL_PREFIX
 
@@ -42,13 +55,28 @@ SLOTS_FILE = "slots"
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 READ_BLOCK = 16 * 1024 * 1024
-SLOT = struct.Struct("<IQI")
-"""A slot: journal number, offset of the record's first byte, its length without the LF (0: none)."""
+SLOT = struct.Struct("<IQII")
+"""A slot: journal number, offset of the record's first byte, its length without the LF (0: none), check."""
+CHECKED = struct.Struct("<QIQI")
+"""What a slot's check covers: its own plan index, then its journal number, offset and length."""
+INDEX_VERSION = 2
+EMPTY_SLOT = bytes(SLOT.size)
+
+logger = logging.getLogger(__name__)
 RECORD_KEY = re.compile(rb'^fanout-checkpoint/1 [0-9a-f]{64} \{"key":("(?:[^"\\\n]|\\.)*"),', re.M)
 """A version-1 record's key as its body holds it (the body's first member: keys sorted, no whitespace)."""
 
 PlanKeys = Callable[[], Sequence[bytes]]
 """The plan's keys in order, each as records hold it (`checkpoint_format.encoded_key`)."""
+
+
+class DamagedIndex(Exception):
+    """The index does not describe the journals it was built from; the message says how."""
+
+
+def packed_slot(index: int, number: int, where: int, length: int) -> bytes:
+    """The slot of plan item `index`: where its record is, and a check binding that to `index`."""
+    return SLOT.pack(number, where, length, zlib.crc32(CHECKED.pack(index, number, where, length)))
 
 
 class ResultsIndex:
@@ -61,7 +89,7 @@ class ResultsIndex:
 
     def refresh(self, plan_keys: PlanKeys) -> None:
         """Index every whole record appended to the journals since the last refresh."""
-        os.makedirs(self.folder, exist_ok=True)
+        make_folders(self.folder)
         with self._locked():
             state = self._state()
             sizes = self._journal_sizes()
@@ -73,17 +101,19 @@ class ResultsIndex:
             if not grown:
                 return
             where = {key: index for index, key in enumerate(plan_keys())}
-            slots = os.open(os.path.join(self.folder, SLOTS_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+            slots = open_private(os.path.join(self.folder, SLOTS_FILE), os.O_RDWR | os.O_CREAT)
             try:
                 for name in sorted(grown):
                     number, indexed = known.setdefault(name, [len(known), 0])
                     known[name] = [number, self._index_tail(name, number, indexed, where, slots)]
             finally:
                 os.close(slots)
+            state["slots"] = self._slots_digest()
             self._save(state)
 
     def locate(self, offset: int, count: int) -> list[tuple[str, int, int] | None]:
-        """Journal name, offset and length of the records of plan items `offset .. offset+count-1`."""
+        """Journal name, offset and length of the records of plan items `offset .. offset+count-1`;
+        `DamagedIndex` for a slot that is neither empty nor sound."""
         state = self._stored_state()
         if state is None or state.get("digest") != self.plan_digest:
             return [None] * count
@@ -96,20 +126,49 @@ class ResultsIndex:
         found: list[tuple[str, int, int] | None] = []
         for position in range(count):
             start = position * SLOT.size
-            if start + SLOT.size > len(data):
+            slot = data[start : start + SLOT.size]
+            if len(slot) < SLOT.size or slot == EMPTY_SLOT:
                 found.append(None)
                 continue
-            number, where, length = SLOT.unpack_from(data, start)
-            found.append((names[number], where, length) if length and number in names else None)
+            number, where, length, check = SLOT.unpack(slot)
+            if check != zlib.crc32(CHECKED.pack(offset + position, number, where, length)) or number not in names:
+                raise DamagedIndex(f"slot {offset + position} does not check")
+            found.append((names[number], where, length))
         return found
 
     def read(self, offset: int, window: Sequence[str], plan_keys: PlanKeys) -> dict[str, Any]:
-        """The results of those keys of `window` (plan items from `offset`) that have a sound record."""
+        """The results of those keys of `window` (plan items from `offset`) that have a sound record;
+        a damaged index is rebuilt from the journals (with a warning) and read again."""
         self.refresh(plan_keys)
+        try:
+            return self._read(offset, window)
+        except DamagedIndex as damage:
+            logger.warning(
+                "results index of %s is damaged (%s): rebuilt from the journals", os.path.dirname(self.folder), damage
+            )
+            self.rebuild(plan_keys)
+            return self._read(offset, window)
+
+    def rebuild(self, plan_keys: PlanKeys) -> None:
+        """Drop the index and index every journal again."""
+        make_folders(self.folder)
+        with self._locked():
+            self._save(self._reset())
+        self.refresh(plan_keys)
+
+    def _read(self, offset: int, window: Sequence[str]) -> dict[str, Any]:
+        """The page's records as the index places them, read while no refresh writes (a shared lock)."""
+        with self._locked(shared=True):
+            places = self.locate(offset, len(window))
+            if None in places:
+                self._check_slots()  # an item without a record: only if the slots are the ones last written
+            return self._records(window, places)
+
+    def _records(self, window: Sequence[str], places: Sequence[tuple[str, int, int] | None]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         opened: dict[str, int] = {}
         try:
-            for key, place in zip(window, self.locate(offset, len(window)), strict=True):
+            for key, place in zip(window, places, strict=True):
                 if place is None:
                     continue
                 name, where, length = place
@@ -118,9 +177,10 @@ class ResultsIndex:
                 try:
                     stored, result = checkpoint_format.decode(os.pread(opened[name], length, where))
                 except checkpoint_format.UnreadableRecord:
-                    continue
-                if stored == key:
-                    found[key] = result
+                    raise DamagedIndex(f"the slot of {key!r} names no sound record") from None
+                if stored != key:
+                    raise DamagedIndex(f"the slot of {key!r} names the record of {stored!r}")
+                found[key] = result
         finally:
             for descriptor in opened.values():
                 os.close(descriptor)
@@ -152,7 +212,9 @@ class ResultsIndex:
             line_end = block.find(b"\n", match.start())
             if index is None or not checkpoint_format.sound(block[match.start() : line_end]):
                 continue
-            os.pwrite(slots, SLOT.pack(number, at + match.start(), line_end - match.start()), index * SLOT.size)
+            os.pwrite(
+                slots, packed_slot(index, number, at + match.start(), line_end - match.start()), index * SLOT.size
+            )
 
     def _journal_sizes(self) -> dict[str, int]:
         try:
@@ -162,12 +224,31 @@ class ResultsIndex:
         return {name: os.stat(os.path.join(self.journals, name)).st_size for name in names}
 
     def _stored_state(self) -> dict[str, Any] | None:
+        """The state as stored, or None when missing, of another version, or not of the shape written."""
         try:
             with open(os.path.join(self.folder, STATE_FILE), encoding="utf-8") as source:
-                state: dict[str, Any] = json.load(source)
+                state = json.load(source)
         except (FileNotFoundError, ValueError):
             return None
+        if not (isinstance(state, dict) and state.get("version") == INDEX_VERSION and "slots" in state):
+            return None
+        journals = state.get("journals")
+        if not isinstance(journals, dict) or not all(_journal_entry(entry) for entry in journals.values()):
+            return None
         return state
+
+    def _check_slots(self) -> None:
+        """`DamagedIndex` unless the slots are the bytes the last refresh wrote (called under the lock)."""
+        state = self._stored_state()
+        if state is not None and state.get("digest") == self.plan_digest and state["slots"] != self._slots_digest():
+            raise DamagedIndex("the slots are not the ones last written")
+
+    def _slots_digest(self) -> str | None:
+        try:
+            with open(os.path.join(self.folder, SLOTS_FILE), "rb") as slots:
+                return hashlib.file_digest(slots, "sha256").hexdigest()
+        except FileNotFoundError:
+            return None
 
     def _state(self) -> dict[str, Any]:
         """The stored state, or a fresh one (slots dropped) when missing or of another plan; under the lock."""
@@ -177,20 +258,27 @@ class ResultsIndex:
     def _reset(self) -> dict[str, Any]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.folder, SLOTS_FILE))
-        return {"digest": self.plan_digest, "journals": {}}
+        return {"version": INDEX_VERSION, "digest": self.plan_digest, "journals": {}, "slots": None}
 
     def _save(self, state: dict[str, Any]) -> None:
         partial = os.path.join(self.folder, f"{STATE_FILE}.{os.getpid()}.partial")
-        with open(partial, "w", encoding="utf-8") as target:
+        descriptor = open_private(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as target:
             json.dump(state, target)
         os.replace(partial, os.path.join(self.folder, STATE_FILE))
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One refresher at a time, across processes (the webhook, the CLI, the flow)."""
-        with open(os.path.join(self.folder, LOCK_FILE), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    def _locked(self, shared: bool = False) -> Iterator[None]:
+        """One refresher at a time, and no reader while one writes, across processes (the webhook, the
+        CLI, the flow); readers share the lock."""
+        descriptor = open_private(os.path.join(self.folder, LOCK_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        with os.fdopen(descriptor, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _journal_entry(entry: object) -> bool:
+    return isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, int) for part in entry)
