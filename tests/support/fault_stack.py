@@ -21,11 +21,9 @@ from uuid import UUID
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import Child
 from fanout.localstack.stack import DEPLOYMENT, LocalStack
+from tests.support.paths import REPO_ROOT
 from tests.support.processes import descendants
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-"""The checkout: flow runs import the test processors (`tests.support.processors`) from there."""
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+from tests.support.stacks import FINAL_STATES
 
 
 def _sigkill(pid: int) -> None:
