@@ -203,9 +203,11 @@ async def test_a_flagged_sqlite_write_transaction_begins_immediate_once() -> Non
     assert (first, second) == ("IMMEDIATE", "DEFERRED")
 
 
-def test_send_queued_returns_once_a_queue_service_handled_its_items() -> None:
+def test_send_queued_returns_once_a_queue_service_handled_its_items(monkeypatch: pytest.MonkeyPatch) -> None:
     """Prefect's queue services are registered where `send_queued` looks, and it waits until they handled what they queued."""
-    from prefect._internal.concurrency.services import QueueService
+    from prefect._internal.concurrency.services import QueueService, _QueueServiceBase
+
+    monkeypatch.setattr(_QueueServiceBase, "_instances", {})  # only this test's service, not other tests' senders
 
     handled: list[int] = []
 
