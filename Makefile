@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# pytest-xdist processes for `make test`: the stack tiers mostly wait on servers, so two processes on two
+# cores finish sooner; tests sharing a stack run in one process (tests/conftest.py groups them).
+TEST_PROCESSES ?= 2
 # The lowest Prefect fanout supports, read from pyproject's `prefect>=` bound: `make test-lowest` runs
 # the unit and integration tiers on it, in a second virtualenv, so the range stays true.
 PREFECT_LOWEST ?= $(shell sed -n 's/^ *"prefect>=\([0-9.]*\),.*/\1/p' pyproject.toml)
@@ -13,24 +16,41 @@ VENV_LOWEST ?= .venv-lowest
 LOWEST_CONSTRAINTS ?= "fastapi>=0.111,<0.116"
 LINTED := src flows benchmarks tests docs
 
-.PHONY: run test test-multiworker test-unit test-lowest test-postgres lint docs bench clean
+.PHONY: run test test-unit test-lowest test-postgres system-packages venv-lowest lint docs bench clean
 
+# Silent (make echoes nothing), so stdout carries the run's JSON alone: `make run 2>/dev/null | python3 -m json.tool`.
 run: $(VENV)/.installed
-	$(BIN)/fanout run
+	@$(BIN)/fanout run
 
-# pytest exits 5 when a selection collects nothing; that is not a failure here.
-test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
-
-test-multiworker: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m multiworker
+# Every tier, in TEST_PROCESSES processes. pytest exits 5 when a selection collects nothing; not a failure here.
+test: $(VENV)/.installed-test system-packages
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 test-unit: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) tests/unit $(PYTEST_ARGS)
 
-test-lowest: $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST)
+# The Debian packages the tiers drive: chromium (tests/ui, through Playwright), postgresql (tests marked
+# `postgres`), curl (the README's examples). Installed with apt-get when missing and this user may (root, or
+# sudo without a password); otherwise it says how, and the tests that need them are reported skipped.
+DEBIAN_PACKAGES := chromium:/usr/bin/chromium postgresql:/usr/lib/postgresql/*/bin/pg_ctl curl:/usr/bin/curl
+system-packages:
+	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
+		ls $${entry#*:} >/dev/null 2>&1 || missing="$$missing $${entry%%:*}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt=""; elif sudo -n true 2>/dev/null; then apt="sudo"; else \
+		echo "make: Debian packages missing:$$missing; the tests that need them are skipped. Install them with: sudo apt-get install$$missing" >&2; \
+		exit 0; \
+	fi; \
+	echo "make: installing Debian packages:$$missing" >&2; \
+	$$apt apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$apt apt-get install -y -qq$$missing >/dev/null \
+		|| echo "make: apt-get could not install$$missing; the tests that need them are skipped" >&2
+
+test-lowest: venv-lowest
 	$(VENV_LOWEST)/bin/python -c 'import prefect; print("prefect", prefect.__version__)'
-	$(VENV_LOWEST)/bin/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+	$(VENV_LOWEST)/bin/python -m pytest -n $(TEST_PROCESSES) tests/unit tests/integration $(PYTEST_ARGS)
+
+venv-lowest: $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST)
 
 # The end-to-end scenarios again with the Prefect server on a private PostgreSQL cluster (the production backend).
 POSTGRES_SCENARIOS ?= tests/e2e/test_webhook_e2e.py::test_seed_scenario_post_202_then_poll_to_200_with_five_results \
@@ -54,10 +74,10 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks.scale --quick
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
-	touch $@
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e . >&2
+	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test,dask,postgres]"

@@ -17,7 +17,7 @@ import pytest
 from fanout.localstack.processes import Child, free_port, spawn
 from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import E2E_TOKEN, poll_until_finished, wait_for
+from tests.support.stacks import STACK_TOKEN, poll_until_finished, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,7 @@ def test_fanout_start_runs_a_named_deployment_over_a_source_file(
     items.write_text("".join(json.dumps({"id": n, "url": f"{echo_service}/items/{n}"}) + "\n" for n in (1, 2)))
     argv = [str(Path(sys.executable).with_name("fanout")), "start", "--url", stack.webhook_url, "--wait"]
     argv += ["--deployment", "http-enrich", "--source", str(items), "--format", "jsonl", "--item-key", "id"]
-    env = {**os.environ, "FANOUT_WEBHOOK_TOKEN": E2E_TOKEN}
+    env = {**os.environ, "FANOUT_WEBHOOK_TOKEN": STACK_TOKEN}
     done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [

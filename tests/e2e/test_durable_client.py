@@ -23,9 +23,10 @@ from azure.durable_functions.models.utils import http_utils
 
 from fanout.localstack.processes import LOOPBACK
 from fanout.localstack.stack import LocalStack
-from tests.e2e.conftest import executed_items, wait_for
 from tests.e2e.test_readme_commands import bash
 from tests.support.markdown import DOCS, section_blocks
+from tests.support.processors import executed as executed_items
+from tests.support.stacks import wait_for
 
 pytestmark = pytest.mark.e2e
 

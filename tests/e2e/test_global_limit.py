@@ -14,8 +14,8 @@ import pytest
 
 from fanout.localstack.stack import DEPLOYMENT, LocalStack, _bin
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import FINAL_STATES, wait_for
 from tests.support.processors import in_flight_timeline
+from tests.support.stacks import FINAL_STATES, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.multiworker]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import uuid
@@ -11,32 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from prefect.client.orchestration import PrefectClient
 
 from fanout.localstack.stack import LocalStack, _bin
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import FINAL_STATES, wait_for
+from tests.support.stacks import finished_output, wait_for
 
 pytestmark = pytest.mark.e2e
 
 RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
-
-
-def finished_output(stack: LocalStack, flow_run_id: str, timeout: float = 180) -> tuple[str, Any]:
-    """Wait for the flow run to finish; its final state type and its persisted return value."""
-
-    async def read() -> tuple[str, Any]:
-        async with PrefectClient(stack.api_url) as client:
-            flow_run = await client.read_flow_run(uuid.UUID(flow_run_id))
-            assert flow_run.state is not None
-            return flow_run.state.type.value, await flow_run.state.aresult(raise_on_failure=False)
-
-    def state() -> str | None:
-        run = httpx.get(f"{stack.api_url}/flow_runs/{flow_run_id}", headers=stack.api_headers(), timeout=30).json()
-        return run["state"]["type"] if run["state"]["type"] in FINAL_STATES else None
-
-    wait_for(state, timeout=timeout, what=f"flow run {flow_run_id} to finish")
-    return asyncio.run(read())
 
 
 def test_prefect_deployment_run_with_the_request_parameter(stack: LocalStack, worker: Any) -> None:

@@ -16,7 +16,7 @@ from fanout.localstack.postgres import LocalPostgres, private_postgres
 from fanout.localstack.processes import PrefectServer
 from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import poll_until_finished, wait_for
+from tests.support.stacks import poll_until_finished, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

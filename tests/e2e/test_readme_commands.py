@@ -14,8 +14,8 @@ import pytest
 from fanout.localstack.processes import Child
 from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import wait_for
 from tests.support.markdown import DOCS, README, section_blocks
+from tests.support.stacks import wait_for
 
 pytestmark = pytest.mark.e2e
 

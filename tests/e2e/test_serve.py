@@ -11,8 +11,7 @@ import pytest
 from fanout.localstack.processes import spawn
 from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import fanout_env, wait_for
-from tests.e2e.test_prefect_starts import finished_output
+from tests.support.stacks import fanout_env, finished_output, wait_for
 
 pytestmark = pytest.mark.e2e
 

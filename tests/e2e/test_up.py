@@ -5,109 +5,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from fanout.localstack.processes import Child, spawn
-from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import poll_until_finished, wait_for
+from fanout.localstack.processes import Child
+from tests.support.fanout_up import printed
+from tests.support.processes import alive, descendants
+from tests.support.stacks import poll_until_finished, wait_for
 
 pytestmark = pytest.mark.e2e
 
 FANOUT = str(Path(sys.executable).with_name("fanout"))
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (children, grandchildren, ...), from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def install(target: Path) -> Path:
-    """`pip install --no-deps --target` of this checkout: the package as a user gets it, without its
-    dependencies (the test's own environment has them). Built without isolation when this environment
-    can build wheels itself (no index needed), else pip fetches the build backend."""
-    isolation: list[str] = []
-    try:
-        import setuptools
-        from packaging.version import Version
-
-        if Version(setuptools.__version__) >= Version("70.1"):  # builds wheels without the `wheel` package
-            isolation = ["--no-build-isolation"]
-    except ImportError:
-        pass
-    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(target)]
-    with tempfile.TemporaryDirectory() as build:  # a copy: pip leaves build/ and *.egg-info beside the source
-        source = Path(build) / "fanout"
-        shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "test-artifacts"))
-        subprocess.run([*argv, str(source)], check=True, capture_output=True, timeout=600)
-    return target
-
-
-@pytest.fixture(scope="module")
-def fanout_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Child, Path]]:
-    """One `fanout up` of the *installed* package, in a folder that is not the checkout, with no
-    checkout on its path; for this module (the SIGTERM test, last, stops it); killed if still running."""
-    tmp_path = tmp_path_factory.mktemp("up")
-    installed = install(tmp_path / "site")
-    project = tmp_path / "project"
-    project.mkdir()
-    home = project / ".fanout"
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
-    env["PYTHONPATH"] = str(installed)
-    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    argv = [str(installed / "bin" / "fanout"), "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0"]
-    child = spawn("fanout-up", argv, env, tmp_path / "logs", cwd=project)
-    try:
-        wait_for(
-            lambda: "Ctrl-C stops everything" in child.log_path.read_text() or child.process.poll() is not None,
-            timeout=300,
-            interval=1,
-            what="fanout up to be ready",
-        )
-        assert child.process.poll() is None, child.log_tail()
-        yield child, home
-    finally:
-        child.kill()
-
-
-def printed(child: Child, label: str) -> str:
-    """What `fanout up` printed after `label:`."""
-    match = re.search(rf"^{label}:\s+(\S+)", child.log_path.read_text(), re.M)
-    assert match, child.log_tail()
-    return match.group(1)
 
 
 def prefect_auth(home: Path) -> httpx.BasicAuth:

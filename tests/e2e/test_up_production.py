@@ -4,69 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from fanout.localstack.postgres import LocalPostgres
-from fanout.localstack.processes import Child, spawn
-from tests.e2e.conftest import wait_for
+from fanout.localstack.processes import Child
+from tests.support.fanout_up import printed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 FANOUT = str(Path(sys.executable).with_name("fanout"))
-
-
-@pytest.fixture(scope="module")
-def production_up() -> Iterator[tuple[Child, Path]]:
-    """One `fanout up --database postgres --auth` in a folder the `postgres` user can reach; the
-    SIGTERM test (last) stops it; whatever is left (the process, the cluster) is stopped at the end."""
-    root = Path(tempfile.mkdtemp(prefix="fanout-up-"))
-    root.chmod(0o755)
-    home = root / ".fanout"
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
-    env.update(FANOUT_RESULT_STORAGE=str(root / "results"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    argv = [
-        FANOUT,
-        "up",
-        "--home",
-        str(home),
-        "--prefect-port",
-        "0",
-        "--webhook-port",
-        "0",
-        "--database",
-        "postgres",
-        "--auth",
-    ]
-    child = spawn("fanout-up", argv, env, root / "logs", cwd=root)
-    try:
-        wait_for(
-            lambda: "Ctrl-C stops everything" in child.log_path.read_text() or child.process.poll() is not None,
-            timeout=400,
-            interval=1,
-            what="fanout up to be ready",
-        )
-        assert child.process.poll() is None, child.log_tail()
-        yield child, home
-    finally:
-        child.kill()
-        LocalPostgres(folder=home / "postgres").stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def printed(child: Child, label: str) -> str:
-    match = re.search(rf"^{label}:\s+(\S+)", child.log_path.read_text(), re.M)
-    assert match, child.log_tail()
-    return match.group(1)
 
 
 def test_up_says_it_runs_on_postgres_with_auth(production_up: tuple[Child, Path]) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from fanout.localstack.processes import Child
 from fanout.localstack.stack import LocalStack
-from tests.e2e.conftest import FINAL_STATES, wait_for
-from tests.e2e.test_prefect_starts import finished_output
+from tests.support.processes import alive, descendants
+from tests.support.stacks import FINAL_STATES, finished_output, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -64,31 +64,6 @@ def state_names(api: httpx.Client, flow_run_id: str) -> list[str]:
     """Every state the run went through, oldest first."""
     states = api.get("/flow_run_states/", params={"flow_run_id": flow_run_id}).json()
     return [state["name"] for state in sorted(states, key=lambda state: state["timestamp"])]
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def descendants(pid: int) -> set[int]:
-    """Every living process below `pid` (children, their children, ...)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return {child for child in found if alive(child)}
 
 
 @pytest.fixture

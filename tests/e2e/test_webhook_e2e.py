@@ -20,7 +20,8 @@ from fanout.localstack.stack import LocalStack
 from fanout.service.runs import PrefectRuns
 from fanout.service.webhook_errors import PrefectUnavailable
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import executed_items, fanout_env, poll_until_finished, wait_for
+from tests.support.processors import executed
+from tests.support.stacks import fanout_env, poll_until_finished, wait_for
 from tests.unit.test_webhook_bad_requests import BAD_REQUESTS
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +100,7 @@ def test_the_same_key_with_another_body_is_409(webhook: httpx.Client, prefect_ap
     """Reusing an Idempotency-Key with a different body is refused; only the first run exists."""
     headers = {"Idempotency-Key": "e2e-order-2"}
     assert webhook.post("/api/start-fanout", json={"count": 3}, headers=headers).status_code == 202
+    wait_for(lambda: webhook.get("/health").json().get("queuedStarts") == 0, timeout=120, what="the first run created")
     before = len(flow_runs(prefect_api))
     again = webhook.post("/api/start-fanout", json={"count": 4}, headers=headers)
     assert again.status_code == 409 and "different body" in again.json()["detail"]
@@ -133,7 +135,7 @@ def test_terminate_a_slow_run_reports_terminated(webhook: httpx.Client, start_wo
     assert webhook.post(started["terminatePostUri"]).status_code == 202
     done = poll_until_finished(webhook, status_url, timeout=120)
     assert done.status_code == 200 and done.json()["runtimeStatus"] == "Terminated"
-    assert len(executed_items(execution_log)) < 30
+    assert len(executed(execution_log)) < 30
 
 
 def test_restart_after_a_permanent_failure_runs_only_the_failed_item(
@@ -152,7 +154,7 @@ def test_restart_after_a_permanent_failure_runs_only_the_failed_item(
     done = poll_until_finished(webhook, started["statusQueryGetUri"]).json()
     assert done["runtimeStatus"] == "Completed"
     assert done["output"] == [f"Processed item-{i}" for i in range(1, 5)]
-    assert executed_items(execution_log) == ["item-1", "item-2", "item-2", "item-3", "item-4"]
+    assert executed(execution_log) == ["item-1", "item-2", "item-2", "item-3", "item-4"]
 
 
 def test_purge_deletes_the_instance(webhook: httpx.Client) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from uuid import UUID
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import poll_until_finished
-from tests.support.fault_scenarios import Workspace, start_worker, wait_until
+from tests.support.fault_scenarios import Workspace, flow_process, start_worker, wait_until
 from tests.support.fault_stack import FaultStack
+from tests.support.processes import alive
+from tests.support.stacks import poll_until_finished
 
 pytestmark = pytest.mark.faults
 
@@ -28,7 +30,8 @@ def test_server_restart_mid_run_still_completes(stack: FaultStack, workspace: Wo
 def test_no_item_starts_after_the_run_is_terminated(
     stack: FaultStack, workspace: Workspace, webhook: httpx.Client
 ) -> None:
-    """Terminate through the webhook while items run: once the run is Terminated, no item starts."""
+    """Terminate through the webhook while items run: once the run is Terminated, no item starts (by the time
+    its flow process has exited, none started after the Terminated answer)."""
     start_worker(stack, workspace, FANOUT_TEST_SLEEP="0.5", FANOUT_MAX_PARALLEL="2")
     links = webhook.post("/api/start-fanout", json={"count": 80, "instance_id": "terminated"}).json()
     wait_until(lambda: len(workspace.checkpointed("terminated")) >= 6, 180, "some items finishing")
@@ -36,6 +39,8 @@ def test_no_item_starts_after_the_run_is_terminated(
     done = poll_until_finished(webhook, links["statusQueryGetUri"], timeout=120)
     terminated_at = time.time()
     assert done.json()["runtimeStatus"] == "Terminated", done.text
-    time.sleep(10)
+    run_id = UUID(str(links["uiUrl"]).rstrip("/").rsplit("/", 1)[1])
+    flow_pid = flow_process(stack, run_id)
+    wait_until(lambda: not alive(flow_pid), 60, "the terminated run's flow process to exit")
     assert workspace.started_after(terminated_at) == []
     assert sum(workspace.executed().values()) < 80

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.conftest import poll_until_finished
 from tests.support.fault_scenarios import Workspace, start_worker
 from tests.support.fault_stack import FaultStack
 from tests.support.processors import is_flaky
+from tests.support.stacks import poll_until_finished
 
 pytestmark = pytest.mark.faults
 

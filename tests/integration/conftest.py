@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
+from fanout.core.prefect_adapter import heartbeats_off
 from fanout.engine import progress
-from tests.conftest import REPO_ROOT
+from tests.support.cli import run_cli
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_api() -> Iterator[str]:
-    """A temporary Prefect server (SQLite in a temp folder) shared by every flow test."""
-    with prefect_test_harness(server_startup_timeout=120):
+    """A temporary Prefect server (SQLite in a temp folder) shared by every flow test. Flows called here run
+    without heartbeats, as `fanout run` runs them (`run_here`): only deployment runs, which a worker can
+    restart, send any, and Prefect's heartbeat thread holds every flow up to a second on exit."""
+    with prefect_test_harness(server_startup_timeout=120), heartbeats_off():
         yield str(PREFECT_API_URL.value())
         await_progress_publishers()
 
@@ -34,19 +34,6 @@ def await_progress_publishers(timeout: float = 10.0) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def run_cli(*args: str, api_url: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """`fanout <args>` in a subprocess that talks to the test server, with this test's FANOUT_* env."""
-    env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "fanout.cli.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
-
-
 @pytest.fixture
 def cli(prefect_api: str):  # type: ignore[no-untyped-def]
     """Run the `fanout` CLI in a subprocess against the session's server."""
@@ -55,8 +42,3 @@ def cli(prefect_api: str):  # type: ignore[no-untyped-def]
         return run_cli(*args, api_url=prefect_api, timeout=timeout)
 
     return call
-
-
-def executed(folder: Path) -> list[str]:
-    """The items the scripted processor started, one entry per execution."""
-    return sorted(path.name.split(".")[0] for path in folder.iterdir() if path.name not in {"crashed", "killed"})

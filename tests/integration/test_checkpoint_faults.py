@@ -13,7 +13,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
 
 from fanout.storage.checkpoints import instance_prefix, item_digest
-from tests.integration.conftest import executed
+from tests.support.processors import executed
 
 # Part of the fault suite (`pytest -m faults`) as well: they damage, plant and lock real checkpoint files.
 pytestmark = pytest.mark.faults

@@ -51,3 +51,11 @@ def test_bad_input_exits_2_with_a_message(
     done = cli("run", *args)
     assert done.returncode == 2 and message in done.stderr
     assert list(execution_log.iterdir()) == []
+
+
+def test_a_completed_run_writes_no_warning_or_error(cli) -> None:
+    """A run that completes writes Prefect's INFO lines on stderr and no WARNING or ERROR line (its last events are sent before it exits)."""
+    done = cli("run", "--count", "20")
+    assert done.returncode == 0, done.stderr
+    noisy = [line for line in done.stderr.splitlines() if "| WARNING" in line or "| ERROR" in line]
+    assert noisy == [], done.stderr

@@ -9,7 +9,7 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 
 from fanout.storage.checkpoints import CheckpointStore
-from tests.integration.conftest import executed
+from tests.support.processors import executed
 
 PROCESSOR = "tests.support.processors:scripted"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import executed
+from tests.support.processors import executed
 
 pytest.importorskip("prefect_dask", reason="the dask extra is not installed")
 

@@ -20,7 +20,7 @@ from prefect.logging.handlers import APILogWorker
 import fanout
 from fanout import DuplicateItems, ItemsFailed, TransientError, current_item, durable_map, durable_map_async
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import executed
+from tests.support.processors import executed
 from tests.support.user_flows import PRICE_STAGE, TAX_STAGE, expected_total, order_total, orders
 
 CALLS: list[str] = []

@@ -9,8 +9,7 @@ import pytest
 from fanout.core.errors import InvalidRequest, ItemsFailed, ProcessorNotFound
 from fanout.inputs.request import FanoutRequest
 from fanout.seed import fan_out_fan_in
-from tests.integration.conftest import executed
-from tests.support.processors import RECORDER
+from tests.support.processors import RECORDER, executed
 
 SEED_OUTPUT = [f"Processed item-{i}" for i in range(1, 6)]
 

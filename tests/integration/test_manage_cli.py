@@ -24,7 +24,7 @@ from prefect.states import State, StateType
 from fanout.localstack.processes import LOOPBACK, free_port, spawn, wait_healthy
 from fanout.storage.checkpoints import CheckpointStore
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import run_cli
+from tests.support.cli import run_cli
 
 TOKEN = "manage-cli-test-token-0123456789"
 DEPLOYMENT = "manage-cli"

@@ -14,7 +14,7 @@ from fanout.core.errors import ItemsFailed
 from fanout.engine.failures import ItemReport, read_item_report
 from fanout.inputs.request import FanoutRequest
 from fanout.seed import fan_out_fan_in
-from tests.integration.conftest import executed
+from tests.support.processors import executed
 
 
 def report_of(state: Any) -> list[ItemReport]:

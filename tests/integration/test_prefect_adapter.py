@@ -1,15 +1,21 @@
-"""The adapter's event-free artifact requests against a real Prefect server (the session's test harness)."""
+"""The adapter's assumptions that need a real Prefect server (the session's test harness): event-free
+artifact requests, and where the default result storage keeps a persisted result."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from uuid import UUID
 
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.results import ResultStore, get_default_result_storage
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.states import Completed
 
 from fanout.core import prefect_adapter
+from fanout.core.prefect_adapter import persisted_result_file
 
 
 @flow
@@ -30,3 +36,12 @@ def test_the_server_keeps_a_progress_artifact_created_and_updated_by_the_adapter
         [stored] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     assert (stored.id, stored.type, stored.flow_run_id) == (artifact_id, "progress", run_id)
     assert (stored.data, stored.description) == (100.0, "5 of 5 items done")
+
+
+def test_a_states_persisted_result_is_a_file_of_local_result_storage(tmp_path: Path) -> None:
+    """With no storage block, a persisted result's metadata names its file in the local storage folder."""
+    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(tmp_path)}):
+        store = ResultStore(result_storage=get_default_result_storage(_sync=True))  # type: ignore[call-arg]
+        record = store.create_result_record(["Processed item-1"])
+        store.persist_result_record(record)
+        assert persisted_result_file(Completed(data=record.metadata)) == next(tmp_path.iterdir()).resolve()

@@ -17,8 +17,7 @@ from fanout.engine.item_processes import ItemProcesses
 from fanout.inputs.request import FanoutRequest
 from fanout.seed import fan_out_fan_in
 from fanout.storage.checkpoints import CheckpointStore
-from tests.integration.conftest import executed
-from tests.support.processors import in_flight_timeline
+from tests.support.processors import executed, in_flight_timeline
 
 SCRIPTED = "tests.support.processors:scripted"
 

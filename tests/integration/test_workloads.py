@@ -14,7 +14,7 @@ from fanout.inputs.request import FanoutRequest
 from fanout.inputs.sources import ItemSource
 from fanout.seed import fan_out_fan_in
 from fanout.storage.instance_results import InstanceResults
-from tests.integration.conftest import executed
+from tests.support.processors import executed
 
 SCRIPTED_ASYNC = "tests.support.workload_processors:scripted_async"
 

@@ -13,8 +13,10 @@ from uuid import UUID, uuid4
 
 from prefect.filesystems import LocalFileSystem
 
+from fanout.localstack.polling import wait_for
 from fanout.storage.checkpoints import CheckpointStore, item_digest
-from tests.support.fault_stack import FaultStack
+from tests.support.fault_stack import FaultStack, _sigkill
+from tests.support.processes import alive, descendants
 
 PROCESSOR = "tests.support.processors:scripted"
 
@@ -82,12 +84,8 @@ def start_worker(stack: FaultStack, workspace: Workspace, worker_type: str | Non
 
 
 def wait_until(condition: Any, timeout: float, what: str, poll: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(poll)
-    raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
+    """Poll `condition` until it holds (fanout.localstack.polling), or raise TimeoutError naming `what`."""
+    wait_for(condition, timeout, what, interval=poll)
 
 
 @dataclass
@@ -292,17 +290,7 @@ def first_start_cost(states: list[tuple[str, float, str]]) -> float | None:
     return running - began if began is not None and running is not None else None
 
 
-def running(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def _descendants(worker: Any) -> list[int]:
-    from tests.support.fault_stack import descendants
-
+def _descendants(worker: Any) -> set[int]:
     return descendants(worker.process.pid)
 
 
@@ -314,10 +302,8 @@ def flow_process(stack: FaultStack, run_id: UUID) -> int:
 def kill_flow_processes(stack: FaultStack, run_id: UUID) -> list[int]:
     """SIGKILL the run's flow-run process (its `infrastructure_pid`) and what it started, leaving the
     worker alive, and with it whatever else the worker runs (the warm worker's forkserver)."""
-    from tests.support.fault_stack import _sigkill, descendants
-
     pid = flow_process(stack, run_id)
-    victims = [pid, *descendants(pid)]
+    victims = [pid, *sorted(descendants(pid))]
     for victim in victims:
         _sigkill(victim)
     return victims
@@ -351,7 +337,7 @@ def crash_at_half(
         worker = next((w for w in workers if flow_pid in _descendants(w)), workers[0])
         killed_at = time.time()
         victims = stack.kill_worker_and_runs(worker) if kind == "host" else kill_flow_processes(stack, run_id)
-        wait_until(lambda: not any(running(pid) for pid in victims), 10, "the killed processes gone")
+        wait_until(lambda: not any(alive(pid) for pid in victims), 10, "the killed processes gone")
         dead_at = time.time()  # an item the dying attempt started may carry a time just after `killed_at`
         wait_until(lambda: bool(workspace.started_after(dead_at)), timeout, "work resuming after the kill", poll=0.2)
         resumed_at = workspace.started_after(dead_at)[0].stat().st_mtime

@@ -21,29 +21,9 @@ from uuid import UUID
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import Child
 from fanout.localstack.stack import DEPLOYMENT, LocalStack
-from tests.conftest import REPO_ROOT
-
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    found: list[int] = []
-    queue = [pid]
-    while queue:
-        for child in children.get(queue.pop(0), []):
-            found.append(child)
-            queue.append(child)
-    return found
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import descendants
+from tests.support.stacks import FINAL_STATES
 
 
 def _sigkill(pid: int) -> None:
@@ -58,6 +38,12 @@ class FaultStack:
 
     local: LocalStack
     deployment_id: UUID
+
+    @classmethod
+    def on(cls, local: LocalStack) -> FaultStack:
+        """The fault moves on a started stack (its seed deployment's id read from its server)."""
+        with local_client(local) as client:
+            return cls(local=local, deployment_id=UUID(str(client.read_deployment_by_name(DEPLOYMENT).id)))
 
     @property
     def api_url(self) -> str:
@@ -80,7 +66,7 @@ class FaultStack:
 
     def kill_worker_and_runs(self, worker: Child) -> list[int]:
         """SIGKILL a worker and every flow-run process it started (they run in their own sessions)."""
-        victims = descendants(worker.process.pid)
+        victims = sorted(descendants(worker.process.pid))
         for pid in victims:
             _sigkill(pid)
         self.local.stop_worker(worker, kill=True)
@@ -169,12 +155,7 @@ class FaultStack:
 def settings_env(crash_env: Mapping[str, str]) -> dict[str, str]:
     """The stack's environment: this one without FANOUT_* overrides, plus the crash-detection settings."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("FANOUT_")}
-    return {**env, "PYTHONPATH": str(source_root()), **crash_env}
-
-
-def source_root() -> Path:
-    """The repository's root: flow runs import the test processors (`tests.support`) from there."""
-    return REPO_ROOT
+    return {**env, "PYTHONPATH": str(REPO_ROOT), **crash_env}
 
 
 @contextmanager
@@ -191,9 +172,7 @@ def fault_stack(folder: Path, crash_env: Mapping[str, str], database_url: str | 
         local.start_server()
         local.deploy()
         local.start_webhook()
-        with local_client(local) as client:
-            deployment_id = UUID(str(client.read_deployment_by_name(DEPLOYMENT).id))
-        yield FaultStack(local=local, deployment_id=deployment_id)
+        yield FaultStack.on(local)
     finally:
         local.stop()
 

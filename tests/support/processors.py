@@ -37,6 +37,11 @@ def _log_dir() -> Path | None:
     return Path(folder) if folder else None
 
 
+def executed(folder: Path) -> list[str]:
+    """The items started, one entry per execution, from a FANOUT_TEST_LOG_DIR folder."""
+    return sorted(path.name.split(".")[0] for path in folder.iterdir() if path.name not in {"crashed", "killed"})
+
+
 def executions(item: str) -> int:
     """How many times `item` has started, counted from the log folder."""
     folder = _log_dir()

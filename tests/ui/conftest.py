@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,9 +12,8 @@ import pytest
 
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import PrefectServer, running_prefect_server
-from tests.conftest import REPO_ROOT
+from tests.support.paths import CHROMIUM, REPO_ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -27,7 +24,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOTS = Path(os.environ.get("FANOUT_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "ui"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +82,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             yield chromium
         finally:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fanout.localstack.processes import PrefectServer
-from tests.ui.conftest import SCREENSHOTS
+from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ui]
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import response_schema_conformance
 
 from tests.support.fake_instances import FakeManagedRuns
-from tests.unit.webhook_client import AUTH, make_app
+from tests.support.webhook_client import AUTH, make_app
 
 EXAMPLES_PER_ROUTE = 70
 """Enough for at least 2,000 requests across the document's operations (methods a route lacks included)."""

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 
 from fanout.localstack.permissions import make_private
-from fanout.localstack.polling import wait_for
-from fanout.localstack.processes import PrefectServer, spawn
+from fanout.localstack.processes import PrefectServer
 from fanout.localstack.stack import ensure_token
 from fanout.localstack.up import banner
 
@@ -38,16 +36,6 @@ def test_a_home_another_user_must_enter_is_only_passable(tmp_path: Path) -> None
     home = tmp_path / ".fanout"
     make_private(home, pass_through=True)
     assert mode(home) == 0o711
-
-
-def test_files_a_stack_process_creates_are_owner_only(tmp_path: Path) -> None:
-    """A process the stack spawns writes files 0600 (its umask is 077), whatever the caller's umask."""
-    target = tmp_path / "written"
-    argv = [sys.executable, "-c", f"open({str(target)!r}, 'w').write('x')"]
-    child = spawn("writer", argv, {}, tmp_path / "logs")
-    wait_for(lambda: child.process.poll() is not None, 60, "the writer to exit")
-    assert mode(target) == 0o600
-    assert mode(child.log_path) == 0o600
 
 
 def test_the_generated_webhook_token_is_owner_only(tmp_path: Path) -> None:

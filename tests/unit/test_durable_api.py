@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.support.fake_instances import FakeManagedRuns
-from tests.unit.webhook_client import BASE, TOKEN, call, make_app
+from tests.support.webhook_client import BASE, TOKEN, call, make_app
 
 DF = "/runtime/webhooks/durabletask"
 LINKS = {
@@ -24,11 +24,6 @@ LINKS = {
     "resumePostUri",
     "uiUrl",
 }
-
-
-@pytest.fixture
-def runs() -> FakeManagedRuns:
-    return FakeManagedRuns()
 
 
 def request(runs: FakeManagedRuns, method: str, path: str, **options: object) -> httpx.Response:

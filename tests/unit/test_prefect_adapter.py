@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from packaging.version import Version
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
-from prefect.results import ResultRecordMetadata, ResultStore, get_default_result_storage
+from prefect.results import ResultRecordMetadata
 from prefect.serializers import JSONSerializer
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, get_current_settings, temporary_settings
 from prefect.states import Completed
@@ -168,15 +169,6 @@ def test_an_async_block_is_written_and_read_back_from_sync_code() -> None:
     assert prefect_adapter.read_block_path(storage, "instance/item") == b"{}\n"  # type: ignore[arg-type]
 
 
-def test_a_states_persisted_result_is_a_file_of_local_result_storage(tmp_path: Path) -> None:
-    """With no storage block, a persisted result's metadata names its file in the local storage folder."""
-    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(tmp_path)}):
-        store = ResultStore(result_storage=get_default_result_storage(_sync=True))  # type: ignore[call-arg]
-        record = store.create_result_record(["Processed item-1"])
-        store.persist_result_record(record)
-        assert persisted_result_file(Completed(data=record.metadata)) == next(tmp_path.iterdir()).resolve()
-
-
 def test_a_result_file_outside_local_result_storage_is_never_named(tmp_path: Path) -> None:
     """A state whose metadata points elsewhere (as any API client could write) names no file to delete."""
     elsewhere = tmp_path / "precious"
@@ -209,3 +201,26 @@ async def test_a_flagged_sqlite_write_transaction_begins_immediate_once() -> Non
     async with configuration.begin_transaction(Session()) as second:  # type: ignore[arg-type]
         pass
     assert (first, second) == ("IMMEDIATE", "DEFERRED")
+
+
+def test_send_queued_returns_once_a_queue_service_handled_its_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect's queue services are registered where `send_queued` looks, and it waits until they handled what they queued."""
+    from prefect._internal.concurrency.services import QueueService, _QueueServiceBase
+
+    monkeypatch.setattr(_QueueServiceBase, "_instances", {})  # only this test's service, not other tests' senders
+
+    handled: list[int] = []
+
+    class SlowSender(QueueService[int]):
+        async def _handle(self, item: int) -> None:
+            await asyncio.sleep(0.02)
+            handled.append(item)
+
+    sender = SlowSender.instance()
+    try:
+        for item in range(5):
+            sender.send(item)
+        assert prefect_adapter.send_queued(timeout=10)
+        assert handled == [0, 1, 2, 3, 4]
+    finally:
+        sender.drain()

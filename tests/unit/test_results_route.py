@@ -13,7 +13,7 @@ from fanout.core.settings import get_settings
 from fanout.storage.checkpoints import CheckpointStore
 from fanout.storage.instance_results import record_plan
 from tests.support.fake_runs import FakeRuns
-from tests.unit.webhook_client import call, make_app
+from tests.support.webhook_client import call, make_app
 
 PROCESSOR = "fanout.engine.processor:processed"
 

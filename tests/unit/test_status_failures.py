@@ -5,7 +5,7 @@ from __future__ import annotations
 from fanout.service.runs import RunRecord
 from fanout.storage.run_output import RunOutput
 from tests.support.fake_runs import FakeRuns
-from tests.unit.webhook_client import call, make_app
+from tests.support.webhook_client import call, make_app
 
 REPORT = [{"item": "item-2", "status": "failed", "attempts": 4, "error": "TransientError: blip"}]
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from tests.support.fake_runs import FakeRuns
-from tests.unit.webhook_client import call, make_app
+from tests.support.webhook_client import call, make_app
 
 LABELS_16_OF_60 = {"fanout.total": 60, "fanout.completed": 16, "fanout.failed": 2}
 

@@ -11,14 +11,9 @@ from fanout.api.webhook import WebhookConfigurationError, create_app
 from fanout.core.settings import FanoutSettings
 from fanout.service.webhook_errors import PrefectUnavailable
 from tests.support.fake_runs import FakeRuns
-from tests.unit.webhook_client import AUTH, BASE, TOKEN, call, make_app, with_client
+from tests.support.webhook_client import AUTH, BASE, TOKEN, call, make_app, with_client
 
 MANAGEMENT_FIELDS = {"id", "statusQueryGetUri", "terminatePostUri", "restartPostUri", "purgeHistoryDeleteUri", "uiUrl"}
-
-
-@pytest.fixture
-def runs() -> FakeRuns:
-    return FakeRuns()
 
 
 def start(app, **options) -> httpx.Response:  # type: ignore[no-untyped-def]

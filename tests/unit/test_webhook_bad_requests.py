@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.fake_instances import FakeManagedRuns
 from tests.support.fake_runs import FakeRuns
-from tests.unit.webhook_client import AUTH, call, make_app
+from tests.support.webhook_client import AUTH, call, make_app
 
 JSON = {**AUTH, "Content-Type": "application/json"}
 MAX_BODY = 4096

@@ -10,12 +10,7 @@ import pytest
 from fanout.service.runs import LABEL_DEPLOYMENT
 from fanout.service.start_queue import StartQueue
 from tests.support.fake_runs import FakeRuns
-from tests.unit.webhook_client import call, make_app
-
-
-@pytest.fixture
-def runs() -> FakeRuns:
-    return FakeRuns()
+from tests.support.webhook_client import call, make_app
 
 
 def test_a_start_of_a_named_deployment_creates_its_run_there(runs: FakeRuns) -> None:

@@ -12,7 +12,7 @@ import httpx
 from fanout.api.webhook import create_app
 from fanout.core.settings import FanoutSettings
 from tests.support.frozen_server import frozen_server
-from tests.unit.webhook_client import AUTH, BASE, TOKEN
+from tests.support.webhook_client import AUTH, BASE, TOKEN
 
 CLIENT_PATIENCE = httpx.Timeout(5.0)
 """Well under the minute a frozen Prefect used to hold a request: a hang fails the test instead."""

@@ -11,15 +11,10 @@ from prefect.filesystems import LocalFileSystem
 
 from fanout.storage.checkpoints import CheckpointStore
 from tests.support.fake_instances import FakeManagedRuns
-from tests.unit.webhook_client import AUTH, TOKEN, call, make_app
+from tests.support.webhook_client import AUTH, TOKEN, call, make_app
 
 DF = "/runtime/webhooks/durabletask"
 PROCESSOR = "fanout.engine.processor:processed"
-
-
-@pytest.fixture
-def runs() -> FakeManagedRuns:
-    return FakeManagedRuns()
 
 
 def get(runs: FakeManagedRuns, path: str, **options: object) -> httpx.Response:

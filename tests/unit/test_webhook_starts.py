@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from prefect.filesystems import LocalFileSystem
 
@@ -17,12 +16,7 @@ from fanout.inputs.request import FanoutRequest
 from fanout.service.webhook_errors import PrefectUnavailable
 from fanout.storage import lease
 from tests.support.fake_runs import FakeRuns
-from tests.unit.webhook_client import AUTH, BASE, call, make_app
-
-
-@pytest.fixture
-def runs() -> FakeRuns:
-    return FakeRuns()
+from tests.support.webhook_client import AUTH, BASE, call, make_app
 
 
 def state(app: FastAPI) -> WebhookState:

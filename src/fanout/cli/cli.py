@@ -71,13 +71,14 @@ def run(
         tolerated_failure_percentage=tolerated_failure_percentage,
     )
     api_url = _prefect_api_for_run(home)
-    from fanout.core.prefect_adapter import overriding
+    from fanout.core.prefect_adapter import overriding, send_queued
     from fanout.engine.instance_lease import InstanceBusy
     from fanout.seed import run_here
 
     try:
         with overriding(api={"url": api_url}):
             output = run_here(request)
+            send_queued(timeout=10)  # the run's last events and logs, sent now rather than by the exit hook
     except ItemsFailed as failed:
         typer.echo(f"fanout: run failed: {failed}", err=True)
         raise typer.Exit(EXIT_FAILED) from None

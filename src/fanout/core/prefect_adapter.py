@@ -3,15 +3,17 @@
 fanout supports a range of Prefect 3 releases. Where it leans on behaviour Prefect does not promise
 (settings overrides taking effect when entered, heartbeat and client-retry settings read per use,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
-where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`), the lean is a function here, and
-tests/unit/test_prefect_adapter.py checks each one against the installed Prefect, so a release that
-breaks one fails there by name rather than somewhere inside a run.
+where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`, queued events sent before exit), the
+lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
+where a server is needed) checks each one against the installed Prefect, so a release that breaks one
+fails there by name rather than somewhere inside a run.
 """
 
 from __future__ import annotations
 
 import contextvars
 import inspect
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
@@ -175,3 +177,21 @@ def immediate_transactions() -> None:
 
     begin_transaction._fanout_immediate = True  # type: ignore[attr-defined]
     AioSqliteConfiguration.begin_transaction = begin_transaction  # type: ignore[method-assign]
+
+
+def send_queued(timeout: float) -> bool:
+    """Wait up to `timeout` seconds until Prefect's background senders in this process (events, API logs)
+    have sent what they queued; whether they did. Called before a command exits, so it exits quietly."""
+    from prefect._internal.concurrency.services import _QueueServiceBase
+
+    registered: dict[int, Any] = _QueueServiceBase._instances  # type: ignore[misc]
+    services = [service for service in list(registered.values()) if not service._stopped]
+    done = threading.Event()
+
+    def wait() -> None:
+        for service in services:
+            service.wait_until_empty()
+        done.set()
+
+    threading.Thread(target=wait, name="fanout-send-queued", daemon=True).start()
+    return done.wait(timeout)

@@ -1,0 +1,122 @@
+"""The warm worker's spare flow-run process, as real processes: it never outlives its worker and leaves
+Ctrl-C to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fanout.worker.warm_processes import WarmProcesses
+from tests.conftest import REPO_ROOT
+
+NOWHERE = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETRIES": "0"}
+"""A Prefect API where nothing listens: a spare's preparation fails at once, as it may, and it still waits."""
+
+WORKER = """
+import sys
+from fanout.worker.warm_processes import WarmProcesses
+warm = WarmProcesses(["fanout.worker.warm_child"])
+warm.warm_up()
+spare = warm.spare
+print(spare.pid, flush=True)
+sys.stdin.readline()
+warm.stop()
+print(spare.exitcode, flush=True)
+"""
+"""A worker's processes in miniature: prints its spare's pid, stops when a line arrives, prints the spare's exit code."""
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
+    """WORKER in a process of its own, with Ctrl-C's default action (a shell may start tests with it ignored)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_until(condition: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def worker_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in NOWHERE.items():
+        monkeypatch.setenv(name, value)
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def test_a_spare_exits_when_its_worker_is_killed(worker_env: dict[str, str]) -> None:
+    """SIGKILL of the worker: its spare reads end-of-file on its pipe and exits; nothing is left behind."""
+    worker = start_worker(worker_env)
+    try:
+        assert worker.stdout is not None
+        spare = int(worker.stdout.readline())
+        assert not gone(spare)
+        worker.send_signal(signal.SIGKILL)
+        wait_until(lambda: gone(spare))
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_an_unused_spare_exits_cleanly_when_its_worker_stops(worker_env: dict[str, str]) -> None:
+    """A stopped worker retires its spare: the spare exits by itself, with code 0, and no new one is started."""
+    processes = WarmProcesses(["fanout.worker.warm_child"])
+    processes.warm_up()
+    spare = processes.spare
+    assert spare is not None and spare.is_alive()
+
+    processes.stop()
+    processes.replenish()
+
+    assert spare.exitcode == 0
+    assert processes.spare is None
+
+
+def ignores_sigint(pid: int) -> bool:
+    """The process has SIGINT ignored (its SigIgn mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+def test_an_idle_spare_leaves_ctrl_c_to_its_worker(worker_env: dict[str, str]) -> None:
+    """SIGINT (Ctrl-C in the worker's terminal) does not end an idle spare; the worker's stop ends it cleanly."""
+    worker = start_worker(worker_env)
+    try:
+        assert worker.stdout is not None and worker.stdin is not None
+        spare = int(worker.stdout.readline())
+        wait_until(lambda: ignores_sigint(spare))
+
+        os.kill(spare, signal.SIGINT)
+        worker.stdin.write("stop\n")
+        worker.stdin.flush()
+
+        assert worker.stdout.readline().strip() == "0"
+    finally:
+        worker.kill()
+        worker.wait()

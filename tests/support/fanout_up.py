@@ -1,0 +1,88 @@
+"""`fanout up` as a user starts it, for the tests of the whole command: the package installed apart from
+the checkout, the command started in a folder of its own, and what it printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from fanout.localstack.processes import Child, spawn
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import descendants
+from tests.support.stacks import wait_for
+
+READY = "Ctrl-C stops everything"
+"""The last line `fanout up` prints once everything runs."""
+
+
+def installed_package(target: Path) -> Path:
+    """`pip install --no-deps --target` of this checkout: the package as a user gets it, without its
+    dependencies (the test's own environment has them). Built without isolation when this environment
+    can build wheels itself (no index needed), else pip fetches the build backend."""
+    isolation: list[str] = []
+    try:
+        import setuptools
+        from packaging.version import Version
+
+        if Version(setuptools.__version__) >= Version("70.1"):  # builds wheels without the `wheel` package
+            isolation = ["--no-build-isolation"]
+    except ImportError:
+        pass
+    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(target)]
+    with tempfile.TemporaryDirectory() as build:  # a copy: pip leaves build/ and *.egg-info beside the source
+        source = Path(build) / "fanout"
+        shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "test-artifacts"))
+        subprocess.run([*argv, str(source)], check=True, capture_output=True, timeout=600)
+    return target
+
+
+@contextmanager
+def running_fanout_up(
+    program: str | Path, *options: str, workdir: Path, logs: Path, env: Mapping[str, str], timeout: float
+) -> Iterator[tuple[Child, Path]]:
+    """`<program> up --home <workdir>/.fanout` on free ports, started in `workdir` with this environment
+    (without FANOUT_* and PREFECT_API_* settings) plus `env`, once it says it is ready: the process and its
+    home. Killed (with its process group) on exit."""
+    home = workdir / ".fanout"
+    environment = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
+    environment.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", **env)
+    argv = [str(program), "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0", *options]
+    child = spawn("fanout-up", argv, environment, logs, cwd=workdir)
+    try:
+        wait_for(
+            lambda: READY in child.log_path.read_text() or child.process.poll() is not None,
+            timeout=timeout,
+            interval=1,
+            what="fanout up to be ready",
+        )
+        assert child.process.poll() is None, child.log_tail()
+        yield child, home
+    finally:
+        stop_everything(child)
+
+
+def stop_everything(child: Child) -> None:
+    """Stop `fanout up` as Ctrl-C would (it stops the processes it started), then SIGKILL whatever of them
+    is left: they run in sessions of their own, which killing its process group does not reach."""
+    started = descendants(child.process.pid)
+    child.stop(grace=60)
+    for pid in started:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def printed(child: Child, label: str) -> str:
+    """What `fanout up` printed after `label:`."""
+    match = re.search(rf"^{label}:\s+(\S+)", child.log_path.read_text(), re.M)
+    assert match, child.log_tail()
+    return match.group(1)

@@ -1,0 +1,14 @@
+"""Where things are: the checkout (test subprocesses run there, and flow runs import `tests.support` from
+it) and the browser the UI tier drives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TESTS = REPO_ROOT / "tests"
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's chromium, which the UI tier drives (never a downloaded browser)."""
+SCREENSHOTS = Path(os.environ.get("FANOUT_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "ui"
+"""Where the UI tier leaves its screenshots."""
