@@ -33,6 +33,7 @@ from typing import Any
 
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
+from fanout.core.errors import CheckpointNotWritten
 from fanout.core.private_files import make_folders, open_private
 from fanout.storage import checkpoint_format
 from fanout.storage.checkpoints import KEY_ROOT
@@ -110,7 +111,10 @@ class StorageFiles:
         """Create `key` holding `data` unless it exists: True when this call created it."""
         path = self._path(key)
         if self._fs is None:
-            make_folders(Path(path).parent)
+            try:
+                make_folders(Path(path).parent)
+            except OSError as error:  # a file where a folder belongs, no permission: the records cannot be kept
+                raise CheckpointNotWritten(f"storage refused the instance lease: {error}") from error
             try:
                 descriptor = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             except FileExistsError:
