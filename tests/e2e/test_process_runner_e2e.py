@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from fanout.localstack.processes import Child
-from tests.e2e.conftest import poll_until_finished
+from tests.support.stacks import poll_until_finished
 
 
 def test_a_deployment_run_on_worker_processes_completes(

@@ -26,7 +26,7 @@ import pytest
 from fanout.localstack.processes import Child, free_port, spawn, wait_healthy
 from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import FINAL_STATES, poll_until_finished, wait_for
+from tests.support.stacks import FINAL_STATES, poll_until_finished, wait_for
 
 pytestmark = pytest.mark.e2e
 

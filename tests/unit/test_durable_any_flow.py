@@ -8,7 +8,7 @@ import pytest
 from fanout.service.orchestrators import Orchestrator
 from fanout.service.runs import LABEL_DEPLOYMENT, LABEL_FLOW
 from tests.support.fake_instances import FakeManagedRuns
-from tests.unit.webhook_client import AUTH, call, make_app
+from tests.support.webhook_client import AUTH, call, make_app
 
 DF = "/runtime/webhooks/durabletask"
 BACKUP = Orchestrator("backup-site-content", "default", ("root_directory",), ("root_directory",))

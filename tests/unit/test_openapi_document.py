@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.fake_instances import FakeManagedRuns
-from tests.unit.webhook_client import make_app
+from tests.support.webhook_client import make_app
 
 BODYLESS = {"terminate", "suspend", "resume", "rewind"}
 """Durable Functions' management posts answer 202 with no body."""
