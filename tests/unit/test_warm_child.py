@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import shlex
 import sys
 from pathlib import Path
 from uuid import uuid4
@@ -17,7 +16,6 @@ from prefect.workers.process import ProcessWorker
 
 import fanout.seed
 from fanout.worker.warm_child import SET_WORKING_DIRECTORY, _preloaded_module, preloaded_flow, prepend_python_path
-from fanout.worker.warm_processes import CommandProcess
 from fanout.worker.warm_spare import DeploymentSource
 from fanout.worker.warm_worker import WarmJobConfiguration, run_environment
 
@@ -99,11 +97,3 @@ def test_only_a_command_the_deployment_sets_leaves_the_warm_processes(command: s
     flow_run = FlowRun(id=uuid4(), flow_id=uuid4(), name="run")
     configuration.prepare_for_flow_run(flow_run=flow_run, deployment=None, flow=None, worker_name="w")
     assert configuration.own_command == own
-
-
-def test_a_command_process_runs_in_a_new_interpreter_with_the_run_environment(tmp_path: Path) -> None:
-    """The deployment's command runs in the run's folder with its variables; its exit status is reported."""
-    script = "import os, pathlib; pathlib.Path('seen').write_text(os.environ['RUN_VARIABLE']); raise SystemExit(3)"
-    process = CommandProcess(f"{sys.executable} -c {shlex.quote(script)}", {"RUN_VARIABLE": "yes"}, tmp_path)
-    process.join()
-    assert process.exitcode == 3 and (tmp_path / "seen").read_text() == "yes"
