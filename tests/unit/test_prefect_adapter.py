@@ -152,13 +152,14 @@ def test_a_local_block_is_written_and_read_back(tmp_path: Path) -> None:
 
 
 def test_a_local_blocks_resolve_path_is_where_its_write_path_writes(tmp_path: Path) -> None:
-    """`LocalFileSystem._resolve_path` names the file its own `write_path` writes, and refuses a path escaping
-    the base path: the owner-only write goes where Prefect's would, and nowhere else."""
+    """`LocalFileSystem._resolve_path` names the file its own `write_path` writes, and the owner-only write
+    refuses a path escaping the base path: it goes where Prefect's would, and nowhere else."""
     storage = LocalFileSystem(basepath=str(tmp_path / "base"))
     written = storage.write_path("instance/item", b"x")
     assert Path(str(written)) == storage._resolve_path("instance/item")
     with pytest.raises(ValueError, match="outside of the base path"):
-        storage._resolve_path("../elsewhere")
+        prefect_adapter.write_block_path(storage, "../elsewhere", b"x")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_an_async_block_is_written_and_read_back_from_sync_code() -> None:

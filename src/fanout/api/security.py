@@ -8,10 +8,9 @@
   own management links carry their key. A secret in a URL is written wherever the URL
   goes (access logs, browser history): prefer the header where the client allows it.
 
-The schemes are FastAPI's, so `/openapi.json` names them; the comparison is in constant time.
+The schemes are FastAPI's, so `/openapi.json` names them; the comparison is in constant time. No postponed
+annotations here: FastAPI before 0.116 cannot resolve a string annotation on a scheme's `__call__`.
 """
-
-from __future__ import annotations
 
 import hmac
 from typing import Annotated

@@ -104,10 +104,14 @@ def read_block_path(storage: WritableFileSystem, path: str) -> bytes:
 
 def write_block_path(storage: WritableFileSystem, path: str, content: bytes) -> None:
     """`storage.write_path(path, content)`, whether the block implements it sync or async; on a local
-    folder, written as Prefect's `LocalFileSystem.write_path` does (its `_resolve_path` keeps the path
-    under the base path) but owner-only (src/fanout/core/private_files.py)."""
+    folder, written where Prefect's `LocalFileSystem.write_path` writes (its `_resolve_path`), but
+    owner-only (src/fanout/core/private_files.py) and never outside the base path, which older
+    Prefect releases do not check."""
     if isinstance(storage, LocalFileSystem):
-        target = storage._resolve_path(path)
+        target = Path(storage._resolve_path(path))
+        base = Path(storage.basepath or ".").expanduser().resolve()
+        if not target.resolve().is_relative_to(base):
+            raise ValueError(f"Path {target} is outside of the base path {base}.")
         if target.exists() and not target.is_file():
             raise ValueError(f"Path {target} already exists and is not a file.")
         write_private(target, content)
