@@ -191,10 +191,12 @@ def start_s3(folder: Path, stack: ExitStack) -> dict[str, str]:
 
 
 def start_scheduler(folder: Path, stack: ExitStack) -> str:
-    """`dask scheduler` on a free loopback port; its address."""
+    """`dask scheduler` on a free loopback port; its address. It unpickles the task graph, which names the
+    test processor in tests/support, so it imports from the checkout as the workers do."""
     port = free_port()
     argv = [_bin("dask"), "scheduler", "--host", LOOPBACK, "--port", str(port), "--no-dashboard"]
-    child = spawn("dask-scheduler", argv, os.environ, folder / "logs", cwd=folder)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    child = spawn("dask-scheduler", argv, env, folder / "logs", cwd=folder)
     stack.callback(child.stop)
     return f"tcp://{LOOPBACK}:{port}"
 
