@@ -11,7 +11,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import prefect
 import pytest
+from packaging.version import Version
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
@@ -249,6 +251,10 @@ def test_tolerated_failures_leave_none_and_are_listed() -> None:
     assert tolerant() == {"results": [1, None, 5], "failed": ["1"]}
 
 
+@pytest.mark.skipif(
+    Version(prefect.__version__) < Version("3.5"),
+    reason="Prefect before 3.5 records the siblings' task-run states too late for this read-back",
+)
 def test_prefect_shows_the_failed_items_task_run_failed_and_its_traceback() -> None:
     """The failed item's task run ends Failed naming it; its siblings Completed; its traceback is in the run's logs."""
 
