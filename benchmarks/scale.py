@@ -17,6 +17,12 @@ walks a list a flow returns, three times, which the seed's flow avoids by return
 run side by side with the seed's flow (c) in each trial, in rotating order; each cost is the median
 of the per-trial ratios to (c), in wall time and in the flow process's CPU time.
 
+`--in-flow` measures only (c) against (a) at 10,000 trivial items, side by side in rotating order
+(five trials by default), and prints each trial's ratio of items/s: how much of a plain thread
+pool's speed a run keeps with fanout's bookkeeping and Prefect's flow around it. With `--baseline
+DIR` it adds (c0), the seed's flow from another checkout of the code, so a change is measured
+against the code before it in the same run.
+
 Run: `python -m benchmarks.scale` (about 10 minutes on 2 cores; `--quick` skips 100,000 and
 the naive 10,000 and makes one trial; `--durable-only` measures (c) against (e) alone). It
 prints one table and the issue's goals as measured. `--durable-only --baseline DIR` adds (c0), the
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import sys
@@ -255,9 +262,17 @@ def main() -> None:
         "--durable-only", action="store_true", help="only (c) against (e): the seed's flow and a user's durable_map"
     )
     parser.add_argument(
-        "--baseline", type=Path, help="with --durable-only: a checkout of the code before durable_map, run as (c0)"
+        "--in-flow", action="store_true", help="only (c) against (a), ThreadPoolExecutor.map, at 10,000 trivial items"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="with --durable-only or --in-flow: another checkout of the code (git worktree add DIR <commit>), run as (c0)",
     )
     args = parser.parse_args()
+    if args.in_flow:
+        in_flow(args.trials or 5, args.baseline)
+        return
     if args.durable_only:
         durable_only(args.trials or 5, args.baseline)
         return
@@ -324,6 +339,64 @@ def durable_only(trials: int, baseline: Path | None = None) -> None:
             console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
             compared = durable_against_seed(bench, trials, baseline=baseline)
     report_durable(console, compared)
+
+
+def in_flow(trials: int, baseline: Path | None = None, count: int = 10_000) -> None:
+    """(a) ThreadPoolExecutor.map against (c) the seed's flow, and with `baseline` (c0) the seed's flow from
+    that checkout, at `count` trivial items, each trial in a rotated order; per trial the ratio of items/s."""
+    console = Console(width=180)
+    variants: tuple[str, ...] = ("threadpool", "fanout") + (("baseline",) if baseline else ())
+    runs: list[dict[str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        with running_prefect_server(scratch / "prefect") as server:
+            env = {
+                **server.client_env(),
+                "FANOUT_RESULT_STORAGE": str(scratch / "results"),
+                "PYTHONPATH": str(REPO_ROOT),
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+            }
+            bench = Bench(server=server, scratch=scratch, env=env)
+            bench.run("fanout", 5)  # warm the server
+            for number in range(trials):
+                shift = number % len(variants)
+                order = variants[shift:] + variants[:shift]
+                console.log(f"trial {number + 1} of {trials}: {', '.join(order)}, N={count:,}")
+                runs.append({variant: _in_flow_run(bench, variant, count, baseline) for variant in order})
+    report_in_flow(console, runs, count)
+
+
+def _in_flow_run(bench: Bench, variant: str, count: int, baseline: Path | None) -> dict[str, Any]:
+    instance = f"{variant}-{uuid.uuid4().hex[:6]}"
+    if variant == "baseline":
+        assert baseline is not None
+        return bench.run("fanout", count, instance, PYTHONPATH=str(baseline / "src"))
+    return bench.run(variant, count, instance)
+
+
+def report_in_flow(console: Console, runs: list[dict[str, dict[str, Any]]], count: int) -> None:
+    names = {
+        "threadpool": "(a) ThreadPoolExecutor.map",
+        "fanout": "(c) fanout, the seed's flow",
+        "baseline": "(c0) the seed's flow from the baseline checkout",
+    }
+    table = Table(title=f"{count:,} trivial items: fanout against ThreadPoolExecutor.map, {len(runs)} trials")
+    for column in ("variant", "wall s (median)", "items/s (median)", "CPU s (median)", "items/s / (a)'s, per trial"):
+        table.add_column(column, justify="right")
+    for variant, name in names.items():
+        if variant not in runs[0]:
+            continue
+        seconds = statistics.median(trial[variant]["seconds"] for trial in runs)
+        cpu = statistics.median(trial[variant]["cpu_seconds"] for trial in runs)
+        ratios = [trial["threadpool"]["seconds"] / trial[variant]["seconds"] for trial in runs]
+        shown = "" if variant == "threadpool" else f"{statistics.median(ratios):.2f} [{_ratios(ratios)}]"
+        table.add_row(name, f"{seconds:.3f}", f"{count / seconds:,.0f}", f"{cpu:.3f}", shown)
+    console.print(table)
+    fanout = statistics.median(trial["threadpool"]["seconds"] / trial["fanout"]["seconds"] for trial in runs)
+    console.print(
+        f"(c) keeps {fanout:.0%} of (a)'s items/s, median of per-trial ratios (goal >= 50%); "
+        f"load average now {os.getloadavg()[0]:.1f}"
+    )
 
 
 def report_durable(console: Console, compared: dict[str, Any]) -> None:
