@@ -21,6 +21,7 @@ from prefect.logging.handlers import APILogWorker
 
 import fanout
 from fanout import DuplicateItems, ItemsFailed, TransientError, current_item, durable_map, durable_map_async
+from fanout.storage.instance_results import InstanceResults
 from tests.conftest import REPO_ROOT
 from tests.support.processors import executed
 from tests.support.user_flows import PRICE_STAGE, TAX_STAGE, expected_total, order_total, orders
@@ -114,6 +115,14 @@ def test_a_rerun_of_the_instance_runs_nothing_again() -> None:
     assert doubled([1, 2, 3], instance_id=instance) == [2, 4, 6]
     assert doubled([1, 2, 3], instance_id=instance) == [2, 4, 6]
     assert len(CALLS) == 3
+
+
+def test_a_finished_flow_call_leaves_the_results_index_up_to_date(clean_settings: Path) -> None:
+    """Once the flow returns, every item's record is in the instance's results index: a page scans no journal."""
+    instance = fresh("indexed")
+    assert doubled(list(range(40)), instance_id=instance) == [number * 2 for number in range(40)]
+    results = InstanceResults(str(clean_settings), instance)
+    assert results.index is not None and None not in results.index.locate(0, 40)
 
 
 def test_two_calls_of_one_function_are_two_stages() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -41,13 +42,15 @@ from fanout.engine.submission import fan_out
 from fanout.engine.tasks import ItemTasks, item_tasks
 from fanout.inputs.items import ItemKey, KeyedItems, keyed
 from fanout.inputs.sources import ItemSource, iter_source
-from fanout.storage.instance_results import keep_failures, keep_plan
+from fanout.storage.instance_results import keep_failures, keep_plan, refresh_index
 
 OUTSIDE_FLOW = (
     "durable_map runs inside a Prefect flow run, which holds its checkpoints, task runs and logs: "
     "call it from a function decorated with @prefect.flow (in a test, run that flow under "
     "prefect.testing.utilities.prefect_test_harness())"
 )
+
+INDEX_THREAD = "fanout-results-index"
 
 
 class NotInFlow(FanoutError, RuntimeError):
@@ -201,13 +204,29 @@ def _map(
         keep_plan(run.storage, run.instance_id, run.processor, planned.keys)  # the item order, for results pages
         outcomes = run_stage(planned.keys, run, settings, tasks, announce_total=planned.announce)
     elapsed = time.perf_counter() - started
-    keep_failures(run.storage, run.instance_id, outcomes.values())
-    ordered = [outcomes[item] for item in planned.keys]
-    after_final_state(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
-    result = stage_result(
-        planned.keys, outcomes, run.instance_id, tolerated_count=tolerated[0], tolerated_percentage=tolerated[1]
-    )
+    keep_failures(run.storage, run.instance_id, outcomes.values(), index=False)
+    indexing = _index_results(run)
+    try:
+        ordered = [outcomes[item] for item in planned.keys]
+        after_final_state(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
+        result = stage_result(
+            planned.keys, outcomes, run.instance_id, tolerated_count=tolerated[0], tolerated_percentage=tolerated[1]
+        )
+    finally:
+        after_final_state(indexing.join)
     return MapResults(result.output, result.failures)
+
+
+def _index_results(run: ItemRun) -> threading.Thread:
+    """Bring the instance's results index up to date on a thread of its own, begun now.
+
+    The index is O(run) work that nothing in the run waits for, so it goes on while
+    the flow records its result, its final state and its report; the wrap-up waits for
+    it last, so a finished flow call leaves the index up to date.
+    """
+    thread = threading.Thread(target=refresh_index, args=(run.storage, run.instance_id), name=INDEX_THREAD)
+    thread.start()
+    return thread
 
 
 def run_stage(

@@ -84,16 +84,27 @@ def keep_plan(storage: Storage, instance_id: str, processor: str, keys: Sequence
         raise CheckpointNotWritten(f"storage refused the run's plan: {error}") from error
 
 
-def keep_failures(storage: Storage, instance_id: str, outcomes: Iterable[ItemOutcome]) -> None:
-    """Record the failed `outcomes` (`{key: last error}`, replacing an earlier run's) and bring the
-    results index up to date, so pages of the finished run cost O(page). A failure is logged: the
-    checkpoints themselves are all stored, and a reader refreshes the index itself."""
+def keep_failures(storage: Storage, instance_id: str, outcomes: Iterable[ItemOutcome], index: bool = True) -> None:
+    """Record the failed `outcomes` (`{key: last error}`, replacing an earlier run's) and, with `index`,
+    bring the results index up to date, so pages of the finished run cost O(page). A failure is logged:
+    the checkpoints themselves are all stored, and a reader refreshes the index itself."""
     failures = {outcome.item: outcome.error or "" for outcome in outcomes if not outcome.ok}
     block = storage_block(storage)
     lines = "".join(json.dumps({"key": key, "error": error}) + "\n" for key, error in failures.items())
     try:
         _write(block, f"{instance_path(instance_id)}/{FAILURES_FILE}", lines.encode())
-        results = InstanceResults(block, instance_id)
+    except Exception as error:  # noqa: BLE001 - pages still read, without the failed items' errors
+        logger.warning("instance %s: failed items not recorded: %s", instance_id, error)
+        return
+    if index:
+        refresh_index(block, instance_id)
+
+
+def refresh_index(storage: Storage, instance_id: str) -> None:
+    """Index the records appended since the results index was last brought up to date (local folders;
+    nothing elsewhere). A failure is logged: a reader refreshes the index itself."""
+    try:
+        results = InstanceResults(storage, instance_id)
         if results.index is not None:
             results.index.refresh(results.plan_keys)
     except Exception as error:  # noqa: BLE001 - pages still read, at a reader's cost
@@ -210,4 +221,12 @@ def record_failures(storage: Storage, instance_id: str, failures: Mapping[str, s
     keep_failures(storage, instance_id, [ItemOutcome(item=key, error=error) for key, error in failures.items()])
 
 
-__all__ = ["InstanceResults", "NoResults", "keep_failures", "keep_plan", "record_failures", "record_plan"]
+__all__ = [
+    "InstanceResults",
+    "NoResults",
+    "keep_failures",
+    "keep_plan",
+    "record_failures",
+    "record_plan",
+    "refresh_index",
+]

@@ -54,6 +54,18 @@ def packed_slot(index: int, number: int, where: int, length: int) -> bytes:
     return SLOT.pack(number, where, length, zlib.crc32(CHECKED.pack(index, number, where, length)))
 
 
+def write_slots(slots: int, found: dict[int, bytes]) -> None:
+    """Write the packed slots `found` (by plan index) into the slots file, one write per run of
+    consecutive indexes: a journal holds its task run's items, mostly in plan order."""
+    ordered = sorted(found)
+    start = 0
+    for position in range(1, len(ordered) + 1):
+        if position == len(ordered) or ordered[position] != ordered[position - 1] + 1:
+            run = ordered[start:position]
+            os.pwrite(slots, b"".join(found[index] for index in run), run[0] * SLOT.size)
+            start = position
+
+
 class ResultsIndex:
     """The index of one instance's journals (`journals`, its checkpoint folder) by plan index."""
 
@@ -182,14 +194,14 @@ class ResultsIndex:
     @staticmethod
     def _index_block(block: bytes, end: int, at: int, number: int, where: dict[bytes, int], slots: int) -> None:
         """Index the whole lines of `block[:end]`, which starts at byte `at` of journal `number`."""
+        found: dict[int, bytes] = {}
         for match in RECORD_KEY.finditer(block, 0, end):
             index = where.get(match.group(1))
             line_end = block.find(b"\n", match.start())
             if index is None or not checkpoint_format.sound(block[match.start() : line_end]):
                 continue
-            os.pwrite(
-                slots, packed_slot(index, number, at + match.start(), line_end - match.start()), index * SLOT.size
-            )
+            found[index] = packed_slot(index, number, at + match.start(), line_end - match.start())
+        write_slots(slots, found)
 
     def _journal_sizes(self) -> dict[str, int]:
         try:
