@@ -20,6 +20,7 @@ again.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
@@ -66,7 +67,7 @@ def holding_instance(instance_id: str | None, lease_seconds: float, storage: Wri
     if held is None:
         yield
         return
-    _tag(UUID(str(run_id)), instance_id)
+    tagging = _tagging(UUID(str(run_id)), instance_id)
     stop = threading.Event()
     renewing = threading.Thread(
         target=_renew,
@@ -83,6 +84,7 @@ def holding_instance(instance_id: str | None, lease_seconds: float, storage: Wri
         raise
     finally:
         stop.set()
+        tagging.join()
         after_final_state(functools.partial(_give_back, storage, instance_id, held), stopped=stopped)
 
 
@@ -119,17 +121,30 @@ def _busy(instance_id: str, holder: LeaseRecord) -> InstanceBusy:
     )
 
 
+def _tagging(run_id: UUID, instance_id: str) -> threading.Thread:
+    """`_tag` on a thread of its own, in the run's context, begun now: its API call goes on while the
+    items run, and the block waits for it at its end."""
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(_tag, run_id, instance_id), name="fanout-instance-tag")
+    thread.start()
+    return thread
+
+
 def _tag(run_id: UUID, instance_id: str) -> None:
-    """Make a run not started by the webhook findable by its instance id (one API call, only then)."""
+    """Make a run not started by the webhook findable by its instance id (one API call, only then); a
+    failure is logged: the run goes on, found by its flow run id."""
     tag = f"{INSTANCE_TAG_PREFIX}{instance_id}"
     context = FlowRunContext.get()
     tags = context.flow_run.tags if context is not None and context.flow_run is not None else None
     if tags is not None and tag in tags:
         return
-    with get_client(sync_client=True) as client:
-        current = tags if tags is not None else client.read_flow_run(run_id).tags
-        if tag not in current:
-            client.update_flow_run(run_id, tags=[*current, tag])
+    try:
+        with get_client(sync_client=True) as client:
+            current = tags if tags is not None else client.read_flow_run(run_id).tags
+            if tag not in current:
+                client.update_flow_run(run_id, tags=[*current, tag])
+    except Exception as error:  # noqa: BLE001 - findability by instance id is not worth failing the run for
+        logger.warning("instance %s: flow run %s not tagged with it: %r", instance_id, run_id, error)
 
 
 def _renew(
