@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -51,6 +52,14 @@ def test_items_run_in_worker_processes_and_are_checkpointed_in_order() -> None:
     assert all(outcome.ok and outcome.attempts == 1 for outcome in outcomes)
     assert os.getpid() not in {outcome.value for outcome in outcomes}
     assert recorded == {outcome.item: outcome.value for outcome in outcomes}
+
+
+def test_an_item_in_a_worker_sees_its_stage_in_its_idempotency_key() -> None:
+    """A stage whose ids name it gives items in worker processes `<instance>/<stage>/<item>`, as on threads."""
+    run = dataclasses.replace(item_run("tests.support.processors:keyed"), processor="enrich", stage_in_ids=True)
+    with ItemProcesses("tests.support.processors:keyed", 1) as processes:
+        outcomes, _ = carry(processes, ["item-1"], run)
+    assert [outcome.value for outcome in outcomes] == ["proc-test/enrich/item-1"]
 
 
 def test_checkpointed_items_are_not_sent_to_a_worker(execution_log: Path) -> None:

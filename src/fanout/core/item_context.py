@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import Self
 
 
 @dataclass(frozen=True)
@@ -37,34 +38,44 @@ class ItemContext:
         return self.idempotency_key
 
 
-_current: ContextVar[ItemContext | None] = ContextVar("fanout_item", default=None)
+_current: ContextVar[processing | None] = ContextVar("fanout_item", default=None)
 
 
 def current_item() -> ItemContext:
     """The item the calling processor is running; raises outside a processor call."""
-    context = _current.get()
-    if context is None:
+    active = _current.get()
+    if active is None:
         raise LookupError("current_item() is only available inside a fanout processor call")
-    return context
+    return active.context
 
 
-class processing:  # lowercase, as it reads like a function: `with processing(instance, item, attempt) as context:`
+class processing:  # lowercase, as it reads like a function: `with processing(instance, item, attempt) as active:`
     """Make `current_item()` answer for the duration of one processor call.
 
-    A small class rather than a generator-based context manager: it is entered
-    once per attempt of every item, and the generator machinery cost more than
-    the rest of it.
+    A small class rather than a generator-based context manager, and its
+    `ItemContext` is made only when asked for (by the processor, or to log a
+    failed attempt): it is entered once per attempt of every item, and most
+    processors never ask.
     """
 
-    __slots__ = ("_context", "_token")
+    __slots__ = ("_context", "_fields", "_token")
 
     def __init__(self, instance_id: str, item: str, attempt: int, stage: str | None = None) -> None:
-        self._context = ItemContext(instance_id=instance_id, item=item, attempt=attempt, stage=stage)
-        self._token: Token[ItemContext | None] | None = None
+        self._fields = (instance_id, item, attempt, stage)
+        self._context: ItemContext | None = None
+        self._token: Token[processing | None] | None = None
 
-    def __enter__(self) -> ItemContext:
-        self._token = _current.set(self._context)
+    @property
+    def context(self) -> ItemContext:
+        """The item being processed, made on first use."""
+        if self._context is None:
+            instance_id, item, attempt, stage = self._fields
+            self._context = ItemContext(instance_id=instance_id, item=item, attempt=attempt, stage=stage)
         return self._context
+
+    def __enter__(self) -> Self:
+        self._token = _current.set(self)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:

@@ -43,11 +43,11 @@ async def attempt_async(
         nonlocal attempts, spent
         attempts += 1
         started = time.perf_counter()
-        with processing(instance_id, item, attempts, stage) as context:
+        with processing(instance_id, item, attempts, stage) as active:
             try:
                 return await function(value)
             except Exception as error:
-                log_failed_attempt(context, attempts, error, retrying=retry.will_retry(error, attempts))
+                log_failed_attempt(active.context, attempts, error, retrying=retry.will_retry(error, attempts))
                 raise
             finally:
                 spent += time.perf_counter() - started

@@ -148,11 +148,11 @@ def carry_item(
         nonlocal attempts, spent
         attempts += 1
         started = time.perf_counter()
-        with processing(run.instance_id, item, attempts, run.stage) as context:
+        with processing(run.instance_id, item, attempts, run.stage) as active:
             try:
                 return process(run.values.of(item))
             except Exception as error:
-                log_failed_attempt(context, attempts, error, retrying=run.retry.will_retry(error, attempts))
+                log_failed_attempt(active.context, attempts, error, retrying=run.retry.will_retry(error, attempts))
                 raise
             finally:
                 spent += time.perf_counter() - started

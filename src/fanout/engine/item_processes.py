@@ -82,6 +82,8 @@ class Order:
     instance_id: str
     retry: RetryPolicy
     items: list[tuple[str, Any, int]]
+    stage: str | None = None
+    """The stage as ids name it (`ItemRun.stage`): part of each item's correlation and idempotency id."""
 
 
 def worker_processes() -> int:
@@ -280,7 +282,9 @@ class ItemProcesses:
     ) -> WorkerProcess:
         """Send `batch` and settle its outcomes; on the worker's death, put what did not settle back
         in front of `waiting` and return its replacement."""
-        order = Order(run.instance_id, run.retry, [(item, run.values.of(item), made) for item, made in batch])
+        order = Order(
+            run.instance_id, run.retry, [(item, run.values.of(item), made) for item, made in batch], run.stage
+        )
         try:
             worker.send(order)
         except WorkerDied:  # died idle: no item was running
@@ -308,7 +312,7 @@ class ItemProcesses:
         """The item a dead worker was running: tried again in front of the rest, or failed when out of retries."""
         error = ItemProcessDied(f"its worker process died ({end}) while running it")
         retrying = run.retry.will_retry(error, attempts)
-        log_failed_attempt(ItemContext(run.instance_id, item, attempts), attempts, error, retrying=retrying)
+        log_failed_attempt(ItemContext(run.instance_id, item, attempts, run.stage), attempts, error, retrying=retrying)
         if retrying:
             waiting.appendleft((item, attempts))
         else:
@@ -406,7 +410,8 @@ def _serve(pipe: multiprocessing.connection.Connection, outbox: _Outbox, process
         if order is None:
             return
         for item, value, made in order.items:
-            if not _report(outbox, attempt_item(function, item, value, order.retry, order.instance_id, made)):
+            outcome = attempt_item(function, item, value, order.retry, order.instance_id, made, order.stage)
+            if not _report(outbox, outcome):
                 return
 
 
@@ -423,7 +428,13 @@ def _report(outbox: _Outbox, outcome: ItemOutcome) -> bool:
 
 
 def attempt_item(
-    function: Processor, item: str, value: Any, retry: RetryPolicy, instance_id: str, made: int = 0
+    function: Processor,
+    item: str,
+    value: Any,
+    retry: RetryPolicy,
+    instance_id: str,
+    made: int = 0,
+    stage: str | None = None,
 ) -> ItemOutcome:
     """Run the processor on one item under the retry policy, `made` attempts having been made already;
     its outcome, never an exception. The same steps as an item on a thread, short of its checkpoint."""
@@ -435,11 +446,11 @@ def attempt_item(
         nonlocal attempts, spent
         attempts += 1
         started = time.perf_counter()
-        with processing(instance_id, item, attempts) as context:
+        with processing(instance_id, item, attempts, stage) as active:
             try:
                 return function(value)
             except Exception as error:
-                log_failed_attempt(context, attempts, error, retrying=retry.will_retry(error, attempts))
+                log_failed_attempt(active.context, attempts, error, retrying=retry.will_retry(error, attempts))
                 raise
             finally:
                 spent += time.perf_counter() - started
