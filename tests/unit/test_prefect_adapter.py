@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
@@ -53,6 +55,23 @@ def client(api: FakeApi) -> Iterator[SyncPrefectClient]:
     """A Prefect sync client whose requests go to `api`, not over the network."""
     with SyncPrefectClient("http://prefect.test/api", httpx_settings={"transport": httpx.MockTransport(api)}) as client:
         yield client
+
+
+def test_a_client_handed_a_tls_context_makes_none_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`api_tls_context()` is made once; a client given it as `verify` loads no CA bundle of its own."""
+    shared = prefect_adapter.api_tls_context()
+    made: list[object] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    with SyncPrefectClient("http://prefect.test/api", httpx_settings={"verify": shared}):
+        pass
+    assert prefect_adapter.api_tls_context() is shared
+    assert made == []
 
 
 def test_overriding_changes_the_named_setting_while_entered() -> None:

@@ -1,7 +1,8 @@
 """Everything fanout assumes about Prefect beyond its documented API, in one place.
 
 fanout supports a range of Prefect 3 releases. Where it leans on behaviour Prefect does not promise
-(settings overrides taking effect when entered, heartbeat and client-retry settings read per use,
+(settings overrides taking effect when entered, heartbeat and client-retry settings read per use, a
+client taking the TLS context it is handed,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
 where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`, queued events sent before exit), the
 lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
@@ -12,7 +13,9 @@ fails there by name rather than somewhere inside a run.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
+import ssl
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -68,6 +71,29 @@ def client_retries(max_retries: int) -> SettingsContext:
 def client_retries_off() -> SettingsContext:
     """No client-side retries: for callers whose own next attempt is the retry."""
     return client_retries(0)
+
+
+def api_tls_context() -> ssl.SSLContext:
+    """The TLS context Prefect's client would make for the API, made once per process and per TLS
+    settings, for a client of fanout's own (`httpx_settings={"verify": api_tls_context()}`): Prefect
+    loads the CA bundle anew for every client it makes unless it is handed a context."""
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    return _tls_context(bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value() or None)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(insecure: bool, cert_file: str | None) -> ssl.SSLContext:
+    """What Prefect's `SyncPrefectClient` makes: no verification when told to skip it, else the given
+    CA file or certifi's bundle."""
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    import certifi
+
+    return ssl.create_default_context(cafile=cert_file or certifi.where())
 
 
 def create_progress_artifact(

@@ -277,7 +277,7 @@ class PrefectPublisher:
             from prefect.client.orchestration import get_client
             from prefect.runtime import flow_run
 
-            from fanout.core.prefect_adapter import client_retries_off
+            from fanout.core.prefect_adapter import api_tls_context, client_retries_off
 
             run_id = flow_run.get_id()
             if run_id is None:
@@ -287,7 +287,8 @@ class PrefectPublisher:
             # events are being written, and the client's retry sleeps 2 s; the reporter's next
             # tick (or its final attempts) is the retry, with the newest count.
             self._no_retries = client_retries_off()
-            self._client = get_client(sync_client=True, httpx_settings={"timeout": PUBLISH_TIMEOUT_SECONDS})
+            settings = {"timeout": PUBLISH_TIMEOUT_SECONDS, "verify": api_tls_context()}
+            self._client = get_client(sync_client=True, httpx_settings=settings)
             self._client.__enter__()
         return self._client
 
