@@ -115,12 +115,18 @@ class StorageFiles:
                 make_folders(Path(path).parent)
             except OSError as error:  # a file where a folder belongs, no permission: the records cannot be kept
                 raise CheckpointNotWritten(f"storage refused the instance lease: {error}") from error
-            try:
-                descriptor = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            except FileExistsError:
-                return False
+            # Written whole under a temporary name, then linked in place: `link` creates only if absent, and a
+            # reader never sees the record empty (an empty record reads as free, and a racer would take it too).
+            temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+            descriptor = open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             with os.fdopen(descriptor, "wb") as target:
                 target.write(data)
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(temporary)
             return True
         try:
             with self._fs.open(path, mode="xb") as target:
