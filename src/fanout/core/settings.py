@@ -138,6 +138,20 @@ class WorkerSettings(BaseSettings):
         description="The warm worker keeps one flow-run process forked and prepared ahead of the next run "
         "(src/fanout/worker/warm_spare.py); false forks each run's process when the run arrives.",
     )
+    standby: bool = Field(
+        True,
+        description="A warm worker also stands by for the other workers' runs of its pool: it resumes one whose "
+        "`fanout.flow-run.alive` events stopped (its host died) without waiting for the automations "
+        "(src/fanout/worker/standby.py).",
+    )
+    standby_silent_seconds: float = Field(
+        4.0,
+        ge=1,
+        le=3600,
+        description="How long another worker's run must be silent (no alive event, and none since a probe of the "
+        "standby's own event stream came back) before a standby resumes it; at least twice `liveness_seconds`, "
+        "so that one late or lost alive event is never taken for a death.",
+    )
     sqlite_retry_after_seconds: float = Field(
         0.1,
         gt=0,
@@ -322,6 +336,13 @@ class FanoutSettings(ItemSettings, RunnerSettings, ResumeSettings, WorkerSetting
     """Every setting; built by `get_settings()`, never at import."""
 
     model_config = FANOUT_ENV
+
+    @model_validator(mode="after")
+    def _standby_waits_two_beats(self) -> Self:
+        """A standby that waited less than two alive intervals would resume runs that are only late."""
+        if self.standby_silent_seconds < 2 * self.liveness_seconds:
+            raise ValueError("standby_silent_seconds must be at least twice liveness_seconds")
+        return self
 
 
 def get_settings(**overrides: object) -> FanoutSettings:

@@ -122,9 +122,14 @@ async def reconcile(
         run = await client.read_flow_run(first.run.id)
         if run.state is None or run.state.id != first.state_id:
             continue  # it moved on by itself: alive, or someone else saw to it
-        if _lease_holder_alive_here(storage, run) or not await _orphaned(client, run, watch_began):
+        if not await _orphaned(client, run, watch_began):
             continue
-        outcome = await _resume_once(client, run, storage, settings)
+        what = "Running" if run.state.type == StateType.RUNNING else "Pending"
+        stuck = (
+            f"Flow run was {what} with no living process after a restart "
+            f"(no sign of life for {settings.silent_after_seconds}s)."
+        )
+        outcome = await resume_orphan(client, run, storage, settings, stuck)
         if outcome is not None:
             level = logging.WARNING if outcome.action in (RESUMED, GAVE_UP) else logging.INFO
             logger.log(level, "flow run %s: %s %s", run.id, outcome.action, outcome.message)
@@ -228,10 +233,18 @@ def claim_key(run: FlowRun) -> str:
     return f"{KEY_ROOT}/{instance_of(run)}/resumes/{run.id}-{run.state.id}"
 
 
-async def _resume_once(
-    client: PrefectClient, run: FlowRun, storage: WritableFileSystem, settings: FanoutSettings
+async def resume_orphan(
+    client: PrefectClient, run: FlowRun, storage: WritableFileSystem, settings: FanoutSettings, stuck: str
 ) -> Reconciled | None:
-    """Resume (or give up on) the orphan, if this reconciler is the first to claim it."""
+    """Resume (or give up on) a run found with nothing behind it, if this caller is the first to claim it
+    from the state it was found in; `stuck` says how it was found. None: its own process is alive on
+    this host after all.
+
+    Every resumer goes through here (a reconcile pass, a standby warm worker), so one stuck state is
+    resumed once, whoever notices it and however many notice it together.
+    """
+    if _lease_holder_alive_here(storage, run):
+        return None
     try:
         first = await anyio.to_thread.run_sync(claim_once, storage, claim_key(run), {"flow_run_id": str(run.id)})
     except LeaseUnsupported:
@@ -242,8 +255,6 @@ async def _resume_once(
     again = await client.read_flow_run(run.id)
     if again.state is None or again.state.id != run.state.id:
         return Reconciled(run.id, MOVED_ON)
-    what = "Running" if run.state.type == StateType.RUNNING else "Pending"
-    stuck = f"Flow run was {what} with no living process after a restart (no sign of life for {settings.silent_after_seconds}s)."
     if run.state.type == StateType.PENDING or 1 <= run.run_count <= settings.max_auto_retries:
         return await _put_back(client, run, stuck, settings)
     await client.set_flow_run_state(run.id, Crashed(message=stuck))

@@ -8,6 +8,7 @@ make a client stop polling and report a failure for a run that then succeeds.
 The status therefore reads a run this way:
 
     Crashed, run count 1..max, crashed < deadline ago    Running (202), resuming
+    Running, but a standby found it silent (its host died) Running (202), resuming
     Scheduled/Pending again after an attempt (AwaitingRetry) Pending (202), resuming
     Running again after a resume                          Running (202), resumes counted
     Crashed otherwise: retries used up, never reached
@@ -18,6 +19,12 @@ The deadline (`FANOUT_RESUME_DEADLINE_SECONDS`, 300 s by default, ten times what
 a resume takes) keeps a status from saying "resuming" forever when the
 automations are missing or the server lost an event: past it the run answers
 200 Failed, and its output says that nothing resumed it and how to restart it.
+
+A run whose host died stays Running in Prefect until something puts it back. A
+standby warm worker (src/fanout/worker/standby.py) that finds it silent marks it
+at once with the label `fanout.silent` (when it noticed), before it confirms the
+death and resumes it; a mark older than the run's current state is an earlier
+attempt's and means nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
     from fanout.service.runs import RunRecord
 
 WAITING_AGAIN = frozenset({"SCHEDULED", "PENDING"})
+SILENT_LABEL = "fanout.silent"
+"""Set by a standby on a Running run it found silent: when it noticed (ISO 8601); empty once it heard from it again."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,25 @@ def crashed_at(run: RunRecord) -> datetime | None:
     return stamp if isinstance(stamp, datetime) else run.updated
 
 
+def silent_since(run: RunRecord) -> datetime | None:
+    """When a standby found the run silent in its current state, or None (never, or it spoke again)."""
+    value = run.labels.get(SILENT_LABEL)
+    try:
+        noticed = datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    entered = crashed_at(run)
+    if noticed is None or noticed.tzinfo is None or (entered is not None and noticed < entered):
+        return None
+    return noticed
+
+
 def resume_of(run: RunRecord, policy: ResumePolicy, now: datetime | None = None) -> Resume:
     """How the run stands with respect to automatic resumes, as of `now`."""
     state_type = (run.state_type or "").upper()
     count = run.run_count
+    if state_type == "RUNNING" and 1 <= count <= policy.max_auto_retries and silent_since(run) is not None:
+        return Resume(after_crash=False, resuming=True, resumes=count)
     if state_type == "CRASHED":
         if not 1 <= count <= policy.max_auto_retries:
             return Resume(after_crash=False, resuming=False, resumes=max(count - 1, 0))

@@ -22,6 +22,9 @@ returns. What this worker changes:
   straight back to AwaitingRetry while automatic retries remain (never through
   Crashed, a final state), else reported Crashed, then Failed
   (src/fanout/worker/warm_recovery.py), so it resumes in about a second.
+- **Standby.** It also listens to the alive events of the other workers' runs of its pool, and
+  resumes a run whose host died within seconds (src/fanout/worker/standby.py), once however many
+  workers stand by; the automations remain as the backstop.
 - **Restart resume.** When the worker starts, and when its event stream comes
   back after the Prefect server was away, it makes a reconcile pass
   (src/fanout/service/reconcile.py): runs of its pool left Running or Pending
@@ -50,6 +53,7 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.exceptions import InfrastructureNotFound
+from prefect.filesystems import WritableFileSystem
 from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 from pydantic import Field, PrivateAttr
@@ -57,6 +61,7 @@ from pydantic import Field, PrivateAttr
 from fanout.core.settings import get_settings
 from fanout.service.reconcile import reconcile
 from fanout.storage.checkpoints import result_storage
+from fanout.worker.standby import Standby
 from fanout.worker.warm_processes import CommandProcess, FlowRunProcess, WarmProcesses, kill, preload_modules
 from fanout.worker.warm_recovery import describe_exit, settle_exit
 from fanout.worker.warm_spare import DeploymentSource
@@ -149,6 +154,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         settings = get_settings()
+        self._settings = settings
         self._max_auto_retries = settings.max_auto_retries
         self._processes = WarmProcesses(preload_modules(settings.processor), spare=settings.warm_spare)
         self._running: dict[UUID, int] = {}
@@ -168,6 +174,11 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         services.start_soon(self._poll_on_wake)
         services.start_soon(self._poll_cancellations)
         services.start_soon(self._reconcile)
+        if self._settings.standby:
+            standby = Standby(
+                self.client, self._settings, self._work_pool_name, self._running.keys, self._result_storage
+            )
+            services.start_soon(standby.run)
         self._services = services
         self._logger.info("Warm processes ready (forkserver preloaded).")
 
@@ -272,6 +283,9 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
             self._logger.warning("Reconcile pass failed: %r", error)
         finally:
             self._reconciling = False
+
+    def _result_storage(self) -> WritableFileSystem:
+        return result_storage(self._settings)
 
     async def _poll_on_wake(self) -> None:
         """Poll the pool right away when a run was scheduled (coalescing a burst of events into one poll)."""
