@@ -13,7 +13,15 @@ import pytest
 from fanout.core.settings import get_settings
 from fanout.localstack.stack import WARM_WORKER
 from fanout.service.resuming import SILENT_LABEL
-from tests.support.fault_scenarios import CrashResult, Workspace, crash_at_half, flow_process, start_worker, wait_until
+from tests.support.fault_scenarios import (
+    CrashResult,
+    Workspace,
+    crash_at_half,
+    flow_process,
+    start_worker,
+    wait_standing_by,
+    wait_until,
+)
 from tests.support.fault_stack import FaultStack
 from tests.support.processes import alive, descendants
 
@@ -63,7 +71,7 @@ def test_a_run_that_keeps_saying_it_is_alive_is_never_resumed(stack: FaultStack,
     watching it for several windows leaves it alone, and it Completes in its first attempt."""
     env = {"FANOUT_TEST_SLEEP": "0.4", "FANOUT_MAX_PARALLEL": "2"}
     first = start_worker(stack, workspace, WARM_WORKER, **env)
-    start_worker(stack, workspace, WARM_WORKER, **env)  # the standby
+    wait_standing_by([first, start_worker(stack, workspace, WARM_WORKER, **env)])  # the other one stands by
     run_id = stack.start_run({"count": 60})
     instance = str(run_id)
     wait_until(lambda: len(workspace.checkpointed(instance)) >= 4, 120, "the first items")

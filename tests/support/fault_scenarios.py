@@ -15,7 +15,9 @@ from uuid import UUID, uuid4
 from prefect.filesystems import LocalFileSystem
 
 from fanout.localstack.polling import wait_for
+from fanout.localstack.stack import WARM_WORKER
 from fanout.storage.checkpoints import CheckpointStore, item_digest
+from fanout.worker.standby import standing_by
 from tests.support.fault_stack import FaultStack, _sigkill
 from tests.support.processes import alive, descendants
 
@@ -303,6 +305,16 @@ def first_start_cost(states: list[tuple[str, float, str]]) -> float | None:
     return running - began if began is not None and running is not None else None
 
 
+def wait_standing_by(workers: list[Any], timeout: float = 120) -> None:
+    """Wait until every warm worker's standby listens to alive events (a worker answers its health check
+    before its standby subscribes): a standby that started after a crash did not see it happen."""
+    wait_until(
+        lambda: all(standing_by(worker.process.pid) in worker.log_tail(400) for worker in workers),
+        timeout,
+        "standbys listening",
+    )
+
+
 def _descendants(worker: Any) -> set[int]:
     return descendants(worker.process.pid)
 
@@ -346,6 +358,8 @@ def crash_at_half(
     workers = [
         start_worker(stack, workspace, worker_type, **env) for _ in range(1 + (standbys if kind == "host" else 0))
     ]
+    if worker_type == WARM_WORKER and env.get("FANOUT_STANDBY", "true").lower() not in ("false", "0"):
+        wait_standing_by(workers)
     instance, run_id = start_through_webhook(stack, count)
     with StatusWatcher(stack, instance) as watcher:
         wait_until(lambda: len(workspace.checkpointed(instance)) >= count // 2, timeout / 2, "half the items")

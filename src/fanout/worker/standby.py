@@ -31,6 +31,7 @@ not run twice: its next attempt waits for the instance lease its first attempt h
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ PROBE_TIMEOUT_SECONDS = 10.0
 RETRY_SECONDS = 2.0
 """Pause before a run whose confirmation failed (no probe back, an API error) is looked at again."""
 RESUBSCRIBE_SECONDS = 2.0
+
+
+def standing_by(pid: int | None = None) -> str:
+    """How the standby's log line begins each time its event stream is open (tests wait for it)."""
+    return f"Standing by (worker process {pid or os.getpid()})"
 
 
 @dataclass
@@ -164,8 +170,12 @@ class Standby:
         pool: str,
         own_runs: Callable[[], Collection[UUID]],
         storage: Callable[[], WritableFileSystem],
+        resumed: Callable[[], None] = lambda: None,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
     ) -> None:
         self._client = client
+        self._resumed = resumed
+        self._log = log
         self._settings = settings
         self._pool = pool
         self._own_runs = own_runs
@@ -190,10 +200,11 @@ class Standby:
         while True:
             try:
                 async with get_events_subscriber(filter=EventFilter(event=names, resource=resources)) as events:
+                    self._log.info("%s for the runs of pool %r whose alive events stop.", standing_by(), self._pool)
                     async for event in events:
                         self.hear(event)
             except Exception as error:  # noqa: BLE001 - the automations cover the gap; keep listening
-                logger.warning("Standby's event stream broke (%s); subscribing again.", error)
+                self._log.warning("Standby's event stream broke (%s); subscribing again.", error)
             self.watch.refresh()
             await anyio.sleep(RESUBSCRIBE_SECONDS)
 
@@ -222,7 +233,7 @@ class Standby:
                 return
             await self._mark(run_id, datetime.now(UTC).isoformat())
             if not await self._stream_current():
-                logger.warning("Standby: its probe event did not come back; flow run %s is looked at again.", run_id)
+                self._log.warning("Standby: its probe event did not come back; flow run %s is looked at again.", run_id)
                 self.watch.release(run_id, RETRY_SECONDS)
                 return
             if self.watch.heard_since(run_id, noticed):
@@ -235,10 +246,11 @@ class Standby:
                 self.watch.release(run_id, RETRY_SECONDS)
                 return
             if outcome.message:
-                logger.warning("Standby: flow run %s %s. %s", run_id, outcome.action, outcome.message)
+                self._log.warning("Standby: flow run %s %s. %s", run_id, outcome.action, outcome.message)
             self.watch.forget(run_id)
+            self._resumed()
         except Exception as error:  # noqa: BLE001 - the next look, or the automations, will do it
-            logger.warning("Standby could not settle silent flow run %s: %r", run_id, error)
+            self._log.warning("Standby could not settle silent flow run %s: %r", run_id, error)
             self.watch.release(run_id, RETRY_SECONDS)
 
     def _concerns(self, run: FlowRun, run_count: int) -> bool:

@@ -165,20 +165,17 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
 
     async def setup(self) -> None:
         await super().setup()
-        await anyio.to_thread.run_sync(self._processes.warm_up)
-        self._exit_stack.callback(self._processes.stop)  # the spare ends with the worker
         self._wake = anyio.Event()
         services = await self._exit_stack.enter_async_context(anyio.create_task_group())
-        self._exit_stack.callback(services.cancel_scope.cancel)  # runs first on exit: stop the services
+        self._exit_stack.callback(services.cancel_scope.cancel)  # stop the services on exit
+        if self._settings.standby:  # it only changes states: it stands by while the processes warm up
+            services.start_soon(self._standby().run)
+        await anyio.to_thread.run_sync(self._processes.warm_up)
+        self._exit_stack.callback(self._processes.stop)  # the spare ends with the worker
         services.start_soon(self._watch_events)
         services.start_soon(self._poll_on_wake)
         services.start_soon(self._poll_cancellations)
         services.start_soon(self._reconcile)
-        if self._settings.standby:
-            standby = Standby(
-                self.client, self._settings, self._work_pool_name, self._running.keys, self._result_storage
-            )
-            services.start_soon(standby.run)
         self._services = services
         self._logger.info("Warm processes ready (forkserver preloaded).")
 
@@ -258,8 +255,8 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
                     async for event in events:
                         if event.event == CANCEL_EVENT:
                             await self._cancel(UUID(event.resource.id.rsplit(".", 1)[-1]))
-                        elif self._wake is not None:
-                            self._wake.set()
+                        else:
+                            self._wake_up()
             except Exception as error:  # noqa: BLE001 - the poll covers the gap; keep listening
                 self._logger.warning("Event stream broke (%s); subscribing again.", error)
                 broke = True
@@ -284,8 +281,24 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         finally:
             self._reconciling = False
 
+    def _standby(self) -> Standby:
+        """This worker's standby for the other workers' runs; a run it resumes wakes this worker's poll."""
+        return Standby(
+            self.client,
+            self._settings,
+            self._work_pool_name,
+            self._running.keys,
+            self._result_storage,
+            resumed=self._wake_up,
+            log=self._logger,
+        )
+
     def _result_storage(self) -> WritableFileSystem:
         return result_storage(self._settings)
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def _poll_on_wake(self) -> None:
         """Poll the pool right away when a run was scheduled (coalescing a burst of events into one poll)."""
