@@ -77,6 +77,12 @@ def main() -> None:
     parser.add_argument(
         "--retry-window", type=int, default=None, help="FANOUT_RETRY_WINDOW_SECONDS (default: the setting's)"
     )
+    parser.add_argument(
+        "--standby-silent",
+        type=float,
+        default=None,
+        help="FANOUT_STANDBY_SILENT_SECONDS (default: the setting's)",
+    )
     args = parser.parse_args()
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     if unknown := set(kinds) - set(KINDS):
@@ -87,6 +93,8 @@ def main() -> None:
         crash_env["FANOUT_SILENT_AFTER_SECONDS"] = str(args.silent_after)
     if args.retry_window is not None:
         crash_env["FANOUT_RETRY_WINDOW_SECONDS"] = str(args.retry_window)
+    if args.standby_silent is not None:
+        crash_env["FANOUT_STANDBY_SILENT_SECONDS"] = str(args.standby_silent)
     settings = get_settings(**{name[len("FANOUT_") :].lower(): value for name, value in crash_env.items()})
     results: dict[tuple[str, str], list[CrashResult]] = {(w, k): [] for w in worker_types for k in kinds}
     with tempfile.TemporaryDirectory(prefix="fanout-faults-") as temp:

@@ -53,6 +53,7 @@ class FakeClient:
         self.standbys: list[Standby] = []
         self.before_probe: list[Event] = []
         self.clock: Clock | None = None
+        self.deliver_probes = True
 
     def add(self, state: State[Any], run_count: int = 1, pool: str = POOL) -> FlowRun:
         run = FlowRun(id=uuid4(), flow_id=uuid4(), state=state, run_count=run_count, work_pool_name=pool)
@@ -72,7 +73,7 @@ class FakeClient:
         event = Event(id=UUID(probe["id"]), event=PROBE_EVENT, resource=probe["resource"], occurred=datetime.now(UTC))
         if self.clock is not None:
             self.clock.now += 0.1
-        for standby in self.standbys:
+        for standby in self.standbys if self.deliver_probes else []:
             for earlier in self.before_probe:
                 standby.hear(earlier)
             standby.hear(event)
@@ -151,6 +152,21 @@ def test_a_run_heard_from_before_the_probe_came_back_is_left_alone(tmp_path: Pat
     look(one)
     assert client.set_states == []
     assert [labels[SILENT_LABEL] for _, labels in client.labels][-1] == ""
+
+
+def test_no_verdict_without_the_probe_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standby's probe never comes back (its stream is stuck): nothing is resumed, the mark is withdrawn."""
+    monkeypatch.setattr("fanout.worker.standby.PROBE_TIMEOUT_SECONDS", 0.05)
+    client, clock = FakeClient(), Clock()
+    one = standby(client, tmp_path, clock)
+    run = client.add(Running())
+    one.hear(alive_event(run.id))
+    clock.now += 5
+    client.deliver_probes = False
+    look(one)
+    assert client.set_states == []
+    assert [labels[SILENT_LABEL] for _, labels in client.labels][-1] == ""
+    assert run.id in one.watch and one.watch.silent() == [], "looked at again after a pause, not at once"
 
 
 @pytest.mark.parametrize(

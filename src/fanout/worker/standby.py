@@ -34,6 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Collection
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 PROBE_EVENT = "fanout.standby.probe"
 PROBE_RESOURCE = "fanout.standby."
 FLOW_RUN_RESOURCE = "prefect.flow-run."
-CHECK_SECONDS = 0.25
+CHECK_SECONDS = 0.1
 """How often the tracked runs are looked over for silence (a look is a scan of a dict)."""
 PROBE_TIMEOUT_SECONDS = 10.0
 """How long the standby waits for its probe to come back before it gives up this confirmation."""
@@ -226,32 +227,39 @@ class Standby:
     async def _confirm(self, run_id: UUID, run_count: int) -> None:
         """Steps 2 to 4 of the module docstring for one silent run; a failure is logged and retried later."""
         noticed = self.watch.now()
+        marked = False
         try:
             run = await self._client.read_flow_run(run_id)
             if not self._concerns(run, run_count):
                 self.watch.forget(run_id)
                 return
-            await self._mark(run_id, datetime.now(UTC).isoformat())
-            if not await self._stream_current():
+            marked = True
+            async with anyio.create_task_group() as both:  # the mark need not wait for the probe, nor it for the mark
+                both.start_soon(self._mark, run_id, datetime.now(UTC).isoformat())
+                current = await self._stream_current()
+            if not current:
                 self._log.warning("Standby: its probe event did not come back; flow run %s is looked at again.", run_id)
-                self.watch.release(run_id, RETRY_SECONDS)
-                return
-            if self.watch.heard_since(run_id, noticed):
-                await self._mark(run_id, "")
-                self.watch.release(run_id, 0.0)
-                return
-            outcome = await self._resume(run)
-            if outcome is None:  # its process holds its lease, alive on this host
-                await self._mark(run_id, "")
-                self.watch.release(run_id, RETRY_SECONDS)
-                return
-            if outcome.message:
-                self._log.warning("Standby: flow run %s %s. %s", run_id, outcome.action, outcome.message)
-            self.watch.forget(run_id)
-            self._resumed()
+                await self._withdraw(run_id, RETRY_SECONDS)
+            elif self.watch.heard_since(run_id, noticed):
+                await self._withdraw(run_id, 0.0)
+            elif (outcome := await self._resume(run)) is None:  # its process holds its lease, alive on this host
+                await self._withdraw(run_id, RETRY_SECONDS)
+            else:
+                if outcome.message:
+                    self._log.warning("Standby: flow run %s %s. %s", run_id, outcome.action, outcome.message)
+                self.watch.forget(run_id)
+                self._resumed()
         except Exception as error:  # noqa: BLE001 - the next look, or the automations, will do it
             self._log.warning("Standby could not settle silent flow run %s: %r", run_id, error)
             self.watch.release(run_id, RETRY_SECONDS)
+            if marked:
+                with suppress(Exception):
+                    await self._mark(run_id, "")
+
+    async def _withdraw(self, run_id: UUID, retry_after: float) -> None:
+        """No verdict, or the run is alive: take the mark back, and look at the run again later."""
+        self.watch.release(run_id, retry_after)
+        await self._mark(run_id, "")
 
     def _concerns(self, run: FlowRun, run_count: int) -> bool:
         """Whether the silent attempt is still the run's, Running, in this pool, and not this worker's own."""
