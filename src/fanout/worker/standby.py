@@ -146,10 +146,12 @@ class SilenceWatch:
 def flow_run_id_of(event: Event) -> UUID | None:
     """The flow run an event is about (`prefect.flow-run.<id>`), or None."""
     resource = event.resource.id
-    if not resource.startswith(FLOW_RUN_RESOURCE):
-        return None
+    return _uuid(resource[len(FLOW_RUN_RESOURCE) :]) if resource.startswith(FLOW_RUN_RESOURCE) else None
+
+
+def _uuid(text: str) -> UUID | None:
     try:
-        return UUID(resource[len(FLOW_RUN_RESOURCE) :])
+        return UUID(text)
     except ValueError:
         return None
 
@@ -212,7 +214,8 @@ class Standby:
     def hear(self, event: Event) -> None:
         """Take one event into account: an alive or quiet event of a run, or a probe coming back."""
         if event.event == PROBE_EVENT:
-            arrived = self._probes.get(UUID(event.resource.id[len(PROBE_RESOURCE) :]))
+            probe = _uuid(event.resource.id[len(PROBE_RESOURCE) :])
+            arrived = self._probes.get(probe) if probe is not None else None
             if arrived is not None:
                 arrived.set()
             return
