@@ -7,6 +7,8 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -18,8 +20,6 @@ from tests.support.fault_scenarios import (
     Workspace,
     crash_at_half,
     flow_process,
-    start_worker,
-    wait_standing_by,
     wait_until,
 )
 from tests.support.fault_stack import FaultStack
@@ -28,66 +28,92 @@ from tests.support.processes import alive, descendants
 pytestmark = pytest.mark.faults
 
 COUNT = 40
-STANDBY_MESSAGE = "a standby worker found it dead"
+
+
+@dataclass
+class HostDeath:
+    """The crash the standbys resumed, and the workspace whose two surviving workers still stand by."""
+
+    crash: CrashResult
+    workspace: Workspace
+
+
+@dataclass
+class LiveRun:
+    """A run whose worker was SIGKILLed while its flow process lived on."""
+
+    state: str
+    run_count: int
+    history: list[str]
+    labels: dict[str, Any]
+    watched: float  # seconds from the worker's death to the run's end
 
 
 @pytest.fixture(scope="module")
-def host_death(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashResult]:
+def host_death(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostDeath]:
     """40 slow items through the webhook on one of three warm workers; at half, that worker and its flow
-    process are SIGKILLed while the other two stand by; a client polls the status URL until its 200."""
+    process are SIGKILLed while the other two stand by; a client polls the status URL until its 200.
+    The two survivors keep standing by for the module's other scenario."""
     workspace = Workspace(tmp_path_factory.mktemp("standby"), storage=stack.results)
     try:
-        result = crash_at_half(stack, workspace, "host", count=COUNT, worker_type=WARM_WORKER, standbys=2)
+        yield HostDeath(
+            crash_at_half(stack, workspace, "host", count=COUNT, worker_type=WARM_WORKER, standbys=2), workspace
+        )
     finally:
         stack.stop_workers()
         stack.cancel_unfinished()
-    yield result
 
 
-def test_a_standby_resumes_the_run_of_a_dead_host(host_death: CrashResult) -> None:
-    """The run is put back to AwaitingRetry by a standby (not the automations) and Completes whole."""
-    assert host_death.state == "COMPLETED", host_death.history
-    assert host_death.output == [f"Processed item-{i}" for i in range(1, COUNT + 1)]
-    (resumed,) = [line for line in host_death.history if line.startswith("AwaitingRetry")]
-    assert "fell silent" in resumed, host_death.history
-    assert not set(host_death.reexecuted) & host_death.finished_before_kill and len(host_death.reexecuted) <= 4
-
-
-def test_two_standbys_resume_the_run_once(host_death: CrashResult) -> None:
-    """Two standbys notice the same silence: one AwaitingRetry, one more attempt (run count 2)."""
-    assert host_death.run_count == 2, host_death.history
-    assert sum(line.startswith("AwaitingRetry") for line in host_death.history) == 1, host_death.history
-
-
-def test_the_client_sees_resuming_and_no_200_before_the_end(host_death: CrashResult) -> None:
-    """Between the kill and the resumed attempt the status says `resuming`; the first 200 is Completed."""
-    assert host_death.kill_to_resuming is not None, host_death.statuses
-    assert host_death.first_final == "200 Completed", host_death.statuses
-    assert all(status.split(" ")[1] in ("Pending", "Running") for status in host_death.statuses[:-1])
-
-
-def test_a_run_that_keeps_saying_it_is_alive_is_never_resumed(stack: FaultStack, workspace: Workspace) -> None:
-    """Its worker is killed but its flow process lives on and keeps emitting alive events: a standby
-    watching it for several windows leaves it alone, and it Completes in its first attempt."""
-    env = {"FANOUT_TEST_SLEEP": "0.4", "FANOUT_MAX_PARALLEL": "2"}
-    first = start_worker(stack, workspace, WARM_WORKER, **env)
-    wait_standing_by([first, start_worker(stack, workspace, WARM_WORKER, **env)])  # the other one stands by
-    run_id = stack.start_run({"count": 60})
-    instance = str(run_id)
-    wait_until(lambda: len(workspace.checkpointed(instance)) >= 4, 120, "the first items")
+@pytest.fixture(scope="module")
+def live_run(stack: FaultStack, host_death: HostDeath) -> LiveRun:
+    """On the two workers left: a run of 100 slow items whose worker is SIGKILLed once its first items are
+    done, while its flow process lives on and goes on saying it is alive; the other worker stands by."""
+    workers = [worker for worker in stack.local.workers if alive(worker.process.pid)]
+    run_id = stack.start_run({"count": 100})
+    wait_until(lambda: len(host_death.workspace.checkpointed(str(run_id))) >= 4, 120, "the first items")
     flow_pid = flow_process(stack, run_id)
-    if flow_pid not in descendants(first.process.pid):
-        first = next(worker for worker in stack.local.workers if worker is not first)
+    worker = next(worker for worker in workers if flow_pid in descendants(worker.process.pid))
     spared = {flow_pid, *descendants(flow_pid)}
-    for pid in {first.process.pid, *descendants(first.process.pid)} - spared:
+    for pid in {worker.process.pid, *descendants(worker.process.pid)} - spared:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # not the process group: the flow process is in it
-    wait_until(lambda: not alive(first.process.pid), 10, "the worker gone")
-    watched_from = time.monotonic()
+    wait_until(lambda: not alive(worker.process.pid), 10, "the worker gone")
+    died = time.monotonic()
     run = stack.wait_for(run_id, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=180, poll=0.5)
-    history = stack.history(run_id)
-    window = get_settings().standby_silent_seconds
-    assert time.monotonic() - watched_from > 2 * window, "the standby watched the live run for two windows"
-    assert run.state.type.value == "COMPLETED" and run.run_count == 1, history
-    assert not any(line.startswith("AwaitingRetry") for line in history), history
-    assert not (run.labels or {}).get(SILENT_LABEL), run.labels
+    return LiveRun(
+        run.state.type.value, run.run_count, stack.history(run_id), dict(run.labels or {}), time.monotonic() - died
+    )
+
+
+def test_a_standby_resumes_the_run_of_a_dead_host(host_death: HostDeath) -> None:
+    """The run is put back to AwaitingRetry by a standby (not the automations) and Completes whole."""
+    crash = host_death.crash
+    assert crash.state == "COMPLETED", crash.history
+    assert crash.output == [f"Processed item-{i}" for i in range(1, COUNT + 1)]
+    (resumed,) = [line for line in crash.history if line.startswith("AwaitingRetry")]
+    assert "fell silent" in resumed, crash.history
+    assert not set(crash.reexecuted) & crash.finished_before_kill and len(crash.reexecuted) <= 4
+
+
+def test_two_standbys_resume_the_run_once(host_death: HostDeath) -> None:
+    """Two standbys notice the same silence: one AwaitingRetry, one more attempt (run count 2)."""
+    crash = host_death.crash
+    assert crash.run_count == 2, crash.history
+    assert sum(line.startswith("AwaitingRetry") for line in crash.history) == 1, crash.history
+
+
+def test_the_client_sees_resuming_and_no_200_before_the_end(host_death: HostDeath) -> None:
+    """Between the kill and the resumed attempt the status says `resuming`; the first 200 is Completed."""
+    crash = host_death.crash
+    assert crash.kill_to_resuming is not None, crash.statuses
+    assert crash.first_final == "200 Completed", crash.statuses
+    assert all(status.split(" ")[1] in ("Pending", "Running") for status in crash.statuses[:-1])
+
+
+def test_a_run_that_keeps_saying_it_is_alive_is_never_resumed(live_run: LiveRun) -> None:
+    """Its worker is dead but its flow process goes on emitting alive events: the standby watching it for
+    more than two windows leaves it alone, and it Completes in its first attempt, never marked silent."""
+    assert live_run.watched > 2 * get_settings().standby_silent_seconds, "the standby had time to misjudge it"
+    assert live_run.state == "COMPLETED" and live_run.run_count == 1, live_run.history
+    assert not any(line.startswith("AwaitingRetry") for line in live_run.history), live_run.history
+    assert not live_run.labels.get(SILENT_LABEL), live_run.labels
