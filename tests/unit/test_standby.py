@@ -232,3 +232,15 @@ def test_the_standby_window_must_span_two_alive_intervals() -> None:
     """A window shorter than two alive intervals is refused with a message."""
     with pytest.raises(ValueError, match="standby_silent_seconds must be at least twice liveness_seconds"):
         FanoutSettings(_env_file=None, standby_silent_seconds=3, liveness_seconds=2)
+
+
+def test_a_liveness_block_ends_with_a_quiet_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's alive events stop with a quiet event, after the last alive one, when its items are done."""
+    from fanout.core import liveness
+
+    sent: list[str] = []
+    monkeypatch.setattr(liveness, "current_subject", lambda: liveness.Subject(uuid4(), uuid4(), 1))
+    monkeypatch.setattr("prefect.events.emit_event", lambda event, **_: sent.append(event))
+    with liveness.keeping_alive(0.01):
+        anyio.run(anyio.sleep, 0.05)
+    assert sent[-1] == QUIET_EVENT and set(sent[:-1]) == {ALIVE_EVENT}
