@@ -102,9 +102,11 @@ class SilenceWatch:
         """A reading of the watch's clock, for `heard_since`."""
         return self._clock()
 
-    def quiet(self, run_id: UUID) -> None:
-        """The run left its items on purpose: its silence from now on means nothing."""
-        self._runs.pop(run_id, None)
+    def quiet(self, run_id: UUID, run_count: int) -> None:
+        """The run's attempt `run_count` left its items on purpose: its silence from now on means nothing."""
+        tracked = self._runs.get(run_id)
+        if tracked is not None and run_count >= tracked.run_count:
+            del self._runs[run_id]
 
     def forget(self, run_id: UUID) -> None:
         self._runs.pop(run_id, None)
@@ -223,7 +225,7 @@ class Standby:
         if run_id is None:
             return
         if event.event == QUIET_EVENT:
-            self.watch.quiet(run_id)
+            self.watch.quiet(run_id, run_count_of(event))
         elif datetime.now(UTC) - event.occurred <= timedelta(seconds=self.watch.silent_after):
             self.watch.alive(run_id, run_count_of(event))  # older ones: the stream's replay on subscribing
 
