@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from fanout.localstack.up import MAX_FAILURES, STABLE_SECONDS, PortTaken, Supervisor, stack_ports, usable_port
+from fanout.localstack.processes import PortTaken
+from fanout.localstack.up import MAX_FAILURES, STABLE_SECONDS, Supervisor, listen_for, stack_ports
 
 
 @dataclass
@@ -113,7 +114,7 @@ def test_a_port_someone_listens_on_is_a_one_line_error_naming_the_option() -> No
         other.listen()
         port = other.getsockname()[1]
         with pytest.raises(PortTaken, match=f"port {port} on 127.0.0.1 is taken .*--webhook-port N") as refused:
-            usable_port(port, "--webhook-port")
+            listen_for(port, "--webhook-port")
     assert "\n" not in str(refused.value)
 
 
@@ -129,7 +130,8 @@ def test_a_port_left_in_time_wait_by_the_last_run_is_used_again() -> None:
     served.close()  # the server side closes first: its end of the connection sits in TIME_WAIT
     listener.close()
     client.close()
-    assert usable_port(port, "--prefect-port") == port
+    with listen_for(port, "--prefect-port") as again:
+        assert again.getsockname()[1] == port
 
 
 def test_ports_come_from_the_home_unless_asked(tmp_path: Path) -> None:

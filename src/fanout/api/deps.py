@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.service.instances import Instances
 
 
@@ -23,7 +23,7 @@ from fanout.service.instances import Instances
 class WebhookState:
     """Everything the routes share; `instances` is None until the app is connected to Prefect."""
 
-    settings: FanoutSettings
+    settings: ApiSettings
     token: str | None
     instances: Instances | None = None
 
@@ -36,7 +36,7 @@ async def webhook_state(request: Request) -> WebhookState:
 State = Annotated[WebhookState, Depends(webhook_state)]
 
 
-async def settings(state: State) -> FanoutSettings:
+async def settings(state: State) -> ApiSettings:
     return state.settings
 
 
@@ -47,5 +47,5 @@ async def instances(state: State) -> Instances:
     return state.instances
 
 
-Settings = Annotated[FanoutSettings, Depends(settings)]
+Settings = Annotated[ApiSettings, Depends(settings)]
 InstancesDep = Annotated[Instances, Depends(instances)]

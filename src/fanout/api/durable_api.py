@@ -67,7 +67,7 @@ from fanout.api.schemas import (
 )
 from fanout.api.schemas import PurgeReport as PurgeDocument
 from fanout.api.security import link_code, require_any_form
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
 from fanout.service.instance_management import BadQuery, Management, management_for, status_of
@@ -157,12 +157,12 @@ def _gone(instance_id: str, status: RuntimeStatus, what: str) -> JSONResponse:
     return problem(410, f"Instance '{instance_id}' is {status.value}: cannot {what} it.")
 
 
-def _base_url(request: Request, settings: FanoutSettings) -> str:
+def _base_url(request: Request, settings: ApiSettings) -> str:
     return (settings.webhook_public_url or str(request.base_url)).rstrip("/")
 
 
 def _accepted(
-    request: Request, response: Response, settings: FanoutSettings, instance_id: str, ui_url: str | None
+    request: Request, response: Response, settings: ApiSettings, instance_id: str, ui_url: str | None
 ) -> CheckStatusPayload:
     payload = management_payload(_base_url(request, settings), instance_id, link_code(request), ui_url)
     response.headers["Location"] = payload.status_query_get_uri
@@ -226,7 +226,7 @@ async def start_orchestration(
     return _accepted(request, response, settings, started.instance_id, started.ui_url)
 
 
-async def _orchestrator(instances: Instances, name: str, settings: FanoutSettings) -> Orchestrator:
+async def _orchestrator(instances: Instances, name: str, settings: ApiSettings) -> Orchestrator:
     """The deployment `name` starts; the seed's orchestrator name is the webhook's default deployment."""
     if spelled(name) == spelled(ORCHESTRATOR):
         flow, _, deployment = settings.deployment_name.partition("/")
@@ -238,7 +238,7 @@ async def _start_seed(
     request: Request,
     body: bytes,
     instances: Instances,
-    settings: FanoutSettings,
+    settings: ApiSettings,
     orchestrator: Orchestrator,
     instance_id: str | None,
     key: str | None,

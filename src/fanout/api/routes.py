@@ -35,7 +35,7 @@ from fanout.api.results_routes import inline_limited
 from fanout.api.schemas import ErrorDetail, Health, InstanceEntry, InstanceStatus, ManagementUrls, PurgeReport
 from fanout.api.security import require_token
 from fanout.core.prefect_adapter import client_retries_off
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
 from fanout.service.instances import Started
@@ -138,7 +138,7 @@ async def start(
     request: Request,
     response: Response,
     instances: InstancesDep,
-    settings: FanoutSettings,
+    settings: ApiSettings,
     idempotency_key: str | None,
     deployment: str | None,
 ) -> ManagementUrls:
@@ -252,7 +252,7 @@ def checked_instance(instance_id: str) -> str:
     return instance_id
 
 
-def management_urls(request: Request, settings: FanoutSettings, started: Started) -> ManagementUrls:
+def management_urls(request: Request, settings: ApiSettings, started: Started) -> ManagementUrls:
     """The seed's management payload for one instance (`uiUrl` is null until its run exists)."""
     base = (settings.webhook_public_url or str(request.base_url)).rstrip("/")
     status_url = f"{base}/api/instances/{started.instance_id}"
@@ -266,12 +266,12 @@ def management_urls(request: Request, settings: FanoutSettings, started: Started
     )
 
 
-def accepted(request: Request, response: Response, settings: FanoutSettings, started: Started) -> ManagementUrls:
+def accepted(request: Request, response: Response, settings: ApiSettings, started: Started) -> ManagementUrls:
     """The management URLs, with the status URL as Location and the poll interval as Retry-After."""
     urls = management_urls(request, settings, started)
     response.headers.update(poll_headers(settings, urls.status_query_get_uri))
     return urls
 
 
-def poll_headers(settings: FanoutSettings, location: str) -> dict[str, str]:
+def poll_headers(settings: ApiSettings, location: str) -> dict[str, str]:
     return {"Location": location, "Retry-After": str(settings.webhook_retry_after_seconds)}

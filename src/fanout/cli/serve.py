@@ -56,12 +56,12 @@ async def register(name: str) -> str:
 
 async def serve(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:
     """Register the deployment, then run a warm worker on its queue until cancelled."""
-    from fanout.core.settings import get_settings
+    from fanout.core.settings import worker_settings
     from fanout.service.automations import worker_environment
     from fanout.storage.checkpoints import storage_environment
     from fanout.worker.warm_worker import FanoutWarmWorker
 
-    settings = get_settings()
+    settings = worker_settings()
     os.environ.update({**worker_environment(settings), **storage_environment(settings)})  # its forks inherit them
     await register(name)
     worker = FanoutWarmWorker(work_pool_name=WORK_POOL, work_queues=[name], name=f"serve-{name}", limit=limit)

@@ -36,12 +36,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from prefect.filesystems import WritableFileSystem
 
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import SourceSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import request_digest
 from fanout.service.orchestrators import Orchestrator, flow_parameters, resolve
@@ -77,6 +77,9 @@ QUEUED_STATUS: dict[str, RuntimeStatus] = {
     "failed": RuntimeStatus.FAILED,
     "cancelled": RuntimeStatus.TERMINATED,
 }
+
+Admitting = TypeVar("Admitting", bound=SourceSettings)
+"""Settings a start is admitted under (the webhook's), kept their own type with the sources added."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ class Instances:
         async with lock:  # one Prefect round trip per instance at a time in this process; atomic across processes
             return await self._create(request, request.instance_id, digest, key, full_name)
 
-    async def admission_settings(self, deployment: str | None, settings: FanoutSettings) -> FanoutSettings:
+    async def admission_settings(self, deployment: str | None, settings: Admitting) -> Admitting:
         """The settings a start of `deployment` is admitted under: the webhook's, plus the generators the
         deployment allows in its own `FANOUT_SOURCES` job variable (its flow runs check the same list);
         `FANOUT_SOURCE_ROOTS` stay the webhook's own, as they guard the files of the webhook's host.

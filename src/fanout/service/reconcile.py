@@ -58,7 +58,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.states import AwaitingRetry, Crashed, Failed
 
 from fanout.core.liveness import ALIVE_EVENT
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ResumeSettings
 from fanout.storage import lease
 from fanout.storage.checkpoints import KEY_ROOT
 from fanout.storage.lease import LeaseUnsupported, claim_once, owner_gone
@@ -102,7 +102,7 @@ Sleep = Callable[[float], Any]
 
 async def reconcile(
     client: PrefectClient,
-    settings: FanoutSettings,
+    settings: ResumeSettings,
     storage: WritableFileSystem,
     pools: Sequence[str],
     sleep: Sleep = anyio.sleep,
@@ -229,7 +229,7 @@ def claim_key(run: FlowRun) -> str:
 
 
 async def _resume_once(
-    client: PrefectClient, run: FlowRun, storage: WritableFileSystem, settings: FanoutSettings
+    client: PrefectClient, run: FlowRun, storage: WritableFileSystem, settings: ResumeSettings
 ) -> Reconciled | None:
     """Resume (or give up on) the orphan, if this reconciler is the first to claim it."""
     try:
@@ -252,7 +252,7 @@ async def _resume_once(
     return Reconciled(run.id, GAVE_UP, message)
 
 
-async def _put_back(client: PrefectClient, run: FlowRun, stuck: str, settings: FanoutSettings) -> Reconciled:
+async def _put_back(client: PrefectClient, run: FlowRun, stuck: str, settings: ResumeSettings) -> Reconciled:
     message = (
         f"{stuck} Resumed from its checkpoints (attempt {run.run_count + 1}, "
         f"at most {settings.max_auto_retries} automatic retries)."

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fanout.core.settings import FanoutSettings
+    from fanout.core.settings import ResumeSettings
     from fanout.service.runs import RunRecord
 
 WAITING_AGAIN = frozenset({"SCHEDULED", "PENDING"})
@@ -41,7 +41,7 @@ class ResumePolicy:
     deadline_seconds: float = 300.0
 
     @classmethod
-    def from_settings(cls, settings: FanoutSettings) -> ResumePolicy:
+    def from_settings(cls, settings: ResumeSettings) -> ResumePolicy:
         return cls(settings.max_auto_retries, float(settings.resume_deadline_seconds))
 
 

@@ -50,7 +50,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, State, StateType
 
 from fanout.core.prefect_adapter import persisted_result_file
-from fanout.core.settings import FanoutSettings, get_settings
+from fanout.core.settings import ItemSettings, read
 from fanout.inputs.request import FanoutRequest
 from fanout.service.orchestrators import Orchestrator
 from fanout.service.webhook_errors import PrefectUnavailable
@@ -225,7 +225,7 @@ class PrefectRuns:
         client: PrefectClient,
         deployment_name: str,
         ui_base: str | None,
-        settings: FanoutSettings | None = None,
+        settings: ItemSettings | None = None,
     ) -> None:
         self.client = client
         self.deployment_name = deployment_name
@@ -400,7 +400,7 @@ class PrefectRuns:
         from fanout.storage.checkpoints import result_storage
         from fanout.storage.run_output import load_run_output
 
-        storage = result_storage(self.settings or get_settings())
+        storage = result_storage(self.settings or read(ItemSettings))
         return await asyncio.to_thread(load_run_output, storage, run.instance_id)
 
     @unavailable_as_503

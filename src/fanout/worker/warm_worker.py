@@ -54,7 +54,7 @@ from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 from pydantic import Field, PrivateAttr
 
-from fanout.core.settings import get_settings
+from fanout.core.settings import worker_settings
 from fanout.service.reconcile import reconcile
 from fanout.storage.checkpoints import result_storage
 from fanout.worker.warm_processes import CommandProcess, FlowRunProcess, WarmProcesses, kill, preload_modules
@@ -148,7 +148,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = get_settings()
+        settings = worker_settings()
         self._max_auto_retries = settings.max_auto_retries
         self._processes = WarmProcesses(preload_modules(settings.processor), spare=settings.warm_spare)
         self._running: dict[UUID, int] = {}
@@ -260,7 +260,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
             return
         self._reconciling = True
         try:
-            settings = get_settings()
+            settings = worker_settings()
             storage = await anyio.to_thread.run_sync(result_storage, settings)
             done = await reconcile(self.client, settings, storage, [self._work_pool_name])
             for outcome in done:
