@@ -243,7 +243,7 @@ class PrefectServer:
         holds the port)."""
         if self.listener is None:
             self.listener = listen(self.port)
-            self.port = int(self.listener.getsockname()[1])
+        self.port = int(self.listener.getsockname()[1])
         return self.listener
 
     def start(self, timeout: float = 180.0) -> PrefectServer:
