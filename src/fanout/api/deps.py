@@ -1,11 +1,8 @@
-"""What a webhook route needs, declared as FastAPI dependencies: the app's state, its settings,
-and the instance operations (the token check is src/fanout/api/security.py).
+"""What a webhook route needs, declared as FastAPI dependencies: the app's state, its settings, and the
+instance operations (the token check is src/fanout/api/security.py).
 
-The app holds one `WebhookState` (typed, unlike Starlette's `app.state`); routes
-ask for what they use, and tests build the state with a stand-in for Prefect.
-Every dependency is `async def`, though none awaits: FastAPI runs a plain `def`
-dependency in a worker thread, and four thread hand-offs per request were most
-of a start's time (37 ms in-process on a loaded 2-core machine).
+Every dependency is `async def`, though none awaits: FastAPI runs a plain `def` dependency in a worker
+thread, and those hand-offs would cost each request more than its own work.
 """
 
 from __future__ import annotations

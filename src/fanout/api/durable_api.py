@@ -1,26 +1,8 @@
 """Durable Functions' HTTP API at `/runtime/webhooks/durabletask/`, so its clients drive fanout unmodified.
 
-A second route table over the seed's operations (src/fanout/service/instances.py: start,
-find by instance or flow-run id, status, terminate, restart, purge), the list
-both tables share (src/fanout/api/listing.py) and the management operations
-beside them (src/fanout/service/instance_management.py: suspend, resume, history),
-behind the webhook's token (src/fanout/api/security.py). Status
-codes follow Durable Functions and the `azure-functions-durable` client's
-switch statements:
-
-    POST   orchestrators/{name}[/{instanceId}]   202 + management payload; 400 + ExceptionMessage
-    GET    instances/{id}                        202 Pending/Running/Suspended, 200 finished
-                                                 (Failed: 500 with returnInternalServerErrorOnFailure=true), 404
-    GET    instances                             200 [status...], x-ms-continuation-token when paged
-    POST   instances/{id}/terminate|suspend|resume   202; 410 finished; 404
-    POST   instances/{id}/rewind                 202: the failed items run again; 410 unless Failed
-    POST   instances/{id}/restart                202 + the (new) instance id
-    POST   instances/{id}/raiseEvent/{name}      202 (no fanout orchestration waits for events: discarded), 410, 404
-    DELETE instances/{id}                        200 {instancesDeleted, ...what went}; 404 unknown or not finished
-    DELETE instances?createdTimeFrom=...         200 {instancesDeleted, ...}; 404 when none matched
-
-The Prefect API's failures answer 503 through the app's `WebhookError` handler,
-as on `/api/`.
+A second route table over the same operations as `/api/` (src/fanout/service/instances.py and
+src/fanout/service/instance_management.py), behind the webhook's token. Status codes follow Durable
+Functions and the `azure-functions-durable` client, as docs/how-to/durable-functions.md lists them.
 """
 
 from __future__ import annotations

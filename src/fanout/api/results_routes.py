@@ -1,12 +1,7 @@
 """`GET /api/instances/{id}/results?offset=&limit=`: a run's results in item order, a page at a time.
 
-Answers `{items: [{index, key, status, result, error}], total, next, nextUri}`,
-also while the run is going (unfinished items are `pending`) and after it
-failed (succeeded items keep their results, failed ones carry their last
-error). It reads the instance's plan and checkpoints from the result storage
-(src/fanout/storage/instance_results.py: a local folder or a remote block), so the webhook
-needs the workers' result storage, as it already does for a finished run's output. The router is mounted by the
-webhook behind its bearer token.
+Also while the run is going (unfinished items are `pending`) and after it failed; read from the
+instance's plan and checkpoints in result storage, which the webhook shares with the workers.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
-"""The seed's HTTP routes: plain functions on an `APIRouter`, each a thin map from HTTP to one
-operation of `src/fanout/service/instances.py` and back.
+"""The seed's HTTP routes under `/api/`: each a thin map from HTTP to one operation of
+src/fanout/service/instances.py and back.
 
-    POST   /api/start-fanout                 202 + management URLs (429 when the start queue is full)
-    POST   /api/start-fanout/{deployment}    the same for another deployment of the flow; or a deployment of any
-                                             other flow, by its or its flow's name, the body being any JSON
-                                             input for its parameters (404 listing the names known if none)
-    GET    /api/instances?runtimeStatus=&createdTimeFrom=&createdTimeTo=&top=&continuationToken=
-                                             200 [status without output...], newest first;
-                                             x-ms-continuation-token names the next page (src/fanout/api/listing.py)
-    GET    /api/instances/{id}               status: 202 while running, 200 when finished, 404 unknown
-    POST   /api/instances/{id}/terminate     cancel the run (-> Terminated)
-    POST   /api/instances/{id}/restart       run the same instance again, reusing its checkpoints
-    DELETE /api/instances/{id}               purge its runs, artifacts and checkpoints; 200 with what went
-
-`{id}` is an instance id or a flow-run id (a run started any other way).
-    GET    /health                           200 when Prefect answers in time, else 503; no token
+Start (`POST /api/start-fanout[/{deployment}]`), list, status, terminate, restart and purge; `{id}` is an
+instance id or a flow-run id. Each route's docstring says its answers, and the generated HTTP reference
+lists them.
 """
 
 from __future__ import annotations

@@ -1,27 +1,10 @@
 """The Prefect automations that resume a fanout run by itself after its flow process or host dies.
 
-The open-source Prefect server has no zombie detection: a flow run whose worker
-and process were killed stays Running. fanout's deployment runs emit their own
-liveness event every `liveness_seconds` (src/fanout/core/liveness.py), Prefect's heartbeat
-every `heartbeat_seconds`, and four automations, scoped to fanout's deployments
-only, do the rest:
-
-    silent          no alive event (nor any state change) for `silent_after_seconds`,
-                    run count 1..max_auto_retries                     -> AwaitingRetry of the same run
-    heartbeats      no heartbeat (nor any state change) for `crash_after_seconds`
-                    (the backstop: runs past their retries, or code without liveness) -> Crashed
-    retry           Crashed, run count 1..max_auto_retries, no other state within
-                    `retry_window_seconds`                             -> AwaitingRetry of the same run
-    give-up         Crashed at run count max_auto_retries + 1         -> Failed, saying why
-
-Retrying the *same* flow run keeps its id, so the instance id (which defaults to
-it) and every checkpoint carry over: only unfinished items run again. A host
-death goes straight from Running to AwaitingRetry (one automation, one window);
-a flow process that dies under a living process worker is reported Crashed by
-that worker, **twice**, a few seconds apart: the retry trigger is proactive so
-that both reports make one retry. State events are named by the state's name
-(`prefect.flow-run.AwaitingRetry`), and run count "0" is never retried (a run
-that crashes before Running keeps 0).
+The open-source Prefect server leaves a run whose process died Running. Four automations, scoped to
+fanout's deployments, act on fanout's liveness events and Prefect's heartbeats: *silent* and *retry*
+put the same flow run back to AwaitingRetry (its checkpoints carry over), *heartbeats* is the backstop
+that marks it Crashed, and *give-up* fails it after the last automatic retry. docs/design/crash-resume.md
+describes each window.
 """
 
 from __future__ import annotations
