@@ -14,6 +14,19 @@ from pydantic import ValidationError
 from fanout.cli.automations_cli import automations_app
 from fanout.cli.exit_codes import FAILED, REFUSED, checked, fail, problems
 from fanout.cli.manage_cli import register as register_manage_commands
+from fanout.cli.options import (
+    DEFAULT_HOME,
+    CountOption,
+    FormatOption,
+    GeneratorOption,
+    HomeOption,
+    InstanceIdOption,
+    ItemKeyOption,
+    ItemOption,
+    ParamOption,
+    ServerHomeOption,
+    UrlOption,
+)
 from fanout.cli.results_cli import results, source_option
 from fanout.core.errors import InvalidRequest, ItemsFailed
 from fanout.core.settings import ApiSettings, FanoutSettings, WarmWorkerSettings, WebhookSettings, flow_settings
@@ -36,23 +49,17 @@ def main() -> None:
 
 @app.command()
 def run(
-    count: Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")] = None,
-    item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
-    instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    count: CountOption = None,
+    item: ItemOption = None,
+    instance_id: InstanceIdOption = None,
     tolerated_failure_count: Annotated[int, typer.Option(help="Failed items tolerated (null in their slots).")] = 0,
     tolerated_failure_percentage: Annotated[float, typer.Option(help="Failed items tolerated, in % of all.")] = 0,
     source: Annotated[str | None, typer.Option(help="Read the items from this path or URL.")] = None,
-    source_format: Annotated[
-        str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
-    ] = None,
-    item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
-    generator: Annotated[
-        str | None, typer.Option(help="Take the items from this generator, `module:function` (in FANOUT_SOURCES).")
-    ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
-    ] = None,
-    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+    source_format: FormatOption = None,
+    item_key: ItemKeyOption = None,
+    generator: GeneratorOption = None,
+    param: ParamOption = None,
+    home: ServerHomeOption = DEFAULT_HOME,
 ) -> None:
     """Run the flow in this process and print its ordered output as JSON.
 
@@ -92,7 +99,7 @@ app.add_typer(server_app, name="server")
 
 @server_app.command("status")
 def server_status(
-    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+    home: ServerHomeOption = DEFAULT_HOME,
 ) -> None:
     """Say whether the background server runs, where, and its pid (exit 1 when none runs)."""
     from fanout.localstack.local_server import healthy, read_state
@@ -107,7 +114,7 @@ def server_status(
 
 @server_app.command("stop")
 def server_stop(
-    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+    home: ServerHomeOption = DEFAULT_HOME,
 ) -> None:
     """Stop the background server (its database stays for next time)."""
     from fanout.localstack.local_server import stop
@@ -133,9 +140,6 @@ def _prefect_api_for_run(home: Path) -> str:
         fail(f"could not start a local Prefect server: {error}", FAILED)
     os.environ["PREFECT_API_URL"] = server.api_url  # for anything the flow starts (Dask workers)
     return server.api_url
-
-
-DEFAULT_HOME = Path(".fanout")
 
 
 @app.command()
@@ -192,15 +196,13 @@ def up(
 
 @app.command()
 def start(
-    count: Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")] = None,
-    item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
-    instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    count: CountOption = None,
+    item: ItemOption = None,
+    instance_id: InstanceIdOption = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run with a progress bar.")] = False,
-    url: Annotated[
-        str | None, typer.Option(envvar="FANOUT_URL", help="Webhook base URL; default: the one `fanout up` wrote.")
-    ] = None,
+    url: UrlOption = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")] = None,
-    home: Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")] = DEFAULT_HOME,
+    home: HomeOption = DEFAULT_HOME,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
     deployment: Annotated[
         str | None, typer.Option(help="Another deployment of the flow (e.g. http-enrich); default: the seed's.")
@@ -208,16 +210,10 @@ def start(
     source: Annotated[
         str | None, typer.Option(help="Read the items from this URI (under FANOUT_SOURCE_ROOTS).")
     ] = None,
-    source_format: Annotated[
-        str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
-    ] = None,
-    item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
-    generator: Annotated[
-        str | None, typer.Option(help="Take the items from this generator, `module:function` (in FANOUT_SOURCES).")
-    ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
-    ] = None,
+    source_format: FormatOption = None,
+    item_key: ItemKeyOption = None,
+    generator: GeneratorOption = None,
+    param: ParamOption = None,
     input_json: Annotated[
         str | None,
         typer.Option(

@@ -16,15 +16,11 @@ import httpx
 import typer
 
 from fanout.cli.exit_codes import FAILED, REFUSED, fail
+from fanout.cli.options import DEFAULT_HOME, HomeOption, UrlOption
 
 HTTP_TIMEOUT = 30.0
 
-UrlOption = Annotated[
-    str | None, typer.Option(envvar="FANOUT_URL", help="Webhook base URL; default: the one `fanout up` wrote.")
-]
-HomeOption = Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")]
 IdArgument = Annotated[str, typer.Argument(help="Instance id, or the flow-run id of a run started any other way.")]
-DEFAULT_HOME = Path(".fanout")
 
 
 def call(method: str, path: str, url: str | None, home: Path, **options: Any) -> httpx.Response:
