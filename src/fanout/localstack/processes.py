@@ -13,7 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,26 +162,29 @@ def answers_as(url: str, nonce: str | None, timeout: float = 2.0) -> bool | None
     return nonce is None or response.headers.get(NONCE_HEADER) == nonce
 
 
-def wait_healthy(url: str, child: Child, timeout: float = 120.0, nonce: str | None = None) -> None:
-    """Poll `url` until the child answers 200 there (with its `nonce`, when given); `ChildFailed` in one
-    line when it exits, when a stranger answers instead, or when nothing answers within `timeout`."""
+def wait_ready(child: Child, ready: Callable[[], bool | None], what: str, timeout: float = 120.0) -> None:
+    """Poll `ready()` until it is true; `ChildFailed` in one line when the child exits first, when `ready()`
+    is False (something else answers in its place), or when `timeout` passes."""
 
     def answered() -> bool | None:
         if child.process.poll() is not None:
             raise ChildFailed(
                 f"{child.name} exited with {child.process.returncode} while starting (log: {child.log_path})"
             )
-        verdict = answers_as(url, nonce)
+        verdict = ready()
         if verdict is False:
-            raise ChildFailed(f"something other than {child.name} answers at {url} (log: {child.log_path})")
+            raise ChildFailed(f"something other than {child.name} answers {what} (log: {child.log_path})")
         return verdict
 
     try:
-        wait_for(answered, timeout, f"{child.name} answering at {url}", interval=0.25)
+        wait_for(answered, timeout, f"{child.name} answering {what}", interval=0.25)
     except TimeoutError:
-        raise ChildFailed(
-            f"{child.name} did not answer at {url} within {timeout:.0f}s (log: {child.log_path})"
-        ) from None
+        raise ChildFailed(f"{child.name} did not answer {what} within {timeout:.0f}s (log: {child.log_path})") from None
+
+
+def wait_healthy(url: str, child: Child, timeout: float = 120.0, nonce: str | None = None) -> None:
+    """Wait until the child answers 200 at `url` (with its `nonce`, when given); see `wait_ready`."""
+    wait_ready(child, lambda: answers_as(url, nonce), f"at {url}", timeout)
 
 
 @dataclass

@@ -21,7 +21,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
+
+import httpx
 
 from fanout.core.private_files import write_private
 from fanout.core.settings import StackSettings, stack_settings
@@ -37,11 +41,11 @@ from fanout.localstack.processes import (
     LOOPBACK,
     Child,
     PrefectServer,
-    free_port,
     listen,
     new_nonce,
     spawn,
     wait_healthy,
+    wait_ready,
 )
 from fanout.service.automations import apply_fanout_automations, apply_project_automations, worker_environment
 from fanout.service.client import TOKEN_FILE as TOKEN_FILE  # re-exported: where the stack leaves its token
@@ -116,8 +120,8 @@ class LocalStack:
     server: PrefectServer | None = None
     webhook: Child | None = None
     workers: list[Child] = field(default_factory=list)
-    worker_specs: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
-    """Each worker's env overrides and type by name, to start it again the same way."""
+    worker_specs: dict[str, tuple[dict[str, str], str, str]] = field(default_factory=dict)
+    """Each worker's env overrides, type and pool by name, to start it again the same way."""
 
     @property
     def webhook_url(self) -> str:
@@ -237,14 +241,11 @@ class LocalStack:
     ) -> Child:
         """A worker on `pool`, warm by default (`worker_type="process"`: Prefect's plain one);
         flows it starts inherit `env` (FANOUT_* settings)."""
-        port = free_port()
         name = name or f"worker-{len(self.workers) + 1}"
         worker_env = self.client_env(
             **worker_environment(self.settings()),
             **self.project_environment(),
             PREFECT_WORKER_QUERY_SECONDS=WORKER_POLL_SECONDS[worker_type],
-            PREFECT_WORKER_WEBSERVER_HOST=LOOPBACK,
-            PREFECT_WORKER_WEBSERVER_PORT=str(port),
             **dict(env or {}),
         )
         argv = [
@@ -257,17 +258,38 @@ class LocalStack:
             worker_type,
             "--name",
             name,
-            "--with-healthcheck",
             "--install-policy",
             "never",
             "--limit",
             str(self.settings().worker_limit),
         ]
+        began = datetime.now(UTC)
         child = spawn(name, argv, worker_env, self.home / "logs", cwd=self.workdir)
         self.workers.append(child)
-        self.worker_specs[name] = (dict(env or {}), worker_type)
-        wait_healthy(f"http://{LOOPBACK}:{port}/health", child, timeout=120)
+        self.worker_specs[name] = (dict(env or {}), worker_type, pool)
+        wait_ready(child, lambda: self.registered(pool, name, began), f"on the pool {pool!r}", timeout=120)
         return child
+
+    def registered(self, pool: str, name: str, since: datetime) -> bool | None:
+        """True once the worker `name` has sent this stack's server a heartbeat on `pool` since `since`
+        (the server is the stack's own, so the answer is too); None until then."""
+        try:
+            response = httpx.post(
+                f"{self.api_url}/work_pools/{quote(pool, safe='')}/workers/filter",
+                json={},
+                headers=self.api_headers(),
+                timeout=5,
+            )
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        beats = [
+            datetime.fromisoformat(worker["last_heartbeat_time"])
+            for worker in response.json()
+            if worker.get("name") == name and worker.get("last_heartbeat_time")
+        ]
+        return True if any(beat >= since for beat in beats) else None
 
     def stop_worker(self, child: Child, kill: bool = False) -> None:
         """Stop (or SIGKILL, as a host crash would) one worker and its flow-run processes."""
@@ -316,8 +338,8 @@ class LocalStack:
             return self.start_webhook()
         if child in self.workers:
             self.workers.remove(child)  # its flow-run processes live on and finish their runs
-            env, worker_type = self.worker_specs.get(child.name, ({}, WARM_WORKER))
-            return self.start_worker(child.name, env, worker_type)
+            env, worker_type, pool = self.worker_specs.get(child.name, ({}, WARM_WORKER, WORK_POOL))
+            return self.start_worker(child.name, env, worker_type, pool)
         raise ValueError(f"{child.name} is not a child of this stack")
 
     def reconcile_in_background(self) -> threading.Thread:
