@@ -27,8 +27,9 @@ class FakeChild:
     name: str
     process: FakeProcess = field(default_factory=FakeProcess)
 
-    def log_tail(self) -> str:
-        return f"last lines of {self.name}"
+    @property
+    def log_path(self) -> Path:
+        return Path(f"logs/{self.name}.log")
 
 
 @dataclass
@@ -91,7 +92,7 @@ def test_a_child_that_keeps_failing_at_start_stops_the_stack_after_backing_off()
     assert watcher.watch() == 1
     assert stack.restarts == ["webhook"] * MAX_FAILURES
     assert [pause for pause in clock.slept if pause >= 1] == [1.0, 2.0, 4.0, 8.0, 16.0]
-    assert said[-1].startswith(f"webhook failed {MAX_FAILURES} times in a row; stopping")
+    assert said[-1] == f"webhook failed {MAX_FAILURES} times in a row; stopping (log: logs/webhook.log)"
 
 
 def test_a_child_that_stayed_up_starts_its_failure_count_again() -> None:

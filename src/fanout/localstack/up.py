@@ -220,7 +220,7 @@ class Supervisor:
         attempt = self._failures.get(name, 0) + 1
         self._failures[name] = attempt
         if attempt > MAX_FAILURES:
-            self.say(f"{name} failed {MAX_FAILURES} times in a row; stopping:\n{child.log_tail()}")
+            self.say(f"{name} failed {MAX_FAILURES} times in a row; stopping (log: {child.log_path})")
             return False
         delay = backoff(attempt)
         self.say(f"{name} exited with {child.process.returncode}; restarting it in {delay:.0f}s (attempt {attempt})")
