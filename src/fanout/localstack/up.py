@@ -102,32 +102,27 @@ def up(options: UpOptions, say: Say = print) -> int:
         # As root a local PostgreSQL runs as the `postgres` user, who must reach <home>/postgres.
         make_private(home, pass_through=options.database == "postgres" and os.geteuid() == 0)
         auth = ensure_auth_string(home) if options.auth else None
-        with stack_database(home, options.database, options.database_url) as url:
-            return run_up(home, options, url, auth, say)
+        with (
+            stack_listeners(home, options) as (prefect_listener, webhook_listener),  # first: a port taken ends it
+            stack_database(home, options.database, options.database_url) as url,
+        ):
+            stack = LocalStack(
+                home=home,
+                database_url=url,
+                prefect_listener=prefect_listener,
+                webhook_listener=webhook_listener,
+                auth_string=auth[0] if auth else None,
+                project=Path.cwd() if project_file(Path.cwd()) else None,
+            )
+            return supervise(stack, home, options, auth, say)
     finally:
         os.umask(previous_umask)
 
 
-def run_up(home: Path, options: UpOptions, database_url: str | None, auth: tuple[str, str] | None, say: Say) -> int:
-    """Start the stack, print where everything is, and keep it up until Ctrl-C or SIGTERM.
-
-    `auth` is the Prefect API auth string and where clients find it, or None (`--no-auth`).
-    """
-    with stack_listeners(home, options) as (prefect_listener, webhook_listener):
-        stack = LocalStack(
-            home=home,
-            database_url=database_url,
-            prefect_listener=prefect_listener,
-            webhook_listener=webhook_listener,
-            auth_string=auth[0] if auth else None,
-            project=Path.cwd() if project_file(Path.cwd()) else None,
-        )
-        return supervise(stack, home, options, auth, say)
-
-
 def supervise(stack: LocalStack, home: Path, options: UpOptions, auth: tuple[str, str] | None, say: Say) -> int:
     """Start the stack, say where everything is, and keep it up until Ctrl-C, SIGTERM or a child that
-    keeps failing; the stack is stopped on the way out, whatever happened."""
+    keeps failing; the stack is stopped on the way out, whatever happened. `auth` is the Prefect API auth
+    string and where clients find it, or None (`--no-auth`)."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     token_source = ensure_token(home)[1]
     database_url = stack.database_url
