@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fanout.core.settings import get_settings
+from fanout.core.settings import worker_settings
 from fanout.localstack.stack import WARM_WORKER
 from fanout.service.resuming import SILENT_LABEL
 from tests.support.fault_scenarios import (
@@ -113,7 +113,7 @@ def test_the_client_sees_resuming_and_no_200_before_the_end(host_death: HostDeat
 def test_a_run_that_keeps_saying_it_is_alive_is_never_resumed(live_run: LiveRun) -> None:
     """Its worker is dead but its flow process goes on emitting alive events: the standby watching it for
     more than two windows leaves it alone, and it Completes in its first attempt, never marked silent."""
-    assert live_run.watched > 2 * get_settings().standby_silent_seconds, "the standby had time to misjudge it"
+    assert live_run.watched > 2 * worker_settings().standby_silent_seconds, "the standby had time to misjudge it"
     assert live_run.state == "COMPLETED" and live_run.run_count == 1, live_run.history
     assert not any(line.startswith("AwaitingRetry") for line in live_run.history), live_run.history
     assert not live_run.labels.get(SILENT_LABEL), live_run.labels

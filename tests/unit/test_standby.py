@@ -18,11 +18,11 @@ from prefect.filesystems import LocalFileSystem
 from prefect.states import Completed, Running
 
 from fanout.core.liveness import ALIVE_EVENT, QUIET_EVENT
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import WarmWorkerSettings
 from fanout.service.resuming import SILENT_LABEL
 from fanout.worker.standby import PROBE_EVENT, SilenceWatch, Standby
 
-SETTINGS = FanoutSettings(_env_file=None, standby_silent_seconds=4, liveness_seconds=2)
+SETTINGS = WarmWorkerSettings(_env_file=None, standby_silent_seconds=4, liveness_seconds=2)
 POOL = "fanout"
 
 
@@ -231,7 +231,7 @@ def test_an_older_attempts_alive_event_does_not_revive_a_newer_one() -> None:
 def test_the_standby_window_must_span_two_alive_intervals() -> None:
     """A window shorter than two alive intervals is refused with a message."""
     with pytest.raises(ValueError, match="standby_silent_seconds must be at least twice liveness_seconds"):
-        FanoutSettings(_env_file=None, standby_silent_seconds=3, liveness_seconds=2)
+        WarmWorkerSettings(_env_file=None, standby_silent_seconds=3, liveness_seconds=2)
 
 
 def test_a_liveness_block_ends_with_a_quiet_event(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,30 +1,12 @@
 """Whether a crashed run will be resumed by itself, so the status never calls it finished too early.
 
-A fanout deployment run that crashes is put back to work with no human action:
-the crash automations (src/fanout/service/automations.py), or a fanout worker that saw
-its flow process die, retry the *same* flow run while its run count is
-1..`max_auto_retries`. Prefect calls Crashed a final state; passing that on would
-make a client stop polling and report a failure for a run that then succeeds.
-The status therefore reads a run this way:
-
-    Crashed, run count 1..max, crashed < deadline ago    Running (202), resuming
-    Running, but a standby found it silent (its host died) Running (202), resuming
-    Scheduled/Pending again after an attempt (AwaitingRetry) Pending (202), resuming
-    Running again after a resume                          Running (202), resumes counted
-    Crashed otherwise: retries used up, never reached
-      Running (run count 0, never retried), or nothing
-      resumed it within the deadline                      Failed (200)
-
-The deadline (`FANOUT_RESUME_DEADLINE_SECONDS`, 300 s by default, ten times what
-a resume takes) keeps a status from saying "resuming" forever when the
-automations are missing or the server lost an event: past it the run answers
-200 Failed, and its output says that nothing resumed it and how to restart it.
-
-A run whose host died stays Running in Prefect until something puts it back. A
-standby warm worker (src/fanout/worker/standby.py) that finds it silent marks it
-at once with the label `fanout.silent` (when it noticed), before it confirms the
-death and resumes it; a mark older than the run's current state is an earlier
-attempt's and means nothing.
+Prefect calls Crashed final, but a fanout deployment run that crashes is resumed as the same flow run
+while automatic retries remain. The status reads such a run as Running or Pending until it is resumed,
+its retries are used up, or nothing resumed it within the deadline; the table is in
+docs/design/crash-resume.md.
+A Running run whose host died answers `resuming` too, from the moment a standby warm worker
+(src/fanout/worker/standby.py) marks it `fanout.silent`; a mark older than the run's current state is an
+earlier attempt's and means nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fanout.core.settings import FanoutSettings
+    from fanout.core.settings import ResumeSettings
     from fanout.service.runs import RunRecord
 
 WAITING_AGAIN = frozenset({"SCHEDULED", "PENDING"})
@@ -50,7 +32,7 @@ class ResumePolicy:
     deadline_seconds: float = 300.0
 
     @classmethod
-    def from_settings(cls, settings: FanoutSettings) -> ResumePolicy:
+    def from_settings(cls, settings: ResumeSettings) -> ResumePolicy:
         return cls(settings.max_auto_retries, float(settings.resume_deadline_seconds))
 
 

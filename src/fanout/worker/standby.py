@@ -48,7 +48,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.filesystems import WritableFileSystem
 
 from fanout.core.liveness import ALIVE_EVENT, QUIET_EVENT
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import WarmWorkerSettings
 from fanout.service.reconcile import Reconciled, resume_orphan
 from fanout.service.resuming import SILENT_LABEL
 
@@ -171,7 +171,7 @@ class Standby:
     def __init__(
         self,
         client: PrefectClient,
-        settings: FanoutSettings,
+        settings: WarmWorkerSettings,
         pool: str,
         own_runs: Callable[[], Collection[UUID]],
         storage: Callable[[], WritableFileSystem],
