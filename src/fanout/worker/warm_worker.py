@@ -13,8 +13,9 @@ returns. What this worker changes:
   arrived (src/fanout/worker/warm_spare.py), and forks the next spare. Each run still
   has its own OS process.
 - **No wait for the poll.** It subscribes to Prefect's events for flow runs
-  that become Scheduled or AwaitingRetry and polls at once; the regular poll
-  (`PREFECT_WORKER_QUERY_SECONDS`) stays as a fallback.
+  that become Scheduled or AwaitingRetry and polls at once; under a backlog
+  (a poll found more runs than free slots) each run that ends polls again at
+  once; the regular poll (`PREFECT_WORKER_QUERY_SECONDS`) stays as a fallback.
 - **Cancellation.** A run of this worker that becomes Cancelling (event, or a
   poll of its runs every `CANCEL_POLL_SECONDS`) has its process killed and ends
   Cancelled.
@@ -156,6 +157,8 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         self._services: anyio.abc.TaskGroup | None = None
         self._inherited = get_current_settings().to_environment_variables(exclude_unset=True)
         self._reconciling = False
+        self._found = 0
+        self._backlog = False
 
     async def setup(self) -> None:
         await super().setup()
@@ -197,8 +200,22 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         if outcome.message:
             logger.warning(outcome.message)
         await self._replenish()
+        if self._backlog and self._wake is not None:
+            self._wake.set()  # BaseWorker frees this run's slot as it returns: fill it from the backlog now
         # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
+
+    async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+        """Prefect's poll, noting whether it left scheduled runs for lack of a free slot (a backlog):
+        then each run that ends polls again at once, instead of its slot idling until the next poll."""
+        submitted = await super().get_and_submit_flow_runs()
+        self._backlog = self._found > len(submitted)
+        return submitted
+
+    async def _get_scheduled_flow_runs(self) -> list[Any]:
+        found = await super()._get_scheduled_flow_runs()
+        self._found = len(found)
+        return found
 
     def _start(self, flow_run: FlowRun, configuration: WarmJobConfiguration) -> FlowRunProcess:
         """The run's process: a warm one, or a new interpreter running the deployment's own `command`."""
