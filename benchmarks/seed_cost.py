@@ -1,6 +1,6 @@
 """What one seed run costs the Prefect server: its CPU time and the records it writes, side by side with a baseline.
 
-    .venv/bin/python -m benchmarks.seed_cost [--runs 10] [--rounds 2] [--baseline DIR] [--requests]
+    .venv/bin/python -m benchmarks.seed_cost [--runs 10] [--rounds 2] [--items 5] [--baseline DIR] [--requests]
 
 Starts `fanout up`'s stack (server, deployments, webhook) once. Then, `--rounds` times, for each
 variant (this checkout; with `--baseline`, the checkout in DIR, e.g. `git worktree add DIR main`,
@@ -10,7 +10,8 @@ URL's 200, polled every 0.1 s). Around those runs it reads the server process gr
 (`/proc/PID/stat`, utime + stime) and, once the server is quiet again, subtracts what it spends
 idle over the same time (measured just before). Per variant it prints:
 
-- server CPU seconds per run (median of the rounds), and likewise the warm worker's (with its flow-run
+- server CPU seconds per run (median of the rounds), also less what the client's status polls cost it
+  (one GET of a finished run's status, timed after the runs, times the GETs made), and likewise the warm worker's (with its flow-run
   processes) and the webhook's: their sum bounds the seed runs per second the machine's cores sustain;
 - POST -> 200 p50 and p95, and the p50 as a multiple of a cold `python -c "import prefect, fanout.seed"`;
 - what each run left on the server, read back from its API: events about the flow run or its task
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.startup import cold_import, percentile, post_to_200
+from benchmarks.startup import POLL_SECONDS, cold_import, percentile
 from fanout.localstack.stack import LocalStack, temporary_stack
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -114,6 +115,9 @@ class Figures:
     """One variant's measurements over its rounds."""
 
     cpu_per_run: list[float] = field(default_factory=list)
+    cpu_per_run_without_polls: list[float] = field(default_factory=list)
+    """Less the server's work for the client's status GETs (polled every 0.1 s: more for a slower run)."""
+    polls_per_run: list[float] = field(default_factory=list)
     worker_cpu_per_run: list[float] = field(default_factory=list)
     """The warm worker and its flow-run processes."""
     webhook_cpu_per_run: list[float] = field(default_factory=list)
@@ -140,7 +144,39 @@ def requests_since(log: Path, offset: int) -> Counter[str]:
     return counted
 
 
-def measure_round(stack: LocalStack, env: dict[str, str], runs: int, figures: Figures) -> None:
+@dataclass
+class Started:
+    """One timed run: seconds from POST to the status URL's 200, and the status GETs that took."""
+
+    seconds: float
+    polls: int
+    status_url: str
+
+
+def post_to_200(client: httpx.Client, items: int) -> Started:
+    """POST a seed start of `items` items, poll its status URL every 0.1 s until 200."""
+    began = time.perf_counter()
+    status_url = client.post("/api/start-fanout", json={"count": items}).json()["statusQueryGetUri"]
+    polls = 0
+    while True:
+        response = client.get(status_url)
+        polls += 1
+        if response.status_code == 200:
+            assert response.json()["output"] == [f"Processed item-{i}" for i in range(1, items + 1)], response.text
+            return Started(time.perf_counter() - began, polls, status_url)
+        time.sleep(POLL_SECONDS)
+
+
+def poll_cost(client: httpx.Client, status_url: str, pgid: int, idle: float, count: int = 50) -> float:
+    """Server CPU seconds of one status GET (of a finished run), to take the client's polling out of a run's cost."""
+    wait_quiet(pgid, idle)
+    began, cpu = time.monotonic(), group_cpu_seconds(pgid)
+    for _ in range(count):
+        client.get(status_url).raise_for_status()
+    return (group_cpu_seconds(pgid) - cpu - idle * (time.monotonic() - began)) / count
+
+
+def measure_round(stack: LocalStack, env: dict[str, str], runs: int, items: int, figures: Figures) -> None:
     """One worker start: a warm-up run, then `runs` timed runs with the server's CPU read around them."""
     assert stack.server is not None and stack.server.child is not None and stack.webhook is not None
     pgid = stack.server.child.process.pid
@@ -150,7 +186,7 @@ def measure_round(stack: LocalStack, env: dict[str, str], runs: int, figures: Fi
             httpx.Client(base_url=stack.webhook_url, headers=stack.webhook_headers, timeout=60) as client,
             httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=60) as api,
         ):
-            post_to_200(client)
+            post_to_200(client, items)
             wait_quiet(pgid, 0.05)
             idle = idle_rate(pgid)
             before_ids = flow_run_ids(api)
@@ -159,10 +195,10 @@ def measure_round(stack: LocalStack, env: dict[str, str], runs: int, figures: Fi
             others_idle = {name: idle_rate(group, 1.0) for name, group in others.items()}
             others_cpu = {name: group_cpu_seconds(group) for name, group in others.items()}
             began, cpu = time.monotonic(), group_cpu_seconds(pgid)
-            figures.seconds += [post_to_200(client) for _ in range(runs)]
+            started = [post_to_200(client, items) for _ in range(runs)]
             wait_quiet(pgid, idle)
             elapsed = time.monotonic() - began
-            figures.cpu_per_run.append((group_cpu_seconds(pgid) - cpu - idle * elapsed) / runs)
+            server_cpu = group_cpu_seconds(pgid) - cpu - idle * elapsed
             spent = {
                 name: group_cpu_seconds(group) - others_cpu[name] - others_idle[name] * elapsed
                 for name, group in others.items()
@@ -170,6 +206,12 @@ def measure_round(stack: LocalStack, env: dict[str, str], runs: int, figures: Fi
             figures.worker_cpu_per_run.append(spent["worker"] / runs)
             figures.webhook_cpu_per_run.append(spent["webhook"] / runs)
             figures.requests += requests_since(server_log(stack), offset)
+            polls = sum(run.polls for run in started)
+            figures.seconds += [run.seconds for run in started]
+            figures.cpu_per_run.append(server_cpu / runs)
+            figures.polls_per_run.append(polls / runs)
+            per_poll = poll_cost(client, started[-1].status_url, pgid, idle)
+            figures.cpu_per_run_without_polls.append((server_cpu - polls * per_poll) / runs)
             figures.runs += runs
             figures.records += [written(api, run_id) for run_id in flow_run_ids(api) - before_ids]
     finally:
@@ -185,6 +227,8 @@ def report(results: dict[str, Figures], unit: float, show_requests: bool) -> Non
 
     line("server CPU s per run (median)", [f"{statistics.median(f.cpu_per_run):.3f}" for f in results.values()])
     line("server CPU s per run (rounds)", [" ".join(f"{v:.2f}" for v in f.cpu_per_run) for f in results.values()])
+    line("  less the status polls", [f"{statistics.median(f.cpu_per_run_without_polls):.3f}" for f in results.values()])
+    line("  status polls per run", [f"{statistics.median(f.polls_per_run):.1f}" for f in results.values()])
     line("worker + flow CPU s per run", [f"{statistics.median(f.worker_cpu_per_run):.3f}" for f in results.values()])
     line("webhook CPU s per run", [f"{statistics.median(f.webhook_cpu_per_run):.3f}" for f in results.values()])
     line("POST -> 200 p50 s", [f"{statistics.median(f.seconds):.3f}" for f in results.values()])
@@ -209,6 +253,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="timed seed runs per round (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2, help="worker starts per variant, interleaved")
     parser.add_argument("--baseline", type=Path, help="a checkout to compare with (its src/ runs the flows)")
+    parser.add_argument("--items", type=int, default=5, help="items per run (the seed's request has 5)")
     parser.add_argument("--imports", type=int, default=5, help="cold imports timed (the unit of the ratio)")
     parser.add_argument("--requests", action="store_true", help="count the server's requests per run by route")
     args = parser.parse_args()
@@ -222,7 +267,7 @@ def main() -> None:
     with temporary_stack("fanout-seed-cost-") as stack:
         for _ in range(args.rounds):
             for name, env in variants.items():
-                measure_round(stack, env, args.runs, results[name])
+                measure_round(stack, env, args.runs, args.items, results[name])
     unit = statistics.median(cold_import() for _ in range(args.imports))
     report(results, unit, args.requests)
 

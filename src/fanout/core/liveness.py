@@ -59,12 +59,7 @@ def emit_alive(subject: Subject) -> None:
 
 @contextmanager
 def keeping_alive(interval: float) -> Iterator[Subject | None]:
-    """Emit an alive event every `interval` seconds until the block ends (deployment runs only).
-
-    The first comes after one interval, so a run shorter than that sends none: the server stores and
-    matches fewer events per run, and a run that dies that early is reported by its worker, or
-    resumed by the heartbeat automation and the reconcile pass.
-    """
+    """Emit an alive event now and every `interval` seconds until the block ends (deployment runs only)."""
     subject = current_subject()
     if subject is None:
         yield None
@@ -72,11 +67,13 @@ def keeping_alive(interval: float) -> Iterator[Subject | None]:
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(interval):
+        while True:
             try:
                 emit_alive(subject)
             except Exception as error:  # noqa: BLE001 - a lost beat must never fail the run
                 logger.debug("could not emit %s: %s", ALIVE_EVENT, error)
+            if stop.wait(interval):
+                return
 
     context = contextvars.copy_context()  # the run's settings: the events client finds its API there
     thread = threading.Thread(target=context.run, args=(beat,), name=THREAD_NAME, daemon=True)
