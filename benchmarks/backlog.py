@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.startup import stop_stacks_on_sigterm
 from fanout.localstack.postgres import private_postgres
 from fanout.localstack.stack import LocalStack
 
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="Longest wait for one drain, in seconds.")
     parser.add_argument("--baseline", type=Path, help="A checkout whose src/ the workers run, after this one's.")
     options = parser.parse_args()
+    stop_stacks_on_sigterm()
     print(f"load average at start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores; {options.database}", flush=True)
     variants: dict[str, dict[str, str]] = {"this checkout": {}}
     if options.baseline:

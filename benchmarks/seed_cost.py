@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.startup import POLL_SECONDS, cold_import, percentile
+from benchmarks.startup import POLL_SECONDS, cold_import, percentile, stop_stacks_on_sigterm
 from fanout.localstack.stack import LocalStack, temporary_stack
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -257,6 +257,7 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=5, help="cold imports timed (the unit of the ratio)")
     parser.add_argument("--requests", action="store_true", help="count the server's requests per run by route")
     args = parser.parse_args()
+    stop_stacks_on_sigterm()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if args.requests:
         os.environ["PREFECT_SERVER_LOGGING_LEVEL"] = "INFO"  # uvicorn's access log
