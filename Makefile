@@ -26,8 +26,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test system-packages
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
+# In one process: the unit tests are in-process and short, so a second process would mostly collect them again.
 test-unit: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 0 tests/unit $(PYTEST_ARGS)
 
 # The Debian packages the tiers drive: chromium (tests/ui, through Playwright), postgresql (tests marked
 # `postgres`), curl (the README's examples). Installed with apt-get when missing and this user may (root, or

@@ -47,7 +47,7 @@ from rich.table import Table
 
 from fanout.engine.failures import read_failed_items
 from fanout.localstack.processes import Child, PrefectServer, running_prefect_server, spawn
-from fanout.service.status import SETTLED_STATE_TYPES, custom_status, requested_total, settled_failures
+from fanout.service.status import REPORTED_STATE_TYPES, custom_status, reported_failures, requested_total
 from fanout.storage.checkpoints import item_digest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ class StatusWatcher:
     """Polls the API for the flow run named `run_name` until its status shows every item done.
 
     For fanout that is what the status URL's `customStatus` shows: the run's progress
-    labels, and once it has settled, the counts of its item report
+    labels, and once it has an item report, the counts of that report
     (`fanout.service.status`); for the naive map, which has no progress of its own, the
     count of its COMPLETED task runs.
     """
@@ -143,16 +143,16 @@ class StatusWatcher:
         if not runs:
             return 0
         state_type = (runs[0].get("state") or {}).get("type")
-        failures = self._failed_items(runs[0]["id"]) if state_type in SETTLED_STATE_TYPES else None
+        failures = self._failed_items(runs[0]["id"]) if state_type in REPORTED_STATE_TYPES else None
         status = custom_status(
             runs[0].get("labels"),
             requested_total(runs[0].get("parameters") or {}),
-            settled_failures(state_type, failures),
+            reported_failures(state_type, failures),
         )
         return status.completed + status.failed
 
     def _failed_items(self, flow_run_id: str) -> list[dict[str, Any]] | None:
-        """The settled run's failed items, read as the status URL reads them."""
+        """The finished run's failed items, read as the status URL reads them."""
 
         async def read() -> list[dict[str, Any]] | None:
             async with PrefectClient(self.api_url) as client:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,16 +37,13 @@ from typing import Any, Self
 
 import httpx
 
+from fanout.localstack.polling import wait_for
+from fanout.localstack.processes import free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = "benchmarks.processors:recorded"
 SERVICE = [sys.executable, "-m", "tests.support.echo_service"]
 SERVICE_WORKERS = 2  # the service's processes: enough that it answers faster than one client asks
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class EchoService:
@@ -61,15 +57,18 @@ class EchoService:
         )
 
     def __enter__(self) -> Self:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("the echo service did not start")
+        try:
+            wait_for(self._answers, 30, "the echo service to start")
+        except TimeoutError:
+            self.__exit__()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     @property
     def base(self) -> str:

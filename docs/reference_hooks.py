@@ -178,9 +178,9 @@ def cli_reference() -> str:
 def openapi_document() -> dict[str, Any]:
     """The webhook app's OpenAPI document, as `/openapi.json` serves it."""
     from fanout.api.webhook import create_app
-    from fanout.core.settings import FanoutSettings
+    from fanout.core.settings import ApiSettings
 
-    settings = FanoutSettings(_env_file=None, webhook_token=SecretStr("reference-build-token"))
+    settings = ApiSettings(_env_file=None, webhook_token=SecretStr("reference-build-token"))
     document: dict[str, Any] = create_app(settings).openapi()
     return document
 

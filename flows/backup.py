@@ -1,16 +1,9 @@
 """Durable Functions' "backup site content" sample (`E1_BackupSiteContent`), written on `durable_map`.
 
-The original orchestrator lists the files under a root directory, fans an
-activity (`E1_CopyFileToBlob`) out over them, waits for all, and returns the
-sum of the bytes copied. Here the listing is a plain function, the copy is
-`durable_map`'s function, and the sum happens in the flow: a rerun of the
-same instance copies only the files not yet copied.
-
-Files are read and written through fsspec, so the root and the backup
-location may be a local folder or any URL fsspec knows (`s3://...`,
-`memory://...`). The backup location is the `backup_url` parameter, else
-`FANOUT_BACKUP_URL`, else `.fanout/backup`; each file keeps its path
-relative to the root.
+The listing is a plain function, the copy is `durable_map`'s function and the sum of bytes copied happens
+in the flow, so a rerun of the same instance copies only the files not yet copied. Files go through
+fsspec: the root and the backup location (`backup_url`, else `FANOUT_BACKUP_URL`, else `.fanout/backup`)
+may be a folder or any URL fsspec knows.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """The I/O pipeline example: each item names a URL; an async processor fetches it.
 
-Items are objects such as `{"id": 7, "url": "http://127.0.0.1:8765/items/7"}`
-(a JSONL file, one per line). The processor awaits one GET per item and
-returns `{"id": ..., "status": ..., "body": ...}`; a connection failure, a
-timeout or a 5xx answer raises `TransientError`, so fanout retries it, and a
-4xx fails the item at once. As an `async def` processor it runs with up to
-`FANOUT_MAX_PARALLEL` (here 1,000) requests in flight on one event loop.
-
-Clients are kept per event loop (a client is bound to the loop that opened
-its connections): `SHARDS` `httpx.AsyncClient`s of `CONNECTIONS_PER_CLIENT`
-kept-alive connections each, taken in turn, so the items of a run share
-`MAX_CONNECTIONS` connections; items beyond that wait for a free one (no pool
-timeout: `max_parallel` already bounds how many wait). One client with every
-connection would do, but httpcore's pool matches every waiting request against
-every connection on each event: with 1,000 requests in flight that cost ~8 ms
-of CPU per request (~60 requests/s, profiled), against ~1.7 ms in small pools.
+Items are objects such as `{"id": 7, "url": "http://127.0.0.1:8765/items/7"}`. The processor awaits one
+GET per item and returns `{"id", "status", "body"}`; a connection failure, a timeout or a 5xx raises
+`TransientError`, so fanout retries it, and a 4xx fails the item at once. Clients are kept per event
+loop, `SHARDS` of them taken in turn, because one pool with every connection costs far more CPU per
+request (docs/how-to/sources-and-pipelines.md).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from fanout.core.prefect_adapter import heartbeats_off
-from fanout.core.settings import get_settings
+from fanout.core.settings import flow_settings
 from fanout.core.wrap_up import wrap_up
 from fanout.engine.durable_map import durable_map
 from fanout.engine.processor import load_processor
@@ -47,7 +47,7 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     `module:function` names the instance's one stage; ids are `<instance>/<item>`.
     """
     freeze_startup_heap()
-    settings = get_settings()
+    settings = flow_settings()
     keys, values = planned_items(request, settings)
     results = durable_map(
         load_processor(settings.processor),

@@ -59,3 +59,13 @@ def test_a_completed_run_writes_no_warning_or_error(cli) -> None:
     assert done.returncode == 0, done.stderr
     noisy = [line for line in done.stderr.splitlines() if "| WARNING" in line or "| ERROR" in line]
     assert noisy == [], done.stderr
+
+
+def test_a_bad_webhook_setting_does_not_stop_a_flow_run(monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    """The flow process reads only the flow's settings: a placeholder webhook token and an impossible
+    webhook port, which would stop the webhook, leave `fanout run` to complete."""
+    monkeypatch.setenv("FANOUT_WEBHOOK_TOKEN", "changeme")
+    monkeypatch.setenv("FANOUT_WEBHOOK_PORT", "-1")
+    done = cli("run", "--count", "2")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["Processed item-1", "Processed item-2"]

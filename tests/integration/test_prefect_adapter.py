@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from uuid import UUID
 
+import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -45,3 +46,28 @@ def test_a_states_persisted_result_is_a_file_of_local_result_storage(tmp_path: P
         record = store.create_result_record(["Processed item-1"])
         store.persist_result_record(record)
         assert persisted_result_file(Completed(data=record.metadata)) == next(tmp_path.iterdir()).resolve()
+
+
+@pytest.mark.anyio
+async def test_a_flagged_sqlite_write_transaction_begins_immediate_once() -> None:
+    """With the flag set, Prefect's SQLite transaction begins IMMEDIATE; the request's next one as Prefect says."""
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
+
+    from fanout.core.prefect_adapter import IMMEDIATE_TRANSACTION, immediate_transactions
+
+    class Session:
+        @asynccontextmanager
+        async def begin(self) -> AsyncIterator[str | None]:
+            yield SQLITE_BEGIN_MODE.get()
+
+    immediate_transactions()
+    configuration = AioSqliteConfiguration(connection_url="sqlite+aiosqlite:///:memory:")
+    IMMEDIATE_TRANSACTION.set(True)
+    async with configuration.begin_transaction(Session()) as first:  # type: ignore[arg-type]
+        pass
+    async with configuration.begin_transaction(Session()) as second:  # type: ignore[arg-type]
+        pass
+    assert (first, second) == ("IMMEDIATE", "DEFERRED")

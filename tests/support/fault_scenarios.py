@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -14,7 +15,9 @@ from uuid import UUID, uuid4
 from prefect.filesystems import LocalFileSystem
 
 from fanout.localstack.polling import wait_for
+from fanout.localstack.stack import WARM_WORKER
 from fanout.storage.checkpoints import CheckpointStore, item_digest
+from fanout.worker.standby import standing_by
 from tests.support.fault_stack import FaultStack, _sigkill
 from tests.support.processes import alive, descendants
 
@@ -209,6 +212,17 @@ class StatusWatcher:
             for _, code, status, custom in self.answers
         ]
 
+    def first_resuming_after(self, moment: float) -> float | None:
+        """Seconds from `moment` (a `time.monotonic()` reading) to the first answer saying `resuming`."""
+        return next(
+            (
+                self._began + at - moment
+                for at, _, _, custom in self.answers
+                if custom.get("resuming") and self._began + at >= moment
+            ),
+            None,
+        )
+
     @property
     def first_final(self) -> str | None:
         """The first 200 a client saw (where a client would stop polling)."""
@@ -241,6 +255,7 @@ class CrashResult:
     max_failed: int
     kill_to_rescheduled: float | None  # the first AwaitingRetry after the kill: what fanout's automations take
     start_cost: float | None  # the first attempt's Submitting -> Running: what the worker takes to start a flow
+    kill_to_resuming: float | None = None  # the client's first `resuming` answer after the kill
 
     @property
     def reexecuted(self) -> list[str]:
@@ -290,6 +305,16 @@ def first_start_cost(states: list[tuple[str, float, str]]) -> float | None:
     return running - began if began is not None and running is not None else None
 
 
+def wait_standing_by(workers: list[Any], timeout: float = 120) -> None:
+    """Wait until every warm worker's standby listens to alive events (a worker answers its health check
+    before its standby subscribes): a standby that started after a crash did not see it happen."""
+    wait_until(
+        lambda: all(standing_by(worker.process.pid) in worker.log_tail(400) for worker in workers),
+        timeout,
+        "standbys listening",
+    )
+
+
 def _descendants(worker: Any) -> set[int]:
     return descendants(worker.process.pid)
 
@@ -318,24 +343,30 @@ def crash_at_half(
     parallel: int = 4,
     timeout: float = 300,
     worker_type: str = "process",
+    standbys: int = 1,
+    worker_env: Mapping[str, str] | None = None,
 ) -> CrashResult:
     """Start `count` slow items through the webhook, watch the status URL like a client, SIGKILL at half
     (kind "flow": the flow-run process only; "host": the worker running it and its flow process, while
-    another worker stands by, as on a second host),
+    `standbys` other workers stand by, as on other hosts; `worker_env`: more settings for the workers),
     and wait, with no other help, until the run ends and the client has seen its 200. Prefect's `process`
     worker by default: every process below it is a flow run, and the automations are what resume it."""
     if kind not in ("flow", "host"):
         raise ValueError(f"unknown crash kind {kind!r}")
     items = [f"item-{index}" for index in range(1, count + 1)]
-    env = {"FANOUT_TEST_SLEEP": str(sleep), "FANOUT_MAX_PARALLEL": str(parallel)}
-    workers = [start_worker(stack, workspace, worker_type, **env) for _ in range(2 if kind == "host" else 1)]
+    env = {"FANOUT_TEST_SLEEP": str(sleep), "FANOUT_MAX_PARALLEL": str(parallel), **(worker_env or {})}
+    workers = [
+        start_worker(stack, workspace, worker_type, **env) for _ in range(1 + (standbys if kind == "host" else 0))
+    ]
+    if worker_type == WARM_WORKER and env.get("FANOUT_STANDBY", "true").lower() not in ("false", "0"):
+        wait_standing_by(workers)
     instance, run_id = start_through_webhook(stack, count)
     with StatusWatcher(stack, instance) as watcher:
         wait_until(lambda: len(workspace.checkpointed(instance)) >= count // 2, timeout / 2, "half the items")
         digests = workspace.checkpointed(instance)
         flow_pid = flow_process(stack, run_id)
         worker = next((w for w in workers if flow_pid in _descendants(w)), workers[0])
-        killed_at = time.time()
+        killed_at, killed_monotonic = time.time(), time.monotonic()
         victims = stack.kill_worker_and_runs(worker) if kind == "host" else kill_flow_processes(stack, run_id)
         wait_until(lambda: not any(alive(pid) for pid in victims), 10, "the killed processes gone")
         dead_at = time.time()  # an item the dying attempt started may carry a time just after `killed_at`
@@ -363,4 +394,5 @@ def crash_at_half(
         max_failed=watcher.max_failed,
         kill_to_rescheduled=first_after(states, "AwaitingRetry", killed_at),
         start_cost=first_start_cost(states),
+        kill_to_resuming=watcher.first_resuming_after(killed_monotonic),
     )

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fanout.localstack.processes import alive as alive  # re-exported: the tests import it from here
+
 
 def _stat_fields(pid: int | str) -> list[str]:
     """The fields of /proc/<pid>/stat after the command name (state, parent, group, session, ...)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting for its parent."""
-    try:
-        return _stat_fields(pid)[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 def descendants(pid: int) -> set[int]:

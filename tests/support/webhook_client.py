@@ -21,10 +21,21 @@ BASE = "http://webhook.test"
 T = TypeVar("T")
 
 
+_APPS: dict[tuple[int, float], FastAPI] = {}
+"""Apps by the settings their middleware takes. FastAPI builds an app's routes on its first request, which
+costs far more than a test's own requests; the routes do not depend on the settings, and everything that
+does is the app's state (`app.state.webhook`), so a test gets a shared app with a state of its own."""
+
+
 def make_app(runs: FakeRuns, **settings: Any) -> FastAPI:
     """The webhook app over `runs`, with a token unless the test says otherwise."""
     fields: dict[str, Any] = {"webhook_token": TOKEN, **settings}
-    return create_app(FanoutSettings(_env_file=None, **fields), runs=runs)  # type: ignore[call-arg]
+    fresh = create_app(FanoutSettings(_env_file=None, **fields), runs=runs)  # type: ignore[call-arg]
+    state: WebhookState = fresh.state.webhook
+    key = (state.settings.webhook_api_retries, state.settings.webhook_read_deadline_seconds)
+    app = _APPS.setdefault(key, fresh)
+    app.state.webhook = state
+    return app
 
 
 def with_client(app: FastAPI, use: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+from functools import cache
 
 from tests.conftest import REPO_ROOT
 
 
+@cache
 def imported_modules(folder: str) -> dict[str, set[str]]:
     """Every module each file under `folder` imports (top level or inside functions)."""
     found: dict[str, set[str]] = {}

@@ -179,31 +179,6 @@ def test_a_result_file_outside_local_result_storage_is_never_named(tmp_path: Pat
         assert persisted_result_file(Completed(data=metadata)) is None
 
 
-@pytest.mark.anyio
-async def test_a_flagged_sqlite_write_transaction_begins_immediate_once() -> None:
-    """With the flag set, Prefect's SQLite transaction begins IMMEDIATE; the request's next one as Prefect says."""
-    from collections.abc import AsyncIterator
-    from contextlib import asynccontextmanager
-
-    from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
-
-    from fanout.core.prefect_adapter import IMMEDIATE_TRANSACTION, immediate_transactions
-
-    class Session:
-        @asynccontextmanager
-        async def begin(self) -> AsyncIterator[str | None]:
-            yield SQLITE_BEGIN_MODE.get()
-
-    immediate_transactions()
-    configuration = AioSqliteConfiguration(connection_url="sqlite+aiosqlite:///:memory:")
-    IMMEDIATE_TRANSACTION.set(True)
-    async with configuration.begin_transaction(Session()) as first:  # type: ignore[arg-type]
-        pass
-    async with configuration.begin_transaction(Session()) as second:  # type: ignore[arg-type]
-        pass
-    assert (first, second) == ("IMMEDIATE", "DEFERRED")
-
-
 def test_send_queued_returns_once_a_queue_service_handled_its_items(monkeypatch: pytest.MonkeyPatch) -> None:
     """Prefect's queue services are registered where `send_queued` looks, and it waits until they handled what they queued."""
     from prefect._internal.concurrency.services import QueueService, _QueueServiceBase

@@ -1,4 +1,5 @@
-"""The settings come in one class per concern, with the same FANOUT_* names; FanoutSettings composes them."""
+"""The settings come in one class per concern, with the same FANOUT_* names; each process reads only the
+concerns it uses, and FanoutSettings composes them all."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from pydantic_settings import BaseSettings
 from fanout.core.settings import (
     FanoutSettings,
     ItemSettings,
+    LocalStackSettings,
     ResumeSettings,
     RunnerSettings,
     SourceSettings,
     WebhookSettings,
     WorkerSettings,
+    api_settings,
+    flow_settings,
+    stack_settings,
+    worker_settings,
 )
 
 CONCERNS: list[type[BaseSettings]] = [
@@ -21,6 +27,7 @@ CONCERNS: list[type[BaseSettings]] = [
     RunnerSettings,
     ResumeSettings,
     WorkerSettings,
+    LocalStackSettings,
     WebhookSettings,
     SourceSettings,
 ]
@@ -36,7 +43,7 @@ ONE_SETTING_EACH = [
     (ItemSettings, "max_parallel", 3),
     (RunnerSettings, "dask_workers", 3),
     (ResumeSettings, "max_auto_retries", 5),
-    (WorkerSettings, "worker_limit", 4),
+    (LocalStackSettings, "worker_limit", 4),
     (WebhookSettings, "webhook_max_connections", 5),
     (SourceSettings, "max_item_bytes", 2048),
 ]
@@ -69,3 +76,20 @@ def test_a_concern_keeps_its_own_rules() -> None:
         ResumeSettings(_env_file=None, crash_after_seconds=60, heartbeat_seconds=60)
     with pytest.raises(ValidationError, match="at least twice heartbeat_seconds"):
         FanoutSettings(_env_file=None, crash_after_seconds=60, heartbeat_seconds=60)
+
+
+def test_each_process_leaves_out_the_webhooks_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A placeholder webhook token stops the webhook's settings only: the flow, the worker and the stack start."""
+    monkeypatch.setenv("FANOUT_WEBHOOK_TOKEN", "changeme")
+    for read in (flow_settings, worker_settings, stack_settings):
+        read(_env_file=None)
+    with pytest.raises(ValidationError, match="webhook_token must be a real secret"):
+        api_settings(_env_file=None)
+
+
+def test_the_webhook_leaves_out_the_workers_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker limit out of bounds stops the stack's settings, not the webhook's or the flow's."""
+    monkeypatch.setenv("FANOUT_WORKER_LIMIT", "0")
+    assert api_settings(_env_file=None).max_parallel == flow_settings(_env_file=None).max_parallel
+    with pytest.raises(ValidationError, match="worker_limit"):
+        stack_settings(_env_file=None)

@@ -81,6 +81,35 @@ def test_a_resumed_run_counts_its_resumes_and_is_no_longer_resuming() -> None:
     assert (custom["resuming"], custom["resumes"]) == (False, 1)
 
 
+def test_a_running_run_a_standby_found_silent_says_it_is_resuming() -> None:
+    """Running, marked `fanout.silent` after its attempt began (its host died): 202 Running, resuming."""
+    runs = FakeRuns()
+    app, instance = started(runs)
+    began = datetime.now(UTC) - timedelta(seconds=30)
+    silent = {"fanout.silent": (began + timedelta(seconds=20)).isoformat()}
+    runs.set_state(instance, "RUNNING", run_count=1, labels={**LABELS_16_OF_60, **silent}, at=began)
+    response = poll(app, instance)
+    assert seen(response) == (202, "Running")
+    assert response.json()["customStatus"] == {
+        "total": 60,
+        "completed": 16,
+        "failed": 0,
+        "resuming": True,
+        "resumes": 1,
+    }
+
+
+def test_an_earlier_attempts_or_withdrawn_silent_mark_means_nothing() -> None:
+    """A `fanout.silent` mark older than the current attempt, or emptied by a standby that heard the run again,
+    leaves a Running run not resuming."""
+    runs = FakeRuns()
+    app, instance = started(runs)
+    began = datetime.now(UTC)
+    for mark in ((began - timedelta(seconds=5)).isoformat(), ""):
+        runs.set_state(instance, "RUNNING", run_count=2, labels={"fanout.silent": mark}, at=began)
+        assert poll(app, instance).json()["customStatus"]["resuming"] is False, mark
+
+
 def test_a_crash_after_the_last_automatic_retry_is_200_failed() -> None:
     """Crashed at run count max_auto_retries + 1: no resume is coming, so 200 Failed."""
     runs = FakeRuns()

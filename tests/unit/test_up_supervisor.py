@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from fanout.localstack.up import MAX_FAILURES, STABLE_SECONDS, PortTaken, Supervisor, stack_ports, usable_port
+from fanout.localstack.processes import PortTaken
+from fanout.localstack.up import MAX_FAILURES, STABLE_SECONDS, Supervisor, listen_for, stack_ports
 
 
 @dataclass
@@ -26,8 +27,9 @@ class FakeChild:
     name: str
     process: FakeProcess = field(default_factory=FakeProcess)
 
-    def log_tail(self) -> str:
-        return f"last lines of {self.name}"
+    @property
+    def log_path(self) -> Path:
+        return Path(f"logs/{self.name}.log")
 
 
 @dataclass
@@ -90,7 +92,7 @@ def test_a_child_that_keeps_failing_at_start_stops_the_stack_after_backing_off()
     assert watcher.watch() == 1
     assert stack.restarts == ["webhook"] * MAX_FAILURES
     assert [pause for pause in clock.slept if pause >= 1] == [1.0, 2.0, 4.0, 8.0, 16.0]
-    assert said[-1].startswith(f"webhook failed {MAX_FAILURES} times in a row; stopping")
+    assert said[-1] == f"webhook failed {MAX_FAILURES} times in a row; stopping (log: logs/webhook.log)"
 
 
 def test_a_child_that_stayed_up_starts_its_failure_count_again() -> None:
@@ -113,7 +115,7 @@ def test_a_port_someone_listens_on_is_a_one_line_error_naming_the_option() -> No
         other.listen()
         port = other.getsockname()[1]
         with pytest.raises(PortTaken, match=f"port {port} on 127.0.0.1 is taken .*--webhook-port N") as refused:
-            usable_port(port, "--webhook-port")
+            listen_for(port, "--webhook-port")
     assert "\n" not in str(refused.value)
 
 
@@ -129,7 +131,8 @@ def test_a_port_left_in_time_wait_by_the_last_run_is_used_again() -> None:
     served.close()  # the server side closes first: its end of the connection sits in TIME_WAIT
     listener.close()
     client.close()
-    assert usable_port(port, "--prefect-port") == port
+    with listen_for(port, "--prefect-port") as again:
+        assert again.getsockname()[1] == port
 
 
 def test_ports_come_from_the_home_unless_asked(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from fanout.service.status import (
     CustomStatus,
     RuntimeStatus,
     custom_status,
+    reported_failures,
     requested_total,
     runtime_status,
-    settled_failures,
 )
 
 
@@ -42,21 +42,23 @@ def test_custom_status_before_the_flow_published_is_unknown_total() -> None:
 LAGGING_LABELS = {"fanout.total": 10_000, "fanout.completed": 5_694, "fanout.failed": 0}
 
 
-def test_a_settled_run_counts_from_its_item_report_not_lagging_labels() -> None:
+def test_a_reported_run_counts_from_its_item_report_not_lagging_labels() -> None:
     """Completed with two failed items reported: every other item counts as done, whatever the labels last said."""
-    failed = settled_failures("COMPLETED", [{"item": "item-3"}, {"item": "item-9"}])
+    failed = reported_failures("COMPLETED", [{"item": "item-3"}, {"item": "item-9"}])
     assert custom_status(LAGGING_LABELS, 10_000, failed) == CustomStatus(total=10_000, completed=9_998, failed=2)
 
 
-def test_a_settled_run_has_its_total_even_without_labels() -> None:
-    """The total of a settled run comes from its request: a label update refused by a busy API loses nothing."""
+def test_a_reported_run_has_its_total_even_without_labels() -> None:
+    """The total of a run with an item report comes from its request: a label update refused by a busy API loses nothing."""
     total = requested_total({"request": {"count": 5, "instance_id": "i"}})
-    assert custom_status(None, total, settled_failures("COMPLETED", [])) == CustomStatus(total=5, completed=5, failed=0)
+    assert custom_status(None, total, reported_failures("COMPLETED", [])) == CustomStatus(
+        total=5, completed=5, failed=0
+    )
     assert requested_total({"request": {"items": ["a", "b"]}}) == 2 and requested_total({}) == 5
 
 
 @pytest.mark.parametrize("state_type, failures", [("CRASHED", []), ("FAILED", None), ("RUNNING", [])])
-def test_an_unsettled_run_keeps_the_labels_count(state_type: str, failures: list[dict[str, str]] | None) -> None:
+def test_a_run_without_a_report_keeps_the_labels_count(state_type: str, failures: list[dict[str, str]] | None) -> None:
     """A crashed run, a run that failed before settling (no report) or a running one shows its labels."""
-    failed = settled_failures(state_type, failures)
+    failed = reported_failures(state_type, failures)
     assert custom_status(LAGGING_LABELS, 10_000, failed) == CustomStatus(total=10_000, completed=5_694, failed=0)

@@ -16,7 +16,7 @@ from fastapi import HTTPException, Request
 from pydantic import ValidationError
 
 from fanout.core.errors import InvalidRequest
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.inputs.admission import admit
 from fanout.inputs.items import BadItem, check_nesting, check_unicode
 from fanout.inputs.request import FanoutRequest
@@ -42,7 +42,7 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
 
 
 def parse_request(
-    body: bytes, content_type: str | None, settings: FanoutSettings, max_parameter_bytes: int = 0
+    body: bytes, content_type: str | None, settings: ApiSettings, max_parameter_bytes: int = 0
 ) -> FanoutRequest:
     """The checked request the body asks for; an empty body is the seed's default (5 items).
 

@@ -1,13 +1,9 @@
 """A time budget for the Prefect API calls made while answering one request.
 
-A frozen Prefect server accepts connections and never answers. Each call then
-waits its whole httpx timeout, and Prefect's client tries again after a pause,
-so a status request could take a minute before its 503. Within `bounded(s)`,
-every call the webhook's Prefect client sends gets at most what is left of
-the `s` seconds as its timeouts (connect, read, write and the wait for a pooled
-connection), and a call that would start after the budget is spent is not
-sent: `PrefectUnavailable` (503) says so. httpx's own timeouts do the bounding,
-so no call is cancelled from outside and no pool slot can leak.
+A frozen Prefect server takes connections and never answers; without a budget a status request would
+wait out every call's timeout and retry. Within `bounded(s)` each call gets at most what is left of the
+`s` seconds as its httpx timeouts, and a call that would start past the budget is not sent
+(`PrefectUnavailable`, 503), so nothing is cancelled from outside.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""What a webhook route needs, declared as FastAPI dependencies: the app's state, its settings,
-and the instance operations (the token check is src/fanout/api/security.py).
+"""What a webhook route needs, declared as FastAPI dependencies: the app's state, its settings, and the
+instance operations (the token check is src/fanout/api/security.py).
 
-The app holds one `WebhookState` (typed, unlike Starlette's `app.state`); routes
-ask for what they use, and tests build the state with a stand-in for Prefect.
-Every dependency is `async def`, though none awaits: FastAPI runs a plain `def`
-dependency in a worker thread, and four thread hand-offs per request were most
-of a start's time (37 ms in-process on a loaded 2-core machine).
+Every dependency is `async def`, though none awaits: FastAPI runs a plain `def` dependency in a worker
+thread, and those hand-offs would cost each request more than its own work.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.service.instances import Instances
 
 
@@ -23,7 +20,7 @@ from fanout.service.instances import Instances
 class WebhookState:
     """Everything the routes share; `instances` is None until the app is connected to Prefect."""
 
-    settings: FanoutSettings
+    settings: ApiSettings
     token: str | None
     instances: Instances | None = None
 
@@ -36,7 +33,7 @@ async def webhook_state(request: Request) -> WebhookState:
 State = Annotated[WebhookState, Depends(webhook_state)]
 
 
-async def settings(state: State) -> FanoutSettings:
+async def settings(state: State) -> ApiSettings:
     return state.settings
 
 
@@ -47,5 +44,5 @@ async def instances(state: State) -> Instances:
     return state.instances
 
 
-Settings = Annotated[FanoutSettings, Depends(settings)]
+Settings = Annotated[ApiSettings, Depends(settings)]
 InstancesDep = Annotated[Instances, Depends(instances)]

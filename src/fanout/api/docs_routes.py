@@ -1,11 +1,7 @@
 """The webhook's API documentation, `/docs`, `/redoc` and `/openapi.json`, behind the webhook's token.
 
-FastAPI serves them to anyone by default, and they describe every route and
-setting name. Here they take the token as the Durable Functions routes do
-(src/fanout/api/security.py): a bearer header, Basic auth with the token as the
-password, or `?code=`. A refusal asks for Basic auth, so a browser opening
-`/docs` prompts for a user name (any) and a password (the token), and sends the
-same credentials when the page fetches `/openapi.json`.
+They take the token as the Durable Functions routes do (src/fanout/api/security.py); a refusal asks for
+Basic auth, so a browser opening `/docs` prompts for it (any user name, the token as the password).
 """
 
 from __future__ import annotations

@@ -1,26 +1,8 @@
 """Durable Functions' HTTP API at `/runtime/webhooks/durabletask/`, so its clients drive fanout unmodified.
 
-A second route table over the seed's operations (src/fanout/service/instances.py: start,
-find by instance or flow-run id, status, terminate, restart, purge), the list
-both tables share (src/fanout/api/listing.py) and the management operations
-beside them (src/fanout/service/instance_management.py: suspend, resume, history),
-behind the webhook's token (src/fanout/api/security.py). Status
-codes follow Durable Functions and the `azure-functions-durable` client's
-switch statements:
-
-    POST   orchestrators/{name}[/{instanceId}]   202 + management payload; 400 + ExceptionMessage
-    GET    instances/{id}                        202 Pending/Running/Suspended, 200 finished
-                                                 (Failed: 500 with returnInternalServerErrorOnFailure=true), 404
-    GET    instances                             200 [status...], x-ms-continuation-token when paged
-    POST   instances/{id}/terminate|suspend|resume   202; 410 finished; 404
-    POST   instances/{id}/rewind                 202: the failed items run again; 410 unless Failed
-    POST   instances/{id}/restart                202 + the (new) instance id
-    POST   instances/{id}/raiseEvent/{name}      202 (no fanout orchestration waits for events: discarded), 410, 404
-    DELETE instances/{id}                        200 {instancesDeleted, ...what went}; 404 unknown or not finished
-    DELETE instances?createdTimeFrom=...         200 {instancesDeleted, ...}; 404 when none matched
-
-The Prefect API's failures answer 503 through the app's `WebhookError` handler,
-as on `/api/`.
+A second route table over the same operations as `/api/` (src/fanout/service/instances.py and
+src/fanout/service/instance_management.py), behind the webhook's token. Status codes follow Durable
+Functions and the `azure-functions-durable` client, as docs/how-to/durable-functions.md lists them.
 """
 
 from __future__ import annotations
@@ -67,7 +49,7 @@ from fanout.api.schemas import (
 )
 from fanout.api.schemas import PurgeReport as PurgeDocument
 from fanout.api.security import link_code, require_any_form
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
 from fanout.service.instance_management import BadQuery, Management, management_for, status_of
@@ -157,12 +139,12 @@ def _gone(instance_id: str, status: RuntimeStatus, what: str) -> JSONResponse:
     return problem(410, f"Instance '{instance_id}' is {status.value}: cannot {what} it.")
 
 
-def _base_url(request: Request, settings: FanoutSettings) -> str:
+def _base_url(request: Request, settings: ApiSettings) -> str:
     return (settings.webhook_public_url or str(request.base_url)).rstrip("/")
 
 
 def _accepted(
-    request: Request, response: Response, settings: FanoutSettings, instance_id: str, ui_url: str | None
+    request: Request, response: Response, settings: ApiSettings, instance_id: str, ui_url: str | None
 ) -> CheckStatusPayload:
     payload = management_payload(_base_url(request, settings), instance_id, link_code(request), ui_url)
     response.headers["Location"] = payload.status_query_get_uri
@@ -226,7 +208,7 @@ async def start_orchestration(
     return _accepted(request, response, settings, started.instance_id, started.ui_url)
 
 
-async def _orchestrator(instances: Instances, name: str, settings: FanoutSettings) -> Orchestrator:
+async def _orchestrator(instances: Instances, name: str, settings: ApiSettings) -> Orchestrator:
     """The deployment `name` starts; the seed's orchestrator name is the webhook's default deployment."""
     if spelled(name) == spelled(ORCHESTRATOR):
         flow, _, deployment = settings.deployment_name.partition("/")
@@ -238,7 +220,7 @@ async def _start_seed(
     request: Request,
     body: bytes,
     instances: Instances,
-    settings: FanoutSettings,
+    settings: ApiSettings,
     orchestrator: Orchestrator,
     instance_id: str | None,
     key: str | None,

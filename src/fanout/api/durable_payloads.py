@@ -1,14 +1,6 @@
-"""The bodies Durable Functions' HTTP API answers with, built from fanout's runs.
-
-- `management_payload`: the links `CreateCheckStatusResponse` returns (every one
-  Durable Functions documents, plus fanout's `uiUrl`).
-- `status_body`: an instance's status in Durable Functions' field names, with
-  `input` unless `showInput=false`, and `history` on `showHistory=true`.
-- `history`: Durable Functions-style events from the run's item table
-  (src/fanout/engine/report.py): `ExecutionStarted`, one `TaskCompleted` / `TaskFailed` per
-  item listed (item, attempts, duration, correlation id, error; the item's
-  result with `showHistoryOutput=true`), and `ExecutionCompleted` once finished.
-- the query-string readers, which answer `BadQuery` for what they cannot read.
+"""The bodies Durable Functions' HTTP API answers with, built from fanout's runs: the management links,
+an instance's status in Durable Functions' field names, its history from the run's item table, and the
+query-string readers (`BadQuery` for what they cannot read).
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
 """Listing instances with Durable Functions' filters: one implementation behind both route tables.
 
-`GET /api/instances` (src/fanout/api/routes.py) and
-`GET /runtime/webhooks/durabletask/instances` (src/fanout/api/durable_api.py) take
-the same query string and page the same way:
-
-    runtimeStatus     comma list of Pending, Running, Completed, Failed, Terminated, Suspended
-    createdTimeFrom   ISO 8601 (naive: UTC), inclusive
-    createdTimeTo     ISO 8601, inclusive
-    instanceIdPrefix  only instance ids starting with it
-    top               page size, 1..1000 (none: every match)
-    continuationToken the page to read, as the previous answer's `x-ms-continuation-token` header gave it;
-                      the header `x-ms-continuation-token` on the request does the same and wins
-
-Instances are listed newest first, one entry per instance (its newest run),
-each with the `customStatus` its status document shows (one function builds
-both: src/fanout/service/status.py). A bad value raises `BadQuery` naming it.
+`GET /api/instances` and `GET /runtime/webhooks/durabletask/instances` take the same query string
+(`runtimeStatus`, `createdTimeFrom`, `createdTimeTo`, `instanceIdPrefix`, `top`, `continuationToken`) and
+list one entry per instance, newest first; a bad value raises `BadQuery` naming it.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """What the routes read by hand, described for the OpenAPI document.
 
-The start routes read their body themselves (to answer 413, 415 and 400 as
-they do) and the list routes read their query string themselves (one parser
-for both route tables, src/fanout/api/listing.py), so FastAPI cannot see them.
-These `openapi_extra` pieces say what they take, as FastAPI's docs suggest for
-a body read by hand, so `/docs` shows it and a client or a fuzzer can be
-generated from the document.
+The start routes read their body and the list routes their query string themselves, so FastAPI cannot
+see them; these `openapi_extra` pieces describe them, so `/docs`, client generators and fuzzers know.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """`GET /api/instances/{id}/results?offset=&limit=`: a run's results in item order, a page at a time.
 
-Answers `{items: [{index, key, status, result, error}], total, next, nextUri}`,
-also while the run is going (unfinished items are `pending`) and after it
-failed (succeeded items keep their results, failed ones carry their last
-error). It reads the instance's plan and checkpoints from the result storage
-(src/fanout/storage/instance_results.py: a local folder or a remote block), so the webhook
-needs the workers' result storage, as it already does for a finished run's output. The router is mounted by the
-webhook behind its bearer token.
+Also while the run is going (unfinished items are `pending`) and after it failed; read from the
+instance's plan and checkpoints in result storage, which the webhook shares with the workers.
 """
 
 from __future__ import annotations
@@ -21,7 +16,7 @@ from fanout.api.deps import Settings
 from fanout.api.schemas import ErrorDetail, ResultsPage
 from fanout.api.security import require_token
 from fanout.core.errors import InvalidRequest
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
 from fanout.storage.checkpoints import result_storage
 from fanout.storage.instance_results import InstanceResults
@@ -59,7 +54,7 @@ async def results(
     return ResultsPage.model_validate(document)
 
 
-def read_instance_page(settings: FanoutSettings, instance_id: str, offset: int, limit: int) -> StoredPage:
+def read_instance_page(settings: ApiSettings, instance_id: str, offset: int, limit: int) -> StoredPage:
     """The page, or the HTTP error that says why there is none."""
     try:
         return InstanceResults(result_storage(settings), instance_id).page(offset, limit)
@@ -70,14 +65,14 @@ def read_instance_page(settings: FanoutSettings, instance_id: str, offset: int, 
 
 
 def results_url(
-    request: Request, settings: FanoutSettings, instance_id: str, offset: int = 0, limit: int = DEFAULT_LIMIT
+    request: Request, settings: ApiSettings, instance_id: str, offset: int = 0, limit: int = DEFAULT_LIMIT
 ) -> str:
     """The absolute URL of a results page."""
     base = (settings.webhook_public_url or str(request.base_url)).rstrip("/")
     return f"{base}/api/instances/{instance_id}/results?offset={offset}&limit={limit}"
 
 
-def inline_limited(content: dict[str, Any], request: Request, settings: FanoutSettings) -> dict[str, Any]:
+def inline_limited(content: dict[str, Any], request: Request, settings: ApiSettings) -> dict[str, Any]:
     """A status document with `output` inlined only up to `FANOUT_OUTPUT_INLINE_LIMIT` items; past it,
     `output` is null and `outputUri` names the results pages."""
     output = content.get("output")

@@ -1,20 +1,9 @@
-"""The seed's HTTP routes: plain functions on an `APIRouter`, each a thin map from HTTP to one
-operation of `src/fanout/service/instances.py` and back.
+"""The seed's HTTP routes under `/api/`: each a thin map from HTTP to one operation of
+src/fanout/service/instances.py and back.
 
-    POST   /api/start-fanout                 202 + management URLs (429 when the start queue is full)
-    POST   /api/start-fanout/{deployment}    the same for another deployment of the flow; or a deployment of any
-                                             other flow, by its or its flow's name, the body being any JSON
-                                             input for its parameters (404 listing the names known if none)
-    GET    /api/instances?runtimeStatus=&createdTimeFrom=&createdTimeTo=&top=&continuationToken=
-                                             200 [status without output...], newest first;
-                                             x-ms-continuation-token names the next page (src/fanout/api/listing.py)
-    GET    /api/instances/{id}               status: 202 while running, 200 when finished, 404 unknown
-    POST   /api/instances/{id}/terminate     cancel the run (-> Terminated)
-    POST   /api/instances/{id}/restart       run the same instance again, reusing its checkpoints
-    DELETE /api/instances/{id}               purge its runs, artifacts and checkpoints; 200 with what went
-
-`{id}` is an instance id or a flow-run id (a run started any other way).
-    GET    /health                           200 when Prefect answers in time, else 503; no token
+Start (`POST /api/start-fanout[/{deployment}]`), list, status, terminate, restart and purge; `{id}` is an
+instance id or a flow-run id. Each route's docstring says its answers, and the generated HTTP reference
+lists them.
 """
 
 from __future__ import annotations
@@ -35,7 +24,7 @@ from fanout.api.results_routes import inline_limited
 from fanout.api.schemas import ErrorDetail, Health, InstanceEntry, InstanceStatus, ManagementUrls, PurgeReport
 from fanout.api.security import require_token
 from fanout.core.prefect_adapter import client_retries_off
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
 from fanout.service.instances import Started
@@ -138,7 +127,7 @@ async def start(
     request: Request,
     response: Response,
     instances: InstancesDep,
-    settings: FanoutSettings,
+    settings: ApiSettings,
     idempotency_key: str | None,
     deployment: str | None,
 ) -> ManagementUrls:
@@ -252,7 +241,7 @@ def checked_instance(instance_id: str) -> str:
     return instance_id
 
 
-def management_urls(request: Request, settings: FanoutSettings, started: Started) -> ManagementUrls:
+def management_urls(request: Request, settings: ApiSettings, started: Started) -> ManagementUrls:
     """The seed's management payload for one instance (`uiUrl` is null until its run exists)."""
     base = (settings.webhook_public_url or str(request.base_url)).rstrip("/")
     status_url = f"{base}/api/instances/{started.instance_id}"
@@ -266,12 +255,12 @@ def management_urls(request: Request, settings: FanoutSettings, started: Started
     )
 
 
-def accepted(request: Request, response: Response, settings: FanoutSettings, started: Started) -> ManagementUrls:
+def accepted(request: Request, response: Response, settings: ApiSettings, started: Started) -> ManagementUrls:
     """The management URLs, with the status URL as Location and the poll interval as Retry-After."""
     urls = management_urls(request, settings, started)
     response.headers.update(poll_headers(settings, urls.status_query_get_uri))
     return urls
 
 
-def poll_headers(settings: FanoutSettings, location: str) -> dict[str, str]:
+def poll_headers(settings: ApiSettings, location: str) -> dict[str, str]:
     return {"Location": location, "Retry-After": str(settings.webhook_retry_after_seconds)}

@@ -1,15 +1,9 @@
 """The webhook's token check: one `fastapi.security` dependency for the three ways a client presents it.
 
-- `Authorization: Bearer <token>`, on every route.
-- HTTP Basic with the token as the password (any user name), on the Durable Functions
-  routes and the docs: `azure-functions-durable` sends a base URL's `user:<token>@` this
-  way, and a browser opening `/docs` prompts for it.
-- `?code=<token>`, on the Durable Functions routes and the docs, as Durable Functions'
-  own management links carry their key. A secret in a URL is written wherever the URL
-  goes (access logs, browser history): prefer the header where the client allows it.
-
-The schemes are FastAPI's, so `/openapi.json` names them; the comparison is in constant time. No postponed
-annotations here: FastAPI before 0.116 cannot resolve a string annotation on a scheme's `__call__`.
+A bearer header on every route; Basic auth with the token as the password, and `?code=`, on the Durable
+Functions routes and the docs, as Durable Functions' clients and management links send it. A secret in a
+URL is written wherever the URL goes: prefer the header. The comparison is in constant time. No
+postponed annotations here: older FastAPI cannot resolve a string annotation on a scheme's `__call__`.
 """
 
 import hmac

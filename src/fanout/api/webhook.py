@@ -28,7 +28,7 @@ from fanout.api.durable_api import router as durable_routes
 from fanout.api.results_routes import router as results_routes
 from fanout.api.routes import open_routes, routes
 from fanout.core.prefect_adapter import client_retries
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ApiSettings
 from fanout.service.instances import Instances
 from fanout.service.resuming import ResumePolicy
 from fanout.service.runs import PrefectRuns, Runs
@@ -50,7 +50,7 @@ class WebhookConfigurationError(RuntimeError):
     """The webhook cannot start as configured (say, no token and anonymous access not allowed)."""
 
 
-def create_app(settings: FanoutSettings, runs: Runs | None = None) -> FastAPI:
+def create_app(settings: ApiSettings, runs: Runs | None = None) -> FastAPI:
     """The ASGI app; with `runs=None` it connects to the Prefect API named by the settings while it runs.
 
     With `runs` given (tests), its operations work at once over an in-memory start queue.
@@ -113,7 +113,7 @@ class CappedPrefectRetries:
             await self.app(scope, receive, send)
 
 
-def instances_over(runs: Runs, queue: StartQueue, settings: FanoutSettings) -> Instances:
+def instances_over(runs: Runs, queue: StartQueue, settings: ApiSettings) -> Instances:
     """The operations over `runs`, with a submitter draining `queue` into them."""
     submitter = Submitter(queue, runs, settings.webhook_submit_concurrency, default_deployment=settings.deployment_name)
     flow_name = settings.deployment_name.split("/")[0]
@@ -122,7 +122,7 @@ def instances_over(runs: Runs, queue: StartQueue, settings: FanoutSettings) -> I
     )
 
 
-def prefect_client_options(settings: FanoutSettings) -> dict[str, Any]:
+def prefect_client_options(settings: ApiSettings) -> dict[str, Any]:
     """httpx's own timeouts bound every call, including the wait for a pooled connection:
     nothing is cancelled from outside, so no pool slot can leak. A request's budget, when it
     has one, trims them further (src/fanout/api/deadline.py)."""
@@ -137,7 +137,7 @@ def prefect_client_options(settings: FanoutSettings) -> dict[str, Any]:
     }
 
 
-def queue_path(settings: FanoutSettings) -> Path:
+def queue_path(settings: ApiSettings) -> Path:
     from prefect.settings import PREFECT_HOME
 
     return settings.webhook_queue_path or Path(PREFECT_HOME.value()) / QUEUE_FILE
@@ -182,6 +182,6 @@ async def _webhook_error(request: Request, error: Exception) -> JSONResponse:
 
 def app_from_environment() -> FastAPI:
     """`uvicorn --factory fanout.api.webhook:app_from_environment`: settings from FANOUT_* now."""
-    from fanout.core.settings import get_settings
+    from fanout.core.settings import api_settings
 
-    return create_app(get_settings())
+    return create_app(api_settings())

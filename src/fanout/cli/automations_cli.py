@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from fanout.core.settings import get_settings
-
-EXIT_BAD_INPUT = 2
+from fanout.cli.exit_codes import REFUSED, checked, fail
+from fanout.core.settings import ResumeSettings
 
 automations_app = typer.Typer(help="Prefect automations that resume crashed runs.", no_args_is_help=True)
 
@@ -24,15 +22,11 @@ def apply(
     """Create or update (idempotently) the automations for fanout's deployments on PREFECT_API_URL."""
     from fanout.service.automations import NoFanoutDeployment, apply_fanout_automations
 
+    settings = checked(ResumeSettings)
     try:
-        settings = get_settings()
         applied = apply_fanout_automations(settings, deployment or ())
-    except ValidationError as error:
-        typer.echo(f"fanout: bad configuration: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
     except NoFanoutDeployment as error:
-        typer.echo(f"fanout: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(f"{error}", REFUSED)
     for automation in applied:
         typer.echo(f"{automation.action} {automation.id} {automation.name}")
     typer.echo(

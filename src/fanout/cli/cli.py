@@ -12,16 +12,27 @@ import typer
 from pydantic import ValidationError
 
 from fanout.cli.automations_cli import automations_app
+from fanout.cli.exit_codes import FAILED, REFUSED, checked, fail, problems
 from fanout.cli.manage_cli import register as register_manage_commands
+from fanout.cli.options import (
+    DEFAULT_HOME,
+    CountOption,
+    FormatOption,
+    GeneratorOption,
+    HomeOption,
+    InstanceIdOption,
+    ItemKeyOption,
+    ItemOption,
+    ParamOption,
+    ServerHomeOption,
+    UrlOption,
+)
 from fanout.cli.results_cli import results, source_option
 from fanout.core.errors import InvalidRequest, ItemsFailed
-from fanout.core.settings import get_settings
+from fanout.core.settings import ApiSettings, FanoutSettings, WarmWorkerSettings, WebhookSettings, flow_settings
 from fanout.engine.processor import load_processor
 from fanout.inputs.admission import admit
 from fanout.inputs.request import FanoutRequest
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=True, add_completion=False)
 
@@ -38,23 +49,17 @@ def main() -> None:
 
 @app.command()
 def run(
-    count: Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")] = None,
-    item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
-    instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    count: CountOption = None,
+    item: ItemOption = None,
+    instance_id: InstanceIdOption = None,
     tolerated_failure_count: Annotated[int, typer.Option(help="Failed items tolerated (null in their slots).")] = 0,
     tolerated_failure_percentage: Annotated[float, typer.Option(help="Failed items tolerated, in % of all.")] = 0,
     source: Annotated[str | None, typer.Option(help="Read the items from this path or URL.")] = None,
-    source_format: Annotated[
-        str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
-    ] = None,
-    item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
-    generator: Annotated[
-        str | None, typer.Option(help="Take the items from this generator, `module:function` (in FANOUT_SOURCES).")
-    ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
-    ] = None,
-    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+    source_format: FormatOption = None,
+    item_key: ItemKeyOption = None,
+    generator: GeneratorOption = None,
+    param: ParamOption = None,
+    home: ServerHomeOption = DEFAULT_HOME,
 ) -> None:
     """Run the flow in this process and print its ordered output as JSON.
 
@@ -80,14 +85,11 @@ def run(
             output = run_here(request)
             send_queued(timeout=10)  # the run's last events and logs, sent now rather than by the exit hook
     except ItemsFailed as failed:
-        typer.echo(f"fanout: run failed: {failed}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+        fail(f"run failed: {failed}", FAILED)
     except InstanceBusy as refused:  # another run holds the instance (src/fanout/engine/instance_lease.py)
-        typer.echo(f"fanout: refused: {refused}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(f"refused: {refused}", REFUSED)
     except InvalidRequest as error:  # found while planning: a bad line past the source's first ones
-        typer.echo(f"fanout: bad input: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(f"bad input: {error}", REFUSED)
     typer.echo(json.dumps(output, indent=2))
 
 
@@ -97,7 +99,7 @@ app.add_typer(server_app, name="server")
 
 @server_app.command("status")
 def server_status(
-    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+    home: ServerHomeOption = DEFAULT_HOME,
 ) -> None:
     """Say whether the background server runs, where, and its pid (exit 1 when none runs)."""
     from fanout.localstack.local_server import healthy, read_state
@@ -105,14 +107,14 @@ def server_status(
     server = read_state(home)
     if server is None:
         typer.echo("no background Prefect server is running")
-        raise typer.Exit(EXIT_FAILED)
-    health = "healthy" if healthy(server.api_url) else "not answering"
+        raise typer.Exit(FAILED)
+    health = "healthy" if healthy(server) else "not answering"
     typer.echo(f"Prefect server at {server.api_url} (pid {server.pid}, {health}, log {server.log_path})")
 
 
 @server_app.command("stop")
 def server_stop(
-    home: Annotated[Path, typer.Option(help="Where the background Prefect server lives.")] = Path(".fanout"),
+    home: ServerHomeOption = DEFAULT_HOME,
 ) -> None:
     """Stop the background server (its database stays for next time)."""
     from fanout.localstack.local_server import stop
@@ -135,13 +137,9 @@ def _prefect_api_for_run(home: Path) -> str:
     try:
         server = ensure_server(home, say=lambda line: typer.echo(line, err=True))
     except (RuntimeError, OSError) as error:
-        typer.echo(f"fanout: could not start a local Prefect server: {error}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+        fail(f"could not start a local Prefect server: {error}", FAILED)
     os.environ["PREFECT_API_URL"] = server.api_url  # for anything the flow starts (Dask workers)
     return server.api_url
-
-
-DEFAULT_HOME = Path(".fanout")
 
 
 @app.command()
@@ -172,18 +170,15 @@ def up(
     (else the seed's), a warm worker per work pool, the webhook."""
     from fanout.localstack.deploy import BadProject, project_file, project_pools
     from fanout.localstack.postgres import PostgresNotAvailable
+    from fanout.localstack.processes import ChildFailed, PortTaken
     from fanout.localstack.production import DATABASES
     from fanout.localstack.stack import DeployFailed
-    from fanout.localstack.up import PortTaken, UpOptions
+    from fanout.localstack.up import UpOptions
     from fanout.localstack.up import up as run_stack
 
-    settings = _checked_settings()
+    settings = checked(FanoutSettings)  # every process it starts: a bad setting of any stops it before it starts
     if database not in DATABASES or (database == "postgres" and database_url):
-        typer.echo(
-            f"fanout: bad input: --database is one of {', '.join(DATABASES)}, and not postgres with --database-url",
-            err=True,
-        )
-        raise typer.Exit(EXIT_BAD_INPUT)
+        fail(f"bad input: --database is one of {', '.join(DATABASES)}, and not postgres with --database-url", REFUSED)
     if webhook_port is None and "webhook_port" in settings.model_fields_set:
         webhook_port = settings.webhook_port
     options = UpOptions(home, prefect_port, webhook_port, database, database_url, auth)
@@ -193,25 +188,21 @@ def up(
             project_pools(project)  # a prefect.yaml that cannot be deployed is refused before anything starts
         code = run_stack(options, say=typer.echo)
     except (PostgresNotAvailable, BadProject) as error:
-        typer.echo(f"fanout: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (DeployFailed, PortTaken) as error:
-        typer.echo(f"fanout: {error}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+        fail(f"{error}", REFUSED)
+    except (DeployFailed, PortTaken, ChildFailed) as error:
+        fail(f"{error}", FAILED)
     raise typer.Exit(code)
 
 
 @app.command()
 def start(
-    count: Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")] = None,
-    item: Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")] = None,
-    instance_id: Annotated[str | None, typer.Option(help="Orchestration instance; reuse it to resume.")] = None,
+    count: CountOption = None,
+    item: ItemOption = None,
+    instance_id: InstanceIdOption = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run with a progress bar.")] = False,
-    url: Annotated[
-        str | None, typer.Option(envvar="FANOUT_URL", help="Webhook base URL; default: the one `fanout up` wrote.")
-    ] = None,
+    url: UrlOption = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header.")] = None,
-    home: Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")] = DEFAULT_HOME,
+    home: HomeOption = DEFAULT_HOME,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
     deployment: Annotated[
         str | None, typer.Option(help="Another deployment of the flow (e.g. http-enrich); default: the seed's.")
@@ -219,16 +210,10 @@ def start(
     source: Annotated[
         str | None, typer.Option(help="Read the items from this URI (under FANOUT_SOURCE_ROOTS).")
     ] = None,
-    source_format: Annotated[
-        str | None, typer.Option("--format", help="The source's format: jsonl, json, csv, lines.")
-    ] = None,
-    item_key: Annotated[str | None, typer.Option(help="Field of an object item that identifies it.")] = None,
-    generator: Annotated[
-        str | None, typer.Option(help="Take the items from this generator, `module:function` (in FANOUT_SOURCES).")
-    ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="A generator argument, NAME=VALUE (JSON or text); repeat.")
-    ] = None,
+    source_format: FormatOption = None,
+    item_key: ItemKeyOption = None,
+    generator: GeneratorOption = None,
+    param: ParamOption = None,
     input_json: Annotated[
         str | None,
         typer.Option(
@@ -274,11 +259,9 @@ def start(
                 return
             finished = follow(client, started["statusQueryGetUri"], console, timeout)
     except StartFailed as error:
-        typer.echo(f"fanout: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(f"{error}", REFUSED)
     if not finished.completed:
-        typer.echo(f"fanout: run {finished.status['runtimeStatus']}: {finished.status.get('output')}", err=True)
-        raise typer.Exit(EXIT_FAILED)
+        fail(f"run {finished.status['runtimeStatus']}: {finished.status.get('output')}", FAILED)
     typer.echo(json.dumps(finished.status["output"], indent=2))
 
 
@@ -289,12 +272,11 @@ def webhook() -> None:
 
     from fanout.api.webhook import WebhookConfigurationError, create_app
 
-    settings = _checked_settings()
+    settings = checked(ApiSettings)
     try:
         application = create_app(settings)
     except WebhookConfigurationError as error:
-        typer.echo(f"fanout: bad configuration: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(f"bad configuration: {error}", REFUSED)
     uvicorn.run(application, host=settings.webhook_host, port=settings.webhook_port)
 
 
@@ -303,23 +285,15 @@ def serve(name: Annotated[str, typer.Option(help="Deployment name: fan-out-fan-i
     """Register fan-out-fan-in/NAME and run a warm worker for it in this process; Ctrl-C stops it."""
     from fanout.cli.serve import main as serve_main
 
-    _checked_settings()
+    checked(WarmWorkerSettings)
     serve_main(name)
-
-
-def _checked_settings() -> Any:
-    try:
-        return get_settings()
-    except ValidationError as error:
-        typer.echo(f"fanout: bad configuration: {_message(error)}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 def _webhook_address(url: str | None, home: Path) -> tuple[str, str | None]:
     """The webhook URL and token: explicit, else FANOUT_* settings, else what `fanout up` wrote in HOME."""
     from fanout.service.client import TOKEN_FILE, URL_FILE
 
-    settings = _checked_settings()
+    settings = checked(WebhookSettings)
     if url is None:
         written = home / URL_FILE
         url = (
@@ -345,31 +319,24 @@ def _other_flow_input(text: str, deployment: str | None, seed_fields: dict[str, 
             return json.loads(text)
         except ValueError as error:
             problem = f"--input is not JSON: {error}"
-    typer.echo(f"fanout: bad input: {problem}", err=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
+    fail(f"bad input: {problem}", REFUSED)
 
 
 def _checked_request(check_processor: bool = True, **fields: Any) -> FanoutRequest:
     """The request, or exit 2 with a message before anything starts."""
     try:
-        settings = get_settings()
+        settings = flow_settings()
         request = FanoutRequest(**fields)
         admit(request, settings, over_http=False)
         if check_processor:
             load_processor(settings.processor)
     except (ValidationError, InvalidRequest) as error:
-        typer.echo(f"fanout: bad input: {_message(error)}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(f"bad input: {_message(error)}", REFUSED)
     return request
 
 
 def _message(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'request'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-    return str(error)
+    return problems(error) if isinstance(error, ValidationError) else str(error)
 
 
 if __name__ == "__main__":

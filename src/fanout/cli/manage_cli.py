@@ -1,13 +1,8 @@
 """`fanout list | status ID | terminate ID | restart ID | purge ID`: manage any run through the webhook.
 
-Each command is one request to the webhook's `/api/` routes (src/fanout/api/routes.py),
-with the URL and token `fanout start` uses (`--url` or `$FANOUT_URL`, as the
-README's curl lines, else what `fanout up` wrote in `.fanout/`, else FANOUT_*
-settings), and prints the webhook's JSON answer on stdout. `ID` is an instance id or a flow-run id. Exit codes are `fanout start`'s:
-
-    0  done (status: whatever the run's runtimeStatus)
-    2  refused: bad input, unknown instance (404), not in a state for it (409)
-    1  the webhook or Prefect is unavailable (no answer, 5xx)
+Each command is one request to the webhook's `/api/` routes, with the URL and token `fanout start`
+uses, and prints the webhook's JSON answer on stdout. A 4xx answer exits 2, no answer or a 5xx exits 1
+(src/fanout/cli/exit_codes.py).
 """
 
 from __future__ import annotations
@@ -20,16 +15,12 @@ from urllib.parse import quote
 import httpx
 import typer
 
-EXIT_UNAVAILABLE = 1
-EXIT_REFUSED = 2
+from fanout.cli.exit_codes import FAILED, REFUSED, fail
+from fanout.cli.options import DEFAULT_HOME, HomeOption, UrlOption
+
 HTTP_TIMEOUT = 30.0
 
-UrlOption = Annotated[
-    str | None, typer.Option(envvar="FANOUT_URL", help="Webhook base URL; default: the one `fanout up` wrote.")
-]
-HomeOption = Annotated[Path, typer.Option(help="Where `fanout up` keeps its token and URL.")]
 IdArgument = Annotated[str, typer.Argument(help="Instance id, or the flow-run id of a run started any other way.")]
-DEFAULT_HOME = Path(".fanout")
 
 
 def call(method: str, path: str, url: str | None, home: Path, **options: Any) -> httpx.Response:
@@ -42,11 +33,10 @@ def call(method: str, path: str, url: str | None, home: Path, **options: Any) ->
         with httpx.Client(base_url=base_url, headers=headers, timeout=HTTP_TIMEOUT) as client:
             response = client.request(method, path, **options)
     except httpx.HTTPError as error:
-        typer.echo(f"fanout: cannot reach the webhook at {base_url}: {error}", err=True)
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
+        fail(f"cannot reach the webhook at {base_url}: {error}", FAILED)
     if response.status_code >= 400:
-        typer.echo(f"fanout: webhook answered {response.status_code}: {_detail(response)}", err=True)
-        raise typer.Exit(EXIT_UNAVAILABLE if response.status_code >= 500 else EXIT_REFUSED)
+        code = FAILED if response.status_code >= 500 else REFUSED
+        fail(f"webhook answered {response.status_code}: {_detail(response)}", code)
     return response
 
 

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from fanout.core.settings import get_settings
+from fanout.cli.exit_codes import REFUSED, checked, fail
+from fanout.core.settings import ItemSettings
 from fanout.inputs.sources import ItemSource
-
-EXIT_BAD_INPUT = 2
 
 
 def results(
@@ -22,12 +21,11 @@ def results(
     from fanout.storage.results import NoResults
 
     try:
-        rows = InstanceResults(result_storage(get_settings()), instance_id).rows()
+        rows = InstanceResults(result_storage(checked(ItemSettings)), instance_id).rows()
         for row in rows:
             typer.echo(json.dumps(row, ensure_ascii=False))
     except NoResults as error:
-        typer.echo(f"fanout: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(f"{error}", REFUSED)
 
 
 def source_option(
@@ -40,8 +38,7 @@ def source_option(
     `source`; `--format` or `--param` alone, or both kinds at once, is a mistake (exit 2, saying why)."""
     if uri is None and generator is None:
         if source_format is not None or params:
-            typer.echo("fanout: bad input: --format needs --source, and --param needs --generator", err=True)
-            raise typer.Exit(EXIT_BAD_INPUT)
+            fail("bad input: --format needs --source, and --param needs --generator", REFUSED)
         return None
     fields: dict[str, Any] = {"uri": uri, "format": source_format, "generator": generator}
     if params:
@@ -49,8 +46,7 @@ def source_option(
     try:
         return ItemSource.model_validate(fields)
     except ValueError as error:
-        typer.echo(f"fanout: bad input: source: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(f"bad input: source: {error}", REFUSED)
 
 
 def generator_params(pairs: list[str]) -> dict[str, Any]:
@@ -60,8 +56,7 @@ def generator_params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name.isidentifier():
-            typer.echo(f"fanout: bad input: --param {pair!r} is not NAME=VALUE", err=True)
-            raise typer.Exit(EXIT_BAD_INPUT)
+            fail(f"bad input: --param {pair!r} is not NAME=VALUE", REFUSED)
         try:
             params[name] = json.loads(raw)
         except ValueError:

@@ -1,20 +1,8 @@
-"""Serve the flow from this process with the warm worker: `fanout serve` (or `python -m fanout.cli.serve`).
+"""`fanout serve`: register the flow's deployment and run a warm worker for it in this process.
 
-It registers the deployment `fan-out-fan-in/<name>` on the `fanout` work pool
-(created as a `process` pool when missing), on a work queue of the same name,
-and runs a `fanout-warm` worker for that queue in this process until Ctrl-C
-(src/fanout/worker/warm_worker.py): no separate worker to start, and each flow run
-starts in a pre-imported process. Runs created while it is stopped wait,
-Scheduled, for the next `fanout serve` (or any worker on the queue). Its flow
-runs get the worker environment `fanout up` gives its workers (heartbeats, and
-FANOUT_RESULT_STORAGE made absolute here: `.fanout/storage` by default), so
-they checkpoint where `fanout up`'s worker and webhook do. A webhook finds its
-runs by flow-run id whatever its FANOUT_DEPLOYMENT_NAME.
-
-The deployment names the flow by module path (`fanout.seed.fan_out_fan_in`)
-with no pull step, as `fanout up`'s do (src/fanout/localstack/deploy.py): runs import the
-flow from the installed package and work in the folder `fanout serve` runs in,
-never in site-packages or a checkout.
+It registers `fan-out-fan-in/<name>` on the `fanout` work pool, with a module-path entrypoint as
+`fanout up`'s deployments have, and runs a `fanout-warm` worker on that queue until Ctrl-C. Its flow runs
+get the environment `fanout up` gives its workers, so they checkpoint where `fanout up`'s do.
 """
 
 from __future__ import annotations
@@ -56,12 +44,12 @@ async def register(name: str) -> str:
 
 async def serve(name: str = SERVE_DEPLOYMENT, limit: int | None = None) -> None:
     """Register the deployment, then run a warm worker on its queue until cancelled."""
-    from fanout.core.settings import get_settings
+    from fanout.core.settings import worker_settings
     from fanout.service.automations import worker_environment
     from fanout.storage.checkpoints import storage_environment
     from fanout.worker.warm_worker import FanoutWarmWorker
 
-    settings = get_settings()
+    settings = worker_settings()
     os.environ.update({**worker_environment(settings), **storage_environment(settings)})  # its forks inherit them
     await register(name)
     worker = FanoutWarmWorker(work_pool_name=WORK_POOL, work_queues=[name], name=f"serve-{name}", limit=limit)

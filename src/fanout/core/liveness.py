@@ -3,7 +3,10 @@
 Prefect's flow-run heartbeat is too coarse to resume a dead run quickly, so while a deployment run's
 flow body runs, a daemon thread emits `fanout.flow-run.alive` events, and an automation
 (src/fanout/service/automations.py) puts a run that falls silent back to AwaitingRetry, where it
-resumes from its checkpoints. See docs/design/crash-resume.md.
+resumes from its checkpoints. When the block ends (a stage's items are done, and the flow goes on with
+its own code), a `fanout.flow-run.quiet` event says that the silence that follows is intended: a
+standby warm worker (src/fanout/worker/standby.py) only takes silence after an alive event for a death.
+See docs/design/crash-resume.md.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from uuid import UUID
 logger = logging.getLogger(__name__)
 
 ALIVE_EVENT = "fanout.flow-run.alive"
+QUIET_EVENT = "fanout.flow-run.quiet"
 THREAD_NAME = "fanout-liveness"
 
 
@@ -50,16 +54,17 @@ def current_subject() -> Subject | None:
     return Subject(run.id, run.deployment_id, run.run_count)
 
 
-def emit_alive(subject: Subject) -> None:
-    """One `fanout.flow-run.alive` event about `subject` (queued, not awaited)."""
+def emit_alive(subject: Subject, event: str = ALIVE_EVENT) -> None:
+    """One `fanout.flow-run.alive` (or `event`) event about `subject` (queued, not awaited)."""
     from prefect.events import emit_event
 
-    emit_event(ALIVE_EVENT, resource=subject.resource(), related=subject.related())
+    emit_event(event, resource=subject.resource(), related=subject.related())
 
 
 @contextmanager
 def keeping_alive(interval: float) -> Iterator[Subject | None]:
-    """Emit an alive event now and every `interval` seconds until the block ends (deployment runs only)."""
+    """Emit an alive event now and every `interval` seconds until the block ends, then a quiet event
+    (deployment runs only)."""
     subject = current_subject()
     if subject is None:
         yield None
@@ -82,3 +87,8 @@ def keeping_alive(interval: float) -> Iterator[Subject | None]:
         yield subject
     finally:
         stop.set()
+        thread.join(interval)  # its last alive event is queued before the quiet one
+        try:
+            emit_alive(subject, QUIET_EVENT)
+        except Exception as error:  # noqa: BLE001 - a lost quiet event leaves the run to the automations
+            logger.debug("could not emit %s: %s", QUIET_EVENT, error)

@@ -1,15 +1,16 @@
 """Every knob fanout has, read from `FANOUT_*` environment variables or `.env`, one class per concern.
 
-A process reads the class of each concern it has (the flow process `ItemSettings` and `RunnerSettings`,
-the webhook `WebhookSettings`, ...), so it validates only what it uses; `FanoutSettings` composes them
-all, with the same variable names, for the starters that hand settings on to the processes they start.
+Each process reads only the concerns it uses, through its own accessor, so a bad setting of another
+process does not stop it: the flow process `flow_settings()`, the webhook `api_settings()`, the warm
+worker `worker_settings()`, the local stack `stack_settings()`. `get_settings()` reads them all, for a
+starter that checks every process's settings before it starts them.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -102,7 +103,7 @@ class ResumeSettings(BaseSettings):
         ge=10,
         le=600,
         description="A Crashed run is retried when no other state followed within this window "
-        "(the process worker reports one crash twice, 1-4 s apart).",
+        "(a worker may report one crash twice).",
     )
     resume_deadline_seconds: int = Field(
         300,
@@ -122,7 +123,33 @@ class ResumeSettings(BaseSettings):
 
 
 class WorkerSettings(BaseSettings):
-    """The warm worker and the local stack `fanout up` runs."""
+    """The warm worker (`fanout-warm`)."""
+
+    model_config = FANOUT_ENV
+
+    warm_spare: bool = Field(
+        True,
+        description="The warm worker keeps one flow-run process forked and prepared ahead of the next run; "
+        "false forks each run's process when the run arrives.",
+    )
+    standby: bool = Field(
+        True,
+        description="A warm worker also stands by for the other workers' runs of its pool: it resumes one whose "
+        "`fanout.flow-run.alive` events stopped (its host died) without waiting for the automations "
+        "(src/fanout/worker/standby.py).",
+    )
+    standby_silent_seconds: float = Field(
+        4.0,
+        ge=1,
+        le=3600,
+        description="How long another worker's run must be silent (no alive event, and none since a probe of the "
+        "standby's own event stream came back) before a standby resumes it; at least twice `liveness_seconds`, "
+        "so that one late or lost alive event is never taken for a death.",
+    )
+
+
+class LocalStackSettings(BaseSettings):
+    """The local stack `fanout up` runs: its workers and its Prefect server."""
 
     model_config = FANOUT_ENV
 
@@ -130,20 +157,15 @@ class WorkerSettings(BaseSettings):
         10,
         ge=1,
         le=1000,
-        description="Flow runs a worker `fanout up` starts runs at once (`prefect worker start --limit`): a burst of "
-        "200 starts is then worked through ten at a time, not 200 processes and API writes at once on two cores.",
-    )
-    warm_spare: bool = Field(
-        True,
-        description="The warm worker keeps one flow-run process forked and prepared ahead of the next run "
-        "(src/fanout/worker/warm_spare.py); false forks each run's process when the run arrives.",
+        description="Flow runs each worker of `fanout up` runs at once (`prefect worker start --limit`); a burst of "
+        "starts beyond it waits its turn rather than starting every process at once.",
     )
     sqlite_retry_after_seconds: float = Field(
         0.1,
         gt=0,
         le=10,
-        description="`Retry-After` of the local Prefect server's 503s on SQLite (src/fanout/localstack/prefect_server.py); "
-        "without it every Prefect client waits 2 s before its first retry.",
+        description="`Retry-After` of the local Prefect server's 503s on SQLite, so Prefect's clients retry a "
+        "lost write race soon rather than after their own backoff.",
     )
 
 
@@ -232,8 +254,8 @@ class WebhookSettings(BaseSettings):
         ge=0,
         le=10,
         description="Retries of a Prefect API call made while answering a request (after a timeout, 429, 502 or "
-        "503; waiting Retry-After, else 2 s, 4 s, ...) before the webhook answers 503 itself; Prefect's own "
-        "client makes 5, about a minute in all. The start queue keeps Prefect's.",
+        "503; waiting Retry-After, else doubling) before the webhook answers 503 itself. The start queue keeps "
+        "Prefect's own retries.",
     )
     webhook_max_parameter_bytes: int = Field(
         524_288,
@@ -318,12 +340,76 @@ class SourceSettings(BaseSettings):
         return value
 
 
-class FanoutSettings(ItemSettings, RunnerSettings, ResumeSettings, WorkerSettings, WebhookSettings, SourceSettings):
-    """Every setting; built by `get_settings()`, never at import."""
+class FlowSettings(ItemSettings, RunnerSettings, ResumeSettings, SourceSettings):
+    """What a flow process reads: its items, where they run, its liveness and its sources."""
 
     model_config = FANOUT_ENV
 
 
+class ApiSettings(WebhookSettings, FlowSettings):
+    """What the webhook process reads: its own settings, and the flow's, by which it admits requests."""
+
+    model_config = FANOUT_ENV
+
+
+class WarmWorkerSettings(WorkerSettings, ItemSettings, ResumeSettings):
+    """What the warm worker reads: its own settings, the processor it preloads, result storage, resumes."""
+
+    model_config = FANOUT_ENV
+
+    @model_validator(mode="after")
+    def _standby_waits_two_beats(self) -> Self:
+        """A standby that waited less than two alive intervals would resume runs that are only late."""
+        if self.standby_silent_seconds < 2 * self.liveness_seconds:
+            raise ValueError("standby_silent_seconds must be at least twice liveness_seconds")
+        return self
+
+
+class StackSettings(LocalStackSettings, ItemSettings, ResumeSettings):
+    """What the local stack reads itself: its own settings, result storage, and the resume automations."""
+
+    model_config = FANOUT_ENV
+
+
+class FanoutSettings(ApiSettings, WarmWorkerSettings, StackSettings):
+    """Every setting of every process."""
+
+    model_config = FANOUT_ENV
+
+
+Settings = TypeVar("Settings", bound=BaseSettings)
+
+
+def read(kind: type[Settings], **overrides: Any) -> Settings:
+    """Read `kind` now (environment and `.env`), with explicit overrides on top; never at import."""
+    return kind(**overrides)
+
+
+def flow_settings(**overrides: object) -> FlowSettings:
+    """The flow process's settings."""
+    return read(FlowSettings, **overrides)
+
+
+def api_settings(**overrides: object) -> ApiSettings:
+    """The webhook process's settings."""
+    return read(ApiSettings, **overrides)
+
+
+def worker_settings(**overrides: object) -> WarmWorkerSettings:
+    """The warm worker's settings."""
+    return read(WarmWorkerSettings, **overrides)
+
+
+def stack_settings(**overrides: object) -> StackSettings:
+    """The local stack's own settings."""
+    return read(StackSettings, **overrides)
+
+
+def local_stack_settings() -> LocalStackSettings:
+    """The local stack's settings alone, for its Prefect server."""
+    return read(LocalStackSettings)
+
+
 def get_settings(**overrides: object) -> FanoutSettings:
-    """Read the settings now (environment and `.env`), with explicit overrides on top."""
-    return FanoutSettings(**overrides)  # type: ignore[arg-type]
+    """Every setting, for a starter that checks all its processes' settings before it starts them."""
+    return read(FanoutSettings, **overrides)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fanout.core.errors import CheckpointNotWritten
 from fanout.core.item_context import processing
 from fanout.core.outcome import ItemOutcome, describe
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FlowSettings
 from fanout.engine.concurrency import AsyncItemSlot
 from fanout.engine.item_logging import log_failed_attempt
 from fanout.engine.progress import ItemTally
@@ -170,7 +170,7 @@ def carry_async(
     return [ItemOutcome(item=item, value=done[item], cached=True) if item in done else fresh[item] for item in items]
 
 
-def submission_settings(settings: FanoutSettings, is_async: bool, pending: int) -> FanoutSettings:
+def submission_settings(settings: FlowSettings, is_async: bool, pending: int) -> FlowSettings:
     """Async items go in one task run, whose event loop keeps `max_parallel` of them in flight;
     sync items are batched as the settings say."""
     if not is_async or pending <= 1:

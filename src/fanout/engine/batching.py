@@ -32,7 +32,7 @@ import math
 from collections.abc import Sequence
 
 from fanout.core.outcome import ItemOutcome
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FlowSettings
 
 BATCHES_PER_SLOT = 4
 FIRST_WAVE_MAX = 50
@@ -43,7 +43,7 @@ MAX_AUTO_BATCH = 50_000
 CPU_BOUND_SHARE = 0.8
 
 
-def batch_size_for(total: int, settings: FanoutSettings) -> int:
+def batch_size_for(total: int, settings: FlowSettings) -> int:
     """Items in each of a run's first batches: 1 for small runs (one task run per item in the UI).
 
     With `batch_size` set, every batch has that size; otherwise the first batches
@@ -66,7 +66,7 @@ def split(items: list[str], size: int) -> list[list[str]]:
 class BatchPlan:
     """Hands out a run's batches: one first, more small ones if it is slow, the rest once the pace is known."""
 
-    def __init__(self, items: list[str], settings: FanoutSettings) -> None:
+    def __init__(self, items: list[str], settings: FlowSettings) -> None:
         self._items = items
         self._slots = settings.max_parallel
         self._first_size = batch_size_for(len(items), settings)

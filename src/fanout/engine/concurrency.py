@@ -17,7 +17,7 @@ from prefect.concurrency.asyncio import concurrency as async_concurrency
 from prefect.concurrency.sync import concurrency
 
 from fanout.core.errors import InvalidRequest
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FlowSettings
 
 
 class ItemSlot:
@@ -35,7 +35,7 @@ class ItemSlot:
         self._since = 0.0
 
     @classmethod
-    def from_settings(cls, settings: FanoutSettings) -> ItemSlot:
+    def from_settings(cls, settings: FlowSettings) -> ItemSlot:
         return cls(settings.concurrency_limit, settings.slot_hold_seconds)
 
     def before_item(self) -> None:
@@ -91,7 +91,7 @@ class AsyncItemSlot:
             await held.aclose()
 
 
-def check_limit(settings: FanoutSettings) -> None:
+def check_limit(settings: FlowSettings) -> None:
     """Fail before any item runs when the configured global concurrency limit does not exist."""
     if settings.concurrency_limit is None:
         return

@@ -23,7 +23,7 @@ from prefect.context import FlowRunContext
 from fanout.core.errors import FanoutError
 from fanout.core.liveness import keeping_alive
 from fanout.core.outcome import ItemOutcome
-from fanout.core.settings import FanoutSettings, get_settings
+from fanout.core.settings import FlowSettings, flow_settings
 from fanout.core.wrap_up import after_final_state, wrap_up
 from fanout.engine.async_items import submission_settings
 from fanout.engine.concurrency import check_limit
@@ -150,7 +150,7 @@ def durable_map(
         "task_runner": task_runner,
         "concurrency_limit": concurrency_limit,
     }
-    settings = get_settings(**{field: value for field, value in overrides.items() if value is not None})
+    settings = flow_settings(**{field: value for field, value in overrides.items() if value is not None})
     target = stage_function(fn, name)
     check_parallel(target.kind, settings.max_parallel)
     check_runner(settings)
@@ -185,7 +185,7 @@ async def durable_map_async(fn: Callable[..., Any], items: Iterable[Any] | ItemS
 def _map(
     run: ItemRun,
     planned: KeyedItems,
-    settings: FanoutSettings,
+    settings: FlowSettings,
     tasks: ItemTasks,
     flow_run_id: str,
     lease_instance: str | None,
@@ -211,7 +211,7 @@ def _map(
 
 
 def run_stage(
-    items: list[str], run: ItemRun, settings: FanoutSettings, tasks: ItemTasks, announce_total: bool = False
+    items: list[str], run: ItemRun, settings: FlowSettings, tasks: ItemTasks, announce_total: bool = False
 ) -> dict[str, ItemOutcome]:
     """Every item's outcome: checkpointed ones from storage, the rest from fresh task runs.
 
@@ -252,7 +252,7 @@ def _is_async(run: ItemRun) -> bool:
 
 
 def _retry_policy(
-    target: StageFunction, settings: FanoutSettings, retries: int | None, delay_seconds: float | None
+    target: StageFunction, settings: FlowSettings, retries: int | None, delay_seconds: float | None
 ) -> RetryPolicy:
     """A Prefect task's own policy, with what the call says on top; else the settings' (the call's
     `retries` and `retry_delay_seconds` are already in them)."""
@@ -281,7 +281,7 @@ def _flow_run_context() -> FlowRunContext:
     return context
 
 
-def _read(items: Iterable[Any] | ItemSource, settings: FanoutSettings) -> Iterable[Any]:
+def _read(items: Iterable[Any] | ItemSource, settings: FlowSettings) -> Iterable[Any]:
     """The items to key: a source's, streamed, or the iterable itself."""
     return iter_source(items, settings.max_item_bytes) if isinstance(items, ItemSource) else items
 

@@ -16,7 +16,7 @@ from prefect.filesystems import WritableFileSystem
 from fanout.core.errors import CheckpointNotWritten, ItemsFailed
 from fanout.core.item_context import processing
 from fanout.core.outcome import ItemOutcome, describe
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FlowSettings
 from fanout.engine.async_items import carry_async
 from fanout.engine.concurrency import ItemSlot
 from fanout.engine.item_logging import log_failed_attempt
@@ -64,7 +64,7 @@ class ItemRun:
         return f"{self.instance_id}/{self.processor}" if self.stage_in_ids else self.instance_id
 
     @classmethod
-    def for_run(cls, instance_id: str, settings: FanoutSettings) -> ItemRun:
+    def for_run(cls, instance_id: str, settings: FlowSettings) -> ItemRun:
         return cls(
             instance_id=instance_id,
             processor=settings.processor,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import stamina
 
 from fanout.core.errors import TransientError
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FlowSettings
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ class RetryPolicy:
     """The errors worth another attempt."""
 
     @classmethod
-    def from_settings(cls, settings: FanoutSettings) -> RetryPolicy:
+    def from_settings(cls, settings: FlowSettings) -> RetryPolicy:
         return cls(settings.retries, settings.retry_delay_seconds, settings.retry_jitter_factor)
 
     @classmethod

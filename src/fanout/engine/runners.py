@@ -22,7 +22,7 @@ from typing import Any
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from fanout.core.errors import InvalidRequest
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FlowSettings
 from fanout.engine.item_processes import ItemProcesses, ProcessorRef, worker_processes
 from fanout.engine.processor import load_processor
 from fanout.engine.processor_kind import InvalidProcessor, processor_kind
@@ -30,28 +30,28 @@ from fanout.engine.processor_kind import InvalidProcessor, processor_kind
 DASK_EXTRA_HINT = "install the optional extra: pip install 'fanout[dask]'"
 
 
-def task_runner(settings: FanoutSettings) -> TaskRunner[Any]:
+def task_runner(settings: FlowSettings) -> TaskRunner[Any]:
     """A fresh (not yet started) task runner for one flow run, as the settings choose."""
     if settings.task_runner == "dask":
         return dask_task_runner(settings)
     return ThreadPoolTaskRunner(max_workers=slots(settings))
 
 
-def slots(settings: FanoutSettings) -> int:
+def slots(settings: FlowSettings) -> int:
     """Task runs in flight at once: one per worker process on `process`, else `max_parallel`."""
     if settings.task_runner == "process":
         return settings.processes or worker_processes()
     return settings.max_parallel
 
 
-def item_processes(settings: FanoutSettings, processor: ProcessorRef) -> ItemProcesses | None:
+def item_processes(settings: FlowSettings, processor: ProcessorRef) -> ItemProcesses | None:
     """The worker processes a run's items go to on `process` (not yet started); None on the other runners."""
     if settings.task_runner != "process":
         return None
     return ItemProcesses(processor, slots(settings))
 
 
-def dask_task_runner(settings: FanoutSettings) -> TaskRunner[Any]:
+def dask_task_runner(settings: FlowSettings) -> TaskRunner[Any]:
     """A `DaskTaskRunner` on the configured cluster, or on a LocalCluster made for the run."""
     try:
         from prefect_dask import DaskTaskRunner
@@ -65,7 +65,7 @@ def dask_task_runner(settings: FanoutSettings) -> TaskRunner[Any]:
     )
 
 
-def local_cluster_options(settings: FanoutSettings) -> dict[str, Any]:
+def local_cluster_options(settings: FlowSettings) -> dict[str, Any]:
     """Worker processes with `max_parallel` threads between them, no dashboard port."""
     workers = min(settings.dask_workers, settings.max_parallel)
     return {
@@ -76,7 +76,7 @@ def local_cluster_options(settings: FanoutSettings) -> dict[str, Any]:
     }
 
 
-def check_runner(settings: FanoutSettings) -> None:
+def check_runner(settings: FlowSettings) -> None:
     """Fail before any item runs when the chosen runner cannot be built, or cannot run the processor."""
     task_runner(settings)
     if settings.task_runner == "process" and processor_kind(load_processor(settings.processor)) == "async":

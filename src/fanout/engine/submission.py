@@ -21,7 +21,7 @@ from prefect.task_runners import TaskRunner
 from prefect.utilities.annotations import quote
 
 from fanout.core.outcome import ItemOutcome, describe
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FlowSettings
 from fanout.engine.batching import CPU_BOUND_SHARE, PROBE_WAIT_SECONDS, BatchPlan
 from fanout.engine.item_path import ItemRun, TaskItemsFailed
 from fanout.engine.item_processes import running_in_processes, worker_processes
@@ -34,7 +34,7 @@ def fan_out(
     runner: TaskRunner[Any],
     items: list[str],
     run: ItemRun,
-    settings: FanoutSettings,
+    settings: FlowSettings,
     progress: ProgressReporter,
     tasks: ItemTasks | None = None,
 ) -> list[ItemOutcome]:
@@ -115,7 +115,7 @@ class CpuShare:
         return (time.process_time() - self._cpu) / wall if wall > 0 else 0.0
 
 
-def cpu_bound_window(settings: FanoutSettings, share: float) -> int | None:
+def cpu_bound_window(settings: FlowSettings, share: float) -> int | None:
     """Batches at a time for the rest of a run whose first batches kept the flow process `share` busy:
     as many as cores when items run on threads and compute (src/fanout/engine/batching.py), else no cap."""
     if settings.task_runner != "thread" or share < CPU_BOUND_SHARE:

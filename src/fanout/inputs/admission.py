@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import FlowSettings
 from fanout.inputs.items import ItemValues, plan
 from fanout.inputs.request import FanoutRequest, plan_items, plan_request
 from fanout.inputs.sources import check_allowed, iter_source
@@ -17,7 +17,7 @@ from fanout.inputs.sources import check_allowed, iter_source
 PREVIEW_ITEMS = 1000
 
 
-def admit(request: FanoutRequest, settings: FanoutSettings, over_http: bool) -> None:
+def admit(request: FanoutRequest, settings: FlowSettings, over_http: bool) -> None:
     """Raise `SourceForbidden` or `InvalidRequest` saying why the request cannot start; else return."""
     source = request.source
     if source is None:
@@ -34,7 +34,7 @@ def admit(request: FanoutRequest, settings: FanoutSettings, over_http: bool) -> 
         plan_items(request, settings.max_items, settings.max_item_bytes)  # says "at least 1"
 
 
-def planned_items(request: FanoutRequest, settings: FanoutSettings) -> tuple[list[str], ItemValues]:
+def planned_items(request: FanoutRequest, settings: FlowSettings) -> tuple[list[str], ItemValues]:
     """The run's items (keys and values), read by the flow: a generator source must be in this run's
     `FANOUT_SOURCES` (a deployment names its own allow-list as a job variable), and a URI, where the
     process has `FANOUT_SOURCE_ROOTS`, must lie under one of them when it is opened."""

@@ -1,18 +1,9 @@
 """What `fanout up` deploys: the project's own `prefect.yaml`, else the seed from the installed package.
 
-In a folder with a `prefect.yaml` (a Prefect project), `fanout up` deploys it as
-`prefect deploy --all --no-prompt` would, by running exactly that: Prefect reads
-the file, runs its build and push steps and records its pull steps (or, with
-none, one that changes into the project). Only the work pools the deployments
-name are read here, to create the missing ones as `process` pools (which the
-warm worker serves) and to start a worker for each.
-
-Without one, `fanout up` registers the seed's deployment through Prefect's
-Python deployment API with a *module path* entrypoint (`fanout.seed.fan_out_fan_in`)
-and no pull steps, so it works from `pip install` anywhere: the flow run works
-in the worker's folder (the one `fanout up` ran in). `DEPLOYMENTS` repeats the
-seed's entry of the repository's prefect.yaml (but for the entrypoint, which
-there is a file path); tests/unit/test_devstack_deploy.py keeps the two equal.
+A project's `prefect.yaml` is deployed by `prefect deploy --all --no-prompt` itself; only its work pools
+are read here, to create the missing ones and start a worker for each. Without one, the seed's deployment
+is registered with a module-path entrypoint and no pull steps, so it works from `pip install` anywhere.
+`DEPLOYMENTS` repeats the seed's entry of the repository's prefect.yaml; a unit test keeps the two equal.
 """
 
 from __future__ import annotations

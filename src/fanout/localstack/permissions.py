@@ -1,19 +1,9 @@
-"""Owner-only state for the dev stack: its home (`.fanout/`) is 0700 and every file in it 0600.
+"""Owner-only state for the local stack: its home (`.fanout/`) is 0700 and every file in it 0600.
 
-The home holds Prefect's database, the logs, the webhook token, the Prefect
-auth string and, through the worker's `PREFECT_HOME`, result storage with every
-checkpoint: anyone else on the machine who could read them could read results,
-start runs or take over the API. Two parts keep it private:
-
-- `PRIVATE_UMASK`, set for every process the stack starts (src/fanout/localstack/processes.py)
-  and for `fanout up` itself, so whatever they create later is owner-only;
-- `make_private(home)`, for what exists already (a home made before, or by
-  a tool with a looser umask).
-
-Files another user owns are left alone: as root, `fanout up --database postgres`
-hands the PostgreSQL cluster's folder to the `postgres` user, who must be able
-to reach it, so then the home is 0711 (others may pass through to that folder,
-but not list or read anything) instead of 0700.
+The home holds Prefect's database, the logs, the webhook token, the Prefect auth string and result
+storage: anyone else who could read them could read results, start runs or take over the API.
+`PRIVATE_UMASK` covers what the stack's processes create later, `make_private` what exists already.
+As root with a local PostgreSQL, the home is 0711 so the `postgres` user reaches its own folder.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
-"""A private PostgreSQL cluster for development and tests: initdb + pg_ctl on a free loopback port.
+"""A private PostgreSQL cluster for development and tests: initdb + pg_ctl on a loopback port.
 
-Prefect's production database is PostgreSQL. This starts one from the
-machine's own PostgreSQL binaries (Debian: `apt-get install postgresql`, found
-under /usr/lib/postgresql/<version>/bin) in a folder of ours, listening only on
-127.0.0.1 (no Unix socket), with a password-protected role and one database.
-It never touches a system-wide cluster.
-
-PostgreSQL refuses to run as root; when we are root, every PostgreSQL command
-runs as the `postgres` system user (`runuser -u postgres --`) and the data
-folder is handed to that user.
+It runs the machine's own PostgreSQL binaries in a folder of ours, listening on 127.0.0.1 only, with a
+password-protected role and one database, and never touches a system-wide cluster. As root, every
+PostgreSQL command runs as the `postgres` user, since PostgreSQL refuses to run as root.
 """
 
 from __future__ import annotations

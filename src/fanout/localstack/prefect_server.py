@@ -1,56 +1,29 @@
-"""The local Prefect server fanout starts: Prefect's own app, served by uvicorn, with two additions on SQLite.
+"""The local Prefect server fanout starts: Prefect's own app under uvicorn, with two additions on SQLite.
 
-    python -m fanout.localstack.prefect_server --host 127.0.0.1 --port 4200
+    python -m fanout.localstack.prefect_server --fd 3 --nonce N
 
-On SQLite, Prefect's server answers 503 when a write transaction loses a race
-with another writer (`database is locked`, `SQLITE_BUSY_SNAPSHOT`): a flow-run
-labels update, for one, reads the run and then writes it, and fails whenever
-anything else committed in between, such as the server's own task-run
-recorder. Every Prefect client retries a 503, but without a `Retry-After` header
-it first sleeps `2 ** attempt` seconds: 2 s for the first retry. Measured on the
-local stack, nearly every 5-item run lost 2 s that way, several times what the
-whole run took.
-
-A lost race is over as soon as the other writer commits, and the transaction
-was rolled back, so this server runs the request again itself, after a random
-pause of tens of milliseconds, up to eight times: the client sees the first
-other answer. A 503 that still comes back carries a `Retry-After`, which
-Prefect's clients honour: `FANOUT_SQLITE_RETRY_AFTER_SECONDS` (0.1 s) when 503s
-are rare, a random wait of up to `RETRY_AFTER_CAP` (30) seconds when many came
-in the last seconds. (A fixed short wait alone was not enough: a worker that
-submitted 200 runs at once sent 200 labels updates back together again and
-again, each client spent its five retries in moments and gave up, and the runs
-were reported crashed.)
-
-The races themselves are fewer: the requests every run makes that read for a
-while before they write (`WRITE_LOCK_AT_ONCE`: creating a run from its
-deployment, the worker's labels update, the instance lease) take SQLite's
-write lock when their transaction begins, as Prefect's state changes do, so
-other writers wait a few milliseconds instead of making them start over. On
-PostgreSQL a 503 means the database is unreachable, and Prefect's own
-behaviour is kept. Everything else is exactly `prefect server
-start`: the same app factory, the same settings, services included.
+On SQLite a write that loses a race with another writer answers 503: this server runs such a request
+again itself after a short random pause, and a 503 that still comes back carries a `Retry-After`, so
+Prefect's clients do not wait their default 2 s. The requests that read before they write take the
+write lock at once. On PostgreSQL Prefect's behaviour is kept. The design note
+docs/design/local-server.md explains why, with the figures.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
 import re
+import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from fanout.localstack.listener import ASGIApp, Message, Receive, Scope, Send, arguments, serve
 
+SERVER_MODULE = "fanout.localstack.prefect_server"
 SERVICE_UNAVAILABLE = 503
 RETRY_AFTER = b"retry-after"
 
@@ -71,9 +44,7 @@ WRITE_LOCK_AT_ONCE = (
     ("POST", re.compile(r"^/api/v2/concurrency_limits/increment-with-lease$")),
 )
 """Requests every run makes that read, then write, in one transaction: creating it from its deployment
-(the parameters are validated in between), the worker's labels update, the instance lease. Measured on
-the local stack with runs back to back: creating a run took 0.33-0.41 s on average, replayed 2-3 times
-each, and 0.07-0.09 s with the write lock taken at once."""
+(the parameters are validated in between), the worker's labels update, the instance lease."""
 
 
 class RetryAfterOn503:
@@ -197,30 +168,42 @@ def app(retry_after: float) -> ASGIApp:
     return RetryAfterOn503(prefect_app, retry_after, write_lock_flag=IMMEDIATE_TRANSACTION)
 
 
+def server_argv(descriptor: int, nonce: str) -> list[str]:
+    """This server, from this interpreter, serving on the listening socket at `descriptor` and
+    echoing `nonce` on every answer."""
+    return [sys.executable, "-m", SERVER_MODULE, "--fd", str(descriptor), "--nonce", nonce]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
+    host, port = socket_address(args.fd)
     # What `prefect server start --host --port --analytics-off` sets before Prefect reads its settings:
     # the UI finds the API at this address.
-    os.environ["PREFECT_SERVER_API_HOST"] = args.host
-    os.environ["PREFECT_SERVER_API_PORT"] = str(args.port)
+    os.environ["PREFECT_SERVER_API_HOST"] = host
+    os.environ["PREFECT_SERVER_API_PORT"] = str(port)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    serve(args.host, args.port)
+    run(args.fd, args.nonce)
 
 
-def serve(host: str, port: int) -> None:
-    import uvicorn
+def socket_address(descriptor: int) -> tuple[str, int]:
+    """The host and port the handed socket is bound to (the descriptor stays open)."""
+    import socket
+
+    with socket.socket(fileno=os.dup(descriptor)) as handed:
+        host, port = handed.getsockname()[:2]
+    return str(host), int(port)
+
+
+def run(descriptor: int, nonce: str) -> None:
     from prefect.settings import get_current_settings
 
-    from fanout.core.settings import WorkerSettings
+    from fanout.core.settings import local_stack_settings
 
     server = get_current_settings().server
-    uvicorn.run(
-        app(WorkerSettings().sqlite_retry_after_seconds),  # the server reads only its own concern
-        host=host,
-        port=port,
+    serve(
+        app(local_stack_settings().sqlite_retry_after_seconds),  # the server reads only its own concern
+        descriptor,
+        nonce,
         timeout_keep_alive=server.api.keepalive_timeout,
         log_level=server.logging_level.lower(),
     )

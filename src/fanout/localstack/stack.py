@@ -1,13 +1,10 @@
 """The local stack `fanout up` runs, and the end-to-end tests and benchmarks reuse: server, deployments,
 worker, webhook.
 
-Everything binds 127.0.0.1 on its own port and runs in its own process group
-(src/fanout/localstack/processes.py), so `LocalStack.stop()` (or Ctrl-C, SIGTERM in
-`fanout up`, src/fanout/localstack/up.py) stops every child and whatever they spawned. The
-deployments are a project's own `prefect.yaml` (`project`: deployed by `prefect deploy`,
-one warm worker per work pool it names), else the seed's from the installed package
-(src/fanout/localstack/deploy.py); workers and the webhook run in `workdir` (where
-`fanout up` was started), never in the source tree.
+Everything listens on 127.0.0.1 and runs in its own process group (src/fanout/localstack/processes.py),
+so `LocalStack.stop()` stops every child and whatever they spawned. The deployments are a project's own
+`prefect.yaml`, else the seed's from the installed package; workers and the webhook run in `workdir`
+(where `fanout up` was started), never in the source tree.
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ import asyncio
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,9 +21,14 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
-from fanout.core.settings import FanoutSettings, get_settings
+import httpx
+
+from fanout.core.private_files import write_private
+from fanout.core.settings import StackSettings, stack_settings
 from fanout.localstack.deploy import (
     WORK_POOL,
     deploy_argv,
@@ -34,7 +37,16 @@ from fanout.localstack.deploy import (
     project_pools,
     register_deployments,
 )
-from fanout.localstack.processes import LOOPBACK, Child, PrefectServer, free_port, spawn, wait_healthy
+from fanout.localstack.processes import (
+    LOOPBACK,
+    Child,
+    PrefectServer,
+    listen,
+    new_nonce,
+    spawn,
+    wait_healthy,
+    wait_ready,
+)
 from fanout.service.automations import apply_fanout_automations, apply_project_automations, worker_environment
 from fanout.service.client import TOKEN_FILE as TOKEN_FILE  # re-exported: where the stack leaves its token
 from fanout.service.client import URL_FILE as URL_FILE
@@ -76,17 +88,8 @@ def ensure_secret(
         return configured, f"the {variable} environment variable"
     path = home / file_name
     if not path.exists():
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(path, generate())
+        write_private(path, generate().encode())
     return path.read_text().strip(), f"cat {path}"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to a file only its owner can read, from its creation on (no moment at 0644)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as target:
-        target.write(text)
-    path.chmod(0o600)
 
 
 class DeployFailed(RuntimeError):
@@ -107,13 +110,18 @@ class LocalStack:
     """Prefect API auth (`PREFECT_SERVER_API_AUTH_STRING`); workers, webhook and clients get it too."""
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     webhook_port: int = 0
+    """0: any free port; the one bound is kept, so a restart comes back on it."""
     prefect_port: int = 0
+    webhook_listener: socket.socket | None = None
+    """The webhook's bound socket, handed to each webhook process the stack starts."""
+    prefect_listener: socket.socket | None = None
+    webhook_nonce: str = field(default_factory=new_nonce)
     token: str = ""
     server: PrefectServer | None = None
     webhook: Child | None = None
     workers: list[Child] = field(default_factory=list)
-    worker_specs: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
-    """Each worker's env overrides and type by name, to start it again the same way."""
+    worker_specs: dict[str, tuple[dict[str, str], str, str]] = field(default_factory=dict)
+    """Each worker's env overrides, type and pool by name, to start it again the same way."""
 
     @property
     def webhook_url(self) -> str:
@@ -167,14 +175,15 @@ class LocalStack:
 
     def start_server(self, timeout: float = 180.0) -> PrefectServer:
         """The Prefect server, healthy within `timeout` seconds (a fresh database is migrated first)."""
-        port = {"port": self.prefect_port} if self.prefect_port else {}
         self.server = PrefectServer(
             home=self.home / "prefect",
+            port=self.prefect_port,
             database_url=self.database_url,
             auth_string=self.auth_string,
-            **port,  # type: ignore[arg-type]
+            listener=self.prefect_listener,
         )
         self.server.start(timeout)
+        self.prefect_port = self.server.port
         return self.server
 
     def pools(self) -> list[str]:
@@ -211,12 +220,12 @@ class LocalStack:
         if done.returncode != 0:
             raise DeployFailed(f"`prefect deploy` in {folder} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
-    def settings(self) -> FanoutSettings:
-        """The fanout settings the stack's environment describes (crash detection, retries)."""
+    def settings(self) -> StackSettings:
+        """The stack's own settings, as its environment describes them (crash detection, retries, limits)."""
         fields = {
             name[len("FANOUT_") :].lower(): value for name, value in self.env.items() if name.startswith("FANOUT_")
         }
-        return get_settings(**{name: value for name, value in fields.items() if name in FanoutSettings.model_fields})
+        return stack_settings(**{name: value for name, value in fields.items() if name in StackSettings.model_fields})
 
     def project_environment(self) -> dict[str, str]:
         """What the flow runs of a project's deployments need: their return values persisted (in the
@@ -232,14 +241,11 @@ class LocalStack:
     ) -> Child:
         """A worker on `pool`, warm by default (`worker_type="process"`: Prefect's plain one);
         flows it starts inherit `env` (FANOUT_* settings)."""
-        port = free_port()
         name = name or f"worker-{len(self.workers) + 1}"
         worker_env = self.client_env(
             **worker_environment(self.settings()),
             **self.project_environment(),
             PREFECT_WORKER_QUERY_SECONDS=WORKER_POLL_SECONDS[worker_type],
-            PREFECT_WORKER_WEBSERVER_HOST=LOOPBACK,
-            PREFECT_WORKER_WEBSERVER_PORT=str(port),
             **dict(env or {}),
         )
         argv = [
@@ -252,17 +258,38 @@ class LocalStack:
             worker_type,
             "--name",
             name,
-            "--with-healthcheck",
             "--install-policy",
             "never",
             "--limit",
             str(self.settings().worker_limit),
         ]
+        began = datetime.now(UTC)
         child = spawn(name, argv, worker_env, self.home / "logs", cwd=self.workdir)
         self.workers.append(child)
-        self.worker_specs[name] = (dict(env or {}), worker_type)
-        wait_healthy(f"http://{LOOPBACK}:{port}/health", child, timeout=120)
+        self.worker_specs[name] = (dict(env or {}), worker_type, pool)
+        wait_ready(child, lambda: self.registered(pool, name, began), f"on the pool {pool!r}", timeout=120)
         return child
+
+    def registered(self, pool: str, name: str, since: datetime) -> bool | None:
+        """True once the worker `name` has sent this stack's server a heartbeat on `pool` since `since`
+        (the server is the stack's own, so the answer is too); None until then."""
+        try:
+            response = httpx.post(
+                f"{self.api_url}/work_pools/{quote(pool, safe='')}/workers/filter",
+                json={},
+                headers=self.api_headers(),
+                timeout=5,
+            )
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        beats = [
+            datetime.fromisoformat(worker["last_heartbeat_time"])
+            for worker in response.json()
+            if worker.get("name") == name and worker.get("last_heartbeat_time")
+        ]
+        return True if any(beat >= since for beat in beats) else None
 
     def stop_worker(self, child: Child, kill: bool = False) -> None:
         """Stop (or SIGKILL, as a host crash would) one worker and its flow-run processes."""
@@ -271,10 +298,13 @@ class LocalStack:
             self.workers.remove(child)
 
     def start_webhook(self) -> Child:
-        """The webhook starter under uvicorn, talking to this stack's server."""
+        """The webhook starter under uvicorn on the stack's webhook socket, talking to this stack's server."""
         if not self.token:
             self.token = ensure_token(self.home, self.env)[0]
-        self.webhook_port = self.webhook_port or free_port()
+        if self.webhook_listener is None:
+            self.webhook_listener = listen(self.webhook_port)
+        self.webhook_port = int(self.webhook_listener.getsockname()[1])
+        descriptor = self.webhook_listener.fileno()
         env = self.client_env(
             FANOUT_WEBHOOK_TOKEN=self.token,
             FANOUT_PREFECT_API_URL=self.api_url,
@@ -283,17 +313,15 @@ class LocalStack:
         argv = [
             sys.executable,
             "-m",
-            "uvicorn",
-            "--factory",
+            "fanout.localstack.listener",
             "fanout.api.webhook:app_from_environment",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.webhook_port),
-            "--no-access-log",
+            "--fd",
+            str(descriptor),
+            "--nonce",
+            self.webhook_nonce,
         ]
-        self.webhook = spawn("webhook", argv, env, self.home / "logs", cwd=self.workdir)
-        wait_healthy(f"{self.webhook_url}/health", self.webhook, timeout=120)
+        self.webhook = spawn("webhook", argv, env, self.home / "logs", cwd=self.workdir, pass_fds=[descriptor])
+        wait_healthy(f"{self.webhook_url}/health", self.webhook, timeout=120, nonce=self.webhook_nonce)
         return self.webhook
 
     def restart(self, child: Child) -> Child:
@@ -310,8 +338,8 @@ class LocalStack:
             return self.start_webhook()
         if child in self.workers:
             self.workers.remove(child)  # its flow-run processes live on and finish their runs
-            env, worker_type = self.worker_specs.get(child.name, ({}, WARM_WORKER))
-            return self.start_worker(child.name, env, worker_type)
+            env, worker_type, pool = self.worker_specs.get(child.name, ({}, WARM_WORKER, WORK_POOL))
+            return self.start_worker(child.name, env, worker_type, pool)
         raise ValueError(f"{child.name} is not a child of this stack")
 
     def reconcile_in_background(self) -> threading.Thread:
@@ -343,10 +371,17 @@ class LocalStack:
         return [*server, *self.workers, *([self.webhook] if self.webhook else [])]
 
     def stop(self) -> None:
-        """Stop the webhook, the workers, then the server (each with its process group)."""
+        """Stop the webhook, the workers, then the server (each with its process group), and let the
+        ports go."""
         for child in reversed(self.children()):
             child.stop()
         self.workers.clear()
+        if self.server is not None:
+            self.server.stop()
+        for listener in (self.webhook_listener, self.prefect_listener):
+            if listener is not None:
+                listener.close()
+        self.webhook_listener = self.prefect_listener = None
 
 
 @contextmanager

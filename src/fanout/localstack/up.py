@@ -1,23 +1,10 @@
 """`fanout up`: the local stack in the foreground, closed to other users by default, until Ctrl-C or SIGTERM.
 
-Safe by default, for a stack on a shared machine:
-
-- **Prefect API auth is on.** The server requires `PREFECT_SERVER_API_AUTH_STRING`
-  (generated once into `<home>/prefect-auth`, src/fanout/localstack/production.py), and every
-  process the stack starts gets it as `PREFECT_API_AUTH_STRING`. Without it,
-  anyone on the machine could start runs (an event to `/api/events`) or delete
-  them through the API. `--no-auth` opens it again.
-- **Its home is private**: 0700, every file 0600, and every process it starts
-  has umask 077 (src/fanout/localstack/permissions.py).
-- Everything listens on 127.0.0.1 only; the webhook needs its bearer token.
-
-It supervises what it started: a child that dies is started again (after 1, 2, 4 ... 30 s, the
-restart logged), on the same port; the stack stops only on Ctrl-C, SIGTERM, or a child that fails
-`MAX_FAILURES` times in a row without staying up `STABLE_SECONDS`. When the stack or its Prefect
-server comes back, runs left Running with nothing behind them are resumed
-(src/fanout/service/reconcile.py). Ports stay the same across restarts: the ones asked for, else the
-ones recorded in `<home>/ports.json` last time, else 4200 and 8000; one that another program holds
-is a one-line error (`PortTaken`), not a move to another port.
+Prefect API auth is on (`--no-auth` turns it off), the home is owner-only, and everything listens on
+127.0.0.1. The stack binds its ports before it starts anything and hands each server its socket, so
+the ports stay its own across restarts of a child: the ones asked for, else those recorded in the home
+last time, else 4200 and 8000. A port another program holds, or a child that fails to start, is a
+one-line error. A child that dies later is started again after a backoff (`Supervisor`).
 """
 
 from __future__ import annotations
@@ -27,15 +14,17 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fanout.core.private_files import write_private
 from fanout.localstack.deploy import project_file
 from fanout.localstack.permissions import PRIVATE_UMASK, make_private
-from fanout.localstack.processes import LOOPBACK, Child, free_port
+from fanout.localstack.processes import Child, PortTaken, listen
 from fanout.localstack.production import ensure_auth_string, stack_database
-from fanout.localstack.stack import URL_FILE, WARM_WORKER, LocalStack, ensure_token, write_private
+from fanout.localstack.stack import URL_FILE, WARM_WORKER, LocalStack, ensure_token
 
 Say = Callable[[str], object]
 PORTS_FILE = "ports.json"
@@ -64,28 +53,12 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted()
 
 
-class PortTaken(RuntimeError):
-    """A port the stack must use is held by another program."""
-
-
-def usable_port(port: int, option: str) -> int:
-    """`port` if nothing listens on it (0: any free port), else `PortTaken` saying which option moves it.
-
-    The probe sets SO_REUSEADDR, as the servers do when they bind: a port whose last connections
-    sit in TIME_WAIT after a restart is free to them, and so to the probe.
-    """
-    if not port:
-        return free_port()
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError as error:
-            raise PortTaken(
-                f"port {port} on {LOOPBACK} is taken by another program ({error.strerror}); "
-                f"stop it, or pass {option} N (0: any free port)"
-            ) from None
-    return port
+def listen_for(port: int, option: str) -> socket.socket:
+    """A socket bound to `port` (0: any free port) for the stack, else `PortTaken` saying which option moves it."""
+    try:
+        return listen(port)
+    except PortTaken as taken:
+        raise PortTaken(f"{taken}; stop it, or pass {option} N (0: any free port)") from None
 
 
 def stack_ports(home: Path, prefect_port: int | None, webhook_port: int | None) -> tuple[int, int]:
@@ -93,7 +66,15 @@ def stack_ports(home: Path, prefect_port: int | None, webhook_port: int | None) 
     recorded = recorded_ports(home)
     prefect = recorded.get("prefect", DEFAULT_PREFECT_PORT) if prefect_port is None else prefect_port
     webhook = recorded.get("webhook", DEFAULT_WEBHOOK_PORT) if webhook_port is None else webhook_port
-    return usable_port(prefect, "--prefect-port"), usable_port(webhook, "--webhook-port")
+    return prefect, webhook
+
+
+@contextmanager
+def stack_listeners(home: Path, options: UpOptions) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """The Prefect and webhook sockets, bound before anything starts and closed at the end."""
+    prefect_port, webhook_port = stack_ports(home, options.prefect_port, options.webhook_port)
+    with listen_for(prefect_port, "--prefect-port") as prefect, listen_for(webhook_port, "--webhook-port") as webhook:
+        yield prefect, webhook
 
 
 def recorded_ports(home: Path) -> dict[str, int]:
@@ -107,7 +88,7 @@ def recorded_ports(home: Path) -> dict[str, int]:
 
 def record_ports(home: Path, stack: LocalStack) -> None:
     assert stack.server is not None
-    write_private(home / PORTS_FILE, json.dumps({"prefect": stack.server.port, "webhook": stack.webhook_port}))
+    write_private(home / PORTS_FILE, json.dumps({"prefect": stack.server.port, "webhook": stack.webhook_port}).encode())
 
 
 def up(options: UpOptions, say: Say = print) -> int:
@@ -121,28 +102,30 @@ def up(options: UpOptions, say: Say = print) -> int:
         # As root a local PostgreSQL runs as the `postgres` user, who must reach <home>/postgres.
         make_private(home, pass_through=options.database == "postgres" and os.geteuid() == 0)
         auth = ensure_auth_string(home) if options.auth else None
-        with stack_database(home, options.database, options.database_url) as url:
-            return run_up(home, options, url, auth, say)
+        with (
+            stack_listeners(home, options) as (prefect_listener, webhook_listener),  # first: a port taken ends it
+            stack_database(home, options.database, options.database_url) as url,
+        ):
+            stack = LocalStack(
+                home=home,
+                database_url=url,
+                prefect_listener=prefect_listener,
+                webhook_listener=webhook_listener,
+                auth_string=auth[0] if auth else None,
+                project=Path.cwd() if project_file(Path.cwd()) else None,
+            )
+            return supervise(stack, home, options, auth, say)
     finally:
         os.umask(previous_umask)
 
 
-def run_up(home: Path, options: UpOptions, database_url: str | None, auth: tuple[str, str] | None, say: Say) -> int:
-    """Start the stack, print where everything is, and keep it up until Ctrl-C or SIGTERM.
-
-    `auth` is the Prefect API auth string and where clients find it, or None (`--no-auth`).
-    """
-    prefect_port, webhook_port = stack_ports(home, options.prefect_port, options.webhook_port)
+def supervise(stack: LocalStack, home: Path, options: UpOptions, auth: tuple[str, str] | None, say: Say) -> int:
+    """Start the stack, say where everything is, and keep it up until Ctrl-C, SIGTERM or a child that
+    keeps failing; the stack is stopped on the way out, whatever happened. `auth` is the Prefect API auth
+    string and where clients find it, or None (`--no-auth`)."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    stack = LocalStack(
-        home=home,
-        database_url=database_url,
-        prefect_port=prefect_port,
-        webhook_port=webhook_port,
-        auth_string=auth[0] if auth else None,
-        project=Path.cwd() if project_file(Path.cwd()) else None,
-    )
     token_source = ensure_token(home)[1]
+    database_url = stack.database_url
     try:
         say(
             f"starting Prefect server, deployments, a warm worker ({WARM_WORKER}) and webhook "
@@ -150,7 +133,7 @@ def run_up(home: Path, options: UpOptions, database_url: str | None, auth: tuple
         )
         stack.start()
         record_ports(home, stack)
-        write_private(home / URL_FILE, stack.webhook_url)
+        write_private(home / URL_FILE, stack.webhook_url.encode())
         make_private(home, pass_through=options.database == "postgres" and os.geteuid() == 0)
         for line in banner(stack, token_source, database_url, auth):
             say(line)
@@ -232,7 +215,7 @@ class Supervisor:
         attempt = self._failures.get(name, 0) + 1
         self._failures[name] = attempt
         if attempt > MAX_FAILURES:
-            self.say(f"{name} failed {MAX_FAILURES} times in a row; stopping:\n{child.log_tail()}")
+            self.say(f"{name} failed {MAX_FAILURES} times in a row; stopping (log: {child.log_path})")
             return False
         delay = backoff(attempt)
         self.say(f"{name} exited with {child.process.returncode}; restarting it in {delay:.0f}s (attempt {attempt})")

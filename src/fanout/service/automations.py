@@ -1,27 +1,10 @@
 """The Prefect automations that resume a fanout run by itself after its flow process or host dies.
 
-The open-source Prefect server has no zombie detection: a flow run whose worker
-and process were killed stays Running. fanout's deployment runs emit their own
-liveness event every `liveness_seconds` (src/fanout/core/liveness.py), Prefect's heartbeat
-every `heartbeat_seconds`, and four automations, scoped to fanout's deployments
-only, do the rest:
-
-    silent          no alive event (nor any state change) for `silent_after_seconds`,
-                    run count 1..max_auto_retries                     -> AwaitingRetry of the same run
-    heartbeats      no heartbeat (nor any state change) for `crash_after_seconds`
-                    (the backstop: runs past their retries, or code without liveness) -> Crashed
-    retry           Crashed, run count 1..max_auto_retries, no other state within
-                    `retry_window_seconds`                             -> AwaitingRetry of the same run
-    give-up         Crashed at run count max_auto_retries + 1         -> Failed, saying why
-
-Retrying the *same* flow run keeps its id, so the instance id (which defaults to
-it) and every checkpoint carry over: only unfinished items run again. A host
-death goes straight from Running to AwaitingRetry (one automation, one window);
-a flow process that dies under a living process worker is reported Crashed by
-that worker, **twice**, a few seconds apart: the retry trigger is proactive so
-that both reports make one retry. State events are named by the state's name
-(`prefect.flow-run.AwaitingRetry`), and run count "0" is never retried (a run
-that crashes before Running keeps 0).
+The open-source Prefect server leaves a run whose process died Running. Four automations, scoped to
+fanout's deployments, act on fanout's liveness events and Prefect's heartbeats: *silent* and *retry*
+put the same flow run back to AwaitingRetry (its checkpoints carry over), *heartbeats* is the backstop
+that marks it Crashed, and *give-up* fails it after the last automatic retry. docs/design/crash-resume.md
+describes each window.
 """
 
 from __future__ import annotations
@@ -37,7 +20,7 @@ from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 from fanout.core.liveness import ALIVE_EVENT
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ResumeSettings
 
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 ANY_FLOW_RUN_EVENT = "prefect.flow-run.*"  # every state change (and heartbeat) of a flow run
@@ -71,12 +54,12 @@ def deployment_scope(deployment_ids: Sequence[UUID]) -> dict[str, Any]:
     }
 
 
-def worker_environment(settings: FanoutSettings) -> dict[str, str]:
+def worker_environment(settings: ResumeSettings) -> dict[str, str]:
     """What a fanout worker's environment needs so its flow runs send heartbeats."""
     return {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds)}
 
 
-def silent_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> AutomationCore:
+def silent_automation(deployment_ids: Sequence[UUID], settings: ResumeSettings) -> AutomationCore:
     """Put a run back to AwaitingRetry when neither an alive event nor a state change came within the window."""
     silent = settings.silent_after_seconds
     return AutomationCore(
@@ -104,7 +87,7 @@ def silent_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) 
     )
 
 
-def heartbeat_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> AutomationCore:
+def heartbeat_automation(deployment_ids: Sequence[UUID], settings: ResumeSettings) -> AutomationCore:
     """Mark a run Crashed when neither a heartbeat nor a state change arrives within the window."""
     return AutomationCore(
         name=HEARTBEATS,
@@ -128,12 +111,12 @@ def heartbeat_automation(deployment_ids: Sequence[UUID], settings: FanoutSetting
     )
 
 
-def retry_run_counts(settings: FanoutSettings) -> list[str]:
+def retry_run_counts(settings: ResumeSettings) -> list[str]:
     """Run counts at which a crash is retried: 1..max_auto_retries ("0" never: see module doc)."""
     return [str(count) for count in range(1, settings.max_auto_retries + 1)]
 
 
-def retry_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> AutomationCore:
+def retry_automation(deployment_ids: Sequence[UUID], settings: ResumeSettings) -> AutomationCore:
     """Put a Crashed run back to AwaitingRetry (the UI's Retry) unless it was retried enough."""
     return AutomationCore(
         name=RETRY,
@@ -152,7 +135,7 @@ def retry_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -
     )
 
 
-def give_up_automation(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> AutomationCore:
+def give_up_automation(deployment_ids: Sequence[UUID], settings: ResumeSettings) -> AutomationCore:
     """Fail a run that crashed once more after its last automatic retry, saying what to do.
 
     Reactive on purpose: a proactive "not retried within a window" trigger keeps one
@@ -201,7 +184,7 @@ def _after_crash(deployment_ids: Sequence[UUID], within: timedelta, run_counts: 
     )
 
 
-def fanout_automations(deployment_ids: Sequence[UUID], settings: FanoutSettings) -> list[AutomationCore]:
+def fanout_automations(deployment_ids: Sequence[UUID], settings: ResumeSettings) -> list[AutomationCore]:
     """The four automations for these deployments."""
     if not deployment_ids:
         raise ValueError("no fanout deployment to scope the automations to")
@@ -218,7 +201,7 @@ class Applied:
     action: str  # "created" or "updated"
 
 
-def apply_automations(client: Any, deployment_ids: Sequence[UUID], settings: FanoutSettings) -> list[Applied]:
+def apply_automations(client: Any, deployment_ids: Sequence[UUID], settings: ResumeSettings) -> list[Applied]:
     """Create the automations, or update the ones with the same names: running it twice changes nothing.
 
     `client` is a sync `PrefectClient` (`get_client(sync_client=True)`).
@@ -256,7 +239,7 @@ class NoFanoutDeployment(LookupError):
 
 
 def apply_fanout_automations(
-    settings: FanoutSettings,
+    settings: ResumeSettings,
     deployments: Iterable[str] = (),
     api_url: str | None = None,
     auth_string: str | None = None,
@@ -282,7 +265,7 @@ def apply_fanout_automations(
 
 
 def apply_project_automations(
-    settings: FanoutSettings, api_url: str | None = None, auth_string: str | None = None
+    settings: ResumeSettings, api_url: str | None = None, auth_string: str | None = None
 ) -> list[Applied]:
     """Apply the automations to every deployment on the server: what a stack serving a Prefect project of
     its own does, as its server holds that project's deployments only. None when it has no deployment."""

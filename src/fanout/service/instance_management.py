@@ -1,22 +1,9 @@
 """Managing instances beyond the seed's operations: list with filters, suspend, resume, history.
 
-`src/fanout/service/instances.py` holds the operations every route table shares
-(start, find by instance id or flow-run id, status, terminate, restart, purge).
-Durable Functions' management API needs more; these sit beside them, on the
-same `Runs`:
-
-- `every` lists the latest run of each instance of the flow's deployments,
-  newest first; `InstanceQuery` and `page` filter and page it, and
-  src/fanout/api/listing.py puts them together for both route tables. Prefect's
-  flow-run filter has no creation time, so the list is read (at most
-  `MAX_SCAN` runs) and filtered here.
-- `suspend` and `resume` are Prefect's suspend (a `Suspended` state with
-  `pause_reschedule`: the flow process stops before its next task run, and a
-  resume schedules the run again, which continues from its checkpoints) and
-  `POST /flow_runs/{id}/resume`.
-- `item_rows` reads the run report's item table (src/fanout/engine/report.py).
-- `status_of` is the status rule of src/fanout/service/status.py (a crashed run that
-  will be resumed is Running), for decisions that need no whole document.
+Durable Functions' management API needs more than the operations every route table shares
+(src/fanout/service/instances.py); these sit beside them, on the same `Runs`. Listing reads the
+flow's recent runs (at most `MAX_SCAN`) and filters them here, because Prefect's flow-run filter has
+no creation time; suspend and resume are Prefect's own.
 """
 
 from __future__ import annotations

@@ -1,29 +1,10 @@
-"""The webhook's operations on instances, one implementation each, whatever route table calls them.
+"""The webhook's operations on instances (start, find, status, terminate, restart, purge), one
+implementation each, whatever route table calls them.
 
-    start      a request without an instance id is queued (src/fanout/service/start_queue.py) and
-               answered at once; one naming an instance is created on Prefect now, atomically;
-               either runs the default deployment or one named (`<flow>/<deployment>`), which
-               must exist on Prefect before anything is queued or created
-    start_flow a run of another flow's deployment (an orchestrator name resolved by
-               src/fanout/service/orchestrators.py), its parameters filled from any JSON
-               input, created on Prefect now under the same one-run-per-instance rule
-    find       the instance's queued start, else its newest flow run, else the flow run with
-               that id (a run `prefect deployment run`, the event trigger or `fanout serve`
-               started carries no instance tag until it runs, or never: no instance id)
-    status     the seed's status document
-    terminate  cancel it (a queued start never reaches Prefect)
-    restart    run a finished instance again, reusing its checkpoints
-    purge      delete its runs, their artifacts, and its checkpoints and output records in
-               result storage (src/fanout/storage/checkpoint_purge.py), and report what went
-
-They raise `fanout.service.webhook_errors` (no HTTP here); the seed's routes
-(src/fanout/api/routes.py) and any later table over other paths map them alike.
-
-One active run per instance: a start naming an instance creates its run with
-Prefect's idempotency key `fanout-instance:<id>:after:<newest run id | new>`,
-which Prefect keeps unique per flow in its database. Starters that saw the same
-newest run race for one key and exactly one creates the run; the others get it
-back, see another start's nonce on it, and answer 409 naming it.
+They raise `fanout.service.webhook_errors` and know nothing of HTTP. One active run per instance: a
+start naming an instance creates its run with a Prefect idempotency key derived from the instance's
+newest run, which Prefect keeps unique, so of two racing starters exactly one creates the run and the
+other answers 409 naming it.
 """
 
 from __future__ import annotations
@@ -36,12 +17,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from prefect.filesystems import WritableFileSystem
 
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import SourceSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import request_digest
 from fanout.service.orchestrators import Orchestrator, flow_parameters, resolve
@@ -77,6 +58,9 @@ QUEUED_STATUS: dict[str, RuntimeStatus] = {
     "failed": RuntimeStatus.FAILED,
     "cancelled": RuntimeStatus.TERMINATED,
 }
+
+Admitting = TypeVar("Admitting", bound=SourceSettings)
+"""Settings a start is admitted under (the webhook's), kept their own type with the sources added."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +162,7 @@ class Instances:
         async with lock:  # one Prefect round trip per instance at a time in this process; atomic across processes
             return await self._create(request, request.instance_id, digest, key, full_name)
 
-    async def admission_settings(self, deployment: str | None, settings: FanoutSettings) -> FanoutSettings:
+    async def admission_settings(self, deployment: str | None, settings: Admitting) -> Admitting:
         """The settings a start of `deployment` is admitted under: the webhook's, plus the generators the
         deployment allows in its own `FANOUT_SOURCES` job variable (its flow runs check the same list);
         `FANOUT_SOURCE_ROOTS` stay the webhook's own, as they guard the files of the webhook's host.
@@ -316,7 +300,7 @@ class Instances:
     async def terminate(self, instance_id: str) -> Started:
         found = await self.find(instance_id)
         if isinstance(found, QueuedStart):
-            if found.state == "queued" and self.queue.settle(
+            if found.state == "queued" and self.queue.finish(
                 found.key, "cancelled", error="terminated before it started"
             ):
                 return Started(instance_id, None)

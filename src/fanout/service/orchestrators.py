@@ -1,21 +1,9 @@
 """Which deployment a Durable Functions orchestrator name starts, and the flow parameters its input fills.
 
-`POST /runtime/webhooks/durabletask/orchestrators/{name}` names an orchestrator
-function; fanout's orchestrators are the flows deployed on the Prefect server.
-A name is compared the way Prefect spells names (case and `_`/`-` ignored, so
-`fan_out_fan_in` is the flow `fan-out-fan-in`) and may be:
-
-    a flow's name        the flow's one deployment (a flow with several: ambiguous)
-    a deployment's name  that deployment (`default`, or `flow/deployment` in full)
-
-A name that matches nothing, or several deployments, is refused (`UnknownOrchestrator`,
-a 400) listing the names this server knows.
-
-The orchestration's input may be any JSON value. An object whose keys are all
-parameters of the flow fills those parameters; any other value (a string, a
-list, a number, an object with other keys) is the value of the flow's single
-required parameter. A flow that has no such single parameter takes only an
-object of its parameters (or no input).
+A name is compared the way Prefect spells names (case and `_`/`-` ignored) and names a flow (its one
+deployment) or a deployment; anything else, or several matches, is `UnknownOrchestrator` listing the
+names known. An input object whose keys are all the flow's parameters fills them; any other value is the
+value of the flow's one required parameter.
 """
 
 from __future__ import annotations

@@ -1,29 +1,10 @@
 """Resume the runs a restart left behind: Running or Pending in Prefect, with no living process.
 
-The automations resume a run whose liveness events stop (src/fanout/service/automations.py), but
-their windows live in the Prefect server's memory: after the whole machine, or the server alone,
-restarted, a run that was Running stays Running for good. So whatever comes back (`fanout up`,
-a warm worker, a worker whose event stream came back after the server restarted) makes one
-reconcile pass:
-
-1. Read the pool's runs that are Running or Pending.
-2. Watch for `silent_after_seconds` (and until Pending runs have waited `PENDING_GRACE_SECONDS`): a
-   run that is alive emits `fanout.flow-run.alive` every `liveness_seconds`
-   (src/fanout/core/liveness.py) or changes state in that time. Silence is only believed once a
-   probe event sent after the watch is found stored (the server's event persister may lag),
-   and a run whose own live process on this host holds its instance's lease is alive whatever the
-   events say.
-3. A Running run that emitted alive events in its current attempt but none during the watch,
-   and a Pending run whose state stayed the same for the whole watch (its worker died before
-   its process ran), has nothing behind it. It is put back to AwaitingRetry: the same flow
-   run resumes from its checkpoints, only unfinished items run again. A Running run past its
-   automatic retries is reported Crashed, then Failed, as after any crash.
-
-A run that never emitted an alive event (not fanout's liveness) is left to the heartbeat
-automation. Each orphan is resumed once, by whichever reconciler claims it first: the claim is
-a create-if-absent record named after the run's current state, in the instance's folder of
-result storage (src/fanout/storage/lease.py), so two workers starting together do not both move
-it, and neither moves a run that went on in the meantime.
+The automations' windows live in the Prefect server's memory, so after a restart a run that was
+Running can stay Running for good. Whatever comes back (`fanout up`, a warm worker) makes one reconcile
+pass: it watches the pool's unfinished runs for liveness, puts back to AwaitingRetry those with nothing
+behind them, and claims each in result storage first, so two reconcilers never both move one.
+docs/design/crash-resume.md gives the steps.
 """
 
 from __future__ import annotations
@@ -58,7 +39,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.states import AwaitingRetry, Crashed, Failed
 
 from fanout.core.liveness import ALIVE_EVENT
-from fanout.core.settings import FanoutSettings
+from fanout.core.settings import ResumeSettings
 from fanout.storage import lease
 from fanout.storage.checkpoints import KEY_ROOT
 from fanout.storage.lease import LeaseUnsupported, claim_once, owner_gone
@@ -102,7 +83,7 @@ Sleep = Callable[[float], Any]
 
 async def reconcile(
     client: PrefectClient,
-    settings: FanoutSettings,
+    settings: ResumeSettings,
     storage: WritableFileSystem,
     pools: Sequence[str],
     sleep: Sleep = anyio.sleep,
@@ -122,9 +103,14 @@ async def reconcile(
         run = await client.read_flow_run(first.run.id)
         if run.state is None or run.state.id != first.state_id:
             continue  # it moved on by itself: alive, or someone else saw to it
-        if _lease_holder_alive_here(storage, run) or not await _orphaned(client, run, watch_began):
+        if not await _orphaned(client, run, watch_began):
             continue
-        outcome = await _resume_once(client, run, storage, settings)
+        what = "Running" if run.state.type == StateType.RUNNING else "Pending"
+        stuck = (
+            f"Flow run was {what} with no living process after a restart "
+            f"(no sign of life for {settings.silent_after_seconds}s)."
+        )
+        outcome = await resume_orphan(client, run, storage, settings, stuck)
         if outcome is not None:
             level = logging.WARNING if outcome.action in (RESUMED, GAVE_UP) else logging.INFO
             logger.log(level, "flow run %s: %s %s", run.id, outcome.action, outcome.message)
@@ -228,10 +214,18 @@ def claim_key(run: FlowRun) -> str:
     return f"{KEY_ROOT}/{instance_of(run)}/resumes/{run.id}-{run.state.id}"
 
 
-async def _resume_once(
-    client: PrefectClient, run: FlowRun, storage: WritableFileSystem, settings: FanoutSettings
+async def resume_orphan(
+    client: PrefectClient, run: FlowRun, storage: WritableFileSystem, settings: ResumeSettings, stuck: str
 ) -> Reconciled | None:
-    """Resume (or give up on) the orphan, if this reconciler is the first to claim it."""
+    """Resume (or give up on) a run found with nothing behind it, if this caller is the first to claim it
+    from the state it was found in; `stuck` says how it was found. None: its own process is alive on
+    this host after all.
+
+    Every resumer goes through here (a reconcile pass, a standby warm worker), so one stuck state is
+    resumed once, whoever notices it and however many notice it together.
+    """
+    if _lease_holder_alive_here(storage, run):
+        return None
     try:
         first = await anyio.to_thread.run_sync(claim_once, storage, claim_key(run), {"flow_run_id": str(run.id)})
     except LeaseUnsupported:
@@ -242,8 +236,6 @@ async def _resume_once(
     again = await client.read_flow_run(run.id)
     if again.state is None or again.state.id != run.state.id:
         return Reconciled(run.id, MOVED_ON)
-    what = "Running" if run.state.type == StateType.RUNNING else "Pending"
-    stuck = f"Flow run was {what} with no living process after a restart (no sign of life for {settings.silent_after_seconds}s)."
     if run.state.type == StateType.PENDING or 1 <= run.run_count <= settings.max_auto_retries:
         return await _put_back(client, run, stuck, settings)
     await client.set_flow_run_state(run.id, Crashed(message=stuck))
@@ -252,7 +244,7 @@ async def _resume_once(
     return Reconciled(run.id, GAVE_UP, message)
 
 
-async def _put_back(client: PrefectClient, run: FlowRun, stuck: str, settings: FanoutSettings) -> Reconciled:
+async def _put_back(client: PrefectClient, run: FlowRun, stuck: str, settings: ResumeSettings) -> Reconciled:
     message = (
         f"{stuck} Resumed from its checkpoints (attempt {run.run_count + 1}, "
         f"at most {settings.max_auto_retries} automatic retries)."

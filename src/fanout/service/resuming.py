@@ -1,23 +1,12 @@
 """Whether a crashed run will be resumed by itself, so the status never calls it finished too early.
 
-A fanout deployment run that crashes is put back to work with no human action:
-the crash automations (src/fanout/service/automations.py), or a fanout worker that saw
-its flow process die, retry the *same* flow run while its run count is
-1..`max_auto_retries`. Prefect calls Crashed a final state; passing that on would
-make a client stop polling and report a failure for a run that then succeeds.
-The status therefore reads a run this way:
-
-    Crashed, run count 1..max, crashed < deadline ago    Running (202), resuming
-    Scheduled/Pending again after an attempt (AwaitingRetry) Pending (202), resuming
-    Running again after a resume                          Running (202), resumes counted
-    Crashed otherwise: retries used up, never reached
-      Running (run count 0, never retried), or nothing
-      resumed it within the deadline                      Failed (200)
-
-The deadline (`FANOUT_RESUME_DEADLINE_SECONDS`, 300 s by default, ten times what
-a resume takes) keeps a status from saying "resuming" forever when the
-automations are missing or the server lost an event: past it the run answers
-200 Failed, and its output says that nothing resumed it and how to restart it.
+Prefect calls Crashed final, but a fanout deployment run that crashes is resumed as the same flow run
+while automatic retries remain. The status reads such a run as Running or Pending until it is resumed,
+its retries are used up, or nothing resumed it within the deadline; the table is in
+docs/design/crash-resume.md.
+A Running run whose host died answers `resuming` too, from the moment a standby warm worker
+(src/fanout/worker/standby.py) marks it `fanout.silent`; a mark older than the run's current state is an
+earlier attempt's and means nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +16,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fanout.core.settings import FanoutSettings
+    from fanout.core.settings import ResumeSettings
     from fanout.service.runs import RunRecord
 
 WAITING_AGAIN = frozenset({"SCHEDULED", "PENDING"})
+SILENT_LABEL = "fanout.silent"
+"""Set by a standby on a Running run it found silent: when it noticed (ISO 8601); empty once it heard from it again."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +32,7 @@ class ResumePolicy:
     deadline_seconds: float = 300.0
 
     @classmethod
-    def from_settings(cls, settings: FanoutSettings) -> ResumePolicy:
+    def from_settings(cls, settings: ResumeSettings) -> ResumePolicy:
         return cls(settings.max_auto_retries, float(settings.resume_deadline_seconds))
 
 
@@ -61,10 +52,25 @@ def crashed_at(run: RunRecord) -> datetime | None:
     return stamp if isinstance(stamp, datetime) else run.updated
 
 
+def silent_since(run: RunRecord) -> datetime | None:
+    """When a standby found the run silent in its current state, or None (never, or it spoke again)."""
+    value = run.labels.get(SILENT_LABEL)
+    try:
+        noticed = datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    entered = crashed_at(run)
+    if noticed is None or noticed.tzinfo is None or (entered is not None and noticed < entered):
+        return None
+    return noticed
+
+
 def resume_of(run: RunRecord, policy: ResumePolicy, now: datetime | None = None) -> Resume:
     """How the run stands with respect to automatic resumes, as of `now`."""
     state_type = (run.state_type or "").upper()
     count = run.run_count
+    if state_type == "RUNNING" and 1 <= count <= policy.max_auto_retries and silent_since(run) is not None:
+        return Resume(after_crash=False, resuming=True, resumes=count)
     if state_type == "CRASHED":
         if not 1 <= count <= policy.max_auto_retries:
             return Resume(after_crash=False, resuming=False, resumes=max(count - 1, 0))

@@ -1,19 +1,9 @@
 """The webhook's view of Prefect: start, find, read, terminate, restart and purge an instance's runs.
 
-Every call goes to the Prefect REST API through one `PrefectClient`, whose httpx
-timeouts bound each call. Nothing here is cancelled from outside: cancelling a
-request inside httpx (an `asyncio.timeout` around it) leaked its connection-pool
-slot, and after a burst every call waited for a slot that never came back. A
-failed or unanswered call becomes `PrefectUnavailable` here, where it arises.
-Nothing here runs flow code.
-
-An instance's runs carry the tag `fanout.instance:<id>` and the labels
-`fanout.instance`, `fanout.request` (a digest of the starting body, so a reused
-Idempotency-Key can be checked against the body it first came with) and
-`fanout.start` (a nonce of the start that created the run, so a starter can tell
-its own run from one an idempotency key led it to) and `fanout.deployment` (the
-deployment it runs). Runs are found by the instance's tag, whichever
-deployment they belong to, so every route works for runs of any deployment.
+Every call goes to the Prefect REST API through one `PrefectClient`, bounded by its own httpx timeouts
+and never cancelled from outside (that leaks connection-pool slots); a failed call becomes
+`PrefectUnavailable` where it arises. An instance's runs carry the tag `fanout.instance:<id>` and labels
+naming the instance, the starting request's digest, the start's nonce and the deployment.
 """
 
 from __future__ import annotations
@@ -50,7 +40,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, State, StateType
 
 from fanout.core.prefect_adapter import persisted_result_file
-from fanout.core.settings import FanoutSettings, get_settings
+from fanout.core.settings import ItemSettings, read
 from fanout.inputs.request import FanoutRequest
 from fanout.service.orchestrators import Orchestrator
 from fanout.service.webhook_errors import PrefectUnavailable
@@ -225,7 +215,7 @@ class PrefectRuns:
         client: PrefectClient,
         deployment_name: str,
         ui_base: str | None,
-        settings: FanoutSettings | None = None,
+        settings: ItemSettings | None = None,
     ) -> None:
         self.client = client
         self.deployment_name = deployment_name
@@ -400,7 +390,7 @@ class PrefectRuns:
         from fanout.storage.checkpoints import result_storage
         from fanout.storage.run_output import load_run_output
 
-        storage = result_storage(self.settings or get_settings())
+        storage = result_storage(self.settings or read(ItemSettings))
         return await asyncio.to_thread(load_run_output, storage, run.instance_id)
 
     @unavailable_as_503

@@ -1,20 +1,9 @@
 """The webhook's durable queue of accepted starts: a 202 is a row here, not a wait on Prefect.
 
-Creating a flow run on Prefect's SQLite server took 150-500 ms on these
-machines and failed with "database is locked" under 20 concurrent creates, so a
-start that waited on it could neither be fast nor hold a burst. A start that
-names no instance id cannot conflict with anything, so the webhook writes it
-here (a SQLite file of its own, WAL mode: a committed row survives a crash of
-the webhook process) and answers 202; `src/fanout/service/submitter.py` creates the
-flow runs from the rows, a few at a time, with Prefect's idempotency key
-`fanout-webhook:<key>` so that a create retried after a timeout or a restart
-still makes one run.
-
-A row names the deployment to run (NULL: the webhook's default,
-`FANOUT_DEPLOYMENT_NAME`). A row is `queued` until its run exists (`submitted`, with the flow run id),
-`failed` when Prefect refused it for good, or `cancelled` when terminated
-before it was submitted. The queue holds at most `limit` queued rows; past
-that a start is refused (`StartRefused`, 429) before anything is written.
+A start that names no instance cannot conflict with anything, so the webhook writes it to a SQLite
+file of its own (a committed row survives a crash) and answers at once;
+src/fanout/service/submitter.py creates the flow runs from the rows. A row is `queued`, `submitted`,
+`failed` or `cancelled`; past `limit` queued rows a start is refused (`StartRefused`, 429).
 """
 
 from __future__ import annotations
@@ -116,8 +105,8 @@ class StartQueue:
     def by_key(self, key: str) -> QueuedStart | None:
         return self._one("SELECT * FROM starts WHERE key = ?", key)
 
-    def settle(self, key: str, state: StartState, flow_run_id: str | None = None, error: str | None = None) -> bool:
-        """Move a queued start on; False when it was no longer queued (say, cancelled meanwhile)."""
+    def finish(self, key: str, state: StartState, flow_run_id: str | None = None, error: str | None = None) -> bool:
+        """Move a queued start on to `state`; False when it was no longer queued (say, cancelled meanwhile)."""
         with self._transaction():
             changed = self._db.execute(
                 "UPDATE starts SET state = ?, flow_run_id = ?, error = ? WHERE key = ? AND state = 'queued'",

@@ -1,17 +1,9 @@
 """The seed's status document, built from a Prefect flow run.
 
-Prefect state type  ->  runtimeStatus
-    SCHEDULED, PENDING   Pending     (also AwaitingRetry, Late: about to run again)
-    RUNNING, CANCELLING  Running     (Cancelling: terminate asked, not yet done)
-    PAUSED               Suspended
-    COMPLETED            Completed
-    FAILED               Failed
-    CRASHED              Running while an automatic resume is still to come
-                         (src/fanout/service/resuming.py), else Failed
-    CANCELLED            Terminated
-
-A status answers 200 (finished) only for a run that will not run again by
-itself; a client that stops at the first 200 never stops early.
+Prefect's state maps to a `runtimeStatus` (Pending, Running, Suspended, Completed, Failed, Terminated);
+a Crashed run stays Running while an automatic resume is still to come (src/fanout/service/resuming.py).
+A status answers 200 only for a run that will not run again by itself, so a client that stops at the
+first 200 never stops early.
 """
 
 from __future__ import annotations
@@ -97,34 +89,34 @@ class StatusDocument(BaseModel):
         return self.runtime_status in FINISHED
 
 
-SETTLED_STATE_TYPES = frozenset({"COMPLETED", "FAILED"})
+REPORTED_STATE_TYPES = frozenset({"COMPLETED", "FAILED"})
 
 
-def settled_failures(state_type: str | None, failures: list[dict[str, Any]] | None) -> int | None:
-    """How many items failed in a run that settled every item, else None.
+def reported_failures(state_type: str | None, failures: list[dict[str, Any]] | None) -> int | None:
+    """How many items failed, by the run's item report, when the run published one; else None.
 
     A run that Completed, or Failed because too many items failed, published its
     item report after every item had finished; a crashed run, or one that failed
-    before settling, did not, and its labels are the best count there is.
+    before every item finished, did not, and its labels are the best count there is.
     """
-    if state_type is None or state_type.upper() not in SETTLED_STATE_TYPES or failures is None:
+    if state_type is None or state_type.upper() not in REPORTED_STATE_TYPES or failures is None:
         return None
     return len(failures)
 
 
 def custom_status(
-    labels: dict[str, Any] | None, total: int | None = None, failed_when_settled: int | None = None
+    labels: dict[str, Any] | None, total: int | None = None, failed_in_report: int | None = None
 ) -> CustomStatus:
     """Progress from the flow run's `fanout.*` labels; before the flow publishes, 0 of the request's `total`.
 
-    For a settled run (`total` and `failed_when_settled` given: the request's item
+    For a run with an item report (`total` and `failed_in_report` given: the request's item
     count, the failures in its item report) the counts do not come from labels:
     the flow's label updates are sent in the background, so that a busy API does
     not hold the run, and on SQLite one can be refused (503) and land a moment
     after the run's final state.
     """
-    if total is not None and failed_when_settled is not None:
-        return CustomStatus(total=total, completed=total - failed_when_settled, failed=failed_when_settled)
+    if total is not None and failed_in_report is not None:
+        return CustomStatus(total=total, completed=total - failed_in_report, failed=failed_in_report)
     progress = progress_from_labels(labels)
     if progress is None:
         return CustomStatus(total=total)
@@ -150,10 +142,10 @@ def instance_custom_status(
     run: RunRecord, policy: ResumePolicy, failures: list[dict[str, Any]] | None, now: datetime | None = None
 ) -> CustomStatus:
     """The instance's `customStatus`, the one rule behind its status document and every list of instances:
-    progress from its labels (settled counts once it settled, `failures` being its failed items), and
+    progress from its labels (the item report's counts once it has one, `failures` being its failed items), and
     its resumes."""
     total = requested_total(run.parameters) if run.flow is None else None
-    counts = custom_status(run.labels, total, settled_failures(run.state_type, failures))
+    counts = custom_status(run.labels, total, reported_failures(run.state_type, failures))
     return with_resume(counts, resume_of(run, policy, now))
 
 

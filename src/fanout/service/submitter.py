@@ -1,13 +1,8 @@
 """Create the flow runs of the starts the webhook accepted, a few at a time, until none is left.
 
-Runs inside the webhook process (started by its lifespan) and is woken by each
-accepted start. A create is never cancelled half way: each call is bounded by
-the Prefect client's own timeouts, and one that timed out or met a busy server
-(`PrefectUnavailable`) stays queued and is sent again after a pause, with the
-same Prefect idempotency key, so it makes one run however often it is sent.
-A create Prefect refuses for good (a 4xx: the deployment's parameter schema
-rejects the request, or Prefect has no such deployment) marks the start `failed`,
-which its status URL reports.
+It runs in the webhook process and is woken by each accepted start. A create that timed out or met a
+busy server stays queued and is sent again with the same Prefect idempotency key, so it makes one run
+however often it is sent; one Prefect refuses for good marks the start `failed`.
 """
 
 from __future__ import annotations
@@ -84,7 +79,7 @@ class Submitter:
         except ObjectNotFound as error:
             name = start.deployment or self.default_deployment
             if name is not None and await self._missing(name):
-                self.queue.settle(start.key, "failed", error=f"no deployment {name!r} on the Prefect server")
+                self.queue.finish(start.key, "failed", error=f"no deployment {name!r} on the Prefect server")
                 return True
             logger.warning("start %s waits for Prefect: %s", start.key, error)
             return False
@@ -93,9 +88,9 @@ class Submitter:
             return False
         except httpx.HTTPStatusError as error:
             logger.error("Prefect refused start %s: %s", start.key, error)
-            self.queue.settle(start.key, "failed", error=f"Prefect refused the run: {error.response.text[:500]}")
+            self.queue.finish(start.key, "failed", error=f"Prefect refused the run: {error.response.text[:500]}")
             return True
-        if not self.queue.settle(start.key, "submitted", flow_run_id=str(run.flow_run_id)):
+        if not self.queue.finish(start.key, "submitted", flow_run_id=str(run.flow_run_id)):
             await self.runs.terminate(run)  # terminated while its create was on the way
         return True
 

@@ -30,7 +30,7 @@ from fanout.core.prefect_adapter import read_block_path as _read
 from fanout.core.prefect_adapter import remote_block_files
 from fanout.core.prefect_adapter import write_block_path as _write
 from fanout.core.private_files import make_folders, open_private
-from fanout.core.settings import FanoutSettings, is_url
+from fanout.core.settings import ItemSettings, is_url
 from fanout.storage import checkpoint_format
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def output_name(keys: Sequence[str]) -> str:
     return OUTPUT_PREFIX + hashlib.sha256(json.dumps(list(keys)).encode()).hexdigest()[:40]
 
 
-def result_storage(settings: FanoutSettings) -> WritableFileSystem:
+def result_storage(settings: ItemSettings) -> WritableFileSystem:
     """The configured storage: the `result_storage` folder (`.fanout/storage` by default) or URL (an fsspec
     file system: `s3://bucket/prefix`), or, when that is not set and Prefect has a default storage block
     configured, that block."""
@@ -81,12 +81,12 @@ def result_storage(settings: FanoutSettings) -> WritableFileSystem:
     return storage
 
 
-def uses_prefect_block(settings: FanoutSettings) -> bool:
+def uses_prefect_block(settings: ItemSettings) -> bool:
     """FANOUT_RESULT_STORAGE unset and PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK set: the block holds the records."""
     return "result_storage" not in settings.model_fields_set and bool(PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK.value())
 
 
-def storage_environment(settings: FanoutSettings) -> dict[str, str]:
+def storage_environment(settings: ItemSettings) -> dict[str, str]:
     """What a starter puts in the environment of the workers and webhook it starts, so that every one of
     them reads and writes the records where it does (the absolute folder, or nothing: the block)."""
     return {} if uses_prefect_block(settings) else {"FANOUT_RESULT_STORAGE": str(settings.result_storage)}

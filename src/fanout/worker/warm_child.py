@@ -97,7 +97,7 @@ def preloaded_flow(
     """The deployment's flow object from the preloaded modules, when that is all loading it would do.
 
     Prefect's `load_flow` reads the deployment, runs its pull steps and imports
-    the entrypoint's file again (0.5-1.5 s on a loaded 2-core machine). For a
+    the entrypoint's file again, which costs a run's start most of its time. For a
     deployment whose only pull steps set the working directory (what
     `prefect deploy` records for a local checkout) and whose entrypoint is a
     module the forkserver already imported (by file, or by module path as

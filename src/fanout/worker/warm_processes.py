@@ -1,20 +1,8 @@
 """Pre-started interpreters for flow runs: a `multiprocessing` forkserver that imported Prefect and the flow.
 
-A `process` worker starts `python -m prefect.engine` for every run: a new
-interpreter that imports Prefect and the flow (1.4-1.65 s on this project's
-machines) before the run does anything. The forkserver pays that once, when the
-worker starts; each run is then a `fork()` of it, a process of its own (a crash
-cannot take another run or the worker down) that starts executing in
-milliseconds.
-
-The forkserver is started with the worker's environment and `sys.path`, so the
-flow's settings (`FANOUT_*`, `PREFECT_API_URL`, heartbeats) are the worker's;
-a run's own job variables are applied in the child (src/fanout/worker/warm_child.py).
-
-One step further, a run does not even wait for its fork: one process is kept
-forked and prepared ahead (src/fanout/worker/warm_spare.py) and handed the next run;
-a new spare is forked for the run after it. When no spare is ready (two runs
-at once, or the spare died), the run's process is forked as before.
+The forkserver pays the imports once, when the worker starts; each run is then a `fork()` of it, a
+process of its own. It starts with the worker's environment and `sys.path`; a run's own job variables
+are applied in the child (src/fanout/worker/warm_child.py). docs/design/warm-worker.md explains why.
 """
 
 from __future__ import annotations
@@ -48,7 +36,7 @@ RUN_TIME_MODULES = (
     "anyio.streams.tls",
     "encodings.idna",
 )
-"""Modules Prefect imports only once a flow runs (measured: 17 ms per run on a quiet machine). Some are
+"""Modules Prefect imports only once a flow runs, imported here once for every run. Some are
 private and may not exist in every Prefect release; the forkserver skips a preload it cannot import."""
 
 

@@ -1,23 +1,9 @@
 """What the warm worker does when a flow-run process has ended: nothing, finish a cancel, or resume a crash.
 
-A process that ends after Prefect recorded a final state needs nothing. One
-that died mid-run (SIGKILL, out of memory, `os._exit`) left its run Running:
-while automatic retries remain (`FANOUT_MAX_AUTO_RETRIES`, counted with the
-run's `run_count`), the worker, which saw it die, puts the *same* flow run
-straight back to AwaitingRetry, the state's message saying how the process
-ended, so its instance id and checkpoints carry over and only unfinished items
-run again. With no retry left the run is reported Crashed, then Failed, saying so.
-
-Straight back, not Crashed first: Crashed is a final state to Prefect, and a
-run that showed Crashed for the few tens of milliseconds before its
-AwaitingRetry (more under load) told every reader polling in that moment
-(`prefect deployment run --watch`, `run_deployment`, a test waiting for the
-end) that it was over. If Prefect does not accept the AwaitingRetry, the run
-is reported Crashed after all, and the crash automations resume it.
-
-The crash automations (src/fanout/service/automations.py) stay compatible: their
-retry trigger only acts on a Crashed run nothing else moved on within its
-window, and their give-up action would set the same Failed state.
+A process that died mid-run leaves its run Running; while automatic retries remain the worker puts the
+same flow run straight back to AwaitingRetry, never through Crashed, which Prefect's clients read as
+final. With no retry left, or if Prefect refuses, the run is reported Crashed and the crash automations
+take over.
 """
 
 from __future__ import annotations

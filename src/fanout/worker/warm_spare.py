@@ -1,22 +1,9 @@
 """A spare flow-run process: forked and made ready before its run exists, then handed the run.
 
-A forked flow-run process (src/fanout/worker/warm_child.py) spends its first
-~0.15-0.2 s on things no run decides: the fork itself, an API client (its TLS
-context alone is 16-40 ms of CPU), Prefect's API version check, and the log and
-events services with their own clients and version check, which Prefect starts
-at the run's first log and event. The warm worker keeps one process forked
-ahead (`Spare`) that does all of that while no run waits, then blocks on a
-pipe; `run()` sends it the flow run and it runs it exactly as a freshly forked
-process would (its own OS process, its pid reported, the same exit codes).
-
-A spare never outlives its worker: the worker holds the pipe's only writing
-end, so when the worker stops, is killed or hands the run over, the spare reads
-either its run or end-of-file, and on end-of-file exits at once.
-
-What it prepared was prepared under the worker's Prefect settings. A run whose
-environment changes a Prefect setting (`PREFECT_*` job variables) gets none of
-it: the client is closed and the services stopped before the run starts, and
-Prefect creates them again under the run's settings.
+It does what no run decides (the fork, an API client, Prefect's version check, the log and events
+services) while no run waits, then blocks on a pipe until `run()` sends it a flow run, which it runs as
+a freshly forked process would. It exits when the pipe closes, so it never outlives its worker. A run
+that changes a Prefect setting gets none of what was prepared under the worker's.
 """
 
 from __future__ import annotations

@@ -1,38 +1,14 @@
-"""`fanout-warm`: a Prefect worker type whose flow runs start in milliseconds.
+"""`fanout-warm`: a Prefect worker type whose flow runs start in forked, pre-imported processes.
 
     prefect worker start --pool fanout --type fanout-warm
 
-Prefect's `BaseWorker` does the scheduling as for any worker: it polls the
-pool, proposes Pending, calls `run()` for each flow run and reports what it
-returns. What this worker changes:
-
-- **Warm processes.** `run()` forks the flow-run process from a forkserver that
-  imported Prefect and the flow when the worker started
-  (src/fanout/worker/warm_processes.py), instead of starting a new interpreter; better
-  still, it hands the run to a spare process forked and prepared before the run
-  arrived (src/fanout/worker/warm_spare.py), and forks the next spare. Each run still
-  has its own OS process.
-- **No wait for the poll.** It subscribes to Prefect's events for flow runs
-  that become Scheduled or AwaitingRetry and polls at once; under a backlog
-  (a poll found more runs than free slots) each run that ends polls again at
-  once; the regular poll (`PREFECT_WORKER_QUERY_SECONDS`) stays as a fallback.
-- **Cancellation.** A run of this worker that becomes Cancelling (event, or a
-  poll of its runs every `CANCEL_POLL_SECONDS`) has its process killed and ends
-  Cancelled.
-- **Crash resume.** A flow-run process that dies mid-run has its run put
-  straight back to AwaitingRetry while automatic retries remain (never through
-  Crashed, a final state), else reported Crashed, then Failed
-  (src/fanout/worker/warm_recovery.py), so it resumes in about a second.
-- **Restart resume.** When the worker starts, and when its event stream comes
-  back after the Prefect server was away, it makes a reconcile pass
-  (src/fanout/service/reconcile.py): runs of its pool left Running or Pending
-  with no living process behind them are resumed from their checkpoints.
-
-It serves `process` work pools (its job configuration has the process
-worker's `working_dir`, `stream_output`, `command` and `env`), so Prefect's
-plain `process` worker keeps working on the same pool and deployment. Prefect
-logs one "Worker type mismatch" warning when this worker first reads such a
-pool; it is harmless here.
+Prefect's `BaseWorker` schedules as for any worker; this one forks each run's process from a warm
+forkserver (or hands it to a prepared spare), polls as soon as an event says a run is scheduled
+(and, under a backlog, as soon as a run ends and frees a slot), kills
+the process of a run that becomes Cancelling, resumes a run whose process died, stands by for the other
+workers' runs (resuming one whose host died), and reconciles its pool when it starts. It serves `process`
+work pools, so Prefect's `process` worker keeps working on the same pool. docs/design/warm-worker.md
+explains each part.
 """
 
 from __future__ import annotations
@@ -51,13 +27,15 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.exceptions import InfrastructureNotFound
+from prefect.filesystems import WritableFileSystem
 from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 from pydantic import Field, PrivateAttr
 
-from fanout.core.settings import get_settings
+from fanout.core.settings import worker_settings
 from fanout.service.reconcile import reconcile
 from fanout.storage.checkpoints import result_storage
+from fanout.worker.standby import Standby
 from fanout.worker.warm_processes import CommandProcess, FlowRunProcess, WarmProcesses, kill, preload_modules
 from fanout.worker.warm_recovery import describe_exit, settle_exit
 from fanout.worker.warm_spare import DeploymentSource
@@ -80,9 +58,9 @@ def run_environment(env: Mapping[str, str | None], inherited: Mapping[str, str])
 
     Prefect puts the worker's own settings into every run's environment, spelled its
     own way (`False` for `false`, `5.0` for `5`). Applied in the child they would look
-    like changed settings and make it read all of Prefect's settings again (about
-    0.1 s on every start); they are the forkserver's settings already, as it was
-    started with the worker's environment.
+    like changed settings and make it read all of Prefect's settings again on every
+    start; they are the forkserver's settings already, as it was started with the
+    worker's environment.
     """
     return {name: value for name, value in env.items() if value is not None and inherited.get(name) != value}
 
@@ -149,7 +127,8 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = get_settings()
+        settings = worker_settings()
+        self._settings = settings
         self._max_auto_retries = settings.max_auto_retries
         self._processes = WarmProcesses(preload_modules(settings.processor), spare=settings.warm_spare)
         self._running: dict[UUID, int] = {}
@@ -162,11 +141,13 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
 
     async def setup(self) -> None:
         await super().setup()
-        await anyio.to_thread.run_sync(self._processes.warm_up)
-        self._exit_stack.callback(self._processes.stop)  # the spare ends with the worker
         self._wake = anyio.Event()
         services = await self._exit_stack.enter_async_context(anyio.create_task_group())
-        self._exit_stack.callback(services.cancel_scope.cancel)  # runs first on exit: stop the services
+        self._exit_stack.callback(services.cancel_scope.cancel)  # stop the services on exit
+        if self._settings.standby:  # it only changes states: it stands by while the processes warm up
+            services.start_soon(self._standby().run)
+        await anyio.to_thread.run_sync(self._processes.warm_up)
+        self._exit_stack.callback(self._processes.stop)  # the spare ends with the worker
         services.start_soon(self._watch_events)
         services.start_soon(self._poll_on_wake)
         services.start_soon(self._poll_cancellations)
@@ -264,8 +245,8 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
                     async for event in events:
                         if event.event == CANCEL_EVENT:
                             await self._cancel(UUID(event.resource.id.rsplit(".", 1)[-1]))
-                        elif self._wake is not None:
-                            self._wake.set()
+                        else:
+                            self._wake_up()
             except Exception as error:  # noqa: BLE001 - the poll covers the gap; keep listening
                 self._logger.warning("Event stream broke (%s); subscribing again.", error)
                 broke = True
@@ -277,7 +258,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
             return
         self._reconciling = True
         try:
-            settings = get_settings()
+            settings = worker_settings()
             storage = await anyio.to_thread.run_sync(result_storage, settings)
             done = await reconcile(self.client, settings, storage, [self._work_pool_name])
             for outcome in done:
@@ -289,6 +270,25 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
             self._logger.warning("Reconcile pass failed: %r", error)
         finally:
             self._reconciling = False
+
+    def _standby(self) -> Standby:
+        """This worker's standby for the other workers' runs; a run it resumes wakes this worker's poll."""
+        return Standby(
+            self.client,
+            self._settings,
+            self._work_pool_name,
+            self._running.keys,
+            self._result_storage,
+            resumed=self._wake_up,
+            log=self._logger,
+        )
+
+    def _result_storage(self) -> WritableFileSystem:
+        return result_storage(self._settings)
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def _poll_on_wake(self) -> None:
         """Poll the pool right away when a run was scheduled (coalescing a burst of events into one poll)."""
