@@ -1,7 +1,7 @@
 """Backlog throughput: how many seed runs per second warm workers sustain, with one worker and with two.
 
     .venv/bin/python -m benchmarks.backlog [--runs 600] [--burst 200] [--workers 1,2] [--database sqlite|postgres]
-                                           [--timeout 900]
+                                           [--timeout 900] [--baseline DIR]
 
 For each worker count, a fresh local stack (Prefect server, fanout's deployments, the webhook) in a
 temporary folder, on SQLite or on a private PostgreSQL cluster: `--runs` seed starts
@@ -11,7 +11,8 @@ started. It prints, per worker count: starts accepted and lost (a 202 without a 
 seconds from the workers' start to the last run Completed, sustained runs/s over that time, and
 runs/s over the middle of the drain (the 10th to the 90th percentile of completions, without the
 workers' start-up and the tail). The workers are those `fanout up` starts (`FANOUT_WORKER_LIMIT`
-runs at once each).
+runs at once each). With `--baseline DIR` (e.g. `git worktree add DIR main`) the same drains follow
+with the workers running DIR's `src`, for a before/after in one run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.startup import stop_stacks_on_sigterm
 from fanout.localstack.postgres import private_postgres
 from fanout.localstack.stack import LocalStack
 
@@ -76,6 +77,12 @@ def wait_queue_empty(client: httpx.Client, timeout: float = 1800) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError("the webhook's start queue did not empty")
+
+
+def completed_count(api: httpx.Client) -> int:
+    """How many flow runs are Completed: one cheap count, so the benchmark's own polling costs the server little."""
+    body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
+    return int(api.post("/flow_runs/count", json=body).json())
 
 
 def run_states(api: httpx.Client) -> list[dict[str, Any]]:
@@ -127,8 +134,10 @@ def _started(folder: Path, database_url: str | None) -> Iterator[LocalStack]:
         stack.stop()
 
 
-def drain(workers: int, runs: int, burst: int, database: str, timeout: float) -> Drain:
-    """Queue `runs` seed starts, then start `workers` warm workers and time the backlog's drain."""
+def drain(
+    workers: int, runs: int, burst: int, database: str, timeout: float, worker_env: dict[str, str] | None = None
+) -> Drain:
+    """Queue `runs` seed starts, then start `workers` warm workers (with `worker_env`) and time the backlog's drain."""
     with stack_on(database) as stack:
         headers = stack.webhook_headers
         accepted = 0
@@ -140,14 +149,12 @@ def drain(workers: int, runs: int, burst: int, database: str, timeout: float) ->
             lost = accepted - len(run_states(api))
             began = time.time()
             for _ in range(workers):
-                stack.start_worker()
+                stack.start_worker(env=worker_env)
             deadline = time.monotonic() + timeout
-            while True:
-                states = run_states(api)
-                done = sum(run.get("state_type") == "COMPLETED" for run in states)
-                if done >= accepted or time.monotonic() > deadline:
-                    break
+            while completed_count(api) < accepted and time.monotonic() < deadline:
                 time.sleep(2)
+            states = run_states(api)
+            done = sum(run.get("state_type") == "COMPLETED" for run in states)
             ends = completion_times(states)
         seconds = (ends[-1] - began) if ends else 0.0
         return Drain(workers, accepted, lost, done, seconds, middle_rate(ends))
@@ -160,22 +167,27 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="Worker counts to compare, comma-separated.")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--timeout", type=float, default=900.0, help="Longest wait for one drain, in seconds.")
+    parser.add_argument("--baseline", type=Path, help="A checkout whose src/ the workers run, after this one's.")
     options = parser.parse_args()
+    stop_stacks_on_sigterm()
     print(f"load average at start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores; {options.database}", flush=True)
-    rows = []
-    for workers in (int(part) for part in options.workers.split(",")):
-        row = drain(workers, options.runs, options.burst, options.database, options.timeout)
-        rows.append(row)
-        print(
-            f"{row.workers} warm worker(s): accepted {row.accepted}, lost {row.lost}, Completed {row.completed} "
-            f"in {row.seconds:.1f} s: {row.rate:.2f} runs/s sustained, {row.middle_rate:.2f} runs/s mid-drain "
-            f"(load average now {os.getloadavg()[0]:.1f})",
-            flush=True,
-        )
-    if len(rows) > 1 and rows[0].rate:
-        ratios = ", ".join(f"{row.workers}: {row.rate / rows[0].rate:.2f}x" for row in rows[1:])
-        print(f"runs/s against {rows[0].workers} worker(s): {ratios}")
-    print(f"median runs/s over the worker counts: {statistics.median(row.rate for row in rows):.2f}")
+    variants: dict[str, dict[str, str]] = {"this checkout": {}}
+    if options.baseline:
+        variants["baseline"] = {"PYTHONPATH": str(options.baseline.resolve() / "src")}
+    for variant, worker_env in variants.items():
+        rows = []
+        for workers in (int(part) for part in options.workers.split(",")):
+            row = drain(workers, options.runs, options.burst, options.database, options.timeout, worker_env)
+            rows.append(row)
+            print(
+                f"{variant}, {row.workers} warm worker(s): accepted {row.accepted}, lost {row.lost}, "
+                f"Completed {row.completed} in {row.seconds:.1f} s: {row.rate:.2f} runs/s sustained, "
+                f"{row.middle_rate:.2f} runs/s mid-drain (load average now {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+        if len(rows) > 1 and rows[0].rate:
+            ratios = ", ".join(f"{row.workers}: {row.rate / rows[0].rate:.2f}x" for row in rows[1:])
+            print(f"{variant}: runs/s against {rows[0].workers} worker(s): {ratios}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,15 @@ RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def stop_stacks_on_sigterm() -> None:
+    """SIGTERM (`timeout`, a supervisor) ends the benchmark as Ctrl-C does: its stacks are stopped on the way out."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def timed_process(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:

@@ -36,7 +36,8 @@ def table(instance: str) -> list[dict[str, Any]]:
 
 
 def metrics(instance: str) -> str:
-    return str(latest_artifact(artifact_key(instance, "metrics")).data)
+    """The metrics the item table's description holds."""
+    return str(latest_artifact(artifact_key(instance, "items")).description)
 
 
 def fresh_instance(name: str) -> str:

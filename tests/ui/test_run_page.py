@@ -57,12 +57,11 @@ def test_logs_carry_correlation_ids(run_page: Any) -> None:
 
 
 def test_artifacts_are_on_the_page(run_page: Any) -> None:
-    """The Artifacts tab shows the progress, item table and metrics artifacts with the run's summary."""
+    """The Artifacts tab shows the progress and item table artifacts with the run's summary."""
     open_tab(run_page, "Artifacts")
     run_page.get_by_text("fanout-progress", exact=True).first.wait_for(timeout=30_000)
     run_page.get_by_text("5 of 5 items done, 0 failed").first.wait_for(timeout=10_000)
     run_page.get_by_text("fanout-run-ui-seed-items", exact=True).first.wait_for(timeout=30_000)
-    run_page.get_by_text("fanout-run-ui-seed-metrics", exact=True).first.wait_for(timeout=10_000)
     run_page.get_by_text("5 items: 5 succeeded (0 from checkpoints), 0 failed, 1 retried").first.wait_for(
         timeout=10_000
     )
@@ -79,10 +78,10 @@ def test_item_table_shows_attempts_and_correlation_ids(run_page: Any) -> None:
     screenshot(run_page, "item-table-artifact")
 
 
-def test_metrics_artifact_renders_the_figures(run_page: Any) -> None:
-    """Opening the metrics artifact shows items, retried and the p50/p95 durations."""
+def test_item_table_renders_the_metrics(run_page: Any) -> None:
+    """Opening the item table shows the metrics above it: items, retried and the p50/p95 durations."""
     open_tab(run_page, "Artifacts")
-    run_page.get_by_text("fanout-run-ui-seed-metrics", exact=True).first.click()
+    run_page.get_by_text("fanout-run-ui-seed-items", exact=True).first.click()
     for label in ("items", "succeeded", "failed", "retried", "p50 item duration", "p95 item duration", "items/s"):
         run_page.get_by_text(label, exact=True).first.wait_for(timeout=30_000)
     screenshot(run_page, "metrics-artifact")

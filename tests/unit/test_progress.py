@@ -164,10 +164,21 @@ def test_a_run_shorter_than_an_interval_publishes_nothing_unless_it_announces() 
     assert recorder.published == []
 
 
+def test_a_run_not_announced_publishes_nothing_within_its_quiet_time() -> None:
+    """Ticks come every `interval`, but a run not announced that ends within `quiet` seconds sends nothing."""
+    recorder = Recorder()
+    with ProgressReporter(total=3, interval=0.01, publish=recorder, announce=False, quiet=60) as reporter:
+        reporter.advance(completed=1)
+        time.sleep(0.1)
+        reporter.advance(completed=2)
+    reporter.wait_published(5)
+    assert recorder.published == []
+
+
 def test_a_run_that_showed_progress_gets_its_final_count() -> None:
     """Once a tick has published, the final count follows at the end, as with `announce`."""
     recorder = Recorder()
-    with ProgressReporter(total=3, interval=0.01, publish=recorder, announce=False) as reporter:
+    with ProgressReporter(total=3, interval=0.01, publish=recorder, announce=False, quiet=0.01) as reporter:
         reporter.advance(completed=1)
         deadline = time.monotonic() + 5
         while not recorder.published and time.monotonic() < deadline:

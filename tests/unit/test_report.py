@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 
 from fanout.core.outcome import ItemOutcome
-from fanout.engine.report import artifact_key, metrics_markdown, percentile, run_metrics, table_rows
+from fanout.engine.report import (
+    artifact_key,
+    metrics_markdown,
+    percentile,
+    report_description,
+    run_metrics,
+    table_rows,
+)
 
 
 def outcomes() -> list[ItemOutcome]:
@@ -65,8 +72,17 @@ def test_past_the_limit_only_failures_are_listed() -> None:
 
 
 def test_metrics_markdown_names_every_figure() -> None:
-    """The markdown artifact shows items, succeeded, failed, retried, p50, p95 and items/s."""
+    """The metrics table shows items, succeeded, failed, retried, p50, p95 and items/s."""
     text = metrics_markdown("nightly", run_metrics(outcomes(), wall_seconds=2.0))
     for name in ("items", "succeeded", "failed", "retried", "p50 item duration", "p95 item duration", "items/s"):
         assert f"| {name} |" in text
     assert "| items/s | 2.0 |" in text
+
+
+def test_the_table_description_holds_the_summary_then_the_metrics() -> None:
+    """One artifact per run: its description opens with the summary line, the metrics table follows."""
+    metrics = run_metrics(outcomes(), wall_seconds=2.0)
+    description = report_description("nightly", metrics, complete=False, limit=3)
+    summary, _, rest = description.partition("\n\n")
+    assert summary.startswith("4 items:") and "Listing failures only (at most 3)" in summary
+    assert rest == metrics_markdown("nightly", metrics)

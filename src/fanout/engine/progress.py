@@ -30,6 +30,8 @@ ARTIFACT_KEY = "fanout-progress"
 FINAL_ATTEMPTS = 20
 THREAD_NAME = "fanout-progress"
 PUBLISH_TIMEOUT_SECONDS = 2.0
+QUIET_SECONDS = 1.0
+"""A run not announced first publishes its progress after this long."""
 
 
 @dataclass(frozen=True)
@@ -77,16 +79,24 @@ class ProgressReporter:
     Use as a context manager inside the flow. The thread publishes whenever the
     count changed, at most every `interval` seconds, and a final count after the
     run's final state. With `announce` it also publishes on entry, for a run whose
-    item count the status URL cannot read from its request (a source); otherwise a
-    run shorter than `interval` publishes nothing, since its status is exact without.
+    item count the status URL cannot read from its request (a source); otherwise it
+    first publishes after `quiet` seconds: a run that ends sooner publishes nothing,
+    since its status is exact without, and a progress bar that would show 100% of a
+    run already Completed costs the server two label updates and an artifact's writes.
     The thread is not a daemon, so the process ends only after the final count is
     sent (up to `FINAL_ATTEMPTS` tries).
     """
 
     def __init__(
-        self, total: int, interval: float = 0.5, publish: Publish | None = None, announce: bool = True
+        self,
+        total: int,
+        interval: float = 0.5,
+        publish: Publish | None = None,
+        announce: bool = True,
+        quiet: float = QUIET_SECONDS,
     ) -> None:
         self._announce = announce
+        self._quiet = max(interval, quiet)
         self._lock = threading.Lock()
         self._current = Progress(total=total)
         self._published: Progress | None = None
@@ -152,6 +162,9 @@ class ProgressReporter:
         published = self._announce
         if self._announce:
             self.flush()
+        elif not self._stop.wait(self._quiet):
+            self.flush()
+            published = True
         while not self._stop.wait(self._interval):
             self.flush()
             published = True

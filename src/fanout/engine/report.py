@@ -1,8 +1,10 @@
-"""The end-of-run report a person reads in the Prefect UI: a table of items and a metrics summary.
+"""The end-of-run report a person reads in the Prefect UI: a table of items, with the run's metrics above it.
 
-Both artifacts are keyed by instance, so the UI keeps each instance's history. Past
-`report_table_limit` items the table lists only the failures, to keep the artifact small. Nothing the
-status URL answers depends on them, so they are published after the final state.
+The table is keyed by instance, so the UI keeps each instance's history. Its description holds the
+summary and the metrics (markdown, which the UI renders): one artifact per run, not two, since each
+artifact costs the server a write and two events. Past `report_table_limit` items the table lists only
+the failures, to keep the artifact small. Nothing the status URL answers depends on it, so it is
+published after the final state.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 
 from fanout.core.outcome import ItemOutcome
 from fanout.engine.item_logging import correlation_id
@@ -127,28 +129,29 @@ def metrics_markdown(instance_id: str, metrics: RunMetrics) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_description(instance_id: str, metrics: RunMetrics, complete: bool, limit: int) -> str:
+    """The table's description: the summary line (saying when only failures are listed), then the metrics table."""
+    summary = summary_line(metrics)
+    if not complete:
+        summary = f"{summary}. Listing failures only (at most {limit}): the run has more than {limit} items."
+    return f"{summary}\n\n{metrics_markdown(instance_id, metrics)}"
+
+
 def publish_report(instance_id: str, outcomes: Sequence[ItemOutcome], wall_seconds: float, limit: int) -> RunMetrics:
-    """Create the table and metrics artifacts of this run; a failure to publish is logged, not raised.
+    """Create this run's item table, its description holding the metrics; a failure to publish is logged, not raised.
 
     The report describes the run; losing it must not fail a run whose items all succeeded.
     `instance_id` is what precedes each item in its correlation id: the instance, or
-    `<instance>/<stage>` for a stage whose ids name it (each stage then has artifacts of its own).
+    `<instance>/<stage>` for a stage whose ids name it (each stage then has a table of its own).
     """
     metrics = run_metrics(outcomes, wall_seconds)
     rows, complete = table_rows(instance_id, outcomes, limit)
-    summary = summary_line(metrics)
-    description = (
-        summary
-        if complete
-        else f"{summary}. Listing failures only (at most {limit}): the run has more than {limit} items."
-    )
     try:
         # `_sync`: the wrap-up of an async flow runs on its event loop, where Prefect would hand back coroutines.
-        create_table_artifact(table=rows, key=artifact_key(instance_id, "items"), description=description, _sync=True)  # type: ignore[call-arg]
-        create_markdown_artifact(  # type: ignore[call-arg]
-            markdown=metrics_markdown(instance_id, metrics),
-            key=artifact_key(instance_id, "metrics"),
-            description=summary,
+        create_table_artifact(  # type: ignore[call-arg]
+            table=rows,
+            key=artifact_key(instance_id, "items"),
+            description=report_description(instance_id, metrics, complete, limit),
             _sync=True,
         )
     except Exception as error:  # noqa: BLE001 - the report is not worth failing the run for

@@ -3,7 +3,8 @@
     prefect worker start --pool fanout --type fanout-warm
 
 Prefect's `BaseWorker` schedules as for any worker; this one forks each run's process from a warm
-forkserver (or hands it to a prepared spare), polls as soon as an event says a run is scheduled, kills
+forkserver (or hands it to a prepared spare), polls as soon as an event says a run is scheduled
+(and, under a backlog, as soon as a run ends and frees a slot), kills
 the process of a run that becomes Cancelling, resumes a run whose process died, stands by for the other
 workers' runs (resuming one whose host died), and reconciles its pool when it starts. It serves `process`
 work pools, so Prefect's `process` worker keeps working on the same pool. docs/design/warm-worker.md
@@ -135,6 +136,8 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         self._services: anyio.abc.TaskGroup | None = None
         self._inherited = get_current_settings().to_environment_variables(exclude_unset=True)
         self._reconciling = False
+        self._found = 0
+        self._backlog = False
 
     async def setup(self) -> None:
         await super().setup()
@@ -178,8 +181,22 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         if outcome.message:
             logger.warning(outcome.message)
         await self._replenish()
+        if self._backlog and self._wake is not None:
+            self._wake.set()  # BaseWorker frees this run's slot as it returns: fill it from the backlog now
         # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
+
+    async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+        """Prefect's poll, noting whether it left scheduled runs for lack of a free slot (a backlog):
+        then each run that ends polls again at once, instead of its slot idling until the next poll."""
+        submitted = await super().get_and_submit_flow_runs()
+        self._backlog = self._found > len(submitted)
+        return submitted
+
+    async def _get_scheduled_flow_runs(self) -> list[Any]:
+        found = await super()._get_scheduled_flow_runs()
+        self._found = len(found)
+        return found
 
     def _start(self, flow_run: FlowRun, configuration: WarmJobConfiguration) -> FlowRunProcess:
         """The run's process: a warm one, or a new interpreter running the deployment's own `command`."""

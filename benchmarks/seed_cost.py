@@ -1,0 +1,277 @@
+"""What one seed run costs the Prefect server: its CPU time and the records it writes, side by side with a baseline.
+
+    .venv/bin/python -m benchmarks.seed_cost [--runs 10] [--rounds 2] [--items 5] [--baseline DIR] [--requests]
+
+Starts `fanout up`'s stack (server, deployments, webhook) once. Then, `--rounds` times, for each
+variant (this checkout; with `--baseline`, the checkout in DIR, e.g. `git worktree add DIR main`,
+whose `src` goes first on the warm worker's `PYTHONPATH`), it starts a warm worker, makes one
+warm-up run, and times `--runs` seed runs one after the other (POST /api/start-fanout -> the status
+URL's 200, polled every 0.1 s). Around those runs it reads the server process group's CPU time
+(`/proc/PID/stat`, utime + stime) and, once the server is quiet again, subtracts what it spends
+idle over the same time (measured just before). Per variant it prints:
+
+- server CPU seconds per run (median of the rounds), also less what the client's status polls cost it
+  (one GET of a finished run's status, timed after the runs, times the GETs made), and likewise the warm worker's (with its flow-run
+  processes) and the webhook's: their sum bounds the seed runs per second the machine's cores sustain;
+- POST -> 200 p50 and p95, and the p50 as a multiple of a cold `python -c "import prefect, fanout.seed"`;
+- what each run left on the server, read back from its API: events about the flow run or its task
+  runs, flow-run states, task-run states, log lines, artifacts;
+- with `--requests`, the server's access log (`PREFECT_SERVER_LOGGING_LEVEL=INFO`) summed by route:
+  requests per run to each route, from the runs' processes and from the webhook that starts them.
+
+Goal: server CPU <= 0.4 s per seed run; POST -> 200 p50 <= 0.3x the cold import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from benchmarks.startup import POLL_SECONDS, cold_import, percentile, stop_stacks_on_sigterm
+from fanout.localstack.stack import LocalStack, temporary_stack
+
+TICKS = os.sysconf("SC_CLK_TCK")
+QUIET_SECONDS = 2.0
+"""The server counts as quiet again when it spent no more than its idle rate over this long."""
+IDLE_SECONDS = 4.0
+SETTLE_TIMEOUT = 60.0
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ACCESS = re.compile(r'"(GET|POST|PATCH|PUT|DELETE) (\S+) HTTP/[0-9.]+" (\d+)')
+THIS = "this checkout"
+BASELINE = "baseline"
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User and system CPU seconds of every process in the process group `pgid`, with those of its
+    children that ended (a worker's flow-run processes)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / TICKS
+
+
+def idle_rate(pgid: int, seconds: float = IDLE_SECONDS) -> float:
+    """CPU seconds per second the server spends with nothing to do but the worker's polls."""
+    began, cpu = time.monotonic(), group_cpu_seconds(pgid)
+    time.sleep(seconds)
+    return (group_cpu_seconds(pgid) - cpu) / (time.monotonic() - began)
+
+
+def wait_quiet(pgid: int, idle: float) -> None:
+    """Until the server spends no more than its idle rate (plus a little) for `QUIET_SECONDS`: it has
+    written the last run's events."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        cpu = group_cpu_seconds(pgid)
+        time.sleep(QUIET_SECONDS)
+        if group_cpu_seconds(pgid) - cpu <= (idle + 0.02) * QUIET_SECONDS:
+            return
+
+
+def flow_run_ids(api: httpx.Client) -> set[str]:
+    return {run["id"] for run in api.post("/flow_runs/filter", json={"limit": 200}).json()}
+
+
+def written(api: httpx.Client, flow_run_id: str) -> dict[str, int]:
+    """What the server holds about one flow run: events, states, logs and artifacts."""
+    task_runs = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
+    events = api.post(
+        "/events/filter",
+        json={"filter": {"any_resource": {"id": [f"prefect.flow-run.{flow_run_id}"]}}, "limit": 50},
+    )
+    events.raise_for_status()
+    task_states = sum(
+        len(api.get("/task_run_states/", params={"task_run_id": task_run["id"]}).json()) for task_run in task_runs
+    )
+    logs = api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}).json()
+    artifacts = api.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
+    return {
+        "events": int(events.json()["total"]),
+        "flow-run states": len(api.get("/flow_run_states/", params={"flow_run_id": flow_run_id}).json()),
+        "task runs": len(task_runs),
+        "task-run states": task_states,
+        "log lines": len(logs),
+        "artifacts": len(artifacts),
+    }
+
+
+@dataclass
+class Figures:
+    """One variant's measurements over its rounds."""
+
+    cpu_per_run: list[float] = field(default_factory=list)
+    cpu_per_run_without_polls: list[float] = field(default_factory=list)
+    """Less the server's work for the client's status GETs (polled every 0.1 s: more for a slower run)."""
+    polls_per_run: list[float] = field(default_factory=list)
+    worker_cpu_per_run: list[float] = field(default_factory=list)
+    """The warm worker and its flow-run processes."""
+    webhook_cpu_per_run: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    records: list[dict[str, int]] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)
+    runs: int = 0
+
+
+def server_log(stack: LocalStack) -> Path:
+    assert stack.server is not None and stack.server.child is not None
+    return stack.server.child.log_path
+
+
+def requests_since(log: Path, offset: int) -> Counter[str]:
+    """The server's access-log lines after `offset`, counted by method and route (ids as `{id}`)."""
+    counted: Counter[str] = Counter()
+    with log.open("rb") as lines:
+        lines.seek(offset)
+        for line in lines.read().decode(errors="replace").splitlines():
+            match = ACCESS.search(line)
+            if match:
+                counted[f"{match.group(1)} {UUID.sub('{id}', match.group(2).split('?')[0])}"] += 1
+    return counted
+
+
+@dataclass
+class Started:
+    """One timed run: seconds from POST to the status URL's 200, and the status GETs that took."""
+
+    seconds: float
+    polls: int
+    status_url: str
+
+
+def post_to_200(client: httpx.Client, items: int) -> Started:
+    """POST a seed start of `items` items, poll its status URL every 0.1 s until 200."""
+    began = time.perf_counter()
+    status_url = client.post("/api/start-fanout", json={"count": items}).json()["statusQueryGetUri"]
+    polls = 0
+    while True:
+        response = client.get(status_url)
+        polls += 1
+        if response.status_code == 200:
+            assert response.json()["output"] == [f"Processed item-{i}" for i in range(1, items + 1)], response.text
+            return Started(time.perf_counter() - began, polls, status_url)
+        time.sleep(POLL_SECONDS)
+
+
+def poll_cost(client: httpx.Client, status_url: str, pgid: int, idle: float, count: int = 50) -> float:
+    """Server CPU seconds of one status GET (of a finished run), to take the client's polling out of a run's cost."""
+    wait_quiet(pgid, idle)
+    began, cpu = time.monotonic(), group_cpu_seconds(pgid)
+    for _ in range(count):
+        client.get(status_url).raise_for_status()
+    return (group_cpu_seconds(pgid) - cpu - idle * (time.monotonic() - began)) / count
+
+
+def measure_round(stack: LocalStack, env: dict[str, str], runs: int, items: int, figures: Figures) -> None:
+    """One worker start: a warm-up run, then `runs` timed runs with the server's CPU read around them."""
+    assert stack.server is not None and stack.server.child is not None and stack.webhook is not None
+    pgid = stack.server.child.process.pid
+    worker = stack.start_worker(env=env)
+    try:
+        with (
+            httpx.Client(base_url=stack.webhook_url, headers=stack.webhook_headers, timeout=60) as client,
+            httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=60) as api,
+        ):
+            post_to_200(client, items)
+            wait_quiet(pgid, 0.05)
+            idle = idle_rate(pgid)
+            before_ids = flow_run_ids(api)
+            offset = server_log(stack).stat().st_size
+            others = {"worker": worker.process.pid, "webhook": stack.webhook.process.pid}
+            others_idle = {name: idle_rate(group, 1.0) for name, group in others.items()}
+            others_cpu = {name: group_cpu_seconds(group) for name, group in others.items()}
+            began, cpu = time.monotonic(), group_cpu_seconds(pgid)
+            started = [post_to_200(client, items) for _ in range(runs)]
+            wait_quiet(pgid, idle)
+            elapsed = time.monotonic() - began
+            server_cpu = group_cpu_seconds(pgid) - cpu - idle * elapsed
+            spent = {
+                name: group_cpu_seconds(group) - others_cpu[name] - others_idle[name] * elapsed
+                for name, group in others.items()
+            }
+            figures.worker_cpu_per_run.append(spent["worker"] / runs)
+            figures.webhook_cpu_per_run.append(spent["webhook"] / runs)
+            figures.requests += requests_since(server_log(stack), offset)
+            polls = sum(run.polls for run in started)
+            figures.seconds += [run.seconds for run in started]
+            figures.cpu_per_run.append(server_cpu / runs)
+            figures.polls_per_run.append(polls / runs)
+            per_poll = poll_cost(client, started[-1].status_url, pgid, idle)
+            figures.cpu_per_run_without_polls.append((server_cpu - polls * per_poll) / runs)
+            figures.runs += runs
+            figures.records += [written(api, run_id) for run_id in flow_run_ids(api) - before_ids]
+    finally:
+        stack.stop_worker(worker)
+
+
+def report(results: dict[str, Figures], unit: float, show_requests: bool) -> None:
+    print(f'cold `python -c "import prefect, fanout.seed"`: {unit:.2f} s (median)')
+    print(f"{'':<34} " + " ".join(f"{name:>16}" for name in results))
+
+    def line(name: str, values: list[str]) -> None:
+        print(f"{name:<34} " + " ".join(f"{value:>16}" for value in values))
+
+    line("server CPU s per run (median)", [f"{statistics.median(f.cpu_per_run):.3f}" for f in results.values()])
+    line("server CPU s per run (rounds)", [" ".join(f"{v:.2f}" for v in f.cpu_per_run) for f in results.values()])
+    line("  less the status polls", [f"{statistics.median(f.cpu_per_run_without_polls):.3f}" for f in results.values()])
+    line("  status polls per run", [f"{statistics.median(f.polls_per_run):.1f}" for f in results.values()])
+    line("worker + flow CPU s per run", [f"{statistics.median(f.worker_cpu_per_run):.3f}" for f in results.values()])
+    line("webhook CPU s per run", [f"{statistics.median(f.webhook_cpu_per_run):.3f}" for f in results.values()])
+    line("POST -> 200 p50 s", [f"{statistics.median(f.seconds):.3f}" for f in results.values()])
+    line("POST -> 200 p95 s", [f"{percentile(f.seconds, 0.95):.3f}" for f in results.values()])
+    line("POST -> 200 p50 / cold import", [f"{statistics.median(f.seconds) / unit:.2f}x" for f in results.values()])
+    kinds = next(iter(results.values())).records[0].keys() if next(iter(results.values())).records else []
+    for kind in kinds:
+        line(
+            f"{kind} per run (median)", [f"{statistics.median(r[kind] for r in f.records):g}" for f in results.values()]
+        )
+    if show_requests:
+        routes = sorted({route for f in results.values() for route in f.requests})
+        print("\nrequests per run, by route:")
+        for route in routes:
+            line(route[:34], [f"{f.requests[route] / f.runs:.1f}" for f in results.values()])
+        line("all requests", [f"{sum(f.requests.values()) / f.runs:.1f}" for f in results.values()])
+    print(f"load average at the end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10, help="timed seed runs per round (after one warm-up)")
+    parser.add_argument("--rounds", type=int, default=2, help="worker starts per variant, interleaved")
+    parser.add_argument("--baseline", type=Path, help="a checkout to compare with (its src/ runs the flows)")
+    parser.add_argument("--items", type=int, default=5, help="items per run (the seed's request has 5)")
+    parser.add_argument("--imports", type=int, default=5, help="cold imports timed (the unit of the ratio)")
+    parser.add_argument("--requests", action="store_true", help="count the server's requests per run by route")
+    args = parser.parse_args()
+    stop_stacks_on_sigterm()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if args.requests:
+        os.environ["PREFECT_SERVER_LOGGING_LEVEL"] = "INFO"  # uvicorn's access log
+    variants: dict[str, dict[str, str]] = {THIS: {}}
+    if args.baseline:
+        variants[BASELINE] = {"PYTHONPATH": str(args.baseline.resolve() / "src")}
+    results = {name: Figures() for name in variants}
+    with temporary_stack("fanout-seed-cost-") as stack:
+        for _ in range(args.rounds):
+            for name, env in variants.items():
+                measure_round(stack, env, args.runs, args.items, results[name])
+    unit = statistics.median(cold_import() for _ in range(args.imports))
+    report(results, unit, args.requests)
+
+
+if __name__ == "__main__":
+    main()
