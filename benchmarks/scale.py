@@ -42,6 +42,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,6 +289,30 @@ def main() -> None:
         sizes = {"threadpool": [1000, 10_000], "floor": [10_000], "naive": [1000], "fanout": [1000]}
         trials = args.trials or 1
     console = Console(width=180)
+    with warm_bench() as bench:
+        samples = []
+        for number in range(1, trials + 1):
+            console.log(f"fanout N=10,000, trial {number} of {trials}: full run, cached rerun, kill at 50% and resume")
+            samples.append(trial(bench, 10_000, RECORDING_PROCESSOR))
+        trivial = median_trial(samples)
+        console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
+        compared = durable_against_seed(bench, max(trials, 3))
+        console.log("fanout N=10,000 with 5 ms items: full run, cached rerun, kill at 50% and resume")
+        waiting = median_trial([trial(bench, 10_000, WAITING_PROCESSOR)])
+        rows: dict[tuple[str, int], dict[str, Any]] = {("fanout", 10_000): trivial["full"]}
+        # fanout first, the naive map last: the server works off the naive map's event
+        # backlog for minutes after it returns, which would slow whatever ran next.
+        for variant in ("fanout", "threadpool", "floor", "naive"):
+            for count in sizes[variant]:
+                console.log(f"{variant} N={count:,}")
+                rows[(variant, count)] = bench.run(variant, count, f"full-{count}-{uuid.uuid4().hex[:6]}")
+    report(console, rows, trivial, waiting)
+    report_durable(console, compared)
+
+
+@contextmanager
+def warm_bench() -> Iterator[Bench]:
+    """A bench on a Prefect server of its own, in a scratch folder, warmed with one small seed run."""
     with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
         scratch = Path(scratch_dir)
         with running_prefect_server(scratch / "prefect") as server:
@@ -298,46 +324,17 @@ def main() -> None:
             }
             bench = Bench(server=server, scratch=scratch, env=env)
             bench.run("fanout", 5)  # warm the server
-            samples = []
-            for number in range(1, trials + 1):
-                console.log(
-                    f"fanout N=10,000, trial {number} of {trials}: full run, cached rerun, kill at 50% and resume"
-                )
-                samples.append(trial(bench, 10_000, RECORDING_PROCESSOR))
-            trivial = median_trial(samples)
-            console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
-            compared = durable_against_seed(bench, max(trials, 3))
-            console.log("fanout N=10,000 with 5 ms items: full run, cached rerun, kill at 50% and resume")
-            waiting = median_trial([trial(bench, 10_000, WAITING_PROCESSOR)])
-            rows: dict[tuple[str, int], dict[str, Any]] = {("fanout", 10_000): trivial["full"]}
-            # fanout first, the naive map last: the server works off the naive map's event
-            # backlog for minutes after it returns, which would slow whatever ran next.
-            for variant in ("fanout", "threadpool", "floor", "naive"):
-                for count in sizes[variant]:
-                    console.log(f"{variant} N={count:,}")
-                    rows[(variant, count)] = bench.run(variant, count, f"full-{count}-{uuid.uuid4().hex[:6]}")
-    report(console, rows, trivial, waiting)
-    report_durable(console, compared)
+            yield bench
 
 
 def durable_only(trials: int, baseline: Path | None = None) -> None:
     """Just the seed's flow against a user's flow on durable_map, at 10,000 trivial items."""
     console = Console(width=180)
-    with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        with running_prefect_server(scratch / "prefect") as server:
-            env = {
-                **server.client_env(),
-                "FANOUT_RESULT_STORAGE": str(scratch / "results"),
-                "PYTHONPATH": str(REPO_ROOT),
-                "PREFECT_LOGGING_LEVEL": "WARNING",
-            }
-            bench = Bench(server=server, scratch=scratch, env=env)
-            bench.run("fanout", 5)  # warm the server
-            bench.run("durable", 5)
-            bench.run("durable_count", 5)
-            console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
-            compared = durable_against_seed(bench, trials, baseline=baseline)
+    with warm_bench() as bench:
+        bench.run("durable", 5)
+        bench.run("durable_count", 5)
+        console.log(f"durable_map in a user's flow against the seed's flow, N=10,000, {trials} trials")
+        compared = durable_against_seed(bench, trials, baseline=baseline)
     report_durable(console, compared)
 
 
@@ -347,22 +344,12 @@ def in_flow(trials: int, baseline: Path | None = None, count: int = 10_000) -> N
     console = Console(width=180)
     variants: tuple[str, ...] = ("threadpool", "fanout") + (("baseline",) if baseline else ())
     runs: list[dict[str, dict[str, Any]]] = []
-    with tempfile.TemporaryDirectory(prefix="fanout-scale-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        with running_prefect_server(scratch / "prefect") as server:
-            env = {
-                **server.client_env(),
-                "FANOUT_RESULT_STORAGE": str(scratch / "results"),
-                "PYTHONPATH": str(REPO_ROOT),
-                "PREFECT_LOGGING_LEVEL": "WARNING",
-            }
-            bench = Bench(server=server, scratch=scratch, env=env)
-            bench.run("fanout", 5)  # warm the server
-            for number in range(trials):
-                shift = number % len(variants)
-                order = variants[shift:] + variants[:shift]
-                console.log(f"trial {number + 1} of {trials}: {', '.join(order)}, N={count:,}")
-                runs.append({variant: _in_flow_run(bench, variant, count, baseline) for variant in order})
+    with warm_bench() as bench:
+        for number in range(trials):
+            shift = number % len(variants)
+            order = variants[shift:] + variants[:shift]
+            console.log(f"trial {number + 1} of {trials}: {', '.join(order)}, N={count:,}")
+            runs.append({variant: _in_flow_run(bench, variant, count, baseline) for variant in order})
     report_in_flow(console, runs, count)
 
 
