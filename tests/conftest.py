@@ -71,6 +71,7 @@ def describe(pids: set[int]) -> str:
     return "; ".join(lines)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist names each grouped test by its `xdist_group`
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with the folder it lives in; keep the tests of a module-scoped fixture in one test
     process; skip what needs a Debian package that is missing (never in CI, where that is a failure)."""

@@ -27,7 +27,9 @@ def stack(local_stack: LocalStack) -> FaultStack:
 
 @pytest.fixture
 def workspace(stack: FaultStack, tmp_path: Path) -> Iterator[Workspace]:
-    """This test's execution log and result storage; its workers and unfinished runs end with it."""
+    """This test's execution log and result storage; no earlier test's unfinished run is left for its
+    workers to resume, and its own workers and unfinished runs end with it."""
+    stack.cancel_unfinished()
     yield Workspace(tmp_path / "fault", storage=stack.results)
     stack.stop_workers()
     stack.cancel_unfinished()

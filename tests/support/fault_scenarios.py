@@ -124,6 +124,7 @@ def kill_nine_at_half(
     """Run `count` slow items; at half, SIGKILL the worker and its flow-run processes; start a
     fresh worker; wait (with no other help) until the run ends. Instance id = the flow run id."""
     items = [f"item-{index}" for index in range(1, count + 1)]
+    stack.cancel_unfinished()  # no run left by an earlier test is resumed by this scenario's workers
     worker = start_worker(stack, workspace, FANOUT_TEST_SLEEP=str(sleep), FANOUT_MAX_PARALLEL=str(parallel))
     run_id = stack.start_run({"count": count})
     instance = str(run_id)
@@ -354,6 +355,7 @@ def crash_at_half(
     if kind not in ("flow", "host"):
         raise ValueError(f"unknown crash kind {kind!r}")
     items = [f"item-{index}" for index in range(1, count + 1)]
+    stack.cancel_unfinished()  # no run left by an earlier test is resumed by this scenario's workers
     env = {"FANOUT_TEST_SLEEP": str(sleep), "FANOUT_MAX_PARALLEL": str(parallel), **(worker_env or {})}
     workers = [
         start_worker(stack, workspace, worker_type, **env) for _ in range(1 + (standbys if kind == "host" else 0))
