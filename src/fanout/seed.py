@@ -7,6 +7,10 @@ import functools
 import gc
 from typing import Any
 
+# What Prefect imports on a process's first flow call, imported with the flow instead: a process that
+# preloads this module (the warm worker's) starts every run with them.
+import prefect.flow_engine
+import prefect.utilities.visualization  # noqa: F401
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Completed, State

@@ -79,10 +79,11 @@ def test_an_item_that_finished_counts_as_completed_while_the_api_still_says_runn
 
     from fanout.core.outcome import ItemOutcome
     from fanout.engine.submission import task_outcomes
+    from fanout.engine.tasks import BatchOutcomes
 
     monkeypatch.setattr(prefect.futures, "get_client", lambda **_: LaggingApi())
     work: concurrent.futures.Future[object] = concurrent.futures.Future()
     future = PrefectConcurrentFuture(task_run_id=uuid.uuid4(), wrapped_future=work)
-    work.set_result(Completed(data=[ItemOutcome(item=f"item-{i}", value=i) for i in range(16)]))
+    work.set_result(Completed(data=BatchOutcomes([ItemOutcome(item=f"item-{i}", value=i) for i in range(16)])))
     outcomes, _ = task_outcomes(future, [f"item-{i}" for i in range(16)])
     assert [outcome.ok for outcome in outcomes] == [True] * 16

@@ -27,7 +27,7 @@ from fanout.engine.item_path import ItemRun, TaskItemsFailed
 from fanout.engine.item_processes import running_in_processes, worker_processes
 from fanout.engine.progress import ProgressReporter
 from fanout.engine.runners import item_processes, slots
-from fanout.engine.tasks import ItemTasks, item_tasks
+from fanout.engine.tasks import BatchOutcomes, ItemTasks, item_tasks
 
 
 def fan_out(
@@ -145,4 +145,6 @@ def task_outcomes(future: PrefectFuture[Any], batch: list[str]) -> tuple[list[It
         return list(failed.outcomes), True
     except Exception as error:  # noqa: BLE001 - reported per item
         return [ItemOutcome(item=item, error=describe(error)) for item in batch], False
-    return ([result] if isinstance(result, ItemOutcome) else list(result)), True
+    if isinstance(result, BatchOutcomes):
+        return result.outcomes, True
+    return [result], True

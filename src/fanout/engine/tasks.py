@@ -11,15 +11,35 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import prefect.task_engine  # noqa: F401 - what runs these tasks, imported with them rather than by a run's first submission
 from prefect import Task, task
 
 from fanout.core.outcome import ItemOutcome
 from fanout.engine.item_path import ItemRun, run_items
 
 
+class BatchOutcomes:
+    """A batch task run's item outcomes, returned as one object.
+
+    Prefect links each element of a list a task returns to the task run's state, and
+    keeps the link for the rest of the flow run: a visit and an entry per item. An
+    object that is not a collection is one visit and one entry.
+    """
+
+    __slots__ = ("outcomes",)
+
+    def __init__(self, outcomes: list[ItemOutcome]) -> None:
+        self.outcomes = outcomes
+
+
 def run_one(item: str, run: ItemRun) -> ItemOutcome:
     """One item in a task run of its own."""
     return run_items([item], run, label=item)[0]
+
+
+def run_batch(items: list[str], run: ItemRun, label: str) -> BatchOutcomes:
+    """A batch of items in one task run (`label` names it: `<first item>..<last item>`)."""
+    return BatchOutcomes(run_items(items, run, label))
 
 
 # The tasks wrap functions importable under their own names, so Dask workers receive them by
@@ -29,7 +49,7 @@ process_item: Task[..., Any] = task(name="process_item", task_run_name="process_
     run_one
 )
 process_batch: Task[..., Any] = task(name="process_item", task_run_name="process_item-{label}", persist_result=False)(
-    run_items
+    run_batch
 )
 
 
