@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from unittest.mock import patch
-
 from fanout.core.outcome import ItemOutcome
 from fanout.core.settings import FanoutSettings
 from fanout.engine.batching import BatchPlan, batch_size_for
-from fanout.engine.item_processes import worker_processes
-from fanout.engine.submission import cpu_bound_window
 
 
 def settings(**values: object) -> FanoutSettings:
@@ -95,10 +91,9 @@ def test_fewer_slots_for_the_rest_cut_it_for_that_many() -> None:
     assert len(rest) % 2 == 0 and max(len(batch) for batch in rest) <= 40
 
 
-def test_items_that_keep_the_flow_computing_run_a_core_worth_of_threads_at_a_time() -> None:
-    """On threads, a flow process busy computing while the first batches ran caps the rest at one batch per core."""
-    threads = worker_processes() + 6
-    with patch("fanout.engine.submission.get_run_logger"):
-        assert cpu_bound_window(settings(max_parallel=threads), share=0.95) == worker_processes()
-        assert cpu_bound_window(settings(max_parallel=threads), share=0.2) is None
-        assert cpu_bound_window(settings(max_parallel=threads, task_runner="dask"), share=0.95) is None
+def test_a_widened_first_wave_of_computing_items_takes_only_a_core_worth_of_slots() -> None:
+    """Widened for two slots of eight, the first wave is the first batch and one more of its size."""
+    plan = BatchPlan(items(10_000), settings(max_parallel=8))
+    [first] = plan.opening()
+    wave = plan.widen(slots=2)
+    assert [len(batch) for batch in wave] == [len(first)] and plan.remaining == 10_000 - 2 * len(first)

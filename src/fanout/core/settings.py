@@ -182,6 +182,12 @@ class RunnerSettings(BaseSettings):
     processes: int = Field(
         0, ge=0, le=1024, description="Worker processes of FANOUT_TASK_RUNNER=process; 0: one per core."
     )
+    cpu_bound_processes: bool = Field(
+        True,
+        description="On threads, once a run's first batches show its items computing in Python, run the rest in "
+        "worker processes, one per core (a sync processor that pickles and loads in a child process; module-level "
+        "state it changes then changes in the workers' copies); false keeps them on threads.",
+    )
     dask_address: str | None = Field(
         None, max_length=256, description="Scheduler of an existing Dask cluster; a LocalCluster when unset."
     )

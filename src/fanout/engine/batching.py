@@ -16,10 +16,10 @@ to minutes. So automatic batches are cut to the pace measured in the run itself:
    and 0.57 s in eight, which hand the lock over at every checkpoint write.
 
 3. on threads, items that kept the flow process computing while the first
-   batches ran (at least `CPU_BOUND_SHARE` of a core: src/fanout/engine/submission.py)
-   are CPU-bound. Threads running them take turns at the interpreter lock, so the
-   rest runs on only as many threads at a time as the host has cores: more
-   would add lock hand-overs and smaller batches, and no speed.
+   batches ran are CPU-bound (src/fanout/engine/cpu_bound.py). Threads running
+   them take turns at the interpreter lock, so the widened first batches and the
+   rest are cut for only as many slots as the host has cores: the rest goes to
+   worker processes, one per core, or stays on that many threads.
 
 Trivial items run in one or two batches after the first (10,000: 3 task runs);
 slow items in batches of about a second each on every slot, so a slot that
@@ -40,7 +40,6 @@ TARGET_BATCH_SECONDS = 1.0
 PROBE_WAIT_SECONDS = 0.25
 SPLIT_SECONDS = 0.25
 MAX_AUTO_BATCH = 50_000
-CPU_BOUND_SHARE = 0.8
 
 
 def batch_size_for(total: int, settings: FlowSettings) -> int:
@@ -89,10 +88,16 @@ class BatchPlan:
         """The first batch (every batch, with a fixed `batch_size`)."""
         return self._take(self._first_size, None if self._fixed else self._first_size)
 
-    def widen(self) -> list[list[str]]:
-        """One small batch for every other slot: the first is taking long."""
+    def widen(self, slots: int | None = None) -> list[list[str]]:
+        """One small batch for every other slot (of `slots`, when fewer): the first is taking long."""
         self.widened = True
-        return self._take(self._first_size, self._first_size * (self._slots - 1))
+        wide = self._slots if slots is None else max(1, min(self._slots, slots))
+        return self._take(self._first_size, self._first_size * (wide - 1))
+
+    @property
+    def remaining(self) -> int:
+        """Items not yet in a batch handed out."""
+        return len(self._items) - self._cursor
 
     def rest(self, finished: Sequence[ItemOutcome], slots: int | None = None) -> list[list[str]]:
         """Every remaining item, in batches cut to the pace of the `finished` outcomes, for `slots`

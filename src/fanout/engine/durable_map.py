@@ -135,8 +135,10 @@ def durable_map(
 
     Also: `name` names the task runs (`fn`'s name by default); `batch_size`
     fixes the items per task run (automatic: one per item up to
-    `FANOUT_PER_ITEM_TASK_LIMIT`, then batches); `task_runner` is `thread` or
-    `dask`; `concurrency_limit` names a Prefect global concurrency limit
+    `FANOUT_PER_ITEM_TASK_LIMIT`, then batches); `task_runner` is `thread`,
+    `process` or `dask` (on `thread`, items that prove CPU-bound have the rest
+    of the stage run in worker processes when `fn` can run in one, unless
+    `FANOUT_CPU_BOUND_PROCESSES=false`); `concurrency_limit` names a Prefect global concurrency limit
     capping items in flight across runs; `stage_in_ids=False` leaves the stage
     out of ids (`<instance>/<key>`) for a flow with one stage per instance.
     Other settings come from `FANOUT_*` variables.
@@ -202,10 +204,10 @@ def _map(
         holding_instance(lease_instance, settings.instance_lease_seconds, run.storage),
     ):
         keep_plan(run.storage, run.instance_id, run.processor, planned.keys)  # the item order, for results pages
-        outcomes = run_stage(planned.keys, run, settings, tasks, announce_total=planned.announce)
+        outcomes, output = run_stage(planned.keys, run, settings, tasks, announce_total=planned.announce)
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, run.instance_id, outcomes.values(), index=False)
-    indexing = _index_results(run)
+    indexing = _index_results(run, planned.keys, output)
     try:
         ordered = [outcomes[item] for item in planned.keys]
         after_final_state(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
@@ -217,24 +219,32 @@ def _map(
     return MapResults(result.output, result.failures)
 
 
-def _index_results(run: ItemRun) -> threading.Thread:
-    """Bring the instance's results index up to date on a thread of its own, begun now.
+def _index_results(run: ItemRun, keys: list[str], output: list[Any] | None) -> threading.Thread:
+    """Record the stage's output (when `output` is given) and bring the instance's results index up to
+    date, on a thread of its own, begun now.
 
-    The index is O(run) work that nothing in the run waits for, so it goes on while
-    the flow records its result, its final state and its report; the wrap-up waits for
-    it last, so a finished flow call leaves the index up to date.
+    Both are O(run) work that nothing in the run waits for (the output record saves
+    a rerun from reading every item's), so they go on while the flow records its
+    result, its final state and its report; the wrap-up waits for them last, so a
+    finished flow call leaves both written.
     """
-    thread = threading.Thread(target=refresh_index, args=(run.storage, run.instance_id), name=INDEX_THREAD)
+    thread = threading.Thread(target=_after_stage, args=(run, keys, output), name=INDEX_THREAD)
     thread.start()
     return thread
 
 
+def _after_stage(run: ItemRun, keys: list[str], output: list[Any] | None) -> None:
+    if output is not None:
+        run.checkpoints().save_output(keys, output)
+    refresh_index(run.storage, run.instance_id)
+
+
 def run_stage(
     items: list[str], run: ItemRun, settings: FlowSettings, tasks: ItemTasks, announce_total: bool = False
-) -> dict[str, ItemOutcome]:
-    """Every item's outcome: checkpointed ones from storage, the rest from fresh task runs.
+) -> tuple[dict[str, ItemOutcome], list[Any] | None]:
+    """Every item's outcome: checkpointed ones from storage, the rest from fresh task runs; and the stage's
+    output to record, when every item finished and no output record gave them (a rerun reads it whole).
 
-    A stage in which every item finished records its output, which a rerun reads whole.
     `announce_total`: publish the item count at once (the status URL cannot read it
     from the request, as for a source), not only with the first progress.
     """
@@ -262,8 +272,8 @@ def run_stage(
                 )
         progress.set_final_count(outcomes.values())
     if recorded is None and all(outcome.ok for outcome in outcomes.values()):
-        checkpoints.save_output(items, [outcomes[item].value for item in items])
-    return outcomes
+        return outcomes, [outcomes[item].value for item in items]
+    return outcomes, None
 
 
 def _is_async(run: ItemRun) -> bool:

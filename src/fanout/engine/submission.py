@@ -11,20 +11,21 @@ failed item ends Failed, and still hands back every item's outcome.
 from __future__ import annotations
 
 import queue
-import time
 from collections import deque
+from contextlib import ExitStack
 from typing import Any
 
-from prefect import get_run_logger, unmapped
+from prefect import unmapped
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 from prefect.utilities.annotations import quote
 
 from fanout.core.outcome import ItemOutcome, describe
 from fanout.core.settings import FlowSettings
-from fanout.engine.batching import CPU_BOUND_SHARE, PROBE_WAIT_SECONDS, BatchPlan
+from fanout.engine.batching import PROBE_WAIT_SECONDS, BatchPlan
+from fanout.engine.cpu_bound import CpuBoundRest, CpuShare, cores_for, cpu_bound
 from fanout.engine.item_path import ItemRun, TaskItemsFailed
-from fanout.engine.item_processes import running_in_processes, worker_processes
+from fanout.engine.item_processes import running_in_processes
 from fanout.engine.progress import ProgressReporter
 from fanout.engine.runners import item_processes, slots
 from fanout.engine.tasks import BatchOutcomes, ItemTasks, item_tasks
@@ -43,8 +44,9 @@ def fan_out(
 
     Task runs on this process's threads count their items towards `progress`
     as they finish; task runs elsewhere (Dask workers) are counted here when
-    they return. Items that compute on threads have their remaining batches
-    submitted a core's worth at a time (`cpu_bound_window`).
+    they return. Items that compute on threads have the rest of the run sent
+    to worker processes, or a core's worth of batches at a time
+    (src/fanout/engine/cpu_bound.py).
     """
     tasks = tasks or item_tasks("process_item")
     plan = BatchPlan(items, settings.model_copy(update={"max_parallel": slots(settings)}))
@@ -82,18 +84,20 @@ def fan_out(
             future.add_done_callback(finished.put)
 
     outcomes: list[ItemOutcome] = []
-    with running_in_processes(item_processes(settings, run.function or run.processor)):
+    with ExitStack() as stack:
+        stack.enter_context(running_in_processes(item_processes(settings, run.function or run.processor)))
+        rest = CpuBoundRest(settings, run, stack)
         submit(plan.opening())
         while in_flight or waiting:
             try:
                 future = finished.get(timeout=None if plan.widened else PROBE_WAIT_SECONDS)
             except queue.Empty:
-                submit(plan.widen())
+                submit(plan.widen(slots=cores_for(settings) if cpu_bound(settings, busy.share()) else None))
                 continue
             batch = in_flight.pop(future)
             batch_outcomes, counted = task_outcomes(future, batch)
             if not plan.planned:
-                window = cpu_bound_window(settings, busy.share())
+                window = rest.window(busy.share(), batch_outcomes, plan.remaining)
                 submit(plan.rest(batch_outcomes, slots=window))
             else:
                 submit([])
@@ -102,34 +106,6 @@ def fan_out(
                 progress.advance(completed=ok, failed=len(batch_outcomes) - ok)
             outcomes.extend(batch_outcomes)
     return outcomes
-
-
-class CpuShare:
-    """How busy this process's processors were since it was made: CPU seconds per wall second."""
-
-    def __init__(self) -> None:
-        self._cpu, self._wall = time.process_time(), time.perf_counter()
-
-    def share(self) -> float:
-        wall = time.perf_counter() - self._wall
-        return (time.process_time() - self._cpu) / wall if wall > 0 else 0.0
-
-
-def cpu_bound_window(settings: FlowSettings, share: float) -> int | None:
-    """Batches at a time for the rest of a run whose first batches kept the flow process `share` busy:
-    as many as cores when items run on threads and compute (src/fanout/engine/batching.py), else no cap."""
-    if settings.task_runner != "thread" or share < CPU_BOUND_SHARE:
-        return None
-    cores = worker_processes()
-    if cores >= settings.max_parallel:
-        return None
-    get_run_logger().info(
-        "items are CPU-bound (the flow process computed %.0f%% of the time): %d threads at a time, one per core; "
-        "FANOUT_TASK_RUNNER=process would run them on every core",
-        share * 100,
-        cores,
-    )
-    return cores
 
 
 def task_outcomes(future: PrefectFuture[Any], batch: list[str]) -> tuple[list[ItemOutcome], bool]:
