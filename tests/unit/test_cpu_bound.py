@@ -72,14 +72,16 @@ def test_the_setting_off_keeps_the_rest_on_threads(tmp_path: Path, logged: Magic
     assert "FANOUT_CPU_BOUND_PROCESSES=false" in logged.call_args.args
 
 
-def test_short_items_stay_on_threads(tmp_path: Path, logged: MagicMock) -> None:
-    """Items of microseconds are not worth a worker process, however many."""
+def test_short_items_stay_on_threads_without_a_word(tmp_path: Path, logged: MagicMock) -> None:
+    """Items of microseconds are not worth a worker process, however many, nor a line in the run's log."""
     assert not decide(settings(), item_run(tmp_path, function=twice), paced(0.000_01), remaining=1_000_000)
+    logged.assert_not_called()
 
 
 def test_a_short_rest_stays_on_threads(tmp_path: Path, logged: MagicMock) -> None:
     """Ten items of 25 ms left are less work than starting worker processes."""
     assert not decide(settings(), item_run(tmp_path, function=twice), paced(0.025), remaining=10)
+    logged.assert_not_called()
 
 
 def test_a_processor_that_cannot_be_pickled_stays_on_threads(tmp_path: Path, logged: MagicMock) -> None:

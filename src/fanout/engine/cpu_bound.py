@@ -88,7 +88,10 @@ class CpuBoundRest:
         if not cpu_bound(self.settings, share):
             return None
         cores = cores_for(self.settings)
-        reason = self._staying(cores, finished, remaining)
+        per_item, rest = rest_seconds(finished, remaining)
+        if per_item < MIN_ITEM_SECONDS or rest < MIN_REST_SECONDS:
+            return cores  # too little work left to move, or to be worth a line in the run's log
+        reason = self._staying(cores)
         if reason is None:
             reason = self._move(cores)
         computed = f"items are CPU-bound (the flow process computed {share:.0%} of the time)"
@@ -106,7 +109,7 @@ class CpuBoundRest:
             )
         return cores
 
-    def _staying(self, cores: int, finished: Sequence[ItemOutcome], remaining: int) -> str | None:
+    def _staying(self, cores: int) -> str | None:
         """Why the rest stays on threads, or None when worker processes would take it."""
         if not self.settings.cpu_bound_processes:
             return f"{SETTING}=false"
@@ -114,9 +117,6 @@ class CpuBoundRest:
             return "one core"
         if processor_kind(self.run.process) != "sync":
             return "an async processor runs on an event loop"
-        per_item, rest = rest_seconds(finished, remaining)
-        if per_item < MIN_ITEM_SECONDS or rest < MIN_REST_SECONDS:
-            return f"{remaining} items of {per_item * 1000:.2f} ms are too little work to start worker processes for"
         return None
 
     def _move(self, cores: int) -> str | None:
