@@ -4,6 +4,7 @@ does not allow worker processes."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from fanout.core.outcome import ItemOutcome
 from fanout.core.settings import FanoutSettings
-from fanout.engine.cpu_bound import CpuBoundRest, cpu_bound
+from fanout.engine.cpu_bound import CpuBoundRest, CpuShare, cpu_bound
 from fanout.engine.item_path import ItemRun
 from fanout.engine.item_processes import current_processes
 
@@ -51,6 +52,18 @@ def decide(rest_settings: FanoutSettings, run: ItemRun, outcomes: list[ItemOutco
         moved = current_processes() is not None
     assert window == 2
     return moved
+
+
+def test_a_computing_process_reads_as_computing_and_a_waiting_one_as_idle() -> None:
+    """A busy loop wants a whole core (running, or waiting for one on a crowded machine); a sleep almost none."""
+    busy = CpuShare()
+    until = time.perf_counter() + 0.2
+    while time.perf_counter() < until:
+        pass
+    computing = busy.share()
+    idle = CpuShare()
+    time.sleep(0.2)
+    assert computing > 0.8 and idle.share() < 0.3
 
 
 def test_items_that_keep_the_flow_computing_on_threads_are_cpu_bound() -> None:

@@ -2,8 +2,8 @@
 
 Threads share one interpreter lock, so items that compute in Python get one core however
 many threads run them, and more threads only hand the lock to each other. When the first
-batches keep the flow process computing (at least `CPU_BOUND_SHARE` of a core: the items
-are not waiting on I/O), the rest of the run, when it is long enough to be worth a worker
+batches keep the flow process computing (running or waiting for a CPU at least
+`CPU_BOUND_SHARE` of the time: the items are not waiting on I/O), the rest of the run, when it is long enough to be worth a worker
 process (items of at least `MIN_ITEM_SECONDS`, `MIN_REST_SECONDS` of them in all), goes to
 worker processes on the run's host, one per core, as `FANOUT_TASK_RUNNER=process` would
 have sent it (src/fanout/engine/item_processes.py): checkpoints, retries, progress and
@@ -20,6 +20,7 @@ copy, not in the flow process.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -41,17 +42,42 @@ MIN_ITEM_SECONDS = 0.001
 MIN_REST_SECONDS = 1.0
 """A rest of less item time than this stays on threads: starting workers and loading the processor cost more."""
 SETTING = "FANOUT_CPU_BOUND_PROCESSES"
+SCHEDSTAT_TASKS = "/proc/self/task"
 
 
 class CpuShare:
-    """How busy this process's processors were since it was made: CPU seconds per wall second."""
+    """How much of a core this process's threads wanted since it was made: seconds they ran or waited for a
+    CPU, per wall second.
+
+    Time waiting for a CPU counts (Linux's per-thread scheduler statistics), so items that
+    compute read as computing on a crowded machine too, where the CPU time alone would fall
+    with the share of a core the process is given. Elsewhere: CPU time.
+    """
 
     def __init__(self) -> None:
-        self._cpu, self._wall = time.process_time(), time.perf_counter()
+        self._demand, self._wall = demand_seconds(), time.perf_counter()
 
     def share(self) -> float:
         wall = time.perf_counter() - self._wall
-        return (time.process_time() - self._cpu) / wall if wall > 0 else 0.0
+        return (demand_seconds() - self._demand) / wall if wall > 0 else 0.0
+
+
+def demand_seconds() -> float:
+    """Seconds this process's threads ran on a CPU or waited in its run queue (CPU time where the kernel
+    does not say)."""
+    try:
+        tasks = os.listdir(SCHEDSTAT_TASKS)
+    except OSError:
+        return time.process_time()
+    total = 0
+    for task in tasks:
+        try:
+            with open(f"{SCHEDSTAT_TASKS}/{task}/schedstat") as stats:
+                running, waiting, _ = stats.read().split()
+        except (OSError, ValueError):
+            continue  # a thread that ended meanwhile, or a kernel without these statistics
+        total += int(running) + int(waiting)
+    return total / 1e9 if total else time.process_time()
 
 
 def cores_for(settings: FlowSettings) -> int:
@@ -94,7 +120,7 @@ class CpuBoundRest:
         reason = self._staying(cores)
         if reason is None:
             reason = self._move(cores)
-        computed = f"items are CPU-bound (the flow process computed {share:.0%} of the time)"
+        computed = f"items are CPU-bound (the flow process wanted {share:.1f} cores while the first batches ran)"
         if reason is None:
             get_run_logger().info(
                 "%s: the remaining %d items run in %d worker processes, one per core (%s=false keeps them on threads)",
