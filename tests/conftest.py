@@ -9,7 +9,9 @@ that share a module-scoped fixture run in one test process (pytest-xdist's `load
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import suppress
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.database import TEMPLATE_ENV, seed_database
 from tests.support.paths import CHROMIUM, TESTS
 from tests.support.paths import REPO_ROOT as REPO_ROOT  # re-exported: tests import it from here
 
@@ -36,8 +39,12 @@ LOG_TAIL_LINES = 60
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Mark this session's processes (xdist's test processes inherit the controller's mark)."""
+    """Mark this session's processes, and name the folder of its migrated database template
+    (tests/support/database.py); xdist's test processes inherit both from the controller."""
     os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+    if TEMPLATE_ENV not in os.environ:
+        os.environ[TEMPLATE_ENV] = tempfile.mkdtemp(prefix="fanout-db-template-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(TEMPLATE_ENV), ignore_errors=True))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -178,6 +185,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, stack_database_url: st
     from tests.support.stacks import STACK_TOKEN, stack_environment
 
     home = tmp_path_factory.mktemp("stack")
+    if stack_database_url is None:
+        seed_database(home / "prefect")
     local = LocalStack(home=home, database_url=stack_database_url, env=stack_environment(home), token=STACK_TOKEN)
     try:
         local.start_server()

@@ -12,6 +12,7 @@ import pytest
 
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import PrefectServer, running_prefect_server
+from tests.support.database import seed_database
 from tests.support.paths import CHROMIUM, REPO_ROOT
 
 CHROMIUM_FLAGS = [
@@ -29,7 +30,9 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A real `prefect server start` (UI included) on a free loopback port."""
-    with running_prefect_server(tmp_path_factory.mktemp("prefect-home")) as server:
+    home = tmp_path_factory.mktemp("prefect-home")
+    seed_database(home)
+    with running_prefect_server(home) as server:
         yield server
 
 
