@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.paths import SESSION_FOLDER_ENV
+
 DATABASE_FILE = "prefect.db"
 """Where a Prefect server on SQLite keeps its database, inside its PREFECT_HOME (Prefect's default)."""
-TEMPLATE_ENV = "PYTEST_FANOUT_DATABASE_TEMPLATES"
-"""The session's folder for the template, set by tests/conftest.py; xdist's test processes inherit it."""
 
 
 def make_template(folder: Path) -> Path:
@@ -52,7 +52,7 @@ def _migrate_into(template: Path) -> None:
 def seed_database(prefect_home: Path) -> None:
     """Copy the session's template into `prefect_home` when it has no database yet (outside a test
     session, nothing)."""
-    folder = os.environ.get(TEMPLATE_ENV)
+    folder = os.environ.get(SESSION_FOLDER_ENV)
     target = prefect_home / DATABASE_FILE
     if not folder or target.exists():
         return
