@@ -63,7 +63,7 @@ def running_fanout_up(
         wait_for(
             lambda: READY in child.log_path.read_text() or child.process.poll() is not None,
             timeout=timeout,
-            interval=1,
+            interval=0.25,
             what="fanout up to be ready",
         )
         assert child.process.poll() is None, child.log_tail()

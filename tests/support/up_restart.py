@@ -157,7 +157,7 @@ class StatusLog:
 
 
 def wait_for_answer(call: Callable[[], httpx.Response], code: int, timeout: float, what: str) -> httpx.Response:
-    """The first answer of `call` with status `code`, calling again every second (refusals count as no answer)."""
+    """The first answer of `call` with status `code`, calling again every quarter second (refusals count as no answer)."""
 
     def answered() -> httpx.Response | None:
         try:
@@ -166,6 +166,6 @@ def wait_for_answer(call: Callable[[], httpx.Response], code: int, timeout: floa
             return None
         return response if response.status_code == code else None
 
-    found = wait_for(answered, timeout, what, interval=1)
+    found = wait_for(answered, timeout, what, interval=0.25)
     assert found is not None
     return found

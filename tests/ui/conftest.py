@@ -46,7 +46,7 @@ def wait_for_task_runs(
         runs = httpx.post(f"{server.api_url}/task_runs/filter", json=body, timeout=10).json()
         return list(runs) if sum(run["state_type"] == "COMPLETED" for run in runs) >= count else None
 
-    return wait_for(completed, timeout, f"{count} completed task runs of flow run {flow_run_id}", interval=1)
+    return wait_for(completed, timeout, f"{count} completed task runs of flow run {flow_run_id}", interval=0.25)
 
 
 @pytest.fixture(scope="module")
