@@ -49,14 +49,14 @@ def _migrate_into(template: Path) -> None:
         os.replace(Path(scratch) / DATABASE_FILE, template)
 
 
-def seed_database(prefect_home: Path) -> None:
-    """Copy the session's template into `prefect_home` when it has no database yet (outside a test
-    session, nothing)."""
-    folder = os.environ.get(SESSION_FOLDER_ENV)
+def seed_database(prefect_home: Path, template: Path | None = None) -> None:
+    """Copy a migrated database (`template`, else the session's) into `prefect_home` when it has none yet;
+    outside a test session, with no template given, nothing."""
     target = prefect_home / DATABASE_FILE
-    if not folder or target.exists():
+    folder = os.environ.get(SESSION_FOLDER_ENV)
+    if target.exists() or (template is None and not folder):
         return
-    template = make_template(Path(folder))
+    template = template or make_template(Path(str(folder)))
     prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = target.with_name(f".{DATABASE_FILE}.partial")
     shutil.copyfile(template, partial)
