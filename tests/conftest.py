@@ -3,13 +3,15 @@
 Every test starts from a clean configuration (no FANOUT_* overrides, its own result folder) and carries
 the marker of its folder (tests/unit -> `unit`, ...), so `pytest -m unit` selects a tier. The stack of
 real processes the e2e and fault tiers share (`local_stack`) is started once per test process, and tests
-that share a module-scoped fixture run in one test process (pytest-xdist's `loadgroup`).
+that share a module-scoped fixture run in one test process (tests/support/scheduling.py).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import suppress
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.paths import CHROMIUM, TESTS
+from tests.support.database import seed_database
+from tests.support.paths import CHROMIUM, SESSION_FOLDER_ENV, TESTS
 from tests.support.paths import REPO_ROOT as REPO_ROOT  # re-exported: tests import it from here
 
 if TYPE_CHECKING:
@@ -36,8 +39,20 @@ LOG_TAIL_LINES = 60
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Mark this session's processes (xdist's test processes inherit the controller's mark)."""
+    """Mark this session's processes, and give the session a scratch folder; xdist's test processes
+    inherit both from the controller."""
     os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+    if SESSION_FOLDER_ENV not in os.environ:
+        os.environ[SESSION_FOLDER_ENV] = tempfile.mkdtemp(prefix="fanout-tests-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(SESSION_FOLDER_ENV), ignore_errors=True))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Hand out the tests of a module-scoped fixture to one test process (tests/support/scheduling.py)."""
+    from tests.support.scheduling import ModuleGroupScheduling
+
+    return ModuleGroupScheduling(config, log, Path(os.environ[SESSION_FOLDER_ENV]))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -71,21 +86,24 @@ def describe(pids: set[int]) -> str:
     return "; ".join(lines)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist names each grouped test by its `xdist_group`
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with the folder it lives in; keep the tests of a module-scoped fixture in one test
-    process; skip what needs a Debian package that is missing (never in CI, where that is a failure)."""
+    """Mark each test with the folder it lives in; in a test process of xdist, say which modules' tests
+    must run in one process (those of a module-scoped fixture); skip what needs a Debian package that is
+    missing (never in CI, where that is a failure)."""
     missing = {} if os.environ.get("CI") else missing_debian_packages()
     for item in items:
         path = item.path.resolve()
         if path.is_relative_to(TESTS) and (folder := path.relative_to(TESTS).parts[0]) in FOLDER_MARKERS:
             item.add_marker(folder)
-        if module_scoped(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
         for marker, reason in missing.items():
             if item.get_closest_marker(marker):
                 item.add_marker(pytest.mark.skip(reason=reason))
     items.sort(key=start_order)
+    if hasattr(config, "workerinput"):
+        from tests.support.scheduling import record_grouped_modules
+
+        grouped = {item.nodeid.split("::")[0] for item in items if module_scoped(item)}
+        record_grouped_modules(Path(os.environ[SESSION_FOLDER_ENV]), config.workerinput["workerid"], grouped)
 
 
 def start_order(item: pytest.Item) -> int:
@@ -186,6 +204,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, stack_database_url: st
     from tests.support.stacks import STACK_TOKEN, stack_environment
 
     home = tmp_path_factory.mktemp("stack")
+    if stack_database_url is None:
+        seed_database(home / "prefect")
     local = LocalStack(home=home, database_url=stack_database_url, env=stack_environment(home), token=STACK_TOKEN)
     try:
         local.start_server()

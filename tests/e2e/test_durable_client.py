@@ -105,7 +105,7 @@ def wait_status(client: DurableOrchestrationClient, instance_id: str, *wanted: S
         status = status_of(client, instance_id)
         return status if status.runtime_status in wanted else None
 
-    return wait_for(reached, timeout=timeout, interval=1, what=f"{instance_id} to be {wanted}")
+    return wait_for(reached, timeout=timeout, interval=0.25, what=f"{instance_id} to be {wanted}")
 
 
 def items(prefix: str, count: int) -> list[str]:

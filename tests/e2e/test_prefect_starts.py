@@ -57,6 +57,6 @@ def test_an_event_on_the_events_api_starts_a_run_through_the_deployment_trigger(
         matching = [run for run in runs if (run["parameters"].get("request") or {}).get("instance_id") == instance]
         return matching[0]["id"] if matching else None
 
-    flow_run_id = wait_for(started_run, timeout=120, interval=2, what="a run started by the event")
+    flow_run_id = wait_for(started_run, timeout=120, interval=0.5, what="a run started by the event")
     state, output = finished_output(stack, flow_run_id)
     assert state == "COMPLETED" and output == ["Processed a", "Processed b"]

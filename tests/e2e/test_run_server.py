@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.database import seed_database
 from tests.support.stacks import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -48,6 +49,7 @@ def test_fanout_run_leaves_only_the_announced_server_and_its_stop_command_stops_
     marker = uuid.uuid4().hex
     env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
     env["FANOUT_TEST_MARKER"] = marker
+    seed_database(tmp_path / ".fanout" / "server" / "prefect")
     try:
         first = fanout("run", "--count", "2", env=env, cwd=tmp_path)
         assert first.returncode == 0, first.stderr

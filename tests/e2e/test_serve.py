@@ -26,7 +26,7 @@ def test_serve_runs_a_flow_run_of_its_deployment(stack: LocalStack, prefect_api:
                 prefect_api.get("/deployments/name/fan-out-fan-in/serve")
             ),
             timeout=120,
-            interval=1,
+            interval=0.25,
             what="the serve deployment",
         )
         created = prefect_api.post(

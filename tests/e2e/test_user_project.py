@@ -267,7 +267,7 @@ def fanout_up(project_python: Path, project: Path) -> Iterator[tuple[str, dict[s
                 raise AssertionError(f"fanout up exited with {child.process.returncode}:\n{child.log_tail()}")
             return url_file.exists() and "Ctrl-C stops everything." in child.log_path.read_text()
 
-        wait_for(ready, timeout=600, interval=1.0, what="fanout up")
+        wait_for(ready, timeout=600, interval=0.25, what="fanout up")
         token = (home / "webhook-token").read_text().strip()
         yield url_file.read_text().strip(), {"Authorization": f"Bearer {token}"}
     finally:

@@ -14,6 +14,7 @@ import pytest
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import running_prefect_server
 from tests.conftest import REPO_ROOT
+from tests.support.database import seed_database
 from tests.support.fault_scenarios import Workspace, start_worker
 from tests.support.fault_stack import FaultStack
 from tests.support.up_restart import wait_for_answer
@@ -32,6 +33,7 @@ def test_fanout_run_on_another_server_is_refused_while_the_webhook_run_holds_the
     start_worker(stack, workspace, FANOUT_TEST_SLEEP="0.5", FANOUT_MAX_PARALLEL="2")
     instance = "shared-instance"
     env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_"))}
+    seed_database(tmp_path / "other-server")
     with running_prefect_server(tmp_path / "other-server") as other:
         started = webhook.post("/api/start-fanout", json={"count": COUNT, "instance_id": instance})
         assert started.status_code == 202, started.text

@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fanout.localstack.processes import Child, spawn
+from tests.support.database import seed_database
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import descendants
 from tests.support.stacks import wait_for
@@ -52,6 +53,8 @@ def running_fanout_up(
     (without FANOUT_* and PREFECT_API_* settings) plus `env`, once it says it is ready: the process and its
     home. Killed (with its process group) on exit."""
     home = workdir / ".fanout"
+    if "postgres" not in options:
+        seed_database(home / "prefect")
     environment = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
     environment.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", **env)
     argv = [str(program), "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0", *options]
@@ -60,7 +63,7 @@ def running_fanout_up(
         wait_for(
             lambda: READY in child.log_path.read_text() or child.process.poll() is not None,
             timeout=timeout,
-            interval=1,
+            interval=0.25,
             what="fanout up to be ready",
         )
         assert child.process.poll() is None, child.log_tail()

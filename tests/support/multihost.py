@@ -138,7 +138,7 @@ class Hosts:
                 run = client.read_flow_run(run_id)
             return run if run.state is not None and run.state.type.value in FINAL_STATES else None
 
-        return wait_for(finished, timeout, f"run {run_id} to finish", interval=1.0)
+        return wait_for(finished, timeout, f"run {run_id} to finish", interval=0.25)
 
     def executions(self) -> Counter[str]:
         """How many times each item started, on any host."""

@@ -20,6 +20,7 @@ import httpx
 
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import Child, spawn
+from tests.support.database import seed_database
 from tests.support.fault_stack import descendants
 
 FANOUT = str(Path(sys.executable).with_name("fanout"))
@@ -40,6 +41,8 @@ class UpStack:
 
     def start(self, *options: str, timeout: float = 300) -> Child:
         """`fanout up` in the project folder; returns once it printed its banner."""
+        if "postgres" not in options:
+            seed_database(self.home / "prefect")
         argv = [FANOUT, "up", "--home", str(self.home), *options]
         child = spawn(f"fanout-up-{len(self.lives) + 1}", argv, self.env, self.project / "logs", cwd=self.project)
         self.lives.append(child)
@@ -154,7 +157,7 @@ class StatusLog:
 
 
 def wait_for_answer(call: Callable[[], httpx.Response], code: int, timeout: float, what: str) -> httpx.Response:
-    """The first answer of `call` with status `code`, calling again every second (refusals count as no answer)."""
+    """The first answer of `call` with status `code`, calling again every quarter second (refusals count as no answer)."""
 
     def answered() -> httpx.Response | None:
         try:
@@ -163,6 +166,6 @@ def wait_for_answer(call: Callable[[], httpx.Response], code: int, timeout: floa
             return None
         return response if response.status_code == code else None
 
-    found = wait_for(answered, timeout, what, interval=1)
+    found = wait_for(answered, timeout, what, interval=0.25)
     assert found is not None
     return found

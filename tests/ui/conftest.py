@@ -12,6 +12,7 @@ import pytest
 
 from fanout.localstack.polling import wait_for
 from fanout.localstack.processes import PrefectServer, running_prefect_server
+from tests.support.database import seed_database
 from tests.support.paths import CHROMIUM, REPO_ROOT
 
 CHROMIUM_FLAGS = [
@@ -29,7 +30,9 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A real `prefect server start` (UI included) on a free loopback port."""
-    with running_prefect_server(tmp_path_factory.mktemp("prefect-home")) as server:
+    home = tmp_path_factory.mktemp("prefect-home")
+    seed_database(home)
+    with running_prefect_server(home) as server:
         yield server
 
 
@@ -43,7 +46,7 @@ def wait_for_task_runs(
         runs = httpx.post(f"{server.api_url}/task_runs/filter", json=body, timeout=10).json()
         return list(runs) if sum(run["state_type"] == "COMPLETED" for run in runs) >= count else None
 
-    return wait_for(completed, timeout, f"{count} completed task runs of flow run {flow_run_id}", interval=1)
+    return wait_for(completed, timeout, f"{count} completed task runs of flow run {flow_run_id}", interval=0.25)
 
 
 @pytest.fixture(scope="module")

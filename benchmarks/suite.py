@@ -1,0 +1,105 @@
+"""What the test suite costs: its tests per tier, and the wall time of `make test` (or `.ci/run`) with the
+machine's load average while it ran.
+
+    .venv/bin/python -m benchmarks.suite [--command "make test"] [--counts-only]
+
+Prints the tests in each tier's folder (one `pytest --collect-only`), then runs the command, sampling
+the load average every 10 s, and prints its wall time, exit code, the load average's range and each pytest
+session's summary line. A Prefect server's start on a fresh SQLite database against one on a migrated
+copy (what the suite's servers start from, tests/support/database.py) is timed side by side with
+`--server-starts N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from fanout.localstack.processes import running_prefect_server
+
+TIERS = ("unit", "integration", "e2e", "faults", "ui")
+SUMMARY = re.compile(r"^=+ (.*(?:passed|failed|error|no tests ran).*) in [0-9.]+s.* =+$", re.M)
+
+
+def tier_counts() -> dict[str, int]:
+    """The tests each tier's folder holds, from one collection of the whole suite."""
+    argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0"]
+    listed = subprocess.run(argv, capture_output=True, text=True, check=False).stdout.splitlines()
+    return {tier: sum(line.startswith(f"tests/{tier}/") for line in listed) for tier in TIERS}
+
+
+def timed(command: str) -> tuple[float, int, list[float], str]:
+    """Run `command` in a shell: its wall time, exit code, the 1-minute load averages seen, its output."""
+    loads: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            done.wait(10)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    began = time.monotonic()
+    run = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - began
+    done.set()
+    sampler.join()
+    return seconds, run.returncode, loads, run.stdout + run.stderr
+
+
+def server_starts(rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds to a healthy server on a fresh database and on a migrated copy, alternating, `rounds` each."""
+    from tests.support.database import make_template, seed_database
+
+    fresh, seeded = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        template = make_template(root / "template")
+        for index in range(rounds):
+            for kind, times in (("fresh", fresh), ("seeded", seeded)):
+                home = root / f"{kind}-{index}"
+                if kind == "seeded":
+                    seed_database(home, template)
+                began = time.monotonic()
+                with running_prefect_server(home):
+                    times.append(time.monotonic() - began)
+    return fresh, seeded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--command", default="make test")
+    parser.add_argument("--counts-only", action="store_true")
+    parser.add_argument("--server-starts", type=int, default=0, metavar="N")
+    args = parser.parse_args()
+    counts = tier_counts()
+    print(
+        "tests per tier:",
+        ", ".join(f"{tier} {count}" for tier, count in counts.items()),
+        "- total",
+        sum(counts.values()),
+    )
+    if args.server_starts:
+        fresh, seeded = server_starts(args.server_starts)
+        print(
+            f"server start, median of {args.server_starts}: fresh database {statistics.median(fresh):.1f} s, "
+            f"migrated copy {statistics.median(seeded):.1f} s"
+        )
+    if args.counts_only:
+        return
+    seconds, code, loads, output = timed(args.command)
+    print(f"`{args.command}`: exit {code} in {seconds / 60:.1f} min, load average {min(loads):.1f}-{max(loads):.1f}")
+    for summary in SUMMARY.findall(output):
+        print("  ", summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""A migrated Prefect database for the suite's SQLite servers: made once per test session, copied into each
+new server's home, so a server starts without running Prefect's migrations (most of a fresh start).
+
+The template is made by `prefect server database upgrade` of the installed Prefect (its file name carries
+the version), by the first test process that needs one, under a lock; the others wait and copy it. A copy
+is written under a temporary name and renamed into place, so a server never opens half a file. PostgreSQL
+servers, and a home that already has a database, are left alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.support.paths import SESSION_FOLDER_ENV
+
+DATABASE_FILE = "prefect.db"
+"""Where a Prefect server on SQLite keeps its database, inside its PREFECT_HOME (Prefect's default)."""
+
+
+def make_template(folder: Path) -> Path:
+    """`folder/prefect-<version>.db`, migrated to the installed Prefect's schema; made now if missing."""
+    import prefect
+
+    folder.mkdir(parents=True, exist_ok=True)
+    template = folder / f"prefect-{prefect.__version__}.db"
+    with _locked(folder / "template.lock"):
+        if not template.exists():
+            _migrate_into(template)
+    return template
+
+
+def _migrate_into(template: Path) -> None:
+    """Run Prefect's migrations on a fresh database in a scratch home, then rename it to `template`."""
+    with tempfile.TemporaryDirectory(dir=template.parent) as scratch:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
+        env |= {"PREFECT_HOME": scratch, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        argv = [sys.executable, "-m", "prefect", "server", "database", "upgrade", "--yes"]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"`prefect server database upgrade` failed:\n{done.stdout}{done.stderr}")
+        os.replace(Path(scratch) / DATABASE_FILE, template)
+
+
+def seed_database(prefect_home: Path, template: Path | None = None) -> None:
+    """Copy a migrated database (`template`, else the session's) into `prefect_home` when it has none yet;
+    outside a test session, with no template given, nothing."""
+    target = prefect_home / DATABASE_FILE
+    folder = os.environ.get(SESSION_FOLDER_ENV)
+    if target.exists() or (template is None and not folder):
+        return
+    template = template or make_template(Path(str(folder)))
+    prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = target.with_name(f".{DATABASE_FILE}.partial")
+    shutil.copyfile(template, partial)
+    partial.chmod(0o600)
+    os.replace(partial, target)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (one test process makes the template; the others wait for it)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
