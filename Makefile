@@ -3,18 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# pytest-xdist processes for `make test`, which runs two sessions side by side: the unit and integration
-# tiers (in-process, busy on the CPU) in FLOW_PROCESSES, and the tiers on stacks of real processes (e2e,
-# faults, ui), which mostly wait on servers, in STACK_PROCESSES; each stack-tier process starts one stack.
-# Tests sharing a module-scoped fixture run in one process (tests/support/scheduling.py).
-FLOW_PROCESSES ?= 2
-STACK_PROCESSES ?= 4
-FLOW_TIERS := unit or integration
-# What each session collects when PYTEST_ARGS names nothing: its own folders (the markers decide either way).
-FLOW_PATHS := tests/unit tests/integration
-STACK_PATHS := tests --ignore=tests/unit --ignore=tests/integration
-# pytest exits 5 when its selection collects nothing (`make test PYTEST_ARGS=tests/e2e/test_up.py` leaves the
-# flow session nothing): not a failure here.
+# pytest-xdist processes for `make test` and `make test-lowest`. The suite is bound by the CPU (each stack,
+# worker and CLI call imports Prefect), so more processes than cores only make the stack tiers' timing
+# tighter. Tests sharing a module-scoped fixture run in one process (tests/support/scheduling.py).
+TEST_PROCESSES ?= 2
+# pytest exits 5 when its selection collects nothing (a `-m` or `-k` in PYTEST_ARGS matching no test): no failure.
 PYTEST_OK_IF_EMPTY = rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 # The lowest Prefect fanout supports, read from pyproject's `prefect>=` bound: `make test-lowest` runs
 # the unit and integration tiers on it, in a second virtualenv, so the range stays true.
@@ -26,22 +19,15 @@ VENV_LOWEST ?= .venv-lowest
 LOWEST_CONSTRAINTS ?= "fastapi>=0.111,<0.116"
 LINTED := src flows benchmarks tests docs
 
-.PHONY: run test test-flow-tiers test-stack-tiers test-unit test-lowest test-postgres system-packages venv-lowest lint docs bench clean
+.PHONY: run test test-unit test-lowest test-postgres system-packages venv-lowest lint docs bench clean
 
 # Silent (make echoes nothing), so stdout carries the run's JSON alone: `make run 2>/dev/null | python3 -m json.tool`.
 run: $(VENV)/.installed
 	@$(BIN)/fanout run
 
-# Every tier: the two sessions side by side, each report printed whole when its session ends.
+# Every tier, in TEST_PROCESSES processes, the longest tiers handed out first (tests/conftest.py).
 test: $(VENV)/.installed-test system-packages
-	@echo "make test: the unit and integration tiers ($(FLOW_PROCESSES) processes) beside e2e, faults and ui ($(STACK_PROCESSES) processes); each prints its report when it ends"
-	@$(MAKE) --no-print-directory -j 2 --output-sync=target test-flow-tiers test-stack-tiers
-
-test-flow-tiers: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n $(FLOW_PROCESSES) -m "$(FLOW_TIERS)" $(or $(PYTEST_ARGS),$(FLOW_PATHS)); $(PYTEST_OK_IF_EMPTY)
-
-test-stack-tiers: $(VENV)/.installed-test system-packages
-	$(BIN)/python -m pytest -n $(STACK_PROCESSES) -m "not ($(FLOW_TIERS))" $(or $(PYTEST_ARGS),$(STACK_PATHS)); $(PYTEST_OK_IF_EMPTY)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS); $(PYTEST_OK_IF_EMPTY)
 
 # In one process: the unit tests are in-process and short, so a second process would mostly collect them again.
 test-unit: $(VENV)/.installed-test
@@ -66,7 +52,7 @@ system-packages:
 
 test-lowest: venv-lowest
 	$(VENV_LOWEST)/bin/python -c 'import prefect; print("prefect", prefect.__version__)'
-	$(VENV_LOWEST)/bin/python -m pytest -n $(FLOW_PROCESSES) -m "$(FLOW_TIERS)" $(or $(PYTEST_ARGS),$(FLOW_PATHS)); $(PYTEST_OK_IF_EMPTY)
+	$(VENV_LOWEST)/bin/python -m pytest -n $(TEST_PROCESSES) $(or $(PYTEST_ARGS),tests/unit tests/integration); $(PYTEST_OK_IF_EMPTY)
 
 venv-lowest: $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST)
 

@@ -30,14 +30,15 @@ def test_fanout_run_on_another_server_is_refused_while_the_webhook_run_holds_the
 ) -> None:
     """`fanout run --instance-id same` against a second Prefect server exits 2 naming the holder; every
     item of the webhook's run ran once."""
-    start_worker(stack, workspace, FANOUT_TEST_SLEEP="0.5", FANOUT_MAX_PARALLEL="2")
+    release = tmp_path / "release"
+    start_worker(stack, workspace, FANOUT_TEST_HOLD_UNTIL=str(release), FANOUT_MAX_PARALLEL="2")
     instance = "shared-instance"
     env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_"))}
     seed_database(tmp_path / "other-server")
     with running_prefect_server(tmp_path / "other-server") as other:
         started = webhook.post("/api/start-fanout", json={"count": COUNT, "instance_id": instance})
         assert started.status_code == 202, started.text
-        wait_for(lambda: len(workspace.checkpointed(instance)) >= 2, 120, "the webhook's run working", interval=0.2)
+        wait_for(lambda: bool(workspace.executed()), 120, "the webhook's run working", interval=0.2)
         env |= {**workspace.env(), "PYTHONPATH": str(REPO_ROOT), "PREFECT_API_URL": other.api_url}
         second = subprocess.run(
             [FANOUT, "run", "--count", str(COUNT), "--instance-id", instance],
@@ -48,6 +49,7 @@ def test_fanout_run_on_another_server_is_refused_while_the_webhook_run_holds_the
             timeout=300,
         )
         still_working = len(workspace.checkpointed(instance)) < COUNT
+        release.touch()
     assert second.returncode == 2, second.stderr[-2000:]
     assert f"instance {instance} is already running as flow run" in second.stderr
     assert still_working, "the webhook's run had finished before the second starter asked"

@@ -281,12 +281,15 @@ def rehearse(
         return lambda: len(hosts.executions()) >= count * share
 
     wait_for(executed(1 / 3), timeout / 3, "a third of the items", interval=0.2)
-    before_dask_kill = hosts.checkpointed(instance, items)
+    # Killed first, read after: reading 20,000 checkpoints takes seconds on a busy machine, and the
+    # run must still be working when the kill comes. Checkpoints only grow, so what is read now was
+    # on S3 before anything that runs after the kill.
     hosts.kill_host(hosts.dask_workers["host-a"])
+    before_dask_kill = hosts.checkpointed(instance, items)
     say(f"{time.monotonic() - started:.1f} s: Dask host-a killed, {len(before_dask_kill):,} items checkpointed")
     wait_for(executed(2 / 3), timeout / 3, "two thirds of the items", interval=0.2)
-    before_flow_kill = hosts.checkpointed(instance, items)
     hosts.kill_host(prefect_worker)
+    before_flow_kill = hosts.checkpointed(instance, items)
     say(f"{time.monotonic() - started:.1f} s: Prefect worker killed, {len(before_flow_kill):,} items checkpointed")
     hosts.start_prefect_worker(sleep, max_parallel=2 * DASK_THREADS)
     run = hosts.wait_for_run(run_id, timeout)

@@ -10,6 +10,8 @@ FANOUT_TEST_CRASH_ALWAYS  the item at which the process dies every time (a poiso
 FANOUT_TEST_KILL_FLOW_AT  the item at which the processor SIGKILLs its parent process: the flow, when items run
                        in worker processes (once: a marker file)
 FANOUT_TEST_FLAKY_PERCENT  this percentage of items fail their first attempt (see `is_flaky`)
+FANOUT_TEST_HOLD_UNTIL  each item waits (after its execution file is written) until this file exists, so a
+                       test decides when a run may finish, however slow the machine
 Each execution file holds `<idempotency key> <attempt>` when the item context is available.
 """
 
@@ -26,6 +28,10 @@ import uuid
 from pathlib import Path
 
 from fanout.core.errors import TransientError
+from fanout.localstack.polling import wait_for
+
+HOLD_SECONDS = 300.0
+"""How long an item held by FANOUT_TEST_HOLD_UNTIL waits before it fails (a test that never released it)."""
 
 
 def _listed(name: str) -> set[str]:
@@ -89,6 +95,8 @@ def scripted(item: str) -> str:
     if os.environ.get("FANOUT_TEST_KILL_FLOW_AT") == item and folder is not None and not (folder / "killed").exists():
         (folder / "killed").touch()
         os.kill(os.getppid(), signal.SIGKILL)
+    if hold := os.environ.get("FANOUT_TEST_HOLD_UNTIL"):
+        wait_for(Path(hold).exists, HOLD_SECONDS, f"{hold} to exist", interval=0.05)
     sleep_max = float(os.environ.get("FANOUT_TEST_SLEEP_MAX", "0") or 0)
     if sleep_max:
         time.sleep(random.uniform(0, sleep_max))
