@@ -22,7 +22,7 @@ import anyio
 import anyio.abc
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import Flow as APIFlow
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, WorkQueue
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
@@ -32,6 +32,7 @@ from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 from pydantic import Field, PrivateAttr
 
+from fanout.core.prefect_adapter import related_objects
 from fanout.core.settings import worker_settings
 from fanout.service.reconcile import reconcile
 from fanout.storage.checkpoints import result_storage
@@ -72,6 +73,7 @@ class WarmJobConfiguration(BaseJobConfiguration):
     working_dir: Path | None = Field(default=None)
     _deployment_source: DeploymentSource | None = PrivateAttr(default=None)
     _own_command: str | None = PrivateAttr(default=None)
+    _related: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def prepare_for_flow_run(
         self,
@@ -81,21 +83,28 @@ class WarmJobConfiguration(BaseJobConfiguration):
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        """Prefect's preparation, keeping what the run's process needs of the deployment Prefect just read.
+        """Prefect's preparation, keeping what the run's process needs of the deployment and flow Prefect just read.
 
         The flow-run process then takes the flow without reading the deployment
-        again (src/fanout/worker/warm_child.py): one API call less on every start.
+        again (src/fanout/worker/warm_child.py), and relates its events to the
+        flow and deployment without reading them: API calls saved on every start.
         """
         self._own_command = self.command  # set by the deployment or pool (Prefect fills in a default below)
         super().prepare_for_flow_run(flow_run, deployment, flow, *args, **kwargs)
         if deployment is not None:
             self._deployment_source = DeploymentSource(deployment.entrypoint, deployment.pull_steps)
+        self._related = related_objects(flow, deployment, None, None)
 
     @property
     def own_command(self) -> str | None:
         """The `command` job variable, when the deployment or its pool sets one: the run then starts
         with it in a new interpreter, as on a `process` worker, not in a warm process."""
         return self._own_command
+
+    @property
+    def related(self) -> dict[str, str]:
+        """The run's flow and deployment as Prefect read them when the run was submitted (JSON by kind)."""
+        return self._related
 
     @property
     def deployment_source(self) -> DeploymentSource | None:
@@ -186,6 +195,11 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
 
+    async def _propose_submitting_state(self, flow_run: FlowRun) -> None:
+        """No Submitting state: a warm run's process starts within milliseconds of Pending, and each state
+        costs the server a transaction, an event and the automations' evaluation of it. (Prefect's hook,
+        overridden: tests/unit/test_prefect_adapter.py checks that Prefect still calls it.)"""
+
     async def get_and_submit_flow_runs(self) -> list[FlowRun]:
         """Prefect's poll, noting whether it left scheduled runs for lack of a free slot (a backlog):
         then each run that ends polls again at once, instead of its slot idling until the next poll."""
@@ -204,7 +218,18 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
             env = {name: value for name, value in configuration.env.items() if value is not None}
             return CommandProcess(configuration.own_command, env, configuration.working_dir)
         env = run_environment(configuration.env, self._inherited)
-        return self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source)
+        related = {**configuration.related, **self._pool_related(flow_run)}
+        return self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source, related)
+
+    def _pool_related(self, flow_run: FlowRun) -> dict[str, str]:
+        """The run's work pool and work queue as this worker knows them, for the run's events to relate to."""
+        pool = self._work_pool
+        if pool is None or pool.name != flow_run.work_pool_name:
+            return {}
+        queue = None
+        if flow_run.work_queue_id is not None and flow_run.work_queue_name:
+            queue = WorkQueue(id=flow_run.work_queue_id, name=flow_run.work_queue_name, work_pool_id=pool.id)
+        return related_objects(None, None, queue, pool)
 
     async def _replenish(self, after: float = 0.0) -> None:
         """Fork the next run's spare (none if one is ready); a failure only means the next run is forked when it comes."""

@@ -1,0 +1,58 @@
+"""What the warm worker spares the server on each run: no Submitting state, no reads of what it already knows."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from prefect.client.schemas.objects import FlowRun, WorkPool, WorkQueue
+
+from fanout.worker.warm_worker import FanoutWarmWorker
+
+
+class NoCalls:
+    """A client that fails the test on any call."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(*args: object, **kwargs: object) -> None:
+            raise AssertionError(f"the worker called {name}")
+
+        return call
+
+
+@pytest.fixture
+def worker() -> FanoutWarmWorker:
+    """A warm worker of the `fanout` pool, not started, whose client fails on any call."""
+    worker = FanoutWarmWorker(work_pool_name="fanout")
+    worker._client = NoCalls()  # type: ignore[assignment]
+    worker._work_pool = WorkPool(id=uuid4(), name="fanout", type="fanout-warm")
+    return worker
+
+
+def a_run(queue: str | None = "default") -> FlowRun:
+    return FlowRun(
+        id=uuid4(), flow_id=uuid4(), name="run", work_pool_name="fanout", work_queue_id=uuid4(), work_queue_name=queue
+    )
+
+
+def test_a_run_goes_from_pending_to_running_without_a_submitting_state(worker: FanoutWarmWorker) -> None:
+    """The worker proposes no Submitting state (its process starts at once): no request at all."""
+    asyncio.run(worker._propose_submitting_state(a_run()))
+
+
+def test_a_run_s_process_is_handed_its_work_pool_and_queue(worker: FanoutWarmWorker) -> None:
+    """The pool the worker serves and the run's queue go to the run's process, for its events to relate to."""
+    run = a_run()
+    related = worker._pool_related(run)
+    assert WorkPool.model_validate_json(related["work-pool"]).name == "fanout"
+    queue = WorkQueue.model_validate_json(related["work-queue"])
+    assert (queue.id, queue.name) == (run.work_queue_id, "default")
+
+
+def test_a_run_of_another_pool_is_handed_no_pool(worker: FanoutWarmWorker) -> None:
+    """A run whose pool is not the worker's own gets neither: its process reads them as Prefect would."""
+    run = a_run()
+    run.work_pool_name = "elsewhere"
+    assert worker._pool_related(run) == {}
