@@ -256,7 +256,7 @@ def test_remembered_related_objects_are_what_a_run_s_events_relate_to_without_a_
     )
     monkeypatch.setattr(related, "RESOURCE_CACHE", {})
     monkeypatch.setattr(FlowRunContext, "get", classmethod(lambda cls: type("Context", (), {"flow_run": flow_run})()))
-    prefect_adapter.remember_related(flow_run, prefect_adapter.related_objects(flow, deployment, queue, pool))
+    prefect_adapter.remember_related(prefect_adapter.related_objects(flow, deployment, queue, pool))
     found = asyncio.run(related.related_resources_from_run_context(NoReads()))  # type: ignore[arg-type]
     ids = {resource.id: resource.role for resource in found}
     assert ids[f"prefect.deployment.{deployment.id}"] == "deployment"

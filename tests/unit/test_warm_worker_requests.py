@@ -51,8 +51,7 @@ def test_a_run_s_process_is_handed_its_work_pool_and_queue(worker: FanoutWarmWor
     assert (queue.id, queue.name) == (run.work_queue_id, "default")
 
 
-def test_a_run_of_another_pool_is_handed_no_pool(worker: FanoutWarmWorker) -> None:
-    """A run whose pool is not the worker's own gets neither: its process reads them as Prefect would."""
-    run = a_run()
-    run.work_pool_name = "elsewhere"
-    assert worker._pool_related(run) == {}
+def test_a_run_without_its_queue_s_name_is_handed_no_queue(worker: FanoutWarmWorker) -> None:
+    """Without the queue's name the run's process reads the queue as Prefect would; the pool still goes."""
+    related = worker._pool_related(a_run(queue=None))
+    assert "work-queue" not in related and "work-pool" in related

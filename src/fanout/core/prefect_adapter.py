@@ -238,10 +238,11 @@ def related_objects(flow: Any, deployment: Any, work_queue: Any, work_pool: Any)
     return {kind: found.model_dump_json(exclude_none=True) for kind, found in objects.items() if found is not None}
 
 
-def remember_related(flow_run: Any, objects: dict[str, str]) -> None:
+def remember_related(objects: dict[str, str]) -> None:
     """Put the objects a flow run's events relate to (`related_objects`' JSON) into Prefect's cache of related
-    resources in this process, keyed as Prefect looks them up, so the run's first event reads none of them
-    from the API. A kind left out is read by Prefect as before."""
+    resources in this process, keyed as Prefect looks them up (by the run's flow, deployment and work-queue
+    ids and its work pool's name), so the run's first event reads none of them from the API. A kind left
+    out is read by Prefect as before."""
     from prefect.client.schemas.objects import Flow, WorkPool, WorkQueue
     from prefect.client.schemas.responses import DeploymentResponse
     from prefect.events.related import RESOURCE_CACHE
@@ -253,16 +254,9 @@ def remember_related(flow_run: Any, objects: dict[str, str]) -> None:
         "work-queue": WorkQueue,
         "work-pool": WorkPool,
     }
-    keys = {
-        "flow": flow_run.flow_id,
-        "deployment": flow_run.deployment_id,
-        "work-queue": flow_run.work_queue_id,
-        "work-pool": flow_run.work_pool_name,
-    }
     cached_at: Any = now("UTC")  # the cache's own timestamp type, whichever this Prefect uses
     for kind, data in objects.items():
-        if kind in schemas and keys[kind] is not None:
-            RESOURCE_CACHE[f"{kind}.{keys[kind]}"] = (
-                {"kind": kind, "object": schemas[kind].model_validate_json(data)},
-                cached_at,
-            )
+        if kind in schemas:
+            found = schemas[kind].model_validate_json(data)
+            key = found.name if kind == "work-pool" else found.id
+            RESOURCE_CACHE[f"{kind}.{key}"] = ({"kind": kind, "object": found}, cached_at)

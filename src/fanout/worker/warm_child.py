@@ -56,7 +56,7 @@ def execute(
         os.chdir(working_dir)
     prepend_python_path(env.get("PYTHONPATH"))
     flow_run = FlowRun.model_validate_json(flow_run_json)
-    remember_related(flow_run, dict(related or {}))
+    remember_related(dict(related or {}))
     if changed:
         if prepared is not None:
             from fanout.worker.warm_spare import discard

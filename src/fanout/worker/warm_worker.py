@@ -222,9 +222,9 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         return self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source, related)
 
     def _pool_related(self, flow_run: FlowRun) -> dict[str, str]:
-        """The run's work pool and work queue as this worker knows them, for the run's events to relate to."""
+        """The run's work pool (the one this worker polls) and work queue, for the run's events to relate to."""
         pool = self._work_pool
-        if pool is None or pool.name != flow_run.work_pool_name:
+        if pool is None:
             return {}
         queue = None
         if flow_run.work_queue_id is not None and flow_run.work_queue_name:
