@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 from prefect.client.schemas.objects import FlowRun, WorkPool, WorkQueue
 
-from fanout.worker.warm_worker import FanoutWarmWorker
+from fanout.worker.warm_worker import FanoutWarmWorker, reuse_recent_reads
 
 
 class NoCalls:
@@ -55,3 +55,46 @@ def test_a_run_without_its_queue_s_name_is_handed_no_queue(worker: FanoutWarmWor
     """Without the queue's name the run's process reads the queue as Prefect would; the pool still goes."""
     related = worker._pool_related(a_run(queue=None))
     assert "work-queue" not in related and "work-pool" in related
+
+
+class CountingReads:
+    """A client whose deployment and flow reads count how often they reached the server."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, object]] = []
+
+    async def read_deployment(self, deployment_id: object) -> object:
+        self.reads.append(("deployment", deployment_id))
+        return {"deployment": deployment_id}
+
+    async def read_flow(self, flow_id: object) -> object:
+        self.reads.append(("flow", flow_id))
+        return {"flow": flow_id}
+
+
+def reads_after(times: list[float], ids: list[object]) -> list[tuple[str, object]]:
+    """The reads that reached the server when the deployment of each id is read at each time (5 s reuse)."""
+    client, clock = CountingReads(), iter(times)
+    reuse_recent_reads(client, 5.0, clock=lambda: next(clock))
+
+    async def read_all() -> None:
+        for deployment_id in ids:
+            await client.read_deployment(deployment_id)  # type: ignore[arg-type]
+
+    asyncio.run(read_all())
+    return client.reads
+
+
+def test_a_deployment_read_twice_within_seconds_is_read_from_the_server_once() -> None:
+    """Prefect's worker reads a run's deployment twice as it submits it: the second read is the first's answer."""
+    assert reads_after([0.0, 0.1], ["d", "d"]) == [("deployment", "d")]
+
+
+def test_a_deployment_is_read_again_once_the_reuse_window_passed() -> None:
+    """A read older than the window is not reused: a changed deployment is seen within seconds."""
+    assert reads_after([0.0, 6.0], ["d", "d"]) == [("deployment", "d"), ("deployment", "d")]
+
+
+def test_each_deployment_is_reused_only_for_itself() -> None:
+    """Reads of another deployment reach the server."""
+    assert reads_after([0.0, 0.1], ["d", "e"]) == [("deployment", "d"), ("deployment", "e")]

@@ -13,7 +13,8 @@ explains each part.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -48,6 +49,9 @@ CANCEL_POLL_SECONDS = 5.0
 """How often the states of this worker's running runs are read, in case a Cancelling event was missed."""
 RESUBSCRIBE_SECONDS = 2.0
 """Pause before subscribing again after the event stream broke (the poll covers the gap)."""
+RECENT_READ_SECONDS = 5.0
+"""How long the worker reuses a deployment or flow it read: Prefect's worker reads a run's deployment twice
+as it submits the run (to see that it exists, then for its job variables), and a backlog's runs share one."""
 SPARE_AFTER_SECONDS = 2.0
 """When a run took the spare, the next spare is forked when that run's process ends, or this long after the
 hand-over if it is still running: not at once, when preparing it would take CPU from the run's own start."""
@@ -64,6 +68,30 @@ def run_environment(env: Mapping[str, str | None], inherited: Mapping[str, str])
     worker's environment.
     """
     return {name: value for name, value in env.items() if value is not None and inherited.get(name) != value}
+
+
+Read = Callable[[UUID], Awaitable[Any]]
+
+
+def reuse_recent_reads(client: object, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    """Make `client` answer a read of a deployment or flow it made less than `seconds` ago from that read."""
+    for name in ("read_deployment", "read_flow"):
+        setattr(client, name, _recent(getattr(client, name), seconds, clock))
+
+
+def _recent(read: Read, seconds: float, clock: Callable[[], float]) -> Read:
+    kept: dict[UUID, tuple[float, Any]] = {}
+
+    async def reading(object_id: UUID) -> Any:
+        now = clock()
+        hit = kept.get(object_id)
+        if hit is not None and now - hit[0] < seconds:
+            return hit[1]
+        found = await read(object_id)
+        kept[object_id] = (now, found)
+        return found
+
+    return reading
 
 
 class WarmJobConfiguration(BaseJobConfiguration):
@@ -150,6 +178,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
 
     async def setup(self) -> None:
         await super().setup()
+        reuse_recent_reads(self.client, RECENT_READ_SECONDS)
         self._wake = anyio.Event()
         services = await self._exit_stack.enter_async_context(anyio.create_task_group())
         self._exit_stack.callback(services.cancel_scope.cancel)  # stop the services on exit
