@@ -61,17 +61,17 @@ def test_a_sign_of_life_waits_for_the_next_or_for_a_state_that_ends_the_run(name
     """The liveness windows expect the states a Running run leaves to, and not the ones that start a run
     (each expected event costs the server a write)."""
     expect = by_name()[name].trigger.expect
-    ending = {"Completed", "Failed", "Crashed", "Cancelling", "Cancelled", "AwaitingRetry", "Scheduled", "Paused"}
+    ending = {"Completed", "Failed", "Crashed", "Cancelling", "Cancelled", "AwaitingRetry", "Paused"}
     assert {f"prefect.flow-run.{state}" for state in ending} <= expect
-    assert not {f"prefect.flow-run.{state}" for state in ("Pending", "Submitting", "Running")} & expect
+    assert not {f"prefect.flow-run.{state}" for state in ("Scheduled", "Pending", "Submitting", "Running")} & expect
     assert not any("*" in event for event in expect)
 
 
 def test_a_crash_waits_for_a_reschedule_not_for_the_run_that_follows_it() -> None:
-    """Retry expects the states that show a crash was handled; Pending and Running only follow those."""
+    """Retry expects the states that show a crash was handled; Pending, Running and Completed only follow those."""
     expect = by_name()[RETRY].trigger.expect
-    assert {"prefect.flow-run.AwaitingRetry", "prefect.flow-run.Scheduled", "prefect.flow-run.Completed"} <= expect
-    assert not {"prefect.flow-run.Pending", "prefect.flow-run.Running"} & expect
+    assert {"prefect.flow-run.AwaitingRetry", "prefect.flow-run.Scheduled", "prefect.flow-run.Cancelled"} <= expect
+    assert not {"prefect.flow-run.Pending", "prefect.flow-run.Running", "prefect.flow-run.Completed"} & expect
 
 
 def test_the_retry_window_comes_from_the_settings() -> None:

@@ -33,22 +33,22 @@ LEAVING_RUNNING_STATES = (
     "Paused",
     "Suspended",
     "AwaitingRetry",
-    "Scheduled",
 )
 """The states a Running flow run can move to that end its alive events and heartbeats. A window opened by
-one of those signs of life waits for another, or for one of these; Pending, Submitting and Running never
-come straight after a sign of life, so they are left out: every event an automation expects costs the
-server a write transaction."""
+one of those signs of life waits for another, or for one of these. Every event an automation expects
+costs the server a write transaction for every run, so the states that never come straight after a sign
+of life are left out: Pending, Submitting, Running, and Scheduled (a run is put back as AwaitingRetry;
+the first Scheduled of every run would otherwise be held by the heartbeat window)."""
 AFTER_CRASH_STATES = (
     "AwaitingRetry",
     "Scheduled",
-    "Completed",
     "Failed",
     "Cancelling",
     "Cancelled",
 )
 """The states that show a crashed run was already dealt with. A run is only Pending or Running again
-after AwaitingRetry or Scheduled, so those two are not expected."""
+after AwaitingRetry or Scheduled, and only Completed after those (or by hand), so those three are not
+expected: every run's Running and Completed would otherwise cost a write transaction."""
 
 SILENT = "fanout: resume runs that fall silent"
 HEARTBEATS = "fanout: crash runs whose heartbeats stop"
