@@ -92,6 +92,14 @@ def test_clients_of_a_server_told_to_protect_against_csrf_keep_asking_for_tokens
     assert "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED" not in PrefectServer(home=tmp_path).client_env()
 
 
+def test_the_stack_s_server_starts_with_the_local_server_s_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The server `fanout up` starts gets the local server's task-run recorder batching in its environment."""
+    monkeypatch.delenv("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", raising=False)
+    assert PrefectServer(home=tmp_path).server_env()["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "100"
+
+
 def test_the_banner_of_a_project_says_how_to_start_its_deployments() -> None:
     """In a project, `fanout up` names its prefect.yaml and pools, and the route that starts any of its flows."""
     stack = FakeStack()

@@ -48,7 +48,8 @@ transaction of its own), so a task run shows in the UI up to a second later."""
 
 
 def with_server_defaults(environ: MutableMapping[str, str]) -> None:
-    """Put `SERVER_DEFAULTS` into `environ` where it sets none of them itself."""
+    """Put `SERVER_DEFAULTS` into `environ`, the environment this server is started with, where it sets none
+    of them itself (Prefect reads its settings once, when it is imported)."""
     for name, value in SERVER_DEFAULTS.items():
         environ.setdefault(name, value)
 
@@ -197,7 +198,6 @@ def main() -> None:
     os.environ["PREFECT_SERVER_API_HOST"] = host
     os.environ["PREFECT_SERVER_API_PORT"] = str(port)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    with_server_defaults(os.environ)
     run(args.fd, args.nonce)
 
 

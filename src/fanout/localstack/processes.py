@@ -23,7 +23,7 @@ import httpx
 from fanout.localstack.listener import NONCE_HEADER
 from fanout.localstack.permissions import PRIVATE_UMASK
 from fanout.localstack.polling import wait_for
-from fanout.localstack.prefect_server import server_argv
+from fanout.localstack.prefect_server import server_argv, with_server_defaults
 
 LOOPBACK = "127.0.0.1"
 
@@ -236,9 +236,10 @@ class PrefectServer:
         return env
 
     def server_env(self) -> dict[str, str]:
-        """Environment of the server process itself: its address, database and auth."""
+        """Environment of the server process itself: its address, database and auth, and the local server's defaults."""
         env = {**self.client_env(), "PREFECT_SERVER_API_HOST": LOOPBACK, "PREFECT_SERVER_API_PORT": str(self.port)}
         env.pop("PREFECT_API_URL")
+        with_server_defaults(env)
         if self.database_url:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         if self.auth_string:
