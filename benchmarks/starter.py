@@ -30,10 +30,12 @@ import asyncio
 import os
 import statistics
 import time
+from contextlib import suppress
 from typing import Any
 
 import httpx
 
+from fanout.localstack.polling import wait_for
 from fanout.localstack.stack import LocalStack, temporary_stack
 
 CLIENT_TIMEOUT = 120.0
@@ -88,11 +90,8 @@ def sequential(url: str, headers: dict[str, str], count: int) -> list[tuple[floa
 def wait_queue_empty(client: httpx.Client, timeout: float = 1800) -> float:
     """Seconds until the webhook's start queue is empty (every accepted start has its run)."""
     began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if client.get("/health").json().get("queuedStarts") == 0:
-            return time.monotonic() - began
-        time.sleep(0.2)
-    raise TimeoutError("the webhook's start queue did not empty")
+    wait_for(lambda: client.get("/health").json().get("queuedStarts") == 0, timeout, "the start queue to empty", 0.2)
+    return time.monotonic() - began
 
 
 def instances_in_prefect(api: httpx.Client) -> dict[str, list[str]]:
@@ -193,14 +192,17 @@ def completed(stack: LocalStack, accepted: set[str], timeout: float) -> None:
         deleted = delete_runs_except(api, accepted)
     print(f"(deleted the {deleted} runs of the latency phases and the one-instance starts)", flush=True)
     stack.start_worker()
-    deadline = time.monotonic() + timeout
+    done = 0
     with httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=CLIENT_TIMEOUT) as api:
-        while True:
+
+        def all_completed() -> bool:
+            nonlocal done
             states = instances_in_prefect(api)
             done = sum(1 for instance in accepted if "COMPLETED" in states.get(instance, []))
-            if done == len(accepted) or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+            return done == len(accepted)
+
+        with suppress(TimeoutError):  # the count says how many made it
+            wait_for(all_completed, timeout, "every accepted run to complete", interval=2)
     print(f"accepted runs Completed within {timeout:.0f} s: {done} of {len(accepted)}", flush=True)
 
 

@@ -32,9 +32,12 @@ from pathlib import Path
 
 import httpx
 
+from fanout.localstack.polling import wait_for
 from fanout.localstack.stack import WARM_WORKER, LocalStack, _bin, temporary_stack
 
 POLL_SECONDS = 0.1
+RUN_TIMEOUT = 300.0
+"""Longest a measured run may take before the benchmark gives up on it (seconds)."""
 SEED = [f"Processed item-{i}" for i in range(1, 6)]
 RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
 
@@ -71,12 +74,15 @@ def post_to_200(client: httpx.Client) -> float:
     """POST the seed, poll its status URL every 0.1 s until 200; seconds from POST to that 200."""
     began = time.perf_counter()
     status_url = client.post("/api/start-fanout").json()["statusQueryGetUri"]
-    while True:
-        response = client.get(status_url)
-        if response.status_code == 200:
-            assert response.json()["output"] == SEED, response.text
-            return time.perf_counter() - began
-        time.sleep(POLL_SECONDS)
+    response = wait_for(lambda: ok(client.get(status_url)), RUN_TIMEOUT, "the run's 200", interval=POLL_SECONDS)
+    assert response is not None
+    assert response.json()["output"] == SEED, response.text
+    return time.perf_counter() - began
+
+
+def ok(response: httpx.Response) -> httpx.Response | None:
+    """The response when it is a 200, else None (keep polling)."""
+    return response if response.status_code == 200 else None
 
 
 def deployment_run_to_completed(stack: LocalStack) -> float:
@@ -93,13 +99,15 @@ def deployment_run_to_completed(stack: LocalStack) -> float:
     if done.returncode != 0 or not match:
         raise RuntimeError(f"prefect deployment run failed:\n{done.stdout}\n{done.stderr}")
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
-        while True:
-            state = api.get(f"/flow_runs/{match.group(1)}").json()["state"]["type"]
-            if state == "COMPLETED":
-                return time.perf_counter() - began
+
+        def completed() -> bool:
+            state = str(api.get(f"/flow_runs/{match.group(1)}").json()["state"]["type"])
             if state in ("FAILED", "CRASHED", "CANCELLED"):
                 raise RuntimeError(f"run {match.group(1)} ended {state}")
-            time.sleep(POLL_SECONDS)
+            return state == "COMPLETED"
+
+        wait_for(completed, RUN_TIMEOUT, f"run {match.group(1)} to complete", interval=POLL_SECONDS)
+    return time.perf_counter() - began
 
 
 def series(measure: Callable[[], float], runs: int) -> list[float]:

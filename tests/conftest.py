@@ -133,13 +133,21 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.fixture(scope="session")
+def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder that holds each test's result folder."""
+    return tmp_path_factory.mktemp("results")
+
+
 @pytest.fixture(autouse=True)
-def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    """Clear FANOUT_* variables and point result storage at this test's own folder."""
+def clean_settings(monkeypatch: pytest.MonkeyPatch, results_root: Path) -> Iterator[Path]:
+    """Clear FANOUT_* variables and point result storage at this test's own folder, made by its first
+    write: most tests write none, and a folder per test (a `tmp_path` each) costs the session seconds
+    of making and removing them."""
     for name in list(os.environ):
         if name.startswith("FANOUT_"):
             monkeypatch.delenv(name)
-    results = tmp_path / "results"
+    results = results_root / uuid.uuid4().hex
     monkeypatch.setenv("FANOUT_RESULT_STORAGE", str(results))
     monkeypatch.setenv("FANOUT_RETRY_DELAY_SECONDS", "0")
     yield results

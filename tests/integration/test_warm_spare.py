@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from fanout.localstack.polling import wait_for
 from fanout.worker.warm_processes import WarmProcesses
 from tests.conftest import REPO_ROOT
 
@@ -54,13 +53,6 @@ def gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def wait_until(condition: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def worker_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in NOWHERE.items():
@@ -76,7 +68,7 @@ def test_a_spare_exits_when_its_worker_is_killed(worker_env: dict[str, str]) -> 
         spare = int(worker.stdout.readline())
         assert not gone(spare)
         worker.send_signal(signal.SIGKILL)
-        wait_until(lambda: gone(spare))
+        wait_for(lambda: gone(spare), 20, "the spare to exit", interval=0.05)
     finally:
         worker.kill()
         worker.wait()
@@ -110,7 +102,7 @@ def test_an_idle_spare_leaves_ctrl_c_to_its_worker(worker_env: dict[str, str]) -
     try:
         assert worker.stdout is not None and worker.stdin is not None
         spare = int(worker.stdout.readline())
-        wait_until(lambda: ignores_sigint(spare))
+        wait_for(lambda: ignores_sigint(spare), 20, "the spare to ignore SIGINT", interval=0.05)
 
         os.kill(spare, signal.SIGINT)
         worker.stdin.write("stop\n")

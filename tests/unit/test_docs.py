@@ -58,9 +58,15 @@ def shell_lines(script: str) -> list[list[str]]:
     return lines
 
 
+@functools.cache
+def cli_command() -> Any:
+    """The click command Typer builds from the app (built once: every parse and scan reads the same)."""
+    return typer.main.get_command(app)
+
+
 def parse_with_cli(arguments: list[str]) -> None:
     """Let the Typer app parse a command line (subcommand, options, their types) without running it."""
-    command: Any = typer.main.get_command(app)
+    command: Any = cli_command()
     context = typer.Context(command, info_name="fanout")
     while hasattr(command, "get_command") and arguments:  # a group: its subcommand parses the rest
         name, *arguments = arguments
@@ -85,8 +91,14 @@ def cli_variables() -> set[str]:
         for sub in getattr(command, "commands", {}).values():
             visit(sub)
 
-    visit(typer.main.get_command(app))
+    visit(cli_command())
     return found
+
+
+@functools.cache
+def known_variables() -> frozenset[str]:
+    """Every FANOUT_* variable a page may name."""
+    return frozenset(settings_variables() | cli_variables() | suite_variables())
 
 
 def suite_variables() -> set[str]:
@@ -139,9 +151,8 @@ def test_a_wrong_command_line_is_refused() -> None:
 @pytest.mark.parametrize("page", pages(), ids=page_id)
 def test_variables_named_exist(page: Path) -> None:
     """Every FANOUT_* variable a page names is a setting, a CLI option's variable or one the tests read."""
-    known = settings_variables() | cli_variables() | suite_variables()
     named = set(re.findall(r"\bFANOUT_[A-Z0-9_]+\b", page.read_text()))
-    assert named - known == set()
+    assert named - known_variables() == set()
 
 
 @pytest.mark.parametrize("page", pages(), ids=page_id)

@@ -3,6 +3,7 @@ src/fanout/engine/instance_lease.py)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
+from fanout.engine import instance_lease
 from fanout.engine.instance_lease import InstanceBusy, _take
 from fanout.storage import lease
 from fanout.storage.lease import LeaseTaken, owner, owner_gone
@@ -56,12 +58,28 @@ def test_the_engine_refuses_a_busy_instance_with_instance_busy(storage: Writable
         _take(storage, "inst", "run-2", 60)
 
 
-def test_a_second_attempt_of_a_live_run_waits_for_the_first_to_end(storage: WritableFileSystem) -> None:
+class EndsWhenWaitedFor(logging.Handler):
+    """The first attempt of a run: it ends (releases its lease) once the second attempt says it waits."""
+
+    def __init__(self, storage: WritableFileSystem, first: lease.LeaseRecord) -> None:
+        super().__init__(logging.WARNING)
+        self.storage, self.first, self.waits = storage, first, 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting for it to end" in record.getMessage():
+            self.waits += 1
+            lease.release(self.storage, "inst", self.first)
+
+
+def test_a_second_attempt_of_a_live_run_waits_for_the_first_to_end(
+    storage: WritableFileSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same flow run started again while its first process works waits, then takes the lease."""
-    first = held_elsewhere(storage)
-    threading.Timer(0.3, lease.release, args=(storage, "inst", first)).start()
-    again = _take(storage, "inst", "their-run", 60, poll=0.05)
-    assert again is not None and again.number == first.number + 1
+    first_attempt = EndsWhenWaitedFor(storage, held_elsewhere(storage))
+    monkeypatch.setattr(instance_lease.logger, "handlers", [first_attempt])
+    again = _take(storage, "inst", "their-run", 60, poll=0.01)
+    assert first_attempt.waits == 1
+    assert again is not None and again.number == first_attempt.first.number + 1
 
 
 def test_a_released_lease_is_free(storage: WritableFileSystem) -> None:

@@ -23,7 +23,9 @@ def app_answering(status: int, headers: dict[str, str] | None = None) -> FastAPI
 
 
 async def answer(app: FastAPI) -> httpx.Response:
-    transport = httpx.ASGITransport(app=RetryAfterOn503(app, 0.1))
+    """The answer through the middleware with one attempt, so a 503 reaches the client at once (the replays
+    of a 503 and their pauses are specified by the `FlakyApp` tests below)."""
+    transport = httpx.ASGITransport(app=RetryAfterOn503(app, 0.1, attempts=1))
     async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
         return await client.patch("/flow_runs/x/labels", json={})
 

@@ -17,6 +17,7 @@ from fanout.engine.progress import (
     progress_from_labels,
     reporting,
 )
+from fanout.localstack.polling import wait_for
 
 
 class Recorder:
@@ -78,10 +79,11 @@ def test_a_slow_api_does_not_hold_the_run_but_still_gets_the_final_count() -> No
 def test_publishes_periodically_only_when_changed() -> None:
     """The publisher thread publishes a change within an interval and nothing while idle."""
     recorder = Recorder()
-    with ProgressReporter(total=5, interval=0.05, publish=recorder) as reporter:
+    with ProgressReporter(total=5, interval=0.02, publish=recorder) as reporter:
         assert recorder.first.wait(5)
         reporter.advance(completed=1)
-        time.sleep(0.3)
+        wait_for(lambda: len(recorder.published) > 1, 5, "the change to be published", interval=0.01)
+        time.sleep(0.1)  # five idle intervals
         assert recorder.published == [Progress(5), Progress(5, 1, 0)]
     assert recorder.published == [Progress(5), Progress(5, 1, 0)]
 
@@ -180,9 +182,7 @@ def test_a_run_that_showed_progress_gets_its_final_count() -> None:
     recorder = Recorder()
     with ProgressReporter(total=3, interval=0.01, publish=recorder, announce=False, quiet=0.01) as reporter:
         reporter.advance(completed=1)
-        deadline = time.monotonic() + 5
-        while not recorder.published and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: recorder.published, 5, "a tick to publish", interval=0.01)
         reporter.advance(completed=2)
     reporter.wait_published(5)
     assert recorder.published[-1] == Progress(total=3, completed=3)
@@ -202,7 +202,7 @@ def test_a_run_that_stops_on_an_exception_stops_publishing_at_once(monkeypatch: 
     with pytest.raises(KeyboardInterrupt), suspended:
         raise KeyboardInterrupt
     suspended.wait_published(5)
-    settled.wait_published(0.2)
+    settled.wait_published(0.05)
     assert suspended._thread is not None and not suspended._thread.is_alive()
     assert settled._thread is not None and settled._thread.is_alive()  # until its run's final-state hook
     settled._stop.set()

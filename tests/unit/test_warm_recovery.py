@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.client.schemas.responses import (
     OrchestrationResult,
@@ -16,19 +17,20 @@ from prefect.client.schemas.responses import (
     StateAcceptDetails,
     StateRejectDetails,
 )
-from prefect.states import Running
+from prefect.states import Cancelling, Completed, Paused, Running, Scheduled
 
 from fanout.localstack.local_server import read_state, server_folder
 from fanout.worker.warm_processes import preload_modules
 from fanout.worker.warm_recovery import (
+    CANCELLED,
     CRASHED,
     GAVE_UP,
     RESUMED,
-    SETTLED,
+    UNCHANGED,
     ExitOutcome,
     describe_exit,
+    recover_after_exit,
     retry_allowed,
-    settle_exit,
 )
 
 
@@ -89,8 +91,8 @@ class OneRunClient:
         return OrchestrationResult(state=None, status=status, details=StateRejectDetails(reason="run is Cancelling"))
 
 
-def settle(client: OneRunClient, max_auto_retries: int = 3, exit_code: int = -9) -> ExitOutcome:
-    return asyncio.run(settle_exit(client, client.run.id, 4242, exit_code, max_auto_retries))  # type: ignore[arg-type]
+def recover(client: OneRunClient, max_auto_retries: int = 3, exit_code: int = -9) -> ExitOutcome:
+    return asyncio.run(recover_after_exit(client, client.run.id, 4242, exit_code, max_auto_retries))  # type: ignore[arg-type]
 
 
 class UnreadableClient(OneRunClient):
@@ -100,17 +102,17 @@ class UnreadableClient(OneRunClient):
         raise AssertionError("the run was read")
 
 
-def test_a_process_that_exited_0_is_settled_without_asking_the_server() -> None:
+def test_a_process_that_exited_0_is_left_unchanged_without_asking_the_server() -> None:
     """Exit 0 means the engine recorded the run's outcome: the worker neither reads nor changes the run."""
     client = UnreadableClient(Running(), run_count=1)
-    assert settle(client, exit_code=0).action == SETTLED
+    assert recover(client, exit_code=0).action == UNCHANGED
     assert client.proposed == []
 
 
 def test_a_process_killed_mid_run_goes_straight_back_to_awaiting_retry() -> None:
     """A SIGKILLed attempt with retries left: one transition, to AwaitingRetry, never through a final state."""
     client = OneRunClient(Running(), run_count=1)
-    outcome = settle(client)
+    outcome = recover(client)
     assert outcome.action == RESUMED
     assert [state.name for state in client.proposed] == ["AwaitingRetry"]
     assert "Flow run process 4242 ended with signal SIGKILL" in (client.proposed[0].message or "")
@@ -119,7 +121,7 @@ def test_a_process_killed_mid_run_goes_straight_back_to_awaiting_retry() -> None
 def test_an_awaiting_retry_prefect_does_not_accept_leaves_the_run_crashed_saying_why() -> None:
     """If Prefect rejects the AwaitingRetry, the run is reported Crashed (the automations' cue) with the reason."""
     client = OneRunClient(Running(), run_count=1, answers={"AwaitingRetry": SetStateStatus.REJECT})
-    outcome = settle(client)
+    outcome = recover(client)
     assert outcome.action == CRASHED
     assert [state.name for state in client.proposed] == ["AwaitingRetry", "Crashed"]
     assert "REJECT" in outcome.message and "run is Cancelling" in outcome.message
@@ -128,7 +130,23 @@ def test_an_awaiting_retry_prefect_does_not_accept_leaves_the_run_crashed_saying
 def test_a_crash_past_its_retries_is_reported_crashed_then_failed() -> None:
     """The attempt after the last retry dies: Crashed, then Failed saying the retries are exhausted."""
     client = OneRunClient(Running(), run_count=4)
-    outcome = settle(client, max_auto_retries=3)
+    outcome = recover(client, max_auto_retries=3)
     assert outcome.action == GAVE_UP
     assert [state.name for state in client.proposed] == ["Crashed", "Failed"]
     assert "Automatic retries exhausted (3 allowed)" in outcome.message
+
+
+@pytest.mark.parametrize("state", [Completed(), Scheduled(), Paused()], ids=lambda state: state.name)
+def test_a_run_already_where_it_belongs_is_left_unchanged(state: State) -> None:
+    """A process that ended after its run finished, was put back to run or paused: no state is proposed."""
+    client = OneRunClient(state, run_count=1)
+    assert recover(client).action == UNCHANGED
+    assert client.proposed == []
+
+
+def test_a_cancelling_run_whose_process_ended_is_cancelled() -> None:
+    """Cancelling, then the process ended: the cancel is finished (Cancelled), not retried."""
+    client = OneRunClient(Cancelling(), run_count=1)
+    outcome = recover(client)
+    assert outcome.action == CANCELLED
+    assert [state.type.value for state in client.proposed] == ["CANCELLED"]

@@ -2,7 +2,9 @@
 
 It runs the machine's own PostgreSQL binaries in a folder of ours, listening on 127.0.0.1 only, with a
 password-protected role and one database, and never touches a system-wide cluster. As root, every
-PostgreSQL command runs as the `postgres` user, since PostgreSQL refuses to run as root.
+PostgreSQL command runs as the `postgres` user, since PostgreSQL refuses to run as root. PostgreSQL binds
+its port itself (it cannot be handed a socket), so a start that finds its free port taken meanwhile
+is tried again on another.
 """
 
 from __future__ import annotations
@@ -13,20 +15,40 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from fanout.localstack.processes import LOOPBACK, free_port
+from fanout.localstack.processes import LOOPBACK, PortTaken, free_port
 
 SERVICE_USER = "postgres"
 ROLE = "fanout"
 DATABASE = "prefect"
+PORT_ATTEMPTS = 5
+"""Free ports tried in turn when another program takes each one between our choice and PostgreSQL's bind."""
+PORT_CLASH = "Address already in use"
+"""What PostgreSQL logs when the port it was given is held by another program."""
 
 
 class PostgresNotAvailable(RuntimeError):
     """PostgreSQL's server binaries (initdb, pg_ctl) are not installed."""
+
+
+def start_on_a_port(
+    start: Callable[[int], bool], asked: int, choose: Callable[[], int] = free_port, attempts: int = PORT_ATTEMPTS
+) -> int:
+    """The port a server started on: `asked`, else (0) a free one. PostgreSQL binds its port itself, so
+    a free port can be taken by another program before it does: `start(port)` answers False on such a
+    clash, and the next free port is tried. `PortTaken` in one line when the asked port is taken, or
+    every try lost its race."""
+    for _ in range(attempts if asked == 0 else 1):
+        port = asked or choose()
+        if start(port):
+            return port
+    if asked:
+        raise PortTaken(f"PostgreSQL could not listen on port {asked} on {LOOPBACK}: another program holds it")
+    raise PortTaken(f"PostgreSQL found each of {attempts} free ports taken by another program before it bound it")
 
 
 def binary_dir() -> Path:
@@ -60,7 +82,8 @@ class LocalPostgres:
     """One PostgreSQL cluster in `folder` (data, log, password), serving one database on loopback."""
 
     folder: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0
+    """0: a free port, chosen as the server starts."""
     password: str = ""
 
     @property
@@ -122,18 +145,27 @@ class LocalPostgres:
         """
         self.initialise()
         running = self.running_port()
-        if running is not None:
-            self.port = running
-        else:
-            options = (
-                f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories='' -c max_connections=200"
-            )
-            self._run(
-                "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options, "-w", "-t", "60"
-            )
+        self.port = running if running is not None else start_on_a_port(self._start_server, self.port)
         if not self._database_exists():
             self._run("createdb", "-h", LOOPBACK, "-p", str(self.port), "-U", ROLE, DATABASE)
         return self
+
+    def _start_server(self, port: int) -> bool:
+        """Start the server on `port` and wait until it is ready (pg_ctl's `-w` reads its pid file, so
+        what answers is ours); False when another program holds the port."""
+        options = f"-p {port} -c listen_addresses={LOOPBACK} -c unix_socket_directories='' -c max_connections=200"
+        logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+        try:
+            self._run(
+                "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options, "-w", "-t", "60"
+            )
+        except RuntimeError:
+            with self.log_path.open(errors="replace") as log:
+                log.seek(logged)
+                if PORT_CLASH in log.read():
+                    return False
+            raise
+        return True
 
     def running_port(self) -> int | None:
         """The port of a server already running on this cluster's folder, if any."""
@@ -196,7 +228,7 @@ class LocalPostgres:
 @contextmanager
 def running_postgres(folder: Path, port: int | None = None) -> Iterator[LocalPostgres]:
     """A started local PostgreSQL that is stopped on exit, whatever happened inside."""
-    cluster = LocalPostgres(folder=folder, port=port or free_port())
+    cluster = LocalPostgres(folder=folder, port=port or 0)
     try:
         yield cluster.start()
     finally:

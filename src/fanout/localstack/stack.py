@@ -92,8 +92,25 @@ def ensure_secret(
     return path.read_text().strip(), f"cat {path}"
 
 
+DEPLOY_LOG = "prefect-deploy.log"
+LONGEST_REASON = 300
+"""Characters of Prefect's own words a one-line failure quotes; the log has them all."""
+
+
 class DeployFailed(RuntimeError):
-    """`prefect deploy` of the project failed; the message holds its output."""
+    """The stack's deployments could not be made; the message is one line, Prefect's whole output is in a log."""
+
+
+def deploy_failure(what: str, output: str, log: Path, last: bool = True) -> DeployFailed:
+    """`DeployFailed` saying `what` failed, quoting one line of Prefect's `output`: the last (where a
+    traceback or Prefect's CLI puts the error), else the first (an HTTP error's status and URL). The
+    whole output is written to `log` first."""
+    write_private(log, output.encode())
+    lines = [line.strip() for line in output.splitlines() if line.strip()] or ["no output"]
+    reason = lines[-1] if last else lines[0]
+    if len(reason) > LONGEST_REASON:
+        reason = reason[: LONGEST_REASON - 3] + "..."
+    return DeployFailed(f"{what} failed: {reason} (full output: {log})")
 
 
 @dataclass
@@ -200,22 +217,27 @@ class LocalStack:
     def deploy(self) -> None:
         """Create the work pools (if missing) and the deployments: the project's (`prefect deploy`), else
         the seed's from the installed package (src/fanout/localstack/deploy.py); then apply the
-        automations that resume crashed runs (src/fanout/service/automations.py) to them."""
+        automations that resume crashed runs (src/fanout/service/automations.py) to them. `DeployFailed`,
+        in one line, when the Prefect API refuses or fails a call."""
         from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
         updates: dict[object, object] = {PREFECT_API_URL: self.api_url}
         if self.auth_string:
             updates[PREFECT_API_AUTH_STRING] = self.auth_string
-        with temporary_settings(updates=updates):
-            ensure_pools(self.pools())
+        try:
+            with temporary_settings(updates=updates):
+                ensure_pools(self.pools())
+                if self.project is None:
+                    register_deployments()
+                else:
+                    self.deploy_project(self.project)
             if self.project is None:
-                register_deployments()
+                apply_fanout_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
             else:
-                self.deploy_project(self.project)
-        if self.project is None:
-            apply_fanout_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
-        else:
-            apply_project_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
+                apply_project_automations(self.settings(), api_url=self.api_url, auth_string=self.auth_string)
+        except httpx.HTTPError as error:  # Prefect's client errors are httpx's
+            what = f"deploying to the Prefect API at {self.api_url} ({type(error).__name__})"
+            raise deploy_failure(what, str(error), self.home / "logs" / DEPLOY_LOG, last=False) from None
 
     def deploy_project(self, folder: Path, names: Sequence[str] = ()) -> None:
         """Run `prefect deploy` in `folder` against this stack's server (every deployment of its
@@ -224,7 +246,8 @@ class LocalStack:
         env = self.client_env(PREFECT_CLI_PROMPT="false")
         done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
-            raise DeployFailed(f"`prefect deploy` in {folder} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+            what = f"`prefect deploy` in {folder} (exit code {done.returncode})"
+            raise deploy_failure(what, done.stdout + done.stderr, self.home / "logs" / DEPLOY_LOG)
 
     def settings(self) -> StackSettings:
         """The stack's own settings, as its environment describes them (crash detection, retries, limits)."""

@@ -21,7 +21,8 @@ RESUMED = "resumed"
 CRASHED = "crashed"
 GAVE_UP = "gave-up"
 CANCELLED = "cancelled"
-SETTLED = "settled"
+UNCHANGED = "unchanged"
+"""The run was already where it belongs (final, scheduled again or paused): nothing was done."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def retry_allowed(run_count: int, max_auto_retries: int) -> bool:
     return 1 <= run_count <= max_auto_retries
 
 
-async def settle_exit(
+async def recover_after_exit(
     client: PrefectClient,
     flow_run_id: UUID,
     pid: int,
@@ -67,11 +68,11 @@ async def settle_exit(
     abort by the orchestrator), as Prefect's `process` worker reads it: the run is left as it is, unread.
     """
     if exit_code == 0:
-        return ExitOutcome(SETTLED)
+        return ExitOutcome(UNCHANGED)
     run = await client.read_flow_run(flow_run_id)
     state = run.state
     if state is None or state.is_final() or state.is_scheduled() or state.is_paused():
-        return ExitOutcome(SETTLED)
+        return ExitOutcome(UNCHANGED)
     if state.is_cancelling():
         message = "Flow run was cancelled; its process was stopped."
         await client.set_flow_run_state(flow_run_id, Cancelled(message=message), force=True)

@@ -39,7 +39,7 @@ from fanout.service.reconcile import reconcile
 from fanout.storage.checkpoints import result_storage
 from fanout.worker.standby import Standby
 from fanout.worker.warm_processes import CommandProcess, FlowRunProcess, WarmProcesses, kill, preload_modules
-from fanout.worker.warm_recovery import describe_exit, settle_exit
+from fanout.worker.warm_recovery import describe_exit, recover_after_exit
 from fanout.worker.warm_spare import DeploymentSource
 
 WORKER_TYPE = "fanout-warm"
@@ -150,7 +150,7 @@ class WarmVariables(BaseVariables):
 
 
 class WarmWorkerResult(BaseWorkerResult):
-    """The ended flow-run process: its pid, and 0 once the worker has settled the run's state."""
+    """The ended flow-run process: its pid, and 0 once the worker has put the run where it belongs."""
 
 
 class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorkerResult]):
@@ -199,7 +199,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         configuration: WarmJobConfiguration,
         task_status: anyio.abc.TaskStatus[int] | None = None,
     ) -> WarmWorkerResult:
-        """Start the run's process (the spare, else a fork), report its pid, wait for it, settle the run if it died."""
+        """Start the run's process (the spare, else a fork), report its pid, wait for it, recover the run if it died."""
         logger = self.get_flow_run_logger(flow_run)
         process = self._start(flow_run, configuration)
         assert process.pid is not None
@@ -215,13 +215,13 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         exit_code = process.exitcode
         if exit_code:
             logger.warning("Flow run process %s ended with %s.", process.pid, describe_exit(exit_code))
-        outcome = await settle_exit(self.client, flow_run.id, process.pid, exit_code, self._max_auto_retries)
+        outcome = await recover_after_exit(self.client, flow_run.id, process.pid, exit_code, self._max_auto_retries)
         if outcome.message:
             logger.warning(outcome.message)
         await self._replenish()
         if self._backlog and self._wake is not None:
             self._wake.set()  # BaseWorker frees this run's slot as it returns: fill it from the backlog now
-        # 0: the run's state is settled; BaseWorker would otherwise report a second crash.
+        # 0: the run's state is taken care of; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
 
     async def _propose_submitting_state(self, flow_run: FlowRun) -> None:
