@@ -98,3 +98,40 @@ def test_a_deployment_is_read_again_once_the_reuse_window_passed() -> None:
 def test_each_deployment_is_reused_only_for_itself() -> None:
     """Reads of another deployment reach the server."""
     assert reads_after([0.0, 0.1], ["d", "e"]) == [("deployment", "d"), ("deployment", "e")]
+
+
+def polled_body(worker: FanoutWarmWorker, slots: int, taken: int) -> dict[str, Any]:
+    """The body of the warm worker's poll of its pool with `taken` of its `slots` in use (the server answers no run)."""
+    import anyio
+    import httpx
+
+    sent: list[dict[str, Any]] = []
+
+    async def request(method: str, route: str, path_params: dict[str, str], json: dict[str, Any]) -> httpx.Response:
+        assert (method, route, path_params) == (
+            "POST",
+            "/work_pools/{name}/get_scheduled_flow_runs",
+            {"name": "fanout"},
+        )
+        sent.append(json)
+        return httpx.Response(200, json=[])
+
+    async def poll() -> list[Any]:
+        worker._limiter = anyio.CapacityLimiter(slots)
+        for _ in range(taken):
+            worker._limiter.acquire_on_behalf_of_nowait(object())
+        return await worker._get_scheduled_flow_runs()
+
+    worker._client.request = request  # type: ignore[union-attr]
+    assert asyncio.run(poll()) == []
+    return sent[0]
+
+
+def test_a_poll_asks_for_as_many_runs_as_free_slots_and_one_more(worker: FanoutWarmWorker) -> None:
+    """With 10 slots and 7 runs in progress the poll asks for 4 scheduled runs: 3 to start, 1 to see a backlog."""
+    assert polled_body(worker, slots=10, taken=7)["limit"] == 4
+
+
+def test_a_full_worker_polls_for_one_run(worker: FanoutWarmWorker) -> None:
+    """Every slot taken: one run is asked for, which tells a backlog from an empty pool."""
+    assert polled_body(worker, slots=2, taken=2)["limit"] == 1

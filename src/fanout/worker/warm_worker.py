@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import anyio
@@ -24,10 +26,10 @@ import anyio.abc
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import Flow as APIFlow
 from prefect.client.schemas.objects import FlowRun, WorkQueue
-from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.responses import DeploymentResponse, WorkerFlowRunResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-from prefect.exceptions import InfrastructureNotFound
+from prefect.exceptions import InfrastructureNotFound, PrefectHTTPStatusError
 from prefect.filesystems import WritableFileSystem
 from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
@@ -49,6 +51,7 @@ CANCEL_POLL_SECONDS = 5.0
 """How often the states of this worker's running runs are read, in case a Cancelling event was missed."""
 RESUBSCRIBE_SECONDS = 2.0
 """Pause before subscribing again after the event stream broke (the poll covers the gap)."""
+SCHEDULED_ROUTE: Final = "/work_pools/{name}/get_scheduled_flow_runs"
 RECENT_READ_SECONDS = 5.0
 """How long the worker reuses a deployment or flow it read: Prefect's worker reads a run's deployment twice
 as it submits the run (to see that it exists, then for its job variables), and a backlog's runs share one."""
@@ -237,9 +240,36 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         return submitted
 
     async def _get_scheduled_flow_runs(self) -> list[Any]:
-        found = await super()._get_scheduled_flow_runs()
+        """Prefect's poll of the pool, asking for no more scheduled runs than this worker has free slots,
+        plus one to see whether more wait. Prefect's own poll asks for up to 200 whole flow runs; under a
+        backlog, repeated as each run ends, that read cost the server more than the runs themselves."""
+        limit = self._poll_limit()
+        found = await (super()._get_scheduled_flow_runs() if limit is None else self._scheduled(limit))
         self._found = len(found)
         return found
+
+    def _poll_limit(self) -> int | None:
+        """The free slots plus one; None for a worker without a limit."""
+        limiter = self._limiter
+        return None if limiter is None else int(limiter.available_tokens) + 1
+
+    async def _scheduled(self, limit: int) -> list[WorkerFlowRunResponse]:
+        """The pool's scheduled runs, at most `limit`, as Prefect's poll asks for them (its REST route's `limit`)."""
+        scheduled_before = datetime.now(UTC) + timedelta(seconds=int(self._prefetch_seconds))
+        body = {
+            "work_queue_names": sorted(self._work_queues),
+            "scheduled_before": scheduled_before.isoformat(),
+            "limit": limit,
+        }
+        try:
+            response = await self.client.request(
+                "POST", SCHEDULED_ROUTE, path_params={"name": self._work_pool_name}, json=body
+            )
+        except PrefectHTTPStatusError as error:
+            if error.response.status_code == HTTPStatus.NOT_FOUND:
+                return []  # the pool is created again at the next heartbeat, as Prefect's poll leaves it
+            raise
+        return WorkerFlowRunResponse.model_validate_list(response.json())
 
     def _start(self, flow_run: FlowRun, configuration: WarmJobConfiguration) -> FlowRunProcess:
         """The run's process: a warm one, or a new interpreter running the deployment's own `command`."""
