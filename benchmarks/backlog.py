@@ -12,7 +12,8 @@ seconds from the workers' start to the last run Completed, sustained runs/s over
 runs/s over the middle of the drain (the 10th to the 90th percentile of completions, without the
 workers' start-up and the tail). The workers are those `fanout up` starts (`FANOUT_WORKER_LIMIT`
 runs at once each). With `--baseline DIR` (e.g. `git worktree add DIR main`) the same drains follow
-with the workers running DIR's `src`, for a before/after in one run.
+with the whole stack (server settings, automations, webhook, workers) running DIR's `src`, for a
+before/after in one run: each variant runs in a process of its own whose `PYTHONPATH` puts its `src` first.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,6 +40,7 @@ from fanout.localstack.stack import LocalStack
 
 CLIENT_TIMEOUT = 120.0
 SEED = {"count": 5}
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,8 @@ def _started(folder: Path, database_url: str | None) -> Iterator[LocalStack]:
         stack.stop()
 
 
-def drain(
-    workers: int, runs: int, burst: int, database: str, timeout: float, worker_env: dict[str, str] | None = None
-) -> Drain:
-    """Queue `runs` seed starts, then start `workers` warm workers (with `worker_env`) and time the backlog's drain."""
+def drain(workers: int, runs: int, burst: int, database: str, timeout: float) -> Drain:
+    """Queue `runs` seed starts, then start `workers` warm workers and time the backlog's drain."""
     with stack_on(database) as stack:
         headers = stack.webhook_headers
         accepted = 0
@@ -145,7 +147,7 @@ def drain(
             lost = accepted - len(run_states(api))
             began = time.time()
             for _ in range(workers):
-                stack.start_worker(env=worker_env)
+                stack.start_worker()
             with suppress(TimeoutError):  # a drain cut short is reported with what completed
                 wait_for(lambda: completed_count(api) >= accepted, timeout, "every run to complete", interval=2)
             states = run_states(api)
@@ -162,27 +164,37 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="Worker counts to compare, comma-separated.")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--timeout", type=float, default=900.0, help="Longest wait for one drain, in seconds.")
-    parser.add_argument("--baseline", type=Path, help="A checkout whose src/ the workers run, after this one's.")
+    parser.add_argument("--baseline", type=Path, help="A checkout whose src/ the whole stack runs, after this one's.")
+    parser.add_argument("--variant", default="this checkout", help=argparse.SUPPRESS)  # the name printed
     options = parser.parse_args()
     stop_stacks_on_sigterm()
-    print(f"load average at start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores; {options.database}", flush=True)
-    variants: dict[str, dict[str, str]] = {"this checkout": {}}
     if options.baseline:
-        variants["baseline"] = {"PYTHONPATH": str(options.baseline.resolve() / "src")}
-    for variant, worker_env in variants.items():
-        rows = []
-        for workers in (int(part) for part in options.workers.split(",")):
-            row = drain(workers, options.runs, options.burst, options.database, options.timeout, worker_env)
-            rows.append(row)
-            print(
-                f"{variant}, {row.workers} warm worker(s): accepted {row.accepted}, lost {row.lost}, "
-                f"Completed {row.completed} in {row.seconds:.1f} s: {row.rate:.2f} runs/s sustained, "
-                f"{row.middle_rate:.2f} runs/s mid-drain (load average now {os.getloadavg()[0]:.1f})",
-                flush=True,
-            )
-        if len(rows) > 1 and rows[0].rate:
-            ratios = ", ".join(f"{row.workers}: {row.rate / rows[0].rate:.2f}x" for row in rows[1:])
-            print(f"{variant}: runs/s against {rows[0].workers} worker(s): {ratios}")
+        compare(options)
+        return
+    print(f"load average at start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores; {options.database}", flush=True)
+    rows = []
+    for workers in (int(part) for part in options.workers.split(",")):
+        row = drain(workers, options.runs, options.burst, options.database, options.timeout)
+        rows.append(row)
+        print(
+            f"{options.variant}, {row.workers} warm worker(s): accepted {row.accepted}, lost {row.lost}, "
+            f"Completed {row.completed} in {row.seconds:.1f} s: {row.rate:.2f} runs/s sustained, "
+            f"{row.middle_rate:.2f} runs/s mid-drain (load average now {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    if len(rows) > 1 and rows[0].rate:
+        ratios = ", ".join(f"{row.workers}: {row.rate / rows[0].rate:.2f}x" for row in rows[1:])
+        print(f"{options.variant}: runs/s against {rows[0].workers} worker(s): {ratios}")
+
+
+def compare(options: argparse.Namespace) -> None:
+    """This checkout's drains, then the baseline's, each in a process whose `PYTHONPATH` puts its `src` first."""
+    argv = [sys.executable, "-m", "benchmarks.backlog", "--runs", str(options.runs), "--burst", str(options.burst)]
+    argv += ["--workers", options.workers, "--database", options.database, "--timeout", str(options.timeout)]
+    for name, checkout in {"this checkout": REPOSITORY, "baseline": options.baseline}.items():
+        python_path = os.pathsep.join([str(checkout.resolve() / "src"), str(REPOSITORY)])
+        env = {**os.environ, "PYTHONPATH": python_path}
+        subprocess.run([*argv, "--variant", name], env=env, cwd=REPOSITORY, check=True)
 
 
 if __name__ == "__main__":

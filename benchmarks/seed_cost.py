@@ -2,11 +2,12 @@
 
     .venv/bin/python -m benchmarks.seed_cost [--runs 10] [--rounds 2] [--items 5] [--baseline DIR] [--requests]
 
-Starts `fanout up`'s stack (server, deployments, webhook) once. Then, `--rounds` times, for each
-variant (this checkout; with `--baseline`, the checkout in DIR, e.g. `git worktree add DIR main`,
-whose `src` goes first on the warm worker's `PYTHONPATH`), it starts a warm worker, makes one
-warm-up run, and times `--runs` seed runs one after the other (POST /api/start-fanout -> the status
-URL's 200, polled every 0.1 s). Around those runs it reads the server process group's CPU time
+`--rounds` times, for each variant (this checkout; with `--baseline`, the checkout in DIR, e.g.
+`git worktree add DIR main`), it starts `fanout up`'s stack (server, deployments, automations, webhook)
+and a warm worker from that variant's code, in a process of its own whose `PYTHONPATH` puts the
+variant's `src` first, so that what the stack configures is compared too. It makes one warm-up run,
+and times `--runs` seed runs one after the other (POST /api/start-fanout -> the status URL's 200,
+polled every 0.1 s). Around those runs it reads the server process group's CPU time
 (`/proc/PID/stat`, utime + stime) and, once the server is quiet again, subtracts what it spends
 idle over the same time (measured just before). Per variant it prints:
 
@@ -25,12 +26,15 @@ Goal: server CPU <= 0.4 s per seed run; POST -> 200 p50 <= 0.3x the cold import.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -47,6 +51,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 ACCESS = re.compile(r'"(GET|POST|PATCH|PUT|DELETE) (\S+) HTTP/[0-9.]+" (\d+)')
 THIS = "this checkout"
 BASELINE = "baseline"
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -248,27 +253,67 @@ def report(results: dict[str, Figures], unit: float, show_requests: bool) -> Non
     print(f"load average at the end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
 
 
+def one_round(runs: int, items: int) -> Figures:
+    """One round in this process: a stack from the `fanout` this interpreter imports, measured."""
+    figures = Figures()
+    with temporary_stack("fanout-seed-cost-") as stack:
+        measure_round(stack, {}, runs, items, figures)
+    return figures
+
+
+def round_of(checkout: Path, runs: int, items: int) -> Figures:
+    """One round of the variant in `checkout`: a process of its own whose `PYTHONPATH` puts that checkout's
+    `src` first (and this one's `benchmarks`), so its stack runs the variant's code throughout."""
+    python_path = os.pathsep.join([str(checkout.resolve() / "src"), str(REPOSITORY)])
+    argv = [sys.executable, "-m", "benchmarks.seed_cost", "--one-round", "--runs", str(runs), "--items", str(items)]
+    done = subprocess.run(
+        argv, env={**os.environ, "PYTHONPATH": python_path}, cwd=REPOSITORY, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"a round of {checkout} failed:\n{done.stderr[-4000:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    return Figures(**{**measured, "requests": Counter(measured["requests"])})
+
+
+def merged(into: Figures, round_figures: Figures) -> None:
+    """Add one round's figures to a variant's."""
+    for name in ("cpu_per_run", "cpu_per_run_without_polls", "polls_per_run", "worker_cpu_per_run"):
+        getattr(into, name).extend(getattr(round_figures, name))
+    for name in ("webhook_cpu_per_run", "seconds", "records"):
+        getattr(into, name).extend(getattr(round_figures, name))
+    into.requests += round_figures.requests
+    into.runs += round_figures.runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10, help="timed seed runs per round (after one warm-up)")
-    parser.add_argument("--rounds", type=int, default=2, help="worker starts per variant, interleaved")
-    parser.add_argument("--baseline", type=Path, help="a checkout to compare with (its src/ runs the flows)")
+    parser.add_argument("--rounds", type=int, default=2, help="stack starts per variant, interleaved")
+    parser.add_argument("--baseline", type=Path, help="a checkout to compare with (its src/ runs the whole stack)")
     parser.add_argument("--items", type=int, default=5, help="items per run (the seed's request has 5)")
     parser.add_argument("--imports", type=int, default=5, help="cold imports timed (the unit of the ratio)")
     parser.add_argument("--requests", action="store_true", help="count the server's requests per run by route")
+    parser.add_argument("--one-round", action="store_true", help=argparse.SUPPRESS)  # a round, as JSON
     args = parser.parse_args()
     stop_stacks_on_sigterm()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if args.requests:
         os.environ["PREFECT_SERVER_LOGGING_LEVEL"] = "INFO"  # uvicorn's access log
-    variants: dict[str, dict[str, str]] = {THIS: {}}
+    if args.one_round:
+        figures = one_round(args.runs, args.items)
+        print(json.dumps({**asdict(figures), "requests": dict(figures.requests)}))
+        return
+    variants: dict[str, Path] = {THIS: REPOSITORY}
     if args.baseline:
-        variants[BASELINE] = {"PYTHONPATH": str(args.baseline.resolve() / "src")}
+        variants[BASELINE] = args.baseline
     results = {name: Figures() for name in variants}
-    with temporary_stack("fanout-seed-cost-") as stack:
-        for _ in range(args.rounds):
-            for name, env in variants.items():
-                measure_round(stack, env, args.runs, args.items, results[name])
+    for _ in range(args.rounds):
+        for name, checkout in variants.items():
+            measured = round_of(checkout, args.runs, args.items)
+            merged(results[name], measured)
+            print(
+                f"{name}: server CPU s per run less the polls {measured.cpu_per_run_without_polls[0]:.3f}", flush=True
+            )
     unit = statistics.median(cold_import() for _ in range(args.imports))
     report(results, unit, args.requests)
 

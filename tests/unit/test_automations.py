@@ -38,11 +38,11 @@ def test_every_automation_is_scoped_to_fanout_deployments() -> None:
 
 
 def test_missing_heartbeats_crash_the_run_after_the_window() -> None:
-    """A proactive trigger waits `crash_after_seconds` for a heartbeat or any state change, then sets Crashed."""
+    """A proactive trigger waits `crash_after_seconds` for a heartbeat or a state that ends them, then sets Crashed."""
     heartbeats = by_name(crash_after_seconds=120)[HEARTBEATS]
     assert heartbeats.trigger.posture == "Proactive"
     assert heartbeats.trigger.after == {"prefect.flow-run.heartbeat"}
-    assert "prefect.flow-run.*" in heartbeats.trigger.expect
+    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed"} <= heartbeats.trigger.expect
     assert heartbeats.trigger.within == timedelta(seconds=120)
     assert heartbeats.actions[0].state == "CRASHED"
 
@@ -51,9 +51,27 @@ def test_a_silent_run_is_retried_as_the_same_run_after_the_liveness_window() -> 
     """No alive event nor state change for `silent_after_seconds` at run counts 1..max: AwaitingRetry, no Crashed step."""
     silent = by_name(silent_after_seconds=10, max_auto_retries=2)[SILENT]
     assert silent.trigger.posture == "Proactive" and silent.trigger.after == {ALIVE_EVENT}
-    assert silent.trigger.expect == {ALIVE_EVENT, "prefect.flow-run.*"}
+    assert {ALIVE_EVENT, "prefect.flow-run.Completed", "prefect.flow-run.AwaitingRetry"} <= silent.trigger.expect
     assert silent.trigger.within == timedelta(seconds=10) and silent.trigger.match["prefect.run-count"] == ["1", "2"]
     assert (silent.actions[0].state, silent.actions[0].name) == ("SCHEDULED", "AwaitingRetry") and silent.enabled
+
+
+@pytest.mark.parametrize("name", [SILENT, HEARTBEATS])
+def test_a_sign_of_life_waits_for_the_next_or_for_a_state_that_ends_the_run(name: str) -> None:
+    """The liveness windows expect the states a Running run leaves to, and not the ones that start a run
+    (each expected event costs the server a write)."""
+    expect = by_name()[name].trigger.expect
+    ending = {"Completed", "Failed", "Crashed", "Cancelling", "Cancelled", "AwaitingRetry", "Paused"}
+    assert {f"prefect.flow-run.{state}" for state in ending} <= expect
+    assert not {f"prefect.flow-run.{state}" for state in ("Scheduled", "Pending", "Submitting", "Running")} & expect
+    assert not any("*" in event for event in expect)
+
+
+def test_a_crash_waits_for_a_reschedule_not_for_the_run_that_follows_it() -> None:
+    """Retry expects the states that show a crash was handled; Pending, Running and Completed only follow those."""
+    expect = by_name()[RETRY].trigger.expect
+    assert {"prefect.flow-run.AwaitingRetry", "prefect.flow-run.Scheduled", "prefect.flow-run.Cancelled"} <= expect
+    assert not {"prefect.flow-run.Pending", "prefect.flow-run.Running", "prefect.flow-run.Completed"} & expect
 
 
 def test_the_retry_window_comes_from_the_settings() -> None:

@@ -74,6 +74,32 @@ def test_an_open_server_drops_an_inherited_auth_string(monkeypatch: pytest.Monke
     assert PrefectServer(home=tmp_path, auth_string="a:b").server_env()["PREFECT_SERVER_API_AUTH_STRING"] == "a:b"
 
 
+def test_clients_of_a_server_without_csrf_protection_ask_for_no_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The local server does not protect against CSRF, so what talks to it asks for no CSRF token."""
+    monkeypatch.delenv("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", raising=False)
+    monkeypatch.delenv("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", raising=False)
+    assert PrefectServer(home=tmp_path).client_env()["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "false"
+
+
+def test_clients_of_a_server_told_to_protect_against_csrf_keep_asking_for_tokens(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED=true: the clients keep Prefect's CSRF support."""
+    monkeypatch.setenv("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", "true")
+    monkeypatch.delenv("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", raising=False)
+    assert "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED" not in PrefectServer(home=tmp_path).client_env()
+
+
+def test_the_stack_s_server_starts_with_the_local_server_s_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The server `fanout up` starts gets the local server's task-run recorder batching in its environment."""
+    monkeypatch.delenv("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", raising=False)
+    assert PrefectServer(home=tmp_path).server_env()["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "100"
+
+
 def test_the_banner_of_a_project_says_how_to_start_its_deployments() -> None:
     """In a project, `fanout up` names its prefect.yaml and pools, and the route that starts any of its flows."""
     stack = FakeStack()

@@ -219,3 +219,56 @@ def test_send_queued_returns_once_a_queue_service_handled_its_items(monkeypatch:
         assert handled == [0, 1, 2, 3, 4]
     finally:
         sender.drain()
+
+
+class NoReads:
+    """A client that fails the test on any read (what the remembered objects must spare)."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def read(*args: object) -> None:
+            raise AssertionError(f"the client was asked to {name}")
+
+        return read
+
+
+def test_remembered_related_objects_are_what_a_run_s_events_relate_to_without_a_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The flow, deployment, work queue and work pool remembered for a run are found in Prefect's cache where
+    its events look them up, so its first event reads none of them."""
+    from prefect.client.schemas.objects import Flow, FlowRun, WorkPool, WorkQueue
+    from prefect.client.schemas.responses import DeploymentResponse
+    from prefect.context import FlowRunContext
+    from prefect.events import related
+
+    flow = Flow(id=uuid4(), name="fan-out-fan-in", tags=["fanout"])
+    deployment = DeploymentResponse(id=uuid4(), name="default", flow_id=flow.id)
+    pool = WorkPool(id=uuid4(), name="fanout", type="process")
+    queue = WorkQueue(id=uuid4(), name="default", work_pool_id=pool.id)
+    flow_run = FlowRun(
+        id=uuid4(),
+        flow_id=flow.id,
+        name="run",
+        deployment_id=deployment.id,
+        work_queue_id=queue.id,
+        work_queue_name=queue.name,
+        work_pool_name=pool.name,
+    )
+    monkeypatch.setattr(related, "RESOURCE_CACHE", {})
+    monkeypatch.setattr(FlowRunContext, "get", classmethod(lambda cls: type("Context", (), {"flow_run": flow_run})()))
+    prefect_adapter.remember_related(prefect_adapter.related_objects(flow, deployment, queue, pool))
+    found = asyncio.run(related.related_resources_from_run_context(NoReads()))  # type: ignore[arg-type]
+    ids = {resource.id: resource.role for resource in found}
+    assert ids[f"prefect.deployment.{deployment.id}"] == "deployment"
+    assert ids[f"prefect.flow.{flow.id}"] == "flow"
+    assert ids[f"prefect.work-queue.{queue.id}"] == "work-queue"
+    assert ids[f"prefect.work-pool.{pool.id}"] == "work-pool"
+    assert ids["prefect.tag.fanout"] == "tag"
+
+
+def test_prefect_s_worker_still_proposes_submitting_through_the_hook_the_warm_worker_overrides() -> None:
+    """BaseWorker proposes Submitting through `_propose_submitting_state`, the method the warm worker
+    overrides to skip that state."""
+    from prefect.workers.base import BaseWorker
+
+    assert "self._propose_submitting_state(" in inspect.getsource(BaseWorker._submit_run_and_capture_errors)

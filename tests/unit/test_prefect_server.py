@@ -164,3 +164,22 @@ async def test_each_attempt_of_such_a_request_sets_the_flag_its_transaction_read
     async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
         response = await client.patch("/api/flow_runs/x/labels", json={})
     assert response.status_code == 204 and seen == [True, True]
+
+
+def test_the_local_server_records_task_runs_in_batches() -> None:
+    """Unless told otherwise, the local server's task-run recorder writes a second's task-run states at once."""
+    from fanout.localstack.prefect_server import with_server_defaults
+
+    environ: dict[str, str] = {}
+    with_server_defaults(environ)
+    assert environ["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "100"
+    assert environ["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"] == "1"
+
+
+def test_a_recorder_setting_in_the_environment_is_kept() -> None:
+    """A user's own Prefect setting wins over the local server's default."""
+    from fanout.localstack.prefect_server import with_server_defaults
+
+    environ = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "1"}
+    with_server_defaults(environ)
+    assert environ["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "1"

@@ -91,8 +91,22 @@ class OneRunClient:
         return OrchestrationResult(state=None, status=status, details=StateRejectDetails(reason="run is Cancelling"))
 
 
-def recover(client: OneRunClient, max_auto_retries: int = 3) -> ExitOutcome:
-    return asyncio.run(recover_after_exit(client, client.run.id, 4242, -9, max_auto_retries))  # type: ignore[arg-type]
+def recover(client: OneRunClient, max_auto_retries: int = 3, exit_code: int = -9) -> ExitOutcome:
+    return asyncio.run(recover_after_exit(client, client.run.id, 4242, exit_code, max_auto_retries))  # type: ignore[arg-type]
+
+
+class UnreadableClient(OneRunClient):
+    """A client that fails the test if the worker reads or changes the run."""
+
+    async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
+        raise AssertionError("the run was read")
+
+
+def test_a_process_that_exited_0_is_left_unchanged_without_asking_the_server() -> None:
+    """Exit 0 means the engine recorded the run's outcome: the worker neither reads nor changes the run."""
+    client = UnreadableClient(Running(), run_count=1)
+    assert recover(client, exit_code=0).action == UNCHANGED
+    assert client.proposed == []
 
 
 def test_a_process_killed_mid_run_goes_straight_back_to_awaiting_retry() -> None:

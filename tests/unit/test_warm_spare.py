@@ -57,3 +57,25 @@ def test_a_run_under_the_workers_settings_runs_in_what_the_spare_prepared(monkey
     seen = run_seen_by(monkeypatch, {"FANOUT_ANYTHING": "1"})
     assert seen["prepared_closed"] is False
     assert seen["closed_after"] is True
+
+
+@pytest.mark.parametrize("csrf", [True, False])
+def test_a_spare_fetches_the_csrf_setting_only_for_a_client_that_uses_it(
+    monkeypatch: pytest.MonkeyPatch, csrf: bool
+) -> None:
+    """The spare's one-row read, which only fetches the server's CSRF setting, is made only when the client supports CSRF."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
+
+    from fanout.worker import warm_spare
+
+    reads: list[dict[str, Any]] = []
+    monkeypatch.setattr(SyncPrefectClient, "raise_for_api_version_mismatch_once", lambda self: None)
+    monkeypatch.setattr(SyncPrefectClient, "read_flow_runs", lambda self, **options: reads.append(options))
+    monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: csrf}):
+        warm_spare.prepare().close()
+    assert reads == ([{"limit": 1}] if csrf else [])

@@ -4,7 +4,8 @@ fanout supports a range of Prefect 3 releases. Where it leans on behaviour Prefe
 (settings overrides taking effect when entered, heartbeat and client-retry settings read per use, a
 client taking the TLS context it is handed,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
-where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`, queued events sent before exit), the
+where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`, queued events sent before exit, the cache
+of what a run's events relate to), the
 lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
 where a server is needed) checks each one against the installed Prefect, so a release that breaks one
 fails there by name rather than somewhere inside a run.
@@ -225,3 +226,37 @@ def send_queued(timeout: float) -> bool:
 
     threading.Thread(target=wait, name="fanout-send-queued", daemon=True).start()
     return done.wait(timeout)
+
+
+RELATED_KINDS: Final = ("flow", "deployment", "work-queue", "work-pool")
+"""What Prefect relates every event of a flow run to, besides the run itself, in the order it reads them."""
+
+
+def related_objects(flow: Any, deployment: Any, work_queue: Any, work_pool: Any) -> dict[str, str]:
+    """The objects a flow run's events relate to, as JSON by kind, for `remember_related` in the run's process."""
+    objects = dict(zip(RELATED_KINDS, (flow, deployment, work_queue, work_pool), strict=True))
+    return {kind: found.model_dump_json(exclude_none=True) for kind, found in objects.items() if found is not None}
+
+
+def remember_related(objects: dict[str, str]) -> None:
+    """Put the objects a flow run's events relate to (`related_objects`' JSON) into Prefect's cache of related
+    resources in this process, keyed as Prefect looks them up (by the run's flow, deployment and work-queue
+    ids and its work pool's name), so the run's first event reads none of them from the API. A kind left
+    out is read by Prefect as before."""
+    from prefect.client.schemas.objects import Flow, WorkPool, WorkQueue
+    from prefect.client.schemas.responses import DeploymentResponse
+    from prefect.events.related import RESOURCE_CACHE
+    from prefect.types._datetime import now
+
+    schemas: dict[str, Any] = {
+        "flow": Flow,
+        "deployment": DeploymentResponse,
+        "work-queue": WorkQueue,
+        "work-pool": WorkPool,
+    }
+    cached_at: Any = now("UTC")  # the cache's own timestamp type, whichever this Prefect uses
+    for kind, data in objects.items():
+        if kind in schemas:
+            found = schemas[kind].model_validate_json(data)
+            key = found.name if kind == "work-pool" else found.id
+            RESOURCE_CACHE[f"{kind}.{key}"] = ({"kind": kind, "object": found}, cached_at)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fanout.core.private_files import make_folders, open_private, write_private
 from fanout.localstack.polling import wait_for
-from fanout.localstack.prefect_server import SERVER_MODULE, server_argv
+from fanout.localstack.prefect_server import SERVER_MODULE, server_argv, with_server_defaults
 from fanout.localstack.processes import LOOPBACK, alive, answers_as, listen, new_nonce, spawn, stop_group, tail
 
 STATE_FILE = "server.json"
@@ -113,6 +113,7 @@ def _start(folder: Path) -> BackgroundServer:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
         env.pop("PREFECT_API_URL", None)
+        with_server_defaults(env)
         argv = server_argv(listener.fileno(), nonce)
         child = spawn("server", argv, env, folder, cwd=folder, pass_fds=[listener.fileno()])
     server = BackgroundServer(pid=child.process.pid, port=port, home=str(folder), nonce=nonce)

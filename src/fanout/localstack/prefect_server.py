@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from contextvars import ContextVar
 
 from fanout.localstack.listener import ASGIApp, Message, Receive, Scope, Send, arguments, serve
@@ -36,6 +36,22 @@ RECENT_SECONDS = 5.0
 REPLAY_PAUSE = 0.025
 REPLAY_PAUSE_CAP = 1.0
 """A request answered 503 is run again here after a random pause of up to REPLAY_PAUSE * 2**attempt s (at most the cap)."""
+
+
+SERVER_DEFAULTS = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+}
+"""Prefect settings this server starts with unless the environment sets them: the task-run recorder writes
+the task-run states of the last second in one transaction (Prefect's default writes each state event in a
+transaction of its own), so a task run shows in the UI up to a second later."""
+
+
+def with_server_defaults(environ: MutableMapping[str, str]) -> None:
+    """Put `SERVER_DEFAULTS` into `environ`, the environment this server is started with, where it sets none
+    of them itself (Prefect reads its settings once, when it is imported)."""
+    for name, value in SERVER_DEFAULTS.items():
+        environ.setdefault(name, value)
 
 
 WRITE_LOCK_AT_ONCE = (

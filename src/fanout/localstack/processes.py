@@ -23,7 +23,7 @@ import httpx
 from fanout.localstack.listener import NONCE_HEADER
 from fanout.localstack.permissions import PRIVATE_UMASK
 from fanout.localstack.polling import wait_for
-from fanout.localstack.prefect_server import server_argv
+from fanout.localstack.prefect_server import server_argv, with_server_defaults
 
 LOOPBACK = "127.0.0.1"
 
@@ -217,7 +217,11 @@ class PrefectServer:
         return f"http://{LOOPBACK}:{self.port}"
 
     def client_env(self) -> dict[str, str]:
-        """Environment for any process that should talk to this server."""
+        """Environment for any process that should talk to this server.
+
+        Unless the server is told to protect against CSRF, its clients do not ask it for a CSRF token
+        (Prefect's clients otherwise ask once per client, and a flow run's process makes two).
+        """
         env = {
             **os.environ,
             "PREFECT_API_URL": self.api_url,
@@ -225,14 +229,17 @@ class PrefectServer:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             **self.extra_env,
         }
+        if not _truthy(env.get("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", "")):
+            env.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
         if self.auth_string:
             env["PREFECT_API_AUTH_STRING"] = self.auth_string
         return env
 
     def server_env(self) -> dict[str, str]:
-        """Environment of the server process itself: its address, database and auth."""
+        """Environment of the server process itself: its address, database and auth, and the local server's defaults."""
         env = {**self.client_env(), "PREFECT_SERVER_API_HOST": LOOPBACK, "PREFECT_SERVER_API_PORT": str(self.port)}
         env.pop("PREFECT_API_URL")
+        with_server_defaults(env)
         if self.database_url:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         if self.auth_string:
@@ -265,6 +272,11 @@ class PrefectServer:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
+
+
+def _truthy(value: str) -> bool:
+    """A boolean setting's value as Prefect's settings read it."""
+    return value.strip().lower() in {"1", "true", "yes", "on", "t", "y"}
 
 
 @contextmanager

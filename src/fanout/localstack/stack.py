@@ -158,7 +158,13 @@ class LocalStack:
         """Environment for a process that talks to this stack's server: the stack's env, then overrides."""
         assert self.server is not None
         server_env = self.server.client_env()
-        names = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_API_AUTH_STRING")
+        names = (
+            "PREFECT_API_URL",
+            "PREFECT_HOME",
+            "PREFECT_SERVER_ANALYTICS_ENABLED",
+            "PREFECT_API_AUTH_STRING",
+            "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED",
+        )
         prefect = {name: server_env[name] for name in names if name in server_env}
         return {**self.env, **storage_environment(self.settings()), **prefect, **overrides}  # one result folder
 

@@ -23,17 +23,32 @@ from fanout.core.liveness import ALIVE_EVENT
 from fanout.core.settings import ResumeSettings
 
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
-ANY_FLOW_RUN_EVENT = "prefect.flow-run.*"  # every state change (and heartbeat) of a flow run
+LEAVING_RUNNING_STATES = (
+    "Completed",
+    "Failed",
+    "TimedOut",
+    "Crashed",
+    "Cancelling",
+    "Cancelled",
+    "Paused",
+    "Suspended",
+    "AwaitingRetry",
+)
+"""The states a Running flow run can move to that end its alive events and heartbeats. A window opened by
+one of those signs of life waits for another, or for one of these. Every event an automation expects
+costs the server a write transaction for every run, so the states that never come straight after a sign
+of life are left out: Pending, Submitting, Running, and Scheduled (a run is put back as AwaitingRetry;
+the first Scheduled of every run would otherwise be held by the heartbeat window)."""
 AFTER_CRASH_STATES = (
     "AwaitingRetry",
     "Scheduled",
-    "Pending",
-    "Running",
-    "Completed",
     "Failed",
     "Cancelling",
     "Cancelled",
 )
+"""The states that show a crashed run was already dealt with. A run is only Pending or Running again
+after AwaitingRetry or Scheduled, and only Completed after those (or by hand), so those three are not
+expected: every run's Running and Completed would otherwise cost a write transaction."""
 
 SILENT = "fanout: resume runs that fall silent"
 HEARTBEATS = "fanout: crash runs whose heartbeats stop"
@@ -44,6 +59,11 @@ GIVE_UP = "fanout: fail crashed runs that are not retried"
 def flow_run_event(state_name: str) -> str:
     """The event Prefect emits when a flow run enters the state called `state_name`."""
     return f"prefect.flow-run.{state_name}"
+
+
+def left_running() -> set[str]:
+    """The events of a Running flow run's move to a state in which it sends no signs of life."""
+    return {flow_run_event(state) for state in LEAVING_RUNNING_STATES}
 
 
 def deployment_scope(deployment_ids: Sequence[UUID]) -> dict[str, Any]:
@@ -60,7 +80,7 @@ def worker_environment(settings: ResumeSettings) -> dict[str, str]:
 
 
 def silent_automation(deployment_ids: Sequence[UUID], settings: ResumeSettings) -> AutomationCore:
-    """Put a run back to AwaitingRetry when neither an alive event nor a state change came within the window."""
+    """Put a run back to AwaitingRetry when neither an alive event nor a move out of Running came within the window."""
     silent = settings.silent_after_seconds
     return AutomationCore(
         name=SILENT,
@@ -69,7 +89,7 @@ def silent_automation(deployment_ids: Sequence[UUID], settings: ResumeSettings) 
         trigger=EventTrigger(
             posture=Posture.Proactive,
             after={ALIVE_EVENT},
-            expect={ALIVE_EVENT, ANY_FLOW_RUN_EVENT},
+            expect={ALIVE_EVENT, *left_running()},
             match={"prefect.resource.id": "prefect.flow-run.*", "prefect.run-count": retry_run_counts(settings)},
             match_related=deployment_scope(deployment_ids),
             for_each={"prefect.resource.id"},
@@ -88,14 +108,14 @@ def silent_automation(deployment_ids: Sequence[UUID], settings: ResumeSettings) 
 
 
 def heartbeat_automation(deployment_ids: Sequence[UUID], settings: ResumeSettings) -> AutomationCore:
-    """Mark a run Crashed when neither a heartbeat nor a state change arrives within the window."""
+    """Mark a run Crashed when neither a heartbeat nor a move out of Running arrives within the window."""
     return AutomationCore(
         name=HEARTBEATS,
         description=f"No heartbeat for {settings.crash_after_seconds}s: the host is presumed dead.",
         trigger=EventTrigger(
             posture=Posture.Proactive,
             after={HEARTBEAT_EVENT},
-            expect={HEARTBEAT_EVENT, ANY_FLOW_RUN_EVENT},
+            expect={HEARTBEAT_EVENT, *left_running()},
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related=deployment_scope(deployment_ids),
             for_each={"prefect.resource.id"},

@@ -27,6 +27,7 @@ from prefect.context import SettingsContext, SyncClientContext
 from prefect.flows import Flow
 from prefect.settings import Settings
 
+from fanout.core.prefect_adapter import remember_related
 from fanout.worker.warm_spare import DeploymentSource
 
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
@@ -37,11 +38,13 @@ def execute(
     env: Mapping[str, str],
     working_dir: str | None,
     deployment: DeploymentSource | None = None,
+    related: Mapping[str, str] | None = None,
     prepared: ExitStack | None = None,
 ) -> None:
     """Run one flow run (as the worker read it, JSON) in this (forked) process with the run's environment and folder.
 
-    `deployment` is the run's deployment as the worker read it (None: read it here).
+    `deployment` is the run's deployment as the worker read it (None: read it here), and `related` the
+    objects its events relate to, as the worker read them (a kind left out is read here when needed).
     `prepared` holds what a spare process made ready under the worker's settings
     (src/fanout/worker/warm_spare.py): the run uses it, unless its environment changes
     a Prefect setting. Exits as `python -m prefect.engine` does: 0 once Prefect
@@ -52,6 +55,8 @@ def execute(
     if working_dir:
         os.chdir(working_dir)
     prepend_python_path(env.get("PYTHONPATH"))
+    flow_run = FlowRun.model_validate_json(flow_run_json)
+    remember_related(dict(related or {}))
     if changed:
         if prepared is not None:
             from fanout.worker.warm_spare import discard
@@ -60,10 +65,10 @@ def execute(
         # Prefect read its settings when the forkserver imported it; this run's
         # environment changes some of them (PREFECT_* job variables), so read them again.
         with SettingsContext(profile=_current_profile(), settings=Settings()):
-            _run(FlowRun.model_validate_json(flow_run_json), deployment)
+            _run(flow_run, deployment)
     else:
         with prepared or ExitStack():
-            _run(FlowRun.model_validate_json(flow_run_json), deployment)
+            _run(flow_run, deployment)
 
 
 def _run(flow_run: FlowRun, deployment: DeploymentSource | None) -> None:

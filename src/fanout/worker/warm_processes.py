@@ -78,15 +78,17 @@ class WarmProcesses:
         env: Mapping[str, str],
         working_dir: Path | None,
         deployment: DeploymentSource | None = None,
+        related: Mapping[str, str] | None = None,
     ) -> BaseProcess:
         """A started process running `flow_run`, the worker's copy of it: the spare, else a new fork.
+        `related`: what the run's events relate to, as the worker read it (`prefect_adapter.related_objects`).
 
         Call `replenish` afterwards for the next run's spare.
         """
         from fanout.worker.warm_child import execute
 
         folder = str(working_dir) if working_dir else None
-        handover: Handover = (flow_run.model_dump_json(), dict(env), folder, deployment)
+        handover: Handover = (flow_run.model_dump_json(), dict(env), folder, deployment, dict(related or {}))
         with self._lock:
             spare, self._spare = self._spare, None
         if spare is not None and spare.hand_over(handover):

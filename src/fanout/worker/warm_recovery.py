@@ -62,7 +62,13 @@ async def recover_after_exit(
     exit_code: int | None,
     max_auto_retries: int,
 ) -> ExitOutcome:
-    """Bring the run of an ended process to where it belongs (see the module docstring)."""
+    """Bring the run of an ended process to where it belongs (see the module docstring).
+
+    Exit code 0 is Prefect's engine saying it recorded the run's outcome (a final state, a pause, or an
+    abort by the orchestrator), as Prefect's `process` worker reads it: the run is left as it is, unread.
+    """
+    if exit_code == 0:
+        return ExitOutcome(UNCHANGED)
     run = await client.read_flow_run(flow_run_id)
     state = run.state
     if state is None or state.is_final() or state.is_scheduled() or state.is_paused():

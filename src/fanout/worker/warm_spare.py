@@ -26,9 +26,9 @@ class DeploymentSource(NamedTuple):
     pull_steps: list[dict[str, Any]] | None
 
 
-Handover = tuple[str, dict[str, str], str | None, DeploymentSource | None]
+Handover = tuple[str, dict[str, str], str | None, DeploymentSource | None, dict[str, str]]
 """What a spare receives: the flow run (JSON, as the worker read it), the run's environment, its folder,
-and its deployment's entrypoint and pull steps."""
+its deployment's entrypoint and pull steps, and what its events relate to (JSON by kind)."""
 
 
 def serve(receiver: Connection) -> None:
@@ -43,12 +43,12 @@ def serve(receiver: Connection) -> None:
     interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
     prepared = prepare()
     try:
-        flow_run_json, env, working_dir, deployment = receiver.recv()
+        flow_run_json, env, working_dir, deployment, related = receiver.recv()
     except (EOFError, OSError):
         os._exit(0)  # no run will come: the worker stopped, died, or retired this spare
     receiver.close()
     signal.signal(signal.SIGINT, interrupt)
-    execute(flow_run_json, env, working_dir, deployment, prepared=prepared)
+    execute(flow_run_json, env, working_dir, deployment, related, prepared=prepared)
 
 
 def prepare() -> ExitStack:
@@ -59,19 +59,21 @@ def prepare() -> ExitStack:
     Prefect caches per process and API URL. Starting the events service opens
     its connection and checks the version for the events clients, so the
     run's suspension observer skips that check too; the log service creates its
-    client. The first change request fetches the client's CSRF setting once
-    (here, a one-row read by POST), which the engine's first update would
-    otherwise wait for. Each is best effort: whatever fails here, the run does
-    as it would have.
+    client. When the client supports CSRF, the first change request fetches the
+    server's CSRF setting once (here, a one-row read by POST), which the engine's
+    first update would otherwise wait for. Each is best effort: whatever fails
+    here, the run does as it would have.
     """
     from prefect.context import SyncClientContext
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
+    from prefect.settings import get_current_settings
 
     stack = ExitStack()
     try:
         clients = stack.enter_context(SyncClientContext.get_or_create())
-        clients.client.read_flow_runs(limit=1)
+        if get_current_settings().client.csrf_support_enabled:
+            clients.client.read_flow_runs(limit=1)
         APILogWorker.instance()
         EventsWorker.instance()
     except Exception as error:  # noqa: BLE001 - the run prepares what is missing itself

@@ -13,25 +13,29 @@ explains each part.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import anyio
 import anyio.abc
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import Flow as APIFlow
-from prefect.client.schemas.objects import FlowRun
-from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.objects import FlowRun, WorkQueue
+from prefect.client.schemas.responses import DeploymentResponse, WorkerFlowRunResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-from prefect.exceptions import InfrastructureNotFound
+from prefect.exceptions import InfrastructureNotFound, PrefectHTTPStatusError
 from prefect.filesystems import WritableFileSystem
 from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 from pydantic import Field, PrivateAttr
 
+from fanout.core.prefect_adapter import related_objects
 from fanout.core.settings import worker_settings
 from fanout.service.reconcile import reconcile
 from fanout.storage.checkpoints import result_storage
@@ -47,6 +51,10 @@ CANCEL_POLL_SECONDS = 5.0
 """How often the states of this worker's running runs are read, in case a Cancelling event was missed."""
 RESUBSCRIBE_SECONDS = 2.0
 """Pause before subscribing again after the event stream broke (the poll covers the gap)."""
+SCHEDULED_ROUTE: Final = "/work_pools/{name}/get_scheduled_flow_runs"
+RECENT_READ_SECONDS = 5.0
+"""How long the worker reuses a deployment or flow it read: Prefect's worker reads a run's deployment twice
+as it submits the run (to see that it exists, then for its job variables), and a backlog's runs share one."""
 SPARE_AFTER_SECONDS = 2.0
 """When a run took the spare, the next spare is forked when that run's process ends, or this long after the
 hand-over if it is still running: not at once, when preparing it would take CPU from the run's own start."""
@@ -65,6 +73,30 @@ def run_environment(env: Mapping[str, str | None], inherited: Mapping[str, str])
     return {name: value for name, value in env.items() if value is not None and inherited.get(name) != value}
 
 
+Read = Callable[[UUID], Awaitable[Any]]
+
+
+def reuse_recent_reads(client: object, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    """Make `client` answer a read of a deployment or flow it made less than `seconds` ago from that read."""
+    for name in ("read_deployment", "read_flow"):
+        setattr(client, name, _recent(getattr(client, name), seconds, clock))
+
+
+def _recent(read: Read, seconds: float, clock: Callable[[], float]) -> Read:
+    kept: dict[UUID, tuple[float, Any]] = {}
+
+    async def reading(object_id: UUID) -> Any:
+        now = clock()
+        hit = kept.get(object_id)
+        if hit is not None and now - hit[0] < seconds:
+            return hit[1]
+        found = await read(object_id)
+        kept[object_id] = (now, found)
+        return found
+
+    return reading
+
+
 class WarmJobConfiguration(BaseJobConfiguration):
     """The process worker's job configuration, so a `process` pool's template fits as it is."""
 
@@ -72,6 +104,7 @@ class WarmJobConfiguration(BaseJobConfiguration):
     working_dir: Path | None = Field(default=None)
     _deployment_source: DeploymentSource | None = PrivateAttr(default=None)
     _own_command: str | None = PrivateAttr(default=None)
+    _related: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def prepare_for_flow_run(
         self,
@@ -81,21 +114,28 @@ class WarmJobConfiguration(BaseJobConfiguration):
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        """Prefect's preparation, keeping what the run's process needs of the deployment Prefect just read.
+        """Prefect's preparation, keeping what the run's process needs of the deployment and flow Prefect just read.
 
         The flow-run process then takes the flow without reading the deployment
-        again (src/fanout/worker/warm_child.py): one API call less on every start.
+        again (src/fanout/worker/warm_child.py), and relates its events to the
+        flow and deployment without reading them: API calls saved on every start.
         """
         self._own_command = self.command  # set by the deployment or pool (Prefect fills in a default below)
         super().prepare_for_flow_run(flow_run, deployment, flow, *args, **kwargs)
         if deployment is not None:
             self._deployment_source = DeploymentSource(deployment.entrypoint, deployment.pull_steps)
+        self._related = related_objects(flow, deployment, None, None)
 
     @property
     def own_command(self) -> str | None:
         """The `command` job variable, when the deployment or its pool sets one: the run then starts
         with it in a new interpreter, as on a `process` worker, not in a warm process."""
         return self._own_command
+
+    @property
+    def related(self) -> dict[str, str]:
+        """The run's flow and deployment as Prefect read them when the run was submitted (JSON by kind)."""
+        return self._related
 
     @property
     def deployment_source(self) -> DeploymentSource | None:
@@ -141,6 +181,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
 
     async def setup(self) -> None:
         await super().setup()
+        reuse_recent_reads(self.client, RECENT_READ_SECONDS)
         self._wake = anyio.Event()
         services = await self._exit_stack.enter_async_context(anyio.create_task_group())
         self._exit_stack.callback(services.cancel_scope.cancel)  # stop the services on exit
@@ -186,6 +227,11 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         # 0: the run's state is taken care of; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
 
+    async def _propose_submitting_state(self, flow_run: FlowRun) -> None:
+        """No Submitting state: a warm run's process starts within milliseconds of Pending, and each state
+        costs the server a transaction, an event and the automations' evaluation of it. (Prefect's hook,
+        overridden: tests/unit/test_prefect_adapter.py checks that Prefect still calls it.)"""
+
     async def get_and_submit_flow_runs(self) -> list[FlowRun]:
         """Prefect's poll, noting whether it left scheduled runs for lack of a free slot (a backlog):
         then each run that ends polls again at once, instead of its slot idling until the next poll."""
@@ -194,9 +240,36 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         return submitted
 
     async def _get_scheduled_flow_runs(self) -> list[Any]:
-        found = await super()._get_scheduled_flow_runs()
+        """Prefect's poll of the pool, asking for no more scheduled runs than this worker has free slots,
+        plus one to see whether more wait. Prefect's own poll asks for up to 200 whole flow runs; under a
+        backlog, repeated as each run ends, that read cost the server more than the runs themselves."""
+        limit = self._poll_limit()
+        found = await (super()._get_scheduled_flow_runs() if limit is None else self._scheduled(limit))
         self._found = len(found)
         return found
+
+    def _poll_limit(self) -> int | None:
+        """The free slots plus one; None for a worker without a limit."""
+        limiter = self._limiter
+        return None if limiter is None else int(limiter.available_tokens) + 1
+
+    async def _scheduled(self, limit: int) -> list[WorkerFlowRunResponse]:
+        """The pool's scheduled runs, at most `limit`, as Prefect's poll asks for them (its REST route's `limit`)."""
+        scheduled_before = datetime.now(UTC) + timedelta(seconds=int(self._prefetch_seconds))
+        body = {
+            "work_queue_names": sorted(self._work_queues),
+            "scheduled_before": scheduled_before.isoformat(),
+            "limit": limit,
+        }
+        try:
+            response = await self.client.request(
+                "POST", SCHEDULED_ROUTE, path_params={"name": self._work_pool_name}, json=body
+            )
+        except PrefectHTTPStatusError as error:
+            if error.response.status_code == HTTPStatus.NOT_FOUND:
+                return []  # the pool is created again at the next heartbeat, as Prefect's poll leaves it
+            raise
+        return WorkerFlowRunResponse.model_validate_list(response.json())
 
     def _start(self, flow_run: FlowRun, configuration: WarmJobConfiguration) -> FlowRunProcess:
         """The run's process: a warm one, or a new interpreter running the deployment's own `command`."""
@@ -204,7 +277,18 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
             env = {name: value for name, value in configuration.env.items() if value is not None}
             return CommandProcess(configuration.own_command, env, configuration.working_dir)
         env = run_environment(configuration.env, self._inherited)
-        return self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source)
+        related = {**configuration.related, **self._pool_related(flow_run)}
+        return self._processes.start(flow_run, env, configuration.working_dir, configuration.deployment_source, related)
+
+    def _pool_related(self, flow_run: FlowRun) -> dict[str, str]:
+        """The run's work pool (the one this worker polls) and work queue, for the run's events to relate to."""
+        pool = self._work_pool
+        if pool is None:
+            return {}
+        queue = None
+        if flow_run.work_queue_id is not None and flow_run.work_queue_name:
+            queue = WorkQueue(id=flow_run.work_queue_id, name=flow_run.work_queue_name, work_pool_id=pool.id)
+        return related_objects(None, None, queue, pool)
 
     async def _replenish(self, after: float = 0.0) -> None:
         """Fork the next run's spare (none if one is ready); a failure only means the next run is forked when it comes."""
