@@ -271,4 +271,6 @@ def test_prefect_s_worker_still_proposes_submitting_through_the_hook_the_warm_wo
     overrides to skip that state."""
     from prefect.workers.base import BaseWorker
 
+    if "Submitting" not in inspect.getsource(BaseWorker):
+        pytest.skip("this Prefect's worker proposes no Submitting state")
     assert "self._propose_submitting_state(" in inspect.getsource(BaseWorker._submit_run_and_capture_errors)

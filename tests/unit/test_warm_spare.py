@@ -72,7 +72,8 @@ def test_a_spare_fetches_the_csrf_setting_only_for_a_client_that_uses_it(
     from fanout.worker import warm_spare
 
     reads: list[dict[str, Any]] = []
-    monkeypatch.setattr(SyncPrefectClient, "raise_for_api_version_mismatch_once", lambda self: None)
+    for check in ("raise_for_api_version_mismatch_once", "raise_for_api_version_mismatch"):  # newer, older Prefect
+        monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
     monkeypatch.setattr(SyncPrefectClient, "read_flow_runs", lambda self, **options: reads.append(options))
     monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
     monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
