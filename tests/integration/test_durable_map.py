@@ -21,6 +21,7 @@ from prefect.logging.handlers import APILogWorker
 
 import fanout
 from fanout import DuplicateItems, ItemsFailed, TransientError, current_item, durable_map, durable_map_async
+from fanout.localstack.polling import wait_for
 from fanout.storage.instance_results import InstanceResults
 from tests.conftest import REPO_ROOT
 from tests.support.processors import executed
@@ -276,15 +277,18 @@ def test_prefect_shows_the_failed_items_task_run_failed_and_its_traceback() -> N
 
     run_id = tolerant_run()
     APILogWorker.drain_all(timeout=10)
+    expected = {"checked-0": "COMPLETED", "checked-1": "FAILED", "checked-2": "COMPLETED"}
+    states: dict[str, Any] = {}
+
+    def recorded() -> bool:  # Prefect records task runs from their state events, after the flow returns
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        states.update({run.name: run.state for run in task_runs})
+        return {name: states[name].type.value for name in expected if states.get(name)} == expected
+
+    wait_for(recorded, 30, "the task runs' final states", interval=0.2)
     with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    states = {run.name: run.state for run in task_runs}
-    assert {name: state.type.value for name, state in states.items() if state} == {
-        "checked-0": "COMPLETED",
-        "checked-1": "FAILED",
-        "checked-2": "COMPLETED",
-    }
     failed = states["checked-1"]
     assert failed is not None and "1: ValueError: three is broken" in (failed.message or "")
     [traceback] = [log.message for log in logs if "Traceback" in log.message and "attempt 1 failed" in log.message]
