@@ -89,11 +89,18 @@ def test_an_unused_spare_exits_cleanly_when_its_worker_stops(worker_env: dict[st
 
 
 def ignores_sigint(pid: int) -> bool:
-    """The process has SIGINT ignored (its SigIgn mask in /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("SigIgn:"):
-            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
-    return False
+    """The spare itself has SIGINT ignored (its signal masks in /proc).
+
+    A child fresh from the forkserver still holds the forkserver's own dispositions for a moment (SIGINT
+    ignored, SIGCHLD caught) until `multiprocessing` restores the defaults and the spare's code runs, so
+    an ignored SIGINT counts only once SIGCHLD is no longer caught.
+    """
+    masks = {
+        name: int(value, 16)
+        for name, _, value in (line.partition(":\t") for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        if name in ("SigIgn", "SigCgt")
+    }
+    return bool(masks["SigIgn"] & 1 << (signal.SIGINT - 1)) and not masks["SigCgt"] & 1 << (signal.SIGCHLD - 1)
 
 
 def test_an_idle_spare_leaves_ctrl_c_to_its_worker(worker_env: dict[str, str]) -> None:
