@@ -129,6 +129,36 @@ def test_terminating_a_queued_start_means_it_never_runs(runs: FakeRuns) -> None:
     assert call(app, "GET", f"/api/instances/{instance}").json()["runtimeStatus"] == "Terminated"
 
 
+def test_a_purge_while_the_terminated_start_is_being_created_leaves_no_run(runs: FakeRuns) -> None:
+    """Terminate and purge land while the submitter's create is on its way: the run it makes is deleted, then 404."""
+    app = make_app(runs)
+    (response,) = asyncio.run(posts(app, [{"count": 2}]))
+    instance = response.json()["id"]
+    real_start, creating, release = runs.start, asyncio.Event(), asyncio.Event()
+
+    async def held(*args: Any) -> Any:
+        creating.set()
+        await release.wait()
+        return await real_start(*args)
+
+    runs.start = held  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=AUTH) as client:
+            draining = asyncio.create_task(state(app).instances.submitter.drain())  # type: ignore[union-attr]
+            await creating.wait()
+            assert (await client.post(f"/api/instances/{instance}/terminate")).status_code == 202
+            purging = asyncio.create_task(client.delete(f"/api/instances/{instance}"))
+            await asyncio.sleep(0.05)
+            release.set()
+            purged, _ = await asyncio.gather(purging, draining)
+            return purged.status_code, (await client.get(f"/api/instances/{instance}")).status_code
+
+    assert asyncio.run(scenario()) == (200, 404)
+    assert runs.runs == {}
+
+
 def test_fifty_concurrent_starts_of_one_instance_make_one_run_and_409s_naming_it(runs: FakeRuns) -> None:
     """50 concurrent starts of one instance id: one 202, the rest 409 naming the run that is running."""
     app = make_app(runs)

@@ -322,7 +322,11 @@ class Instances:
         if isinstance(found, QueuedStart):
             if found.state == "queued":
                 raise InstanceConflict(f"instance {instance_id} is still {RuntimeStatus.PENDING.value}")
-            return PurgeReport(instances=min(1, self.queue.forget_instance(instance_id)))
+            # Terminated while its create was on the way: the run that create makes goes too.
+            await self.submitter.settled(found.key)
+            purged = await self.runs.purge(instance_id)
+            forgotten = self.queue.forget_instance(instance_id)
+            return PurgeReport(instances=min(1, forgotten), runs=purged.runs, artifacts=purged.artifacts)
         if not is_finished(found):
             raise InstanceConflict(f"instance {instance_id} is still {runtime_status(found.state_type).value}")
         if found.instance_id != instance_id:  # found by a flow-run id: its instance may have a newer run

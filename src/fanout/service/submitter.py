@@ -48,6 +48,7 @@ class Submitter:
         self.concurrency = concurrency
         self.pause_seconds = pause_seconds
         self._wake = asyncio.Event()
+        self._sending: dict[str, asyncio.Event] = {}
 
     def wake(self) -> None:
         """A start was queued: send it now."""
@@ -71,8 +72,22 @@ class Submitter:
                 return False
         return True
 
+    async def settled(self, key: str) -> None:
+        """Return once no create of start `key` is on its way to Prefect (a run it makes exists by then)."""
+        sending = self._sending.get(key)
+        if sending is not None:
+            await sending.wait()
+
     async def _submit(self, start: QueuedStart) -> bool:
         """Create the start's run; False when it must wait for Prefect and be sent again."""
+        sending = self._sending[start.key] = asyncio.Event()
+        try:
+            return await self._create(start)
+        finally:
+            del self._sending[start.key]
+            sending.set()
+
+    async def _create(self, start: QueuedStart) -> bool:
         try:
             request = FanoutRequest.model_validate_json(start.request)
             run = await self.runs.start(request, start.digest, prefect_key(start), start.key, start.deployment)
