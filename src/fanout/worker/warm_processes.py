@@ -38,16 +38,19 @@ RUN_TIME_MODULES = (
 )
 """Modules Prefect imports only once a flow runs, imported here once for every run. Some are
 private and may not exist in every Prefect release; the forkserver skips a preload it cannot import."""
+WARMING_MODULE = "fanout.worker.warm_preload"
+"""Builds the models of every module imported before it: always preloaded last."""
 
 
 def preload_modules(processor: str | None = None) -> list[str]:
-    """Modules the forkserver imports up front: the child entry, the flow, and the item processor's module."""
+    """Modules the forkserver imports up front: the child entry, the flow, the item processor's module,
+    and last the module that builds their models' schemas."""
     modules = [CHILD_MODULE, *DEFAULT_PRELOAD, *RUN_TIME_MODULES]
     if processor:
         module = processor.split(":", 1)[0]
         if module not in modules:
             modules.append(module)
-    return modules
+    return [*modules, WARMING_MODULE]
 
 
 class WarmProcesses:
