@@ -135,3 +135,26 @@ def test_a_poll_asks_for_as_many_runs_as_free_slots_and_one_more(worker: FanoutW
 def test_a_full_worker_polls_for_one_run(worker: FanoutWarmWorker) -> None:
     """Every slot taken: one run is asked for, which tells a backlog from an empty pool."""
     assert polled_body(worker, slots=2, taken=2)["limit"] == 1
+
+
+def test_a_run_s_worker_labels_are_sent_beside_its_start_not_before_it(worker: FanoutWarmWorker) -> None:
+    """The labels naming the worker go to the run in the background: the hook returns before they are sent."""
+    sent: list[object] = []
+
+    class LabelsClient:
+        async def update_flow_run_labels(self, flow_run_id: object, labels: dict[str, str]) -> None:
+            await asyncio.sleep(0.05)
+            sent.append((flow_run_id, labels["prefect.worker.name"]))
+
+    async def label_one() -> list[object]:
+        import anyio
+
+        worker._client = LabelsClient()  # type: ignore[assignment]
+        run_id = uuid4()
+        async with anyio.create_task_group() as services:
+            worker._services = services
+            await worker._give_worker_labels_to_flow_run(run_id)
+            assert sent == []
+        return [(run_id, worker.name)]
+
+    assert asyncio.run(label_one()) == sent

@@ -232,6 +232,21 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         costs the server a transaction, an event and the automations' evaluation of it. (Prefect's hook,
         overridden: tests/unit/test_prefect_adapter.py checks that Prefect still calls it.)"""
 
+    async def _give_worker_labels_to_flow_run(self, flow_run_id: UUID) -> None:
+        """Prefect's labels naming this worker and its pool, sent beside the run's start instead of before it:
+        Prefect awaits them between Pending and the hand-over, a round trip every start would wait for."""
+        if self._services is None:
+            await self._label(flow_run_id)
+            return
+        self._services.start_soon(self._label, flow_run_id)
+
+    async def _label(self, flow_run_id: UUID) -> None:
+        """Prefect's worker labels on the run; a failure is logged (the run goes on without them)."""
+        try:
+            await super()._give_worker_labels_to_flow_run(flow_run_id)
+        except Exception as error:  # noqa: BLE001 - labels only help a person find the worker
+            self._logger.warning("Could not label flow run %s with its worker: %s", flow_run_id, error)
+
     async def get_and_submit_flow_runs(self) -> list[FlowRun]:
         """Prefect's poll, noting whether it left scheduled runs for lack of a free slot (a backlog):
         then each run that ends polls again at once, instead of its slot idling until the next poll."""
