@@ -71,3 +71,30 @@ async def test_a_flagged_sqlite_write_transaction_begins_immediate_once() -> Non
     async with configuration.begin_transaction(Session()) as second:  # type: ignore[arg-type]
         pass
     assert (first, second) == ("IMMEDIATE", "DEFERRED")
+
+
+def test_a_suspension_reaches_the_run_through_an_observer_opened_before_it() -> None:
+    """An observer opened before the run exists, then watching it, marks the run's request when it is suspended."""
+    import time
+
+    import prefect.flow_engine
+    from prefect._flow_run_suspension import FlowRunSuspensionRequest
+    from prefect.states import Running, Suspended
+
+    from fanout.core.prefect_adapter import OpenSuspensionObserver
+
+    observer = OpenSuspensionObserver()
+    assert observer.open(timeout=30)
+    uninstall = observer.install()
+    request = FlowRunSuspensionRequest()
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run(a_run, state=Running())
+            with prefect.flow_engine.observe_flow_run_suspension(run.id, request):
+                client.set_flow_run_state(run.id, Suspended(timeout_seconds=60), force=True)
+                deadline = time.monotonic() + 30
+                while not request.is_requested() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+    finally:
+        uninstall()
+    assert request.is_requested()

@@ -274,3 +274,38 @@ def test_prefect_s_worker_still_proposes_submitting_through_the_hook_the_warm_wo
     if "Submitting" not in inspect.getsource(BaseWorker):
         pytest.skip("this Prefect's worker proposes no Submitting state")
     assert "self._propose_submitting_state(" in inspect.getsource(BaseWorker._submit_run_and_capture_errors)
+
+
+def test_prefect_s_engine_observes_a_run_s_suspension_through_the_name_the_open_observer_replaces() -> None:
+    """The flow engine opens its suspension observer by calling `observe_flow_run_suspension` from its own
+    module, the name `OpenSuspensionObserver.install` replaces."""
+    import prefect.flow_engine
+    from prefect.flow_engine import FlowRunEngine
+
+    assert callable(prefect.flow_engine.observe_flow_run_suspension)
+    assert "observe_flow_run_suspension(" in inspect.getsource(FlowRunEngine.setup_flow_run_suspension_request)
+
+
+def test_an_installed_observer_is_the_engine_s_until_uninstalled() -> None:
+    """Installing puts the open observer's context in the engine's place; uninstalling puts Prefect's back."""
+    import prefect.flow_engine
+
+    from fanout.core.prefect_adapter import OpenSuspensionObserver
+
+    engines_own = prefect.flow_engine.observe_flow_run_suspension
+    observer = OpenSuspensionObserver()
+    uninstall = observer.install()
+    try:
+        assert prefect.flow_engine.observe_flow_run_suspension == observer.observing
+    finally:
+        uninstall()
+    assert prefect.flow_engine.observe_flow_run_suspension is engines_own
+
+
+def test_the_labels_hook_is_awaited_by_prefect_s_worker_before_it_starts_the_run() -> None:
+    """BaseWorker labels a run through `_give_worker_labels_to_flow_run` before `run()`, the hook the warm
+    worker overrides to send the labels beside the run's start."""
+    from prefect.workers.base import BaseWorker
+
+    source = inspect.getsource(BaseWorker._submit_run_and_capture_errors)
+    assert source.index("self._give_worker_labels_to_flow_run(") < source.index("self.run(")

@@ -5,7 +5,7 @@ fanout supports a range of Prefect 3 releases. Where it leans on behaviour Prefe
 client taking the TLS context it is handed,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
 where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`, queued events sent before exit, the cache
-of what a run's events relate to), the
+of what a run's events relate to, the engine's observer of a run's suspension), the
 lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
 where a server is needed) checks each one against the installed Prefect, so a release that breaks one
 fails there by name rather than somewhere inside a run.
@@ -13,11 +13,15 @@ fails there by name rather than somewhere inside a run.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import ssl
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
@@ -31,6 +35,8 @@ from fanout.core.private_files import write_private
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.filesystems import RemoteFileSystem, WritableFileSystem
+
+logger = logging.getLogger(__name__)
 
 IMMEDIATE_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("fanout_immediate", default=False)
 """Set for a request whose first write transaction should take SQLite's write lock at once (see below)."""
@@ -260,3 +266,90 @@ def remember_related(objects: dict[str, str]) -> None:
             found = schemas[kind].model_validate_json(data)
             key = found.name if kind == "work-pool" else found.id
             RESOURCE_CACHE[f"{kind}.{key}"] = ({"kind": kind, "object": found}, cached_at)
+
+
+class OpenSuspensionObserver:
+    """Prefect's observer of a flow run's suspension, opened before the run exists, on a thread and event loop
+    of its own.
+
+    Prefect's engine opens one per flow run before it proposes Running: a thread, an
+    event loop, an API client and a subscription to the events stream, and it waits for
+    all of them. Opened ahead of the run (a spare flow-run process does it while no run
+    waits), the run only registers its watch, which reads the run's state once as
+    Prefect's does before the run goes on. Suspension events then reach the run as they
+    would have. `install` makes the engine use it in this process.
+    """
+
+    def __init__(self) -> None:
+        self._requests: dict[UUID, Any] = {}
+        self._loop = asyncio.new_event_loop()
+        self._observer: Any = None
+        self._opened = threading.Event()
+        self._closing: asyncio.Event | None = None
+        self._engines_own: Any = None
+
+    def open(self, timeout: float) -> bool:
+        """Open the observer's subscription; whether it is open within `timeout` seconds."""
+        context = contextvars.copy_context()  # the settings in force here, as Prefect's own observer copies them
+        thread = threading.Thread(target=context.run, args=(self._serve,), name="fanout-suspension", daemon=True)
+        thread.start()
+        return self._opened.wait(timeout) and self._observer is not None
+
+    def install(self) -> Callable[[], None]:
+        """Make Prefect's engine in this process observe suspensions through this observer; undoes it when called."""
+        import prefect.flow_engine
+
+        engines_own = self._engines_own = prefect.flow_engine.observe_flow_run_suspension
+        prefect.flow_engine.observe_flow_run_suspension = self.observing
+
+        def uninstall() -> None:
+            prefect.flow_engine.observe_flow_run_suspension = engines_own
+            self.close()
+
+        return uninstall
+
+    @contextmanager
+    def observing(self, flow_run_id: UUID, suspension_request: Any, polling_interval: float = 10) -> Iterator[None]:
+        """Prefect's `observe_flow_run_suspension`, on this open observer (its polling interval is the observer's);
+        Prefect's own when this one's thread has ended."""
+        if not self._loop.is_running():
+            with self._engines_own(flow_run_id, suspension_request, polling_interval):
+                yield
+            return
+        self._requests[flow_run_id] = suspension_request
+        asyncio.run_coroutine_threadsafe(self._observer.watch_flow_run_id(flow_run_id), self._loop).result()
+        try:
+            yield
+        finally:
+            self._loop.call_soon_threadsafe(self._observer.remove_in_flight_flow_run_id, flow_run_id)
+            self._requests.pop(flow_run_id, None)
+
+    def close(self) -> None:
+        """Let the observer's thread close its subscription (not waited for: a run's process exits after its run)."""
+        if self._closing is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._closing.set)
+
+    def _serve(self) -> None:
+        try:
+            self._loop.run_until_complete(self._observe())
+        except Exception as error:  # noqa: BLE001 - the run then opens Prefect's own observer
+            logger.debug("suspension observer ended: %r", error)
+        finally:
+            self._opened.set()
+
+    async def _observe(self) -> None:
+        from prefect._internal.observers import FlowRunSuspendingObserver
+
+        self._closing = asyncio.Event()
+        async with FlowRunSuspendingObserver(on_suspended=self._suspended) as observer:
+            self._observer = observer
+            self._opened.set()
+            await self._closing.wait()
+
+    def _suspended(self, flow_run_id: UUID, state: Any) -> None:
+        from prefect._flow_run_suspension import mark_flow_run_suspension_requested
+
+        if not mark_flow_run_suspension_requested(flow_run_id, state):
+            request = self._requests.get(flow_run_id)
+            if request is not None:
+                request.mark_requested(state)

@@ -16,7 +16,12 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple
 
+from fanout.core.prefect_adapter import OpenSuspensionObserver
+
 logger = logging.getLogger(__name__)
+
+OBSERVER_OPEN_SECONDS = 5.0
+"""How long a spare waits for its suspension observer's subscription before leaving the run to open its own."""
 
 
 class DeploymentSource(NamedTuple):
@@ -61,8 +66,10 @@ def prepare() -> ExitStack:
     run's suspension observer skips that check too; the log service creates its
     client. When the client supports CSRF, the first change request fetches the
     server's CSRF setting once (here, a one-row read by POST), which the engine's
-    first update would otherwise wait for. Each is best effort: whatever fails
-    here, the run does as it would have.
+    first update would otherwise wait for. The observer of the run's suspension,
+    which Prefect's engine opens and waits for before it proposes Running, is
+    opened here too (src/fanout/core/prefect_adapter.py). Each is best effort:
+    whatever fails here, the run does as it would have.
     """
     from prefect.context import SyncClientContext
     from prefect.events.worker import EventsWorker
@@ -76,6 +83,9 @@ def prepare() -> ExitStack:
             clients.client.read_flow_runs(limit=1)
         APILogWorker.instance()
         EventsWorker.instance()
+        observer = OpenSuspensionObserver()
+        if observer.open(OBSERVER_OPEN_SECONDS):
+            stack.callback(observer.install())
     except Exception as error:  # noqa: BLE001 - the run prepares what is missing itself
         logger.debug("A spare flow-run process could not prepare everything: %s", error)
     return stack
