@@ -17,6 +17,8 @@ idle over the same time (measured just before). Per variant it prints:
 - POST -> 200 p50 and p95, and the p50 as a multiple of a cold `python -c "import prefect, fanout.seed"`;
 - what each run left on the server, read back from its API: events about the flow run or its task
   runs, flow-run states, task-run states, log lines, artifacts;
+- where a run's wall time goes, medians over the runs: POST -> the flow run created, -> Pending (the worker
+  took it), -> Running (its process proposed it), -> Completed (as the engine timestamped it), -> the client's 200;
 - with `--requests`, the server's access log (`PREFECT_SERVER_LOGGING_LEVEL=INFO`) summed by route:
   requests per run to each route, from the runs' processes and from the webhook that starts them.
 
@@ -35,12 +37,14 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from benchmarks.startup import POLL_SECONDS, cold_import, percentile, stop_stacks_on_sigterm
 from fanout.localstack.stack import LocalStack, temporary_stack
+from fanout.service.runs import instance_tag
 
 TICKS = os.sysconf("SC_CLK_TCK")
 QUIET_SECONDS = 2.0
@@ -128,6 +132,8 @@ class Figures:
     webhook_cpu_per_run: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     records: list[dict[str, int]] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+    """Per run, seconds from the POST to each step (`PHASES`)."""
     requests: Counter[str] = field(default_factory=Counter)
     runs: int = 0
 
@@ -156,11 +162,35 @@ class Started:
     seconds: float
     polls: int
     status_url: str
+    posted: float = 0.0
+    """When the POST was sent (epoch seconds, the clock Prefect's timestamps use)."""
+
+
+PHASES = ("created", "PENDING", "RUNNING", "COMPLETED", "200")
+
+
+def timestamp(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def phases(api: httpx.Client, run: Started) -> dict[str, float] | None:
+    """Seconds from the run's POST to its flow run's creation, its Pending, Running and Completed states
+    (as their proposers timestamped them) and the client's 200; None when its flow run is not found."""
+    instance_id = run.status_url.rstrip("/").rsplit("/", 1)[-1]
+    body = {"flow_runs": {"tags": {"all_": [instance_tag(instance_id)]}}, "limit": 1}
+    found = api.post("/flow_runs/filter", json=body).json()
+    if not found:
+        return None
+    states = api.get("/flow_run_states/", params={"flow_run_id": found[0]["id"]}).json()
+    steps = {"created": timestamp(found[0]["created"]) - run.posted}
+    steps.update({state["type"]: timestamp(state["timestamp"]) - run.posted for state in states})
+    steps["200"] = run.seconds
+    return {name: steps[name] for name in PHASES if name in steps}
 
 
 def post_to_200(client: httpx.Client, items: int) -> Started:
     """POST a seed start of `items` items, poll its status URL every 0.1 s until 200."""
-    began = time.perf_counter()
+    posted, began = time.time(), time.perf_counter()
     status_url = client.post("/api/start-fanout", json={"count": items}).json()["statusQueryGetUri"]
     polls = 0
     while True:
@@ -168,7 +198,7 @@ def post_to_200(client: httpx.Client, items: int) -> Started:
         polls += 1
         if response.status_code == 200:
             assert response.json()["output"] == [f"Processed item-{i}" for i in range(1, items + 1)], response.text
-            return Started(time.perf_counter() - began, polls, status_url)
+            return Started(time.perf_counter() - began, polls, status_url, posted)
         time.sleep(POLL_SECONDS)
 
 
@@ -219,6 +249,7 @@ def measure_round(stack: LocalStack, env: dict[str, str], runs: int, items: int,
             figures.cpu_per_run_without_polls.append((server_cpu - polls * per_poll) / runs)
             figures.runs += runs
             figures.records += [written(api, run_id) for run_id in flow_run_ids(api) - before_ids]
+            figures.phases += [steps for run in started if (steps := phases(api, run)) is not None]
     finally:
         stack.stop_worker(worker)
 
@@ -239,6 +270,14 @@ def report(results: dict[str, Figures], unit: float, show_requests: bool) -> Non
     line("POST -> 200 p50 s", [f"{statistics.median(f.seconds):.3f}" for f in results.values()])
     line("POST -> 200 p95 s", [f"{percentile(f.seconds, 0.95):.3f}" for f in results.values()])
     line("POST -> 200 p50 / cold import", [f"{statistics.median(f.seconds) / unit:.2f}x" for f in results.values()])
+    for step in PHASES:
+        line(
+            f"POST -> {step} p50 s",
+            [
+                f"{statistics.median(p[step] for p in f.phases if step in p):.3f}" if f.phases else "-"
+                for f in results.values()
+            ],
+        )
     kinds = next(iter(results.values())).records[0].keys() if next(iter(results.values())).records else []
     for kind in kinds:
         line(
@@ -279,7 +318,7 @@ def merged(into: Figures, round_figures: Figures) -> None:
     """Add one round's figures to a variant's."""
     for name in ("cpu_per_run", "cpu_per_run_without_polls", "polls_per_run", "worker_cpu_per_run"):
         getattr(into, name).extend(getattr(round_figures, name))
-    for name in ("webhook_cpu_per_run", "seconds", "records"):
+    for name in ("webhook_cpu_per_run", "seconds", "records", "phases"):
         getattr(into, name).extend(getattr(round_figures, name))
     into.requests += round_figures.requests
     into.runs += round_figures.runs
