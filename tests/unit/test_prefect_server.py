@@ -176,6 +176,15 @@ def test_the_local_server_records_task_runs_in_batches() -> None:
     assert environ["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"] == "1"
 
 
+def test_the_local_server_marks_a_waiting_run_late_after_minutes_not_seconds() -> None:
+    """Unless told otherwise, a run the local server's late-runs service marks Late has waited five minutes."""
+    from fanout.localstack.prefect_server import with_server_defaults
+
+    environ: dict[str, str] = {}
+    with_server_defaults(environ)
+    assert environ["PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS"] == "300"
+
+
 def test_a_recorder_setting_in_the_environment_is_kept() -> None:
     """A user's own Prefect setting wins over the local server's default."""
     from fanout.localstack.prefect_server import with_server_defaults

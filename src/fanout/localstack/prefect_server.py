@@ -41,10 +41,13 @@ REPLAY_PAUSE_CAP = 1.0
 SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "300",
 }
 """Prefect settings this server starts with unless the environment sets them: the task-run recorder writes
 the task-run states of the last second in one transaction (Prefect's default writes each state event in a
-transaction of its own), so a task run shows in the UI up to a second later."""
+transaction of its own), so a task run shows in the UI up to a second later; a run waiting for a worker is
+marked Late after five minutes, not 15 s, so a backlog that drains within minutes does not cost the server
+a state, its event and its evaluation for every waiting run."""
 
 
 def with_server_defaults(environ: MutableMapping[str, str]) -> None:
