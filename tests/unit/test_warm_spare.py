@@ -80,3 +80,30 @@ def test_a_spare_fetches_the_csrf_setting_only_for_a_client_that_uses_it(
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: csrf}):
         warm_spare.prepare().close()
     assert reads == ([{"limit": 1}] if csrf else [])
+
+
+@pytest.mark.parametrize("opened", [True, False])
+def test_a_spare_hands_its_run_the_suspension_observer_only_when_it_opened(
+    monkeypatch: pytest.MonkeyPatch, opened: bool
+) -> None:
+    """The engine observes through the spare's observer while the preparation lasts, if it opened; else its own."""
+    import prefect.flow_engine
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
+
+    from fanout.core.prefect_adapter import OpenSuspensionObserver
+    from fanout.worker import warm_spare
+
+    for check in ("raise_for_api_version_mismatch_once", "raise_for_api_version_mismatch"):
+        monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
+    monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(OpenSuspensionObserver, "open", lambda self, timeout: opened)
+    engines_own = prefect.flow_engine.observe_flow_run_suspension
+    settings = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: False}
+    with temporary_settings(settings), warm_spare.prepare():
+        replaced = prefect.flow_engine.observe_flow_run_suspension is not engines_own
+    assert replaced is opened
+    assert prefect.flow_engine.observe_flow_run_suspension is engines_own
