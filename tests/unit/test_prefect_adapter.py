@@ -309,3 +309,28 @@ def test_the_labels_hook_is_awaited_by_prefect_s_worker_before_it_starts_the_run
 
     source = inspect.getsource(BaseWorker._submit_run_and_capture_errors)
     assert source.index("self._give_worker_labels_to_flow_run(") < source.index("self.run(")
+
+
+def test_prefect_s_engine_sends_a_sync_run_s_heartbeats_through_the_name_the_adapter_replaces() -> None:
+    """The sync flow engine enters `_send_heartbeats(self)` from its own module, with the thread joined by default."""
+    import prefect.flow_engine
+    from prefect.flow_engine import FlowRunEngine
+
+    assert "_send_heartbeats(self)" in inspect.getsource(FlowRunEngine.run_context)
+    assert inspect.signature(prefect.flow_engine._send_heartbeats).parameters["join_on_exit"].default is True
+
+
+def test_heartbeat_threads_are_left_to_end_by_themselves_once_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `heartbeat_threads_not_joined`, the engine's heartbeats are sent without a join at the run's end."""
+    import prefect.flow_engine
+
+    from fanout.core.prefect_adapter import heartbeat_threads_not_joined
+
+    calls: list[bool] = []
+    monkeypatch.setattr(
+        prefect.flow_engine, "_send_heartbeats", lambda engine, join_on_exit=True: calls.append(join_on_exit)
+    )
+    heartbeat_threads_not_joined()
+    heartbeat_threads_not_joined()  # once only
+    prefect.flow_engine._send_heartbeats(object())
+    assert calls == [False]

@@ -5,7 +5,7 @@ fanout supports a range of Prefect 3 releases. Where it leans on behaviour Prefe
 client taking the TLS context it is handed,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
 where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`, queued events sent before exit, the cache
-of what a run's events relate to, the engine's observer of a run's suspension), the
+of what a run's events relate to, the engine's observer of a run's suspension and its heartbeat thread), the
 lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
 where a server is needed) checks each one against the installed Prefect, so a release that breaks one
 fails there by name rather than somewhere inside a run.
@@ -232,6 +232,28 @@ def send_queued(timeout: float) -> bool:
 
     threading.Thread(target=wait, name="fanout-send-queued", daemon=True).start()
     return done.wait(timeout)
+
+
+def heartbeat_threads_not_joined() -> None:
+    """Make Prefect's flow engine in this process end a run's heartbeat thread without waiting for it.
+
+    The thread sleeps in whole seconds and sends nothing once the run's state is
+    final, so waiting for it keeps a process whose run is over alive for up to a
+    second more: for a warm flow-run process, which exits after its run, that is a
+    worker slot held and the next spare forked later. Installed once; a no-op when
+    already installed.
+    """
+    import prefect.flow_engine
+
+    send = prefect.flow_engine._send_heartbeats
+    if getattr(send, "_fanout_not_joined", False):
+        return
+
+    def not_joined(engine: Any, join_on_exit: bool = True) -> Any:
+        return send(engine, join_on_exit=False)
+
+    not_joined._fanout_not_joined = True  # type: ignore[attr-defined]
+    prefect.flow_engine._send_heartbeats = not_joined
 
 
 RELATED_KINDS: Final = ("flow", "deployment", "work-queue", "work-pool")

@@ -27,7 +27,7 @@ from prefect.context import SettingsContext, SyncClientContext
 from prefect.flows import Flow
 from prefect.settings import Settings
 
-from fanout.core.prefect_adapter import remember_related
+from fanout.core.prefect_adapter import heartbeat_threads_not_joined, remember_related
 from fanout.worker.warm_spare import DeploymentSource
 
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
@@ -82,6 +82,7 @@ def _run(flow_run: FlowRun, deployment: DeploymentSource | None) -> None:
     from prefect.engine import handle_engine_signals
     from prefect.flow_engine import flow_run_logger, load_flow, run_flow
 
+    heartbeat_threads_not_joined()  # this process exits after its run
     try:
         # One API client for the whole run: the engine takes the one this context holds.
         with handle_engine_signals(flow_run.id), SyncClientContext.get_or_create() as clients:
