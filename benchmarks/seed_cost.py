@@ -1,13 +1,14 @@
 """What one seed run costs the Prefect server: its CPU time and the records it writes, side by side with a baseline.
 
-    .venv/bin/python -m benchmarks.seed_cost [--runs 10] [--rounds 2] [--items 5] [--baseline DIR] [--requests]
+    .venv/bin/python -m benchmarks.seed_cost [--runs 10] [--rounds 2] [--items 5] [--gap 0] [--baseline DIR] [--requests]
 
 `--rounds` times, for each variant (this checkout; with `--baseline`, the checkout in DIR, e.g.
 `git worktree add DIR main`), it starts `fanout up`'s stack (server, deployments, automations, webhook)
 and a warm worker from that variant's code, in a process of its own whose `PYTHONPATH` puts the
 variant's `src` first, so that what the stack configures is compared too. It makes one warm-up run,
 and times `--runs` seed runs one after the other (POST /api/start-fanout -> the status URL's 200,
-polled every 0.1 s). Around those runs it reads the server process group's CPU time
+polled every 0.1 s), `--gap` seconds apart: 0 for runs back to back, a few seconds for runs that each
+arrive at an idle worker (whose spare process is ready). Around those runs it reads the server process group's CPU time
 (`/proc/PID/stat`, utime + stime) and, once the server is quiet again, subtracts what it spends
 idle over the same time (measured just before). Per variant it prints:
 
@@ -202,6 +203,12 @@ def post_to_200(client: httpx.Client, items: int) -> Started:
         time.sleep(POLL_SECONDS)
 
 
+def post_after(gap: float, client: httpx.Client, items: int) -> Started:
+    """`post_to_200` after a pause of `gap` seconds."""
+    time.sleep(gap)
+    return post_to_200(client, items)
+
+
 def poll_cost(client: httpx.Client, status_url: str, pgid: int, idle: float, count: int = 50) -> float:
     """Server CPU seconds of one status GET (of a finished run), to take the client's polling out of a run's cost."""
     wait_quiet(pgid, idle)
@@ -211,7 +218,9 @@ def poll_cost(client: httpx.Client, status_url: str, pgid: int, idle: float, cou
     return (group_cpu_seconds(pgid) - cpu - idle * (time.monotonic() - began)) / count
 
 
-def measure_round(stack: LocalStack, env: dict[str, str], runs: int, items: int, figures: Figures) -> None:
+def measure_round(
+    stack: LocalStack, env: dict[str, str], runs: int, items: int, figures: Figures, gap: float = 0.0
+) -> None:
     """One worker start: a warm-up run, then `runs` timed runs with the server's CPU read around them."""
     assert stack.server is not None and stack.server.child is not None and stack.webhook is not None
     pgid = stack.server.child.process.pid
@@ -230,7 +239,7 @@ def measure_round(stack: LocalStack, env: dict[str, str], runs: int, items: int,
             others_idle = {name: idle_rate(group, 1.0) for name, group in others.items()}
             others_cpu = {name: group_cpu_seconds(group) for name, group in others.items()}
             began, cpu = time.monotonic(), group_cpu_seconds(pgid)
-            started = [post_to_200(client, items) for _ in range(runs)]
+            started = [post_after(gap, client, items) for _ in range(runs)]
             wait_quiet(pgid, idle)
             elapsed = time.monotonic() - began
             server_cpu = group_cpu_seconds(pgid) - cpu - idle * elapsed
@@ -292,19 +301,20 @@ def report(results: dict[str, Figures], unit: float, show_requests: bool) -> Non
     print(f"load average at the end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
 
 
-def one_round(runs: int, items: int) -> Figures:
+def one_round(runs: int, items: int, gap: float = 0.0) -> Figures:
     """One round in this process: a stack from the `fanout` this interpreter imports, measured."""
     figures = Figures()
     with temporary_stack("fanout-seed-cost-") as stack:
-        measure_round(stack, {}, runs, items, figures)
+        measure_round(stack, {}, runs, items, figures, gap)
     return figures
 
 
-def round_of(checkout: Path, runs: int, items: int) -> Figures:
+def round_of(checkout: Path, runs: int, items: int, gap: float = 0.0) -> Figures:
     """One round of the variant in `checkout`: a process of its own whose `PYTHONPATH` puts that checkout's
     `src` first (and this one's `benchmarks`), so its stack runs the variant's code throughout."""
     python_path = os.pathsep.join([str(checkout.resolve() / "src"), str(REPOSITORY)])
     argv = [sys.executable, "-m", "benchmarks.seed_cost", "--one-round", "--runs", str(runs), "--items", str(items)]
+    argv += ["--gap", str(gap)]
     done = subprocess.run(
         argv, env={**os.environ, "PYTHONPATH": python_path}, cwd=REPOSITORY, capture_output=True, text=True, check=False
     )
@@ -331,6 +341,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="a checkout to compare with (its src/ runs the whole stack)")
     parser.add_argument("--items", type=int, default=5, help="items per run (the seed's request has 5)")
     parser.add_argument("--imports", type=int, default=5, help="cold imports timed (the unit of the ratio)")
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds between one run's 200 and the next POST")
     parser.add_argument("--requests", action="store_true", help="count the server's requests per run by route")
     parser.add_argument("--one-round", action="store_true", help=argparse.SUPPRESS)  # a round, as JSON
     args = parser.parse_args()
@@ -339,7 +350,7 @@ def main() -> None:
     if args.requests:
         os.environ["PREFECT_SERVER_LOGGING_LEVEL"] = "INFO"  # uvicorn's access log
     if args.one_round:
-        figures = one_round(args.runs, args.items)
+        figures = one_round(args.runs, args.items, args.gap)
         print(json.dumps({**asdict(figures), "requests": dict(figures.requests)}))
         return
     variants: dict[str, Path] = {THIS: REPOSITORY}
@@ -348,7 +359,7 @@ def main() -> None:
     results = {name: Figures() for name in variants}
     for _ in range(args.rounds):
         for name, checkout in variants.items():
-            measured = round_of(checkout, args.runs, args.items)
+            measured = round_of(checkout, args.runs, args.items, args.gap)
             merged(results[name], measured)
             print(
                 f"{name}: server CPU s per run less the polls {measured.cpu_per_run_without_polls[0]:.3f}", flush=True
