@@ -4,8 +4,8 @@ fanout supports a range of Prefect 3 releases. Where it leans on behaviour Prefe
 (settings overrides taking effect when entered, heartbeat and client-retry settings read per use, a
 client taking the TLS context it is handed,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
-where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`, queued events sent before exit, the cache
-of what a run's events relate to), the
+where a persisted result's file lies, a flow's returned state carrying a result it already wrote, SQLite's
+`BEGIN IMMEDIATE`, queued events sent before exit, the cache of what a run's events relate to), the
 lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
 where a server is needed) checks each one against the installed Prefect, so a release that breaks one
 fails there by name rather than somewhere inside a run.
@@ -18,6 +18,7 @@ import functools
 import inspect
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
@@ -260,3 +261,32 @@ def remember_related(objects: dict[str, str]) -> None:
             found = schemas[kind].model_validate_json(data)
             key = found.name if kind == "work-pool" else found.id
             RESOURCE_CACHE[f"{kind}.{key}"] = ({"kind": kind, "object": found}, cached_at)
+
+
+def written_completed(output: Any) -> tuple[Any, Callable[[], None]]:
+    """A Completed state for the current flow run to return, its result `output` already written to the
+    run's result storage; and `hand_back`, which puts `output` into the state once Prefect recorded it.
+
+    Prefect walks whatever a flow returns element by element before recording it: once
+    looking for futures (a returned state's data included), once linking each element
+    to the run. The state's record holds None until `hand_back` runs, so both walks take
+    a few steps; Prefect sends the record's metadata to the API and does not write it
+    again, and whoever calls the flow gets `output` from the record. Call `hand_back`
+    from a final-state hook of the flow: Prefect runs them after recording the state
+    and before handing its result to the caller.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.states import Completed
+
+    context = FlowRunContext.get()
+    if context is None or context.result_store is None:
+        raise RuntimeError("written_completed runs inside a flow run")
+    store = context.result_store
+    record = store.create_result_record(output)
+    run_coro_as_sync(store.apersist_result_record(record))  # as Prefect writes a flow's result
+    record.result = None
+
+    def hand_back() -> None:
+        record.result = output
+
+    return Completed(data=record), hand_back
