@@ -12,11 +12,10 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.client.schemas.objects import FlowRun
 from prefect.results import ResultStore, get_default_result_storage
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
-from prefect.states import Completed, State
+from prefect.states import Completed
 from pydantic import BaseModel
 
 from fanout.core import prefect_adapter
@@ -92,7 +91,7 @@ def returning(state_of: Any) -> Any:
     """A flow returning `state_of(output)`'s state, whose completion hook runs the hand-back it gives."""
     hand_backs: list[Any] = []
 
-    def hand_back(flow: Any, run: FlowRun, state: State[Any]) -> None:
+    def hand_back(flow: Any, run: Any, state: Any) -> None:
         for action in hand_backs:
             action()
 
