@@ -91,7 +91,7 @@ def returning(state_of: Any) -> Any:
     """A flow returning `state_of(output)`'s state, whose completion hook runs the hand-back it gives."""
     hand_backs: list[Any] = []
 
-    def hand_back(flow: Any, run: Any, state: Any) -> None:
+    def hand_back(flow: Any, flow_run: Any, state: Any) -> None:
         for action in hand_backs:
             action()
 
