@@ -16,7 +16,7 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from fanout.core.prefect_adapter import heartbeats_off, written_completed
+from fanout.core.prefect_adapter import heartbeats_off, shared_tls_clients, written_completed
 from fanout.core.settings import flow_settings
 from fanout.core.wrap_up import after_final_state, wrap_up
 from fanout.engine.durable_map import durable_map
@@ -107,8 +107,9 @@ def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[A
     Without heartbeats: they feed the crash automations, which watch deployment
     runs only (a worker can restart those; nothing restarts an in-process run).
     Every flow also waits on exit for Prefect's heartbeat thread, which sleeps in
-    whole seconds (docs/design/batches-and-progress.md).
+    whole seconds (docs/design/batches-and-progress.md). The run's API client takes
+    the process's one TLS context, so a run does not load the CA bundle again.
     """
     flow_here = fan_out_fan_in.with_options(flow_run_name=flow_run_name) if flow_run_name else fan_out_fan_in
-    with heartbeats_off():
+    with heartbeats_off(), shared_tls_clients():
         return flow_here(request)

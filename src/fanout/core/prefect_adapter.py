@@ -78,10 +78,39 @@ def client_retries_off() -> SettingsContext:
 def api_tls_context() -> ssl.SSLContext:
     """The TLS context Prefect's client would make for the API, made once per process and per TLS
     settings, for a client of fanout's own (`httpx_settings={"verify": api_tls_context()}`): Prefect
-    loads the CA bundle anew for every client it makes unless it is handed a context."""
-    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+    loads the CA bundle anew for every client it makes unless it is handed a context.
 
+    For an API reached over plain HTTP, where no handshake ever happens, the context trusts no
+    certificate at all: loading the bundle would cost tens of milliseconds for nothing, and a
+    server that answered with TLS after all would be refused, never trusted unverified.
+    """
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY, PREFECT_API_URL
+
+    if str(PREFECT_API_URL.value() or "").startswith("http://"):
+        return _trusting_nothing()
     return _tls_context(bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value() or None)
+
+
+def shared_tls_clients() -> Any:
+    """A `SyncClientContext` to enter around a flow call whose client takes `api_tls_context()`: Prefect's
+    `get_client(sync_client=True)` hands that client to the run's engine and every other caller inside,
+    as it hands out a context's own, so a run makes no client that loads the CA bundle again.
+
+    Prefect shares a context's client only with callers whose `httpx_settings` equal the
+    context's, and every caller passes none: the context is built with the client given,
+    its recorded settings left empty.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.context import SyncClientContext
+
+    client = get_client(sync_client=True, httpx_settings={"verify": api_tls_context()})
+    return SyncClientContext.model_construct(client=client)
+
+
+@functools.cache
+def _trusting_nothing() -> ssl.SSLContext:
+    """A client context that verifies certificates and hostnames and trusts no certificate authority."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 @functools.lru_cache(maxsize=8)
