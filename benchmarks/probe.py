@@ -8,11 +8,15 @@ on a process's first flow call), so each variant is timed warm, in wall time and
 this process (all its threads: less shaken than wall time by other work on the machine). A sampler thread records the
 peak thread count; peak RSS comes from the kernel. `run_name` names the flow run, so a watcher
 can find it in the API; `FANOUT_BENCH_EXECUTED=<file>` writes the items this process executed
-(with `FANOUT_PROCESSOR=benchmarks.processors:recorded`).
+(with `FANOUT_PROCESSOR=benchmarks.processors:recorded`). Every variant starts its clock with the same heap:
+what the imports left is collected, then frozen out of the garbage collector's scans (as the seed's flow
+freezes it on a process's first run), so no variant pays a full collection over the import heap that
+another is spared.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -179,6 +183,8 @@ def main() -> None:
     instance_id = sys.argv[3] if len(sys.argv) > 3 else "bench"
     run_name = sys.argv[4] if len(sys.argv) > 4 else None
     run = VARIANTS[variant](count, instance_id, run_name)
+    gc.collect()
+    gc.freeze()
     with ThreadSampler() as sampler:
         started_at = time.time()
         started = time.perf_counter()

@@ -18,7 +18,8 @@ run side by side with the seed's flow (c) in each trial, in rotating order; each
 of the per-trial ratios to (c), in wall time and in the flow process's CPU time.
 
 `--in-flow` measures only (c) against (a) at 10,000 trivial items, side by side in rotating order
-(five trials by default), and prints each trial's ratio of items/s: how much of a plain thread
+(nine trials by default, each variant a process of its own started the same way), and prints each trial's ratio of items/s
+and the median, with the load average before and after: how much of a plain thread
 pool's speed a run keeps with fanout's bookkeeping and Prefect's flow around it. With `--baseline
 DIR` it adds (c0), the seed's flow from another checkout of the code, so a change is measured
 against the code before it in the same run.
@@ -273,7 +274,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.in_flow:
-        in_flow(args.trials or 5, args.baseline)
+        in_flow(args.trials or 9, args.baseline)
         return
     if args.durable_only:
         durable_only(args.trials or 5, args.baseline)
@@ -345,12 +346,13 @@ def in_flow(trials: int, baseline: Path | None = None, count: int = 10_000) -> N
     variants: tuple[str, ...] = ("threadpool", "fanout") + (("baseline",) if baseline else ())
     runs: list[dict[str, dict[str, Any]]] = []
     with warm_bench() as bench:
+        load_before = os.getloadavg()[0]
         for number in range(trials):
             shift = number % len(variants)
             order = variants[shift:] + variants[:shift]
             console.log(f"trial {number + 1} of {trials}: {', '.join(order)}, N={count:,}")
             runs.append({variant: _in_flow_run(bench, variant, count, baseline) for variant in order})
-    report_in_flow(console, runs, count)
+    report_in_flow(console, runs, count, load_before)
 
 
 def _in_flow_run(bench: Bench, variant: str, count: int, baseline: Path | None) -> dict[str, Any]:
@@ -361,14 +363,15 @@ def _in_flow_run(bench: Bench, variant: str, count: int, baseline: Path | None) 
     return bench.run(variant, count, instance)
 
 
-def report_in_flow(console: Console, runs: list[dict[str, dict[str, Any]]], count: int) -> None:
+def report_in_flow(console: Console, runs: list[dict[str, dict[str, Any]]], count: int, load_before: float) -> None:
     names = {
         "threadpool": "(a) ThreadPoolExecutor.map",
         "fanout": "(c) fanout, the seed's flow",
         "baseline": "(c0) the seed's flow from the baseline checkout",
     }
     table = Table(title=f"{count:,} trivial items: fanout against ThreadPoolExecutor.map, {len(runs)} trials")
-    for column in ("variant", "wall s (median)", "items/s (median)", "CPU s (median)", "items/s / (a)'s, per trial"):
+    columns = ("variant", "wall s (median)", "items/s (median)", "CPU s (median)", "items/s / (a)'s, per trial")
+    for column in (*columns, "CPU (a) / CPU, median"):
         table.add_column(column, justify="right")
     for variant, name in names.items():
         if variant not in runs[0]:
@@ -376,13 +379,17 @@ def report_in_flow(console: Console, runs: list[dict[str, dict[str, Any]]], coun
         seconds = statistics.median(trial[variant]["seconds"] for trial in runs)
         cpu = statistics.median(trial[variant]["cpu_seconds"] for trial in runs)
         ratios = [trial["threadpool"]["seconds"] / trial[variant]["seconds"] for trial in runs]
+        cpu_ratio = statistics.median(
+            trial["threadpool"]["cpu_seconds"] / trial[variant]["cpu_seconds"] for trial in runs
+        )
         shown = "" if variant == "threadpool" else f"{statistics.median(ratios):.2f} [{_ratios(ratios)}]"
-        table.add_row(name, f"{seconds:.3f}", f"{count / seconds:,.0f}", f"{cpu:.3f}", shown)
+        cpu_shown = "" if variant == "threadpool" else f"{cpu_ratio:.2f}"
+        table.add_row(name, f"{seconds:.3f}", f"{count / seconds:,.0f}", f"{cpu:.3f}", shown, cpu_shown)
     console.print(table)
     fanout = statistics.median(trial["threadpool"]["seconds"] / trial["fanout"]["seconds"] for trial in runs)
     console.print(
         f"(c) keeps {fanout:.0%} of (a)'s items/s, median of per-trial ratios (goal >= 50%); "
-        f"load average now {os.getloadavg()[0]:.1f}"
+        f"load average {load_before:.1f} before the trials, {os.getloadavg()[0]:.1f} after"
     )
 
 

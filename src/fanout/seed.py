@@ -12,12 +12,13 @@ from typing import Any
 import prefect.flow_engine
 import prefect.utilities.visualization  # noqa: F401
 from prefect import flow
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from fanout.core.prefect_adapter import heartbeats_off
+from fanout.core.prefect_adapter import heartbeats_off, shared_tls_clients, written_completed
 from fanout.core.settings import flow_settings
-from fanout.core.wrap_up import wrap_up
+from fanout.core.wrap_up import after_final_state, wrap_up
 from fanout.engine.durable_map import durable_map
 from fanout.engine.processor import load_processor
 from fanout.inputs.admission import planned_items
@@ -84,11 +85,20 @@ def freeze_startup_heap() -> None:
 def final_state(output: list[Any]) -> State[list[Any]]:
     """The run's Completed state holding `output`, which the flow returns in place of the list.
 
-    Prefect scans whatever a flow returns for futures and states: three passes over a
-    returned list, one over a returned state's data. Whoever calls the flow still gets
-    the list, and the list is what Prefect persists (as JSON).
+    Prefect scans whatever a flow returns for futures and links each element to the run:
+    three passes over a returned list, two over a returned state's data. The state here
+    carries `output` already written as the run's result (as JSON), and holds it only
+    once Prefect recorded the state, when the flow's wrap-up hands it back: no pass over
+    it at all. Whoever calls the flow still gets the list. A run whose flow was given
+    other hooks, without the wrap-up, returns the list in a plain state.
     """
-    return Completed(data=output)
+    context = FlowRunContext.get()
+    flow_object = context.flow if context is not None else None
+    if flow_object is None or wrap_up not in flow_object.on_completion_hooks:
+        return Completed(data=output)
+    state, hand_back = written_completed(output)
+    after_final_state(hand_back)
+    return state  # type: ignore[no-any-return]
 
 
 def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[Any]:
@@ -97,8 +107,9 @@ def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[A
     Without heartbeats: they feed the crash automations, which watch deployment
     runs only (a worker can restart those; nothing restarts an in-process run).
     Every flow also waits on exit for Prefect's heartbeat thread, which sleeps in
-    whole seconds (docs/design/batches-and-progress.md).
+    whole seconds (docs/design/batches-and-progress.md). The run's API client takes
+    the process's one TLS context, so a run does not load the CA bundle again.
     """
     flow_here = fan_out_fan_in.with_options(flow_run_name=flow_run_name) if flow_run_name else fan_out_fan_in
-    with heartbeats_off():
+    with heartbeats_off(), shared_tls_clients():
         return flow_here(request)

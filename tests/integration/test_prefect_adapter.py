@@ -1,9 +1,11 @@
 """The adapter's assumptions that need a real Prefect server (the session's test harness): event-free
-artifact requests, and where the default result storage keeps a persisted result."""
+artifact requests, where the default result storage keeps a persisted result, and a flow returning a
+result it already wrote."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -14,9 +16,10 @@ from prefect.results import ResultStore, get_default_result_storage
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.states import Completed
+from pydantic import BaseModel
 
 from fanout.core import prefect_adapter
-from fanout.core.prefect_adapter import persisted_result_file
+from fanout.core.prefect_adapter import persisted_result_file, written_completed
 
 
 @flow
@@ -98,3 +101,59 @@ def test_a_suspension_reaches_the_run_through_an_observer_opened_before_it() -> 
     finally:
         uninstall()
     assert request.is_requested()
+
+
+class Walked(BaseModel):
+    """A result element that counts how often Prefect's collection walk looks inside it."""
+
+    value: int
+    visits: list[int] = []
+
+    def __iter__(self) -> Any:
+        self.visits.append(1)
+        return super().__iter__()
+
+
+def returning(state_of: Any) -> Any:
+    """A flow returning `state_of(output)`'s state, whose completion hook runs the hand-back it gives."""
+    hand_backs: list[Any] = []
+
+    def hand_back(flow: Any, flow_run: Any, state: Any) -> None:
+        for action in hand_backs:
+            action()
+
+    @flow(persist_result=True, result_serializer="json", on_completion=[hand_back])
+    def returns(count: int) -> Any:
+        state, give = state_of([Walked(value=n) for n in range(count)])
+        hand_backs.append(give)
+        return state
+
+    return returns
+
+
+def test_a_flow_returning_a_written_result_hands_its_caller_the_output() -> None:
+    """The caller gets the output from the state, and the API's state names the written result, which reads back the same."""
+    returns = returning(written_completed)
+    state = returns(3, return_state=True)
+    assert [element.value for element in state.result()] == [0, 1, 2]
+    with get_client(sync_client=True) as client:
+        stored = client.read_flow_run(state.state_details.flow_run_id).state
+    assert stored is not None
+    assert [element.value for element in stored.result()] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("state_of", "walked"),
+    [(written_completed, False), (lambda output: (Completed(data=output), lambda: None), True)],
+    ids=["written", "plain"],
+)
+def test_prefect_walks_a_written_result_without_looking_inside_it(state_of: Any, walked: bool) -> None:
+    """Prefect looks inside every element of a state's data it must write, and inside none of a written one."""
+    seen: list[Walked] = []
+
+    def kept(output: list[Walked]) -> Any:
+        seen.extend(output)
+        return state_of(output)
+
+    returning(kept)(3)
+    assert any(element.visits for element in seen) is walked

@@ -62,6 +62,13 @@ def test_table_lists_every_item_with_status_attempts_duration_and_correlation_id
     assert "| retried | 1 |" in metrics(instance)
 
 
+def test_the_item_table_belongs_to_its_flow_run_when_the_call_returns(execution_log: Path) -> None:
+    """The table, written alongside the item report in the wrap-up, is stored under the run's id before the flow returns."""
+    instance = fresh_instance("owned")
+    state = fan_out_fan_in(FanoutRequest(count=3, instance_id=instance), return_state=True)
+    assert latest_artifact(artifact_key(instance, "items")).flow_run_id == state.state_details.flow_run_id
+
+
 def test_a_failed_run_still_reports_its_failures(monkeypatch: pytest.MonkeyPatch, execution_log: Path) -> None:
     """When items fail the artifacts are published before the run fails, naming the error."""
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-2")

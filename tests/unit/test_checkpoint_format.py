@@ -86,3 +86,18 @@ def test_key_of_reads_only_sound_records() -> None:
     """A progress watcher sees the key of a sound record and None for a damaged one."""
     assert checkpoint_format.key_of(encode("a", 1)) == "a"
     assert checkpoint_format.key_of(b"fanout-checkpoint/1 00 {}") is None
+
+
+def test_sound_records_place_each_whole_sound_record_by_its_encoded_key() -> None:
+    """Sound records come back with their offset, length and key bytes; damaged, foreign and cut-short lines do not."""
+    tricky = 'a","result":"b'
+    good = [encode("item-1", "x"), encode(tricky, {"result": 1}), encode("é", None)]
+    damaged = encode("item-2", "y").replace(b'"y"', b'"z"')
+    foreign = b'{"key": "item-3"}\n'
+    block = good[0] + damaged + good[1] + foreign + good[2] + encode("item-4", "cut")[:30]
+    offsets = [0, len(good[0]) + len(damaged), len(good[0]) + len(damaged) + len(good[1]) + len(foreign)]
+    found = list(checkpoint_format.sound_records(block, block.rfind(b"\n") + 1))
+    assert found == [
+        (offset, len(line) - 1, checkpoint_format.encoded_key(key))
+        for offset, line, key in zip(offsets, good, ["item-1", tricky, "é"], strict=True)
+    ]

@@ -22,7 +22,13 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultRecordMetadata
 from prefect.serializers import JSONSerializer
-from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, get_current_settings, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED,
+    PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+    get_current_settings,
+    temporary_settings,
+)
 from prefect.states import Completed
 
 from fanout.core import prefect_adapter
@@ -55,6 +61,49 @@ def client(api: FakeApi) -> Iterator[SyncPrefectClient]:
     """A Prefect sync client whose requests go to `api`, not over the network."""
     with SyncPrefectClient("http://prefect.test/api", httpx_settings={"transport": httpx.MockTransport(api)}) as client:
         yield client
+
+
+def counting_tls_contexts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The TLS contexts `ssl.create_default_context` makes from now on (the CA bundle loaded each time)."""
+    made: list[object] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    return made
+
+
+def test_a_plain_http_api_gets_a_tls_context_that_trusts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For an http:// API the shared context loads no CA bundle, and still verifies: it trusts no certificate."""
+    made = counting_tls_contexts(monkeypatch)
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        context = prefect_adapter.api_tls_context()
+    assert made == []
+    assert (context.verify_mode, context.check_hostname, context.get_ca_certs()) == (ssl.CERT_REQUIRED, True, [])
+
+
+def test_an_https_api_gets_the_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For an https:// API the shared context trusts what Prefect's own client would (certifi's bundle)."""
+    with temporary_settings({PREFECT_API_URL: "https://prefect.example/api"}):
+        context = prefect_adapter.api_tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.cert_store_stats()["x509_ca"] > 0
+
+
+def test_prefect_hands_the_shared_tls_client_to_every_caller_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside `shared_tls_clients()`, `get_client(sync_client=True)` returns its one client, which made no TLS context."""
+    from prefect.client.orchestration import get_client
+
+    with temporary_settings(
+        {PREFECT_API_URL: "http://127.0.0.1:4200/api", PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False}
+    ):
+        made = counting_tls_contexts(monkeypatch)
+        with prefect_adapter.shared_tls_clients() as clients:
+            assert get_client(sync_client=True) is clients.client
+            assert get_client(sync_client=True) is clients.client
+    assert made == []
 
 
 def test_a_client_handed_a_tls_context_makes_none_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,9 @@ fanout supports a range of Prefect 3 releases. Where it leans on behaviour Prefe
 (settings overrides taking effect when entered, heartbeat and client-retry settings read per use, a
 client taking the TLS context it is handed,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
-where a persisted result's file lies, SQLite's `BEGIN IMMEDIATE`, queued events sent before exit, the cache
-of what a run's events relate to, the engine's observer of a run's suspension and its heartbeat thread), the
+where a persisted result's file lies, a flow's returned state carrying a result it already wrote, SQLite's
+`BEGIN IMMEDIATE`, queued events sent before exit, the cache of what a run's events relate to, the engine's
+observer of a run's suspension and its heartbeat thread), the
 lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
 where a server is needed) checks each one against the installed Prefect, so a release that breaks one
 fails there by name rather than somewhere inside a run.
@@ -83,10 +84,39 @@ def client_retries_off() -> SettingsContext:
 def api_tls_context() -> ssl.SSLContext:
     """The TLS context Prefect's client would make for the API, made once per process and per TLS
     settings, for a client of fanout's own (`httpx_settings={"verify": api_tls_context()}`): Prefect
-    loads the CA bundle anew for every client it makes unless it is handed a context."""
-    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+    loads the CA bundle anew for every client it makes unless it is handed a context.
 
+    For an API reached over plain HTTP, where no handshake ever happens, the context trusts no
+    certificate at all: loading the bundle would cost tens of milliseconds for nothing, and a
+    server that answered with TLS after all would be refused, never trusted unverified.
+    """
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY, PREFECT_API_URL
+
+    if str(PREFECT_API_URL.value() or "").startswith("http://"):
+        return _trusting_nothing()
     return _tls_context(bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value() or None)
+
+
+def shared_tls_clients() -> Any:
+    """A `SyncClientContext` to enter around a flow call whose client takes `api_tls_context()`: Prefect's
+    `get_client(sync_client=True)` hands that client to the run's engine and every other caller inside,
+    as it hands out a context's own, so a run makes no client that loads the CA bundle again.
+
+    Prefect shares a context's client only with callers whose `httpx_settings` equal the
+    context's, and every caller passes none: the context is built with the client given,
+    its recorded settings left empty.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.context import SyncClientContext
+
+    client = get_client(sync_client=True, httpx_settings={"verify": api_tls_context()})
+    return SyncClientContext.model_construct(client=client)
+
+
+@functools.cache
+def _trusting_nothing() -> ssl.SSLContext:
+    """A client context that verifies certificates and hostnames and trusts no certificate authority."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 @functools.lru_cache(maxsize=8)
@@ -375,3 +405,32 @@ class OpenSuspensionObserver:
             request = self._requests.get(flow_run_id)
             if request is not None:
                 request.mark_requested(state)
+
+
+def written_completed(output: Any) -> tuple[Any, Callable[[], None]]:
+    """A Completed state for the current flow run to return, its result `output` already written to the
+    run's result storage; and `hand_back`, which puts `output` into the state once Prefect recorded it.
+
+    Prefect walks whatever a flow returns element by element before recording it: once
+    looking for futures (a returned state's data included), once linking each element
+    to the run. The state's record holds None until `hand_back` runs, so both walks take
+    a few steps; Prefect sends the record's metadata to the API and does not write it
+    again, and whoever calls the flow gets `output` from the record. Call `hand_back`
+    from a final-state hook of the flow: Prefect runs them after recording the state
+    and before handing its result to the caller.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.states import Completed
+
+    context = FlowRunContext.get()
+    if context is None or context.result_store is None:
+        raise RuntimeError("written_completed runs inside a flow run")
+    store = context.result_store
+    record = store.create_result_record(output)
+    run_coro_as_sync(store.apersist_result_record(record))  # as Prefect writes a flow's result
+    record.result = None
+
+    def hand_back() -> None:
+        record.result = output
+
+    return Completed(data=record), hand_back

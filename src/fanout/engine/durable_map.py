@@ -10,6 +10,7 @@ ids, the item report, and the instance lease.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import threading
@@ -51,6 +52,7 @@ OUTSIDE_FLOW = (
 )
 
 INDEX_THREAD = "fanout-results-index"
+REPORT_THREAD = "fanout-item-table"
 
 
 class NotInFlow(FanoutError, RuntimeError):
@@ -208,13 +210,15 @@ def _map(
     elapsed = time.perf_counter() - started
     keep_failures(run.storage, run.instance_id, outcomes.values(), index=False)
     indexing = _index_results(run, planned.keys, output)
+    ordered = [outcomes[item] for item in planned.keys]
+    table = _alongside(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
     try:
-        ordered = [outcomes[item] for item in planned.keys]
-        after_final_state(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
+        after_final_state(table.start)
         result = stage_result(
             planned.keys, outcomes, run.instance_id, tolerated_count=tolerated[0], tolerated_percentage=tolerated[1]
         )
     finally:
+        after_final_state(table.join)
         after_final_state(indexing.join)
     return MapResults(result.output, result.failures)
 
@@ -231,6 +235,16 @@ def _index_results(run: ItemRun, keys: list[str], output: list[Any] | None) -> t
     thread = threading.Thread(target=_after_stage, args=(run, keys, output), name=INDEX_THREAD)
     thread.start()
     return thread
+
+
+def _alongside(action: Callable[[], object]) -> threading.Thread:
+    """A thread, to start in the wrap-up, that runs `action` in this flow run's context while the wrap-up goes on.
+
+    The run's item table and its item report are two API writes that do not wait for each
+    other: the table goes on this thread while the report is written, and the wrap-up joins
+    it after. The context carries the flow run the table belongs to and the run's API client.
+    """
+    return threading.Thread(target=contextvars.copy_context().run, args=(action,), name=REPORT_THREAD)
 
 
 def _after_stage(run: ItemRun, keys: list[str], output: list[Any] | None) -> None:

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 VERSION = 1
 MAGIC = b"fanout-checkpoint/1"
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
 _string = json.encoder.encode_basestring  # how that encoder writes a string (non-ASCII kept)
+_HEAD = MAGIC + b" "
+_BODY_AT = len(_HEAD) + 64 + 1  # the magic, its space, the checksum's 64 hex digits, their space
+_KEY_AT = _BODY_AT + len(b'{"key":')
+_KEY_END = b',"result":'  # inside the key's JSON string every quote is escaped, so this first ends the key
 
 
 class UnreadableRecord(ValueError):
@@ -63,6 +68,20 @@ def sound(line: bytes) -> bool:
     magic, _, rest = line.partition(b" ")
     checksum, _, body = rest.partition(b" ")
     return magic == MAGIC and hashlib.sha256(body).hexdigest().encode() == checksum
+
+
+def sound_records(block: bytes, end: int) -> Iterator[tuple[int, int, bytes]]:
+    """Each sound version-1 record among the whole lines of `block[:end]`: where it starts, its length
+    without the LF, and its key as the body holds it (`encoded_key`), found without parsing the body."""
+    start = 0
+    for line in block[:end].split(b"\n")[:-1]:
+        length = len(line)
+        if line.startswith(_HEAD) and line.startswith(b'{"key":', _BODY_AT):
+            key_end = line.find(_KEY_END, _KEY_AT)
+            checksum = line[len(_HEAD) : _BODY_AT - 1]
+            if key_end > 0 and hashlib.sha256(line[_BODY_AT:]).hexdigest().encode() == checksum:
+                yield start, length, line[_KEY_AT:key_end]
+        start += length + 1
 
 
 def key_of(line: bytes) -> str | None:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -38,9 +37,6 @@ INDEX_VERSION = 2
 EMPTY_SLOT = bytes(SLOT.size)
 
 logger = logging.getLogger(__name__)
-RECORD_KEY = re.compile(rb'^fanout-checkpoint/1 [0-9a-f]{64} \{"key":("(?:[^"\\\n]|\\.)*"),', re.M)
-"""A version-1 record's key as its body holds it (the body's first member: keys sorted, no whitespace)."""
-
 PlanKeys = Callable[[], Sequence[bytes]]
 """The plan's keys in order, each as records hold it (`checkpoint_format.encoded_key`)."""
 
@@ -195,12 +191,10 @@ class ResultsIndex:
     def _index_block(block: bytes, end: int, at: int, number: int, where: dict[bytes, int], slots: int) -> None:
         """Index the whole lines of `block[:end]`, which starts at byte `at` of journal `number`."""
         found: dict[int, bytes] = {}
-        for match in RECORD_KEY.finditer(block, 0, end):
-            index = where.get(match.group(1))
-            line_end = block.find(b"\n", match.start())
-            if index is None or not checkpoint_format.sound(block[match.start() : line_end]):
-                continue
-            found[index] = packed_slot(index, number, at + match.start(), line_end - match.start())
+        for start, length, key in checkpoint_format.sound_records(block, end):
+            index = where.get(key)
+            if index is not None:
+                found[index] = packed_slot(index, number, at + start, length)
         write_slots(slots, found)
 
     def _journal_sizes(self) -> dict[str, int]:
