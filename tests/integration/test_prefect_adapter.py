@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import prefect.flow_engine
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
@@ -76,6 +77,10 @@ async def test_a_flagged_sqlite_write_transaction_begins_immediate_once() -> Non
     assert (first, second) == ("IMMEDIATE", "DEFERRED")
 
 
+@pytest.mark.skipif(
+    not hasattr(prefect.flow_engine, "observe_flow_run_suspension"),
+    reason="this Prefect's engine opens no suspension observer",
+)
 def test_a_suspension_reaches_the_run_through_an_observer_opened_before_it() -> None:
     """An observer opened before the run exists, then watching it, marks the run's request when it is suspended."""
     import time

@@ -24,7 +24,6 @@ from prefect.results import ResultRecordMetadata
 from prefect.serializers import JSONSerializer
 from prefect.settings import (
     PREFECT_API_URL,
-    PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED,
     PREFECT_RESULTS_LOCAL_STORAGE_PATH,
     get_current_settings,
     temporary_settings,
@@ -33,6 +32,17 @@ from prefect.states import Completed
 
 from fanout.core import prefect_adapter
 from fanout.core.prefect_adapter import persisted_result_file
+
+_VERSION_CHECK = getattr(prefect.settings, "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", None)
+NO_VERSION_CHECK = {_VERSION_CHECK: False} if _VERSION_CHECK is not None else {}
+"""Turns off a client's API version check on entering it (a Prefect without the setting makes no such check)."""
+SENDS_HEARTBEATS_FROM_THE_ENGINE = pytest.mark.skipif(
+    not hasattr(prefect.flow_engine, "_send_heartbeats"), reason="this Prefect's engine sends no flow-run heartbeats"
+)
+OBSERVES_SUSPENSIONS = pytest.mark.skipif(
+    not hasattr(prefect.flow_engine, "observe_flow_run_suspension"),
+    reason="this Prefect's engine opens no suspension observer",
+)
 
 
 class FakeApi:
@@ -92,13 +102,14 @@ def test_an_https_api_gets_the_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> Non
     assert context.verify_mode == ssl.CERT_REQUIRED and context.cert_store_stats()["x509_ca"] > 0
 
 
+@pytest.mark.skipif(
+    _VERSION_CHECK is None, reason="this Prefect's client checks the API version with no setting to skip it"
+)
 def test_prefect_hands_the_shared_tls_client_to_every_caller_inside(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside `shared_tls_clients()`, `get_client(sync_client=True)` returns its one client, which made no TLS context."""
     from prefect.client.orchestration import get_client
 
-    with temporary_settings(
-        {PREFECT_API_URL: "http://127.0.0.1:4200/api", PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False}
-    ):
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:4200/api", **NO_VERSION_CHECK}):
         made = counting_tls_contexts(monkeypatch)
         with prefect_adapter.shared_tls_clients() as clients:
             assert get_client(sync_client=True) is clients.client
@@ -325,6 +336,7 @@ def test_prefect_s_worker_still_proposes_submitting_through_the_hook_the_warm_wo
     assert "self._propose_submitting_state(" in inspect.getsource(BaseWorker._submit_run_and_capture_errors)
 
 
+@OBSERVES_SUSPENSIONS
 def test_prefect_s_engine_observes_a_run_s_suspension_through_the_name_the_open_observer_replaces() -> None:
     """The flow engine opens its suspension observer by calling `observe_flow_run_suspension` from its own
     module, the name `OpenSuspensionObserver.install` replaces."""
@@ -335,6 +347,7 @@ def test_prefect_s_engine_observes_a_run_s_suspension_through_the_name_the_open_
     assert "observe_flow_run_suspension(" in inspect.getsource(FlowRunEngine.setup_flow_run_suspension_request)
 
 
+@OBSERVES_SUSPENSIONS
 def test_an_installed_observer_is_the_engine_s_until_uninstalled() -> None:
     """Installing puts the open observer's context in the engine's place; uninstalling puts Prefect's back."""
     import prefect.flow_engine
@@ -360,6 +373,7 @@ def test_the_labels_hook_is_awaited_by_prefect_s_worker_before_it_starts_the_run
     assert source.index("self._give_worker_labels_to_flow_run(") < source.index("self.run(")
 
 
+@SENDS_HEARTBEATS_FROM_THE_ENGINE
 def test_prefect_s_engine_sends_a_sync_run_s_heartbeats_through_the_name_the_adapter_replaces() -> None:
     """The sync flow engine enters `_send_heartbeats(self)` from its own module, with the thread joined by default."""
     import prefect.flow_engine
@@ -369,6 +383,7 @@ def test_prefect_s_engine_sends_a_sync_run_s_heartbeats_through_the_name_the_ada
     assert inspect.signature(prefect.flow_engine._send_heartbeats).parameters["join_on_exit"].default is True
 
 
+@SENDS_HEARTBEATS_FROM_THE_ENGINE
 def test_heartbeat_threads_are_left_to_end_by_themselves_once_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """After `heartbeat_threads_not_joined`, the engine's heartbeats are sent without a join at the run's end."""
     import prefect.flow_engine

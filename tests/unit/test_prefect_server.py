@@ -176,13 +176,20 @@ def test_the_local_server_records_task_runs_in_batches() -> None:
     assert environ["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"] == "1"
 
 
-def test_the_local_server_marks_a_waiting_run_late_after_minutes_not_seconds() -> None:
-    """Unless told otherwise, a run the local server's late-runs service marks Late has waited five minutes."""
+def test_the_local_server_marks_a_waiting_run_late_after_minutes_not_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unless told otherwise, a run the local server's late-runs service marks Late has waited five minutes,
+    in a form this Prefect's settings accept."""
+    from datetime import timedelta
+
+    from prefect.settings import Settings
+
     from fanout.localstack.prefect_server import with_server_defaults
 
     environ: dict[str, str] = {}
     with_server_defaults(environ)
-    assert environ["PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS"] == "300"
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().server.services.late_runs.after_seconds == timedelta(minutes=5)
 
 
 def test_a_recorder_setting_in_the_environment_is_kept() -> None:

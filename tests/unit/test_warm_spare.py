@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from typing import Any
 from uuid import uuid4
 
+import prefect.flow_engine
 import pytest
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import get_current_settings
@@ -82,6 +83,10 @@ def test_a_spare_fetches_the_csrf_setting_only_for_a_client_that_uses_it(
     assert reads == ([{"limit": 1}] if csrf else [])
 
 
+@pytest.mark.skipif(
+    not hasattr(prefect.flow_engine, "observe_flow_run_suspension"),
+    reason="this Prefect's engine opens no suspension observer",
+)
 @pytest.mark.parametrize("opened", [True, False])
 def test_a_spare_hands_its_run_the_suspension_observer_only_when_it_opened(
     monkeypatch: pytest.MonkeyPatch, opened: bool

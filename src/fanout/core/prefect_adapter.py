@@ -271,12 +271,14 @@ def heartbeat_threads_not_joined() -> None:
     final, so waiting for it keeps a process whose run is over alive for up to a
     second more: for a warm flow-run process, which exits after its run, that is a
     worker slot held and the next spare forked later. Installed once; a no-op when
-    already installed.
+    already installed, and for a Prefect whose engine sends no heartbeats this way.
     """
     import prefect.flow_engine
 
-    send = prefect.flow_engine._send_heartbeats
-    if getattr(send, "_fanout_not_joined", False):
+    send = getattr(prefect.flow_engine, "_send_heartbeats", None)
+    if send is None or getattr(send, "_fanout_not_joined", False):
+        return
+    if "join_on_exit" not in inspect.signature(send).parameters:
         return
 
     def not_joined(engine: Any, join_on_exit: bool = True) -> Any:

@@ -41,7 +41,7 @@ REPLAY_PAUSE_CAP = 1.0
 SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "300",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "PT300S",
 }
 """Prefect settings this server starts with unless the environment sets them: the task-run recorder writes
 the task-run states of the last second in one transaction (Prefect's default writes each state event in a
