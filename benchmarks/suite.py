@@ -1,14 +1,15 @@
 """What the test suite costs: its tests per tier, and the wall time of `make test` (or `.ci/run`) with the
 machine's load average while it ran.
 
-    .venv/bin/python -m benchmarks.suite [--command "make test"] [--counts-only]
+    .venv/bin/python -m benchmarks.suite [--command "make test"] [--counts-only] [--by-tier N]
 
 Prints the tests in each tier's folder (one `pytest --collect-only`), then runs the command, sampling
 the load average every 10 s, and prints its wall time, the CPU seconds of its processes (those it waited
 for: not a background server left running), exit code, the load average's range and each pytest session's
 summary line. On a shared machine the CPU seconds say more than the wall time, which others' work stretches. A Prefect server's start on a fresh SQLite database against one on a migrated
 copy (what the suite's servers start from, tests/support/database.py) is timed side by side with
-`--server-starts N`.
+`--server-starts N`. `--by-tier N` runs each tier alone instead, one after another, in N pytest-xdist
+processes: where the suite's wall time and CPU go.
 """
 
 from __future__ import annotations
@@ -83,11 +84,23 @@ def server_starts(rounds: int) -> tuple[list[float], list[float]]:
     return fresh, seeded
 
 
+def report(command: str) -> None:
+    """Run `command` and print its wall time, CPU seconds, exit code, load average and pytest summaries."""
+    seconds, cpu, code, loads, output = timed(command)
+    print(
+        f"`{command}`: exit {code} in {seconds / 60:.1f} min, {cpu:.0f} CPU seconds, "
+        f"load average {min(loads):.1f}-{max(loads):.1f}"
+    )
+    for summary in SUMMARY.findall(output):
+        print("  ", summary, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--command", default="make test")
     parser.add_argument("--counts-only", action="store_true")
     parser.add_argument("--server-starts", type=int, default=0, metavar="N")
+    parser.add_argument("--by-tier", type=int, default=0, metavar="N", help="each tier alone, in N processes")
     args = parser.parse_args()
     counts = tier_counts()
     print(
@@ -104,13 +117,11 @@ def main() -> None:
         )
     if args.counts_only:
         return
-    seconds, cpu, code, loads, output = timed(args.command)
-    print(
-        f"`{args.command}`: exit {code} in {seconds / 60:.1f} min, {cpu:.0f} CPU seconds, "
-        f"load average {min(loads):.1f}-{max(loads):.1f}"
-    )
-    for summary in SUMMARY.findall(output):
-        print("  ", summary)
+    if args.by_tier:
+        for tier in TIERS:
+            report(f"{sys.executable} -m pytest -n {args.by_tier} tests/{tier}")
+        return
+    report(args.command)
 
 
 if __name__ == "__main__":
