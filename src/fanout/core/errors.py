@@ -31,7 +31,7 @@ class TransientError(FanoutError):
 
 
 class ItemProcessDied(TransientError):
-    """The worker process running an item died before the item settled; retried like any transient error."""
+    """The worker process running an item died before the item finished; retried like any transient error."""
 
 
 class CheckpointNotWritten(FanoutError):

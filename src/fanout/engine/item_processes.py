@@ -5,7 +5,7 @@ one core however many threads run it. With this runner each task-run thread of
 the flow process owns one worker process (one per core by default) and sends it
 its batch of items in one message; the worker runs them through the processor
 (attempts under the run's retry policy, each with `current_item()` set) and
-sends each outcome back as it settles. The task-run thread checkpoints and
+sends each outcome back as its item finishes. The task-run thread checkpoints and
 counts it as it would an item run on the thread itself
 (src/fanout/engine/item_path.py), so checkpoints, progress and resume do not
 change. Log lines written in a worker travel back with their records and are
@@ -248,7 +248,7 @@ class ItemProcesses:
         """
         fresh: dict[str, ItemOutcome] = {}
 
-        def settle(outcome: ItemOutcome) -> None:
+        def finish_item(outcome: ItemOutcome) -> None:
             if outcome.ok:
                 try:
                     record(outcome.item, outcome.value)
@@ -264,7 +264,7 @@ class ItemProcesses:
             while waiting:
                 batch = [waiting.popleft()] if slot.limit_name else [waiting.popleft() for _ in range(len(waiting))]
                 slot.before_item()
-                worker = self._send_batch(worker, batch, run, waiting, settle)
+                worker = self._send_batch(worker, batch, run, waiting, finish_item)
             clean = True
         finally:
             self._idle.put(worker if clean else self._replace(worker))
@@ -278,9 +278,9 @@ class ItemProcesses:
         batch: list[tuple[str, int]],
         run: ItemRun,
         waiting: deque[tuple[str, int]],
-        settle: Callable[[ItemOutcome], None],
+        finish_item: Callable[[ItemOutcome], None],
     ) -> WorkerProcess:
-        """Send `batch` and settle its outcomes; on the worker's death, put what did not settle back
+        """Send `batch` and finish its items with their outcomes; on the worker's death, put what did not finish back
         in front of `waiting` and return its replacement."""
         order = Order(
             run.instance_id, run.retry, [(item, run.values.of(item), made) for item, made in batch], run.stage
@@ -295,9 +295,9 @@ class ItemProcesses:
                 outcome = worker.receive()
             except WorkerDied as death:
                 waiting.extendleft(reversed(batch[position + 1 :]))
-                self._died_running(item, made + 1, str(death), run, waiting, settle)
+                self._died_running(item, made + 1, str(death), run, waiting, finish_item)
                 return self._replace(worker)
-            settle(outcome)
+            finish_item(outcome)
         return worker
 
     @staticmethod
@@ -307,7 +307,7 @@ class ItemProcesses:
         end: str,
         run: ItemRun,
         waiting: deque[tuple[str, int]],
-        settle: Callable[[ItemOutcome], None],
+        finish_item: Callable[[ItemOutcome], None],
     ) -> None:
         """The item a dead worker was running: tried again in front of the rest, or failed when out of retries."""
         error = ItemProcessDied(f"its worker process died ({end}) while running it")
@@ -316,7 +316,7 @@ class ItemProcesses:
         if retrying:
             waiting.appendleft((item, attempts))
         else:
-            settle(ItemOutcome(item=item, error=describe(error), attempts=attempts))
+            finish_item(ItemOutcome(item=item, error=describe(error), attempts=attempts))
 
 
 _processes: ContextVar[ItemProcesses | None] = ContextVar("fanout_item_processes", default=None)

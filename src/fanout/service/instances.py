@@ -323,7 +323,7 @@ class Instances:
             if found.state == "queued":
                 raise InstanceConflict(f"instance {instance_id} is still {RuntimeStatus.PENDING.value}")
             # Terminated while its create was on the way: the run that create makes goes too.
-            await self.submitter.settled(found.key)
+            await self.submitter.sent(found.key)
             purged = await self.runs.purge(instance_id)
             forgotten = self.queue.forget_instance(instance_id)
             return PurgeReport(instances=min(1, forgotten), runs=purged.runs, artifacts=purged.artifacts)

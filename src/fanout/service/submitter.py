@@ -72,7 +72,7 @@ class Submitter:
                 return False
         return True
 
-    async def settled(self, key: str) -> None:
+    async def sent(self, key: str) -> None:
         """Return once no create of start `key` is on its way to Prefect (a run it makes exists by then)."""
         sending = self._sending.get(key)
         if sending is not None:

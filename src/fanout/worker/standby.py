@@ -255,7 +255,7 @@ class Standby:
                 self.watch.forget(run_id)
                 self._resumed()
         except Exception as error:  # noqa: BLE001 - the next look, or the automations, will do it
-            self._log.warning("Standby could not settle silent flow run %s: %r", run_id, error)
+            self._log.warning("Standby could not resume or clear silent flow run %s: %r", run_id, error)
             self.watch.release(run_id, RETRY_SECONDS)
             if marked:
                 with suppress(Exception):
