@@ -1,19 +1,22 @@
 """What the test suite costs: its tests per tier, and the wall time of `make test` (or `.ci/run`) with the
 machine's load average while it ran.
 
-    .venv/bin/python -m benchmarks.suite [--command "make test"] [--counts-only]
+    .venv/bin/python -m benchmarks.suite [--command "make test"] [--counts-only] [--by-tier N]
 
 Prints the tests in each tier's folder (one `pytest --collect-only`), then runs the command, sampling
-the load average every 10 s, and prints its wall time, exit code, the load average's range and each pytest
-session's summary line. A Prefect server's start on a fresh SQLite database against one on a migrated
+the load average every 10 s, and prints its wall time, the CPU seconds of its processes (those it waited
+for: not a background server left running), exit code, the load average's range and each pytest session's
+summary line. On a shared machine the CPU seconds say more than the wall time, which others' work stretches. A Prefect server's start on a fresh SQLite database against one on a migrated
 copy (what the suite's servers start from, tests/support/database.py) is timed side by side with
-`--server-starts N`.
+`--server-starts N`. `--by-tier N` runs each tier alone instead, one after another, in N pytest-xdist
+processes: where the suite's wall time and CPU go.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,8 +38,15 @@ def tier_counts() -> dict[str, int]:
     return {tier: sum(line.startswith(f"tests/{tier}/") for line in listed) for tier in TIERS}
 
 
-def timed(command: str) -> tuple[float, int, list[float], str]:
-    """Run `command` in a shell: its wall time, exit code, the 1-minute load averages seen, its output."""
+def children_cpu_seconds() -> float:
+    """User and system CPU seconds of this process's finished children, and theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: str) -> tuple[float, float, int, list[float], str]:
+    """Run `command` in a shell: its wall time, CPU seconds, exit code, the 1-minute load averages seen, its
+    output."""
     loads: list[float] = []
     done = threading.Event()
 
@@ -47,12 +57,12 @@ def timed(command: str) -> tuple[float, int, list[float], str]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    began = time.monotonic()
+    began, cpu_before = time.monotonic(), children_cpu_seconds()
     run = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - began
+    seconds, cpu = time.monotonic() - began, children_cpu_seconds() - cpu_before
     done.set()
     sampler.join()
-    return seconds, run.returncode, loads, run.stdout + run.stderr
+    return seconds, cpu, run.returncode, loads, run.stdout + run.stderr
 
 
 def server_starts(rounds: int) -> tuple[list[float], list[float]]:
@@ -74,11 +84,23 @@ def server_starts(rounds: int) -> tuple[list[float], list[float]]:
     return fresh, seeded
 
 
+def report(command: str) -> None:
+    """Run `command` and print its wall time, CPU seconds, exit code, load average and pytest summaries."""
+    seconds, cpu, code, loads, output = timed(command)
+    print(
+        f"`{command}`: exit {code} in {seconds / 60:.1f} min, {cpu:.0f} CPU seconds, "
+        f"load average {min(loads):.1f}-{max(loads):.1f}"
+    )
+    for summary in SUMMARY.findall(output):
+        print("  ", summary, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--command", default="make test")
     parser.add_argument("--counts-only", action="store_true")
     parser.add_argument("--server-starts", type=int, default=0, metavar="N")
+    parser.add_argument("--by-tier", type=int, default=0, metavar="N", help="each tier alone, in N processes")
     args = parser.parse_args()
     counts = tier_counts()
     print(
@@ -95,10 +117,11 @@ def main() -> None:
         )
     if args.counts_only:
         return
-    seconds, code, loads, output = timed(args.command)
-    print(f"`{args.command}`: exit {code} in {seconds / 60:.1f} min, load average {min(loads):.1f}-{max(loads):.1f}")
-    for summary in SUMMARY.findall(output):
-        print("  ", summary)
+    if args.by_tier:
+        for tier in TIERS:
+            report(f"{sys.executable} -m pytest -n {args.by_tier} tests/{tier}")
+        return
+    report(args.command)
 
 
 if __name__ == "__main__":

@@ -38,10 +38,18 @@ START_ORDER = ("slow", "e2e", "faults", "ui", "integration", "unit")
 LOG_TAIL_LINES = 60
 
 
+TELEMETRY_OFF = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+"""The Prefect servers the suite starts (the integration tier's harness among them) send no telemetry:
+where Prefect's telemetry host cannot be reached, as on a CI machine, a server that tries answers every
+client noticeably later."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Mark this session's processes, and give the session a scratch folder; xdist's test processes
-    inherit both from the controller."""
+    """Mark this session's processes, turn Prefect's server telemetry off unless asked for, and give the
+    session a scratch folder; xdist's test processes, and every process they start, inherit all three."""
     os.environ.setdefault(SESSION_MARKER, uuid.uuid4().hex)
+    for name, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)
     if SESSION_FOLDER_ENV not in os.environ:
         os.environ[SESSION_FOLDER_ENV] = tempfile.mkdtemp(prefix="fanout-tests-")
         config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(SESSION_FOLDER_ENV), ignore_errors=True))

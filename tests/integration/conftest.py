@@ -14,18 +14,21 @@ from prefect.testing.utilities import prefect_test_harness
 from fanout.core.prefect_adapter import heartbeats_off
 from fanout.engine import progress
 from tests.support.cli import run_cli
+from tests.support.database import seeded_harness_folders
 
 HARNESS_START_SECONDS = 600
-"""How long the harness's server may take to start: it migrates a fresh database first, which takes
-minutes on a machine whose cores are busy with the other tiers and CI's other jobs."""
+"""How long the harness's server may take to start: minutes on a machine whose cores are busy with the
+other tiers and CI's other jobs."""
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_api() -> Iterator[str]:
-    """A temporary Prefect server (SQLite in a temp folder) shared by every flow test. Flows called here run
-    without heartbeats, as `fanout run` runs them (`run_here`): only deployment runs, which a worker can
-    restart, send any, and Prefect's heartbeat thread holds every flow up to a second on exit."""
-    with prefect_test_harness(server_startup_timeout=HARNESS_START_SECONDS), heartbeats_off():
+    """A temporary Prefect server (SQLite in a temp folder, from the session's migrated template) shared by
+    every flow test. Flows called here run without heartbeats, as `fanout run` runs them (`run_here`): only
+    deployment runs, which a worker can restart, send any, and Prefect's heartbeat thread holds every flow up
+    to a second on exit."""
+    harness = prefect_test_harness(server_startup_timeout=HARNESS_START_SECONDS)
+    with seeded_harness_folders(), harness, heartbeats_off():
         yield str(PREFECT_API_URL.value())
         await_progress_publishers()
 

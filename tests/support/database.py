@@ -1,6 +1,9 @@
 """A migrated Prefect database for the suite's SQLite servers: made once per test session, copied into each
 new server's home, so a server starts without running Prefect's migrations (most of a fresh start).
 
+`prefect_test_harness` (the integration tier's server) makes its database in a folder of its own
+(`tempfile.mkdtemp`, as `prefect-test.db`): `seeded_harness_folders` puts the template there first.
+
 The template is made by `prefect server database upgrade` of the installed Prefect (its file name carries
 the version), by the first test process that needs one, under a lock; the others wait and copy it. A copy
 is written under a temporary name and renamed into place, so a server never opens half a file. PostgreSQL
@@ -18,11 +21,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from tests.support.paths import SESSION_FOLDER_ENV
 
 DATABASE_FILE = "prefect.db"
 """Where a Prefect server on SQLite keeps its database, inside its PREFECT_HOME (Prefect's default)."""
+HARNESS_DATABASE_FILE = "prefect-test.db"
+"""Where `prefect_test_harness` keeps its server's database, inside the folder it makes."""
 
 
 def make_template(folder: Path) -> Path:
@@ -62,6 +68,28 @@ def seed_database(prefect_home: Path, template: Path | None = None) -> None:
     shutil.copyfile(template, partial)
     partial.chmod(0o600)
     os.replace(partial, target)
+
+
+@contextmanager
+def seeded_harness_folders() -> Iterator[None]:
+    """While open, the folder `prefect_test_harness` makes for its database already holds a migrated copy
+    (the session's template), so its server starts without migrating; the harness is otherwise untouched.
+    Outside a test session, or on a Prefect whose harness makes its folder another way, nothing changes."""
+    from prefect.testing import utilities
+
+    folder = os.environ.get(SESSION_FOLDER_ENV)
+    if not folder or getattr(utilities, "mkdtemp", None) is not tempfile.mkdtemp:
+        yield
+        return
+    template = make_template(Path(folder))
+
+    def seeded_mkdtemp() -> str:
+        made = tempfile.mkdtemp()
+        shutil.copyfile(template, Path(made) / HARNESS_DATABASE_FILE)
+        return made
+
+    with mock.patch.object(utilities, "mkdtemp", seeded_mkdtemp):
+        yield
 
 
 @contextmanager

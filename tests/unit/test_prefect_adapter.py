@@ -281,6 +281,32 @@ def test_send_queued_returns_once_a_queue_service_handled_its_items(monkeypatch:
         sender.drain()
 
 
+def test_send_queued_returns_once_a_batched_service_sent_its_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batched sender (Prefect's API log worker) has sent its partial batch when `send_queued` returns, within
+    its timeout: such a sender never marks its items done, so its queue's own wait would last the timeout."""
+    from prefect._internal.concurrency.services import BatchedQueueService, _QueueServiceBase
+
+    monkeypatch.setattr(_QueueServiceBase, "_instances", {})
+
+    batches: list[list[int]] = []
+
+    class BatchSender(BatchedQueueService[int]):
+        _max_batch_size = 100
+        _min_interval = 0.05
+
+        async def _handle_batch(self, items: list[int]) -> None:
+            batches.append(items)
+
+    sender = BatchSender.instance()
+    try:
+        for item in range(3):
+            sender.send(item)
+        assert prefect_adapter.send_queued(timeout=10)
+        assert [item for batch in batches for item in batch] == [0, 1, 2]
+    finally:
+        sender.drain()
+
+
 class NoReads:
     """A client that fails the test on any read (what the remembered objects must spare)."""
 

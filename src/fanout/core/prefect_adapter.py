@@ -248,7 +248,10 @@ def immediate_transactions() -> None:
 
 def send_queued(timeout: float) -> bool:
     """Wait up to `timeout` seconds until Prefect's background senders in this process (events, API logs)
-    have sent what they queued; whether they did. Called before a command exits, so it exits quietly."""
+    have sent what they queued, and stop them; whether they did. Called before a command exits, so it exits
+    quietly. Each is drained (stopped once its queue is sent) rather than waited on: a batched sender (API
+    logs) never marks its items done, so waiting for its queue to empty lasts the whole timeout. Anything
+    sent later starts a new sender."""
     from prefect._internal.concurrency.services import _QueueServiceBase
 
     registered: dict[int, Any] = _QueueServiceBase._instances  # type: ignore[misc]
@@ -257,7 +260,7 @@ def send_queued(timeout: float) -> bool:
 
     def wait() -> None:
         for service in services:
-            service.wait_until_empty()
+            service.drain()
         done.set()
 
     threading.Thread(target=wait, name="fanout-send-queued", daemon=True).start()
