@@ -205,13 +205,15 @@ def test_a_stopped_worker_leaves_no_process_behind(
 ) -> None:
     """SIGTERM to the worker process alone (not its group): its forkserver and its spare exit with it."""
     worker = start_worker()
-    assert finished_output(stack, start_run(prefect_api, {"items": ["s1"]}))[0] == "COMPLETED"
+    flow_run_id = start_run(prefect_api, {"items": ["s1"]})
+    assert finished_output(stack, flow_run_id)[0] == "COMPLETED"
+    run_process = int(str(read_run(prefect_api, flow_run_id)["infrastructure_pid"]).rsplit(":", 1)[-1])
 
     def with_spare() -> set[int] | None:
-        """The worker's processes once they include the spare forked for the next run (after the forkserver
-        and multiprocessing's resource tracker)."""
+        """The idle worker's processes: its run's process gone, the spare forked for the next run there (beside
+        the forkserver and multiprocessing's resource tracker)."""
         found = descendants(worker.process.pid)
-        return found if len(found) >= 3 else None
+        return found if len(found) >= 3 and run_process not in found else None
 
     processes = wait_for(with_spare, timeout=30, interval=0.2, what="the next run's spare")
 
