@@ -24,12 +24,13 @@ from fanout.worker.warm_processes import WarmProcesses
 warm = WarmProcesses(["fanout.worker.warm_child"])
 warm.warm_up()
 spare = warm.spare
-print(spare.pid, flush=True)
+print("spare", spare.pid, flush=True)
 sys.stdin.readline()
 warm.stop()
-print(spare.exitcode, flush=True)
+print("exit", spare.exitcode, flush=True)
 """
-"""A worker's processes in miniature: prints its spare's pid, stops when a line arrives, prints the spare's exit code."""
+"""A worker's processes in miniature: prints its spare's pid, stops when a line arrives, prints the spare's exit code
+(each line tagged: the spare and the forkserver write to the same stdout)."""
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -39,9 +40,19 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def read_tagged(worker: subprocess.Popen[str], tag: str) -> str:
+    """The value of the worker's next stdout line tagged `tag`, skipping whatever else its processes printed."""
+    assert worker.stdout is not None
+    while line := worker.stdout.readline():
+        if line.startswith(f"{tag} "):
+            return line.split(" ", 1)[1].strip()
+    raise AssertionError(f"the worker ended without printing {tag!r}")
 
 
 def gone(pid: int) -> bool:
@@ -65,7 +76,7 @@ def test_a_spare_exits_when_its_worker_is_killed(worker_env: dict[str, str]) -> 
     worker = start_worker(worker_env)
     try:
         assert worker.stdout is not None
-        spare = int(worker.stdout.readline())
+        spare = int(read_tagged(worker, "spare"))
         assert not gone(spare)
         worker.send_signal(signal.SIGKILL)
         wait_for(lambda: gone(spare), 20, "the spare to exit", interval=0.05)
@@ -107,15 +118,16 @@ def test_an_idle_spare_leaves_ctrl_c_to_its_worker(worker_env: dict[str, str]) -
     """SIGINT (Ctrl-C in the worker's terminal) does not end an idle spare; the worker's stop ends it cleanly."""
     worker = start_worker(worker_env)
     try:
-        assert worker.stdout is not None and worker.stdin is not None
-        spare = int(worker.stdout.readline())
+        assert worker.stdin is not None
+        spare = int(read_tagged(worker, "spare"))
         wait_for(lambda: ignores_sigint(spare), 20, "the spare to ignore SIGINT", interval=0.05)
 
         os.kill(spare, signal.SIGINT)
         worker.stdin.write("stop\n")
         worker.stdin.flush()
 
-        assert worker.stdout.readline().strip() == "0"
+        exit_code = read_tagged(worker, "exit")
+        assert exit_code == "0", worker.communicate(timeout=30)[1][-3000:]
     finally:
         worker.kill()
         worker.wait()
