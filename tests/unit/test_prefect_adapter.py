@@ -120,14 +120,7 @@ def test_prefect_hands_the_shared_tls_client_to_every_caller_inside(monkeypatch:
 def test_a_client_handed_a_tls_context_makes_none_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """`api_tls_context()` is made once; a client given it as `verify` loads no CA bundle of its own."""
     shared = prefect_adapter.api_tls_context()
-    made: list[object] = []
-    real = ssl.create_default_context
-
-    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
-        made.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ssl, "create_default_context", counted)
+    made = counting_tls_contexts(monkeypatch)
     with SyncPrefectClient("http://prefect.test/api", httpx_settings={"verify": shared}):
         pass
     assert prefect_adapter.api_tls_context() is shared
