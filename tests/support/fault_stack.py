@@ -65,7 +65,9 @@ class FaultStack:
         return self.local.start_worker(env=env, **({"worker_type": worker_type} if worker_type else {}))
 
     def kill_worker_and_runs(self, worker: Child) -> list[int]:
-        """SIGKILL a worker and every flow-run process it started (they run in their own sessions)."""
+        """SIGKILL a worker and every flow-run process it started (they run in their own sessions), as one
+        host death: the worker is frozen first, so it cannot report the death of a process killed before it."""
+        os.kill(worker.process.pid, signal.SIGSTOP)
         victims = sorted(descendants(worker.process.pid))
         for pid in victims:
             _sigkill(pid)
