@@ -16,16 +16,17 @@ SNIPPET = re.compile(r"<!-- snippet: (?P<name>\S+) -->\s*```python\n(?P<code>.*?
 
 def test_the_snippet_passes_under_pytest(tmp_path: Path) -> None:
     """The page's test file, saved as it names it, passes its three tests in a fresh pytest of its own (with
-    none of the suite's PREFECT_* settings, but its server's telemetry off as every server of the suite)."""
+    none of the suite's PREFECT_* settings, but its server's telemetry off as every server of the suite, and
+    its harness's database a copy of the session's migrated one, as the integration tier's harness has)."""
     [(name, code)] = SNIPPET.findall(PAGE.read_text())
     (tmp_path / name).write_text(code)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "FANOUT_"))}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", name],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.support.seeded_harness", name],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**env, "PREFECT_HOME": str(tmp_path / "prefect"), **TELEMETRY_OFF},
+        env={**env, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO_ROOT), **TELEMETRY_OFF},
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

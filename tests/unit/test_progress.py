@@ -11,6 +11,7 @@ import pytest
 
 from fanout.core.outcome import ItemOutcome
 from fanout.engine.progress import (
+    THREAD_NAME,
     ItemTally,
     Progress,
     ProgressReporter,
@@ -206,3 +207,22 @@ def test_a_run_that_stops_on_an_exception_stops_publishing_at_once(monkeypatch: 
     assert suspended._thread is not None and not suspended._thread.is_alive()
     assert settled._thread is not None and settled._thread.is_alive()  # until its run's final-state hook
     settled._stop.set()
+
+
+def test_a_refused_connection_ends_the_final_attempts_at_once() -> None:
+    """With nothing listening at the API (a test server already stopped), the final count is tried once, so
+    the process is not held at exit."""
+    import httpx
+
+    attempts: list[Progress] = []
+
+    def refused(progress: Progress) -> None:
+        attempts.append(progress)
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    with ProgressReporter(total=2, interval=60, publish=refused) as reporter:
+        publisher = next(thread for thread in threading.enumerate() if thread.name == THREAD_NAME)
+        reporter.advance(completed=2)
+    reporter.wait_published(5)  # a second final try would come 15 s (a quarter interval) later
+    assert not publisher.is_alive()
+    assert attempts == [Progress(2), Progress(2, 2, 0)]

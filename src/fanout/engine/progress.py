@@ -56,6 +56,15 @@ class Progress:
         return {LABEL_TOTAL: self.total, LABEL_COMPLETED: self.completed, LABEL_FAILED: self.failed}
 
 
+def refused(error: Exception | None) -> bool:
+    """The error is a refused connection: no server listens at the address."""
+    import httpx
+
+    return isinstance(error, ConnectionRefusedError) or (
+        isinstance(error, httpx.ConnectError) and "refused" in str(error).lower()
+    )
+
+
 def progress_from_labels(labels: dict[str, Any] | None) -> Progress | None:
     """The progress a flow run's labels carry, or None when it has not published any."""
     if not labels or LABEL_TOTAL not in labels:
@@ -175,13 +184,17 @@ class ProgressReporter:
             close()
 
     def _final_flush(self) -> None:
-        """The last count, tried `FINAL_ATTEMPTS` times: what the UI shows of a run that showed progress."""
+        """The last count, tried `FINAL_ATTEMPTS` times: what the UI shows of a run that showed progress.
+        A refused connection ends the tries at once: nothing listens at the API (a test's temporary server
+        already stopped), and each try would hold the process for the client's connect retries."""
         for _ in range(FINAL_ATTEMPTS):
             if self.flush():
-                break
+                return
+            if refused(self._last_error):
+                logger.info("no API to publish the final progress %s to: %s", self.current, self._last_error)
+                return
             time.sleep(self._interval / 4)
-        else:
-            logger.warning("could not publish the final progress %s: %s", self.current, self._last_error)
+        logger.warning("could not publish the final progress %s: %s", self.current, self._last_error)
 
 
 _reporter: contextvars.ContextVar[ProgressReporter | None] = contextvars.ContextVar("fanout_progress", default=None)
