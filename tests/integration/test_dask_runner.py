@@ -16,9 +16,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def on_dask(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run task runs on a 2-process LocalCluster started by the flow."""
+    """Run task runs on a LocalCluster started by the flow, of one worker process (each costs an interpreter
+    and Prefect's import; runs across several Dask workers are the multi-host rehearsal's)."""
     monkeypatch.setenv("FANOUT_TASK_RUNNER", "dask")
-    monkeypatch.setenv("FANOUT_DASK_WORKERS", "2")
+    monkeypatch.setenv("FANOUT_DASK_WORKERS", "1")
     monkeypatch.setenv("FANOUT_MAX_PARALLEL", "4")
 
 
@@ -59,6 +60,7 @@ def test_a_run_crashed_on_threads_resumes_on_dask(monkeypatch: pytest.MonkeyPatc
             path.unlink()
 
     monkeypatch.setenv("FANOUT_TASK_RUNNER", "dask")
+    monkeypatch.setenv("FANOUT_DASK_WORKERS", "1")
     resumed = cli("run", "--count", "40", "--instance-id", "thread-then-dask", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert executed(execution_log) == sorted(f"item-{i}" for i in range(25, 41))
