@@ -25,7 +25,8 @@ import pytest
 
 from fanout.localstack.processes import Child, free_port, spawn, wait_healthy
 from fanout.localstack.stack import LocalStack
-from tests.conftest import REPO_ROOT
+from tests.support.database import seed_database
+from tests.support.fanout_up import built_wheel
 from tests.support.stacks import FINAL_STATES, poll_until_finished, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -96,18 +97,10 @@ OWN_COMMAND = """\
 
 @pytest.fixture(scope="session")
 def project_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with fanout installed from its built wheel (its dependencies: this environment's,
-    through a path entry, so nothing is downloaded); the venv's python."""
+    """A fresh virtualenv with fanout installed from its wheel (built once per session; its dependencies:
+    this environment's, through a path entry, so nothing is downloaded); the venv's python."""
     folder = tmp_path_factory.mktemp("wheel-venv")
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder / "dist"), str(REPO_ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = (folder / "dist").glob("fanout-*.whl")
+    wheel = built_wheel()
     venv.create(folder / "venv", with_pip=False)
     python = folder / "venv" / "bin" / "python"
     purelib = subprocess.run(
@@ -245,8 +238,10 @@ def run_deployment(stack: LocalStack, name: str, parameters: dict[str, object]) 
 
 @pytest.fixture
 def fanout_up(project_python: Path, project: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """`fanout up` from the venv, in the project; its webhook URL and the headers a client sends. Stopped after."""
+    """`fanout up` from the venv, in the project; its webhook URL and the headers a client sends. Stopped after.
+    Its server starts from the session's migrated database, as every SQLite server of the suite does."""
     home = project.parent / "up-home"
+    seed_database(home / "prefect")
     argv = [
         str(project_python.with_name("fanout")),
         "up",

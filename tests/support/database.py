@@ -37,7 +37,7 @@ def make_template(folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     template = folder / f"prefect-{prefect.__version__}.db"
-    with _locked(folder / "template.lock"):
+    with locked(folder / "template.lock"):
         if not template.exists():
             _migrate_into(template)
     return template
@@ -93,7 +93,7 @@ def seeded_harness_folders() -> Iterator[None]:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (one test process makes the template; the others wait for it)."""
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -15,8 +15,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fanout.localstack.processes import Child, spawn
-from tests.support.database import seed_database
-from tests.support.paths import REPO_ROOT
+from tests.support.database import locked, seed_database
+from tests.support.paths import REPO_ROOT, SESSION_FOLDER_ENV
 from tests.support.processes import descendants
 from tests.support.stacks import wait_for
 
@@ -25,9 +25,30 @@ READY = "Ctrl-C stops everything"
 
 
 def installed_package(target: Path) -> Path:
-    """`pip install --no-deps --target` of this checkout: the package as a user gets it, without its
-    dependencies (the test's own environment has them). Built without isolation when this environment
-    can build wheels itself (no index needed), else pip fetches the build backend."""
+    """`pip install --no-deps --target` of this checkout's wheel (`built_wheel`): the package as a user gets
+    it, without its dependencies (the test's own environment has them)."""
+    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(built_wheel())]
+    subprocess.run(argv, check=True, capture_output=True, timeout=600)
+    return target
+
+
+def built_wheel() -> Path:
+    """This checkout's wheel, built once per test session (in its scratch folder, under a lock: the first test
+    process that needs it builds it, the others wait) from a copy of the checkout, as pip leaves build/ and
+    *.egg-info beside its source. Built without isolation when this environment can build wheels itself (no
+    index needed), else pip fetches the build backend."""
+    folder = Path(os.environ.get(SESSION_FOLDER_ENV) or tempfile.mkdtemp(prefix="fanout-wheel-")) / "wheel"
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder / "build.lock"):
+        if not (wheels := sorted(folder.glob("fanout-*.whl"))):
+            build_wheel(folder)
+            wheels = sorted(folder.glob("fanout-*.whl"))
+    (wheel,) = wheels
+    return wheel
+
+
+def build_wheel(folder: Path) -> None:
+    """`pip wheel --no-deps` of a copy of the checkout into `folder`."""
     isolation: list[str] = []
     try:
         import setuptools
@@ -37,12 +58,22 @@ def installed_package(target: Path) -> Path:
             isolation = ["--no-build-isolation"]
     except ImportError:
         pass
-    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(target)]
-    with tempfile.TemporaryDirectory() as build:  # a copy: pip leaves build/ and *.egg-info beside the source
+    with tempfile.TemporaryDirectory() as build:
         source = Path(build) / "fanout"
         shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "test-artifacts"))
-        subprocess.run([*argv, str(source)], check=True, capture_output=True, timeout=600)
-    return target
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            *isolation,
+            "-w",
+            str(folder),
+            str(source),
+        ]
+        subprocess.run(argv, check=True, capture_output=True, timeout=600)
 
 
 @contextmanager
