@@ -39,11 +39,13 @@ def gcl(stack: LocalStack, *args: str) -> None:
 
 
 @pytest.fixture
-def item_limit(stack: LocalStack) -> Iterator[str]:
-    """A global concurrency limit of 3 slots for items, deleted after the test."""
-    gcl(stack, "create", LIMIT, "--limit", "3")
+def item_limit(prefect_api: httpx.Client) -> Iterator[str]:
+    """A global concurrency limit of 3 slots for items, deleted after the test (through the REST API: the
+    operator's `prefect gcl` is what the test runs mid-run)."""
+    created = prefect_api.post("/v2/concurrency_limits/", json={"name": LIMIT, "limit": 3})
+    assert created.status_code == 201, created.text
     yield LIMIT
-    gcl(stack, "delete", LIMIT)
+    prefect_api.delete(f"/v2/concurrency_limits/{LIMIT}").raise_for_status()
 
 
 @pytest.fixture
