@@ -13,7 +13,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from fanout.core.prefect_adapter import heartbeats_off
 from fanout.engine import progress
-from tests.support.cli import run_cli
+from tests.support.cli import invoke_cli, run_cli
 from tests.support.database import seeded_harness_folders
 
 HARNESS_START_SECONDS = 600
@@ -47,5 +47,17 @@ def cli(prefect_api: str):  # type: ignore[no-untyped-def]
 
     def call(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, api_url=prefect_api, timeout=timeout)
+
+    return call
+
+
+@pytest.fixture
+def cli_here(prefect_api: str):  # type: ignore[no-untyped-def]
+    """Run the `fanout` CLI in this process against the session's server: for what the command decides and
+    prints (arguments, exit codes, output), where a process of its own would only add an interpreter and
+    Prefect's import to each call."""
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return invoke_cli(*args, api_url=prefect_api)
 
     return call

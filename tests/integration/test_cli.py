@@ -1,4 +1,5 @@
-"""`fanout run`: output on stdout, exit codes 0 / 1 / 2."""
+"""`fanout run`: output on stdout, exit codes 0 / 1 / 2. The command's own process is run where it is the
+behaviour (its output and stderr as a user sees them); its decisions are checked in this process (`cli_here`)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ def test_run_prints_the_seeds_output_as_json(cli) -> None:
     assert json.loads(done.stdout) == [f"Processed item-{i}" for i in range(1, 6)]
 
 
-def test_explicit_items_are_run_in_order(cli) -> None:
+def test_explicit_items_are_run_in_order(cli_here) -> None:
     """`--item` may repeat; output follows the given order."""
-    done = cli("run", "--item", "b", "--item", "a")
+    done = cli_here("run", "--item", "b", "--item", "a")
     assert json.loads(done.stdout) == ["Processed b", "Processed a"]
 
 
-def test_failed_items_exit_1_and_are_named(monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path) -> None:
+def test_failed_items_exit_1_and_are_named(monkeypatch: pytest.MonkeyPatch, cli_here, execution_log: Path) -> None:
     """A run with a permanently failing item exits 1 and stderr names it."""
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-2")
-    done = cli("run", "--count", "3")
+    done = cli_here("run", "--count", "3")
     assert done.returncode == 1
     assert "item-2: ValueError: item-2 is broken" in done.stderr and done.stdout == ""
 
@@ -43,12 +44,12 @@ def test_failed_items_exit_1_and_are_named(monkeypatch: pytest.MonkeyPatch, cli,
     ],
 )
 def test_bad_input_exits_2_with_a_message(
-    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, args: list[str], env: dict[str, str], message: str
+    monkeypatch: pytest.MonkeyPatch, cli_here, execution_log: Path, args: list[str], env: dict[str, str], message: str
 ) -> None:
     """Bad input or configuration exits 2, says what is wrong, and starts no item."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    done = cli("run", *args)
+    done = cli_here("run", *args)
     assert done.returncode == 2 and message in done.stderr
     assert list(execution_log.iterdir()) == []
 
@@ -61,11 +62,11 @@ def test_a_completed_run_writes_no_warning_or_error(cli) -> None:
     assert noisy == [], done.stderr
 
 
-def test_a_bad_webhook_setting_does_not_stop_a_flow_run(monkeypatch: pytest.MonkeyPatch, cli) -> None:
+def test_a_bad_webhook_setting_does_not_stop_a_flow_run(monkeypatch: pytest.MonkeyPatch, cli_here) -> None:
     """The flow process reads only the flow's settings: a placeholder webhook token and an impossible
     webhook port, which would stop the webhook, leave `fanout run` to complete."""
     monkeypatch.setenv("FANOUT_WEBHOOK_TOKEN", "changeme")
     monkeypatch.setenv("FANOUT_WEBHOOK_PORT", "-1")
-    done = cli("run", "--count", "2")
+    done = cli_here("run", "--count", "2")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["Processed item-1", "Processed item-2"]

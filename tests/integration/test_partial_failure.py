@@ -90,15 +90,15 @@ def test_restart_after_tolerated_failures_runs_only_the_failed_items(
     assert executed(execution_log) == ["item-2", "item-6"]
 
 
-def test_cli_tolerates_failures_when_asked(monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path) -> None:
+def test_cli_tolerates_failures_when_asked(monkeypatch: pytest.MonkeyPatch, cli_here, execution_log: Path) -> None:
     """`fanout run --tolerated-failure-count 1` exits 0 with null in the failed item's slot."""
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-2")
-    done = cli("run", "--count", "3", "--tolerated-failure-count", "1")
+    done = cli_here("run", "--count", "3", "--tolerated-failure-count", "1")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["Processed item-1", None, "Processed item-3"]
 
 
-def test_cli_refuses_a_negative_threshold(cli) -> None:
+def test_cli_refuses_a_negative_threshold(cli_here) -> None:
     """A negative threshold is bad input: exit 2, nothing runs."""
-    done = cli("run", "--tolerated-failure-percentage", "-5")
+    done = cli_here("run", "--tolerated-failure-percentage", "-5")
     assert done.returncode == 2 and "tolerated_failure_percentage" in done.stderr

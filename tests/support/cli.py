@@ -1,4 +1,5 @@
-"""Running the `fanout` CLI as a user does: in a process of its own, against a given Prefect server."""
+"""Running the `fanout` CLI against a given Prefect server: in a process of its own, as a user does, or in
+this process (typer's CliRunner) where the process boundary is not what a test is about."""
 
 from __future__ import annotations
 
@@ -20,3 +21,14 @@ def run_cli(*args: str, api_url: str, timeout: float = 180) -> subprocess.Comple
         timeout=timeout,
         cwd=REPO_ROOT,
     )
+
+
+def invoke_cli(*args: str, api_url: str) -> subprocess.CompletedProcess[str]:
+    """`fanout <args>` in this process, with this test's FANOUT_* env: its exit code, stdout and stderr (what
+    the command itself writes; Prefect's log lines go to the handlers this process configured)."""
+    from typer.testing import CliRunner
+
+    from fanout.cli.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"PREFECT_API_URL": api_url}, catch_exceptions=False)
+    return subprocess.CompletedProcess(["fanout", *args], result.exit_code, result.stdout, result.stderr)
