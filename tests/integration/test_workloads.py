@@ -128,14 +128,14 @@ def test_async_crash_resumes_with_only_unfinished_items(
     assert len(before) >= len(finished)
 
 
-def test_cli_runs_a_source_and_prints_results(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_runs_a_source_and_prints_results(cli_here, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """`fanout run --source` prints the output list; `fanout results` prints one JSON line per item."""
     source = tmp_path / "ids.txt"
     source.write_text("item-1\nitem-2\n")
-    ran = cli("run", "--source", str(source), "--format", "lines", "--instance-id", "from-file")
+    ran = cli_here("run", "--source", str(source), "--format", "lines", "--instance-id", "from-file")
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert json.loads(ran.stdout) == ["Processed item-1", "Processed item-2"]
-    results = cli("results", "from-file")
+    results = cli_here("results", "from-file")
     rows = [json.loads(line) for line in results.stdout.splitlines()]
     assert [(row["index"], row["key"], row["status"], row["result"]) for row in rows] == [
         (0, "item-1", "completed", "Processed item-1"),
@@ -143,18 +143,18 @@ def test_cli_runs_a_source_and_prints_results(cli, tmp_path: Path) -> None:  # t
     ]
 
 
-def test_cli_refuses_a_malformed_source_with_exit_2(cli, tmp_path: Path, execution_log: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_refuses_a_malformed_source_with_exit_2(cli_here, tmp_path: Path, execution_log: Path) -> None:  # type: ignore[no-untyped-def]
     """A malformed source exits 2 naming the line, and nothing runs."""
     source = tmp_path / "bad.jsonl"
     source.write_text('{"id": 1}\n{oops\n')
-    ran = cli("run", "--source", str(source))
+    ran = cli_here("run", "--source", str(source))
     assert ran.returncode == 2 and "line 2" in ran.stderr
     assert executed(execution_log) == []
 
 
-def test_cli_runs_the_items_a_generator_yields(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_cli_runs_the_items_a_generator_yields(cli_here, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """`fanout run --generator m:f --param n=3` runs what the allowed generator yields, in order."""
     monkeypatch.setenv("FANOUT_SOURCES", "flows.http_enrich:urls")
-    ran = cli("run", "--generator", "flows.http_enrich:urls", "--param", "n=3", "--item-key", "id")
+    ran = cli_here("run", "--generator", "flows.http_enrich:urls", "--param", "n=3", "--item-key", "id")
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert len(json.loads(ran.stdout)) == 3
