@@ -24,7 +24,7 @@ from prefect.states import State, StateType
 from fanout.localstack.processes import LOOPBACK, free_port, spawn, wait_healthy
 from fanout.storage.checkpoints import CheckpointStore
 from tests.conftest import REPO_ROOT
-from tests.support.cli import run_cli
+from tests.support.cli import invoke_cli
 
 TOKEN = "manage-cli-test-token-0123456789"
 DEPLOYMENT = "manage-cli"
@@ -68,8 +68,9 @@ def webhook(prefect_api: str, deployment_id: UUID, monkeypatch: pytest.MonkeyPat
 
 
 def fanout(webhook: str, prefect_api: str, *args: str) -> tuple[int, Any, str]:
-    """`fanout <args> --url <webhook>`: exit code, parsed stdout (None when empty), stderr."""
-    done = run_cli(*args, "--url", webhook, api_url=prefect_api)
+    """`fanout <args> --url <webhook>`, in this process (the command's HTTP calls are what is tested): exit code,
+    parsed stdout (None when empty), stderr."""
+    done = invoke_cli(*args, "--url", webhook, api_url=prefect_api)
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None, done.stderr
 
 
