@@ -6,7 +6,7 @@ client taking the TLS context it is handed,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
 where a persisted result's file lies, a flow's returned state carrying a result it already wrote, SQLite's
 `BEGIN IMMEDIATE`, queued events sent before exit, the cache of what a run's events relate to, the engine's
-observer of a run's suspension and its heartbeat thread), the
+observer of a run's suspension and its heartbeat thread, the process-wide settings), the
 lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
 where a server is needed) checks each one against the installed Prefect, so a release that breaks one
 fails there by name rather than somewhere inside a run.
@@ -289,6 +289,27 @@ def heartbeat_threads_not_joined() -> None:
 
     not_joined._fanout_not_joined = True  # type: ignore[attr-defined]
     prefect.flow_engine._send_heartbeats = not_joined
+
+
+def skip_server_version_checks() -> None:
+    """Make Prefect's clients in this process skip their check of the server's API version
+    (`PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED=false`), for a process whose parent checked it.
+
+    Prefect checks once per process and API URL, and its HTTP client, events client and
+    events subscriber spell the URL differently: a new process makes up to three
+    requests for the version. A warm worker's flow-run process talks to the server its
+    worker checked as it started. Applied to the process-wide settings, which Prefect's
+    background threads read too; a no-op for a Prefect without the setting.
+    """
+    import prefect.context
+
+    current = prefect.context.GLOBAL_SETTINGS_CONTEXT
+    client = current.settings.client
+    if "server_version_check_enabled" not in type(client).model_fields:
+        return
+    unchecked = client.model_copy(update={"server_version_check_enabled": False})
+    settings = current.settings.model_copy(update={"client": unchecked})
+    prefect.context.GLOBAL_SETTINGS_CONTEXT = SettingsContext(profile=current.profile, settings=settings)
 
 
 RELATED_KINDS: Final = ("flow", "deployment", "work-queue", "work-pool")

@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple
 
-from fanout.core.prefect_adapter import OpenSuspensionObserver
+from fanout.core.prefect_adapter import OpenSuspensionObserver, skip_server_version_checks
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def serve(receiver: Connection) -> None:
     # A Ctrl-C in the worker's terminal reaches its whole process group: an idle spare leaves it to the worker,
     # whose stop ends the spare with end-of-file, instead of dying with a traceback. Its run gets Ctrl-C back.
     interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    skip_server_version_checks()  # the worker checked the server's version
     prepared = prepare()
     try:
         flow_run_json, env, working_dir, deployment, related = receiver.recv()
@@ -60,11 +61,8 @@ def prepare() -> ExitStack:
     """Do now what every run does first and does not depend on the run; the contexts to run in.
 
     The API client is the one the run will use (the engine takes the client of
-    the current `SyncClientContext`); entering it checks the API version, which
-    Prefect caches per process and API URL. Starting the events service opens
-    its connection and checks the version for the events clients, so the
-    run's suspension observer skips that check too; the log service creates its
-    client. When the client supports CSRF, the first change request fetches the
+    the current `SyncClientContext`). Starting the events service opens its
+    connection; the log service creates its client. When the client supports CSRF, the first change request fetches the
     server's CSRF setting once (here, a one-row read by POST), which the engine's
     first update would otherwise wait for. The observer of the run's suspension,
     which Prefect's engine opens and waits for before it proposes Running, is
