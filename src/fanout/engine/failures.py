@@ -1,8 +1,8 @@
 """Partial failure: how many failed items a run tolerates, and the report of what failed.
 
 Within the request's thresholds a run Completes with `null` in each failed item's slot; beyond them it
-Fails. Either way it publishes an item report. Failed items leave no checkpoint, so a restart of the
-instance executes exactly those items again.
+Fails. A failing run, and a completing one with failed or retried items, publishes an item report.
+Failed items leave no checkpoint, so a restart of the instance executes exactly those items again.
 """
 
 from __future__ import annotations
@@ -77,10 +77,12 @@ def stage_result(
 ) -> StageResult:
     """The run's output and failed items, or `ItemsFailed` beyond the threshold.
 
-    The item report is published whichever way the run ends, and always, even
-    with no rows: a report marks a run that finished every item. A failing run
-    publishes it before raising (the status URL takes its failures from it),
-    a completing one after its final state.
+    A failing run publishes the item report before raising, even with no rows
+    (the status URL takes its failures from it, and a report marks a run that
+    finished every item). A completing run publishes it after its final state,
+    and only when items failed or needed retries: a Completed run without one
+    had neither, and the run's item table shows every item anyway; each artifact
+    costs the server a write and two events.
     """
     reports = item_reports(items, outcomes)
     failed = [report for report in reports if report.status == "failed"]
@@ -88,7 +90,8 @@ def stage_result(
     if len(failed) > allowed:
         publish_report(reports, instance_id, total=len(items), allowed=allowed)
         raise ItemsFailed([(report.item, report.error or "") for report in failed], total=len(items))
-    after_final_state(functools.partial(publish_report, reports, instance_id, total=len(items), allowed=allowed))
+    if reports:
+        after_final_state(functools.partial(publish_report, reports, instance_id, total=len(items), allowed=allowed))
     return StageResult(
         output=[outcomes[item].value if outcomes[item].ok else None for item in items],
         failures=[report.model_dump() for report in failed],
