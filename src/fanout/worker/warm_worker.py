@@ -58,10 +58,6 @@ as it submits the run (to see that it exists, then for its job variables), and a
 SPARE_AFTER_SECONDS = 2.0
 """When a run took the spare, the next spare is forked when that run's process ends, or this long after the
 hand-over if it is still running: not at once, when preparing it would take CPU from the run's own start."""
-SPARE_AFTER_EXIT_SECONDS = 0.5
-"""Without a backlog, the next spare is forked this long after a run's process ended: not at once, when
-preparing it (its clients, its event streams) would take the server's CPU from the client's read of the
-run's result. Under a backlog it is forked at once, for the next run waiting."""
 
 
 def run_environment(env: Mapping[str, str | None], inherited: Mapping[str, str]) -> dict[str, str]:
@@ -225,13 +221,9 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         outcome = await recover_after_exit(self.client, flow_run.id, process.pid, exit_code, self._max_auto_retries)
         if outcome.message:
             logger.warning(outcome.message)
+        await self._replenish()
         if self._backlog and self._wake is not None:
-            await self._replenish()
             self._wake.set()  # BaseWorker frees this run's slot as it returns: fill it from the backlog now
-        elif self._services is not None:
-            self._services.start_soon(self._replenish, SPARE_AFTER_EXIT_SECONDS)
-        else:
-            await self._replenish()
         # 0: the run's state is taken care of; BaseWorker would otherwise report a second crash.
         return WarmWorkerResult(identifier=str(process.pid), status_code=0)
 
