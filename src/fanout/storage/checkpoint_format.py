@@ -36,8 +36,8 @@ def encode(key: str, result: Any) -> bytes:
     than the rest of an item's checkpoint.
     """
     value = _string(result) if type(result) is str else _encoder.encode(result)
-    body = ('{"key":' + _string(key) + ',"result":' + value + "}").encode()
-    return MAGIC + b" " + hashlib.sha256(body).hexdigest().encode() + b" " + body + b"\n"
+    body = f'{{"key":{_string(key)},"result":{value}}}'.encode()
+    return b"".join((_HEAD, hashlib.sha256(body).hexdigest().encode(), b" ", body, b"\n"))
 
 
 def decode(line: bytes) -> tuple[str, Any]:

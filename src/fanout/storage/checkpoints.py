@@ -267,18 +267,27 @@ class CheckpointJournal:
     def append(self, key: str, result: Any) -> None:
         """Checkpoint `key` now (on an object store: in the next segment, at most `SEGMENT_SECONDS` from now)."""
         line = checkpoint_format.encode(key, result)
-        if self.store.segmented:
-            self._pend(line)
-            return
-        if self.store.folder is None:
-            self.store.write_record(key, result)
-            return
-        if self._descriptor is None:
-            path = os.path.join(self.store.prepare_folder(), self.name)
-            self._descriptor = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        written = os.write(self._descriptor, line)
+        descriptor = self._descriptor
+        if descriptor is None:
+            descriptor = self._opened(key, result, line)
+            if descriptor is None:
+                return
+        written = os.write(descriptor, line)
         if written != len(line):  # a full disk: the rest of the line would land apart from its start
             raise OSError(f"checkpoint of {key!r} cut short ({written} of {len(line)} bytes written)")
+
+    def _opened(self, key: str, result: Any, line: bytes) -> int | None:
+        """The journal's file, opened for appending on first use (local folders); elsewhere None, once
+        the record is pending for a segment (object stores) or written as an object of its own."""
+        if self.store.segmented:
+            self._pend(line)
+            return None
+        if self.store.folder is None:
+            self.store.write_record(key, result)
+            return None
+        path = os.path.join(self.store.prepare_folder(), self.name)
+        self._descriptor = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        return self._descriptor
 
     def _pend(self, line: bytes) -> None:
         """Keep a record for the next segment; write the segment once its oldest record is old enough.
