@@ -208,14 +208,19 @@ def _map(
         keep_plan(run.storage, run.instance_id, run.processor, planned.keys)  # the item order, for results pages
         outcomes, output = run_stage(planned.keys, run, settings, tasks, announce_total=planned.announce)
     elapsed = time.perf_counter() - started
-    keep_failures(run.storage, run.instance_id, outcomes.values(), index=False)
-    indexing = _index_results(run, planned.keys, output)
     ordered = [outcomes[item] for item in planned.keys]
+    failed = [outcome for outcome in ordered if outcome.error is not None] if output is None else []
+    keep_failures(run.storage, run.instance_id, failed, index=False)
+    indexing = _index_results(run, planned.keys, output)
     table = _alongside(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
     try:
         after_final_state(table.start)
         result = stage_result(
-            planned.keys, outcomes, run.instance_id, tolerated_count=tolerated[0], tolerated_percentage=tolerated[1]
+            ordered,
+            run.instance_id,
+            tolerated_count=tolerated[0],
+            tolerated_percentage=tolerated[1],
+            output=output,
         )
     finally:
         after_final_state(table.join)
@@ -265,7 +270,7 @@ def run_stage(
     checkpoints = run.checkpoints()
     recorded = checkpoints.load_output(items)
     found = recorded if recorded is not None else checkpoints.load(items)
-    outcomes = {item: ItemOutcome(item=item, value=value, cached=True) for item, value in found.items()}
+    outcomes = {item: ItemOutcome(item, value, None, 0, True) for item, value in found.items()}
     pending = [item for item in items if item not in outcomes]
     get_run_logger().info(
         "instance %s, stage %s: %d items, %d from checkpoints, %d to run",
@@ -284,8 +289,9 @@ def run_stage(
                 outcomes.update(
                     {outcome.item: outcome for outcome in fan_out(runner, pending, run, submitted, progress, tasks)}
                 )
-        progress.set_final_count(outcomes.values())
-    if recorded is None and all(outcome.ok for outcome in outcomes.values()):
+        failed = sum(1 for outcome in outcomes.values() if outcome.error is not None)
+        progress.set_final(completed=len(outcomes) - failed, failed=failed)
+    if recorded is None and not failed:
         return outcomes, [outcomes[item].value for item in items]
     return outcomes, None
 
