@@ -102,7 +102,8 @@ def last_json(child: Child) -> dict[str, Any]:
     if child.process.returncode != 0:
         raise RuntimeError(f"{child.name} exited {child.process.returncode}:\n{child.log_tail()}")
     figures = [line for line in child.log_tail(20).splitlines() if line.startswith("{")]
-    return json.loads(figures[-1])
+    found: dict[str, Any] = json.loads(figures[-1])
+    return found
 
 
 class StatusWatcher:
