@@ -7,6 +7,7 @@ decided here, once. A task run ends Failed only after its other items finished a
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,10 @@ class ItemRun:
         return CheckpointStore(self.storage, self.instance_id, self.processor)
 
 
+ITEM_THREADS: set[int] = set()
+"""Native ids of the threads that ran sync items on this process's threads: the CPU-bound check watches them alone."""
+
+
 def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
     """The body of every task run: each item through `carry_item`, in order.
 
@@ -102,6 +107,7 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
             record = functools.partial(checkpoint, journal)
             outcomes = carry_async(process, items, done, run, record, tally)
         else:
+            ITEM_THREADS.add(threading.get_native_id())
             outcomes = carry_items(process, items, done, run, journal, tally, slot)
     return task_result(outcomes)
 
