@@ -74,17 +74,20 @@ def spin(seconds: float) -> None:
 
 
 def measured_while_alive(share: CpuShare, *targets: Callable[[], None]) -> float:
-    """`share` read after each target ran, while their threads still live (the kernel forgets an ended thread)."""
+    """`share` read once every target ran, while their threads still live (the kernel forgets an ended thread)."""
+    ran = threading.Semaphore(0)
     measured = threading.Event()
 
     def then_wait(target: Callable[[], None]) -> None:
         target()
+        ran.release()
         measured.wait()
 
     threads = [threading.Thread(target=then_wait, args=(target,)) for target in targets]
     for thread in threads:
         thread.start()
-    time.sleep(0.35)
+    for _ in threads:
+        ran.acquire()
     value = share.share()
     measured.set()
     for thread in threads:
@@ -98,11 +101,11 @@ def test_only_the_item_threads_count_towards_the_share() -> None:
 
     def sleeping_item() -> None:
         item_threads.append(threading.get_native_id())
-        time.sleep(0.3)
+        time.sleep(0.5)
 
-    items = measured_while_alive(CpuShare(threads=lambda: item_threads), sleeping_item, lambda: spin(0.3))
-    whole = measured_while_alive(CpuShare(), sleeping_item, lambda: spin(0.3))
-    assert items < 0.3 and whole > 0.6
+    items = measured_while_alive(CpuShare(threads=lambda: item_threads), sleeping_item, lambda: spin(0.5))
+    whole = measured_while_alive(CpuShare(), sleeping_item, lambda: spin(0.5))
+    assert items < 0.3 and whole > 0.5
 
 
 def test_an_item_thread_that_computes_reads_as_computing() -> None:
@@ -111,9 +114,9 @@ def test_an_item_thread_that_computes_reads_as_computing() -> None:
 
     def computing_item() -> None:
         item_threads.append(threading.get_native_id())
-        spin(0.3)
+        spin(0.5)
 
-    assert measured_while_alive(CpuShare(threads=lambda: item_threads), computing_item) > 0.6
+    assert measured_while_alive(CpuShare(threads=lambda: item_threads), computing_item) > 0.5
 
 
 def test_items_that_keep_the_flow_computing_on_threads_are_cpu_bound() -> None:
