@@ -1,7 +1,7 @@
 """Run one benchmark variant in this process and print its figures as JSON.
 
 `python -m benchmarks.probe <variant> <count> [instance_id] [run_name]`; variants: threadpool,
-naive, fanout, floor (a flow that only returns the results), durable (a user's own flow that
+naive, fanout, spare (the seed's flow in a process prepared as the warm worker's spare), floor (a flow that only returns the results), durable (a user's own flow that
 calls `fanout.durable_map` on the seed's processor and returns the results), durable_count (the
 same, returning their count). Imports happen before the clock starts (including the ones Prefect makes lazily
 on a process's first flow call), so each variant is timed warm, in wall time and in the CPU time of
@@ -129,6 +129,33 @@ def fanout(count: int, instance_id: str, run_name: str | None = None) -> Run:
     return lambda: run_here(request, flow_run_name=run_name)
 
 
+def spare(count: int, instance_id: str, run_name: str | None = None) -> Run:
+    """The seed's flow in a process prepared as the warm worker prepares its spare flow-run process: the
+    forkserver's preload imported (the run-time modules, then the models built), then the spare's `prepare`
+    (the API client entered, the log and event services started, the suspension observer opened)."""
+    import importlib
+
+    from fanout.inputs.request import FanoutRequest
+    from fanout.seed import run_here
+    from fanout.worker.warm_processes import preload_modules
+    from fanout.worker.warm_spare import prepare
+
+    for module in preload_modules():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue  # as the forkserver: a private module this Prefect does not have
+    warm_prefect()
+    prepared = prepare()
+    request = FanoutRequest(count=count, instance_id=instance_id)
+
+    def run() -> list[Any]:
+        with prepared:
+            return run_here(request, flow_run_name=run_name)
+
+    return run
+
+
 def durable(count: int, instance_id: str, run_name: str | None = None, whole: bool = True) -> Run:
     """A user's own flow, as a user writes it: a plain `@flow` returning `durable_map`'s results
     (`whole`), or only their count, which spares Prefect's walk of a returned list."""
@@ -172,6 +199,7 @@ VARIANTS: dict[str, Callable[..., Run]] = {
     "threadpool": threadpool,
     "naive": naive,
     "fanout": fanout,
+    "spare": spare,
     "floor": floor,
     "durable": durable,
     "durable_count": durable_count,

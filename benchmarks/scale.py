@@ -17,7 +17,9 @@ walks a list a flow returns, three times, which the seed's flow avoids by return
 run side by side with the seed's flow (c) in each trial, in rotating order; each cost is the median
 of the per-trial ratios to (c), in wall time and in the flow process's CPU time.
 
-`--in-flow` measures only (c) against (a) at 10,000 trivial items, side by side in rotating order
+`--in-flow` measures only (c) against (a) at 10,000 trivial items, (c1) the seed's flow on one item (what a
+run costs before any item), and (c2, c3) the same two in a process prepared as the warm worker prepares its
+spare flow-run process (the production path), side by side in rotating order
 (nine trials by default, each variant a process of its own started the same way), and prints each trial's ratio of items/s
 and the median, with the load average before and after: how much of a plain thread
 pool's speed a run keeps with fanout's bookkeeping and Prefect's flow around it. With `--baseline
@@ -101,7 +103,8 @@ def last_json(child: Child) -> dict[str, Any]:
     if child.process.returncode != 0:
         raise RuntimeError(f"{child.name} exited {child.process.returncode}:\n{child.log_tail()}")
     figures = [line for line in child.log_tail(20).splitlines() if line.startswith("{")]
-    return json.loads(figures[-1])
+    found: dict[str, Any] = json.loads(figures[-1])
+    return found
 
 
 class StatusWatcher:
@@ -343,7 +346,9 @@ def in_flow(trials: int, baseline: Path | None = None, count: int = 10_000) -> N
     """(a) ThreadPoolExecutor.map against (c) the seed's flow, and with `baseline` (c0) the seed's flow from
     that checkout, at `count` trivial items, each trial in a rotated order; per trial the ratio of items/s."""
     console = Console(width=180)
-    variants: tuple[str, ...] = ("threadpool", "fanout") + (("baseline",) if baseline else ())
+    variants: tuple[str, ...] = ("threadpool", "fanout", "fixed", "spare", "spare_fixed") + (
+        ("baseline",) if baseline else ()
+    )
     runs: list[dict[str, dict[str, Any]]] = []
     with warm_bench() as bench:
         load_before = os.getloadavg()[0]
@@ -360,6 +365,10 @@ def _in_flow_run(bench: Bench, variant: str, count: int, baseline: Path | None) 
     if variant == "baseline":
         assert baseline is not None
         return bench.run("fanout", count, instance, PYTHONPATH=str(baseline / "src"))
+    if variant == "fixed":
+        return bench.run("fanout", 1, instance)
+    if variant == "spare_fixed":
+        return bench.run("spare", 1, instance)
     return bench.run(variant, count, instance)
 
 
@@ -368,6 +377,9 @@ def report_in_flow(console: Console, runs: list[dict[str, dict[str, Any]]], coun
         "threadpool": "(a) ThreadPoolExecutor.map",
         "fanout": "(c) fanout, the seed's flow",
         "baseline": "(c0) the seed's flow from the baseline checkout",
+        "fixed": "(c1) the seed's flow on 1 item: a run's fixed cost",
+        "spare": "(c2) (c) in a process prepared as the warm worker's spare",
+        "spare_fixed": "(c3) (c1) in a process prepared as the warm worker's spare",
     }
     table = Table(title=f"{count:,} trivial items: fanout against ThreadPoolExecutor.map, {len(runs)} trials")
     columns = ("variant", "wall s (median)", "items/s (median)", "CPU s (median)", "items/s / (a)'s, per trial")
@@ -384,12 +396,17 @@ def report_in_flow(console: Console, runs: list[dict[str, dict[str, Any]]], coun
         )
         shown = "" if variant == "threadpool" else f"{statistics.median(ratios):.2f} [{_ratios(ratios)}]"
         cpu_shown = "" if variant == "threadpool" else f"{cpu_ratio:.2f}"
-        table.add_row(name, f"{seconds:.3f}", f"{count / seconds:,.0f}", f"{cpu:.3f}", shown, cpu_shown)
+        rate = "(1 item)" if variant.endswith("fixed") else f"{count / seconds:,.0f}"
+        table.add_row(name, f"{seconds:.3f}", rate, f"{cpu:.3f}", shown, cpu_shown)
     console.print(table)
     fanout = statistics.median(trial["threadpool"]["seconds"] / trial["fanout"]["seconds"] for trial in runs)
+    fixed = statistics.median(trial["threadpool"]["seconds"] / trial["fixed"]["seconds"] for trial in runs)
+    spare = statistics.median(trial["threadpool"]["seconds"] / trial["spare"]["seconds"] for trial in runs)
     console.print(
-        f"(c) keeps {fanout:.0%} of (a)'s items/s, median of per-trial ratios (goal >= 50%); "
-        f"load average {load_before:.1f} before the trials, {os.getloadavg()[0]:.1f} after"
+        f"(c) keeps {fanout:.0%} of (a)'s items/s, median of per-trial ratios (goal >= 50%); a run of 1 item "
+        f"already takes 1/{fixed:.2f} of (a)'s time for {count:,} (the most (c) could keep with no cost per item); "
+        f"load average {load_before:.1f} before the trials, {os.getloadavg()[0]:.1f} after; in a process prepared "
+        f"as the warm worker's spare, (c2) keeps {spare:.0%}"
     )
 
 

@@ -69,7 +69,8 @@ def server_starts(rounds: int) -> tuple[list[float], list[float]]:
     """Seconds to a healthy server on a fresh database and on a migrated copy, alternating, `rounds` each."""
     from tests.support.database import make_template, seed_database
 
-    fresh, seeded = [], []
+    fresh: list[float] = []
+    seeded: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         template = make_template(root / "template")

@@ -34,7 +34,9 @@ from fanout.localstack.polling import wait_for
 from fanout.localstack.postgres import private_postgres
 from fanout.localstack.processes import LOOPBACK, Child, free_port, spawn, wait_healthy
 from fanout.localstack.stack import DEPLOYMENT, LocalStack
-from tests.support.fault_stack import FINAL_STATES, _sigkill, descendants
+from tests.support.fault_stack import _sigkill
+from tests.support.processes import descendants
+from tests.support.stacks import FINAL_STATES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "fanout-rehearsal"

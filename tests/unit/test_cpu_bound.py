@@ -4,8 +4,9 @@ does not allow worker processes."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from unittest.mock import MagicMock, patch
@@ -64,6 +65,58 @@ def test_a_computing_process_reads_as_computing_and_a_waiting_one_as_idle() -> N
     idle = CpuShare()
     time.sleep(0.2)
     assert computing > 0.8 and idle.share() < 0.3
+
+
+def spin(seconds: float) -> None:
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+def measured_while_alive(share: CpuShare, *targets: Callable[[], None]) -> float:
+    """`share` read once every target ran, while their threads still live (the kernel forgets an ended thread)."""
+    ran = threading.Semaphore(0)
+    measured = threading.Event()
+
+    def then_wait(target: Callable[[], None]) -> None:
+        target()
+        ran.release()
+        measured.wait()
+
+    threads = [threading.Thread(target=then_wait, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        ran.acquire()
+    value = share.share()
+    measured.set()
+    for thread in threads:
+        thread.join()
+    return value
+
+
+def test_only_the_item_threads_count_towards_the_share() -> None:
+    """A thread that computes but runs no items leaves sleeping items idle; the process as a whole reads busy."""
+    item_threads: list[int] = []
+
+    def sleeping_item() -> None:
+        item_threads.append(threading.get_native_id())
+        time.sleep(0.5)
+
+    items = measured_while_alive(CpuShare(threads=lambda: item_threads), sleeping_item, lambda: spin(0.5))
+    whole = measured_while_alive(CpuShare(), sleeping_item, lambda: spin(0.5))
+    assert items < 0.3 and whole > 0.5
+
+
+def test_an_item_thread_that_computes_reads_as_computing() -> None:
+    """The item thread's own busy loop is what the share sees."""
+    item_threads: list[int] = []
+
+    def computing_item() -> None:
+        item_threads.append(threading.get_native_id())
+        spin(0.5)
+
+    assert measured_while_alive(CpuShare(threads=lambda: item_threads), computing_item) > 0.5
 
 
 def test_items_that_keep_the_flow_computing_on_threads_are_cpu_bound() -> None:

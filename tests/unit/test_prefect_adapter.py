@@ -355,6 +355,43 @@ def test_prefect_s_worker_still_proposes_submitting_through_the_hook_the_warm_wo
     assert "self._propose_submitting_state(" in inspect.getsource(BaseWorker._submit_run_and_capture_errors)
 
 
+def test_prefect_s_worker_emits_its_executed_event_only_after_a_submitted_event_from_the_overridden_hook() -> None:
+    """BaseWorker emits `submitted-flow-run` through `_emit_flow_run_submitted_event`, which the warm worker
+    overrides, and `executed-flow-run` only when that returned an event."""
+    from prefect.workers.base import BaseWorker
+
+    source = inspect.getsource(BaseWorker._submit_run_and_capture_errors)
+    assert "submitted_event = self._emit_flow_run_submitted_event(" in source
+    assert "if submitted_event:" in source.split("self._emit_flow_run_executed_event(")[0]
+
+
+def test_skipping_server_version_checks_turns_off_prefect_s_setting_process_wide(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After `skip_server_version_checks` the settings Prefect's clients read (in any thread) say not to check."""
+    import prefect.context
+
+    client_settings = get_current_settings().client
+    if "server_version_check_enabled" not in type(client_settings).model_fields:
+        pytest.skip("this Prefect has no setting for its server version check")
+    monkeypatch.setattr(prefect.context, "GLOBAL_SETTINGS_CONTEXT", prefect.context.GLOBAL_SETTINGS_CONTEXT)
+    prefect_adapter.skip_server_version_checks()
+    assert prefect.context.GLOBAL_SETTINGS_CONTEXT.settings.client.server_version_check_enabled is False
+    assert prefect.context.GLOBAL_SETTINGS_CONTEXT.settings.api.url == get_current_settings().api.url
+
+
+def test_prefect_s_clients_read_the_version_check_setting_from_the_current_settings() -> None:
+    """Prefect's HTTP client context and its websocket clients consult the setting the adapter turns off."""
+    import prefect.context
+
+    if "server_version_check_enabled" not in type(get_current_settings().client).model_fields:
+        pytest.skip("this Prefect has no setting for its server version check")
+    from prefect._internal import version_checking
+
+    assert "server_version_check_enabled" in inspect.getsource(prefect.context.SyncClientContext.__enter__)
+    assert "server_version_check_enabled" in inspect.getsource(version_checking.check_server_version)
+
+
 @OBSERVES_SUSPENSIONS
 def test_prefect_s_engine_observes_a_run_s_suspension_through_the_name_the_open_observer_replaces() -> None:
     """The flow engine opens its suspension observer by calling `observe_flow_run_suspension` from its own
@@ -417,3 +454,67 @@ def test_heartbeat_threads_are_left_to_end_by_themselves_once_installed(monkeypa
     heartbeat_threads_not_joined()  # once only
     prefect.flow_engine._send_heartbeats(object())
     assert calls == [False]
+
+
+READS_DEFAULT_STORAGE = pytest.mark.skipif(
+    not hasattr(prefect.results, "_read_server_default_result_storage_block_id"),
+    reason="this Prefect does not read the server's default result storage per run",
+)
+
+
+@pytest.fixture
+def read_ahead_undone() -> Iterator[None]:
+    """Prefect's own read of the server's default result storage, whatever a test installed."""
+    yield
+    prefect_adapter.forget_default_result_storage()
+
+
+@READS_DEFAULT_STORAGE
+def test_the_default_result_storage_read_ahead_answers_prefect_without_a_request(
+    client: SyncPrefectClient, api: FakeApi, read_ahead_undone: None
+) -> None:
+    """Once read ahead, Prefect's per-run read of the server's default result storage makes no request."""
+    import prefect.results
+
+    assert prefect_adapter.read_default_result_storage_ahead(client)
+    assert [request.url.path for request in api.requests] == ["/api/admin/storage"]
+    assert prefect.results._read_server_default_result_storage_block_id() is None
+    assert asyncio.run(prefect.results._aread_server_default_result_storage_block_id()) is None
+    assert len(api.requests) == 1
+
+
+@READS_DEFAULT_STORAGE
+def test_a_forgotten_read_ahead_leaves_prefect_to_read_the_default_result_storage_itself(
+    client: SyncPrefectClient, api: FakeApi, read_ahead_undone: None
+) -> None:
+    """After `forget_default_result_storage` Prefect's own read is back in place."""
+    import prefect.results
+
+    own = prefect.results._read_server_default_result_storage_block_id
+    prefect_adapter.read_default_result_storage_ahead(client)
+    prefect_adapter.forget_default_result_storage()
+    assert prefect.results._read_server_default_result_storage_block_id is own
+
+
+@READS_DEFAULT_STORAGE
+def test_a_failed_read_ahead_leaves_prefect_s_own_read_in_place(read_ahead_undone: None) -> None:
+    """When the server does not answer the read ahead, the run reads its default result storage as before."""
+    import prefect.results
+
+    own = prefect.results._read_server_default_result_storage_block_id
+    refusing = FakeApi(status=404)
+    transport = httpx.MockTransport(refusing)
+    with SyncPrefectClient("http://prefect.test/api", httpx_settings={"transport": transport}) as client:
+        assert not prefect_adapter.read_default_result_storage_ahead(client)
+    assert prefect.results._read_server_default_result_storage_block_id is own
+
+
+@READS_DEFAULT_STORAGE
+def test_prefect_s_engine_reads_the_default_result_storage_through_the_name_the_adapter_replaces() -> None:
+    """Prefect's default result storage comes from `_read_server_default_result_storage_block_id`, looked up
+    in its module at each call."""
+    import prefect.results
+
+    assert "_read_server_default_result_storage_block_id()" in inspect.getsource(
+        prefect.results._get_default_result_storage
+    )

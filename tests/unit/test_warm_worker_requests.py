@@ -1,4 +1,5 @@
-"""What the warm worker spares the server on each run: no Submitting state, no reads of what it already knows."""
+"""What the warm worker spares the server on each run: no Submitting state, no worker events, no reads of what it
+already knows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from uuid import uuid4
 import pytest
 from prefect.client.schemas.objects import FlowRun, WorkPool, WorkQueue
 
-from fanout.worker.warm_worker import FanoutWarmWorker, reuse_recent_reads
+from fanout.worker.warm_worker import FanoutWarmWorker, WarmJobConfiguration, reuse_recent_reads
 
 
 class NoCalls:
@@ -40,6 +41,17 @@ def a_run(queue: str | None = "default") -> FlowRun:
 def test_a_run_goes_from_pending_to_running_without_a_submitting_state(worker: FanoutWarmWorker) -> None:
     """The worker proposes no Submitting state (its process starts at once): no request at all."""
     asyncio.run(worker._propose_submitting_state(a_run()))
+
+
+def test_a_run_s_submission_emits_no_worker_event(worker: FanoutWarmWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker emits no `submitted-flow-run` event for a run it takes (and so no `executed-flow-run`)."""
+    import prefect.workers.base
+
+    emitted: list[object] = []
+    monkeypatch.setattr(prefect.workers.base, "emit_event", lambda *args, **kwargs: emitted.append((args, kwargs)))
+    configuration = WarmJobConfiguration()
+    assert worker._emit_flow_run_submitted_event(configuration) is None
+    assert emitted == []
 
 
 def test_a_run_s_process_is_handed_its_work_pool_and_queue(worker: FanoutWarmWorker) -> None:

@@ -38,43 +38,51 @@ class ItemContext:
         return self.idempotency_key
 
 
-_current: ContextVar[processing | None] = ContextVar("fanout_item", default=None)
+ItemFields = tuple[str, str, int, str | None]
+"""An `ItemContext`'s fields in order: instance, item, attempt, stage."""
+
+_current: ContextVar[ItemFields | None] = ContextVar("fanout_item", default=None)
 
 
 def current_item() -> ItemContext:
     """The item the calling processor is running; raises outside a processor call."""
-    active = _current.get()
-    if active is None:
+    fields = _current.get()
+    if fields is None:
         raise LookupError("current_item() is only available inside a fanout processor call")
-    return active.context
+    return ItemContext(*fields)
+
+
+def entering(instance_id: str, item: str, attempt: int, stage: str | None = None) -> Token[ItemFields | None]:
+    """Make `current_item()` answer for one processor call, until `leaving(token)`.
+
+    The item path enters it once per attempt of every item, so it holds the
+    fields alone: the `ItemContext` is made only when asked for (by the
+    processor, or to log a failed attempt), and most processors never ask.
+    """
+    return _current.set((instance_id, item, attempt, stage))
+
+
+def leaving(token: Token[ItemFields | None]) -> None:
+    """End what `entering` began."""
+    _current.reset(token)
 
 
 class processing:  # lowercase, as it reads like a function: `with processing(instance, item, attempt) as active:`
-    """Make `current_item()` answer for the duration of one processor call.
+    """`entering` and `leaving` as a context manager, with the item's context at hand."""
 
-    A small class rather than a generator-based context manager, and its
-    `ItemContext` is made only when asked for (by the processor, or to log a
-    failed attempt): it is entered once per attempt of every item, and most
-    processors never ask.
-    """
-
-    __slots__ = ("_context", "_fields", "_token")
+    __slots__ = ("_fields", "_token")
 
     def __init__(self, instance_id: str, item: str, attempt: int, stage: str | None = None) -> None:
-        self._fields = (instance_id, item, attempt, stage)
-        self._context: ItemContext | None = None
-        self._token: Token[processing | None] | None = None
+        self._fields: ItemFields = (instance_id, item, attempt, stage)
+        self._token: Token[ItemFields | None] | None = None
 
     @property
     def context(self) -> ItemContext:
-        """The item being processed, made on first use."""
-        if self._context is None:
-            instance_id, item, attempt, stage = self._fields
-            self._context = ItemContext(instance_id=instance_id, item=item, attempt=attempt, stage=stage)
-        return self._context
+        """The item being processed."""
+        return ItemContext(*self._fields)
 
     def __enter__(self) -> Self:
-        self._token = _current.set(self)
+        self._token = _current.set(self._fields)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,7 +6,8 @@ client taking the TLS context it is handed,
 artifacts written without events, sync-or-async storage blocks and their private `_resolve_path`,
 where a persisted result's file lies, a flow's returned state carrying a result it already wrote, SQLite's
 `BEGIN IMMEDIATE`, queued events sent before exit, the cache of what a run's events relate to, the engine's
-observer of a run's suspension and its heartbeat thread), the
+observer of a run's suspension and its heartbeat thread, the process-wide settings, its read of the
+server's default result storage), the
 lean is a function here, and tests/unit/test_prefect_adapter.py (tests/integration/test_prefect_adapter.py
 where a server is needed) checks each one against the installed Prefect, so a release that breaks one
 fails there by name rather than somewhere inside a run.
@@ -289,6 +290,77 @@ def heartbeat_threads_not_joined() -> None:
 
     not_joined._fanout_not_joined = True  # type: ignore[attr-defined]
     prefect.flow_engine._send_heartbeats = not_joined
+
+
+def skip_server_version_checks() -> None:
+    """Make Prefect's clients in this process skip their check of the server's API version
+    (`PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED=false`), for a process whose parent checked it.
+
+    Prefect checks once per process and API URL, and its HTTP client, events client and
+    events subscriber spell the URL differently: a new process makes up to three
+    requests for the version. A warm worker's flow-run process talks to the server its
+    worker checked as it started. Applied to the process-wide settings, which Prefect's
+    background threads read too; a no-op for a Prefect without the setting.
+    """
+    import prefect.context
+
+    current = prefect.context.GLOBAL_SETTINGS_CONTEXT
+    client = current.settings.client
+    if "server_version_check_enabled" not in type(client).model_fields:
+        return
+    unchecked = client.model_copy(update={"server_version_check_enabled": False})
+    settings = current.settings.model_copy(update={"client": unchecked})
+    prefect.context.GLOBAL_SETTINGS_CONTEXT = SettingsContext(profile=current.profile, settings=settings)
+
+
+def read_default_result_storage_ahead(client: SyncPrefectClient) -> bool:
+    """Read the server's default result storage now, with `client`, and make the flow runs of this process
+    take that answer instead of reading it as they start; whether it was read.
+
+    Prefect's engine reads it (`GET /admin/storage`) for every flow run whose flow names
+    no result storage, between Running and the run's first task. A process prepared
+    before its run (a warm worker's spare) reads it while no run waits. A failed read
+    changes nothing: the run reads it as before. `forget_default_result_storage` undoes
+    this. A no-op (False) for a Prefect that does not read it.
+    """
+    import prefect.results
+
+    if not hasattr(prefect.results, "_read_server_default_result_storage_block_id"):
+        return False
+    forget_default_result_storage()
+    try:
+        block_id = client.read_server_default_result_storage().default_result_storage_block_id
+    except Exception as error:  # noqa: BLE001 - the run reads it itself
+        logger.debug("could not read the server's default result storage ahead: %r", error)
+        return False
+
+    def read() -> UUID | None:
+        return block_id
+
+    async def aread() -> UUID | None:
+        return block_id
+
+    answers: dict[str, Any] = {
+        "_read_server_default_result_storage_block_id": read,
+        "_aread_server_default_result_storage_block_id": aread,
+    }
+    for name, answer in answers.items():
+        original = getattr(prefect.results, name, None)
+        if original is not None:
+            answer._fanout_original = original
+            setattr(prefect.results, name, answer)
+    return True
+
+
+def forget_default_result_storage() -> None:
+    """Let Prefect read the server's default result storage itself again, as before
+    `read_default_result_storage_ahead`."""
+    import prefect.results
+
+    for name in ("_read_server_default_result_storage_block_id", "_aread_server_default_result_storage_block_id"):
+        original = getattr(getattr(prefect.results, name, None), "_fanout_original", None)
+        if original is not None:
+            setattr(prefect.results, name, original)
 
 
 RELATED_KINDS: Final = ("flow", "deployment", "work-queue", "work-pool")

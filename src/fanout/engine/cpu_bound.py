@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -46,38 +46,51 @@ SCHEDSTAT_TASKS = "/proc/self/task"
 
 
 class CpuShare:
-    """How much of a core this process's threads wanted since it was made: seconds they ran or waited for a
-    CPU, per wall second.
+    """How much of a core the threads that run items wanted since it was made: seconds they ran or waited for
+    a CPU, per wall second.
 
     Time waiting for a CPU counts (Linux's per-thread scheduler statistics), so items that
     compute read as computing on a crowded machine too, where the CPU time alone would fall
-    with the share of a core the process is given. Elsewhere: CPU time.
+    with the share of a core the process is given. Only the item threads count: on a crowded
+    machine the waits of Prefect's own threads (its loop, log and event services) add up to
+    more than a core while the items only sleep. Elsewhere: the process's CPU time.
     """
 
-    def __init__(self) -> None:
-        self._demand, self._wall = demand_seconds(), time.perf_counter()
+    def __init__(self, threads: Callable[[], Iterable[int]] | None = None) -> None:
+        self._threads = threads
+        self._start, self._wall = thread_demands(), time.perf_counter()
 
     def share(self) -> float:
         wall = time.perf_counter() - self._wall
-        return (demand_seconds() - self._demand) / wall if wall > 0 else 0.0
+        if wall <= 0:
+            return 0.0
+        now = thread_demands()
+        if PROCESS in now or PROCESS in self._start:
+            return (time.process_time() - self._start.get(PROCESS, 0.0)) / wall
+        counted = now if self._threads is None else {tid: now[tid] for tid in self._threads() if tid in now}
+        return sum(demand - self._start.get(tid, 0.0) for tid, demand in counted.items()) / wall
 
 
-def demand_seconds() -> float:
-    """Seconds this process's threads ran on a CPU or waited in its run queue (CPU time where the kernel
-    does not say)."""
+PROCESS = -1
+"""`thread_demands`' key for the process's CPU time, where the kernel gives no per-thread statistics."""
+
+
+def thread_demands() -> dict[int, float]:
+    """Seconds each of this process's threads ran on a CPU or waited in its run queue, by native thread id
+    (the process's CPU time under `PROCESS` where the kernel does not say)."""
     try:
         tasks = os.listdir(SCHEDSTAT_TASKS)
     except OSError:
-        return time.process_time()
-    total = 0
+        return {PROCESS: time.process_time()}
+    demands: dict[int, float] = {}
     for task in tasks:
         try:
             with open(f"{SCHEDSTAT_TASKS}/{task}/schedstat") as stats:
                 running, waiting, _ = stats.read().split()
         except (OSError, ValueError):
             continue  # a thread that ended meanwhile, or a kernel without these statistics
-        total += int(running) + int(waiting)
-    return total / 1e9 if total else time.process_time()
+        demands[int(task)] = (int(running) + int(waiting)) / 1e9
+    return demands or {PROCESS: time.process_time()}
 
 
 def cores_for(settings: FlowSettings) -> int:

@@ -44,6 +44,7 @@ from fanout.engine.tasks import ItemTasks, item_tasks
 from fanout.inputs.items import ItemKey, KeyedItems, keyed
 from fanout.inputs.sources import ItemSource, iter_source
 from fanout.storage.instance_results import keep_failures, keep_plan, refresh_index
+from fanout.storage.written import WrittenRecords, noting_writes
 
 OUTSIDE_FLOW = (
     "durable_map runs inside a Prefect flow run, which holds its checkpoints, task runs and logs: "
@@ -204,18 +205,24 @@ def _map(
         correlating(flow_run_id, run.scope),
         keeping_alive(settings.liveness_seconds),
         holding_instance(lease_instance, settings.instance_lease_seconds, run.storage),
+        noting_writes() as written,
     ):
         keep_plan(run.storage, run.instance_id, run.processor, planned.keys)  # the item order, for results pages
         outcomes, output = run_stage(planned.keys, run, settings, tasks, announce_total=planned.announce)
     elapsed = time.perf_counter() - started
-    keep_failures(run.storage, run.instance_id, outcomes.values(), index=False)
-    indexing = _index_results(run, planned.keys, output)
     ordered = [outcomes[item] for item in planned.keys]
+    failed = [outcome for outcome in ordered if outcome.error is not None] if output is None else []
+    keep_failures(run.storage, run.instance_id, failed, index=False)
+    indexing = _index_results(run, planned.keys, output, written)
     table = _alongside(functools.partial(publish_report, run.scope, ordered, elapsed, settings.report_table_limit))
     try:
         after_final_state(table.start)
         result = stage_result(
-            planned.keys, outcomes, run.instance_id, tolerated_count=tolerated[0], tolerated_percentage=tolerated[1]
+            ordered,
+            run.instance_id,
+            tolerated_count=tolerated[0],
+            tolerated_percentage=tolerated[1],
+            output=output,
         )
     finally:
         after_final_state(table.join)
@@ -223,16 +230,19 @@ def _map(
     return MapResults(result.output, result.failures)
 
 
-def _index_results(run: ItemRun, keys: list[str], output: list[Any] | None) -> threading.Thread:
+def _index_results(
+    run: ItemRun, keys: list[str], output: list[Any] | None, written: WrittenRecords
+) -> threading.Thread:
     """Record the stage's output (when `output` is given) and bring the instance's results index up to
     date, on a thread of its own, begun now.
 
     Both are O(run) work that nothing in the run waits for (the output record saves
     a rerun from reading every item's), so they go on while the flow records its
     result, its final state and its report; the wrap-up waits for them last, so a
-    finished flow call leaves both written.
+    finished flow call leaves both written. The index takes the places of the
+    records this process wrote from `written`, without reading them back.
     """
-    thread = threading.Thread(target=_after_stage, args=(run, keys, output), name=INDEX_THREAD)
+    thread = threading.Thread(target=_after_stage, args=(run, keys, output, written), name=INDEX_THREAD)
     thread.start()
     return thread
 
@@ -247,10 +257,10 @@ def _alongside(action: Callable[[], object]) -> threading.Thread:
     return threading.Thread(target=contextvars.copy_context().run, args=(action,), name=REPORT_THREAD)
 
 
-def _after_stage(run: ItemRun, keys: list[str], output: list[Any] | None) -> None:
+def _after_stage(run: ItemRun, keys: list[str], output: list[Any] | None, written: WrittenRecords) -> None:
     if output is not None:
         run.checkpoints().save_output(keys, output)
-    refresh_index(run.storage, run.instance_id)
+    refresh_index(run.storage, run.instance_id, written)
 
 
 def run_stage(
@@ -265,7 +275,7 @@ def run_stage(
     checkpoints = run.checkpoints()
     recorded = checkpoints.load_output(items)
     found = recorded if recorded is not None else checkpoints.load(items)
-    outcomes = {item: ItemOutcome(item=item, value=value, cached=True) for item, value in found.items()}
+    outcomes = {item: ItemOutcome(item, value, None, 0, True) for item, value in found.items()}
     pending = [item for item in items if item not in outcomes]
     get_run_logger().info(
         "instance %s, stage %s: %d items, %d from checkpoints, %d to run",
@@ -284,8 +294,9 @@ def run_stage(
                 outcomes.update(
                     {outcome.item: outcome for outcome in fan_out(runner, pending, run, submitted, progress, tasks)}
                 )
-        progress.set_final_count(outcomes.values())
-    if recorded is None and all(outcome.ok for outcome in outcomes.values()):
+        failed = sum(1 for outcome in outcomes.values() if outcome.error is not None)
+        progress.set_final(completed=len(outcomes) - failed, failed=failed)
+    if recorded is None and not failed:
         return outcomes, [outcomes[item].value for item in items]
     return outcomes, None
 

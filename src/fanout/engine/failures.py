@@ -1,8 +1,8 @@
 """Partial failure: how many failed items a run tolerates, and the report of what failed.
 
 Within the request's thresholds a run Completes with `null` in each failed item's slot; beyond them it
-Fails. Either way it publishes an item report. Failed items leave no checkpoint, so a restart of the
-instance executes exactly those items again.
+Fails. A failing run, and a completing one with failed or retried items, publishes an item report.
+Failed items leave no checkpoint, so a restart of the instance executes exactly those items again.
 """
 
 from __future__ import annotations
@@ -49,14 +49,20 @@ def allowed_failures(total: int, count: int, percentage: float) -> int:
 
 def item_reports(items: Sequence[str], outcomes: dict[str, ItemOutcome]) -> list[ItemReport]:
     """Reports of the failed items and of those that needed retries, in item order."""
+    return reports_of([outcomes[item] for item in items])
+
+
+def reports_of(ordered: Sequence[ItemOutcome]) -> list[ItemReport]:
+    """Reports of the failed outcomes and of those that needed retries, in the order given."""
     reports: list[ItemReport] = []
-    for item in items:
-        outcome = outcomes[item]
+    for outcome in ordered:
+        if outcome.error is None and outcome.attempts <= 1:
+            continue  # nearly every item: nothing to report
         attempts = outcome.attempts or (0 if outcome.cached else 1)
-        if not outcome.ok:
-            reports.append(ItemReport(item=item, status="failed", attempts=attempts, error=outcome.error))
-        elif attempts > 1:
-            reports.append(ItemReport(item=item, status="recovered", attempts=attempts))
+        if outcome.error is not None:
+            reports.append(ItemReport(item=outcome.item, status="failed", attempts=attempts, error=outcome.error))
+        else:
+            reports.append(ItemReport(item=outcome.item, status="recovered", attempts=attempts))
     return reports
 
 
@@ -69,30 +75,34 @@ class StageResult:
 
 
 def stage_result(
-    items: Sequence[str],
-    outcomes: dict[str, ItemOutcome],
+    ordered: Sequence[ItemOutcome],
     instance_id: str,
     tolerated_count: int = 0,
     tolerated_percentage: float = 0,
+    output: list[Any] | None = None,
 ) -> StageResult:
-    """The run's output and failed items, or `ItemsFailed` beyond the threshold.
+    """The run's output and failed items from its outcomes in item order, or `ItemsFailed` beyond the threshold.
 
-    The item report is published whichever way the run ends, and always, even
-    with no rows: a report marks a run that finished every item. A failing run
-    publishes it before raising (the status URL takes its failures from it),
-    a completing one after its final state.
+    `output`: the outcomes' values, when the caller has them already (every item succeeded).
+    A failing run publishes the item report before raising, even with no rows
+    (the status URL takes its failures from it, and a report marks a run that
+    finished every item). A completing run publishes it after its final state,
+    and only when items failed or needed retries: a Completed run without one
+    had neither, and the run's item table shows every item anyway; each artifact
+    costs the server a write and two events.
     """
-    reports = item_reports(items, outcomes)
+    reports = reports_of(ordered)
     failed = [report for report in reports if report.status == "failed"]
-    allowed = allowed_failures(len(items), tolerated_count, tolerated_percentage)
+    total = len(ordered)
+    allowed = allowed_failures(total, tolerated_count, tolerated_percentage)
     if len(failed) > allowed:
-        publish_report(reports, instance_id, total=len(items), allowed=allowed)
-        raise ItemsFailed([(report.item, report.error or "") for report in failed], total=len(items))
-    after_final_state(functools.partial(publish_report, reports, instance_id, total=len(items), allowed=allowed))
-    return StageResult(
-        output=[outcomes[item].value if outcomes[item].ok else None for item in items],
-        failures=[report.model_dump() for report in failed],
-    )
+        publish_report(reports, instance_id, total=total, allowed=allowed)
+        raise ItemsFailed([(report.item, report.error or "") for report in failed], total=total)
+    if reports:
+        after_final_state(functools.partial(publish_report, reports, instance_id, total=total, allowed=allowed))
+    if output is None:
+        output = [outcome.value if outcome.error is None else None for outcome in ordered]
+    return StageResult(output=output, failures=[report.model_dump() for report in failed])
 
 
 def report_key(instance_id: str) -> str:

@@ -7,19 +7,18 @@ decided here, once. A task run ends Failed only after its other items finished a
 from __future__ import annotations
 
 import functools
-import time
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
 
 from fanout.core.errors import CheckpointNotWritten, ItemsFailed
-from fanout.core.item_context import processing
 from fanout.core.outcome import ItemOutcome, describe
 from fanout.core.settings import FlowSettings
 from fanout.engine.async_items import carry_async
+from fanout.engine.attempts import attempt_item
 from fanout.engine.concurrency import ItemSlot
-from fanout.engine.item_logging import log_failed_attempt
 from fanout.engine.item_processes import current_processes
 from fanout.engine.processor import Processor, load_processor
 from fanout.engine.processor_kind import processor_kind
@@ -79,6 +78,10 @@ class ItemRun:
         return CheckpointStore(self.storage, self.instance_id, self.processor)
 
 
+ITEM_THREADS: set[int] = set()
+"""Native ids of the threads that ran sync items on this process's threads: the CPU-bound check watches them alone."""
+
+
 def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
     """The body of every task run: each item through `carry_item`, in order.
 
@@ -104,13 +107,31 @@ def run_items(items: list[str], run: ItemRun, label: str) -> list[ItemOutcome]:
             record = functools.partial(checkpoint, journal)
             outcomes = carry_async(process, items, done, run, record, tally)
         else:
-            for item in items:
-                if item in done:
-                    outcomes.append(ItemOutcome(item=item, value=done[item], cached=True))
-                    continue
-                slot.before_item()
-                outcomes.append(carry_item(process, item, run, journal, tally))
+            ITEM_THREADS.add(threading.get_native_id())
+            outcomes = carry_items(process, items, done, run, journal, tally, slot)
     return task_result(outcomes)
+
+
+def carry_items(
+    process: Processor,
+    items: list[str],
+    done: dict[str, Any],
+    run: ItemRun,
+    journal: CheckpointJournal,
+    tally: ItemTally,
+    slot: ItemSlot,
+) -> list[ItemOutcome]:
+    """A task run's items on its thread, in order: those in `done` from their checkpoints, each other one
+    through `carry_item` under the thread's slot of the global limit."""
+    outcomes: list[ItemOutcome] = []
+    keep = outcomes.append
+    for item in items:
+        if item in done:
+            keep(ItemOutcome(item, done[item], None, 0, True))
+            continue
+        slot.before_item()
+        keep(carry_item(process, item, run, journal, tally))
+    return outcomes
 
 
 class TaskItemsFailed(ItemsFailed):
@@ -139,32 +160,18 @@ def carry_item(
 
     Every attempt sees `current_item()` (instance, item, attempt: the correlation
     id of its log lines); the outcome carries the attempts made and the time spent
-    in them. A result that cannot be checkpointed fails the item with the reason.
+    in them (src/fanout/engine/attempts.py). A result that cannot be checkpointed
+    fails the item with the reason. The item counts as finished only once its
+    record is written, and before the next item starts.
     """
-    attempts = 0
-    spent = 0.0
-
-    def attempt() -> Any:
-        nonlocal attempts, spent
-        attempts += 1
-        started = time.perf_counter()
-        with processing(run.instance_id, item, attempts, run.stage) as active:
-            try:
-                return process(run.values.of(item))
-            except Exception as error:
-                log_failed_attempt(active.context, attempts, error, retrying=run.retry.will_retry(error, attempts))
-                raise
-            finally:
-                spent += time.perf_counter() - started
-
-    try:
-        value = run.retry.call(attempt)
-        checkpoint(journal, item, value)
-    except Exception as error:  # noqa: BLE001 - the item's last error is its outcome
-        tally.count(ok=False)
-        return ItemOutcome(item=item, error=describe(error), attempts=attempts, duration=spent)
-    tally.count(ok=True)
-    return ItemOutcome(item=item, value=value, attempts=attempts, duration=spent)
+    outcome = attempt_item(process, item, run.values.of(item), run.retry, run.instance_id, 0, run.stage)
+    if outcome.error is None:
+        try:
+            checkpoint(journal, item, outcome.value)
+        except CheckpointNotWritten as error:
+            outcome.error, outcome.value = describe(error), None
+    tally.count(ok=outcome.error is None)
+    return outcome
 
 
 def checkpoint(journal: CheckpointJournal, item: str, value: Any) -> None:

@@ -36,7 +36,6 @@ import queue
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,8 +47,9 @@ from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any, Self
 
 from fanout.core.errors import CheckpointNotWritten, ItemProcessDied, ProcessorNotFound
-from fanout.core.item_context import ItemContext, processing
+from fanout.core.item_context import ItemContext
 from fanout.core.outcome import ItemOutcome, describe
+from fanout.engine.attempts import attempt_item
 from fanout.engine.concurrency import ItemSlot
 from fanout.engine.item_logging import TASK_RUN_LOGGER, log_failed_attempt
 from fanout.engine.processor import Processor, load_processor
@@ -425,38 +425,3 @@ def _report(outbox: _Outbox, outcome: ItemOutcome) -> bool:
         failed = dataclasses.replace(outcome, value=None, error=f"result cannot leave the worker: {describe(error)}")
         outbox.send("outcome", failed)
     return True
-
-
-def attempt_item(
-    function: Processor,
-    item: str,
-    value: Any,
-    retry: RetryPolicy,
-    instance_id: str,
-    made: int = 0,
-    stage: str | None = None,
-) -> ItemOutcome:
-    """Run the processor on one item under the retry policy, `made` attempts having been made already;
-    its outcome, never an exception. The same steps as an item on a thread, short of its checkpoint."""
-    attempts = made
-    spent = 0.0
-    remaining = dataclasses.replace(retry, retries=max(0, retry.retries - made))
-
-    def attempt() -> Any:
-        nonlocal attempts, spent
-        attempts += 1
-        started = time.perf_counter()
-        with processing(instance_id, item, attempts, stage) as active:
-            try:
-                return function(value)
-            except Exception as error:
-                log_failed_attempt(active.context, attempts, error, retrying=retry.will_retry(error, attempts))
-                raise
-            finally:
-                spent += time.perf_counter() - started
-
-    try:
-        result = remaining.call(attempt)
-    except Exception as error:  # noqa: BLE001 - the item's last error is its outcome
-        return ItemOutcome(item=item, error=describe(error), attempts=attempts, duration=spent)
-    return ItemOutcome(item=item, value=result, attempts=attempts, duration=spent)

@@ -131,8 +131,12 @@ class ProgressReporter:
         """Set the exact final count from the run's outcomes (objects with `.ok`)."""
         done = list(outcomes)
         completed = sum(1 for outcome in done if outcome.ok)
+        self.set_final(completed, len(done) - completed)
+
+    def set_final(self, completed: int, failed: int) -> None:
+        """Set the exact final count: `completed` items done and `failed` items failed."""
         with self._lock:
-            self._current = Progress(self._current.total, completed, len(done) - completed)
+            self._current = Progress(self._current.total, completed, failed)
 
     def __enter__(self) -> Self:
         context = contextvars.copy_context()  # the flow-run context, so artifacts attach to this run

@@ -65,14 +65,25 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
 
 
 def run_metrics(outcomes: Sequence[ItemOutcome], wall_seconds: float) -> RunMetrics:
-    """Items, successes, failures, retries and duration percentiles of `outcomes`."""
-    durations = [outcome.duration for outcome in outcomes if outcome.duration is not None]
+    """Items, successes, failures, retries and duration percentiles of `outcomes`, counted in one pass."""
+    durations: list[float] = []
+    cached = failed = retried = 0
+    for outcome in outcomes:
+        if outcome.duration is not None:
+            durations.append(outcome.duration)
+        if outcome.error is not None:
+            failed += 1
+        if outcome.cached:
+            cached += 1
+        if outcome.attempts > 1:
+            retried += 1
+    durations.sort()  # once: each percentile's own sort then finds it in order
     return RunMetrics(
         items=len(outcomes),
-        succeeded=sum(outcome.ok for outcome in outcomes),
-        cached=sum(outcome.cached for outcome in outcomes),
-        failed=sum(not outcome.ok for outcome in outcomes),
-        retried=sum(outcome.attempts > 1 for outcome in outcomes),
+        succeeded=len(outcomes) - failed,
+        cached=cached,
+        failed=failed,
+        retried=retried,
         p50_seconds=percentile(durations, 0.50),
         p95_seconds=percentile(durations, 0.95),
         wall_seconds=wall_seconds,

@@ -61,20 +61,28 @@ class RetryPolicy:
 
         The first call is made directly: nearly every item succeeds at once, and
         entering stamina's retry loop (a tenacity `Retrying` per call) costs about
-        as much as the rest of a trivial item's bookkeeping. A first failure worth
-        retrying is handed to stamina as its first attempt, so the waits, jitter
-        and attempt count are stamina's.
+        as much as the rest of a trivial item's bookkeeping.
         """
         try:
             return attempt()
-        except Exception as error:
-            if not self.will_retry(error, 1):
-                raise
-            first: Exception | None = error
+        except Exception as error:  # noqa: BLE001 - re-raised unless the policy retries it
+            first = error
+        return self.retry_after(first, attempt)
+
+    def retry_after(self, first: Exception, attempt: Callable[[], T]) -> T:
+        """Go on after a first attempt that failed with `first`: `attempt()` again as the policy says,
+        or `first` raised when it is not worth retrying; the last error is raised.
+
+        `first` is handed to stamina as its first attempt, so the waits, jitter and
+        attempt count are stamina's.
+        """
+        if not self.will_retry(first, 1):
+            raise first
+        pending: Exception | None = first
         for trial in self._trials():
             with trial:
-                if first is not None:
-                    failed, first = first, None
+                if pending is not None:
+                    failed, pending = pending, None
                     raise failed
                 return attempt()
         raise AssertionError("stamina ends its loop by returning or raising")  # pragma: no cover

@@ -24,7 +24,7 @@ from fanout.core.outcome import ItemOutcome, describe
 from fanout.core.settings import FlowSettings
 from fanout.engine.batching import PROBE_WAIT_SECONDS, BatchPlan
 from fanout.engine.cpu_bound import CpuBoundRest, CpuShare, cores_for, cpu_bound
-from fanout.engine.item_path import ItemRun, TaskItemsFailed
+from fanout.engine.item_path import ITEM_THREADS, ItemRun, TaskItemsFailed
 from fanout.engine.item_processes import running_in_processes
 from fanout.engine.progress import ProgressReporter
 from fanout.engine.runners import item_processes, slots
@@ -58,7 +58,7 @@ def fan_out(
     in_flight: dict[PrefectFuture[Any], list[str]] = {}
     waiting: deque[list[str]] = deque()
     window: int | None = None  # batches in flight at most; None: as many as the runner takes
-    busy = CpuShare()
+    busy = CpuShare(threads=ITEM_THREADS.copy)
 
     def submit(batches: list[list[str]]) -> None:
         waiting.extend(batches)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 VERSION = 1
@@ -36,8 +36,8 @@ def encode(key: str, result: Any) -> bytes:
     than the rest of an item's checkpoint.
     """
     value = _string(result) if type(result) is str else _encoder.encode(result)
-    body = ('{"key":' + _string(key) + ',"result":' + value + "}").encode()
-    return MAGIC + b" " + hashlib.sha256(body).hexdigest().encode() + b" " + body + b"\n"
+    body = f'{{"key":{_string(key)},"result":{value}}}'.encode()
+    return b"".join((_HEAD, hashlib.sha256(body).hexdigest().encode(), b" ", body, b"\n"))
 
 
 def decode(line: bytes) -> tuple[str, Any]:
@@ -61,6 +61,12 @@ def encoded_key(key: str) -> bytes:
     """The key exactly as a record's body holds it (a JSON string, non-ASCII kept): an index can
     match records to keys by these bytes without decoding any record."""
     return _string(key).encode()
+
+
+def encoded_keys(keys: Iterable[str]) -> bytes:
+    """Each key as `encoded_key` gives it, followed by an LF: the lines of a plan chunk."""
+    text = "\n".join(map(_string, keys))
+    return (text + "\n").encode() if text else b""
 
 
 def sound(line: bytes) -> bool:

@@ -32,6 +32,7 @@ from fanout.core.prefect_adapter import write_block_path as _write
 from fanout.core.private_files import make_folders, open_private
 from fanout.core.settings import ItemSettings, is_url
 from fanout.storage import checkpoint_format
+from fanout.storage.written import WrittenSpan, current_note
 
 logger = logging.getLogger(__name__)
 
@@ -263,22 +264,40 @@ class CheckpointJournal:
         self._descriptor: int | None = None
         self._pending: list[bytes] = []
         self._pending_since = 0.0
+        self._note = current_note()
+        self._span: WrittenSpan | None = None
+        """Where this journal's records landed, for the stage's note (src/fanout/storage/written.py)."""
 
     def append(self, key: str, result: Any) -> None:
         """Checkpoint `key` now (on an object store: in the next segment, at most `SEGMENT_SECONDS` from now)."""
         line = checkpoint_format.encode(key, result)
+        descriptor = self._descriptor
+        if descriptor is None:
+            descriptor = self._opened(key, result, line)
+            if descriptor is None:
+                return
+        written = os.write(descriptor, line)
+        if written != len(line):  # a full disk: the rest of the line would land apart from its start
+            self._span = None
+            raise OSError(f"checkpoint of {key!r} cut short ({written} of {len(line)} bytes written)")
+        if self._span is not None:
+            self._span.keys.append(key)
+            self._span.lengths.append(written)
+
+    def _opened(self, key: str, result: Any, line: bytes) -> int | None:
+        """The journal's file, opened for appending on first use (local folders); elsewhere None, once
+        the record is pending for a segment (object stores) or written as an object of its own."""
         if self.store.segmented:
             self._pend(line)
-            return
+            return None
         if self.store.folder is None:
             self.store.write_record(key, result)
-            return
-        if self._descriptor is None:
-            path = os.path.join(self.store.prepare_folder(), self.name)
-            self._descriptor = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        written = os.write(self._descriptor, line)
-        if written != len(line):  # a full disk: the rest of the line would land apart from its start
-            raise OSError(f"checkpoint of {key!r} cut short ({written} of {len(line)} bytes written)")
+            return None
+        path = os.path.join(self.store.prepare_folder(), self.name)
+        self._descriptor = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        if self._note is not None:
+            self._span = WrittenSpan(os.fstat(self._descriptor).st_size)
+        return self._descriptor
 
     def _pend(self, line: bytes) -> None:
         """Keep a record for the next segment; write the segment once its oldest record is old enough.
@@ -307,6 +326,9 @@ class CheckpointJournal:
         if self._descriptor is not None:
             os.close(self._descriptor)
             self._descriptor = None
+        if self._note is not None and self._span is not None and self._span.keys:
+            self._note.add(self.name, self._span)
+        self._span = None
 
     def __enter__(self) -> Self:
         return self

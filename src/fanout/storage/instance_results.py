@@ -36,6 +36,7 @@ from fanout.storage.results import (
     encode_chunk,
 )
 from fanout.storage.results_index import ResultsIndex
+from fanout.storage.written import WrittenRecords
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +101,14 @@ def keep_failures(storage: Storage, instance_id: str, outcomes: Iterable[ItemOut
         refresh_index(block, instance_id)
 
 
-def refresh_index(storage: Storage, instance_id: str) -> None:
+def refresh_index(storage: Storage, instance_id: str, written: WrittenRecords | None = None) -> None:
     """Index the records appended since the results index was last brought up to date (local folders;
-    nothing elsewhere). A failure is logged: a reader refreshes the index itself."""
+    nothing elsewhere), those this process noted as it wrote them (`written`) without reading them back.
+    A failure is logged: a reader refreshes the index itself."""
     try:
         results = InstanceResults(storage, instance_id)
         if results.index is not None:
-            results.index.refresh(results.plan_keys)
+            results.index.refresh(results.plan_keys, written)
     except Exception as error:  # noqa: BLE001 - pages still read, at a reader's cost
         logger.warning("instance %s: results index not updated: %s", instance_id, error)
 

@@ -56,7 +56,7 @@ def chunk_name(number: int) -> str:
 
 def encode_chunk(keys: Sequence[str]) -> bytes:
     """One plan chunk: each key as a record holds it, one per line."""
-    return b"".join(checkpoint_format.encoded_key(key) + b"\n" for key in keys)
+    return checkpoint_format.encoded_keys(keys)
 
 
 def chunk_lines(data: bytes) -> list[bytes]:

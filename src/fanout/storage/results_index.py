@@ -23,6 +23,7 @@ from typing import Any
 from fanout.core.private_files import make_folders, open_private
 from fanout.storage import checkpoint_format
 from fanout.storage.checkpoints import JOURNAL_PREFIX
+from fanout.storage.written import WrittenRecords
 
 INDEX_FOLDER = "results-index"
 SLOTS_FILE = "slots"
@@ -54,6 +55,9 @@ def write_slots(slots: int, found: dict[int, bytes]) -> None:
     """Write the packed slots `found` (by plan index) into the slots file, one write per run of
     consecutive indexes: a journal holds its task run's items, mostly in plan order."""
     ordered = sorted(found)
+    if ordered and ordered[-1] - ordered[0] + 1 == len(ordered):  # one run: a stage's batch, in plan order
+        os.pwrite(slots, b"".join([found[index] for index in ordered]), ordered[0] * SLOT.size)
+        return
     start = 0
     for position in range(1, len(ordered) + 1):
         if position == len(ordered) or ordered[position] != ordered[position - 1] + 1:
@@ -70,8 +74,12 @@ class ResultsIndex:
         self.journals = journals
         self.plan_digest = plan_digest
 
-    def refresh(self, plan_keys: PlanKeys) -> None:
-        """Index every whole record appended to the journals since the last refresh."""
+    def refresh(self, plan_keys: PlanKeys, written: WrittenRecords | None = None) -> None:
+        """Index every whole record appended to the journals since the last refresh.
+
+        `written`: where this process's journals put the records it appended; the
+        bytes of a journal it accounts for exactly are indexed from it, unread.
+        """
         make_folders(self.folder)
         with self._locked():
             state = self._state()
@@ -88,7 +96,12 @@ class ResultsIndex:
             try:
                 for name in sorted(grown):
                     number, indexed = known.setdefault(name, [len(known), 0])
-                    known[name] = [number, self._index_tail(name, number, indexed, where, slots)]
+                    places = written.placed(name, indexed, grown[name]) if written is not None else None
+                    if places is None:
+                        known[name] = [number, self._index_tail(name, number, indexed, where, slots)]
+                    else:
+                        _index_places(places, number, where, slots)
+                        known[name] = [number, grown[name]]
             finally:
                 os.close(slots)
             state["slots"] = self._slots_digest()
@@ -259,6 +272,17 @@ class ResultsIndex:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _index_places(places: list[tuple[str, int, int]], number: int, where: dict[bytes, int], slots: int) -> None:
+    """Index the records of journal `number` at the places its writer noted (key, offset, length without the LF)."""
+    found: dict[int, bytes] = {}
+    encoded, slot, checked, check = checkpoint_format.encoded_key, SLOT.pack, CHECKED.pack, zlib.crc32
+    for key, offset, length in places:  # `packed_slot`, spelled out: this loop runs once per item of a run
+        index = where.get(encoded(key))
+        if index is not None:
+            found[index] = slot(number, offset, length, check(checked(index, number, offset, length)))
+    write_slots(slots, found)
 
 
 def _journal_entry(entry: object) -> bool:

@@ -27,10 +27,17 @@ from prefect.context import SettingsContext, SyncClientContext
 from prefect.flows import Flow
 from prefect.settings import Settings
 
-from fanout.core.prefect_adapter import heartbeat_threads_not_joined, remember_related
+from fanout.core.prefect_adapter import heartbeat_threads_not_joined, remember_related, skip_server_version_checks
 from fanout.worker.warm_spare import DeploymentSource
 
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
+
+
+def execute_forked(*handover: Any) -> None:
+    """`execute` in a process forked for its run: it skips Prefect's checks of the server's version, which
+    the worker made as it started (src/fanout/core/prefect_adapter.py)."""
+    skip_server_version_checks()
+    execute(*handover)
 
 
 def execute(

@@ -88,7 +88,7 @@ class WarmProcesses:
 
         Call `replenish` afterwards for the next run's spare.
         """
-        from fanout.worker.warm_child import execute
+        from fanout.worker.warm_child import execute_forked
 
         folder = str(working_dir) if working_dir else None
         handover: Handover = (flow_run.model_dump_json(), dict(env), folder, deployment, dict(related or {}))
@@ -98,7 +98,9 @@ class WarmProcesses:
             return spare.process
         if spare is not None:
             spare.retire()
-        process = self._context.Process(target=execute, args=handover, name=f"flow-run-{flow_run.id}", daemon=False)
+        process = self._context.Process(
+            target=execute_forked, args=handover, name=f"flow-run-{flow_run.id}", daemon=False
+        )
         process.start()
         return process
 

@@ -11,12 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from contextlib import ExitStack
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple
 
-from fanout.core.prefect_adapter import OpenSuspensionObserver
+from fanout.core.prefect_adapter import (
+    OpenSuspensionObserver,
+    forget_default_result_storage,
+    read_default_result_storage_ahead,
+    skip_server_version_checks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +36,9 @@ class DeploymentSource(NamedTuple):
     entrypoint: str | None
     pull_steps: list[dict[str, Any]] | None
 
+
+STORAGE_READ_FRESH_SECONDS = 10.0
+"""How long the server's default result storage, as the spare read it, stands for the run's own read."""
 
 Handover = tuple[str, dict[str, str], str | None, DeploymentSource | None, dict[str, str]]
 """What a spare receives: the flow run (JSON, as the worker read it), the run's environment, its folder,
@@ -46,12 +55,16 @@ def serve(receiver: Connection) -> None:
     # A Ctrl-C in the worker's terminal reaches its whole process group: an idle spare leaves it to the worker,
     # whose stop ends the spare with end-of-file, instead of dying with a traceback. Its run gets Ctrl-C back.
     interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    skip_server_version_checks()  # the worker checked the server's version
     prepared = prepare()
+    prepared_at = time.monotonic()
     try:
         flow_run_json, env, working_dir, deployment, related = receiver.recv()
     except (EOFError, OSError):
         os._exit(0)  # no run will come: the worker stopped, died, or retired this spare
     receiver.close()
+    if time.monotonic() - prepared_at > STORAGE_READ_FRESH_SECONDS:
+        forget_default_result_storage()  # read long ago: the run reads it again
     signal.signal(signal.SIGINT, interrupt)
     execute(flow_run_json, env, working_dir, deployment, related, prepared=prepared)
 
@@ -60,13 +73,12 @@ def prepare() -> ExitStack:
     """Do now what every run does first and does not depend on the run; the contexts to run in.
 
     The API client is the one the run will use (the engine takes the client of
-    the current `SyncClientContext`); entering it checks the API version, which
-    Prefect caches per process and API URL. Starting the events service opens
-    its connection and checks the version for the events clients, so the
-    run's suspension observer skips that check too; the log service creates its
-    client. When the client supports CSRF, the first change request fetches the
+    the current `SyncClientContext`). Starting the events service opens its
+    connection; the log service creates its client. When the client supports CSRF, the first change request fetches the
     server's CSRF setting once (here, a one-row read by POST), which the engine's
-    first update would otherwise wait for. The observer of the run's suspension,
+    first update would otherwise wait for. The server's default result storage,
+    which the engine reads before the run's first task, is read here; a run that
+    comes more than `STORAGE_READ_FRESH_SECONDS` later reads it again. The observer of the run's suspension,
     which Prefect's engine opens and waits for before it proposes Running, is
     opened here too (src/fanout/core/prefect_adapter.py). Each is best effort:
     whatever fails here, the run does as it would have.
@@ -81,6 +93,8 @@ def prepare() -> ExitStack:
         clients = stack.enter_context(SyncClientContext.get_or_create())
         if get_current_settings().client.csrf_support_enabled:
             clients.client.read_flow_runs(limit=1)
+        read_default_result_storage_ahead(clients.client)
+        stack.callback(forget_default_result_storage)
         APILogWorker.instance()
         EventsWorker.instance()
         observer = OpenSuspensionObserver()

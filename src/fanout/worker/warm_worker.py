@@ -232,6 +232,13 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         costs the server a transaction, an event and the automations' evaluation of it. (Prefect's hook,
         overridden: tests/unit/test_prefect_adapter.py checks that Prefect still calls it.)"""
 
+    def _emit_flow_run_submitted_event(self, configuration: BaseJobConfiguration) -> None:
+        """No `prefect.worker.submitted-flow-run` event, and so no `executed-flow-run` event after it (Prefect
+        emits that one only after a submitted one): each event costs the server a write, the automations'
+        evaluation and a message to every subscriber, and nothing reads these two. Which worker took the run
+        stays on the run (its labels) and in its logs. (Prefect's hook, overridden:
+        tests/unit/test_prefect_adapter.py checks that Prefect still calls it.)"""
+
     async def _give_worker_labels_to_flow_run(self, flow_run_id: UUID) -> None:
         """Prefect's labels naming this worker and its pool, sent beside the run's start instead of before it:
         Prefect awaits them between Pending and the hand-over, a round trip every start would wait for."""
