@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -218,6 +219,10 @@ def test_a_stopped_worker_leaves_no_process_behind(
     processes = wait_for(with_spare, timeout=30, interval=0.2, what="the next run's spare")
 
     worker.process.send_signal(signal.SIGTERM)
-    worker.process.wait(60)
+    try:
+        worker.process.wait(60)
+    except subprocess.TimeoutExpired:
+        left = {pid: alive(pid) for pid in descendants(worker.process.pid)}
+        pytest.fail(f"the worker is still running 60 s after SIGTERM; its processes {left}:\n{worker.log_tail(60)}")
 
     wait_for(lambda: not any(alive(pid) for pid in processes), timeout=30, interval=0.2, what="the worker's processes")
