@@ -118,25 +118,6 @@ def test_every_list_shows_the_custom_status_of_the_status_document(runs: FakeMan
     assert [entry["customStatus"] for entry in get(runs, f"{DF}/instances").json()] == [status]
 
 
-def test_a_completed_instance_without_an_item_report_counts_every_item_completed(
-    runs: FakeManagedRuns, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A Completed run publishes an item report only when items failed or needed retries: without one, its
-    status and every list count all its items completed."""
-
-    async def no_report(run: object) -> None:
-        return None
-
-    monkeypatch.setattr(runs, "failures", no_report)
-    assert (
-        call(make_app(runs), "POST", "/api/start-fanout", json={"instance_id": "clean", "count": 5}).status_code == 202
-    )
-    runs.set_state("clean", "COMPLETED")
-    status = get(runs, "/api/instances/clean").json()["customStatus"]
-    assert (status["total"], status["completed"], status["failed"]) == (5, 5, 0)
-    assert [entry["customStatus"] for entry in get(runs, "/api/instances").json()] == [status]
-
-
 def test_status_finds_a_run_by_its_flow_run_id(runs: FakeManagedRuns) -> None:
     """A run started without the webhook (no instance tag) answers on its flow-run id."""
     run = runs.add_run(instance_id="nightly")

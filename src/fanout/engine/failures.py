@@ -1,8 +1,8 @@
 """Partial failure: how many failed items a run tolerates, and the report of what failed.
 
 Within the request's thresholds a run Completes with `null` in each failed item's slot; beyond them it
-Fails. A failing run, and a completing one with failed or retried items, publishes an item report.
-Failed items leave no checkpoint, so a restart of the instance executes exactly those items again.
+Fails. Either way it publishes an item report. Failed items leave no checkpoint, so a restart of the
+instance executes exactly those items again.
 """
 
 from __future__ import annotations
@@ -84,12 +84,10 @@ def stage_result(
     """The run's output and failed items from its outcomes in item order, or `ItemsFailed` beyond the threshold.
 
     `output`: the outcomes' values, when the caller has them already (every item succeeded).
-    A failing run publishes the item report before raising, even with no rows
-    (the status URL takes its failures from it, and a report marks a run that
-    finished every item). A completing run publishes it after its final state,
-    and only when items failed or needed retries: a Completed run without one
-    had neither, and the run's item table shows every item anyway; each artifact
-    costs the server a write and two events.
+    The item report is published whichever way the run ends, and always, even
+    with no rows: a report marks a run that finished every item. A failing run
+    publishes it before raising (the status URL takes its failures from it),
+    a completing one after its final state.
     """
     reports = reports_of(ordered)
     failed = [report for report in reports if report.status == "failed"]
@@ -98,8 +96,7 @@ def stage_result(
     if len(failed) > allowed:
         publish_report(reports, instance_id, total=total, allowed=allowed)
         raise ItemsFailed([(report.item, report.error or "") for report in failed], total=total)
-    if reports:
-        after_final_state(functools.partial(publish_report, reports, instance_id, total=total, allowed=allowed))
+    after_final_state(functools.partial(publish_report, reports, instance_id, total=total, allowed=allowed))
     if output is None:
         output = [outcome.value if outcome.error is None else None for outcome in ordered]
     return StageResult(output=output, failures=[report.model_dump() for report in failed])

@@ -152,8 +152,7 @@ def instance_custom_status(
 async def listed_custom_status(runs: Runs, run: RunRecord, policy: ResumePolicy) -> CustomStatus:
     """`instance_custom_status` of a run as a list shows it: the failed items of a finished run come from
     its item report, as in its status document."""
-    status = runtime_status(run.state_type)
-    failures = await _reported_failures(runs, run, status) if status in FINISHED else None
+    failures = await _failures(runs, run) if runtime_status(run.state_type) in FINISHED else None
     return instance_custom_status(run, policy, failures)
 
 
@@ -172,7 +171,7 @@ async def status_document(
     elif status in FINISHED:
         output = stale_message(run.state_message, policy) if resume.stale else run.state_message
     if status in FINISHED and failures is None:
-        failures = await _reported_failures(runs, run, status)
+        failures = await _failures(runs, run)
     return StatusDocument(
         name=run.flow or name,
         instance_id=run.instance_id,
@@ -196,15 +195,6 @@ async def _completed_output(runs: Runs, run: RunRecord) -> tuple[Any, list[dict[
     except Exception as error:  # noqa: BLE001 - status still answers; the output is unreadable here
         logger.warning("cannot read the output of %s: %s", run.flow_run_id, error)
         return None, None
-
-
-async def _reported_failures(runs: Runs, run: RunRecord, status: RuntimeStatus) -> list[dict[str, Any]] | None:
-    """A finished run's failed items by its item report; none for a Completed run without one (it publishes
-    one only when items failed or needed retries)."""
-    failures = await _failures(runs, run)
-    if failures is None and status is RuntimeStatus.COMPLETED:
-        return []
-    return failures
 
 
 async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]] | None:
