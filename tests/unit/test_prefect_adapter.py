@@ -420,6 +420,26 @@ def test_an_installed_observer_is_the_engine_s_until_uninstalled() -> None:
     assert prefect.flow_engine.observe_flow_run_suspension is engines_own
 
 
+def test_prefect_s_job_configuration_takes_its_settings_variables_from_the_hook_the_warm_worker_overrides() -> None:
+    """Prefect's job configuration gives a run Prefect's settings through `_base_environment`, which the warm
+    worker's configuration overrides to compute them once."""
+    from prefect.workers.base import BaseJobConfiguration
+
+    assert "self._base_environment()" in inspect.getsource(BaseJobConfiguration.prepare_for_flow_run)
+
+
+def test_prefect_s_worker_reads_a_run_s_deployment_and_flow_through_the_client_methods_the_warm_worker_reuses() -> None:
+    """Prefect's worker reads a run's deployment and flow with `read_deployment` and `read_flow` on its client,
+    the methods the warm worker answers from a recent or ongoing read."""
+    from prefect.workers.base import BaseJobConfiguration, BaseWorker
+
+    submission = inspect.getsource(BaseWorker)
+    if hasattr(BaseJobConfiguration, "resolve_for_flow_run"):
+        submission += inspect.getsource(BaseJobConfiguration.resolve_for_flow_run)
+    assert "client.read_deployment(" in submission
+    assert "client.read_flow(" in submission
+
+
 def test_the_labels_hook_is_awaited_by_prefect_s_worker_before_it_starts_the_run() -> None:
     """BaseWorker labels a run through `_give_worker_labels_to_flow_run` before `run()`, the hook the warm
     worker overrides to send the labels beside the run's start."""

@@ -13,6 +13,9 @@ explains each part.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -27,6 +30,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import Flow as APIFlow
 from prefect.client.schemas.objects import FlowRun, WorkQueue
 from prefect.client.schemas.responses import DeploymentResponse, WorkerFlowRunResponse
+from prefect.events import Event
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.exceptions import InfrastructureNotFound, PrefectHTTPStatusError
@@ -74,27 +78,77 @@ def run_environment(env: Mapping[str, str | None], inherited: Mapping[str, str])
 
 
 Read = Callable[[UUID], Awaitable[Any]]
+READS = ("read_deployment", "read_flow")
 
 
 def reuse_recent_reads(client: object, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-    """Make `client` answer a read of a deployment or flow it made less than `seconds` ago from that read."""
-    for name in ("read_deployment", "read_flow"):
+    """Make `client` answer a read of a deployment or flow it made less than `seconds` ago, or still has on the
+    way, from that read."""
+    for name in READS:
         setattr(client, name, _recent(getattr(client, name), seconds, clock))
 
 
 def _recent(read: Read, seconds: float, clock: Callable[[], float]) -> Read:
-    kept: dict[UUID, tuple[float, Any]] = {}
+    kept: dict[UUID, tuple[float, asyncio.Future[Any]]] = {}
 
     async def reading(object_id: UUID) -> Any:
         now = clock()
         hit = kept.get(object_id)
-        if hit is not None and now - hit[0] < seconds:
-            return hit[1]
-        found = await read(object_id)
-        kept[object_id] = (now, found)
-        return found
+        if hit is None or now - hit[0] >= seconds or _failed(hit[1]):
+            hit = kept[object_id] = (now, asyncio.ensure_future(read(object_id)))
+        return copy.deepcopy(
+            await asyncio.shield(hit[1])
+        )  # each caller its own: Prefect's worker changes what it reads
 
     return reading
+
+
+def _failed(read: asyncio.Future[Any]) -> bool:
+    """A read that ended in an error (or was cancelled): the next caller reads again."""
+    return read.done() and (read.cancelled() or read.exception() is not None)
+
+
+def related_ids(event: Event, pool: str) -> dict[str, UUID]:
+    """The deployment and flow of the flow run an event is about, by kind, when the run is in work pool `pool`
+    (the names the server relates its state events to); empty for a run of another pool."""
+    related = {resource.role: resource for resource in event.related}
+    work_pool = related.get("work-pool")
+    if work_pool is None or work_pool.name != pool:
+        return {}
+    found: dict[str, UUID] = {}
+    for kind in ("deployment", "flow"):
+        resource = related.get(kind)
+        prefix = f"prefect.{kind}."
+        if resource is not None and resource.id.startswith(prefix):
+            with contextlib.suppress(ValueError):
+                found[kind] = UUID(resource.id.removeprefix(prefix))
+    return found
+
+
+class SettingsEnvironment:
+    """Prefect's settings as the environment variables a run's process is given, computed once per settings
+    object.
+
+    Prefect's worker computes them for every run it submits, between the run's Pending
+    state and its start, and that takes milliseconds of CPU for a few hundred
+    settings. The settings object in force is not changed in place (a change is a new
+    object, as `temporary_settings` makes one), so its variables are computed again
+    only when another object is in force.
+    """
+
+    def __init__(self) -> None:
+        self._settings: object = None
+        self._variables: dict[str, str] = {}
+
+    def __call__(self) -> dict[str, str]:
+        settings = get_current_settings()
+        if settings is not self._settings:
+            self._variables = settings.to_environment_variables(exclude_unset=True)
+            self._settings = settings
+        return dict(self._variables)
+
+
+settings_environment = SettingsEnvironment()
 
 
 class WarmJobConfiguration(BaseJobConfiguration):
@@ -125,6 +179,13 @@ class WarmJobConfiguration(BaseJobConfiguration):
         if deployment is not None:
             self._deployment_source = DeploymentSource(deployment.entrypoint, deployment.pull_steps)
         self._related = related_objects(flow, deployment, None, None)
+
+    @classmethod
+    def _base_environment(cls) -> dict[str, str]:
+        """Prefect's settings as environment variables, as Prefect's job configuration gives every run, without
+        computing them again while the same settings are in force. (Prefect's hook, overridden:
+        tests/unit/test_prefect_adapter.py checks that Prefect still calls it.)"""
+        return settings_environment()
 
     @property
     def own_command(self) -> str | None:
@@ -174,7 +235,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         self._running: dict[UUID, int] = {}
         self._wake: anyio.Event | None = None
         self._services: anyio.abc.TaskGroup | None = None
-        self._inherited = get_current_settings().to_environment_variables(exclude_unset=True)
+        self._inherited = settings_environment()
         self._reconciling = False
         self._found = 0
         self._backlog = False
@@ -352,6 +413,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
                         if event.event == CANCEL_EVENT:
                             await self._cancel(UUID(event.resource.id.rsplit(".", 1)[-1]))
                         else:
+                            self._read_ahead(event)
                             self._wake_up()
             except Exception as error:  # noqa: BLE001 - the poll covers the gap; keep listening
                 self._logger.warning("Event stream broke (%s); subscribing again.", error)
@@ -391,6 +453,23 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
 
     def _result_storage(self) -> WritableFileSystem:
         return result_storage(self._settings)
+
+    def _read_ahead(self, event: Event) -> None:
+        """Read the deployment and flow of a run scheduled in this worker's pool while the poll that wakes for it
+        is on its way: Prefect's worker reads them one after the other as it submits the run, once its poll
+        has answered, and then finds these reads (`reuse_recent_reads`)."""
+        if self._services is None:
+            return
+        found = related_ids(event, self._work_pool_name)
+        if "deployment" in found:
+            self._services.start_soon(self._read_quietly, self.client.read_deployment, found["deployment"])
+        if "flow" in found:
+            self._services.start_soon(self._read_quietly, self.client.read_flow, found["flow"])
+
+    async def _read_quietly(self, read: Read, object_id: UUID) -> None:
+        """A read ahead; its failure is the submission's to meet (it reads again), not this task's."""
+        with contextlib.suppress(Exception):
+            await read(object_id)
 
     def _wake_up(self) -> None:
         if self._wake is not None:
