@@ -4,6 +4,7 @@ no reads of what it already knows or is already reading, no settings computed ag
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from uuid import uuid4
 
@@ -298,12 +299,20 @@ def test_a_full_worker_polls_for_one_run(worker: FanoutWarmWorker) -> None:
     assert polled_body(worker, slots=2, taken=2)["limit"] == 1
 
 
-def test_a_run_s_worker_labels_are_sent_beside_its_start_not_before_it(worker: FanoutWarmWorker) -> None:
-    """The labels naming the worker go to the run in the background: the hook returns before they are sent."""
+def test_a_run_s_worker_labels_are_sent_after_its_start_not_before_it(
+    worker: FanoutWarmWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The labels naming the worker go to the run in the background, a moment after its start: the hook returns
+    before they are sent, and they are not sent before the moment has passed."""
+    import fanout.worker.warm_worker
+
+    monkeypatch.setattr(fanout.worker.warm_worker, "LABELS_AFTER_SECONDS", 0.1)
     sent: list[object] = []
+    sent_at: list[float] = []
 
     class LabelsClient:
         async def update_flow_run_labels(self, flow_run_id: object, labels: dict[str, str]) -> None:
+            sent_at.append(time.monotonic())
             await asyncio.sleep(0.05)
             sent.append((flow_run_id, labels["prefect.worker.name"]))
 
@@ -314,8 +323,10 @@ def test_a_run_s_worker_labels_are_sent_beside_its_start_not_before_it(worker: F
         run_id = uuid4()
         async with anyio.create_task_group() as services:
             worker._services = services
+            started = time.monotonic()
             await worker._give_worker_labels_to_flow_run(run_id)
             assert sent == []
+        assert sent_at[0] - started >= 0.1
         return [(run_id, worker.name)]
 
     assert asyncio.run(label_one()) == sent

@@ -59,6 +59,9 @@ SCHEDULED_ROUTE: Final = "/work_pools/{name}/get_scheduled_flow_runs"
 RECENT_READ_SECONDS = 5.0
 """How long the worker reuses a deployment or flow it read: Prefect's worker reads a run's deployment twice
 as it submits the run (to see that it exists, then for its job variables), and a backlog's runs share one."""
+LABELS_AFTER_SECONDS = 1.0
+"""How long after a run's hand-over the worker labels the run: its process has proposed Running by then, and each
+request that reaches the server beside that process's first ones delays them."""
 SPARE_AFTER_SECONDS = 2.0
 """When a run took the spare, the next spare is forked when that run's process ends, or this long after the
 hand-over if it is still running: not at once, when preparing it would take CPU from the run's own start."""
@@ -301,15 +304,18 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
         tests/unit/test_prefect_adapter.py checks that Prefect still calls it.)"""
 
     async def _give_worker_labels_to_flow_run(self, flow_run_id: UUID) -> None:
-        """Prefect's labels naming this worker and its pool, sent beside the run's start instead of before it:
-        Prefect awaits them between Pending and the hand-over, a round trip every start would wait for."""
+        """Prefect's labels naming this worker and its pool, sent `LABELS_AFTER_SECONDS` after the run's start
+        instead of before it: Prefect awaits them between Pending and the hand-over, a round trip every start
+        would wait for, and sent at the hand-over they would reach the server with the process's first requests."""
         if self._services is None:
             await self._label(flow_run_id)
             return
-        self._services.start_soon(self._label, flow_run_id)
+        self._services.start_soon(self._label, flow_run_id, LABELS_AFTER_SECONDS)
 
-    async def _label(self, flow_run_id: UUID) -> None:
-        """Prefect's worker labels on the run; a failure is logged (the run goes on without them)."""
+    async def _label(self, flow_run_id: UUID, after: float = 0.0) -> None:
+        """Prefect's worker labels on the run, `after` seconds from now; a failure is logged (the run goes on
+        without them)."""
+        await anyio.sleep(after)
         try:
             await super()._give_worker_labels_to_flow_run(flow_run_id)
         except Exception as error:  # noqa: BLE001 - labels only help a person find the worker
