@@ -16,11 +16,13 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from fanout.core.prefect_adapter import heartbeats_off, shared_tls_clients, written_completed
+from fanout.core.prefect_adapter import heartbeats_off, run_created, shared_tls_clients, written_completed
 from fanout.core.settings import flow_settings
 from fanout.core.wrap_up import after_final_state, wrap_up
 from fanout.engine.durable_map import durable_map
+from fanout.engine.instance_lease import instance_tag
 from fanout.engine.processor import load_processor
+from fanout.engine.tasks import item_tasks
 from fanout.inputs.admission import planned_items
 from fanout.inputs.items import KeyedItems
 from fanout.inputs.request import FanoutRequest, item_count
@@ -71,6 +73,14 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     return final_state(output)  # type: ignore[return-value]  # Prefect gives callers the state's data
 
 
+def warm_up() -> None:
+    """Do now what a process's first run of the flow does before any item and no run decides: the first read
+    of the flow's settings (pydantic-settings inspects each field's type the first time a class is read) and
+    the seed's item tasks. A warm worker's forkserver does it once, before it forks any flow-run process."""
+    flow_settings()
+    item_tasks(TASK_NAME)
+
+
 @functools.cache
 def freeze_startup_heap() -> None:
     """Take the objects alive at this process's first run out of the garbage collector's scans, once.
@@ -108,8 +118,13 @@ def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[A
     runs only (a worker can restart those; nothing restarts an in-process run).
     Every flow also waits on exit for Prefect's heartbeat thread, which sleeps in
     whole seconds (docs/design/batches-and-progress.md). The run's API client takes
-    the process's one TLS context, so a run does not load the CA bundle again.
+    the process's one TLS context, so a run does not load the CA bundle again. A run
+    with a name or an instance is created here with its name and the instance's tag,
+    which Prefect's engine and the instance lease would otherwise each add with an update.
     """
-    flow_here = fan_out_fan_in.with_options(flow_run_name=flow_run_name) if flow_run_name else fan_out_fan_in
-    with heartbeats_off(), shared_tls_clients():
-        return flow_here(request)
+    with heartbeats_off(), shared_tls_clients() as clients:
+        if flow_run_name is None and request.instance_id is None:
+            return fan_out_fan_in(request)
+        tags = [instance_tag(request.instance_id)] if request.instance_id else []
+        output: list[Any] = run_created(fan_out_fan_in, {"request": request}, clients.client, flow_run_name, tags)
+        return output

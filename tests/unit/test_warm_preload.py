@@ -45,3 +45,15 @@ def test_every_model_subclass_is_found_at_any_depth() -> None:
 def test_the_warming_module_is_preloaded_after_every_other_module() -> None:
     """The module that builds the models comes last, after the flow's and the processor's modules."""
     assert preload_modules("flows.http_enrich:enrich")[-1] == WARMING_MODULE
+
+
+def test_the_seed_s_first_run_work_is_done_by_its_warm_up() -> None:
+    """After `warm_up` the seed's item tasks are made: its first run finds them."""
+    from fanout.engine.tasks import item_tasks
+    from fanout.seed import TASK_NAME, warm_up
+
+    item_tasks.cache_clear()
+    warm_up()
+    made = item_tasks.cache_info().hits
+    item_tasks(TASK_NAME)
+    assert item_tasks.cache_info().hits == made + 1

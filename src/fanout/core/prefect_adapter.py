@@ -35,8 +35,9 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from fanout.core.private_files import write_private
 
 if TYPE_CHECKING:
-    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.orchestration import PrefectClient, SyncPrefectClient
     from prefect.filesystems import RemoteFileSystem, WritableFileSystem
+    from prefect.flows import Flow
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,31 @@ def shared_tls_clients() -> Any:
 
     client = get_client(sync_client=True, httpx_settings={"verify": api_tls_context()})
     return SyncClientContext.model_construct(client=client)
+
+
+def run_created(
+    flow: Flow[..., Any], parameters: dict[str, Any], client: SyncPrefectClient, name: str | None, tags: list[str]
+) -> Any:
+    """Run `flow` in this process with `parameters` on a flow run created here, named `name` (Prefect names
+    it when None) and tagged `tags` besides the current ones; what calling the flow returns.
+
+    Called, a flow lets Prefect's engine create its run, then rename it (`with_options(flow_run_name=...)`,
+    which also rebuilds the flow's parameter schema) and leaves other tags to later updates. Created with
+    them, the run is handed to the engine as a worker hands it a deployment's run.
+    """
+    from prefect.context import TagsContext
+    from prefect.flow_engine import run_flow
+    from prefect.states import Pending
+
+    current = TagsContext.get().current_tags
+    flow_run = client.create_flow_run(
+        flow,
+        name=name,
+        parameters=flow.serialize_parameters(parameters),
+        tags=[*current, *(tag for tag in tags if tag not in current)],
+        state=Pending(),
+    )
+    return run_flow(flow, flow_run=flow_run, parameters=parameters)
 
 
 @functools.cache
@@ -266,6 +292,30 @@ def send_queued(timeout: float) -> bool:
 
     threading.Thread(target=wait, name="fanout-send-queued", daemon=True).start()
     return done.wait(timeout)
+
+
+def share_version_check(client: PrefectClient | SyncPrefectClient) -> None:
+    """Once `client` has checked the server's API version, make Prefect's events client in this process take
+    it as checked too.
+
+    Prefect checks once per process and API URL, but its events client spells the URL
+    without the trailing slash the HTTP client gives it: a new process checked twice, the
+    second time on the events worker's thread, with one more request and a TLS context of
+    its own (the CA bundle loaded). Nothing is shared before `client` checked (or when it
+    skipped its check); a no-op for a Prefect whose events client does not check.
+    """
+    try:
+        from prefect._internal import version_checking
+    except ImportError:
+        return
+    key = version_checking._api_version_check_key
+    if not version_checking._is_api_version_check_cached(key(str(client.api_url), client.client_version())):
+        return
+    from prefect.settings import PREFECT_API_URL
+
+    spelled = PREFECT_API_URL.value()
+    if spelled:
+        version_checking._cache_api_version_check(key(str(spelled), client.client_version()))
 
 
 def heartbeat_threads_not_joined() -> None:
