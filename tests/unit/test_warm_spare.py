@@ -121,6 +121,7 @@ def test_a_spare_starts_prefect_s_loop_for_sync_callers_before_its_run(monkeypat
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
+    from prefect.utilities.asyncutils import run_coro_as_sync
 
     from fanout.core.prefect_adapter import OpenSuspensionObserver
     from fanout.worker import warm_spare
@@ -131,8 +132,7 @@ def test_a_spare_starts_prefect_s_loop_for_sync_callers_before_its_run(monkeypat
     monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
     monkeypatch.setattr(OpenSuspensionObserver, "open", lambda self, timeout: False)
     ran: list[object] = []
-    real = warm_spare.run_coro_as_sync
-    monkeypatch.setattr(warm_spare, "run_coro_as_sync", lambda coroutine: ran.append(real(coroutine)))
+    monkeypatch.setattr(warm_spare, "run_coro_as_sync", lambda coroutine: ran.append(run_coro_as_sync(coroutine)))
     settings = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: False}
     with temporary_settings(settings):
         warm_spare.prepare().close()
