@@ -12,11 +12,18 @@ from typing import Any
 import prefect.flow_engine
 import prefect.utilities.visualization  # noqa: F401
 from prefect import flow
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from fanout.core.prefect_adapter import heartbeats_off, run_created, shared_tls_clients, written_completed
+from fanout.core.prefect_adapter import (
+    heartbeats_off,
+    run_created,
+    share_version_check,
+    shared_tls_clients,
+    written_completed,
+)
 from fanout.core.settings import flow_settings
 from fanout.core.wrap_up import after_final_state, wrap_up
 from fanout.engine.durable_map import durable_map
@@ -111,6 +118,19 @@ def final_state(output: list[Any]) -> State[list[Any]]:
     return state  # type: ignore[no-any-return]
 
 
+def start_events_service(client: SyncPrefectClient) -> None:
+    """Start Prefect's events service in this process now, sharing `client`'s check of the server's version.
+
+    Every run starts it at its first event (its first task run's), and it then connects
+    while the items run. Started before the run exists, it connects while the run is
+    created, on a thread of its own.
+    """
+    from prefect.events.worker import EventsWorker
+
+    share_version_check(client)
+    EventsWorker.instance()
+
+
 def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[Any]:
     """Run the flow in this process and return its output, as `fanout run` and the benchmarks do.
 
@@ -121,8 +141,11 @@ def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[A
     the process's one TLS context, so a run does not load the CA bundle again. A run
     with a name or an instance is created here with its name and the instance's tag,
     which Prefect's engine and the instance lease would otherwise each add with an update.
+    Prefect's events service, which a run starts at its first event, is started as the run
+    is created, and takes the version check the run's client made as its own.
     """
     with heartbeats_off(), shared_tls_clients() as clients:
+        start_events_service(clients.client)
         if flow_run_name is None and request.instance_id is None:
             return fan_out_fan_in(request)
         tags = [instance_tag(request.instance_id)] if request.instance_id else []
