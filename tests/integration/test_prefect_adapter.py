@@ -179,3 +179,14 @@ def test_a_run_created_with_its_name_and_tags_runs_the_flow_and_returns_its_resu
         stored = client.read_flow_run(UUID(result["run"]))
     assert result["doubled"] == 42
     assert (stored.name, stored.tags, stored.state_type) == (name, ["fanout.test:created"], StateType.COMPLETED)
+
+
+def test_a_created_run_s_events_relate_to_the_flow_the_api_answered_without_reading_it() -> None:
+    """The flow the API answered as the run was created is in Prefect's cache of what the run's events relate to."""
+    from prefect.events.related import RESOURCE_CACHE
+
+    with get_client(sync_client=True) as client:
+        result = prefect_adapter.run_created(doubles, {"number": 1}, client, None, [])
+        stored = client.read_flow_run(UUID(result["run"]))
+    entry, _ = RESOURCE_CACHE[f"flow.{stored.flow_id}"]
+    assert (entry["kind"], entry["object"].id, entry["object"].name) == ("flow", stored.flow_id, "doubles")

@@ -122,22 +122,35 @@ def run_created(
     it when None) and tagged `tags` besides the current ones; what calling the flow returns.
 
     Called, a flow lets Prefect's engine create its run, then rename it (`with_options(flow_run_name=...)`,
-    which also rebuilds the flow's parameter schema) and leaves other tags to later updates. Created with
-    them, the run is handed to the engine as a worker hands it a deployment's run.
+    which also rebuilds the flow's parameter schema) and leaves other tags to later updates, and its first
+    event reads the flow back. Created here as Prefect's `create_flow_run` creates it (the flow, then the
+    run), with the name and the tags, and with the flow the API answered kept for the run's events
+    (`remember_related`), the run is handed to the engine as a worker hands it a deployment's run.
     """
+    from prefect.client.schemas.actions import FlowCreate, FlowRunCreate
+    from prefect.client.schemas.objects import Flow as FlowRecord
+    from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
     from prefect.context import TagsContext
     from prefect.flow_engine import run_flow
-    from prefect.states import Pending
+    from prefect.states import Pending, to_state_create
 
+    answered = client.request("POST", "/flows/", json=FlowCreate(name=flow.name).model_dump(mode="json"))
+    record = FlowRecord.model_validate_json(answered.text)
+    _remember("flow", record)
     current = TagsContext.get().current_tags
-    flow_run = client.create_flow_run(
-        flow,
+    created = FlowRunCreate(
+        flow_id=record.id,
+        flow_version=flow.version,
         name=name,
         parameters=flow.serialize_parameters(parameters),
+        context={},
         tags=[*current, *(tag for tag in tags if tag not in current)],
-        state=Pending(),
+        parent_task_run_id=None,
+        state=to_state_create(Pending()),
+        empirical_policy=FlowRunPolicy(retries=flow.retries, retry_delay=int(flow.retry_delay_seconds or 0)),
     )
-    return run_flow(flow, flow_run=flow_run, parameters=parameters)
+    response = client.request("POST", "/flow_runs/", json=created.model_dump(mode="json", exclude_unset=True))
+    return run_flow(flow, flow_run=FlowRun.model_validate_json(response.text), parameters=parameters)
 
 
 @functools.cache
@@ -430,8 +443,6 @@ def remember_related(objects: dict[str, str]) -> None:
     out is read by Prefect as before."""
     from prefect.client.schemas.objects import Flow, WorkPool, WorkQueue
     from prefect.client.schemas.responses import DeploymentResponse
-    from prefect.events.related import RESOURCE_CACHE
-    from prefect.types._datetime import now
 
     schemas: dict[str, Any] = {
         "flow": Flow,
@@ -439,12 +450,19 @@ def remember_related(objects: dict[str, str]) -> None:
         "work-queue": WorkQueue,
         "work-pool": WorkPool,
     }
-    cached_at: Any = now("UTC")  # the cache's own timestamp type, whichever this Prefect uses
     for kind, data in objects.items():
         if kind in schemas:
-            found = schemas[kind].model_validate_json(data)
-            key = found.name if kind == "work-pool" else found.id
-            RESOURCE_CACHE[f"{kind}.{key}"] = ({"kind": kind, "object": found}, cached_at)
+            _remember(kind, schemas[kind].model_validate_json(data))
+
+
+def _remember(kind: str, found: Any) -> None:
+    """Put `found`, a related object of `kind`, into Prefect's cache of related resources, keyed as Prefect looks it up."""
+    from prefect.events.related import RESOURCE_CACHE
+    from prefect.types._datetime import now
+
+    key = found.name if kind == "work-pool" else found.id
+    cached_at: Any = now("UTC")  # the cache's own timestamp type, whichever this Prefect uses
+    RESOURCE_CACHE[f"{kind}.{key}"] = ({"kind": kind, "object": found}, cached_at)
 
 
 class OpenSuspensionObserver:
