@@ -52,7 +52,13 @@ from fanout.api.security import link_code, require_any_form
 from fanout.core.settings import ApiSettings
 from fanout.inputs.request import FanoutRequest
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
-from fanout.service.instance_management import BadQuery, Management, management_for, status_of
+from fanout.service.instance_management import (
+    BadQuery,
+    Management,
+    finished_item_rows,
+    management_for,
+    status_of,
+)
 from fanout.service.instances import Found, Instances, PurgeReport, Started
 from fanout.service.orchestrators import BadOrchestrationInput, Orchestrator, UnknownOrchestrator, spelled
 from fanout.service.runs import LABEL_DEPLOYMENT, RunRecord
@@ -292,7 +298,7 @@ async def get_status(
     if show_history and isinstance(found, QueuedStart):
         events = []  # nothing has run yet
     elif show_history and isinstance(found, RunRecord):
-        rows = await ops.management.item_rows(found)
+        rows = await finished_item_rows(ops.management, found, document.runtime_status)
         events = history(found, document.runtime_status, rows, content.get("output"), with_output)
     name = (found.flow if isinstance(found, RunRecord) else None) or ORCHESTRATOR
     body = status_body(content, show_input, events, name)

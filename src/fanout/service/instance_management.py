@@ -8,9 +8,11 @@ no creation time; suspend and resume are Prefect's own.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +31,10 @@ from fanout.service.runs import OTHER_FLOW_TAG, PrefectRuns, RunRecord, Runs, re
 from fanout.service.start_queue import QueuedStart
 from fanout.service.status import RuntimeStatus, runtime_status
 
+REPORT_GRACE_SECONDS = 2.0
+"""How long after a run's final state its item report may still be on its way: the run publishes it
+right after that state, so a history read in between waits for it rather than answer no items."""
+REPORTING = frozenset({RuntimeStatus.COMPLETED, RuntimeStatus.FAILED})
 MAX_SCAN = 10_000
 """Most flow runs `every` reads; past that, older instances are not listed."""
 PAGE = 200
@@ -118,6 +124,28 @@ class Management(Protocol):
     @unavailable_as_503
     async def resume(self, run: RunRecord, reason: str) -> str | None: ...
     async def item_rows(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
+
+
+async def finished_item_rows(
+    management: Management,
+    run: RunRecord,
+    status: RuntimeStatus,
+    now: datetime | None = None,
+    grace: float = REPORT_GRACE_SECONDS,
+    interval: float = 0.1,
+) -> list[dict[str, Any]] | None:
+    """The run's item rows; for a run that reached Completed or Failed less than `grace` seconds ago and
+    has no report yet, the report once it lands (at most `grace` after that state), so that a client
+    reading history on its first final answer sees the items."""
+    rows = await management.item_rows(run)
+    if rows is not None or status not in REPORTING or run.updated is None:
+        return rows
+    since = ((now or datetime.now(UTC)) - run.updated).total_seconds()
+    deadline = time.monotonic() + min(grace, grace - since)
+    while rows is None and time.monotonic() < deadline:
+        await asyncio.sleep(interval)
+        rows = await management.item_rows(run)
+    return rows
 
 
 def management_for(runs: Runs) -> Management:
