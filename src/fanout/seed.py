@@ -5,6 +5,7 @@
 # a string annotation could not be resolved in the flow-run subprocess.
 import functools
 import gc
+import logging
 from typing import Any
 
 # What Prefect imports on a process's first flow call, imported with the flow instead: a process that
@@ -35,6 +36,8 @@ from fanout.inputs.items import KeyedItems
 from fanout.inputs.request import FanoutRequest, item_count
 from fanout.storage.checkpoints import result_storage
 from fanout.storage.run_output import save_run_output
+
+logger = logging.getLogger(__name__)
 
 FLOW_NAME = "fan-out-fan-in"
 TASK_NAME = "process_item"
@@ -83,8 +86,12 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
 def warm_up() -> None:
     """Do now what a process's first run of the flow does before any item and no run decides: the first read
     of the flow's settings (pydantic-settings inspects each field's type the first time a class is read) and
-    the seed's item tasks. A warm worker's forkserver does it once, before it forks any flow-run process."""
-    flow_settings()
+    the seed's item tasks. A warm worker's forkserver does it once, before it forks any flow-run process. A
+    setting the flow cannot read is left to the run that reads it, which fails saying so."""
+    try:
+        flow_settings()
+    except ValueError as error:  # pydantic's ValidationError
+        logger.debug("the flow's settings were not read ahead: %s", error)
     item_tasks(TASK_NAME)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pydantic import BaseModel, ConfigDict
 
 from fanout.worker.warm_preload import complete_models, model_classes
@@ -57,3 +58,16 @@ def test_the_seed_s_first_run_work_is_done_by_its_warm_up() -> None:
     made = item_tasks.cache_info().hits
     item_tasks(TASK_NAME)
     assert item_tasks.cache_info().hits == made + 1
+
+
+def test_a_flow_setting_that_cannot_be_read_is_left_to_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forkserver's warm-up does not fail on a bad flow setting: the run that reads it reports it."""
+    from pydantic import ValidationError
+
+    from fanout.core.settings import flow_settings
+    from fanout.seed import warm_up
+
+    monkeypatch.setenv("FANOUT_MAX_PARALLEL", "0")
+    warm_up()
+    with pytest.raises(ValidationError):
+        flow_settings()
