@@ -23,8 +23,9 @@ spare flow-run process (the production path), side by side in rotating order
 (nine trials by default, each variant a process of its own started the same way), and prints each trial's ratio of items/s
 and the median, with the load average before and after: how much of a plain thread
 pool's speed a run keeps with fanout's bookkeeping and Prefect's flow around it. With `--baseline
-DIR` it adds (c0), the seed's flow from another checkout of the code, so a change is measured
-against the code before it in the same run.
+DIR` it adds (c0), the seed's flow from another checkout of the code, (c0') the same in a spare-prepared
+process, and (c1', c3') their runs of one item, so a change is measured against the code before it in the
+same run (per trial, the baseline's wall time over this checkout's).
 
 Run: `python -m benchmarks.scale` (about 10 minutes on 2 cores; `--quick` skips 100,000 and
 the naive 10,000 and makes one trial; `--durable-only` measures (c) against (e) alone). It
@@ -347,7 +348,7 @@ def in_flow(trials: int, baseline: Path | None = None, count: int = 10_000) -> N
     that checkout, at `count` trivial items, each trial in a rotated order; per trial the ratio of items/s."""
     console = Console(width=180)
     variants: tuple[str, ...] = ("threadpool", "fanout", "fixed", "spare", "spare_fixed") + (
-        ("baseline",) if baseline else ()
+        ("baseline", "baseline_spare", "baseline_fixed", "baseline_spare_fixed") if baseline else ()
     )
     runs: list[dict[str, dict[str, Any]]] = []
     with warm_bench() as bench:
@@ -362,9 +363,11 @@ def in_flow(trials: int, baseline: Path | None = None, count: int = 10_000) -> N
 
 def _in_flow_run(bench: Bench, variant: str, count: int, baseline: Path | None) -> dict[str, Any]:
     instance = f"{variant}-{uuid.uuid4().hex[:6]}"
-    if variant == "baseline":
+    if variant.startswith("baseline"):
         assert baseline is not None
-        return bench.run("fanout", count, instance, PYTHONPATH=str(baseline / "src"))
+        probe = "spare" if "spare" in variant else "fanout"
+        size = 1 if variant.endswith("fixed") else count
+        return bench.run(probe, size, instance, PYTHONPATH=str(baseline / "src"))
     if variant == "fixed":
         return bench.run("fanout", 1, instance)
     if variant == "spare_fixed":
@@ -380,6 +383,9 @@ def report_in_flow(console: Console, runs: list[dict[str, dict[str, Any]]], coun
         "fixed": "(c1) the seed's flow on 1 item: a run's fixed cost",
         "spare": "(c2) (c) in a process prepared as the warm worker's spare",
         "spare_fixed": "(c3) (c1) in a process prepared as the warm worker's spare",
+        "baseline_spare": "(c0') (c2) from the baseline checkout",
+        "baseline_fixed": "(c1') (c1) from the baseline checkout",
+        "baseline_spare_fixed": "(c3') (c3) from the baseline checkout",
     }
     table = Table(title=f"{count:,} trivial items: fanout against ThreadPoolExecutor.map, {len(runs)} trials")
     columns = ("variant", "wall s (median)", "items/s (median)", "CPU s (median)", "items/s / (a)'s, per trial")
@@ -408,6 +414,21 @@ def report_in_flow(console: Console, runs: list[dict[str, dict[str, Any]]], coun
         f"load average {load_before:.1f} before the trials, {os.getloadavg()[0]:.1f} after; in a process prepared "
         f"as the warm worker's spare, (c2) keeps {spare:.0%}"
     )
+    if "baseline" in runs[0]:
+        before = statistics.median(trial["threadpool"]["seconds"] / trial["baseline"]["seconds"] for trial in runs)
+        spare_before = statistics.median(
+            trial["threadpool"]["seconds"] / trial["baseline_spare"]["seconds"] for trial in runs
+        )
+        console.print(f"the baseline checkout keeps {before:.0%} (c0), and {spare_before:.0%} as the spare (c0')")
+        for mine, theirs in (("fanout", "baseline"), ("spare", "baseline_spare"), ("fixed", "baseline_fixed")):
+            faster = [trial[theirs]["seconds"] / trial[mine]["seconds"] for trial in runs]
+            console.print(
+                f"baseline wall / this checkout's, {mine}: {statistics.median(faster):.2f} [{_ratios(faster)}]"
+            )
+        faster = [trial["baseline_spare_fixed"]["seconds"] / trial["spare_fixed"]["seconds"] for trial in runs]
+        console.print(
+            f"baseline wall / this checkout's, spare_fixed: {statistics.median(faster):.2f} [{_ratios(faster)}]"
+        )
 
 
 def report_durable(console: Console, compared: dict[str, Any]) -> None:

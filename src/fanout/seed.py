@@ -5,6 +5,7 @@
 # a string annotation could not be resolved in the flow-run subprocess.
 import functools
 import gc
+import logging
 from typing import Any
 
 # What Prefect imports on a process's first flow call, imported with the flow instead: a process that
@@ -12,20 +13,31 @@ from typing import Any
 import prefect.flow_engine
 import prefect.utilities.visualization  # noqa: F401
 from prefect import flow
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from fanout.core.prefect_adapter import heartbeats_off, shared_tls_clients, written_completed
+from fanout.core.prefect_adapter import (
+    heartbeats_off,
+    run_created,
+    share_version_check,
+    shared_tls_clients,
+    written_completed,
+)
 from fanout.core.settings import flow_settings
 from fanout.core.wrap_up import after_final_state, wrap_up
 from fanout.engine.durable_map import durable_map
+from fanout.engine.instance_lease import instance_tag
 from fanout.engine.processor import load_processor
+from fanout.engine.tasks import item_tasks
 from fanout.inputs.admission import planned_items
 from fanout.inputs.items import KeyedItems
 from fanout.inputs.request import FanoutRequest, item_count
 from fanout.storage.checkpoints import result_storage
 from fanout.storage.run_output import save_run_output
+
+logger = logging.getLogger(__name__)
 
 FLOW_NAME = "fan-out-fan-in"
 TASK_NAME = "process_item"
@@ -71,6 +83,18 @@ def fan_out_fan_in(request: FanoutRequest = FanoutRequest()) -> list[Any]:
     return final_state(output)  # type: ignore[return-value]  # Prefect gives callers the state's data
 
 
+def warm_up() -> None:
+    """Do now what a process's first run of the flow does before any item and no run decides: the first read
+    of the flow's settings (pydantic-settings inspects each field's type the first time a class is read) and
+    the seed's item tasks. A warm worker's forkserver does it once, before it forks any flow-run process. A
+    setting the flow cannot read is left to the run that reads it, which fails saying so."""
+    try:
+        flow_settings()
+    except ValueError as error:  # pydantic's ValidationError
+        logger.debug("the flow's settings were not read ahead: %s", error)
+    item_tasks(TASK_NAME)
+
+
 @functools.cache
 def freeze_startup_heap() -> None:
     """Take the objects alive at this process's first run out of the garbage collector's scans, once.
@@ -101,6 +125,19 @@ def final_state(output: list[Any]) -> State[list[Any]]:
     return state  # type: ignore[no-any-return]
 
 
+def start_events_service(client: SyncPrefectClient) -> None:
+    """Start Prefect's events service in this process now, sharing `client`'s check of the server's version.
+
+    Every run starts it at its first event (its first task run's), and it then connects
+    while the items run. Started before the run exists, it connects while the run is
+    created, on a thread of its own.
+    """
+    from prefect.events.worker import EventsWorker
+
+    share_version_check(client)
+    EventsWorker.instance()
+
+
 def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[Any]:
     """Run the flow in this process and return its output, as `fanout run` and the benchmarks do.
 
@@ -108,8 +145,16 @@ def run_here(request: FanoutRequest, flow_run_name: str | None = None) -> list[A
     runs only (a worker can restart those; nothing restarts an in-process run).
     Every flow also waits on exit for Prefect's heartbeat thread, which sleeps in
     whole seconds (docs/design/batches-and-progress.md). The run's API client takes
-    the process's one TLS context, so a run does not load the CA bundle again.
+    the process's one TLS context, so a run does not load the CA bundle again. A run
+    with a name or an instance is created here with its name and the instance's tag,
+    which Prefect's engine and the instance lease would otherwise each add with an update.
+    Prefect's events service, which a run starts at its first event, is started as the run
+    is created, and takes the version check the run's client made as its own.
     """
-    flow_here = fan_out_fan_in.with_options(flow_run_name=flow_run_name) if flow_run_name else fan_out_fan_in
-    with heartbeats_off(), shared_tls_clients():
-        return flow_here(request)
+    with heartbeats_off(), shared_tls_clients() as clients:
+        start_events_service(clients.client)
+        if flow_run_name is None and request.instance_id is None:
+            return fan_out_fan_in(request)
+        tags = [instance_tag(request.instance_id)] if request.instance_id else []
+        output: list[Any] = run_created(fan_out_fan_in, {"request": request}, clients.client, flow_run_name, tags)
+        return output

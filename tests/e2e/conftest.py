@@ -4,7 +4,8 @@ fanout's deployments, the real webhook; FANOUT_E2E_DATABASE=postgres puts it on 
 - `stack` (session): that stack, no worker.
 - `start_worker` (function): starts workers with this test's FANOUT_* environment (the stack's
   result storage, its test processor); stops them, and deletes unfinished runs, at teardown.
-- `worker`: one such worker, for tests that need nothing special.
+- `worker`: one such worker, for tests that need nothing special; kept frozen between tests and reused by the
+  next test with the same environment (tests/support/worker_pool.py).
 - `webhook`: an httpx client for the webhook with the bearer token.
 - `prefect_api`: an httpx client for the stack's Prefect REST API.
 - `fanout_up`, `production_up` (module): `fanout up` of the installed package, and on PostgreSQL with auth.
@@ -26,6 +27,7 @@ from fanout.localstack.processes import Child
 from fanout.localstack.stack import LocalStack
 from tests.support.fanout_up import installed_package, running_fanout_up
 from tests.support.stacks import delete_unfinished_runs, fanout_env
+from tests.support.worker_pool import WorkerPool
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +61,24 @@ def start_worker(stack: LocalStack) -> Iterator[Callable[..., Child]]:
     delete_unfinished_runs(stack)
 
 
+@pytest.fixture(scope="session")
+def worker_pool(stack: LocalStack) -> Iterator[WorkerPool]:
+    """The session's frozen warm workers, stopped at its end."""
+    pool = WorkerPool(stack)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def worker(start_worker: Callable[..., Child]) -> Child:
-    """One worker with this test's environment."""
-    return start_worker()
+def worker(request: pytest.FixtureRequest, worker_pool: WorkerPool) -> Iterator[Child]:
+    """One worker with this test's environment, the last test's with the same environment if there was one;
+    unfinished runs are deleted after, and the worker kept for the next such test unless this one failed."""
+    env = fanout_env()
+    failed_before = request.session.testsfailed
+    child = worker_pool.take(env)
+    yield child
+    delete_unfinished_runs(worker_pool.stack)
+    worker_pool.give_back(child, env, keep=request.session.testsfailed == failed_before)
 
 
 @pytest.fixture

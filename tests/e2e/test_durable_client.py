@@ -250,7 +250,7 @@ def test_wait_for_completion_answers_the_output_or_the_check_status_response(
     client: DurableOrchestrationClient, start_worker: Any, execution_log: Path
 ) -> None:
     """wait_for_completion_or_create_check_status_response: 200 with the output once done, 202 with links before."""
-    start_worker(FANOUT_TEST_SLEEP="3", FANOUT_MAX_PARALLEL="1")
+    start_worker(FANOUT_TEST_SLEEP="1", FANOUT_MAX_PARALLEL="1")  # three items: done no sooner than 3 s after start
     request = func.HttpRequest(method="GET", url="http://functions.test/api/start", body=b"")
     slow = start(client, {"items": items("slow", 3)})
     pending = run(lambda: client.wait_for_completion_or_create_check_status_response(request, slow, 1000, 500))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
+from prefect.client.schemas.objects import StateType
 
 from fanout.core.errors import InvalidRequest, ItemsFailed, ProcessorNotFound
 from fanout.inputs.request import FanoutRequest
@@ -151,3 +153,20 @@ def test_processor_sees_a_stable_idempotency_key(
     assert output[:3] == ["keys/item-1", "keys/item-2", "keys/item-3"]
     attempts = sorted(path.read_text() for path in execution_log.glob("item-2.*"))
     assert attempts == ["keys/item-2 1", "keys/item-2 2"]
+
+
+def test_a_named_run_here_is_created_with_its_name_and_its_instance_tag(execution_log: Path) -> None:
+    """`run_here` with a name and an instance: one flow run, of that name, tagged with the instance, Completed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from fanout.engine.instance_lease import instance_tag
+    from fanout.seed import run_here
+
+    name = f"named-{uuid4().hex[:8]}"
+    assert run_here(FanoutRequest(count=2, instance_id=name), flow_run_name=name) == SEED_OUTPUT[:2]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    assert [(run.name, instance_tag(name) in run.tags, run.state_type) for run in runs] == [
+        (name, True, StateType.COMPLETED)
+    ]

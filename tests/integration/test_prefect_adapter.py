@@ -1,18 +1,19 @@
 """The adapter's assumptions that need a real Prefect server (the session's test harness): event-free
-artifact requests, where the default result storage keeps a persisted result, and a flow returning a
-result it already wrote."""
+artifact requests, where the default result storage keeps a persisted result, a flow returning a
+result it already wrote, and a flow run on a run created beforehand."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import prefect.flow_engine
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.objects import StateType
 from prefect.results import ResultStore, get_default_result_storage
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
@@ -162,3 +163,30 @@ def test_prefect_walks_a_written_result_without_looking_inside_it(state_of: Any,
 
     returning(kept)(3)
     assert any(element.visits for element in seen) is walked
+
+
+@flow
+def doubles(number: int) -> dict[str, Any]:
+    """A flow run that says which run it is and what it made of its parameter."""
+    return {"run": str(flow_run.get_id()), "doubled": number * 2}
+
+
+def test_a_run_created_with_its_name_and_tags_runs_the_flow_and_returns_its_result() -> None:
+    """The flow's result comes back; the API's run has the name and the tags it was created with, and Completed."""
+    name = f"created-{uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        result = prefect_adapter.run_created(doubles, {"number": 21}, client, name, ["fanout.test:created"])
+        stored = client.read_flow_run(UUID(result["run"]))
+    assert result["doubled"] == 42
+    assert (stored.name, stored.tags, stored.state_type) == (name, ["fanout.test:created"], StateType.COMPLETED)
+
+
+def test_a_created_run_s_events_relate_to_the_flow_the_api_answered_without_reading_it() -> None:
+    """The flow the API answered as the run was created is in Prefect's cache of what the run's events relate to."""
+    from prefect.events.related import RESOURCE_CACHE
+
+    with get_client(sync_client=True) as client:
+        result = prefect_adapter.run_created(doubles, {"number": 1}, client, None, [])
+        stored = client.read_flow_run(UUID(result["run"]))
+    entry, _ = RESOURCE_CACHE[f"flow.{stored.flow_id}"]
+    assert (entry["kind"], entry["object"].id, entry["object"].name) == ("flow", stored.flow_id, "doubles")

@@ -1,19 +1,22 @@
-"""Browser tests: a real Prefect server with a finished fanout run, and headless Debian chromium."""
+"""Browser tests: the test process's Prefect server with a finished fanout run, and headless Debian chromium."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from fanout.localstack.polling import wait_for
-from fanout.localstack.processes import PrefectServer, running_prefect_server
-from tests.support.database import seed_database
+from fanout.localstack.processes import PrefectServer
 from tests.support.paths import CHROMIUM, REPO_ROOT
+
+if TYPE_CHECKING:
+    from fanout.localstack.stack import LocalStack
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -28,12 +31,11 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """A real `prefect server start` (UI included) on a free loopback port."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    seed_database(home)
-    with running_prefect_server(home) as server:
-        yield server
+def prefect_server(local_stack: LocalStack) -> PrefectServer:
+    """The test process's Prefect server (`local_stack`, tests/conftest.py), UI included: the page of one run
+    needs no server of its own."""
+    assert local_stack.server is not None
+    return local_stack.server
 
 
 def wait_for_task_runs(
@@ -53,6 +55,7 @@ def wait_for_task_runs(
 def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The seed scenario run through the CLI against the server: item-3 retried, processor logging per item,
     each item taking a second."""
+    began = datetime.now(UTC).isoformat()
     work = tmp_path_factory.mktemp("ui-run")
     (work / "executions").mkdir()
     env = {
@@ -74,7 +77,9 @@ def finished_run(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPat
         cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    [run] = httpx.post(f"{prefect_server.api_url}/flow_runs/filter", json={}, timeout=10).json()
+    # the one run outside a deployment created since (the server's other runs are the e2e and fault tiers')
+    since = {"flow_runs": {"start_time": {"after_": began}, "deployment_id": {"is_null_": True}}}
+    [run] = httpx.post(f"{prefect_server.api_url}/flow_runs/filter", json=since, timeout=10).json()
     wait_for_task_runs(prefect_server, run["id"], count=5)
     return dict(run)
 

@@ -36,6 +36,8 @@ from fanout.core.prefect_adapter import persisted_result_file
 _VERSION_CHECK = getattr(prefect.settings, "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", None)
 NO_VERSION_CHECK = {_VERSION_CHECK: False} if _VERSION_CHECK is not None else {}
 """Turns off a client's API version check on entering it (a Prefect without the setting makes no such check)."""
+NO_VERSION_CHECK_OFF = {_VERSION_CHECK: True} if _VERSION_CHECK is not None else {}
+"""Leaves Prefect's API version checks on, whatever the environment says."""
 SENDS_HEARTBEATS_FROM_THE_ENGINE = pytest.mark.skipif(
     not hasattr(prefect.flow_engine, "_send_heartbeats"), reason="this Prefect's engine sends no flow-run heartbeats"
 )
@@ -538,3 +540,53 @@ def test_prefect_s_engine_reads_the_default_result_storage_through_the_name_the_
     assert "_read_server_default_result_storage_block_id()" in inspect.getsource(
         prefect.results._get_default_result_storage
     )
+
+
+@pytest.fixture
+def version_checks() -> Iterator[Any]:
+    """Prefect's cache of the API versions this process checked, empty before and after the test."""
+    checking = pytest.importorskip(
+        "prefect._internal.version_checking", reason="this Prefect's events client checks no version"
+    )
+    checking._clear_api_version_check_cache()
+    yield checking
+    checking._clear_api_version_check_cache()
+
+
+def events_client_check(version_checks: Any, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Run the check Prefect's events client makes as it connects (to an API that cannot answer); the TLS
+    contexts it made, which it makes only when it has not taken the version as checked."""
+    import logging
+
+    made = counting_tls_contexts(monkeypatch)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise httpx.ConnectError("no server in a unit test")
+
+    monkeypatch.setattr(version_checks.httpx, "AsyncClient", unreachable)
+    asyncio.run(
+        version_checks.check_server_version(
+            "http://prefect.test/api", logging.getLogger(__name__), raise_on_error=False
+        )
+    )
+    return made
+
+
+def test_a_version_the_run_s_client_checked_is_taken_as_checked_by_prefect_s_events_client(
+    client: SyncPrefectClient, version_checks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the client checked the server's version, the events client's check makes no TLS context and no request."""
+    checked = version_checks._api_version_check_key(str(client.api_url), client.client_version())
+    version_checks._cache_api_version_check(checked)
+    with temporary_settings({PREFECT_API_URL: "http://prefect.test/api", **NO_VERSION_CHECK_OFF}):
+        prefect_adapter.share_version_check(client)
+        assert events_client_check(version_checks, monkeypatch) == []
+
+
+def test_a_version_the_client_did_not_check_is_checked_by_prefect_s_events_client(
+    client: SyncPrefectClient, version_checks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the client checked, nothing is shared: the events client checks for itself."""
+    with temporary_settings({PREFECT_API_URL: "http://prefect.test/api", **NO_VERSION_CHECK_OFF}):
+        prefect_adapter.share_version_check(client)
+        assert len(events_client_check(version_checks, monkeypatch)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pydantic import BaseModel, ConfigDict
 
 from fanout.worker.warm_preload import complete_models, model_classes
@@ -45,3 +46,28 @@ def test_every_model_subclass_is_found_at_any_depth() -> None:
 def test_the_warming_module_is_preloaded_after_every_other_module() -> None:
     """The module that builds the models comes last, after the flow's and the processor's modules."""
     assert preload_modules("flows.http_enrich:enrich")[-1] == WARMING_MODULE
+
+
+def test_the_seed_s_first_run_work_is_done_by_its_warm_up() -> None:
+    """After `warm_up` the seed's item tasks are made: its first run finds them."""
+    from fanout.engine.tasks import item_tasks
+    from fanout.seed import TASK_NAME, warm_up
+
+    item_tasks.cache_clear()
+    warm_up()
+    made = item_tasks.cache_info().hits
+    item_tasks(TASK_NAME)
+    assert item_tasks.cache_info().hits == made + 1
+
+
+def test_a_flow_setting_that_cannot_be_read_is_left_to_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forkserver's warm-up does not fail on a bad flow setting: the run that reads it reports it."""
+    from pydantic import ValidationError
+
+    from fanout.core.settings import flow_settings
+    from fanout.seed import warm_up
+
+    monkeypatch.setenv("FANOUT_MAX_PARALLEL", "0")
+    warm_up()
+    with pytest.raises(ValidationError):
+        flow_settings()

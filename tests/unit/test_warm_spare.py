@@ -112,3 +112,28 @@ def test_a_spare_hands_its_run_the_suspension_observer_only_when_it_opened(
         replaced = prefect.flow_engine.observe_flow_run_suspension is not engines_own
     assert replaced is opened
     assert prefect.flow_engine.observe_flow_run_suspension is engines_own
+
+
+def test_a_spare_starts_prefect_s_loop_for_sync_callers_before_its_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop on which Prefect runs a sync caller's coroutines (a task's state, a result's write) is started
+    by the spare: one coroutine has gone through it before the run arrives."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from fanout.core.prefect_adapter import OpenSuspensionObserver
+    from fanout.worker import warm_spare
+
+    for check in ("raise_for_api_version_mismatch_once", "raise_for_api_version_mismatch"):
+        monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
+    monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(OpenSuspensionObserver, "open", lambda self, timeout: False)
+    ran: list[object] = []
+    monkeypatch.setattr(warm_spare, "run_coro_as_sync", lambda coroutine: ran.append(run_coro_as_sync(coroutine)))
+    settings = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: False}
+    with temporary_settings(settings):
+        warm_spare.prepare().close()
+    assert ran == [None]

@@ -35,8 +35,9 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from fanout.core.private_files import write_private
 
 if TYPE_CHECKING:
-    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.orchestration import PrefectClient, SyncPrefectClient
     from prefect.filesystems import RemoteFileSystem, WritableFileSystem
+    from prefect.flows import Flow
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,44 @@ def shared_tls_clients() -> Any:
 
     client = get_client(sync_client=True, httpx_settings={"verify": api_tls_context()})
     return SyncClientContext.model_construct(client=client)
+
+
+def run_created(
+    flow: Flow[..., Any], parameters: dict[str, Any], client: SyncPrefectClient, name: str | None, tags: list[str]
+) -> Any:
+    """Run `flow` in this process with `parameters` on a flow run created here, named `name` (Prefect names
+    it when None) and tagged `tags` besides the current ones; what calling the flow returns.
+
+    Called, a flow lets Prefect's engine create its run, then rename it (`with_options(flow_run_name=...)`,
+    which also rebuilds the flow's parameter schema) and leaves other tags to later updates, and its first
+    event reads the flow back. Created here as Prefect's `create_flow_run` creates it (the flow, then the
+    run), with the name and the tags, and with the flow the API answered kept for the run's events
+    (`remember_related`), the run is handed to the engine as a worker hands it a deployment's run.
+    """
+    from prefect.client.schemas.actions import FlowCreate, FlowRunCreate
+    from prefect.client.schemas.objects import Flow as FlowRecord
+    from prefect.client.schemas.objects import FlowRun, FlowRunPolicy
+    from prefect.context import TagsContext
+    from prefect.flow_engine import run_flow
+    from prefect.states import Pending, to_state_create
+
+    answered = client.request("POST", "/flows/", json=FlowCreate(name=flow.name).model_dump(mode="json"))
+    record = FlowRecord.model_validate_json(answered.text)
+    _remember("flow", record)
+    current = TagsContext.get().current_tags
+    created = FlowRunCreate(
+        flow_id=record.id,
+        flow_version=flow.version,
+        name=name,
+        parameters=flow.serialize_parameters(parameters),
+        context={},
+        tags=[*current, *(tag for tag in tags if tag not in current)],
+        parent_task_run_id=None,
+        state=to_state_create(Pending()),
+        empirical_policy=FlowRunPolicy(retries=flow.retries, retry_delay=int(flow.retry_delay_seconds or 0)),
+    )
+    response = client.request("POST", "/flow_runs/", json=created.model_dump(mode="json", exclude_unset=True))
+    return run_flow(flow, flow_run=FlowRun.model_validate_json(response.text), parameters=parameters)
 
 
 @functools.cache
@@ -268,6 +307,30 @@ def send_queued(timeout: float) -> bool:
     return done.wait(timeout)
 
 
+def share_version_check(client: PrefectClient | SyncPrefectClient) -> None:
+    """Once `client` has checked the server's API version, make Prefect's events client in this process take
+    it as checked too.
+
+    Prefect checks once per process and API URL, but its events client spells the URL
+    without the trailing slash the HTTP client gives it: a new process checked twice, the
+    second time on the events worker's thread, with one more request and a TLS context of
+    its own (the CA bundle loaded). Nothing is shared before `client` checked (or when it
+    skipped its check); a no-op for a Prefect whose events client does not check.
+    """
+    try:
+        from prefect._internal import version_checking
+    except ImportError:
+        return
+    key = version_checking._api_version_check_key
+    if not version_checking._is_api_version_check_cached(key(str(client.api_url), client.client_version())):
+        return
+    from prefect.settings import PREFECT_API_URL
+
+    spelled = PREFECT_API_URL.value()
+    if spelled:
+        version_checking._cache_api_version_check(key(str(spelled), client.client_version()))
+
+
 def heartbeat_threads_not_joined() -> None:
     """Make Prefect's flow engine in this process end a run's heartbeat thread without waiting for it.
 
@@ -380,8 +443,6 @@ def remember_related(objects: dict[str, str]) -> None:
     out is read by Prefect as before."""
     from prefect.client.schemas.objects import Flow, WorkPool, WorkQueue
     from prefect.client.schemas.responses import DeploymentResponse
-    from prefect.events.related import RESOURCE_CACHE
-    from prefect.types._datetime import now
 
     schemas: dict[str, Any] = {
         "flow": Flow,
@@ -389,12 +450,19 @@ def remember_related(objects: dict[str, str]) -> None:
         "work-queue": WorkQueue,
         "work-pool": WorkPool,
     }
-    cached_at: Any = now("UTC")  # the cache's own timestamp type, whichever this Prefect uses
     for kind, data in objects.items():
         if kind in schemas:
-            found = schemas[kind].model_validate_json(data)
-            key = found.name if kind == "work-pool" else found.id
-            RESOURCE_CACHE[f"{kind}.{key}"] = ({"kind": kind, "object": found}, cached_at)
+            _remember(kind, schemas[kind].model_validate_json(data))
+
+
+def _remember(kind: str, found: Any) -> None:
+    """Put `found`, a related object of `kind`, into Prefect's cache of related resources, keyed as Prefect looks it up."""
+    from prefect.events.related import RESOURCE_CACHE
+    from prefect.types._datetime import now
+
+    key = found.name if kind == "work-pool" else found.id
+    cached_at: Any = now("UTC")  # the cache's own timestamp type, whichever this Prefect uses
+    RESOURCE_CACHE[f"{kind}.{key}"] = ({"kind": kind, "object": found}, cached_at)
 
 
 class OpenSuspensionObserver:

@@ -25,6 +25,7 @@ from prefect.context import FlowRunContext
 from fanout.core.errors import FanoutError
 from fanout.core.liveness import keeping_alive
 from fanout.core.outcome import ItemOutcome
+from fanout.core.prefect_adapter import share_version_check
 from fanout.core.settings import FlowSettings, flow_settings
 from fanout.core.wrap_up import after_final_state, wrap_up
 from fanout.engine.async_items import submission_settings
@@ -150,6 +151,7 @@ def durable_map(
     `await durable_map_async(...)`.
     """
     context = _flow_run_context()
+    share_version_check(context.client)
     overrides = {
         "max_parallel": max_parallel,
         "batch_size": batch_size,

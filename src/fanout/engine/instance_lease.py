@@ -130,10 +130,15 @@ def _tagging(run_id: UUID, instance_id: str) -> threading.Thread:
     return thread
 
 
+def instance_tag(instance_id: str) -> str:
+    """The tag that makes a run findable by its instance id."""
+    return f"{INSTANCE_TAG_PREFIX}{instance_id}"
+
+
 def _tag(run_id: UUID, instance_id: str) -> None:
     """Make a run not started by the webhook findable by its instance id (one API call, only then); a
     failure is logged: the run goes on, found by its flow run id."""
-    tag = f"{INSTANCE_TAG_PREFIX}{instance_id}"
+    tag = instance_tag(instance_id)
     context = FlowRunContext.get()
     tags = context.flow_run.tags if context is not None and context.flow_run is not None else None
     if tags is not None and tag in tags:

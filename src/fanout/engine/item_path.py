@@ -148,7 +148,7 @@ class TaskItemsFailed(ItemsFailed):
 
 def task_result(outcomes: list[ItemOutcome]) -> list[ItemOutcome]:
     """The task run's outcomes, or `TaskItemsFailed` when any item failed for good."""
-    if all(outcome.ok for outcome in outcomes):
+    if all(outcome.error is None for outcome in outcomes):  # `ok`, without a property call per item
         return outcomes
     raise TaskItemsFailed(outcomes)
 

@@ -107,7 +107,7 @@ def table_rows(scope: str, outcomes: Sequence[ItemOutcome], limit: int) -> tuple
     `scope` precedes each item in its correlation id (the instance, or `<instance>/<stage>`)."""
     if len(outcomes) <= limit:
         return [item_row(scope, outcome) for outcome in outcomes], True
-    failures = [outcome for outcome in outcomes if not outcome.ok]
+    failures = [outcome for outcome in outcomes if outcome.error is not None]  # not `ok`, without a property call
     return [item_row(scope, outcome) for outcome in failures[:limit]], False
 
 

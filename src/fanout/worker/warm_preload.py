@@ -5,7 +5,7 @@ of a model in a process builds its schema (FlowRun to read the run the worker
 hands over, FlowRunUpdate for the engine's first update, WorkPool, State,
 TaskRun, ...). In a forked process that happens on every run, before the run
 can propose Running. Built in the forkserver, every process it forks inherits
-them. `multiprocessing` preloads by importing, so importing this module is what
+them, and the seed flow's own first-run work (`fanout.seed.warm_up`). `multiprocessing` preloads by importing, so importing this module is what
 does the work; it is named last in the preload list
 (src/fanout/worker/warm_processes.py), after every module whose models it builds.
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 
 from pydantic import BaseModel
+
+from fanout.seed import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -51,3 +53,4 @@ def complete_models(classes: list[type[BaseModel]] | None = None) -> int:
 
 
 complete_models()
+warm_up()

@@ -8,6 +8,7 @@ that changes a Prefect setting gets none of what was prepared under the worker's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -16,6 +17,8 @@ from contextlib import ExitStack
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple
+
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from fanout.core.prefect_adapter import (
     OpenSuspensionObserver,
@@ -76,7 +79,8 @@ def prepare() -> ExitStack:
     the current `SyncClientContext`). Starting the events service opens its
     connection; the log service creates its client. When the client supports CSRF, the first change request fetches the
     server's CSRF setting once (here, a one-row read by POST), which the engine's
-    first update would otherwise wait for. The server's default result storage,
+    first update would otherwise wait for. Prefect's event loop for sync callers (a
+    task's state, a result's write) is started. The server's default result storage,
     which the engine reads before the run's first task, is read here; a run that
     comes more than `STORAGE_READ_FRESH_SECONDS` later reads it again. The observer of the run's suspension,
     which Prefect's engine opens and waits for before it proposes Running, is
@@ -97,6 +101,7 @@ def prepare() -> ExitStack:
         stack.callback(forget_default_result_storage)
         APILogWorker.instance()
         EventsWorker.instance()
+        run_coro_as_sync(asyncio.sleep(0))  # starts Prefect's loop for sync callers, which every run uses
         observer = OpenSuspensionObserver()
         if observer.open(OBSERVER_OPEN_SECONDS):
             stack.callback(observer.install())
