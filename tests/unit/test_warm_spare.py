@@ -78,6 +78,7 @@ def test_a_spare_fetches_the_csrf_setting_only_for_a_client_that_uses_it(
     monkeypatch.setattr(SyncPrefectClient, "read_flow_runs", lambda self, **options: reads.append(options))
     monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
     monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(warm_spare, "read_default_result_storage_ahead", lambda client: None)  # no server here
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: csrf}):
         warm_spare.prepare().close()
     assert reads == ([{"limit": 1}] if csrf else [])
@@ -105,6 +106,7 @@ def test_a_spare_hands_its_run_the_suspension_observer_only_when_it_opened(
         monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
     monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
     monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(warm_spare, "read_default_result_storage_ahead", lambda client: None)  # no server here
     monkeypatch.setattr(OpenSuspensionObserver, "open", lambda self, timeout: opened)
     engines_own = prefect.flow_engine.observe_flow_run_suspension
     settings = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: False}
@@ -130,6 +132,7 @@ def test_a_spare_starts_prefect_s_loop_for_sync_callers_before_its_run(monkeypat
         monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
     monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
     monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(warm_spare, "read_default_result_storage_ahead", lambda client: None)  # no server here
     monkeypatch.setattr(OpenSuspensionObserver, "open", lambda self, timeout: False)
     ran: list[object] = []
     monkeypatch.setattr(warm_spare, "run_coro_as_sync", lambda coroutine: ran.append(run_coro_as_sync(coroutine)))
