@@ -60,25 +60,35 @@ def test_a_run_under_the_workers_settings_runs_in_what_the_spare_prepared(monkey
     assert seen["closed_after"] is True
 
 
-@pytest.mark.parametrize("csrf", [True, False])
-def test_a_spare_fetches_the_csrf_setting_only_for_a_client_that_uses_it(
-    monkeypatch: pytest.MonkeyPatch, csrf: bool
-) -> None:
-    """The spare's one-row read, which only fetches the server's CSRF setting, is made only when the client supports CSRF."""
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`warm_spare.prepare()` with no Prefect server: no version check, no log or events service, no read of
+    the server's default storage (each would wait on a refused connection)."""
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
+
+    from fanout.worker import warm_spare
+
+    for check in ("raise_for_api_version_mismatch_once", "raise_for_api_version_mismatch"):  # newer, older Prefect
+        monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
+    monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
+    monkeypatch.setattr(warm_spare, "read_default_result_storage_ahead", lambda client: None)
+
+
+@pytest.mark.parametrize("csrf", [True, False])
+def test_a_spare_fetches_the_csrf_setting_only_for_a_client_that_uses_it(
+    monkeypatch: pytest.MonkeyPatch, no_server: None, csrf: bool
+) -> None:
+    """The spare's one-row read, which only fetches the server's CSRF setting, is made only when the client supports CSRF."""
+    from prefect.client.orchestration import SyncPrefectClient
     from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
 
     from fanout.worker import warm_spare
 
     reads: list[dict[str, Any]] = []
-    for check in ("raise_for_api_version_mismatch_once", "raise_for_api_version_mismatch"):  # newer, older Prefect
-        monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
     monkeypatch.setattr(SyncPrefectClient, "read_flow_runs", lambda self, **options: reads.append(options))
-    monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
-    monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
-    monkeypatch.setattr(warm_spare, "read_default_result_storage_ahead", lambda client: None)  # no server here
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: csrf}):
         warm_spare.prepare().close()
     assert reads == ([{"limit": 1}] if csrf else [])
@@ -90,23 +100,15 @@ def test_a_spare_fetches_the_csrf_setting_only_for_a_client_that_uses_it(
 )
 @pytest.mark.parametrize("opened", [True, False])
 def test_a_spare_hands_its_run_the_suspension_observer_only_when_it_opened(
-    monkeypatch: pytest.MonkeyPatch, opened: bool
+    monkeypatch: pytest.MonkeyPatch, no_server: None, opened: bool
 ) -> None:
     """The engine observes through the spare's observer while the preparation lasts, if it opened; else its own."""
     import prefect.flow_engine
-    from prefect.client.orchestration import SyncPrefectClient
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
 
     from fanout.core.prefect_adapter import OpenSuspensionObserver
     from fanout.worker import warm_spare
 
-    for check in ("raise_for_api_version_mismatch_once", "raise_for_api_version_mismatch"):
-        monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
-    monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
-    monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
-    monkeypatch.setattr(warm_spare, "read_default_result_storage_ahead", lambda client: None)  # no server here
     monkeypatch.setattr(OpenSuspensionObserver, "open", lambda self, timeout: opened)
     engines_own = prefect.flow_engine.observe_flow_run_suspension
     settings = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: False}
@@ -116,23 +118,17 @@ def test_a_spare_hands_its_run_the_suspension_observer_only_when_it_opened(
     assert prefect.flow_engine.observe_flow_run_suspension is engines_own
 
 
-def test_a_spare_starts_prefect_s_loop_for_sync_callers_before_its_run(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_spare_starts_prefect_s_loop_for_sync_callers_before_its_run(
+    monkeypatch: pytest.MonkeyPatch, no_server: None
+) -> None:
     """The loop on which Prefect runs a sync caller's coroutines (a task's state, a result's write) is started
     by the spare: one coroutine has gone through it before the run arrives."""
-    from prefect.client.orchestration import SyncPrefectClient
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     from fanout.core.prefect_adapter import OpenSuspensionObserver
     from fanout.worker import warm_spare
 
-    for check in ("raise_for_api_version_mismatch_once", "raise_for_api_version_mismatch"):
-        monkeypatch.setattr(SyncPrefectClient, check, lambda self: None, raising=False)
-    monkeypatch.setattr(APILogWorker, "instance", classmethod(lambda cls: None))
-    monkeypatch.setattr(EventsWorker, "instance", classmethod(lambda cls: None))
-    monkeypatch.setattr(warm_spare, "read_default_result_storage_ahead", lambda client: None)  # no server here
     monkeypatch.setattr(OpenSuspensionObserver, "open", lambda self, timeout: False)
     ran: list[object] = []
     monkeypatch.setattr(warm_spare, "run_coro_as_sync", lambda coroutine: ran.append(run_coro_as_sync(coroutine)))
