@@ -220,8 +220,9 @@ def test_a_refused_connection_ends_the_final_attempts_at_once() -> None:
         attempts.append(progress)
         raise httpx.ConnectError("[Errno 111] Connection refused")
 
+    earlier = set(threading.enumerate())  # another test's publisher may still be winding down
     with ProgressReporter(total=2, interval=60, publish=refused) as reporter:
-        publisher = next(thread for thread in threading.enumerate() if thread.name == THREAD_NAME)
+        publisher = next(t for t in threading.enumerate() if t.name == THREAD_NAME and t not in earlier)
         reporter.advance(completed=2)
     reporter.wait_published(5)  # a second final try would come 15 s (a quarter interval) later
     assert not publisher.is_alive()
