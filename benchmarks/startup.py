@@ -7,6 +7,7 @@ Prints, measured on this machine in this one run:
 - the median wall time of a cold `python -c "import prefect, fanout.seed"` (the unit of the ratios);
 - the seed's 5 items from `POST /api/start-fanout` to the status URL's 200 (polled every 0.1 s) through
   `fanout up`'s stack with the warm worker (`fanout-warm`), p50 and p95 over `--runs` runs;
+- the same with the status GET held until the run ends (`?wait=`), as a client that long-polls sees it;
 - the same runs started with `prefect deployment run` (the CLI process's own start included), timed to
   the flow run's Completed state, polled every 0.1 s;
 - the same POST -> 200 with Prefect's plain `process` worker on the same deployment (the anchor);
@@ -36,6 +37,7 @@ from fanout.localstack.polling import wait_for
 from fanout.localstack.stack import WARM_WORKER, LocalStack, _bin, temporary_stack
 
 POLL_SECONDS = 0.1
+HELD_SECONDS = 30
 RUN_TIMEOUT = 300.0
 """Longest a measured run may take before the benchmark gives up on it (seconds)."""
 SEED = [f"Processed item-{i}" for i in range(1, 6)]
@@ -76,6 +78,17 @@ def post_to_200(client: httpx.Client) -> float:
     status_url = client.post("/api/start-fanout").json()["statusQueryGetUri"]
     response = wait_for(lambda: ok(client.get(status_url)), RUN_TIMEOUT, "the run's 200", interval=POLL_SECONDS)
     assert response is not None
+    assert response.json()["output"] == SEED, response.text
+    return time.perf_counter() - began
+
+
+def post_to_held_200(client: httpx.Client) -> float:
+    """POST the seed, then GET its status URL with `?wait=`, held until the run ends; seconds to that 200."""
+    began = time.perf_counter()
+    status_url = client.post("/api/start-fanout").json()["statusQueryGetUri"]
+    response = client.get(status_url, params={"wait": HELD_SECONDS})
+    while response.status_code != 200:
+        response = client.get(response.headers["location"])
     assert response.json()["output"] == SEED, response.text
     return time.perf_counter() - began
 
@@ -124,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10, help="timed runs per starter (after one warm-up)")
     parser.add_argument("--imports", type=int, default=5, help="cold imports timed")
+    parser.add_argument("--warm-only", action="store_true", help="leave out the process worker and `fanout run`")
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     rows: list[tuple[str, list[float]]] = []
@@ -131,10 +145,14 @@ def main() -> None:
         temporary_stack("fanout-startup-") as stack,
         httpx.Client(base_url=stack.webhook_url, headers=stack.webhook_headers, timeout=60) as client,
     ):
-        for worker_type, label in ((WARM_WORKER, "warm worker"), ("process", "process worker (anchor)")):
+        workers = [(WARM_WORKER, "warm worker")] + ([] if args.warm_only else [("process", "process worker (anchor)")])
+        for worker_type, label in workers:
             worker = stack.start_worker(worker_type=worker_type)
             rows.append((f"POST -> 200, {label}", series(lambda: post_to_200(client), args.runs)))
             if worker_type == WARM_WORKER:
+                rows.append(
+                    (f"POST -> 200 held (?wait=), {label}", series(lambda: post_to_held_200(client), args.runs))
+                )
                 rows.append(
                     (
                         f"prefect deployment run -> Completed, {label}",
@@ -142,8 +160,9 @@ def main() -> None:
                     )
                 )
             stack.stop_worker(worker)
-    with tempfile.TemporaryDirectory(prefix="fanout-run-") as folder:
-        rows.append(("warm `fanout run` (whole process)", warm_fanout_runs(Path(folder), args.runs)))
+    if not args.warm_only:
+        with tempfile.TemporaryDirectory(prefix="fanout-run-") as folder:
+            rows.append(("warm `fanout run` (whole process)", warm_fanout_runs(Path(folder), args.runs)))
     imports = [cold_import() for _ in range(args.imports)]
     unit = statistics.median(imports)
     print(f"{'':<44} {'n':>3} {'p50 s':>7} {'p95 s':>7} {'p50/import':>9}")

@@ -1,13 +1,13 @@
 """When a seed run's status URL answers 200, against when Prefect stamped and recorded its Completed state.
 
-    .venv/bin/python -m benchmarks.status_flip [--runs 6] [--interval 0.005] [--gap 3]
+    .venv/bin/python -m benchmarks.status_flip [--runs 6] [--interval 0.005] [--gap 3] [--held]
 
 On a `fanout up`-like stack with one warm worker, each run is started with POST /api/start-fanout and its
 status URL polled every `--interval` seconds, far faster than a client would, so the time the status
 first answers 200 shows what the server and the webhook add after the run's end rather than the
 client's polling. Per run it prints, in seconds after the POST: each Prefect state's timestamp (as the
 engine stamped it), the flow run's last update (about when the server recorded the final state), and the
-first status answer of each kind.
+first status answer of each kind. With `--held`, one status GET held with `?wait=` instead of the polling.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def first_answers(client: httpx.Client, status_url: str, start: float, interval:
         time.sleep(interval)
 
 
+def held_answer(client: httpx.Client, status_url: str, start: float) -> dict[str, float]:
+    """The moment a status GET held with `?wait=` answered 200 (asking again on a 202)."""
+    response = client.get(status_url, params={"wait": 30})
+    while response.status_code != 200:
+        response = client.get(response.headers["location"])
+    return {f"200 held {response.json().get('runtimeStatus')}": round(time.time() - start, 3)}
+
+
 def prefect_marks(api: httpx.Client, instance_id: str, start: float) -> dict[str, float]:
     """The run's state timestamps and its last update, from Prefect's API."""
     query = {"flow_runs": {"tags": {"all_": [instance_tag(instance_id)]}}}
@@ -53,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--interval", type=float, default=0.005, help="seconds between status reads")
+    parser.add_argument("--held", action="store_true", help="one status GET held with ?wait= instead of polling")
     parser.add_argument("--gap", type=float, default=3.0, help="seconds before each run (its worker idle)")
     args = parser.parse_args()
     with temporary_stack("fanout-status-flip-") as stack:
@@ -66,7 +75,11 @@ def main() -> None:
                     time.sleep(args.gap)
                     start = time.time()
                     started = client.post("/api/start-fanout", json={"count": 5}).json()
-                    answers = first_answers(client, started["statusQueryGetUri"], start, args.interval)
+                    status_url = started["statusQueryGetUri"]
+                    if args.held:
+                        answers = held_answer(client, status_url, start)
+                    else:
+                        answers = first_answers(client, status_url, start, args.interval)
                     print(f"run {number}: prefect {prefect_marks(api, started['id'], start)} status {answers}")
         finally:
             stack.stop_worker(worker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,14 @@ def test_webhook_cli_examples(stack: LocalStack, webhook: httpx.Client) -> None:
     done = bash(cli, stack, **webhook_env(stack))
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"runtimeStatus"' in done.stdout and '"instancesDeleted": 1' in done.stdout
+
+
+def test_the_held_status_curl_answers_once_the_run_is_finished(
+    stack: LocalStack, worker: Child, webhook: httpx.Client
+) -> None:
+    """The HTTP API guide's `?wait=` line, sent right after a start, answers the finished run's output."""
+    (held,) = section_blocks(HTTP_API, "The status document")
+    instance = webhook.post("/api/start-fanout", json={"count": 2}).json()["id"]
+    done = bash(held, stack, URL=stack.webhook_url, TOKEN=stack.token, ID=instance)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["output"] == ["Processed item-1", "Processed item-2"]

@@ -31,7 +31,9 @@ def fuzzed_app() -> FastAPI:
     runs = FakeManagedRuns()
     for instance_id, state in SEEDED.items():
         runs.add_run(instance_id, state)
-    return make_app(runs, webhook_max_body_bytes=64_000, webhook_max_queued_starts=100_000)
+    return make_app(
+        runs, webhook_max_body_bytes=64_000, webhook_max_queued_starts=100_000, webhook_max_wait_seconds=0.01
+    )
 
 
 APP = fuzzed_app()

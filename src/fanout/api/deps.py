@@ -7,11 +7,12 @@ thread, and those hand-offs would cost each request more than its own work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from fanout.api.state_changes import StateChanges
 from fanout.core.settings import ApiSettings
 from fanout.service.instances import Instances
 
@@ -23,6 +24,7 @@ class WebhookState:
     settings: ApiSettings
     token: str | None
     instances: Instances | None = None
+    changes: StateChanges = field(default_factory=StateChanges)
 
 
 async def webhook_state(request: Request) -> WebhookState:
@@ -44,5 +46,10 @@ async def instances(state: State) -> Instances:
     return state.instances
 
 
+async def state_changes(state: State) -> StateChanges:
+    return state.changes
+
+
 Settings = Annotated[ApiSettings, Depends(settings)]
+Changes = Annotated[StateChanges, Depends(state_changes)]
 InstancesDep = Annotated[Instances, Depends(instances)]

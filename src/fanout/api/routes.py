@@ -11,27 +11,38 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from fanout.api.body import orchestration_input, parse_request, read_limited
 from fanout.api.deadline import bounded
-from fanout.api.deps import InstancesDep, Settings, State
+from fanout.api.deps import Changes, InstancesDep, Settings, State
 from fanout.api.durable_payloads import list_entry
 from fanout.api.listing import CONTINUATION_HEADER, BadQuery, list_instances
 from fanout.api.openapi_doc import LIST_QUERY, START_BODY
 from fanout.api.results_routes import inline_limited
 from fanout.api.schemas import ErrorDetail, Health, InstanceEntry, InstanceStatus, ManagementUrls, PurgeReport
 from fanout.api.security import require_token
+from fanout.api.state_changes import Heard, StateChanges
 from fanout.core.prefect_adapter import client_retries_off
 from fanout.core.settings import ApiSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
-from fanout.service.instances import Started
+from fanout.service.instances import Instances, Started
 from fanout.service.orchestrators import Orchestrator, UnknownOrchestrator
+from fanout.service.runs import RunRecord
+from fanout.service.status import StatusDocument
 from fanout.service.webhook_errors import DeploymentNotFound, InstanceNotFound
 
 INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
+WAIT_DESCRIPTION = (
+    "Seconds to hold the request while the instance is not finished (capped by FANOUT_WEBHOOK_MAX_WAIT_SECONDS); "
+    "it answers as soon as the instance finishes. 0: answer at once."
+)
+STALE_READ_SECONDS = 0.05
+STALE_READ_WINDOW = 1.0
+"""After a final-state event, a read that still shows the run unfinished is tried again every
+STALE_READ_SECONDS for STALE_READ_WINDOW: the event can come before the server's write is visible."""
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -200,9 +211,19 @@ async def list_all(
     },
 )
 async def status(
-    request: Request, response: Response, instance_id: str, instances: InstancesDep, settings: Settings
+    request: Request,
+    response: Response,
+    instance_id: str,
+    instances: InstancesDep,
+    settings: Settings,
+    changes: Changes,
+    wait: Annotated[float, Query(ge=0, description=WAIT_DESCRIPTION)] = 0,
 ) -> InstanceStatus:
-    document = await instances.status(checked_instance(instance_id))
+    """The instance's status: 200 once finished, else 202. With `wait`, held until it finishes or `wait`
+    seconds pass, so the client hears of the end as the server records it."""
+    document = await finished_or_waited(
+        instances, changes, checked_instance(instance_id), min(wait, settings.webhook_max_wait_seconds), settings
+    )
     content = inline_limited(document.model_dump(mode="json", by_alias=True), request, settings)
     if not document.finished:
         response.status_code = 202
@@ -232,6 +253,31 @@ async def restart(
 async def purge(instance_id: str, instances: InstancesDep) -> PurgeReport:
     report = await instances.purge(checked_instance(instance_id))
     return PurgeReport.model_validate(report.document())
+
+
+async def finished_or_waited(
+    instances: Instances, changes: StateChanges, instance_id: str, wait: float, settings: ApiSettings
+) -> StatusDocument:
+    """The status document once the instance has finished, or as it is when `wait` seconds have passed.
+
+    Each read has a Prefect budget of its own (src/fanout/api/deadline.py): the wait in between is not
+    Prefect's time. After a state event the run is read again at once, and shortly after if that read
+    still shows the old state (the event can come before the server's write is visible)."""
+    until = changes.now() + wait
+    stale_reads_until = 0.0
+    while True:
+        since = changes.now()
+        with bounded(settings.webhook_read_deadline_seconds):
+            found = await instances.find(instance_id)
+            document = await instances.document(found)
+        left = until - changes.now()
+        if document.finished or left <= 0:
+            return document
+        if since < stale_reads_until:
+            left = min(left, STALE_READ_SECONDS)
+        run_id = found.flow_run_id if isinstance(found, RunRecord) else None
+        if await changes.wait(run_id, since, left) is Heard.FINAL:
+            stale_reads_until = changes.now() + STALE_READ_WINDOW
 
 
 def checked_instance(instance_id: str) -> str:

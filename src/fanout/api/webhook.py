@@ -27,6 +27,7 @@ from fanout.api.docs_routes import router as docs_routes
 from fanout.api.durable_api import router as durable_routes
 from fanout.api.results_routes import router as results_routes
 from fanout.api.routes import open_routes, routes
+from fanout.api.state_changes import prefect_subscription
 from fanout.core.prefect_adapter import client_retries
 from fanout.core.settings import ApiSettings
 from fanout.service.instances import Instances
@@ -162,12 +163,16 @@ async def _prefect_lifespan(app: FastAPI) -> AsyncIterator[None]:
         runs = PrefectRuns(client, settings.deployment_name, ui_base=api_url.removesuffix("/api"), settings=settings)
         state.instances = instances_over(runs, queue, settings)
         submitting = asyncio.create_task(state.instances.submitter.run_forever(), name="fanout-submitter")
+        listening = asyncio.create_task(state.changes.listen(prefect_subscription(api_url)), name="fanout-changes")
         try:
             yield
         finally:
             submitting.cancel()  # a create cut off here stays queued and is sent again (same idempotency key)
+            listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await submitting
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
             state.instances = None
             queue.close()
 

@@ -242,6 +242,12 @@ class WebhookSettings(BaseSettings):
         le=300,
         description="httpx timeout (connect, read, write) of each Prefect API call the webhook makes (503 beyond it).",
     )
+    webhook_max_wait_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=600,
+        description="Longest a status request may hold with `?wait=` for the run to finish; a longer wait is cut to it.",
+    )
     webhook_read_deadline_seconds: float = Field(
         10.0,
         gt=0,
