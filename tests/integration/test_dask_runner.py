@@ -23,33 +23,35 @@ def on_dask(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FANOUT_MAX_PARALLEL", "4")
 
 
-def test_dask_runs_the_seed(on_dask: None, cli) -> None:
+def test_dask_runs_the_seed(on_dask: None, cli_here) -> None:
     """`fanout run` on Dask returns the seed's five results in order."""
-    done = cli("run", timeout=300)
+    done = cli_here("run")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [f"Processed item-{i}" for i in range(1, 6)]
 
 
 def test_dask_batches_resume_from_per_item_checkpoints(
-    on_dask: None, monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path
+    on_dask: None, monkeypatch: pytest.MonkeyPatch, cli_here, execution_log: Path
 ) -> None:
     """Batches on Dask checkpoint each item; rerunning the instance executes only the item that failed."""
     monkeypatch.setenv("FANOUT_BATCH_SIZE", "10")
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-13")
-    first = cli("run", "--count", "40", "--instance-id", "dask-resume", timeout=300)
+    first = cli_here("run", "--count", "40", "--instance-id", "dask-resume")
     assert first.returncode == 1, first.stderr
     assert len(executed(execution_log)) == 40
     for path in execution_log.iterdir():
         path.unlink()
 
     monkeypatch.delenv("FANOUT_TEST_FAIL")
-    second = cli("run", "--count", "40", "--instance-id", "dask-resume", timeout=300)
+    second = cli_here("run", "--count", "40", "--instance-id", "dask-resume")
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == [f"Processed item-{i}" for i in range(1, 41)]
     assert executed(execution_log) == ["item-13"]
 
 
-def test_a_run_crashed_on_threads_resumes_on_dask(monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path) -> None:
+def test_a_run_crashed_on_threads_resumes_on_dask(
+    monkeypatch: pytest.MonkeyPatch, cli, cli_here, execution_log: Path
+) -> None:
     """Checkpoints are the same records on either runner: a thread run's crash resumes on Dask."""
     monkeypatch.setenv("FANOUT_BATCH_SIZE", "10")
     monkeypatch.setenv("FANOUT_MAX_PARALLEL", "1")
@@ -61,6 +63,6 @@ def test_a_run_crashed_on_threads_resumes_on_dask(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setenv("FANOUT_TASK_RUNNER", "dask")
     monkeypatch.setenv("FANOUT_DASK_WORKERS", "1")
-    resumed = cli("run", "--count", "40", "--instance-id", "thread-then-dask", timeout=300)
+    resumed = cli_here("run", "--count", "40", "--instance-id", "thread-then-dask")
     assert resumed.returncode == 0, resumed.stderr
     assert executed(execution_log) == sorted(f"item-{i}" for i in range(25, 41))

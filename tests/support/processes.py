@@ -41,3 +41,17 @@ def marked_processes(marker: str) -> set[int]:
             except OSError:
                 continue
     return found
+
+
+def own_resource_trackers(pid: int) -> set[int]:
+    """The multiprocessing resource trackers `pid` started (a LocalCluster run in that process starts one):
+    each stops when `pid` exits, so none of them is left running after it."""
+    found = set()
+    for child in descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if int(_stat_fields(child)[1]) == pid and b"multiprocessing.resource_tracker" in command:
+                found.add(child)
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
