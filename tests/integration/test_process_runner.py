@@ -30,36 +30,36 @@ def on_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FANOUT_BATCH_SIZE", "10")
 
 
-def test_the_seed_runs_on_worker_processes(on_processes: None, cli) -> None:
+def test_the_seed_runs_on_worker_processes(on_processes: None, cli_here) -> None:
     """`fanout run` on worker processes returns the seed's results in order."""
-    done = cli("run", "--count", "30")
+    done = cli_here("run", "--count", "30")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [f"Processed item-{i}" for i in range(1, 31)]
 
 
 def test_a_worker_killed_mid_item_costs_only_that_item_a_second_run(
-    on_processes: None, monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path
+    on_processes: None, monkeypatch: pytest.MonkeyPatch, cli_here, execution_log: Path
 ) -> None:
     """A worker process dies at item-13: the run completes, and only item-13 ran twice."""
     monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-13")
-    done = cli("run", "--count", "40")
+    done = cli_here("run", "--count", "40")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [f"Processed item-{i}" for i in range(1, 41)]
     assert [item for item, runs in Counter(executed(execution_log)).items() if runs > 1] == ["item-13"]
 
 
 def test_a_rerun_on_worker_processes_executes_only_what_did_not_finish(
-    on_processes: None, monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path
+    on_processes: None, monkeypatch: pytest.MonkeyPatch, cli_here, execution_log: Path
 ) -> None:
     """Checkpoints written for items run in workers let a rerun of the instance execute only the failed item."""
     monkeypatch.setenv("FANOUT_TEST_FAIL", "item-13")
-    first = cli("run", "--count", "40", "--instance-id", "process-resume")
+    first = cli_here("run", "--count", "40", "--instance-id", "process-resume")
     assert first.returncode == 1, first.stderr
     for path in execution_log.iterdir():
         path.unlink()
 
     monkeypatch.delenv("FANOUT_TEST_FAIL")
-    second = cli("run", "--count", "40", "--instance-id", "process-resume")
+    second = cli_here("run", "--count", "40", "--instance-id", "process-resume")
     assert second.returncode == 0, second.stderr
     assert executed(execution_log) == ["item-13"]
 

@@ -135,12 +135,14 @@ class Hosts:
         return UUID(str(run.id))
 
     def wait_for_run(self, run_id: UUID, timeout: float) -> Any:
-        def finished() -> Any:
-            with self.client() as client:
-                run = client.read_flow_run(run_id)
-            return run if run.state is not None and run.state.type.value in FINAL_STATES else None
+        """The run once it is final, read every half second over one client (each poll is the server's work too)."""
+        with self.client() as client:
 
-        return wait_for(finished, timeout, f"run {run_id} to finish", interval=0.25)
+            def finished() -> Any:
+                run = client.read_flow_run(run_id)
+                return run if run.state is not None and run.state.type.value in FINAL_STATES else None
+
+            return wait_for(finished, timeout, f"run {run_id} to finish", interval=0.5)
 
     def executions(self) -> Counter[str]:
         """How many times each item started, on any host."""
@@ -282,14 +284,15 @@ def rehearse(
     def executed(share: float) -> Callable[[], bool]:
         return lambda: len(hosts.executions()) >= count * share
 
-    wait_for(executed(1 / 3), timeout / 3, "a third of the items", interval=0.2)
+    # Each look lists up to 20,000 files: every half second is close enough to a third.
+    wait_for(executed(1 / 3), timeout / 3, "a third of the items", interval=0.5)
     # Killed first, read after: reading 20,000 checkpoints takes seconds on a busy machine, and the
     # run must still be working when the kill comes. Checkpoints only grow, so what is read now was
     # on S3 before anything that runs after the kill.
     hosts.kill_host(hosts.dask_workers["host-a"])
     before_dask_kill = hosts.checkpointed(instance, items)
     say(f"{time.monotonic() - started:.1f} s: Dask host-a killed, {len(before_dask_kill):,} items checkpointed")
-    wait_for(executed(2 / 3), timeout / 3, "two thirds of the items", interval=0.2)
+    wait_for(executed(2 / 3), timeout / 3, "two thirds of the items", interval=0.5)
     hosts.kill_host(prefect_worker)
     before_flow_kill = hosts.checkpointed(instance, items)
     say(f"{time.monotonic() - started:.1f} s: Prefect worker killed, {len(before_flow_kill):,} items checkpointed")
