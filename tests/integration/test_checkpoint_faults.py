@@ -54,9 +54,9 @@ def pickled_record(value: object, storage_key: str) -> bytes:
     return json.dumps({"metadata": metadata, "result": payload}).encode()
 
 
-def test_flipped_bytes_never_return_a_wrong_value(cli, execution_log: Path, clean_settings: Path) -> None:
+def test_flipped_bytes_never_return_a_wrong_value(cli, cli_here, execution_log: Path, clean_settings: Path) -> None:
     """One byte changed in every record line: the rerun re-executes those items and prints the right output."""
-    assert cli("run", "--count", "20", "--instance-id", "flipped").returncode == 0
+    assert cli_here("run", "--count", "20", "--instance-id", "flipped").returncode == 0
     clear(execution_log)
     folder = instance_folder(clean_settings, "flipped")
     for path in folder.iterdir():
@@ -69,9 +69,9 @@ def test_flipped_bytes_never_return_a_wrong_value(cli, execution_log: Path, clea
     assert "damaged: checksum does not match" in resumed.stderr
 
 
-def test_one_damaged_line_reruns_only_its_item(cli, execution_log: Path, clean_settings: Path) -> None:
+def test_one_damaged_line_reruns_only_its_item(cli_here, execution_log: Path, clean_settings: Path) -> None:
     """Damage to one item's line costs that item alone; the others come from their checkpoints."""
-    assert cli("run", "--count", "150", "--instance-id", "one-flip").returncode == 0
+    assert cli_here("run", "--count", "150", "--instance-id", "one-flip").returncode == 0
     clear(execution_log)
     folder = instance_folder(clean_settings, "one-flip")
     for path in folder.iterdir():
@@ -79,7 +79,7 @@ def test_one_damaged_line_reruns_only_its_item(cli, execution_log: Path, clean_s
             path.unlink()
         else:
             path.write_bytes(path.read_bytes().replace(b'"Processed item-42"', b'"Processed item-43"'))
-    resumed = cli("run", "--count", "150", "--instance-id", "one-flip")
+    resumed = cli_here("run", "--count", "150", "--instance-id", "one-flip")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == [f"Processed item-{i}" for i in range(1, 151)]
     assert executed(execution_log) == ["item-42"]

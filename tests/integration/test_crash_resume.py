@@ -22,7 +22,13 @@ def checkpointed(results: Path, instance: str, count: int) -> int:
 
 @pytest.mark.parametrize("count, batch", [(12, "1"), (150, "10")], ids=["per-item", "batched"])
 def test_killed_run_resumes_with_only_unfinished_items(
-    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, clean_settings: Path, count: int, batch: str
+    monkeypatch: pytest.MonkeyPatch,
+    cli,
+    cli_here,
+    execution_log: Path,
+    clean_settings: Path,
+    count: int,
+    batch: str,
 ) -> None:
     """After os._exit mid-item, rerunning the instance executes only what had not finished."""
     monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-7")
@@ -37,7 +43,7 @@ def test_killed_run_resumes_with_only_unfinished_items(
     for path in execution_log.iterdir():
         if path.name != "crashed":
             path.unlink()
-    resumed = cli("run", "--count", str(count), "--instance-id", "crashy")
+    resumed = cli_here("run", "--count", str(count), "--instance-id", "crashy")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == [f"Processed item-{i}" for i in range(1, count + 1)]
     rerun = executed(execution_log)
@@ -46,7 +52,7 @@ def test_killed_run_resumes_with_only_unfinished_items(
 
 
 def test_another_instance_reuses_nothing_after_a_crash(
-    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path
+    monkeypatch: pytest.MonkeyPatch, cli, cli_here, execution_log: Path
 ) -> None:
     """A different instance id runs every item even when another instance has checkpoints."""
     monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-4")
@@ -55,12 +61,12 @@ def test_another_instance_reuses_nothing_after_a_crash(
     for path in execution_log.iterdir():
         if path.name != "crashed":
             path.unlink()
-    assert cli("run", "--count", "6", "--instance-id", "second").returncode == 0
+    assert cli_here("run", "--count", "6", "--instance-id", "second").returncode == 0
     assert len(executed(execution_log)) == 6
 
 
 def test_a_crash_inside_a_batch_keeps_the_items_it_finished(
-    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, clean_settings: Path
+    monkeypatch: pytest.MonkeyPatch, cli, cli_here, execution_log: Path, clean_settings: Path
 ) -> None:
     """A host dying in the middle of a 50-item batch keeps that batch's finished items; none runs again."""
     monkeypatch.setenv("FANOUT_TEST_CRASH_AT", "item-30")
@@ -72,6 +78,6 @@ def test_a_crash_inside_a_batch_keeps_the_items_it_finished(
     for path in execution_log.iterdir():
         if path.name != "crashed":
             path.unlink()
-    resumed = cli("run", "--count", "120", "--instance-id", "mid-batch")
+    resumed = cli_here("run", "--count", "120", "--instance-id", "mid-batch")
     assert resumed.returncode == 0, resumed.stderr
     assert executed(execution_log) == sorted(f"item-{i}" for i in range(30, 121))
