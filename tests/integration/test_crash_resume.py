@@ -43,6 +43,7 @@ def test_killed_run_resumes_with_only_unfinished_items(
     for path in execution_log.iterdir():
         if path.name != "crashed":
             path.unlink()
+    monkeypatch.delenv("FANOUT_TEST_CRASH_AT")  # the rerun runs in this process
     resumed = cli_here("run", "--count", str(count), "--instance-id", "crashy")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == [f"Processed item-{i}" for i in range(1, count + 1)]
@@ -61,6 +62,7 @@ def test_another_instance_reuses_nothing_after_a_crash(
     for path in execution_log.iterdir():
         if path.name != "crashed":
             path.unlink()
+    monkeypatch.delenv("FANOUT_TEST_CRASH_AT")  # the other instance runs in this process
     assert cli_here("run", "--count", "6", "--instance-id", "second").returncode == 0
     assert len(executed(execution_log)) == 6
 
@@ -78,6 +80,7 @@ def test_a_crash_inside_a_batch_keeps_the_items_it_finished(
     for path in execution_log.iterdir():
         if path.name != "crashed":
             path.unlink()
+    monkeypatch.delenv("FANOUT_TEST_CRASH_AT")  # the rerun runs in this process
     resumed = cli_here("run", "--count", "120", "--instance-id", "mid-batch")
     assert resumed.returncode == 0, resumed.stderr
     assert executed(execution_log) == sorted(f"item-{i}" for i in range(30, 121))

@@ -65,7 +65,12 @@ def test_a_rerun_on_worker_processes_executes_only_what_did_not_finish(
 
 
 def test_a_flow_killed_on_worker_processes_resumes_from_its_checkpoints(
-    on_processes: None, monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, clean_settings: Path
+    on_processes: None,
+    monkeypatch: pytest.MonkeyPatch,
+    cli,
+    cli_here,
+    execution_log: Path,
+    clean_settings: Path,
 ) -> None:
     """The flow process dies mid-run: the rerun executes exactly the items that had no checkpoint."""
     monkeypatch.setenv("FANOUT_TEST_KILL_FLOW_AT", "item-25")
@@ -79,7 +84,7 @@ def test_a_flow_killed_on_worker_processes_resumes_from_its_checkpoints(
         path.unlink()
 
     monkeypatch.delenv("FANOUT_TEST_KILL_FLOW_AT")
-    resumed = cli("run", "--count", "40", "--instance-id", "process-crash")
+    resumed = cli_here("run", "--count", "40", "--instance-id", "process-crash")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == [f"Processed {item}" for item in items]
     assert executed(execution_log) == sorted(set(items) - checkpointed)

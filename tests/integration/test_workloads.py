@@ -107,7 +107,7 @@ def test_results_are_paged_while_the_run_goes(
 
 
 def test_async_crash_resumes_with_only_unfinished_items(
-    monkeypatch: pytest.MonkeyPatch, cli, execution_log: Path, clean_settings: Path
+    monkeypatch: pytest.MonkeyPatch, cli, cli_here, execution_log: Path, clean_settings: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """An async run killed mid-way runs again only the items without a checkpoint."""
     monkeypatch.setenv("FANOUT_PROCESSOR", SCRIPTED_ASYNC)
@@ -120,7 +120,8 @@ def test_async_crash_resumes_with_only_unfinished_items(
     before = executed(execution_log)
     for path in execution_log.iterdir():
         path.unlink() if path.name != "crashed" else None
-    resumed = cli("run", "--count", "30", "--instance-id", "async-crash")
+    monkeypatch.delenv("FANOUT_TEST_CRASH_AT")  # the rerun runs in this process
+    resumed = cli_here("run", "--count", "30", "--instance-id", "async-crash")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads(resumed.stdout) == [f"Processed item-{index}" for index in range(1, 31)]
     again = set(executed(execution_log))
