@@ -65,21 +65,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """After the suite (in the controller, once its test processes have stopped their stacks), nothing the
-    suite started is left running: whatever is, is reported and SIGKILLed. Run without xdist, the suite's
-    own multiprocessing resource tracker (a LocalCluster started in-process starts it) exits with it: not counted."""
+    suite started is left running: whatever is, is reported and SIGKILLed."""
     if hasattr(session.config, "workerinput"):
         return
     from fanout.localstack.polling import wait_for
-    from tests.support.processes import marked_processes, own_resource_trackers
+    from tests.support.processes import marked_processes, own_multiprocessing_helpers
 
     marker, mine = os.environ[SESSION_MARKER], os.getpid()
-    exiting_with_me = {mine} | own_resource_trackers(mine)
+    ours = {mine} | own_multiprocessing_helpers(mine)  # in one process (-n 0), in-process pools leave these
     try:
-        wait_for(
-            lambda: not marked_processes(marker) - exiting_with_me, 60, "the suite's processes to exit", interval=0.5
-        )
+        wait_for(lambda: not marked_processes(marker) - ours, 60, "the suite's processes to exit", interval=0.5)
     except TimeoutError:
-        left = marked_processes(marker) - exiting_with_me
+        left = marked_processes(marker) - ours
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"processes left running after the suite (now killed): {describe(left)}", red=True)

@@ -43,15 +43,19 @@ def marked_processes(marker: str) -> set[int]:
     return found
 
 
-def own_resource_trackers(pid: int) -> set[int]:
-    """The multiprocessing resource trackers `pid` started (a LocalCluster run in that process starts one):
-    each stops when `pid` exits, so none of them is left running after it."""
+MULTIPROCESSING_HELPERS = (b"multiprocessing.resource_tracker", b"multiprocessing.forkserver")
+
+
+def own_multiprocessing_helpers(pid: int) -> set[int]:
+    """The resource tracker and forkserver that `multiprocessing` started for `pid` itself: they exit when it
+    does, so they are not something it left running."""
     found = set()
     for child in descendants(pid):
         try:
+            parent = int(_stat_fields(child)[1])
             command = Path(f"/proc/{child}/cmdline").read_bytes()
-            if int(_stat_fields(child)[1]) == pid and b"multiprocessing.resource_tracker" in command:
-                found.add(child)
         except (OSError, IndexError, ValueError):
             continue
+        if parent == pid and any(helper in command for helper in MULTIPROCESSING_HELPERS):
+            found.add(child)
     return found
