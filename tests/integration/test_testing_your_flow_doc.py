@@ -21,8 +21,10 @@ def test_the_snippet_passes_under_pytest(tmp_path: Path) -> None:
     [(name, code)] = SNIPPET.findall(PAGE.read_text())
     (tmp_path / name).write_text(code)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "FANOUT_"))}
+    # Schemathesis' and Hypothesis' plugins (the suite's test extra, not the page's) stay out, as in the suite.
+    plugins = ["-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest"]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.support.seeded_harness", name],
+        [sys.executable, "-m", "pytest", "-q", *plugins, "-p", "tests.support.seeded_harness", name],
         capture_output=True,
         text=True,
         cwd=tmp_path,
