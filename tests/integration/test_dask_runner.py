@@ -11,7 +11,12 @@ from tests.support.processors import executed
 
 pytest.importorskip("prefect_dask", reason="the dask extra is not installed")
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # A LocalCluster's scheduler serves HTTP on 8787 even without a dashboard, or on another port when a
+    # cluster of another test process holds it: a warning, not a failure.
+    pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning"),
+]
 
 
 @pytest.fixture
