@@ -44,6 +44,7 @@ from fanout.localstack.processes import (
     listen,
     new_nonce,
     spawn,
+    tls_context,
     wait_healthy,
     wait_ready,
 )
@@ -308,6 +309,7 @@ class LocalStack:
                 json={},
                 headers=self.api_headers(),
                 timeout=5,
+                verify=tls_context(),
             )
         except httpx.HTTPError:
             return None
