@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fanout.localstack.processes import tls_context
 from fanout.localstack.stack import LocalStack
 from fanout.service.runs import PrefectRuns
 from fanout.service.webhook_errors import PrefectUnavailable
@@ -72,8 +73,12 @@ def start_as_own_client(
     webhook: httpx.Client, json: dict[str, Any], headers: dict[str, str] | None = None
 ) -> httpx.Response:
     """POST /api/start-fanout on a connection of its own, as one of many separate clients would: one
-    `httpx.Client` shared by hundreds of threads can break its own pooled sockets (seen: EBADF on a read)."""
-    with httpx.Client(base_url=webhook.base_url, headers=webhook.headers, timeout=webhook.timeout) as client:
+    `httpx.Client` shared by hundreds of threads can break its own pooled sockets (seen: EBADF on a read).
+    The clients share one TLS context, which each would otherwise build for itself (CPU the test does not
+    need: the webhook speaks plain HTTP)."""
+    with httpx.Client(
+        base_url=webhook.base_url, headers=webhook.headers, timeout=webhook.timeout, verify=tls_context()
+    ) as client:
         return client.post("/api/start-fanout", json=json, headers=headers)
 
 
@@ -270,7 +275,7 @@ class SlowPrefect:
     def __init__(self) -> None:
         from fastapi import FastAPI
 
-        self.delay = 5.0
+        self.delay = 2.0
         self.calls = 0
         self.url = ""
         self.app = FastAPI()

@@ -93,9 +93,11 @@ def finished_output(stack: LocalStack, flow_run_id: str, timeout: float = 180) -
             assert flow_run.state is not None
             return flow_run.state.type.value, await flow_run.state.aresult(raise_on_failure=False)
 
-    def state() -> str | None:
-        run = httpx.get(f"{stack.api_url}/flow_runs/{flow_run_id}", headers=stack.api_headers(), timeout=30).json()
-        return run["state"]["type"] if run["state"]["type"] in FINAL_STATES else None
+    with httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=30) as api:
 
-    wait_for(state, timeout=timeout, what=f"flow run {flow_run_id} to finish")
+        def state() -> str | None:
+            run = api.get(f"/flow_runs/{flow_run_id}").json()
+            return run["state"]["type"] if run["state"]["type"] in FINAL_STATES else None
+
+        wait_for(state, timeout=timeout, what=f"flow run {flow_run_id} to finish")
     return asyncio.run(read())
