@@ -111,7 +111,10 @@ def execution_log(monkeypatch: pytest.MonkeyPatch, execution_folder: Path) -> Pa
     No earlier run writes here: a test that uses it sees its runs end before it passes, and a worker whose
     test failed is not kept."""
     for entry in execution_folder.iterdir():
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     monkeypatch.setenv("FANOUT_TEST_LOG_DIR", str(execution_folder))
     monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:scripted")
     return execution_folder
