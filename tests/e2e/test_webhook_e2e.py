@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fanout.localstack.processes import tls_context
+from fanout.core.prefect_adapter import tls_context_for
 from fanout.localstack.stack import LocalStack
 from fanout.service.runs import PrefectRuns
 from fanout.service.webhook_errors import PrefectUnavailable
@@ -77,7 +77,10 @@ def start_as_own_client(
     The clients share one TLS context, which each would otherwise build for itself (CPU the test does not
     need: the webhook speaks plain HTTP)."""
     with httpx.Client(
-        base_url=webhook.base_url, headers=webhook.headers, timeout=webhook.timeout, verify=tls_context()
+        base_url=webhook.base_url,
+        headers=webhook.headers,
+        timeout=webhook.timeout,
+        verify=tls_context_for(str(webhook.base_url)),
     ) as client:
         return client.post("/api/start-fanout", json=json, headers=headers)
 

@@ -8,12 +8,10 @@ puts the parent's nonce on every answer, so the health check knows the answer is
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
 import signal
 import socket
-import ssl
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from fanout.core.prefect_adapter import tls_context_for
 from fanout.localstack.listener import NONCE_HEADER
 from fanout.localstack.permissions import PRIVATE_UMASK
 from fanout.localstack.polling import wait_for
@@ -152,19 +151,11 @@ def spawn(
     return Child(name=name, process=process, log_path=log_path)
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """httpx's default TLS context (CA bundle, verification on), made once for this process's polls:
-    each new client otherwise builds its own, about 20 ms of CPU, which a poll every quarter second
-    pays again every time."""
-    return httpx.create_ssl_context()
-
-
 def answers_as(url: str, nonce: str | None, timeout: float = 2.0) -> bool | None:
     """Whether `url` answers 200 (carrying `nonce`, when given): True; None while nothing answers;
     False when something answers 200 without the nonce, which is then not the child we started."""
     try:
-        response = httpx.get(url, timeout=timeout, verify=tls_context())
+        response = httpx.get(url, timeout=timeout, verify=tls_context_for(url))
     except httpx.HTTPError:
         return None
     if response.status_code != 200:
