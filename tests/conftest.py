@@ -69,13 +69,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return
     from fanout.localstack.polling import wait_for
-    from tests.support.processes import marked_processes
+    from tests.support.processes import marked_processes, own_multiprocessing_helpers
 
     marker, mine = os.environ[SESSION_MARKER], os.getpid()
+    ours = {mine} | own_multiprocessing_helpers(mine)  # in one process (-n 0), in-process pools leave these
     try:
-        wait_for(lambda: not marked_processes(marker) - {mine}, 60, "the suite's processes to exit", interval=0.5)
+        wait_for(lambda: not marked_processes(marker) - ours, 60, "the suite's processes to exit", interval=0.5)
     except TimeoutError:
-        left = marked_processes(marker) - {mine}
+        left = marked_processes(marker) - ours
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"processes left running after the suite (now killed): {describe(left)}", red=True)

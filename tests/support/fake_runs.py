@@ -152,6 +152,9 @@ class FakeRuns:
     async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None:
         return next((run for run in self.runs.values() if str(run.flow_run_id) == flow_run_id), None)
 
+    async def again(self, run: RunRecord) -> RunRecord | None:
+        return self.runs.get(run.flow_run_id)
+
     def add_run(self, instance_id: str | None = None, state_type: str = "COMPLETED") -> RunRecord:
         """A run started without the webhook (`prefect deployment run`, a trigger, `fanout serve`) that
         carries no instance tag: only its flow-run id finds it. Without an instance id it is its own."""

@@ -41,3 +41,21 @@ def marked_processes(marker: str) -> set[int]:
             except OSError:
                 continue
     return found
+
+
+MULTIPROCESSING_HELPERS = (b"multiprocessing.resource_tracker", b"multiprocessing.forkserver")
+
+
+def own_multiprocessing_helpers(pid: int) -> set[int]:
+    """The resource tracker and forkserver that `multiprocessing` started for `pid` itself: they exit when it
+    does, so they are not something it left running."""
+    found = set()
+    for child in descendants(pid):
+        try:
+            parent = int(_stat_fields(child)[1])
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and any(helper in command for helper in MULTIPROCESSING_HELPERS):
+            found.add(child)
+    return found

@@ -161,3 +161,15 @@ def test_listening_hears_each_runs_state_events_and_which_are_final() -> None:
         return changes.heard_since(running, since), changes.heard_since(completed, since)
 
     assert asyncio.run(main()) == (Heard.CHANGED, Heard.FINAL)
+
+
+def test_a_run_deleted_while_a_request_waits_on_it_answers_404(runs: FakeRuns) -> None:
+    """The held request reads its run again after each event: a run gone meanwhile is a 404, not a stale 202."""
+    app, instance, run_id = running_instance(runs)
+
+    async def delete() -> None:
+        await asyncio.sleep(0.1)
+        del runs.runs[run_id]
+        changes_of(app).heard(run_id, final=True)
+
+    assert waiting(app, instance, 30, delete).status_code == 404

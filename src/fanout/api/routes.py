@@ -28,7 +28,7 @@ from fanout.core.prefect_adapter import client_retries_off
 from fanout.core.settings import ApiSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
-from fanout.service.instances import Instances, Started
+from fanout.service.instances import Found, Instances, Started
 from fanout.service.orchestrators import Orchestrator, UnknownOrchestrator
 from fanout.service.runs import RunRecord
 from fanout.service.status import StatusDocument
@@ -265,10 +265,11 @@ async def finished_or_waited(
     still shows the old state (the event can come before the server's write is visible)."""
     until = changes.now() + wait
     stale_reads_until = 0.0
+    found: Found | None = None
     while True:
         since = changes.now()
         with bounded(settings.webhook_read_deadline_seconds):
-            found = await instances.find(instance_id)
+            found = await instances.find(instance_id) if found is None else await instances.again(found, instance_id)
             document = await instances.document(found)
         left = until - changes.now()
         if document.finished or left <= 0:

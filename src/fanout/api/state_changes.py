@@ -100,16 +100,20 @@ class StateChanges:
 
     async def listen(self, subscribe: Subscribe) -> None:
         """Hear flow-run state events until cancelled; subscribe again whenever the stream breaks."""
+        warned = False
         while True:
             try:
                 async with subscribe() as events:
                     self.listening = True
+                    warned = False
                     async for event in events:
                         run_id = _flow_run_id(event)
                         if run_id is not None:
                             self.heard(run_id, final=_final(event))
             except Exception as error:  # noqa: BLE001 - waits fall back to the recheck interval meanwhile
-                logger.warning("flow-run state event stream broke (%s); subscribing again", error)
+                log = logger.debug if warned else logger.warning  # once per outage, not every second of it
+                log("flow-run state event stream broke (%s); subscribing again", error)
+                warned = True
             finally:
                 self.listening = False
             await asyncio.sleep(RESUBSCRIBE_SECONDS)

@@ -288,6 +288,15 @@ class Instances:
             raise InstanceNotFound(f"no instance {instance_id!r}")
         return run
 
+    async def again(self, found: Found, instance_id: str) -> Found:
+        """The instance found again, after `found`: a run by its id (while it is unfinished it stays the
+        instance's newest, since a start or restart of a busy instance is refused), else a fresh look-up."""
+        if isinstance(found, RunRecord):
+            run = await self.runs.again(found)
+            if run is not None:
+                return run
+        return await self.find(instance_id)
+
     async def status(self, instance_id: str) -> StatusDocument:
         return await self.document(await self.find(instance_id))
 

@@ -138,6 +138,7 @@ class Runs(Protocol):
     async def latest(self, instance_id: str) -> RunRecord | None: ...
     async def by_idempotency_key(self, idempotency_key: str) -> RunRecord | None: ...
     async def by_flow_run_id(self, flow_run_id: str) -> RunRecord | None: ...
+    async def again(self, run: RunRecord) -> RunRecord | None: ...
     async def reachable(self) -> str | None: ...
     async def output(self, run: RunRecord) -> RunOutput: ...
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
@@ -369,6 +370,15 @@ class PrefectRuns:
         except ObjectNotFound:  # the seed's flow is not deployed on this server
             return None
         return record(flow_run) if flow_run.flow_id == seed_flow else None
+
+    @unavailable_as_503
+    async def again(self, run: RunRecord) -> RunRecord | None:
+        """The same flow run read again by its id (a key lookup, cheaper than the instance's tag filter);
+        None once it is gone."""
+        try:
+            return record(await self.client.read_flow_run(run.flow_run_id))
+        except ObjectNotFound:
+            return None
 
     async def reachable(self) -> str | None:
         """None when the Prefect API answers its health check, else why not."""
