@@ -48,7 +48,7 @@ class BrokenRuns:
 
 @pytest.fixture(scope="module")
 def broken_runs(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokenRuns]:
-    """The two runs side by side on one worker, stopped once both have ended."""
+    """The two runs, side by side on one worker, which is stopped once both have ended."""
     workspace = Workspace(tmp_path_factory.mktemp("broken-items"), storage=stack.results)
     stack.cancel_unfinished()
     local = stack.local
