@@ -76,3 +76,16 @@ def test_the_timeout_names_the_last_status() -> None:
 
     with pytest.raises(StartFailed, match="still Running after 0"):
         wait(client, STATUS_URL, quiet(), timeout=0)
+
+
+def test_each_status_read_asks_the_webhook_to_hold_it_until_the_end() -> None:
+    """The first read carries `?wait=`, so the run's end is heard when it happens, not at the next poll."""
+    asked: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        return httpx.Response(200, json=COMPLETED)
+
+    wait(httpx.Client(transport=httpx.MockTransport(answer)), STATUS_URL, quiet())
+
+    assert asked[0].params["wait"] == str(start_client.HOLD_SECONDS)

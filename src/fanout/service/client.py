@@ -1,8 +1,9 @@
 """`fanout start`: call the webhook like any client would, and optionally follow the run to its end.
 
 It uses only the seed's HTTP contract: POST /api/start-fanout, then GET the
-status URL (following `Location`, waiting `Retry-After`) while it answers 202,
-showing `customStatus` as a progress bar, until it answers 200.
+status URL (held up to a second with `?wait=`, following `Location`, waiting what is
+left of `Retry-After`) while it answers 202, showing `customStatus` as a progress bar,
+until it answers 200.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ goes on after `Retry-After`, as the contract asks of any client."""
 UNAVAILABLE_GIVE_UP_SECONDS = 120.0
 """How long a wait rides out a webhook that keeps answering busy, or cannot be reached (a restart), before
 it gives up: the run itself goes on either way."""
+HOLD_SECONDS = 1
+"""How long each status GET may be held by the webhook (`?wait=`): the run's end is shown as it happens,
+and the progress bar is refreshed at least this often."""
 DEFAULT_RETRY_SECONDS = 1.0
 """The wait between two polls when the webhook did not say (no `Retry-After`, or no answer at all)."""
 TOKEN_FILE = "webhook-token"
@@ -68,18 +72,20 @@ def _detail(response: httpx.Response) -> str:
 
 
 def wait(client: httpx.Client, status_url: str, console: Console, timeout: float | None = None) -> Finished:
-    """Poll the status URL as the webhook asks, with a progress bar, until the run finished.
+    """Poll the status URL as the webhook asks, each GET held up to `HOLD_SECONDS`, with a progress bar,
+    until the run finished.
 
     Only a 200 ends the wait: a busy answer (429, 503) or a webhook out of reach for a
     while is asked again, so a transient outage never reads as the run's end.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    url = status_url
+    url = str(httpx.URL(status_url).copy_merge_params({"wait": HOLD_SECONDS}))
     unavailable_since: float | None = None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("Pending", total=None)
         while True:
+            asked = time.monotonic()
             try:
                 response: httpx.Response | None = client.get(url)
             except httpx.TransportError as error:
@@ -102,7 +108,7 @@ def wait(client: httpx.Client, status_url: str, console: Console, timeout: float
                     raise StartFailed(f"status URL unavailable for {UNAVAILABLE_GIVE_UP_SECONDS:.0f}s ({why})")
             if deadline is not None and time.monotonic() > deadline:
                 raise StartFailed(f"{why} after {timeout}s: {status_url}")
-            time.sleep(_retry_after(response))
+            time.sleep(max(0.0, _retry_after(response) - (time.monotonic() - asked)))  # a held answer waited already
 
 
 def _retry_after(response: httpx.Response | None) -> float:
