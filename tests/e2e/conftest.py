@@ -4,8 +4,11 @@ fanout's deployments, the real webhook; FANOUT_E2E_DATABASE=postgres puts it on 
 - `stack` (session): that stack, no worker.
 - `start_worker` (function): starts workers with this test's FANOUT_* environment (the stack's
   result storage, its test processor); stops them, and deletes unfinished runs, at teardown.
-- `worker`: one such worker, for tests that need nothing special; kept frozen between tests and reused by the
-  next test with the same environment (tests/support/worker_pool.py).
+- `pooled_worker` (function): takes workers with this test's FANOUT_* environment (plus `extra`) from the
+  session's frozen ones, and gives them back after, for the next test with the same environment
+  (tests/support/worker_pool.py); `worker`: one such worker, for tests that need nothing special.
+- `execution_log`: the scripted processor's log, one folder per test process emptied for each test, so the
+  tests of one processor setting share a pooled worker.
 - `webhook`: an httpx client for the webhook with the bearer token.
 - `prefect_api`: an httpx client for the stack's Prefect REST API.
 - `fanout_up`, `production_up` (module): `fanout up` of the installed package, and on PostgreSQL with auth.
@@ -70,15 +73,51 @@ def worker_pool(stack: LocalStack) -> Iterator[WorkerPool]:
 
 
 @pytest.fixture
-def worker(request: pytest.FixtureRequest, worker_pool: WorkerPool) -> Iterator[Child]:
-    """One worker with this test's environment, the last test's with the same environment if there was one;
-    unfinished runs are deleted after, and the worker kept for the next such test unless this one failed."""
-    env = fanout_env()
+def pooled_worker(request: pytest.FixtureRequest, worker_pool: WorkerPool) -> Iterator[Callable[..., Child]]:
+    """Take workers with this test's FANOUT_* environment (plus `extra`): the last test's with the same
+    environment if there was one; unfinished runs are deleted after, and each worker kept for the next such
+    test unless this one failed."""
     failed_before = request.session.testsfailed
-    child = worker_pool.take(env)
-    yield child
+    taken: list[tuple[Child, dict[str, str]]] = []
+
+    def take(**extra: str) -> Child:
+        env = {**fanout_env(), **extra}
+        child = worker_pool.take(env)
+        taken.append((child, env))
+        return child
+
+    yield take
     delete_unfinished_runs(worker_pool.stack)
-    worker_pool.give_back(child, env, keep=request.session.testsfailed == failed_before)
+    for child, env in taken:
+        worker_pool.give_back(child, env, keep=request.session.testsfailed == failed_before)
+
+
+@pytest.fixture
+def worker(pooled_worker: Callable[..., Child]) -> Child:
+    """One pooled worker with this test's environment."""
+    return pooled_worker()
+
+
+@pytest.fixture(scope="session")
+def execution_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder this test process's scripted runs record their executions in."""
+    return tmp_path_factory.mktemp("executions")
+
+
+@pytest.fixture
+def execution_log(monkeypatch: pytest.MonkeyPatch, execution_folder: Path) -> Path:
+    """The scripted processor, recording each execution in the test process's execution folder, emptied
+    first: one path for every test, so a worker started for one test serves the next with the same settings.
+    No earlier run writes here: a test that uses it sees its runs end before it passes, and a worker whose
+    test failed is not kept."""
+    for entry in execution_folder.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    monkeypatch.setenv("FANOUT_TEST_LOG_DIR", str(execution_folder))
+    monkeypatch.setenv("FANOUT_PROCESSOR", "tests.support.processors:scripted")
+    return execution_folder
 
 
 @pytest.fixture

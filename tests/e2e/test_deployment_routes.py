@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fanout.localstack.processes import Child, free_port, spawn
+from fanout.localstack.processes import Child, answers_as, free_port, spawn
 from fanout.localstack.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.support.stacks import STACK_TOKEN, poll_until_finished, wait_for
@@ -28,25 +28,19 @@ def http_enrich(stack: LocalStack) -> None:
     stack.deploy_project(REPO_ROOT, ["http-enrich"])
 
 
-@pytest.fixture
-def echo_service(tmp_path: Path) -> Iterator[str]:
-    """The pipeline's local test service (tests/support/echo_service.py), stopped after the test."""
+@pytest.fixture(scope="module")
+def echo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The pipeline's local test service (tests/support/echo_service.py), for the module; stopped after it."""
     port = free_port()
     argv = [sys.executable, "-m", "tests.support.echo_service", "--port", str(port), "--delay", "0.01"]
-    child: Child = spawn("echo", argv, dict(os.environ), tmp_path / "logs", cwd=REPO_ROOT)
+    logs = tmp_path_factory.mktemp("echo") / "logs"
+    child: Child = spawn("echo", argv, dict(os.environ), logs, cwd=REPO_ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _healthy(base), timeout=30, what="the echo service")
+        wait_for(lambda: answers_as(f"{base}/health", nonce=None), timeout=30, what="the echo service")
         yield base
     finally:
         child.stop()
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_the_http_enrich_deployment_runs_its_own_processor(

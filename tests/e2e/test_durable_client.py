@@ -26,7 +26,7 @@ from fanout.localstack.stack import LocalStack
 from tests.e2e.test_readme_commands import bash
 from tests.support.markdown import DOCS, section_blocks
 from tests.support.processors import executed as executed_items
-from tests.support.stacks import wait_for
+from tests.support.stacks import SLOW_SCRIPTED, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -151,10 +151,10 @@ def test_get_status_all_and_get_status_by_list_the_instances(client: DurableOrch
 
 
 def test_terminate_stops_a_running_instance(
-    client: DurableOrchestrationClient, start_worker: Any, execution_log: Path
+    client: DurableOrchestrationClient, pooled_worker: Any, execution_log: Path
 ) -> None:
     """terminate ends a running instance as Terminated; terminating it again raises nothing (410)."""
-    start_worker(FANOUT_TEST_SLEEP="2", FANOUT_MAX_PARALLEL="1")
+    pooled_worker(**SLOW_SCRIPTED)
     instance_id = start(client, {"items": items("stop", 20)})
     wait_status(client, instance_id, Status.Running)
     run(lambda: client.terminate(instance_id, "enough"))
@@ -163,12 +163,12 @@ def test_terminate_stops_a_running_instance(
 
 
 def test_suspend_holds_new_items_and_resume_continues_from_the_checkpoints(
-    client: DurableOrchestrationClient, start_worker: Any, execution_log: Path
+    client: DurableOrchestrationClient, pooled_worker: Any, execution_log: Path
 ) -> None:
     """suspend → Suspended, no item completes the run while suspended; resume → Completed, each item run once
     or (in flight at the suspend) twice."""
-    start_worker(FANOUT_TEST_SLEEP="1", FANOUT_MAX_PARALLEL="1")
-    names = items("nap", 12)
+    pooled_worker(**SLOW_SCRIPTED)
+    names = items("nap", 16)
     instance_id = start(client, {"items": names})
     wait_for(lambda: len(executed_items(execution_log)) >= 2, what="two items to start")
     run_retrying_503(lambda: client.suspend(instance_id, "lunch"))
@@ -195,10 +195,10 @@ def test_restart_with_a_new_id_and_with_the_same_id(client: DurableOrchestration
 
 
 def test_rewind_runs_only_the_failed_items_again(
-    client: DurableOrchestrationClient, start_worker: Any, execution_log: Path
+    client: DurableOrchestrationClient, pooled_worker: Any, execution_log: Path
 ) -> None:
     """A Failed instance rewound: only its failed item runs again, and it Completes."""
-    start_worker(FANOUT_TEST_FLAKY="rw-2", FANOUT_RETRIES="0")
+    pooled_worker(**SLOW_SCRIPTED)
     instance_id = start(client, {"items": items("rw", 3)})
     wait_status(client, instance_id, Status.Failed)
     run(lambda: client.rewind(instance_id, "fixed"))
@@ -235,10 +235,10 @@ def test_purge_instance_history_by_deletes_the_matching_instances(
 
 
 def test_raise_event_is_accepted_while_running_and_gone_after(
-    client: DurableOrchestrationClient, start_worker: Any, execution_log: Path
+    client: DurableOrchestrationClient, pooled_worker: Any, execution_log: Path
 ) -> None:
     """raise_event on a running instance raises nothing (accepted, discarded); on a finished one it says gone."""
-    start_worker(FANOUT_TEST_SLEEP="1", FANOUT_MAX_PARALLEL="1")
+    pooled_worker(**SLOW_SCRIPTED)
     instance_id = start(client, {"items": items("ev", 3)})
     run(lambda: client.raise_event(instance_id, "Approval", {"ok": True}))
     wait_status(client, instance_id, Status.Completed)
@@ -247,10 +247,10 @@ def test_raise_event_is_accepted_while_running_and_gone_after(
 
 
 def test_wait_for_completion_answers_the_output_or_the_check_status_response(
-    client: DurableOrchestrationClient, start_worker: Any, execution_log: Path
+    client: DurableOrchestrationClient, pooled_worker: Any, execution_log: Path
 ) -> None:
     """wait_for_completion_or_create_check_status_response: 200 with the output once done, 202 with links before."""
-    start_worker(FANOUT_TEST_SLEEP="1", FANOUT_MAX_PARALLEL="1")  # three items: done no sooner than 3 s after start
+    pooled_worker(**SLOW_SCRIPTED)  # three items one at a time: done no sooner than 1.5 s after start
     request = func.HttpRequest(method="GET", url="http://functions.test/api/start", body=b"")
     slow = start(client, {"items": items("slow", 3)})
     pending = run(lambda: client.wait_for_completion_or_create_check_status_response(request, slow, 1000, 500))

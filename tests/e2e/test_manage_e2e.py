@@ -15,7 +15,7 @@ import pytest
 from fanout.localstack.processes import Child
 from fanout.localstack.stack import DEPLOYMENT, LocalStack
 from tests.conftest import REPO_ROOT
-from tests.support.stacks import wait_for
+from tests.support.stacks import poll_until_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -35,23 +35,18 @@ def fanout(stack: LocalStack, *args: str) -> tuple[int, Any, str]:
 
 
 def test_a_deployment_run_is_listed_read_and_purged_by_its_flow_run_id(
-    stack: LocalStack, start_worker: Any, prefect_api: httpx.Client
+    stack: LocalStack, worker: Child, webhook: httpx.Client, prefect_api: httpx.Client
 ) -> None:
     """A `prefect deployment run`-style run completes on a worker; `fanout list`, `status` and `purge` find it
     by its flow-run id, and purge deletes its run, artifacts and checkpoints, and says so."""
     results = stack.settings().result_storage  # the webhook's; the worker checkpoints there too
-    worker: Child = start_worker(FANOUT_RESULT_STORAGE=str(results))
-    assert worker.process.poll() is None
     deployment = prefect_api.get(f"/deployments/name/{DEPLOYMENT}").json()
     run_id = prefect_api.post(
         f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"request": {"count": 3}}}
     ).json()["id"]
-
-    def completed() -> bool:
-        code, status, _ = fanout(stack, "status", run_id)
-        return code == 0 and status["runtimeStatus"] == "Completed"
-
-    wait_for(completed, timeout=180, interval=2, what="the deployment run to complete")
+    assert poll_until_finished(webhook, f"/api/instances/{run_id}").status_code == 200
+    code, status, stderr = fanout(stack, "status", run_id)
+    assert code == 0 and status["runtimeStatus"] == "Completed", stderr
     code, listed, _ = fanout(stack, "list", "--status", "Completed", "--top", "50")
     assert code == 0 and run_id in [entry["instanceId"] for entry in listed]
     folder = Path(results) / "fanout" / run_id

@@ -1,4 +1,8 @@
-"""The `fanout-warm` worker on a real server: cancel, crash and resume, runs side by side, a run that raises."""
+"""The `fanout-warm` worker on a real server: cancel, crash and resume, runs side by side, a run that raises.
+
+Each run carries what its test's processor needs (its execution log, how long an item sleeps) in its job
+`env`, so the tests share the session's pooled worker; only the test that stops a worker starts its own.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +25,14 @@ from tests.support.stacks import FINAL_STATES, finished_output, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def start_run(api: httpx.Client, request: dict[str, Any]) -> str:
-    """Create a flow run of fan-out-fan-in/default with `request`; its id."""
+def start_run(api: httpx.Client, request: dict[str, Any], env: Mapping[str, str] | None = None) -> str:
+    """Create a flow run of fan-out-fan-in/default with `request` (and `env` as its job variables); its id."""
     deployment = api.get("/deployments/name/fan-out-fan-in/default").json()
+    body: dict[str, Any] = {"parameters": {"request": request}}
+    if env:
+        body["job_variables"] = {"env": dict(env)}
     for _ in range(20):  # SQLite's 503 (a write that lost a race) says when to try again
-        created = api.post(
-            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"request": request}}
-        )
+        created = api.post(f"/deployments/{deployment['id']}/create_flow_run", json=body)
         if created.status_code != 503:
             break
         time.sleep(float(created.headers.get("retry-after", "1")))
@@ -68,21 +73,23 @@ def state_names(api: httpx.Client, flow_run_id: str) -> list[str]:
 
 
 @pytest.fixture
-def slow_items(monkeypatch: pytest.MonkeyPatch, execution_log: Path) -> Path:
-    """Items that take 4 s each, so a run is still running when the test acts on it."""
-    monkeypatch.setenv("FANOUT_TEST_SLEEP", "4")
-    return execution_log
+def run_log(tmp_path: Path) -> Path:
+    """A folder where the scripted processor of this test's runs records each execution."""
+    folder = tmp_path / "executions"
+    folder.mkdir()
+    return folder
+
+
+def scripted(log: Path, **extra: str) -> dict[str, str]:
+    """A run's job `env`: the scripted processor (tests/support/processors.py), recording in `log`, with `extra`."""
+    return {"FANOUT_PROCESSOR": "tests.support.processors:scripted", "FANOUT_TEST_LOG_DIR": str(log), **extra}
 
 
 def test_cancelling_a_running_run_kills_its_process_and_ends_cancelled(
-    stack: LocalStack,
-    start_worker: Callable[..., Child],
-    prefect_api: httpx.Client,
-    slow_items: Path,
+    stack: LocalStack, worker: Child, prefect_api: httpx.Client, run_log: Path
 ) -> None:
     """A Running run set to Cancelling has its process killed and ends Cancelled."""
-    start_worker(FANOUT_TEST_SLEEP="60")
-    flow_run_id = start_run(prefect_api, {"items": ["c1", "c2"]})
+    flow_run_id = start_run(prefect_api, {"items": ["c1", "c2"]}, scripted(run_log, FANOUT_TEST_SLEEP="60"))
     pid = running_pid(prefect_api, flow_run_id)
 
     cancelling = prefect_api.post(f"/flow_runs/{flow_run_id}/set_state", json={"state": {"type": "CANCELLING"}})
@@ -98,17 +105,14 @@ def test_cancelling_a_running_run_kills_its_process_and_ends_cancelled(
 
 
 def test_a_killed_run_resumes_and_completes_while_the_other_run_is_unaffected(
-    stack: LocalStack,
-    start_worker: Callable[..., Child],
-    prefect_api: httpx.Client,
-    slow_items: Path,
+    stack: LocalStack, worker: Child, prefect_api: httpx.Client, run_log: Path
 ) -> None:
     """A SIGKILLed run goes back to AwaitingRetry (never a final state) and Completes; the other is unaffected."""
-    start_worker()
-    victim = start_run(prefect_api, {"items": ["v1", "v2"]})
-    bystander = start_run(prefect_api, {"items": ["b1", "b2"]})
+    slow = scripted(run_log, FANOUT_TEST_SLEEP="4")  # a run is still running when the test acts on it
+    victim = start_run(prefect_api, {"items": ["v1", "v2"]}, slow)
+    bystander = start_run(prefect_api, {"items": ["b1", "b2"]}, slow)
     victim_pid = running_pid(prefect_api, victim)
-    wait_for(lambda: any(slow_items.glob("v1*")), timeout=60, interval=0.1, what="the victim's first item to start")
+    wait_for(lambda: any(run_log.glob("v1*")), timeout=60, interval=0.1, what="the victim's first item to start")
 
     os.kill(victim_pid, signal.SIGKILL)
 
@@ -145,46 +149,36 @@ def reported_pid(api: httpx.Client, flow_run_id: str) -> int:
 
 
 def test_two_runs_execute_at_the_same_time_in_their_own_processes(
-    stack: LocalStack,
-    start_worker: Callable[..., Child],
-    prefect_api: httpx.Client,
-    execution_log: Path,
+    stack: LocalStack, worker: Child, prefect_api: httpx.Client, run_log: Path
 ) -> None:
     """Two runs started together run side by side, each in a process of its own (each item waits for the other)."""
-    start_worker(FANOUT_PROCESSOR=f"{__name__}:rendezvous", FANOUT_TEST_PARTIES="p1,q1")
-    first, second = start_run(prefect_api, {"items": ["p1"]}), start_run(prefect_api, {"items": ["q1"]})
+    env = scripted(run_log, FANOUT_PROCESSOR=f"{__name__}:rendezvous", FANOUT_TEST_PARTIES="p1,q1")
+    first, second = start_run(prefect_api, {"items": ["p1"]}, env), start_run(prefect_api, {"items": ["q1"]}, env)
 
     assert finished_output(stack, first) == ("COMPLETED", ["Processed p1"])
     assert finished_output(stack, second) == ("COMPLETED", ["Processed q1"])
-    item_pids = [int((execution_log / item).read_text()) for item in ("p1", "q1")]
+    item_pids = [int((run_log / item).read_text()) for item in ("p1", "q1")]
     assert item_pids == [reported_pid(prefect_api, first), reported_pid(prefect_api, second)]
     assert len(set(item_pids)) == 2
 
 
 def test_a_run_that_raises_fails_and_the_worker_keeps_serving(
-    stack: LocalStack,
-    start_worker: Callable[..., Child],
-    prefect_api: httpx.Client,
-    execution_log: Path,
+    stack: LocalStack, worker: Child, prefect_api: httpx.Client, run_log: Path
 ) -> None:
     """A run whose item raises ends Failed (not Crashed, not retried), and the next run still Completes."""
-    worker = start_worker(FANOUT_TEST_FAIL="bad")
-    failing = start_run(prefect_api, {"items": ["bad"]})
+    env = scripted(run_log, FANOUT_TEST_FAIL="bad")
+    failing = start_run(prefect_api, {"items": ["bad"]}, env)
 
     assert final_state(prefect_api, failing) == "FAILED"
     assert "Crashed" not in state_names(prefect_api, failing)
-    assert finished_output(stack, start_run(prefect_api, {"items": ["good"]})) == ("COMPLETED", ["Processed good"])
+    assert finished_output(stack, start_run(prefect_api, {"items": ["good"]}, env)) == ("COMPLETED", ["Processed good"])
     assert worker.process.poll() is None
 
 
 def test_a_run_whose_job_variables_change_a_prefect_setting_completes(
-    stack: LocalStack,
-    start_worker: Callable[..., Child],
-    prefect_api: httpx.Client,
-    execution_log: Path,
+    stack: LocalStack, worker: Child, prefect_api: httpx.Client
 ) -> None:
     """A run whose job `env` sets a Prefect setting runs under it (not the spare's preparation) and Completes."""
-    start_worker()
     deployment = prefect_api.get("/deployments/name/fan-out-fan-in/default").json()
     created = prefect_api.post(
         f"/deployments/{deployment['id']}/create_flow_run",
@@ -199,10 +193,7 @@ def test_a_run_whose_job_variables_change_a_prefect_setting_completes(
 
 
 def test_a_stopped_worker_leaves_no_process_behind(
-    stack: LocalStack,
-    start_worker: Callable[..., Child],
-    prefect_api: httpx.Client,
-    execution_log: Path,
+    stack: LocalStack, start_worker: Callable[..., Child], prefect_api: httpx.Client
 ) -> None:
     """SIGTERM to the worker process alone (not its group): its forkserver and its spare exit with it."""
     worker = start_worker()

@@ -16,12 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
+from fanout.core.prefect_adapter import tls_context_for
 from fanout.localstack.stack import LocalStack
 from fanout.service.runs import PrefectRuns
 from fanout.service.webhook_errors import PrefectUnavailable
 from tests.conftest import REPO_ROOT
 from tests.support.processors import executed
-from tests.support.stacks import fanout_env, poll_until_finished, wait_for
+from tests.support.stacks import SLOW_SCRIPTED, fanout_env, poll_until_finished, wait_for
 from tests.unit.test_webhook_bad_requests import BAD_REQUESTS
 
 pytestmark = pytest.mark.e2e
@@ -72,8 +73,15 @@ def start_as_own_client(
     webhook: httpx.Client, json: dict[str, Any], headers: dict[str, str] | None = None
 ) -> httpx.Response:
     """POST /api/start-fanout on a connection of its own, as one of many separate clients would: one
-    `httpx.Client` shared by hundreds of threads can break its own pooled sockets (seen: EBADF on a read)."""
-    with httpx.Client(base_url=webhook.base_url, headers=webhook.headers, timeout=webhook.timeout) as client:
+    `httpx.Client` shared by hundreds of threads can break its own pooled sockets (seen: EBADF on a read).
+    The clients share one TLS context, which each would otherwise build for itself (CPU the test does not
+    need: the webhook speaks plain HTTP)."""
+    with httpx.Client(
+        base_url=webhook.base_url,
+        headers=webhook.headers,
+        timeout=webhook.timeout,
+        verify=tls_context_for(str(webhook.base_url)),
+    ) as client:
         return client.post("/api/start-fanout", json=json, headers=headers)
 
 
@@ -127,9 +135,11 @@ def test_bad_requests_start_nothing_and_the_app_stays_healthy(webhook: httpx.Cli
     assert webhook.get("/health").status_code == 200
 
 
-def test_terminate_a_slow_run_reports_terminated(webhook: httpx.Client, start_worker: Any, execution_log: Path) -> None:
+def test_terminate_a_slow_run_reports_terminated(
+    webhook: httpx.Client, pooled_worker: Any, execution_log: Path
+) -> None:
     """Terminating a running instance cancels its flow run; the status then says Terminated."""
-    start_worker(FANOUT_TEST_SLEEP_MAX="3", FANOUT_MAX_PARALLEL="1")
+    pooled_worker(**SLOW_SCRIPTED)
     started = webhook.post("/api/start-fanout", json={"count": 30}).json()
     status_url = started["statusQueryGetUri"]
     wait_for(lambda: webhook.get(status_url).json()["runtimeStatus"] == "Running", what="Running")
@@ -221,15 +231,20 @@ def test_fifty_concurrent_starts_of_one_instance_create_one_run(
     assert instance_runs(prefect_api).get("e2e-once") == 1
 
 
-def test_two_concurrent_fanout_runs_of_one_instance_one_exits_2(stack: LocalStack, execution_log: Path) -> None:
+def test_two_concurrent_fanout_runs_of_one_instance_one_exits_2(
+    stack: LocalStack, execution_log: Path, tmp_path: Path
+) -> None:
     """Two `fanout run --instance-id X` at once against one server: one runs, the other exits 2 naming it."""
-    env = {**stack.client_env(), **fanout_env(), "FANOUT_TEST_SLEEP": "1", "FANOUT_MAX_PARALLEL": "2"}
-    argv = [str(Path(sys.executable).parent / "fanout"), "run", "--count", "12", "--instance-id", "e2e-cli-once"]
+    release = tmp_path / "release"  # the running one's items wait for it, so it runs until the other has exited
+    env = {**stack.client_env(), **fanout_env(), "FANOUT_TEST_HOLD_UNTIL": str(release), "FANOUT_MAX_PARALLEL": "2"}
+    argv = [str(Path(sys.executable).parent / "fanout"), "run", "--count", "2", "--instance-id", "e2e-cli-once"]
     runs = [
         subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     try:
+        wait_for(lambda: any(run.poll() is not None for run in runs), timeout=300, what="one of the two to exit")
+        release.touch()
         outcomes = sorted((run.wait(timeout=600), run.stderr.read() if run.stderr else "") for run in runs)
     finally:
         for run in runs:
@@ -263,7 +278,7 @@ class SlowPrefect:
     def __init__(self) -> None:
         from fastapi import FastAPI
 
-        self.delay = 5.0
+        self.delay = 2.0
         self.calls = 0
         self.url = ""
         self.app = FastAPI()

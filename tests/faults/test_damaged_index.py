@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -29,17 +28,41 @@ def random_bytes(slots: Path) -> None:
     slots.write_bytes(os.urandom(slots.stat().st_size))
 
 
-@pytest.mark.parametrize("damage", [swap_two_slots, random_bytes], ids=["two slots swapped", "random bytes"])
+DAMAGES = {"two slots swapped": swap_two_slots, "random bytes": random_bytes}
+
+
+def instance_of(damage: str) -> str:
+    return f"damaged-index-{damage.replace(' ', '-')}"
+
+
+@pytest.fixture(scope="module")
+def finished(stack: FaultStack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One finished run of COUNT items per damage, run side by side by one worker, which is stopped before
+    any test damages an index."""
+    stack.cancel_unfinished()
+    local = stack.local
+    try:
+        start_worker(stack, Workspace(tmp_path_factory.mktemp("damaged-index"), storage=stack.results))
+        with httpx.Client(base_url=local.webhook_url, headers=local.webhook_headers, timeout=30) as client:
+            status_urls = []
+            for damage in DAMAGES:
+                accepted = client.post("/api/start-fanout", json={"count": COUNT, "instance_id": instance_of(damage)})
+                assert accepted.status_code == 202, accepted.text
+                status_urls.append(accepted.json()["statusQueryGetUri"])
+            for status_url in status_urls:
+                done = poll_until_finished(client, status_url, timeout=300)
+                assert done.json()["runtimeStatus"] == "Completed", done.text
+    finally:
+        stack.stop_workers()
+        stack.cancel_unfinished()
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
 def test_a_damaged_index_still_shows_every_item_completed(
-    stack: FaultStack, workspace: Workspace, webhook: httpx.Client, damage: Callable[[Path], None]
+    stack: FaultStack, finished: None, webhook: httpx.Client, damage: str
 ) -> None:
     """A finished run's results index damaged: every item is still completed with its result, none pending."""
-    instance = f"damaged-index-{damage.__name__.replace('_', '-')}"
-    start_worker(stack, workspace)
-    accepted = webhook.post("/api/start-fanout", json={"count": COUNT, "instance_id": instance})
-    assert accepted.status_code == 202, accepted.text
-    done = poll_until_finished(webhook, accepted.json()["statusQueryGetUri"], timeout=300)
-    assert done.json()["runtimeStatus"] == "Completed", done.text
+    instance = instance_of(damage)
     expected = [("completed", f"Processed item-{index}") for index in range(1, COUNT + 1)]
 
     def results() -> list[tuple[str, object]]:
@@ -49,5 +72,5 @@ def test_a_damaged_index_still_shows_every_item_completed(
 
     assert results() == expected
     (slots,) = stack.results.glob(f"fanout/{instance}/results-index/slots")
-    damage(slots)
+    DAMAGES[damage](slots)
     assert results() == expected

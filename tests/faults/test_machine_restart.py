@@ -23,7 +23,7 @@ from tests.support.up_restart import StatusLog, up_stack
 
 pytestmark = pytest.mark.faults
 
-COUNT = 150
+COUNT = 80
 
 
 @dataclass
@@ -52,7 +52,7 @@ def executed(folder: Path) -> Counter[str]:
 
 @pytest.fixture(scope="module")
 def restart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartResult]:
-    """150 items of 0.3 s, 4 at a time, started through the webhook; at half, SIGKILL of everything, and the
+    """80 items of 0.3 s, 4 at a time, started through the webhook; at half, SIGKILL of everything, and the
     server's automation windows lost; `fanout up` again; a client polls the status URL throughout."""
     folder = tmp_path_factory.mktemp("machine-restart")
     executions, results = folder / "executions", folder / "results"

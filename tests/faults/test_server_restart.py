@@ -28,6 +28,8 @@ def test_a_run_orphaned_while_the_server_was_down_is_resumed_once_it_is_back(
     if stack.local.database_url:
         pytest.skip("drops the automations' windows from the SQLite database")
     env = {"FANOUT_TEST_SLEEP": "0.4", "FANOUT_MAX_PARALLEL": "4"}
+    if worker_type == WARM_WORKER:
+        env["FANOUT_SILENT_AFTER_SECONDS"] = "10"  # the floor: its pass at start waits this long for a sign of life
     worker = start_worker(stack, workspace, worker_type, **env)
     instance = f"server-away-{worker_type}"
     run_id = stack.start_run({"count": COUNT, "instance_id": instance})

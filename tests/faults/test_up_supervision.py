@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
@@ -28,68 +29,6 @@ def clean_environment() -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_"))}
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     return env
-
-
-@pytest.fixture(scope="module")
-def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpStack, Child]]:
-    """One `fanout up` on free ports for this module."""
-    env = clean_environment()
-    with up_stack(tmp_path_factory.mktemp("supervised") / "project", env) as stack:
-        yield stack, stack.start("--prefect-port", "0", "--webhook-port", "0")
-
-
-def child_running(up: Child, marker: str) -> int:
-    """The pid of the stack's child whose command line holds `marker`."""
-    for pid in descendants(up.process.pid):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in command:
-            return pid
-    raise AssertionError(f"no child running {marker!r}")
-
-
-def kill_and_wait_for_restart(stack: UpStack, up: Child, marker: str, name: str) -> None:
-    victim = child_running(up, marker)
-    restarts = up.log_path.read_text().count(f"{name} restarted")
-    os.kill(victim, signal.SIGKILL)
-    wait_for(
-        lambda: up.log_path.read_text().count(f"{name} restarted") > restarts or up.process.poll() is not None,
-        180,
-        f"{name} restarted",
-        interval=0.5,
-    )
-    assert up.process.poll() is None, up.log_tail()
-
-
-def test_a_killed_webhook_is_restarted_on_its_port_and_serves(supervised: tuple[UpStack, Child]) -> None:
-    """SIGKILL of the webhook: `fanout up` says so, starts it again on the same port, /health answers."""
-    stack, up = supervised
-    webhook = stack.webhook(up)
-    kill_and_wait_for_restart(stack, up, "fanout.api.webhook", "webhook")
-    assert "webhook exited with -9; restarting it in 1s (attempt 1)" in up.log_path.read_text()
-    assert httpx.get(f"{webhook}/health", timeout=10).status_code == 200
-
-
-def test_a_killed_prefect_server_is_restarted_and_a_run_completes(supervised: tuple[UpStack, Child]) -> None:
-    """SIGKILL of the Prefect server: it comes back on its port, and a start through the webhook completes."""
-    stack, up = supervised
-    webhook = stack.webhook(up)
-    kill_and_wait_for_restart(stack, up, "fanout.localstack.prefect_server", "prefect-server")
-    headers = {"Authorization": f"Bearer {stack.token()}"}
-    started = wait_for_answer(
-        lambda: httpx.post(f"{webhook}/api/start-fanout", json={"count": 3}, headers=headers, timeout=30),
-        202,
-        60,
-        "a start accepted",
-    )
-    status_url = started.headers["location"]
-    finished = wait_for_answer(
-        lambda: httpx.get(status_url, headers=headers, timeout=30), 200, 180, "the run to finish"
-    )
-    assert finished.json()["runtimeStatus"] == "Completed"
-    assert finished.json()["output"] == ["Processed item-1", "Processed item-2", "Processed item-3"]
 
 
 class Stranger:
@@ -173,6 +112,92 @@ def assert_whole_and_its_own(stack: UpStack, child: Child, port: int) -> None:
     assert webhook.status_code == 200 and NONCE_HEADER in webhook.headers
 
 
+def child_running(up: Child, marker: str) -> int:
+    """The pid of the stack's child whose command line holds `marker`."""
+    for pid in descendants(up.process.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in command:
+            return pid
+    raise AssertionError(f"no child running {marker!r}")
+
+
+def kill_and_wait_for_restart(stack: UpStack, up: Child, marker: str, name: str) -> None:
+    victim = child_running(up, marker)
+    restarts = up.log_path.read_text().count(f"{name} restarted")
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: up.log_path.read_text().count(f"{name} restarted") > restarts or up.process.poll() is not None,
+        180,
+        f"{name} restarted",
+        interval=0.5,
+    )
+    assert up.process.poll() is None, up.log_tail()
+
+
+@dataclass
+class Supervised:
+    """The module's `fanout up`, the Prefect port it was asked for, and the stranger that wants that port."""
+
+    stack: UpStack
+    up: Child
+    port: int
+    stranger: Stranger
+
+
+@pytest.fixture(scope="module")
+def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]:
+    """One `fanout up` for this module, on a free Prefect port that another program tries to take from the
+    moment `fanout up` says it is starting, and goes on trying while the module's tests kill its children."""
+    port = free_port()
+    with up_stack(tmp_path_factory.mktemp("supervised") / "project", clean_environment()) as stack:
+        log = stack.project / "logs" / "fanout-up-1.log"
+
+        def starting() -> bool:
+            return log.exists() and "starting Prefect server" in log.read_text()
+
+        with Stranger(port, begin=starting) as stranger:
+            yield Supervised(stack, up_beside(stack, port), port, stranger)
+
+
+def test_a_server_wanting_the_prefect_port_once_up_is_starting_never_gets_it(supervised: Supervised) -> None:
+    """From the moment `fanout up` says it is starting, its ports are bound: a server that tries to take the
+    Prefect port then fails, and the stack comes up whole on its own ports."""
+    assert supervised.stranger.server is None
+    assert_whole_and_its_own(supervised.stack, supervised.up, supervised.port)
+
+
+def test_a_killed_webhook_is_restarted_on_its_port_and_serves(supervised: Supervised) -> None:
+    """SIGKILL of the webhook: `fanout up` says so, starts it again on the same port, /health answers."""
+    stack, up = supervised.stack, supervised.up
+    webhook = stack.webhook(up)
+    kill_and_wait_for_restart(stack, up, "fanout.api.webhook", "webhook")
+    assert "webhook exited with -9; restarting it in 1s (attempt 1)" in up.log_path.read_text()
+    assert httpx.get(f"{webhook}/health", timeout=10).status_code == 200
+
+
+def test_a_killed_prefect_server_is_restarted_and_a_run_completes(supervised: Supervised) -> None:
+    """SIGKILL of the Prefect server: it comes back on its port, and a start through the webhook completes."""
+    stack, up = supervised.stack, supervised.up
+    webhook = stack.webhook(up)
+    kill_and_wait_for_restart(stack, up, "fanout.localstack.prefect_server", "prefect-server")
+    headers = {"Authorization": f"Bearer {stack.token()}"}
+    started = wait_for_answer(
+        lambda: httpx.post(f"{webhook}/api/start-fanout", json={"count": 3}, headers=headers, timeout=30),
+        202,
+        60,
+        "a start accepted",
+    )
+    status_url = started.headers["location"]
+    finished = wait_for_answer(
+        lambda: httpx.get(status_url, headers=headers, timeout=30), 200, 180, "the run to finish"
+    )
+    assert finished.json()["runtimeStatus"] == "Completed"
+    assert finished.json()["output"] == ["Processed item-1", "Processed item-2", "Processed item-3"]
+
+
 def test_a_prefect_port_held_by_another_program_is_a_one_line_error(tmp_path: Path) -> None:
     """A port another program listens on: `fanout up` exits 1 naming the port and the option that moves it."""
     port = free_port()
@@ -197,19 +222,3 @@ def test_a_server_taking_the_prefect_port_a_second_later_never_answers_for_the_s
             else:
                 assert stranger.server is None
                 assert_whole_and_its_own(stack, up, port)
-
-
-def test_a_server_wanting_the_prefect_port_once_up_is_starting_never_gets_it(tmp_path: Path) -> None:
-    """From the moment `fanout up` says it is starting, its ports are bound: a server that tries to take the
-    Prefect port then fails, and the stack comes up whole on its own ports."""
-    port = free_port()
-    with up_stack(tmp_path / "project", clean_environment()) as stack:
-        log = stack.project / "logs" / "fanout-up-1.log"
-
-        def starting() -> bool:
-            return log.exists() and "starting Prefect server" in log.read_text()
-
-        with Stranger(port, begin=starting) as stranger:
-            up = up_beside(stack, port)
-            assert stranger.server is None
-            assert_whole_and_its_own(stack, up, port)

@@ -25,6 +25,15 @@ CRASH_SETTINGS = {"FANOUT_HEARTBEAT_SECONDS": "30", "FANOUT_CRASH_AFTER_SECONDS"
 """The stack's crash detection: alive events every 2 s, resumed after 12 s of silence (the defaults);
 heartbeats every 30 s (Prefect's minimum), crashed after 60 s without one; one automatic retry (the fault
 tests check that cap)."""
+SLOW_SCRIPTED = {
+    "FANOUT_TEST_SLEEP": "0.5",
+    "FANOUT_MAX_PARALLEL": "1",
+    "FANOUT_TEST_FLAKY": "rw-2",
+    "FANOUT_RETRIES": "0",
+}
+"""Settings of the scripted processor (with `execution_log`) that the e2e tests acting on a running run share,
+so one pooled worker serves them all: slow items one at a time (a run is still running when the test acts
+on it), and item `rw-2` failing its first attempt, unretried (the rewind test's)."""
 
 
 def stack_environment(home: Path, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -84,9 +93,11 @@ def finished_output(stack: LocalStack, flow_run_id: str, timeout: float = 180) -
             assert flow_run.state is not None
             return flow_run.state.type.value, await flow_run.state.aresult(raise_on_failure=False)
 
-    def state() -> str | None:
-        run = httpx.get(f"{stack.api_url}/flow_runs/{flow_run_id}", headers=stack.api_headers(), timeout=30).json()
-        return run["state"]["type"] if run["state"]["type"] in FINAL_STATES else None
+    with httpx.Client(base_url=stack.api_url, headers=stack.api_headers(), timeout=30) as api:
 
-    wait_for(state, timeout=timeout, what=f"flow run {flow_run_id} to finish")
+        def state() -> str | None:
+            run = api.get(f"/flow_runs/{flow_run_id}").json()
+            return run["state"]["type"] if run["state"]["type"] in FINAL_STATES else None
+
+        wait_for(state, timeout=timeout, what=f"flow run {flow_run_id} to finish")
     return asyncio.run(read())

@@ -119,6 +119,15 @@ def test_prefect_hands_the_shared_tls_client_to_every_caller_inside(monkeypatch:
     assert made == []
 
 
+def test_a_poll_of_a_plain_http_url_reuses_one_context_that_trusts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tls_context_for` an http:// URL loads no CA bundle and hands out one context; an https:// URL gets the bundle."""
+    made = counting_tls_contexts(monkeypatch)
+    plain = prefect_adapter.tls_context_for("http://127.0.0.1:4200/api/health")
+    assert prefect_adapter.tls_context_for("http://127.0.0.1:8000/health") is plain
+    assert made == [] and plain.get_ca_certs() == [] and plain.verify_mode == ssl.CERT_REQUIRED
+    assert prefect_adapter.tls_context_for("https://prefect.example/api").cert_store_stats()["x509_ca"] > 0
+
+
 def test_a_client_handed_a_tls_context_makes_none_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """`api_tls_context()` is made once; a client given it as `verify` loads no CA bundle of its own."""
     shared = prefect_adapter.api_tls_context()

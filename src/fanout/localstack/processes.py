@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from fanout.core.prefect_adapter import tls_context_for
 from fanout.localstack.listener import NONCE_HEADER
 from fanout.localstack.permissions import PRIVATE_UMASK
 from fanout.localstack.polling import wait_for
@@ -154,7 +155,7 @@ def answers_as(url: str, nonce: str | None, timeout: float = 2.0) -> bool | None
     """Whether `url` answers 200 (carrying `nonce`, when given): True; None while nothing answers;
     False when something answers 200 without the nonce, which is then not the child we started."""
     try:
-        response = httpx.get(url, timeout=timeout)
+        response = httpx.get(url, timeout=timeout, verify=tls_context_for(url))
     except httpx.HTTPError:
         return None
     if response.status_code != 200:

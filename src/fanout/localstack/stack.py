@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+from fanout.core.prefect_adapter import tls_context_for
 from fanout.core.private_files import write_private
 from fanout.core.settings import StackSettings, stack_settings
 from fanout.localstack.deploy import (
@@ -308,6 +309,7 @@ class LocalStack:
                 json={},
                 headers=self.api_headers(),
                 timeout=5,
+                verify=tls_context_for(self.api_url),
             )
         except httpx.HTTPError:
             return None
