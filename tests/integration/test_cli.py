@@ -4,6 +4,8 @@ behaviour (its output and stderr as a user sees them); its decisions are checked
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,14 @@ def test_a_bad_webhook_setting_does_not_stop_a_flow_run(monkeypatch: pytest.Monk
     done = cli_here("run", "--count", "2")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["Processed item-1", "Processed item-2"]
+
+
+def test_the_webhook_client_commands_do_not_import_prefect() -> None:
+    """`fanout status`, `list`, `start` and the like only speak HTTP: loading the CLI leaves Prefect unimported,
+    while the public API still hands out `durable_map` on first use."""
+    probe = (
+        "import sys, fanout.cli.cli; before = 'prefect' in sys.modules; "
+        "from fanout import durable_map; print(before, 'prefect' in sys.modules, durable_map.__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "True", "durable_map"]
