@@ -123,9 +123,15 @@ def deployment_run_to_completed(stack: LocalStack) -> float:
     return time.perf_counter() - began
 
 
-def series(measure: Callable[[], float], runs: int) -> list[float]:
-    measure()  # warm-up: the first run after a worker starts pays one-off costs
-    return [measure() for _ in range(runs)]
+def series(measure: Callable[[], float], runs: int, gap: float = 0.0) -> list[float]:
+    """`runs` timings of `measure` after one warm-up (the first run after a worker starts pays one-off
+    costs), each `gap` seconds after the one before, so it does not start in the last one's wake."""
+    measure()
+    timings = []
+    for _ in range(runs):
+        time.sleep(gap)
+        timings.append(measure())
+    return timings
 
 
 def row(name: str, values: list[float], unit: float) -> str:
@@ -137,6 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10, help="timed runs per starter (after one warm-up)")
     parser.add_argument("--imports", type=int, default=5, help="cold imports timed")
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds of idle before each timed webhook run")
     parser.add_argument("--warm-only", action="store_true", help="leave out the process worker and `fanout run`")
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -148,10 +155,13 @@ def main() -> None:
         workers = [(WARM_WORKER, "warm worker")] + ([] if args.warm_only else [("process", "process worker (anchor)")])
         for worker_type, label in workers:
             worker = stack.start_worker(worker_type=worker_type)
-            rows.append((f"POST -> 200, {label}", series(lambda: post_to_200(client), args.runs)))
+            rows.append((f"POST -> 200, {label}", series(lambda: post_to_200(client), args.runs, args.gap)))
             if worker_type == WARM_WORKER:
                 rows.append(
-                    (f"POST -> 200 held (?wait=), {label}", series(lambda: post_to_held_200(client), args.runs))
+                    (
+                        f"POST -> 200 held (?wait=), {label}",
+                        series(lambda: post_to_held_200(client), args.runs, args.gap),
+                    )
                 )
                 rows.append(
                     (

@@ -36,6 +36,7 @@ class FakeRuns:
 
     def __init__(self) -> None:
         self.unreachable: str | None = None
+        self.reads_again = 0
         self.runs: dict[UUID, RunRecord] = {}
         self.keys: dict[str, UUID] = {}
         self.outputs: dict[UUID, Any] = {}
@@ -153,6 +154,7 @@ class FakeRuns:
         return next((run for run in self.runs.values() if str(run.flow_run_id) == flow_run_id), None)
 
     async def again(self, run: RunRecord) -> RunRecord | None:
+        self.reads_again += 1
         return self.runs.get(run.flow_run_id)
 
     def add_run(self, instance_id: str | None = None, state_type: str = "COMPLETED") -> RunRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from fastapi import FastAPI
 from prefect.events import Event
 
 from fanout.api.deps import WebhookState
-from fanout.api.state_changes import Heard, StateChanges
+from fanout.api.state_changes import StateChanges, Subscribe
 from tests.support.fake_runs import FakeRuns
 from tests.support.webhook_client import AUTH, call, make_app, with_client
 
@@ -55,7 +56,7 @@ def test_a_held_status_answers_200_when_the_final_state_event_comes(runs: FakeRu
     async def complete() -> None:
         await asyncio.sleep(0.1)
         runs.set_state(instance, "COMPLETED", output=DONE)
-        changes_of(app).heard(run_id, final=True)
+        changes_of(app).ended(run_id)
 
     response = waiting(app, instance, 30, complete)
     assert response.status_code == 200
@@ -68,7 +69,7 @@ def test_a_final_event_ahead_of_the_visible_write_is_read_again_shortly(runs: Fa
 
     async def event_then_write() -> None:
         await asyncio.sleep(0.1)
-        changes_of(app).heard(run_id, final=True)
+        changes_of(app).ended(run_id)
         await asyncio.sleep(0.2)
         runs.set_state(instance, "COMPLETED", output=DONE)
 
@@ -95,20 +96,22 @@ def test_a_wait_longer_than_the_setting_is_cut_to_it(runs: FakeRuns) -> None:
     assert call(app, "GET", f"/api/instances/{instance}?wait=3600").status_code == 202
 
 
-def test_a_change_that_is_not_final_reads_again_and_keeps_waiting(runs: FakeRuns) -> None:
-    """A state event into a state that is not final wakes the request, which reads and waits on."""
+def test_a_state_change_that_is_not_final_wakes_no_request(runs: FakeRuns) -> None:
+    """Only a final state's event wakes a held request: a run moving on to Running is read again only when
+    the wait is over."""
     app, instance, run_id = running_instance(runs)
     runs.set_state(instance, "PENDING")
+    events = [state_event(run_id, "RUNNING")]
 
-    async def running_then_completed() -> None:
-        await asyncio.sleep(0.1)
+    async def running() -> None:
+        await asyncio.sleep(0.05)
         runs.set_state(instance, "RUNNING")
-        changes_of(app).heard(run_id)
-        await asyncio.sleep(0.1)
-        runs.set_state(instance, "COMPLETED", output=DONE)
-        changes_of(app).heard(run_id, final=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changes_of(app).listen(replaying(events)), 0.1)
 
-    assert waiting(app, instance, 30, running_then_completed).status_code == 200
+    response = waiting(app, instance, 0.3, running)
+    assert response.status_code == 202 and response.json()["runtimeStatus"] == "Running"
+    assert runs.reads_again == 1
 
 
 @pytest.mark.parametrize("wait", ["-1", "soon", "nan"])
@@ -120,13 +123,13 @@ def test_a_bad_wait_is_refused_with_a_message(runs: FakeRuns, wait: str) -> None
     assert "wait" in response.text
 
 
-def test_a_change_heard_during_the_read_is_not_missed() -> None:
-    """An event that came after the request began reading ends its wait at once."""
+def test_an_end_heard_during_the_read_is_not_missed() -> None:
+    """A final-state event that came after the request began reading ends its wait at once."""
     changes = StateChanges(recheck_seconds=60)
     run_id = uuid4()
     since = changes.now()
-    changes.heard(run_id, final=True)
-    assert asyncio.run(changes.wait(run_id, since, 30)) is Heard.FINAL
+    changes.ended(run_id)
+    assert asyncio.run(changes.wait(run_id, since, 30)) is True
 
 
 def state_event(run_id: UUID, state_type: str) -> Event:
@@ -138,11 +141,8 @@ def state_event(run_id: UUID, state_type: str) -> Event:
     )
 
 
-def test_listening_hears_each_runs_state_events_and_which_are_final() -> None:
-    """The subscription's events mark their runs changed, and a final state's as final."""
-    changes = StateChanges()
-    running, completed = uuid4(), uuid4()
-    events = [state_event(running, "RUNNING"), state_event(completed, "COMPLETED")]
+def replaying(events: list[Event]) -> Subscribe:
+    """A subscription that hands out `events`, then stays open."""
 
     @asynccontextmanager
     async def subscribe() -> AsyncIterator[AsyncIterator[Event]]:
@@ -153,23 +153,19 @@ def test_listening_hears_each_runs_state_events_and_which_are_final() -> None:
 
         yield stream()
 
-    async def main() -> tuple[Heard | None, Heard | None]:
+    return subscribe
+
+
+def test_listening_takes_note_of_final_states_only() -> None:
+    """Of the subscription's events, a run reaching Completed is noted as ended, one reaching Running is not."""
+    changes = StateChanges()
+    running, completed = uuid4(), uuid4()
+    events = [state_event(running, "RUNNING"), state_event(completed, "COMPLETED")]
+
+    async def main() -> tuple[bool, bool]:
         since = changes.now()
-        listening = asyncio.create_task(changes.listen(subscribe))
-        await asyncio.sleep(0.05)
-        listening.cancel()
-        return changes.heard_since(running, since), changes.heard_since(completed, since)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changes.listen(replaying(events)), 0.05)
+        return changes.ended_since(running, since), changes.ended_since(completed, since)
 
-    assert asyncio.run(main()) == (Heard.CHANGED, Heard.FINAL)
-
-
-def test_a_run_deleted_while_a_request_waits_on_it_answers_404(runs: FakeRuns) -> None:
-    """The held request reads its run again after each event: a run gone meanwhile is a 404, not a stale 202."""
-    app, instance, run_id = running_instance(runs)
-
-    async def delete() -> None:
-        await asyncio.sleep(0.1)
-        del runs.runs[run_id]
-        changes_of(app).heard(run_id, final=True)
-
-    assert waiting(app, instance, 30, delete).status_code == 404
+    assert asyncio.run(main()) == (False, True)

@@ -23,7 +23,7 @@ from fanout.api.openapi_doc import LIST_QUERY, START_BODY
 from fanout.api.results_routes import inline_limited
 from fanout.api.schemas import ErrorDetail, Health, InstanceEntry, InstanceStatus, ManagementUrls, PurgeReport
 from fanout.api.security import require_token
-from fanout.api.state_changes import Heard, StateChanges
+from fanout.api.state_changes import StateChanges
 from fanout.core.prefect_adapter import client_retries_off
 from fanout.core.settings import ApiSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
@@ -261,8 +261,8 @@ async def finished_or_waited(
     """The status document once the instance has finished, or as it is when `wait` seconds have passed.
 
     Each read has a Prefect budget of its own (src/fanout/api/deadline.py): the wait in between is not
-    Prefect's time. After a state event the run is read again at once, and shortly after if that read
-    still shows the old state (the event can come before the server's write is visible)."""
+    Prefect's time. After its final-state event the run is read again at once, and shortly after if that
+    read still shows it unfinished (the event can come before the server's write is visible)."""
     until = changes.now() + wait
     stale_reads_until = 0.0
     found: Found | None = None
@@ -277,7 +277,7 @@ async def finished_or_waited(
         if since < stale_reads_until:
             left = min(left, STALE_READ_SECONDS)
         run_id = found.flow_run_id if isinstance(found, RunRecord) else None
-        if await changes.wait(run_id, since, left) is Heard.FINAL:
+        if await changes.wait(run_id, since, left):
             stale_reads_until = changes.now() + STALE_READ_WINDOW
 
 

@@ -1,16 +1,18 @@
-"""Flow-run state changes as Prefect's event stream announces them, for status requests that wait (`?wait=`).
+"""Flow runs reaching a final state, as Prefect's event stream announces them, for status requests that
+wait (`?wait=`).
 
 One subscription per webhook process serves every waiting request: a request reads the status, and if
-the run is not finished it waits for its run's next state event (or the recheck interval, should the
+the run is not finished it waits for its run's final-state event (or the recheck interval, should the
 stream be down or the event be missed), then reads again. A client holding one such request learns of
-the final state as soon as the server records it, instead of at its next poll.
+the end as soon as the server records it, instead of at its next poll. Other state changes wake nobody:
+a waiting request answers only a finished run, and a read at each of them would only load the server
+while the run is at its busiest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,21 +32,13 @@ RESUBSCRIBE_SECONDS = 1.0
 QUEUED_POLL_SECONDS = 0.05
 """How often a request waiting on a start still in the queue (no flow run yet) looks again."""
 REMEMBERED_SECONDS = 60.0
-"""How long a state change is remembered for a request that read the run just before the event came."""
-
-
-class Heard(enum.Enum):
-    """What a waiting request heard of its run: some state change, or one into a final state."""
-
-    CHANGED = "changed"
-    FINAL = "final"
-
+"""How long a run's end is remembered for a request that read the run just before the event came."""
 
 Subscribe = Callable[[], AbstractAsyncContextManager[AsyncIterator[Event]]]
 
 
 class StateChanges:
-    """The latest state-change time of each flow run heard of, and the requests waiting on one.
+    """When each flow run heard of last reached a final state, and the requests waiting on one.
 
     `recheck_seconds` bounds each wait, so a missed event (the stream reconnecting, a server restart)
     delays an answer by at most that much.
@@ -52,7 +46,7 @@ class StateChanges:
 
     def __init__(self, recheck_seconds: float = 1.0) -> None:
         self.recheck_seconds = recheck_seconds
-        self._changed_at: dict[UUID, tuple[float, bool]] = {}
+        self._ended_at: dict[UUID, float] = {}
         self._waiters: dict[UUID, set[asyncio.Event]] = {}
         self.listening = False
 
@@ -60,31 +54,27 @@ class StateChanges:
     def now() -> float:
         return time.monotonic()
 
-    def heard(self, flow_run_id: UUID, final: bool = False) -> None:
-        """A state change of `flow_run_id` (`final`: into a final state): wake the requests waiting on it."""
+    def ended(self, flow_run_id: UUID) -> None:
+        """`flow_run_id` reached a final state: wake the requests waiting on it."""
         now = self.now()
-        self._changed_at[flow_run_id] = (now, final)
+        self._ended_at[flow_run_id] = now
         for waiter in self._waiters.get(flow_run_id, ()):
             waiter.set()
         self._forget_older_than(now - REMEMBERED_SECONDS)
 
-    def heard_since(self, flow_run_id: UUID, since: float) -> Heard | None:
-        """What was heard of `flow_run_id` at or after `since` (monotonic), if anything."""
-        at, final = self._changed_at.get(flow_run_id, (float("-inf"), False))
-        if at < since:
-            return None
-        return Heard.FINAL if final else Heard.CHANGED
+    def ended_since(self, flow_run_id: UUID, since: float) -> bool:
+        """Whether `flow_run_id` reached a final state at or after `since` (monotonic)."""
+        return self._ended_at.get(flow_run_id, float("-inf")) >= since
 
-    async def wait(self, flow_run_id: UUID | None, since: float, timeout: float) -> Heard | None:
-        """Wait until `flow_run_id` changes state after `since` (monotonic), at most `timeout` seconds and the
-        recheck interval; what was heard, if anything. With no run yet (a start still queued) it only sleeps."""
+    async def wait(self, flow_run_id: UUID | None, since: float, timeout: float) -> bool:
+        """Wait until `flow_run_id` reaches a final state after `since` (monotonic), at most `timeout` seconds
+        and the recheck interval; True when it did. With no run yet (a start still queued) it only sleeps."""
         limit = max(0.0, min(timeout, self.recheck_seconds))
         if flow_run_id is None:
             await asyncio.sleep(min(limit, QUEUED_POLL_SECONDS))
-            return None
-        heard = self.heard_since(flow_run_id, since)
-        if heard is not None:
-            return heard
+            return False
+        if self.ended_since(flow_run_id, since):
+            return True
         waiter = asyncio.Event()
         self._waiters.setdefault(flow_run_id, set()).add(waiter)
         try:
@@ -96,10 +86,11 @@ class StateChanges:
                 waiting.discard(waiter)
                 if not waiting:
                     del self._waiters[flow_run_id]
-        return self.heard_since(flow_run_id, since)
+        return self.ended_since(flow_run_id, since)
 
     async def listen(self, subscribe: Subscribe) -> None:
-        """Hear flow-run state events until cancelled; subscribe again whenever the stream breaks."""
+        """Hear flow-run state events until cancelled, taking note of final ones; subscribe again whenever
+        the stream breaks."""
         warned = False
         while True:
             try:
@@ -108,8 +99,8 @@ class StateChanges:
                     warned = False
                     async for event in events:
                         run_id = _flow_run_id(event)
-                        if run_id is not None:
-                            self.heard(run_id, final=_final(event))
+                        if run_id is not None and _final(event):
+                            self.ended(run_id)
             except Exception as error:  # noqa: BLE001 - waits fall back to the recheck interval meanwhile
                 log = logger.debug if warned else logger.warning  # once per outage, not every second of it
                 log("flow-run state event stream broke (%s); subscribing again", error)
@@ -119,10 +110,10 @@ class StateChanges:
             await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     def _forget_older_than(self, moment: float) -> None:
-        if len(self._changed_at) < 1024:
+        if len(self._ended_at) < 1024:
             return
-        for run_id in [run for run, (at, _) in self._changed_at.items() if at < moment]:
-            del self._changed_at[run_id]
+        for run_id in [run for run, at in self._ended_at.items() if at < moment]:
+            del self._ended_at[run_id]
 
 
 def prefect_subscription(api_url: str) -> Subscribe:
