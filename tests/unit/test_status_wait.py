@@ -169,3 +169,15 @@ def test_listening_takes_note_of_final_states_only() -> None:
         return changes.ended_since(running, since), changes.ended_since(completed, since)
 
     assert asyncio.run(main()) == (False, True)
+
+
+def test_a_run_deleted_while_a_request_waits_on_it_answers_404(runs: FakeRuns) -> None:
+    """The held request reads its run again after its end is heard: a run gone meanwhile is a 404, not a 202."""
+    app, instance, run_id = running_instance(runs)
+
+    async def delete() -> None:
+        await asyncio.sleep(0.1)
+        del runs.runs[run_id]
+        changes_of(app).ended(run_id)
+
+    assert waiting(app, instance, 30, delete).status_code == 404
