@@ -18,6 +18,7 @@ import prefect.flow_engine
 import pytest
 from packaging.version import Version
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.events import Event
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultRecordMetadata
@@ -31,7 +32,7 @@ from prefect.settings import (
 from prefect.states import Completed
 
 from fanout.core import prefect_adapter
-from fanout.core.prefect_adapter import persisted_result_file
+from fanout.core.prefect_adapter import flow_run_id_of, persisted_result_file
 
 _VERSION_CHECK = getattr(prefect.settings, "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", None)
 NO_VERSION_CHECK = {_VERSION_CHECK: False} if _VERSION_CHECK is not None else {}
@@ -599,3 +600,17 @@ def test_a_version_the_client_did_not_check_is_checked_by_prefect_s_events_clien
     with temporary_settings({PREFECT_API_URL: "http://prefect.test/api", **NO_VERSION_CHECK_OFF}):
         prefect_adapter.share_version_check(client)
         assert len(events_client_check(version_checks, monkeypatch)) == 1
+
+
+def test_an_events_flow_run_is_read_from_its_resource_id() -> None:
+    """A flow-run event names its run in `prefect.flow-run.<id>`; another resource, or no id there, names none."""
+
+    def about(resource: str) -> Event:
+        return Event(
+            occurred=datetime.now(UTC), event="prefect.flow-run.Completed", resource={"prefect.resource.id": resource}
+        )
+
+    run_id = uuid4()
+    assert flow_run_id_of(about(f"prefect.flow-run.{run_id}")) == run_id
+    assert flow_run_id_of(about(f"prefect.task-run.{run_id}")) is None
+    assert flow_run_id_of(about("prefect.flow-run.not-an-id")) is None

@@ -22,9 +22,10 @@ from uuid import UUID
 
 from prefect.events import Event
 
+from fanout.core.prefect_adapter import FLOW_RUN_RESOURCE, flow_run_id_of
+
 logger = logging.getLogger(__name__)
 
-FLOW_RUN_RESOURCE = "prefect.flow-run."
 STATE_EVENT_PREFIX = "prefect.flow-run."
 NOT_STATE_EVENTS = ["prefect.flow-run.heartbeat"]
 FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
@@ -48,7 +49,6 @@ class StateChanges:
         self.recheck_seconds = recheck_seconds
         self._ended_at: dict[UUID, float] = {}
         self._waiters: dict[UUID, set[asyncio.Event]] = {}
-        self.listening = False
 
     @staticmethod
     def now() -> float:
@@ -95,10 +95,9 @@ class StateChanges:
         while True:
             try:
                 async with subscribe() as events:
-                    self.listening = True
                     warned = False
                     async for event in events:
-                        run_id = _flow_run_id(event)
+                        run_id = flow_run_id_of(event)
                         if run_id is not None and _final(event):
                             self.ended(run_id)
             except Exception as error:  # noqa: BLE001 - waits fall back to the recheck interval meanwhile
@@ -106,8 +105,7 @@ class StateChanges:
                 log("flow-run state event stream broke (%s); subscribing again", error)
                 warned = True
             finally:
-                self.listening = False
-            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+                await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     def _forget_older_than(self, moment: float) -> None:
         if len(self._ended_at) < 1024:
@@ -130,16 +128,6 @@ def prefect_subscription(api_url: str) -> Subscribe:
         return PrefectEventSubscriber(api_url=api_url, filter=event_filter, reconnection_attempts=0)
 
     return subscribe
-
-
-def _flow_run_id(event: Event) -> UUID | None:
-    resource = event.resource.id
-    if not resource.startswith(FLOW_RUN_RESOURCE):
-        return None
-    try:
-        return UUID(resource[len(FLOW_RUN_RESOURCE) :])
-    except ValueError:
-        return None
 
 
 def _final(event: Event) -> bool:

@@ -36,6 +36,7 @@ from fanout.core.private_files import write_private
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient, SyncPrefectClient
+    from prefect.events import Event
     from prefect.filesystems import RemoteFileSystem, WritableFileSystem
     from prefect.flows import Flow
 
@@ -46,6 +47,19 @@ IMMEDIATE_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("fa
 
 ARTIFACTS_ROUTE: Final = "/artifacts/"
 ARTIFACT_ROUTE: Final = "/artifacts/{id}"
+FLOW_RUN_RESOURCE: Final = "prefect.flow-run."
+"""The prefix of the resource id Prefect's events give a flow run: `prefect.flow-run.<id>`."""
+
+
+def flow_run_id_of(event: Event) -> UUID | None:
+    """The flow run an event is about (its resource `prefect.flow-run.<id>`), or None."""
+    resource = event.resource.id
+    if not resource.startswith(FLOW_RUN_RESOURCE):
+        return None
+    try:
+        return UUID(resource[len(FLOW_RUN_RESOURCE) :])
+    except ValueError:
+        return None
 
 
 def overriding(**sections: dict[str, Any]) -> SettingsContext:

@@ -48,6 +48,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.filesystems import WritableFileSystem
 
 from fanout.core.liveness import ALIVE_EVENT, QUIET_EVENT
+from fanout.core.prefect_adapter import FLOW_RUN_RESOURCE, flow_run_id_of
 from fanout.core.settings import WarmWorkerSettings
 from fanout.service.reconcile import Reconciled, resume_orphan
 from fanout.service.resuming import SILENT_LABEL
@@ -56,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 PROBE_EVENT = "fanout.standby.probe"
 PROBE_RESOURCE = "fanout.standby."
-FLOW_RUN_RESOURCE = "prefect.flow-run."
 CHECK_SECONDS = 0.1
 """How often the tracked runs are looked over for silence (a look is a scan of a dict)."""
 PROBE_TIMEOUT_SECONDS = 10.0
@@ -143,12 +143,6 @@ class SilenceWatch:
 
     def __contains__(self, run_id: object) -> bool:
         return run_id in self._runs
-
-
-def flow_run_id_of(event: Event) -> UUID | None:
-    """The flow run an event is about (`prefect.flow-run.<id>`), or None."""
-    resource = event.resource.id
-    return _uuid(resource[len(FLOW_RUN_RESOURCE) :]) if resource.startswith(FLOW_RUN_RESOURCE) else None
 
 
 def _uuid(text: str) -> UUID | None:

@@ -39,7 +39,7 @@ from prefect.settings import get_current_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 from pydantic import Field, PrivateAttr
 
-from fanout.core.prefect_adapter import related_objects
+from fanout.core.prefect_adapter import FLOW_RUN_RESOURCE, flow_run_id_of, related_objects
 from fanout.core.settings import worker_settings
 from fanout.service.reconcile import reconcile
 from fanout.storage.checkpoints import result_storage
@@ -407,7 +407,7 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
     async def _watch_events(self) -> None:
         """React to new runs and cancellations as their events arrive; resubscribe if the stream breaks."""
         names = EventNameFilter(name=[*WAKE_EVENTS, CANCEL_EVENT])
-        event_filter = EventFilter(event=names, resource=EventResourceFilter(id_prefix=["prefect.flow-run."]))
+        event_filter = EventFilter(event=names, resource=EventResourceFilter(id_prefix=[FLOW_RUN_RESOURCE]))
         broke = False
         while True:
             try:
@@ -417,7 +417,8 @@ class FanoutWarmWorker(BaseWorker[WarmJobConfiguration, WarmVariables, WarmWorke
                     broke = False
                     async for event in events:
                         if event.event == CANCEL_EVENT:
-                            await self._cancel(UUID(event.resource.id.rsplit(".", 1)[-1]))
+                            if (run_id := flow_run_id_of(event)) is not None:
+                                await self._cancel(run_id)
                         else:
                             self._read_ahead(event)
                             self._wake_up()
