@@ -152,6 +152,11 @@ def kill_nine_at_half(
     )
 
 
+STANDBY_CLIENT_POLL = 0.05
+"""Seconds between a watching client's status reads while a standby may resume the run: its `resuming`
+window, from the standby's mark to the resumed attempt's start, can be shorter than the usual 0.2 s."""
+
+
 class StatusWatcher:
     """Polls an instance's status URL like a durable client, every `poll` seconds, from a thread,
     and keeps every change of answer: (seconds since start, HTTP code, runtimeStatus, customStatus)."""
@@ -360,10 +365,11 @@ def crash_at_half(
     workers = [
         start_worker(stack, workspace, worker_type, **env) for _ in range(1 + (standbys if kind == "host" else 0))
     ]
-    if worker_type == WARM_WORKER and env.get("FANOUT_STANDBY", "true").lower() not in ("false", "0"):
+    standing_by = worker_type == WARM_WORKER and env.get("FANOUT_STANDBY", "true").lower() not in ("false", "0")
+    if standing_by:
         wait_standing_by(workers)
     instance, run_id = start_through_webhook(stack, count)
-    with StatusWatcher(stack, instance) as watcher:
+    with StatusWatcher(stack, instance, poll=STANDBY_CLIENT_POLL if standing_by else 0.2) as watcher:
         wait_until(lambda: len(workspace.checkpointed(instance)) >= count // 2, timeout / 2, "half the items")
         digests = workspace.checkpointed(instance)
         flow_pid = flow_process(stack, run_id)
