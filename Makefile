@@ -8,6 +8,10 @@ PYTEST_ARGS ?=
 # timing-sensitive fault scenarios late (docs/development.md). Tests sharing a module-scoped fixture run in
 # one process (tests/support/scheduling.py).
 TEST_PROCESSES ?= 3
+# The suite's hundreds of processes import the same modules: they keep bytecode caches (in __pycache__,
+# which git ignores) even where the environment sets PYTHONDONTWRITEBYTECODE, instead of compiling the
+# project's modules and rewriting its tests again in each process.
+SUITE := env -u PYTHONDONTWRITEBYTECODE
 # pytest exits 5 when its selection collects nothing (a `-m` or `-k` in PYTEST_ARGS matching no test): no failure.
 PYTEST_OK_IF_EMPTY = rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 # The lowest Prefect fanout supports, read from pyproject's `prefect>=` bound: `make test-lowest` runs
@@ -28,11 +32,11 @@ run: $(VENV)/.installed
 
 # Every tier, in TEST_PROCESSES processes, the longest tiers handed out first (tests/conftest.py).
 test: $(VENV)/.installed-test system-packages
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS); $(PYTEST_OK_IF_EMPTY)
+	$(SUITE) $(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS); $(PYTEST_OK_IF_EMPTY)
 
 # In one process: the unit tests are in-process and short, so a second process would mostly collect them again.
 test-unit: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 0 tests/unit $(PYTEST_ARGS)
+	$(SUITE) $(BIN)/python -m pytest -n 0 tests/unit $(PYTEST_ARGS)
 
 # The Debian packages the tiers drive: chromium (tests/ui, through Playwright), postgresql (tests marked
 # `postgres`), curl (the README's examples). Installed with apt-get when missing and this user may (root, or
@@ -53,7 +57,7 @@ system-packages:
 
 test-lowest: venv-lowest
 	$(VENV_LOWEST)/bin/python -c 'import prefect; print("prefect", prefect.__version__)'
-	$(VENV_LOWEST)/bin/python -m pytest -n $(TEST_PROCESSES) $(or $(PYTEST_ARGS),tests/unit tests/integration); $(PYTEST_OK_IF_EMPTY)
+	$(SUITE) $(VENV_LOWEST)/bin/python -m pytest -n $(TEST_PROCESSES) $(or $(PYTEST_ARGS),tests/unit tests/integration); $(PYTEST_OK_IF_EMPTY)
 
 venv-lowest: $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST)
 
@@ -61,7 +65,7 @@ venv-lowest: $(VENV_LOWEST)/.installed-$(PREFECT_LOWEST)
 POSTGRES_SCENARIOS ?= tests/e2e/test_webhook_e2e.py::test_seed_scenario_post_202_then_poll_to_200_with_five_results \
 	tests/faults/test_host_crash.py::test_kill_nine_of_worker_and_run_completes_on_its_own
 test-postgres: $(VENV)/.installed-test
-	FANOUT_E2E_DATABASE=postgres $(BIN)/python -m pytest $(POSTGRES_SCENARIOS)
+	$(SUITE) FANOUT_E2E_DATABASE=postgres $(BIN)/python -m pytest $(POSTGRES_SCENARIOS)
 
 # ruff (lint and format), mypy --strict on the package and the flows, import-linter's layer contract (all in pyproject.toml).
 lint: $(VENV)/.installed-lint

@@ -213,9 +213,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, stack_database_url: st
     from tests.support.stacks import STACK_TOKEN, stack_environment
 
     home = tmp_path_factory.mktemp("stack")
-    if stack_database_url is None:
-        seed_database(home / "prefect")
-    local = LocalStack(home=home, database_url=stack_database_url, env=stack_environment(home), token=STACK_TOKEN)
+    seeded = seed_database(home / "prefect") if stack_database_url is None else {}
+    env = stack_environment(home) | seeded
+    local = LocalStack(home=home, database_url=stack_database_url, env=env, token=STACK_TOKEN)
     try:
         local.start_server()
         local.deploy()

@@ -34,8 +34,8 @@ def test_fanout_run_on_another_server_is_refused_while_the_webhook_run_holds_the
     start_worker(stack, workspace, FANOUT_TEST_HOLD_UNTIL=str(release), FANOUT_MAX_PARALLEL="2")
     instance = "shared-instance"
     env = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_"))}
-    seed_database(tmp_path / "other-server")
-    with running_prefect_server(tmp_path / "other-server") as other:
+    seeded = seed_database(tmp_path / "other-server")
+    with running_prefect_server(tmp_path / "other-server", extra_env=seeded) as other:
         started = webhook.post("/api/start-fanout", json={"count": COUNT, "instance_id": instance})
         assert started.status_code == 202, started.text
         wait_for(lambda: bool(workspace.executed()), 120, "the webhook's run working", interval=0.2)

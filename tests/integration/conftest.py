@@ -6,6 +6,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 from prefect.settings import PREFECT_API_URL
@@ -27,8 +28,10 @@ def prefect_api() -> Iterator[str]:
     every flow test. Flows called here run without heartbeats, as `fanout run` runs them (`run_here`): only
     deployment runs, which a worker can restart, send any, and Prefect's heartbeat thread holds every flow up
     to a second on exit."""
-    harness = prefect_test_harness(server_startup_timeout=HARNESS_START_SECONDS)
-    with seeded_harness_folders(), harness, heartbeats_off():
+    with ExitStack() as session:
+        with seeded_harness_folders():  # only while the harness starts its server: other tiers start their own
+            session.enter_context(prefect_test_harness(server_startup_timeout=HARNESS_START_SECONDS))
+        session.enter_context(heartbeats_off())
         yield str(PREFECT_API_URL.value())
         await_progress_publishers()
 

@@ -84,10 +84,9 @@ def running_fanout_up(
     (without FANOUT_* and PREFECT_API_* settings) plus `env`, once it says it is ready: the process and its
     home. Killed (with its process group) on exit."""
     home = workdir / ".fanout"
-    if "postgres" not in options:
-        seed_database(home / "prefect")
+    seeded = seed_database(home / "prefect") if "postgres" not in options else {}
     environment = {name: value for name, value in os.environ.items() if not name.startswith(("FANOUT_", "PREFECT_API"))}
-    environment.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", **env)
+    environment.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", **seeded, **env)
     argv = [str(program), "up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0", *options]
     child = spawn("fanout-up", argv, environment, logs, cwd=workdir)
     try:

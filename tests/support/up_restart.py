@@ -41,10 +41,10 @@ class UpStack:
 
     def start(self, *options: str, timeout: float = 300) -> Child:
         """`fanout up` in the project folder; returns once it printed its banner."""
-        if "postgres" not in options:
-            seed_database(self.home / "prefect")
+        seeded = seed_database(self.home / "prefect") if "postgres" not in options else {}
         argv = [FANOUT, "up", "--home", str(self.home), *options]
-        child = spawn(f"fanout-up-{len(self.lives) + 1}", argv, self.env, self.project / "logs", cwd=self.project)
+        env = {**self.env, **seeded}
+        child = spawn(f"fanout-up-{len(self.lives) + 1}", argv, env, self.project / "logs", cwd=self.project)
         self.lives.append(child)
         wait_for(
             lambda: READY in child.log_path.read_text() or child.process.poll() is not None,
