@@ -6,10 +6,12 @@ machine's load average while it ran.
 Prints the tests in each tier's folder (one `pytest --collect-only`), then runs the command, sampling
 the load average every 10 s, and prints its wall time, the CPU seconds of its processes (those it waited
 for: not a background server left running), exit code, the load average's range and each pytest session's
-summary line. On a shared machine the CPU seconds say more than the wall time, which others' work stretches. A Prefect server's start on a fresh SQLite database against one on a migrated
-copy (what the suite's servers start from, tests/support/database.py) is timed side by side with
-`--server-starts N`. `--by-tier N` runs each tier alone instead, one after another, in N pytest-xdist
-processes: where the suite's wall time and CPU go.
+summary line. On a shared machine the CPU seconds say more than the wall time, which others' work
+stretches. `--server-starts N` times a Prefect server's start, with its CPU seconds, side by side on a
+fresh SQLite database, on a copy of the suite's template whose server registers the block types again,
+and on a copy whose server skips that (what the suite's servers start from, tests/support/database.py).
+`--by-tier N` runs each tier alone instead, one after another, in N pytest-xdist processes: where the
+suite's wall time and CPU go.
 """
 
 from __future__ import annotations
@@ -65,24 +67,31 @@ def timed(command: str) -> tuple[float, float, int, list[float], str]:
     return seconds, cpu, run.returncode, loads, run.stdout + run.stderr
 
 
-def server_starts(rounds: int) -> tuple[list[float], list[float]]:
-    """Seconds to a healthy server on a fresh database and on a migrated copy, alternating, `rounds` each."""
+SERVER_KINDS = ("fresh", "copied, registering", "copied")
+"""A fresh database; a copy of the migrated template whose server registers the block types again (before
+the template held them); a copy whose server skips that (what the suite's servers start from)."""
+
+
+def server_starts(rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """Seconds to a healthy server and CPU seconds of its whole life (start, health check, stop) for each of
+    `SERVER_KINDS`, in turn, `rounds` each."""
     from tests.support.database import make_template, seed_database
 
-    fresh: list[float] = []
-    seeded: list[float] = []
+    starts: dict[str, list[tuple[float, float]]] = {kind: [] for kind in SERVER_KINDS}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         template = make_template(root / "template")
         for index in range(rounds):
-            for kind, times in (("fresh", fresh), ("seeded", seeded)):
-                home = root / f"{kind}-{index}"
-                if kind == "seeded":
-                    seed_database(home, template)
-                began = time.monotonic()
-                with running_prefect_server(home):
-                    times.append(time.monotonic() - began)
-    return fresh, seeded
+            for number, kind in enumerate(SERVER_KINDS):
+                home = root / f"{number}-{index}"
+                env = seed_database(home, template) if kind != "fresh" else {}
+                if kind == "copied, registering":
+                    env = {}
+                began, cpu_before = time.monotonic(), children_cpu_seconds()
+                with running_prefect_server(home, extra_env=env):
+                    seconds = time.monotonic() - began
+                starts[kind].append((seconds, children_cpu_seconds() - cpu_before))
+    return starts
 
 
 def report(command: str) -> None:
@@ -111,11 +120,10 @@ def main() -> None:
         sum(counts.values()),
     )
     if args.server_starts:
-        fresh, seeded = server_starts(args.server_starts)
-        print(
-            f"server start, median of {args.server_starts}: fresh database {statistics.median(fresh):.1f} s, "
-            f"migrated copy {statistics.median(seeded):.1f} s"
-        )
+        for kind, starts in server_starts(args.server_starts).items():
+            seconds = statistics.median(start[0] for start in starts)
+            cpu = statistics.median(start[1] for start in starts)
+            print(f"server start, {kind} database, median of {len(starts)}: {seconds:.2f} s, {cpu:.2f} CPU s")
     if args.counts_only:
         return
     if args.by_tier:
