@@ -31,8 +31,12 @@ DATABASE_FILE = "prefect.db"
 """Where a Prefect server on SQLite keeps its database, inside its PREFECT_HOME (Prefect's default)."""
 HARNESS_DATABASE_FILE = "prefect-test.db"
 """Where `prefect_test_harness` keeps its server's database, inside the folder it makes."""
-SEEDED_SERVER_ENV = {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false"}
-"""What a server on a copy of the template starts with: its block types are in the copy already."""
+SEEDED_SERVER_ENV = {
+    "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
+    "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
+}
+"""What a server on a copy of the template starts with: its block types are in the copy already, so it
+neither registers them nor imports the installed collections (Dask's among them) to see whether it must."""
 MAKE_TEMPLATE = """
 import asyncio
 import prefect.plugins
