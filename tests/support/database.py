@@ -1,15 +1,15 @@
 """A migrated Prefect database for the suite's SQLite servers: made once per test session, copied into each
 new server's home, so a server starts without running Prefect's migrations (most of a fresh start). The
 template also holds Prefect's block types, registered once: a server started on a copy is told not to
-register them again (`SEEDED_SERVER_ENV`), a quarter of what its start costs otherwise.
+register them again (`SEEDED_SERVER_ENV`).
 
 `prefect_test_harness` (the integration tier's server) makes its database in a folder of its own
 (`tempfile.mkdtemp`, as `prefect-test.db`): `seeded_harness_folders` puts the template there first.
 
-The template is made by the installed Prefect (its file name carries the version): its migrations, then
-the block registration a server runs at start, by the first test process that needs one, under a lock; the others wait and copy it. A copy
-is written under a temporary name and renamed into place, so a server never opens half a file. PostgreSQL
-servers, and a home that already has a database, are left alone.
+The template is made by the installed Prefect (its file name carries the version), with its migrations and
+then the block registration a server runs at start, by the first test process that needs one, under a
+lock; the others wait and copy it. A copy is written under a temporary name and renamed into place, so a
+server never opens half a file. PostgreSQL servers, and a home that already has a database, are left alone.
 """
 
 from __future__ import annotations
@@ -104,9 +104,9 @@ def seed_database(prefect_home: Path, template: Path | None = None) -> dict[str,
 def seeded_harness_folders() -> Iterator[None]:
     """While open, the folder `prefect_test_harness` makes for its database already holds a migrated copy
     (the session's template), and the servers this process starts skip the block registration, so the
-    harness's server starts without either; the harness is otherwise untouched. Where other servers
-    start in the same process, open it only while the harness starts. Outside a test session, or on a Prefect whose harness makes its folder another way,
-    nothing changes."""
+    harness's server starts without either; the harness is otherwise untouched. Where other servers start
+    in the same process, open it only while the harness starts. Outside a test session, or on a Prefect
+    whose harness makes its folder another way, nothing changes."""
     from prefect.testing import utilities
 
     folder = os.environ.get(SESSION_FOLDER_ENV)
