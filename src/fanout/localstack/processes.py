@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -134,6 +135,7 @@ def spawn(
 ) -> Child:
     """Start `argv` in a new process group with an owner-only umask, its output appended to
     `<log_dir>/<name>.log`; `pass_fds` (a listening socket) stay open in the child."""
+    children_hear_interrupts()
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
@@ -149,6 +151,15 @@ def spawn(
             pass_fds=tuple(pass_fds),
         )
     return Child(name=name, process=process, log_path=log_path)
+
+
+def children_hear_interrupts() -> None:
+    """Stop ignoring SIGINT (as a shell's background job does), so the children started next do not ignore
+    it either: a Prefect worker stops on SIGTERM by sending itself SIGINT, and one that ignores it runs on
+    until its supervisor's grace ends and it is killed. Only the main thread may set a handler; the first
+    child is started from it."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def answers_as(url: str, nonce: str | None, timeout: float = 2.0) -> bool | None:
