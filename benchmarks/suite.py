@@ -17,6 +17,7 @@ suite's wall time and CPU go.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import resource
 import statistics
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from fanout.localstack.processes import running_prefect_server
@@ -46,9 +48,60 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(command: str) -> tuple[float, float, int, list[float], str]:
-    """Run `command` in a shell: its wall time, CPU seconds, exit code, the 1-minute load averages seen, its
-    output."""
+TICKS = os.sysconf("SC_CLK_TCK")
+KERNEL_THREAD = 0x00200000
+"""PF_KTHREAD in a process's flags (/proc/PID/stat): a kernel thread, such as the memory monitor some virtual
+machines run."""
+
+
+@dataclass(frozen=True)
+class MachineCpu:
+    """CPU seconds the whole machine spent busy (every core, from /proc/stat), and those of its kernel
+    threads, so far."""
+
+    busy: float
+    kernel_threads: float
+
+    @classmethod
+    def now(cls) -> MachineCpu:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return cls(busy=(sum(fields[:8]) - idle) / TICKS, kernel_threads=kernel_thread_seconds())
+
+    def since(self, before: MachineCpu) -> MachineCpu:
+        return MachineCpu(self.busy - before.busy, self.kernel_threads - before.kernel_threads)
+
+
+def kernel_thread_seconds() -> float:
+    """User and system CPU seconds of the kernel threads running now (they live as long as the machine)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[6]) & KERNEL_THREAD:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+@dataclass(frozen=True)
+class Timed:
+    """What `timed` measured of one command."""
+
+    seconds: float
+    cpu: float
+    machine: MachineCpu
+    code: int
+    loads: list[float]
+    output: str
+
+
+def timed(command: str) -> Timed:
+    """Run `command` in a shell: its wall time, its CPU seconds, the machine's, its exit code, the 1-minute
+    load averages seen, its output."""
     loads: list[float] = []
     done = threading.Event()
 
@@ -59,12 +112,13 @@ def timed(command: str) -> tuple[float, float, int, list[float], str]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    began, cpu_before = time.monotonic(), children_cpu_seconds()
+    began, cpu_before, machine_before = time.monotonic(), children_cpu_seconds(), MachineCpu.now()
     run = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
     seconds, cpu = time.monotonic() - began, children_cpu_seconds() - cpu_before
+    machine = MachineCpu.now().since(machine_before)
     done.set()
     sampler.join()
-    return seconds, cpu, run.returncode, loads, run.stdout + run.stderr
+    return Timed(seconds, cpu, machine, run.returncode, loads, run.stdout + run.stderr)
 
 
 SERVER_KINDS = ("fresh", "copied, registering", "copied")
@@ -95,13 +149,18 @@ def server_starts(rounds: int) -> dict[str, list[tuple[float, float]]]:
 
 
 def report(command: str) -> None:
-    """Run `command` and print its wall time, CPU seconds, exit code, load average and pytest summaries."""
-    seconds, cpu, code, loads, output = timed(command)
+    """Run `command` and print its wall time, CPU seconds, the machine's, exit code, load average and
+    pytest summaries."""
+    run = timed(command)
     print(
-        f"`{command}`: exit {code} in {seconds / 60:.1f} min, {cpu:.0f} CPU seconds, "
-        f"load average {min(loads):.1f}-{max(loads):.1f}"
+        f"`{command}`: exit {run.code} in {run.seconds / 60:.1f} min, {run.cpu:.0f} CPU seconds, "
+        f"load average {min(run.loads):.1f}-{max(run.loads):.1f}"
     )
-    for summary in SUMMARY.findall(output):
+    print(
+        f"   the machine was busy {run.machine.busy:.0f} CPU seconds ({run.machine.busy / run.seconds:.2f} of "
+        f"{os.cpu_count()} cores), {run.machine.kernel_threads:.0f} of them in kernel threads"
+    )
+    for summary in SUMMARY.findall(run.output):
         print("  ", summary, flush=True)
 
 
