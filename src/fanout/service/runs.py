@@ -35,6 +35,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, State, StateType
@@ -55,6 +56,7 @@ LABEL_REQUEST = "fanout.request"
 LABEL_START = "fanout.start"
 LABEL_DEPLOYMENT = "fanout.deployment"
 LABEL_FLOW = "fanout.flow"
+TERMINATED = "terminated through the webhook"
 """Set on the runs of a flow other than the seed's, started through an orchestrator name: the flow's name."""
 OTHER_FLOW_TAG = "fanout.flow"
 """Tags those runs too, so a list finds them without reading the seed's runs twice."""
@@ -413,13 +415,26 @@ class PrefectRuns:
 
     @unavailable_as_503
     async def terminate(self, run: RunRecord) -> None:
-        """Cancel the run: a run no worker has picked up ends Cancelled at once; a started one goes
-        Cancelling, and its worker stops the flow process and marks it Cancelled."""
-        started = run.state_type not in (None, StateType.SCHEDULED.value)
-        state_type = StateType.CANCELLING if started else StateType.CANCELLED
-        await self.client.set_flow_run_state(
-            run.flow_run_id, State(type=state_type, message="terminated through the webhook"), force=True
-        )
+        """Ask Prefect to cancel the run, as its own `flow-run cancel` does, without forcing: the server
+        decides on the run's state at that moment, not on `run`'s older copy. A run no worker has taken
+        ends Cancelled at once; a taken or started one goes Cancelling, which no process can leave for
+        Running, and its worker stops the process and marks it Cancelled; a final one stays as it is."""
+        flow_run_id = run.flow_run_id
+        result = await self.client.set_flow_run_state(flow_run_id, State(type=StateType.CANCELLING, message=TERMINATED))
+        proposed = result.state
+        if result.status != SetStateStatus.ACCEPT or proposed is None or not proposed.is_cancelling():
+            return
+        if await self._left_scheduled(flow_run_id, proposed.id):
+            await self.client.set_flow_run_state(flow_run_id, State(type=StateType.CANCELLED, message=TERMINATED))
+
+    async def _left_scheduled(self, flow_run_id: UUID, state_id: UUID) -> bool:
+        """True when the state before `state_id` was Scheduled: a run that waits for a worker again after
+        an earlier attempt (whose process id Prefect keeps, so it does not cancel it at once itself). No
+        worker took it, and none can once it is Cancelling, so nothing is left to stop."""
+        history = await self.client.read_flow_run_states(flow_run_id)
+        ids = [state.id for state in history]
+        at = ids.index(state_id) if state_id in ids else len(ids)
+        return at > 0 and history[at - 1].type == StateType.SCHEDULED
 
     @unavailable_as_503
     async def restart(self, run: RunRecord) -> None:
