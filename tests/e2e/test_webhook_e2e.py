@@ -149,6 +149,35 @@ def test_terminate_a_slow_run_reports_terminated(
     assert len(executed(execution_log)) < 30
 
 
+def test_runs_terminated_as_they_start_all_end_terminated(
+    webhook: httpx.Client, pooled_worker: Any, execution_log: Path
+) -> None:
+    """Runs terminated the moment they start (some as the worker takes them) all end Terminated, none Completed."""
+    pooled_worker(**SLOW_SCRIPTED)
+    status_urls = []
+    for _ in range(8):
+        started = webhook.post("/api/start-fanout", json={"count": 2}).json()
+        assert webhook.post(started["terminatePostUri"]).status_code == 202
+        status_urls.append(started["statusQueryGetUri"])
+    finals = [poll_until_finished(webhook, url, timeout=120).json()["runtimeStatus"] for url in status_urls]
+    assert finals == ["Terminated"] * 8
+
+
+def test_terminates_sent_together_end_the_run_terminated(
+    webhook: httpx.Client, pooled_worker: Any, execution_log: Path
+) -> None:
+    """Three terminates of one running instance sent at once: 202 each, and the run ends Terminated."""
+    pooled_worker(**SLOW_SCRIPTED)
+    started = webhook.post("/api/start-fanout", json={"count": 30}).json()
+    status_url = started["statusQueryGetUri"]
+    wait_for(lambda: webhook.get(status_url).json()["runtimeStatus"] == "Running", what="Running")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        codes = list(pool.map(lambda _: webhook.post(started["terminatePostUri"]).status_code, range(3)))
+    assert codes == [202] * 3
+    done = poll_until_finished(webhook, status_url, timeout=120)
+    assert done.status_code == 200 and done.json()["runtimeStatus"] == "Terminated"
+
+
 def test_restart_after_a_permanent_failure_runs_only_the_failed_item(
     webhook: httpx.Client, start_worker: Any, stack: LocalStack, execution_log: Path
 ) -> None:
