@@ -173,7 +173,7 @@ def up(
     from fanout.localstack.processes import ChildFailed, PortTaken
     from fanout.localstack.production import DATABASES
     from fanout.localstack.stack import DeployFailed
-    from fanout.localstack.up import UpOptions
+    from fanout.localstack.up import HomeBusy, UpOptions
     from fanout.localstack.up import up as run_stack
 
     settings = checked(FanoutSettings)  # every process it starts: a bad setting of any stops it before it starts
@@ -189,7 +189,7 @@ def up(
         code = run_stack(options, say=typer.echo)
     except (PostgresNotAvailable, BadProject) as error:
         fail(f"{error}", REFUSED)
-    except (DeployFailed, PortTaken, ChildFailed) as error:
+    except (DeployFailed, PortTaken, ChildFailed, HomeBusy) as error:
         fail(f"{error}", FAILED)
     raise typer.Exit(code)
 

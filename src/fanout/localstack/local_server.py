@@ -115,7 +115,7 @@ def _start(folder: Path) -> BackgroundServer:
         env.pop("PREFECT_API_URL", None)
         with_server_defaults(env)
         argv = server_argv(listener.fileno(), nonce)
-        child = spawn("server", argv, env, folder, cwd=folder, pass_fds=[listener.fileno()])
+        child = spawn("server", argv, env, folder, cwd=folder, pass_fds=[listener.fileno()], outlives_parent=True)
     server = BackgroundServer(pid=child.process.pid, port=port, home=str(folder), nonce=nonce)
     write_private(folder / STATE_FILE, json.dumps(asdict(server)).encode())
     return server

@@ -8,11 +8,13 @@ puts the parent's nonce on every answer, so the health check knows the answer is
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -28,6 +30,7 @@ from fanout.localstack.polling import wait_for
 from fanout.localstack.prefect_server import server_argv, with_server_defaults
 
 LOOPBACK = "127.0.0.1"
+PR_SET_PDEATHSIG = 1
 
 
 class PortTaken(RuntimeError):
@@ -132,9 +135,12 @@ def spawn(
     log_dir: Path,
     cwd: Path | None = None,
     pass_fds: Sequence[int] = (),
+    outlives_parent: bool = False,
 ) -> Child:
     """Start `argv` in a new process group with an owner-only umask, its output appended to
-    `<log_dir>/<name>.log`; `pass_fds` (a listening socket) stay open in the child."""
+    `<log_dir>/<name>.log`; `pass_fds` (a listening socket) stay open in the child. Unless it
+    `outlives_parent` (a server left running in the background), the child is sent SIGTERM when this
+    process dies, however it dies."""
     children_hear_interrupts()
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -149,8 +155,27 @@ def spawn(
             start_new_session=True,
             umask=PRIVATE_UMASK,
             pass_fds=tuple(pass_fds),
+            preexec_fn=None if outlives_parent else parent_death_signal(),
         )
     return Child(name=name, process=process, log_path=log_path)
+
+
+def parent_death_signal() -> Callable[[], None] | None:
+    """A `preexec_fn` that has Linux send the child SIGTERM when its parent dies (PR_SET_PDEATHSIG), so a
+    supervisor killed with SIGKILL leaves no stack behind to hold its ports; None elsewhere. The kernel
+    ties the signal to the thread that starts the child, so only the main thread, which lives as long as
+    the process, asks for it."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    parent = os.getpid()
+
+    def set_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was set
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_signal
 
 
 def children_hear_interrupts() -> None:

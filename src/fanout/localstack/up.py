@@ -9,6 +9,7 @@ one-line error. A child that dies later is started again after a backoff (`Super
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from fanout.localstack.stack import URL_FILE, WARM_WORKER, LocalStack, ensure_to
 
 Say = Callable[[str], object]
 PORTS_FILE = "ports.json"
+LOCK_FILE = "up.lock"
 DEFAULT_PREFECT_PORT = 4200
 DEFAULT_WEBHOOK_PORT = 8000
 
@@ -43,6 +45,29 @@ class UpOptions:
     database: str = "sqlite"
     database_url: str | None = None
     auth: bool = True
+
+
+class HomeBusy(RuntimeError):
+    """Another `fanout up` runs on this home."""
+
+
+@contextmanager
+def home_lock(home: Path) -> Iterator[None]:
+    """Hold `home` for this `fanout up`, or raise `HomeBusy` naming the process that holds it: two stacks
+    on one home would share its database and overwrite each other's URL, token and port files. The lock
+    is the system's (flock), so it goes with the process however that ends."""
+    descriptor = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise HomeBusy(f"fanout up already runs on {home} (pid {holder}); stop it, or pass --home DIR") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 class Interrupted(BaseException):
@@ -103,7 +128,8 @@ def up(options: UpOptions, say: Say = print) -> int:
         make_private(home, pass_through=options.database == "postgres" and os.geteuid() == 0)
         auth = ensure_auth_string(home) if options.auth else None
         with (
-            stack_listeners(home, options) as (prefect_listener, webhook_listener),  # first: a port taken ends it
+            home_lock(home),
+            stack_listeners(home, options) as (prefect_listener, webhook_listener),  # a port taken ends it here
             stack_database(home, options.database, options.database_url) as url,
         ):
             stack = LocalStack(
