@@ -79,6 +79,36 @@ def test_list_pages_with_the_continuation_header_or_query_parameter(runs: FakeMa
     assert "x-ms-continuation-token" not in by_query.headers
 
 
+def test_the_next_page_misses_nothing_when_a_listed_instance_is_purged(runs: FakeManagedRuns) -> None:
+    """Purging an instance of the first page between two reads leaves the second page as it was."""
+    for name in ("a", "b", "c", "d"):
+        started(runs, name)
+    first = get(runs, "/api/instances?top=2")
+    assert listed(first) == ["d", "c"]
+    assert call(make_app(runs), "DELETE", "/api/instances/d").status_code == 200
+    second = get(
+        runs,
+        "/api/instances?top=2",
+        headers={**AUTH, "x-ms-continuation-token": first.headers["x-ms-continuation-token"]},
+    )
+    assert listed(second) == ["b", "a"]
+
+
+def test_the_next_page_repeats_nothing_when_an_instance_starts_between_reads(runs: FakeManagedRuns) -> None:
+    """An instance started between two reads is not on the second page (it is newer than the first)."""
+    for name in ("a", "b", "c"):
+        started(runs, name)
+    first = get(runs, "/api/instances?top=2")
+    started(runs, "new")
+    second = get(
+        runs,
+        "/api/instances?top=2",
+        headers={**AUTH, "x-ms-continuation-token": first.headers["x-ms-continuation-token"]},
+    )
+    assert listed(first) == ["c", "b"]
+    assert listed(second) == ["a"]
+
+
 @pytest.mark.parametrize(
     "query, message",
     [

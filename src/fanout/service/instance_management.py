@@ -78,40 +78,54 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def latest_per_instance(runs: Iterable[RunRecord]) -> list[RunRecord]:
-    """One run per instance, its newest, newest instances first."""
+    """One run per instance, its newest, newest instances first (by `place`)."""
     latest: dict[str, RunRecord] = {}
     for run in runs:
         held = latest.get(run.instance_id)
         if held is None or (_utc(run.created) or _EPOCH) > (_utc(held.created) or _EPOCH):
             latest[run.instance_id] = run
-    return sorted(latest.values(), key=lambda run: _utc(run.created) or _EPOCH, reverse=True)
+    return sorted(latest.values(), key=place, reverse=True)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+Place = tuple[datetime, str]
+
+
+def place(run: RunRecord) -> Place:
+    """Where a run stands in the list, newest first: its creation time, then its instance id."""
+    return _utc(run.created) or _EPOCH, run.instance_id
+
 
 def page(runs: Sequence[RunRecord], top: int | None, token: str | None) -> tuple[list[RunRecord], str | None]:
-    """`top` runs from where `token` left off, and the token of the next page (None on the last)."""
-    start = decode_token(token) if token else 0
-    if top is None:
-        return list(runs[start:]), None
-    end = start + top
-    return list(runs[start:end]), encode_token(end) if end < len(runs) else None
+    """`top` runs from after the place `token` names, and the next page's token (None on the last).
+
+    The token names the last listed run's place, not a count, so instances started or purged between two
+    pages neither repeat nor go missing."""
+    after = decode_token(token) if token else None
+    rest = [run for run in runs if place(run) < after] if after else list(runs)
+    if top is None or len(rest) <= top:
+        return rest, None
+    chosen = rest[:top]
+    return chosen, encode_token(place(chosen[-1]))
 
 
-def encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+def encode_token(after: Place) -> str:
+    created, instance_id = after
+    return base64.urlsafe_b64encode(json.dumps({"after": [created.isoformat(), instance_id]}).encode()).decode()
 
 
-def decode_token(token: str) -> int:
-    """The offset a continuation token carries, or `BadQuery`."""
+def decode_token(token: str) -> Place:
+    """The place a continuation token names, or `BadQuery`."""
+    refused = BadQuery("x-ms-continuation-token is not a token this server gave")
     try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        created, instance_id = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+        at = datetime.fromisoformat(created)
     except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
-        raise BadQuery("x-ms-continuation-token is not a token this server gave") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise BadQuery("x-ms-continuation-token is not a token this server gave")
-    return offset
+        raise refused from None
+    if not isinstance(instance_id, str) or at.tzinfo is None:
+        raise refused
+    return at.astimezone(UTC), instance_id
 
 
 @runtime_checkable
