@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,7 +84,7 @@ def run(
     from fanout.seed import run_here
 
     try:
-        with overriding(api={"url": api_url}):
+        with overriding(api={"url": api_url}), refusals_without_traceback():
             output = run_here(request)
             send_queued(timeout=10)  # the run's last events and logs, sent now rather than by the exit hook
     except ItemsFailed as failed:
@@ -91,6 +94,27 @@ def run(
     except InvalidRequest as error:  # found while planning: a bad line past the source's first ones
         fail(f"bad input: {error}", REFUSED)
     typer.echo(json.dumps(output, indent=2))
+
+
+class _NoRefusalTraceback(logging.Filter):
+    """Drops the traceback from Prefect's log of a flow that ended on bad input or a busy instance."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], InvalidRequest):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+@contextmanager
+def refusals_without_traceback() -> Iterator[None]:
+    """While `fanout run` runs its flow: a refusal (a busy instance, a bad line in the source) is the one
+    line this command prints, not a traceback above it in Prefect's log."""
+    logger, refusals = logging.getLogger("prefect.flow_runs"), _NoRefusalTraceback()
+    logger.addFilter(refusals)
+    try:
+        yield
+    finally:
+        logger.removeFilter(refusals)
 
 
 server_app = typer.Typer(help="The background Prefect server `fanout run` starts and reuses.", no_args_is_help=True)
