@@ -79,6 +79,13 @@ def test_list_pages_with_the_continuation_header_or_query_parameter(runs: FakeMa
     assert "x-ms-continuation-token" not in by_query.headers
 
 
+def test_list_without_input_when_show_input_is_false(runs: FakeManagedRuns) -> None:
+    """`showInput=false` lists each instance with `input: null`, as the Durable Functions list does."""
+    started(runs, "quiet")
+    (entry,) = get(runs, "/api/instances?showInput=false").json()
+    assert entry["instanceId"] == "quiet" and entry["input"] is None
+
+
 @pytest.mark.parametrize(
     "query, message",
     [
@@ -88,6 +95,7 @@ def test_list_pages_with_the_continuation_header_or_query_parameter(runs: FakeMa
         ("top=0", "top must be an integer from 1 to 1000"),
         ("top=ten", "top must be an integer from 1 to 1000"),
         ("continuationToken=not-ours", "not a token this server gave"),
+        ("showInput=bogus", "showInput must be true or false"),
     ],
 )
 def test_a_bad_filter_is_400_with_why(runs: FakeManagedRuns, query: str, message: str) -> None:

@@ -195,7 +195,7 @@ async def list_all(
         raise HTTPException(400, str(error)) from None
     response.headers.update(listed.headers)
     return [
-        InstanceEntry.model_validate(list_entry(run, status, custom, True, instances.flow_name))
+        InstanceEntry.model_validate(list_entry(run, status, custom, listed.show_input, instances.flow_name))
         for run, status, custom in listed.entries
     ]
 
