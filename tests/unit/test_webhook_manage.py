@@ -56,6 +56,17 @@ def test_list_filters_by_runtime_status(runs: FakeManagedRuns) -> None:
     assert sorted(listed(get(runs, "/api/instances?runtimeStatus=completed,Failed"))) == ["broken", "done"]
 
 
+def test_a_repeated_runtime_status_filter_keeps_the_union(runs: FakeManagedRuns) -> None:
+    """`runtimeStatus=Completed&runtimeStatus=Failed` keeps both, as the comma list does."""
+    started(runs, "done")
+    started(runs, "broken", "FAILED")
+    started(runs, "busy", "RUNNING")
+    assert sorted(listed(get(runs, "/api/instances?runtimeStatus=Completed&runtimeStatus=Failed"))) == [
+        "broken",
+        "done",
+    ]
+
+
 def test_list_filters_by_created_time(runs: FakeManagedRuns) -> None:
     """`createdTimeFrom` / `createdTimeTo` bound the creation time, both inclusive."""
     started(runs, "early")

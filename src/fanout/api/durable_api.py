@@ -543,7 +543,7 @@ async def purge_matching(request: Request, response: Response, ops: AdminDep) ->
     """Delete the finished instances created in [createdTimeFrom, createdTimeTo] with a runtimeStatus listed."""
     policy = ops.instances.resumes
     try:
-        query = query_from(dict(request.query_params), with_prefix=False)
+        query = query_from(request.query_params, with_prefix=False)
     except BadQuery as error:
         return problem(400, str(error))
     if query.created_from is None:

@@ -43,7 +43,7 @@ async def list_instances(
     instances: Instances, params: Mapping[str, str], continuation_header: str | None = None
 ) -> InstancePage:
     """The page of instances the query string asks for; `BadQuery` before any Prefect call for a bad one."""
-    query = query_from(dict(params))
+    query = query_from(params)
     top = top_from(params.get("top"))
     show_input = flag(params.get("showInput"), True, "showInput")
     token = continuation_header or params.get(CONTINUATION_PARAM) or None
