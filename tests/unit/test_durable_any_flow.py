@@ -106,6 +106,15 @@ def test_an_unknown_deployment_on_the_api_route_is_404_listing_the_names_known(r
     assert runs.runs == {}
 
 
+def test_a_flow_name_with_several_deployments_on_the_api_route_is_404_listing_them(runs: FakeManagedRuns) -> None:
+    """A flow's name that names more than one of its deployments starts nothing and lists each of them."""
+    runs.other_flows.append(Orchestrator("backup-site-content", "nightly", ("root_directory",), ("root_directory",)))
+    response = call(make_app(runs), "POST", "/api/start-fanout/backup-site-content", content=b'"/srv"')
+    assert response.status_code == 404 and runs.runs == {}
+    detail = response.json()["detail"]
+    assert "'backup-site-content/default'" in detail and "'backup-site-content/nightly'" in detail
+
+
 def test_terminate_and_purge_act_on_another_flow_instance(runs: FakeManagedRuns) -> None:
     """Terminate cancels a running instance of another flow; once finished, purge deletes its runs."""
     assert request(runs, "POST", "/orchestrators/backup-site-content/b-5", content=b'"/a"').status_code == 202
