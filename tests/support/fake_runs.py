@@ -41,6 +41,8 @@ class FakeRuns:
         self.keys: dict[str, UUID] = {}
         self.outputs: dict[UUID, Any] = {}
         self.failure_reports: dict[UUID, list[dict[str, Any]]] = {}
+        self.recorded: dict[UUID, tuple[int, int]] = {}
+        """`(total, failed)` a run of another flow recorded in result storage (`set_state(..., recorded=...)`)."""
         self.artifacts: dict[UUID, list[str]] = {}
         self.untagged: set[UUID] = set()
         self.calls: list[str] = []
@@ -184,6 +186,9 @@ class FakeRuns:
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None:
         return self.failure_reports.get(run.flow_run_id, [] if run.state_type == "COMPLETED" else None)
 
+    async def recorded_items(self, run: RunRecord) -> tuple[int, int] | None:
+        return self.recorded.get(run.flow_run_id)
+
     async def terminate(self, run: RunRecord) -> None:
         self.calls.append("terminate")
         self.move(run, "CANCELLING")
@@ -224,9 +229,11 @@ class FakeRuns:
         failures: list[dict[str, Any]] | None = None,
         run_count: int | None = None,
         at: datetime | None = None,
+        recorded: tuple[int, int] | None = None,
     ) -> RunRecord:
         """Move the instance's latest run to `state_type` `at` a moment (now by default), and give it
-        an output, labels, a report or a run count (attempts that reached Running)."""
+        an output, labels, a report, a run count (attempts that reached Running) or another flow's recorded
+        `(total, failed)`."""
         run = self.of_instance(instance_id)[0]
         updated = RunRecord(
             **{
@@ -243,4 +250,6 @@ class FakeRuns:
             self.outputs[run.flow_run_id] = output
         if failures is not None:
             self.failure_reports[run.flow_run_id] = failures
+        if recorded is not None:
+            self.recorded[run.flow_run_id] = recorded
         return updated

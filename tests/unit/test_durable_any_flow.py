@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from fanout.service.orchestrators import Orchestrator
-from fanout.service.runs import LABEL_DEPLOYMENT, LABEL_FLOW
+from fanout.service.runs import LABEL_DEPLOYMENT, LABEL_FLOW, RunRecord
 from tests.support.fake_instances import FakeManagedRuns
 from tests.support.webhook_client import AUTH, call, make_app
 
@@ -106,6 +106,15 @@ def test_an_unknown_deployment_on_the_api_route_is_404_listing_the_names_known(r
     assert runs.runs == {}
 
 
+def test_a_flow_name_with_several_deployments_on_the_api_route_is_404_listing_them(runs: FakeManagedRuns) -> None:
+    """A flow's name that names more than one of its deployments starts nothing and lists each of them."""
+    runs.other_flows.append(Orchestrator("backup-site-content", "nightly", ("root_directory",), ("root_directory",)))
+    response = call(make_app(runs), "POST", "/api/start-fanout/backup-site-content", content=b'"/srv"')
+    assert response.status_code == 404 and runs.runs == {}
+    detail = response.json()["detail"]
+    assert "'backup-site-content/default'" in detail and "'backup-site-content/nightly'" in detail
+
+
 def test_terminate_and_purge_act_on_another_flow_instance(runs: FakeManagedRuns) -> None:
     """Terminate cancels a running instance of another flow; once finished, purge deletes its runs."""
     assert request(runs, "POST", "/orchestrators/backup-site-content/b-5", content=b'"/a"').status_code == 202
@@ -135,3 +144,57 @@ def test_an_input_no_flow_parameter_can_hold_is_400(runs: FakeManagedRuns, body:
     response = request(runs, "POST", "/orchestrators/backup-site-content", content=body)
     assert response.status_code == 400 and "cannot be a flow parameter" in response.json()["ExceptionMessage"]
     assert runs.runs == {}
+
+
+class ReportAfterFinalState(FakeManagedRuns):
+    """Runs as Prefect has them at the first read of a final state: the item report and the labels' last
+    count land after it."""
+
+    async def failures(self, run: RunRecord) -> list[dict[str, object]] | None:
+        return self.failure_reports.get(run.flow_run_id)
+
+
+LABELS_BEFORE_THE_END = {"fanout.total": 6, "fanout.completed": 0, "fanout.failed": 0}
+
+
+def completed_backup(runs: FakeManagedRuns, instance: str, **state: object) -> None:
+    """Start `backup-site-content` as `instance` and move it to Completed (output 30, labels of 0 of 6)."""
+    assert request(runs, "POST", f"/orchestrators/backup-site-content/{instance}", content=b'"/a"').status_code == 202
+    runs.set_state(instance, "COMPLETED", output=30, labels=LABELS_BEFORE_THE_END, **state)  # type: ignore[arg-type]
+
+
+def test_the_first_completed_status_of_another_flow_counts_its_recorded_items() -> None:
+    """The first 200 of a Completed run shows the items its stage recorded as done, not its labels' lagging 0."""
+    runs = ReportAfterFinalState()
+    runs.other_flows.append(BACKUP)
+    completed_backup(runs, "b-6", recorded=(6, 0))
+    body = call(make_app(runs), "GET", "/api/instances/b-6").json()
+    assert (body["runtimeStatus"], body["output"]) == ("Completed", 30)
+    assert body["customStatus"] == {"total": 6, "completed": 6, "failed": 0, "resuming": False, "resumes": 0}
+
+
+def test_a_completed_run_of_another_flow_counts_its_recorded_tolerated_failures() -> None:
+    """Items the stage recorded as failed count as failed, the rest as completed, before the item report."""
+    runs = ReportAfterFinalState()
+    runs.other_flows.append(BACKUP)
+    completed_backup(runs, "b-7", recorded=(6, 1))
+    custom = request(runs, "GET", "/instances/b-7").json()["customStatus"]
+    assert (custom["total"], custom["completed"], custom["failed"]) == (6, 5, 1)
+
+
+def test_the_list_counts_a_completed_run_of_another_flow_from_its_record() -> None:
+    """A list entry has the same counts as the status document of the run."""
+    runs = ReportAfterFinalState()
+    runs.other_flows.append(BACKUP)
+    completed_backup(runs, "b-8", recorded=(6, 0))
+    (entry,) = call(make_app(runs), "GET", "/api/instances").json()
+    assert (entry["customStatus"]["total"], entry["customStatus"]["completed"]) == (6, 6)
+
+
+def test_a_completed_run_of_another_flow_without_a_record_counts_every_labelled_item_as_finished() -> None:
+    """Without a record (a flow that names its own instance), Completed means each item of its labels finished."""
+    runs = ReportAfterFinalState()
+    runs.other_flows.append(BACKUP)
+    completed_backup(runs, "b-9")
+    custom = request(runs, "GET", "/instances/b-9").json()["customStatus"]
+    assert (custom["total"], custom["completed"], custom["failed"]) == (6, 6, 0)

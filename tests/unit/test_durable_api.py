@@ -181,6 +181,15 @@ def test_list_filters_by_runtime_status_and_prefix(runs: FakeManagedRuns) -> Non
     assert sorted(entry["instanceId"] for entry in body) == ["a-1", "a-2"]
 
 
+def test_a_repeated_runtime_status_filter_keeps_the_union(runs: FakeManagedRuns) -> None:
+    """runtimeStatus given twice keeps the instances in either status, as the comma list does."""
+    started(runs, "a-1", "COMPLETED")
+    started(runs, "a-2", "FAILED")
+    started(runs, "a-3", "RUNNING")
+    body = request(runs, "GET", "/instances?runtimeStatus=Completed&runtimeStatus=Failed").json()
+    assert sorted(entry["instanceId"] for entry in body) == ["a-1", "a-2"]
+
+
 def test_list_filters_by_created_time(runs: FakeManagedRuns) -> None:
     """createdTimeFrom/To bound the instances' creation times."""
     started(runs, "old")
@@ -313,6 +322,16 @@ def test_purge_of_a_running_instance_deletes_nothing(runs: FakeManagedRuns) -> N
     response = request(runs, "DELETE", "/instances/busy")
     assert (response.status_code, response.json()["instancesDeleted"]) == (404, 0)
     assert "Running" in response.json()["Message"]
+
+
+def test_purge_by_a_repeated_runtime_status_deletes_the_union(runs: FakeManagedRuns) -> None:
+    """DELETE instances?runtimeStatus=Completed&runtimeStatus=Failed deletes the instances in either status."""
+    started(runs, "c2", "COMPLETED")
+    started(runs, "f2", "FAILED")
+    response = request(
+        runs, "DELETE", "/instances?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Completed&runtimeStatus=Failed"
+    )
+    assert (response.status_code, response.json()["instancesDeleted"]) == (200, 2)
 
 
 def test_purge_by_filter_deletes_the_finished_matches(runs: FakeManagedRuns) -> None:

@@ -11,7 +11,7 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
 from fanout.storage import checkpoint_format
 from fanout.storage.checkpoints import CheckpointStore
-from fanout.storage.instance_results import InstanceResults, record_failures, record_plan
+from fanout.storage.instance_results import InstanceResults, record_failures, record_plan, recorded_counts
 from fanout.storage.results import NoResults
 
 PROCESSOR = "tests.support.processors:scripted"
@@ -225,3 +225,11 @@ def test_damaged_index_state_is_rebuilt(tmp_path: Path) -> None:
     for damage in (b'{"version": 2, "journals": 7}', os.urandom(64)):
         state.write_bytes(damage)
         assert_every_item_completed(tmp_path, keys)
+
+
+def test_recorded_counts_are_the_plans_total_and_its_failed_items(tmp_path: Path) -> None:
+    """A finished stage's counts come from its plan and failed items, under the first instance that has a plan."""
+    record_plan(str(tmp_path), "inst", PROCESSOR, ["a", "b", "c"])
+    record_failures(str(tmp_path), "inst", {"b": "ValueError: bad"})
+    assert recorded_counts(str(tmp_path), ["no-such-instance", "inst"]) == (3, 1)
+    assert recorded_counts(str(tmp_path), ["no-such-instance"]) is None

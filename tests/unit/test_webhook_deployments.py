@@ -37,6 +37,15 @@ def test_the_seed_route_still_runs_the_default_deployment(runs: FakeRuns) -> Non
     assert run.labels[LABEL_DEPLOYMENT] == "fan-out-fan-in/default"
 
 
+@pytest.mark.parametrize("name", ["fan-out-fan-in", "fan_out_fan_in"])
+def test_the_seeds_flow_name_runs_its_default_deployment(runs: FakeRuns, name: str) -> None:
+    """`POST /api/start-fanout/fan-out-fan-in` (the flow's name) starts the seed's request on the default deployment."""
+    response = call(make_app(runs), "POST", f"/api/start-fanout/{name}", json={"instance_id": "by-flow", "count": 2})
+    assert response.status_code == 202, response.text
+    (run,) = runs.runs.values()
+    assert run.labels[LABEL_DEPLOYMENT] == "fan-out-fan-in/default" and run.parameters["request"]["count"] == 2
+
+
 @pytest.mark.parametrize("name", ["no-such-pipeline", "-dash-first", "bad name"])
 def test_an_unknown_deployment_is_404_with_why_and_creates_nothing(runs: FakeRuns, name: str) -> None:
     """A deployment Prefect does not know: 404 naming it; nothing queued, no run."""

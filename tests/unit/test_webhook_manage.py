@@ -56,6 +56,17 @@ def test_list_filters_by_runtime_status(runs: FakeManagedRuns) -> None:
     assert sorted(listed(get(runs, "/api/instances?runtimeStatus=completed,Failed"))) == ["broken", "done"]
 
 
+def test_a_repeated_runtime_status_filter_keeps_the_union(runs: FakeManagedRuns) -> None:
+    """`runtimeStatus=Completed&runtimeStatus=Failed` keeps both, as the comma list does."""
+    started(runs, "done")
+    started(runs, "broken", "FAILED")
+    started(runs, "busy", "RUNNING")
+    assert sorted(listed(get(runs, "/api/instances?runtimeStatus=Completed&runtimeStatus=Failed"))) == [
+        "broken",
+        "done",
+    ]
+
+
 def test_list_filters_by_created_time(runs: FakeManagedRuns) -> None:
     """`createdTimeFrom` / `createdTimeTo` bound the creation time, both inclusive."""
     started(runs, "early")
@@ -109,6 +120,13 @@ def test_the_next_page_repeats_nothing_when_an_instance_starts_between_reads(run
     assert listed(second) == ["a"]
 
 
+def test_list_without_input_when_show_input_is_false(runs: FakeManagedRuns) -> None:
+    """`showInput=false` lists each instance with `input: null`, as the Durable Functions list does."""
+    started(runs, "quiet")
+    (entry,) = get(runs, "/api/instances?showInput=false").json()
+    assert entry["instanceId"] == "quiet" and entry["input"] is None
+
+
 @pytest.mark.parametrize(
     "query, message",
     [
@@ -118,6 +136,7 @@ def test_the_next_page_repeats_nothing_when_an_instance_starts_between_reads(run
         ("top=0", "top must be an integer from 1 to 1000"),
         ("top=ten", "top must be an integer from 1 to 1000"),
         ("continuationToken=not-ours", "not a token this server gave"),
+        ("showInput=bogus", "showInput must be true or false"),
     ],
 )
 def test_a_bad_filter_is_400_with_why(runs: FakeManagedRuns, query: str, message: str) -> None:

@@ -328,13 +328,12 @@ async def list_instances(
     """Instances matching createdTimeFrom/To, runtimeStatus, instanceIdPrefix; `top` per page
     (src/fanout/api/listing.py, shared with `GET /api/instances`)."""
     try:
-        show_input = flag(request.query_params.get("showInput"), True, "showInput")
         listed = await listing.list_instances(ops.instances, request.query_params, continuation)
     except BadQuery as error:
         return problem(400, str(error))
     response.headers.update(listed.headers)
     return [
-        InstanceEntry.model_validate(list_entry(run, status, custom, show_input))
+        InstanceEntry.model_validate(list_entry(run, status, custom, listed.show_input))
         for run, status, custom in listed.entries
     ]
 
@@ -544,7 +543,7 @@ async def purge_matching(request: Request, response: Response, ops: AdminDep) ->
     """Delete the finished instances created in [createdTimeFrom, createdTimeTo] with a runtimeStatus listed."""
     policy = ops.instances.resumes
     try:
-        query = query_from(dict(request.query_params), with_prefix=False)
+        query = query_from(request.query_params, with_prefix=False)
     except BadQuery as error:
         return problem(400, str(error))
     if query.created_from is None:

@@ -5,6 +5,7 @@ query-string readers (`BadQuery` for what they cannot read).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -167,8 +168,16 @@ def statuses(value: str | None) -> frozenset[RuntimeStatus]:
     return frozenset(chosen)
 
 
-def query_from(params: dict[str, str], with_prefix: bool = True) -> InstanceQuery:
-    """The list or purge filter the query string asks for."""
+def every_value(params: Mapping[str, str], name: str) -> str | None:
+    """Every value of a query parameter given once or more (`a=x&a=y`) as one comma list; None when absent."""
+    getlist = getattr(params, "getlist", None)  # a query string's multi-dict; a plain mapping holds one value
+    values = list(getlist(name)) if getlist is not None else ([params[name]] if name in params else [])
+    return ",".join(values) if values else None
+
+
+def query_from(params: Mapping[str, str], with_prefix: bool = True) -> InstanceQuery:
+    """The list or purge filter the query string asks for; a repeated `runtimeStatus` is the union of its values,
+    as a comma list is."""
     created_from = moment(params.get("createdTimeFrom"), "createdTimeFrom")
     created_to = moment(params.get("createdTimeTo"), "createdTimeTo")
     if created_from and created_to and created_from > created_to:
@@ -176,7 +185,7 @@ def query_from(params: dict[str, str], with_prefix: bool = True) -> InstanceQuer
     return InstanceQuery(
         created_from=created_from,
         created_to=created_to,
-        statuses=statuses(params.get("runtimeStatus")),
+        statuses=statuses(every_value(params, "runtimeStatus")),
         prefix=(params.get("instanceIdPrefix") or None) if with_prefix else None,
     )
 

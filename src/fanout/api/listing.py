@@ -1,8 +1,8 @@
 """Listing instances with Durable Functions' filters: one implementation behind both route tables.
 
 `GET /api/instances` and `GET /runtime/webhooks/durabletask/instances` take the same query string
-(`runtimeStatus`, `createdTimeFrom`, `createdTimeTo`, `instanceIdPrefix`, `top`, `continuationToken`) and
-list one entry per instance, newest first; a bad value raises `BadQuery` naming it.
+(`runtimeStatus`, `createdTimeFrom`, `createdTimeTo`, `instanceIdPrefix`, `top`, `continuationToken`,
+`showInput`) and list one entry per instance, newest first; a bad value raises `BadQuery` naming it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fanout.api.durable_payloads import query_from, top_from
+from fanout.api.durable_payloads import flag, query_from, top_from
 from fanout.service.instance_management import BadQuery, management_for, page, status_of
 from fanout.service.instances import Instances
 from fanout.service.runs import RunRecord
@@ -31,6 +31,8 @@ class InstancePage:
 
     entries: list[tuple[RunRecord, RuntimeStatus, CustomStatus]]
     continuation: str | None
+    show_input: bool = True
+    """`showInput`: whether each entry carries its instance's input (true when not given)."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -41,8 +43,9 @@ async def list_instances(
     instances: Instances, params: Mapping[str, str], continuation_header: str | None = None
 ) -> InstancePage:
     """The page of instances the query string asks for; `BadQuery` before any Prefect call for a bad one."""
-    query = query_from(dict(params))
+    query = query_from(params)
     top = top_from(params.get("top"))
+    show_input = flag(params.get("showInput"), True, "showInput")
     token = continuation_header or params.get(CONTINUATION_PARAM) or None
     if token is not None:
         page([], None, token)  # a bad token is refused before reading the list
@@ -57,7 +60,9 @@ async def list_instances(
 
     customs = await asyncio.gather(*(custom(run) for run in chosen))
     return InstancePage(
-        [(run, status_of(run, policy), status) for run, status in zip(chosen, customs, strict=True)], following
+        [(run, status_of(run, policy), status) for run, status in zip(chosen, customs, strict=True)],
+        following,
+        show_input,
     )
 
 

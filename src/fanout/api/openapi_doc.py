@@ -44,7 +44,11 @@ START_BODY: dict[str, Any] = {
 }
 
 LIST_FILTERS = [
-    _query("runtimeStatus", "Comma list of: " + ", ".join(RUNTIME_STATUSES) + ".", {"type": "string"}),
+    _query(
+        "runtimeStatus",
+        "Comma list of: " + ", ".join(RUNTIME_STATUSES) + "; given more than once, any of every value.",
+        {"type": "string"},
+    ),
     _query("createdTimeFrom", "ISO 8601 (naive: UTC), inclusive.", {"type": "string", "format": "date-time"}),
     _query("createdTimeTo", "ISO 8601 (naive: UTC), inclusive.", {"type": "string", "format": "date-time"}),
 ]

@@ -29,7 +29,7 @@ from fanout.core.settings import ApiSettings
 from fanout.inputs.request import INSTANCE_ID_PATTERN
 from fanout.service.idempotency import BadIdempotencyKey, checked_key
 from fanout.service.instances import Found, Instances, Started
-from fanout.service.orchestrators import Orchestrator, UnknownOrchestrator
+from fanout.service.orchestrators import Orchestrator, UnknownOrchestrator, spelled
 from fanout.service.runs import RunRecord
 from fanout.service.status import StatusDocument
 from fanout.service.webhook_errors import DeploymentNotFound, InstanceNotFound
@@ -142,7 +142,8 @@ async def start(
     idempotency_key: str | None,
     deployment: str | None,
 ) -> ManagementUrls:
-    """Start `deployment` of the flow (the default when None): 202 with the management URLs."""
+    """Start `deployment` of the flow (the default when None, or the flow's own name): 202 with the management
+    URLs."""
     try:
         key = checked_key(idempotency_key)
     except BadIdempotencyKey as error:
@@ -152,9 +153,13 @@ async def start(
         admitted = await instances.admission_settings(deployment, settings)
     except DeploymentNotFound:
         assert deployment is not None
-        other = await _other_flow(instances, deployment)
-        value = orchestration_input(body, request.headers.get("content-type"))
-        return accepted(request, response, settings, await instances.start_flow(other, value, None, key))
+        if spelled(deployment) != spelled(instances.flow_name):
+            other = await _other_flow(instances, deployment)
+            value = orchestration_input(body, request.headers.get("content-type"))
+            return accepted(request, response, settings, await instances.start_flow(other, value, None, key))
+        # The seed's flow by its own name: its default deployment, as `POST /api/start-fanout` and the
+        # Durable Functions start of the seed's orchestrator run it.
+        deployment, admitted = None, settings
     fanout_request = parse_request(
         body, request.headers.get("content-type"), admitted, settings.webhook_max_parameter_bytes
     )
@@ -195,7 +200,7 @@ async def list_all(
         raise HTTPException(400, str(error)) from None
     response.headers.update(listed.headers)
     return [
-        InstanceEntry.model_validate(list_entry(run, status, custom, True, instances.flow_name))
+        InstanceEntry.model_validate(list_entry(run, status, custom, listed.show_input, instances.flow_name))
         for run, status, custom in listed.entries
     ]
 

@@ -144,6 +144,7 @@ class Runs(Protocol):
     async def reachable(self) -> str | None: ...
     async def output(self, run: RunRecord) -> RunOutput: ...
     async def failures(self, run: RunRecord) -> list[dict[str, Any]] | None: ...
+    async def recorded_items(self, run: RunRecord) -> tuple[int, int] | None: ...
     async def terminate(self, run: RunRecord) -> None: ...
     async def restart(self, run: RunRecord) -> None: ...
     async def purge(self, instance_id: str) -> Purged: ...
@@ -412,6 +413,17 @@ class PrefectRuns:
         from fanout.engine.failures import read_failed_items
 
         return await read_failed_items(self.client, run.flow_run_id)
+
+    async def recorded_items(self, run: RunRecord) -> tuple[int, int] | None:
+        """`(total, failed)` of the last `durable_map` stage of a run of another flow, from what the stage wrote
+        to result storage before it returned (its plan, its failed items): under the run's id (the stage's
+        instance when the flow names none), else under the run's instance. None when neither has a plan."""
+        from fanout.storage.checkpoints import result_storage
+        from fanout.storage.instance_results import recorded_counts
+
+        storage = result_storage(self.settings or read(ItemSettings))
+        instances = list(dict.fromkeys([str(run.flow_run_id), run.instance_id]))
+        return await asyncio.to_thread(recorded_counts, storage, instances)
 
     @unavailable_as_503
     async def terminate(self, run: RunRecord) -> None:

@@ -139,21 +139,43 @@ def requested_total(parameters: dict[str, Any]) -> int | None:
 
 
 def instance_custom_status(
-    run: RunRecord, policy: ResumePolicy, failures: list[dict[str, Any]] | None, now: datetime | None = None
+    run: RunRecord,
+    policy: ResumePolicy,
+    failures: list[dict[str, Any]] | None,
+    now: datetime | None = None,
+    recorded: tuple[int, int] | None = None,
 ) -> CustomStatus:
     """The instance's `customStatus`, the one rule behind its status document and every list of instances:
     progress from its labels (the item report's counts once it has one, `failures` being its failed items), and
-    its resumes."""
-    total = requested_total(run.parameters) if run.flow is None else None
-    counts = custom_status(run.labels, total, reported_failures(run.state_type, failures))
+    its resumes.
+
+    A finished run of another flow takes its total from `recorded`, `(total, failed)` as its last
+    `durable_map` stage wrote them to result storage before the run ended, and a Completed one its failed
+    items too until its item report is there: its labels' last count lands after its final state. A
+    Completed run's labels without such a record still count every item as finished.
+    """
+    if run.flow is None:
+        total = requested_total(run.parameters)
+        counts = custom_status(run.labels, total, reported_failures(run.state_type, failures))
+    else:
+        completed_run = (run.state_type or "").upper() == "COMPLETED"
+        failed = reported_failures(run.state_type, failures)
+        if failed is None and completed_run and recorded is not None:
+            failed = recorded[1]
+        counts = custom_status(run.labels, recorded[0] if recorded else None, failed)
+        if completed_run and recorded is None and counts.total is not None:
+            failed = counts.failed if failed is None else failed
+            counts = counts.model_copy(update={"completed": counts.total - failed, "failed": failed})
     return with_resume(counts, resume_of(run, policy, now))
 
 
 async def listed_custom_status(runs: Runs, run: RunRecord, policy: ResumePolicy) -> CustomStatus:
     """`instance_custom_status` of a run as a list shows it: the failed items of a finished run come from
-    its item report, as in its status document."""
-    failures = await _failures(runs, run) if runtime_status(run.state_type) in FINISHED else None
-    return instance_custom_status(run, policy, failures)
+    its item report, and another flow's counts from its record, as in its status document."""
+    finished = runtime_status(run.state_type) in FINISHED
+    failures = await _failures(runs, run) if finished else None
+    recorded = await _recorded(runs, run) if finished else None
+    return instance_custom_status(run, policy, failures, recorded=recorded)
 
 
 async def status_document(
@@ -172,13 +194,14 @@ async def status_document(
         output = stale_message(run.state_message, policy) if resume.stale else run.state_message
     if status in FINISHED and failures is None:
         failures = await _failures(runs, run)
+    recorded = await _recorded(runs, run) if status in FINISHED else None
     return StatusDocument(
         name=run.flow or name,
         instance_id=run.instance_id,
         runtime_status=status,
         input=run.input,
         output=output,
-        custom_status=instance_custom_status(run, policy, failures, now),
+        custom_status=instance_custom_status(run, policy, failures, now, recorded),
         failures=failures or [],
         created_time=run.created,
         last_updated_time=run.updated,
@@ -203,4 +226,16 @@ async def _failures(runs: Runs, run: RunRecord) -> list[dict[str, Any]] | None:
         return await runs.failures(run)
     except Exception as error:  # noqa: BLE001 - status still answers without the report
         logger.warning("cannot read the item report of %s: %s", run.flow_run_id, error)
+        return None
+
+
+async def _recorded(runs: Runs, run: RunRecord) -> tuple[int, int] | None:
+    """Another flow's `(total, failed)` as its last stage recorded them; None for the seed's runs, which
+    count from their request, and when there is no record or it cannot be read (logged)."""
+    if run.flow is None:
+        return None
+    try:
+        return await runs.recorded_items(run)
+    except Exception as error:  # noqa: BLE001 - status still answers, from the run's labels
+        logger.warning("cannot read the item record of %s: %s", run.flow_run_id, error)
         return None

@@ -213,6 +213,19 @@ def _plan_meta(storage: WritableFileSystem, base: str) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
+def recorded_counts(storage: Storage, instance_ids: Iterable[str]) -> tuple[int, int] | None:
+    """`(total, failed)` of the last stage a run finished under the first of `instance_ids` with a plan: its
+    plan's item count and its failed items, both written before the stage returned (so before the run's
+    final state); None when none of them has a plan or it cannot be read."""
+    for instance_id in instance_ids:
+        try:
+            results = InstanceResults(storage, instance_id)
+            return results.total, len(results.failures())
+        except Exception:  # noqa: BLE001 - no plan here (NoResults), or an unreadable one: try the next
+            continue
+    return None
+
+
 def record_plan(storage: Storage, instance_id: str, processor: str, keys: Sequence[str]) -> None:
     """`keep_plan`, named for callers that record a plan outside a run (tests, tools)."""
     keep_plan(storage, instance_id, processor, keys)
@@ -230,5 +243,6 @@ __all__ = [
     "keep_plan",
     "record_failures",
     "record_plan",
+    "recorded_counts",
     "refresh_index",
 ]
