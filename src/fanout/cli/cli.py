@@ -251,7 +251,7 @@ def start(
     import httpx
     from rich.console import Console
 
-    from fanout.service.client import StartFailed
+    from fanout.service.client import StartFailed, WebhookUnavailable
     from fanout.service.client import start as post_start
     from fanout.service.client import wait as follow
 
@@ -282,7 +282,9 @@ def start(
                 typer.echo(json.dumps(started, indent=2))
                 return
             finished = follow(client, started["statusQueryGetUri"], console, timeout)
-    except StartFailed as error:
+    except WebhookUnavailable as error:  # no answer, a 5xx, or a status URL that stayed unavailable
+        fail(f"{error}", FAILED)
+    except StartFailed as error:  # a 4xx: the webhook refused
         fail(f"{error}", REFUSED)
     if not finished.completed:
         fail(f"run {finished.status['runtimeStatus']}: {finished.status.get('output')}", FAILED)

@@ -1,0 +1,80 @@
+"""`fanout` commands end with the documented exit code and one line saying why: 1 when the webhook or Prefect is
+unavailable, 2 when the request or an option is refused (src/fanout/cli/exit_codes.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from fanout.cli.cli import app
+from fanout.cli.exit_codes import FAILED, REFUSED
+from fanout.service import client as start_client
+
+WEBHOOK = "http://webhook.test"
+STATUS_URL = f"{WEBHOOK}/api/instances/i1"
+STARTED = {"id": "i1", "statusQueryGetUri": STATUS_URL}
+ENV = {"FANOUT_WEBHOOK_TOKEN": "t" * 20}
+
+Answer = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+def webhook_answers(monkeypatch: pytest.MonkeyPatch) -> Callable[[Answer], None]:
+    """Route the CLI's HTTP calls to a handler in this test, not to a network."""
+    real_client = httpx.Client
+
+    def answering(answer: Answer) -> None:
+        monkeypatch.setattr(
+            httpx, "Client", lambda **options: real_client(transport=httpx.MockTransport(answer), **options)
+        )
+
+    return answering
+
+
+def start(*args: str) -> tuple[int, str]:
+    """`fanout start --url WEBHOOK --count 1 <args>` in this process: its exit code and stderr."""
+    ran = CliRunner().invoke(app, ["start", "--url", WEBHOOK, "--count", "1", *args], env=ENV)
+    return ran.exit_code, ran.stderr
+
+
+def test_start_exits_1_when_the_webhook_cannot_be_reached(webhook_answers: Callable[[Answer], None]) -> None:
+    """A refused connection is the webhook unavailable: exit 1, one line saying so."""
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused")
+
+    webhook_answers(refused)
+    code, stderr = start()
+    assert (code, stderr) == (FAILED, f"fanout: cannot reach the webhook at {WEBHOOK}: Connection refused\n")
+
+
+def test_start_exits_1_when_the_webhook_answers_5xx(webhook_answers: Callable[[Answer], None]) -> None:
+    """A 503 to the start (Prefect unavailable behind the webhook) exits 1, as the manage commands do."""
+    webhook_answers(lambda request: httpx.Response(503, json={"detail": "Prefect API unavailable"}))
+    assert start() == (FAILED, "fanout: webhook answered 503: Prefect API unavailable\n")
+
+
+def test_start_exits_2_when_the_webhook_refuses_the_request(webhook_answers: Callable[[Answer], None]) -> None:
+    """A 4xx answer is a refusal: exit 2 with the webhook's detail."""
+    webhook_answers(lambda request: httpx.Response(422, json={"detail": "count: too many"}))
+    assert start() == (REFUSED, "fanout: webhook answered 422: count: too many\n")
+
+
+def test_start_wait_exits_1_when_the_status_url_stays_unavailable(
+    webhook_answers: Callable[[Answer], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A started run whose status URL cannot be reached for longer than a wait rides out exits 1."""
+    monkeypatch.setattr(start_client, "UNAVAILABLE_GIVE_UP_SECONDS", 0.0)
+    monkeypatch.setattr(start_client, "DEFAULT_RETRY_SECONDS", 0.0)
+
+    def started_then_gone(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(202, json=STARTED)
+        raise httpx.ConnectError("Connection refused")
+
+    webhook_answers(started_then_gone)
+    code, stderr = start("--wait")
+    assert code == FAILED and stderr.splitlines()[-1].startswith("fanout: status URL unavailable for 0s")
