@@ -16,6 +16,7 @@ from fanout.service import client as start_client
 WEBHOOK = "http://webhook.test"
 STATUS_URL = f"{WEBHOOK}/api/instances/i1"
 STARTED = {"id": "i1", "statusQueryGetUri": STATUS_URL}
+COMPLETED = {"runtimeStatus": "Completed", "output": ["Processed item-1"]}
 ENV = {"FANOUT_WEBHOOK_TOKEN": "t" * 20}
 
 Answer = Callable[[httpx.Request], httpx.Response]
@@ -78,3 +79,18 @@ def test_start_wait_exits_1_when_the_status_url_stays_unavailable(
     webhook_answers(started_then_gone)
     code, stderr = start("--wait")
     assert code == FAILED and stderr.splitlines()[-1].startswith("fanout: status URL unavailable for 0s")
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_start_refuses_a_timeout_that_is_not_above_0(timeout: str, webhook_answers: Callable[[Answer], None]) -> None:
+    """`--timeout 0` or `-1` is bad input: exit 2, one line naming the option, nothing sent to the webhook."""
+    sent: list[httpx.Request] = []
+
+    def finished_at_once(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(202, json=STARTED) if request.method == "POST" else httpx.Response(200, json=COMPLETED)
+
+    webhook_answers(finished_at_once)
+    code, stderr = start("--wait", "--timeout", timeout)
+    assert code == REFUSED and sent == []
+    assert stderr.startswith("fanout: bad input: --timeout is a number of seconds above 0") and stderr.count("\n") == 1

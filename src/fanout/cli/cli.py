@@ -255,6 +255,8 @@ def start(
     from fanout.service.client import start as post_start
     from fanout.service.client import wait as follow
 
+    if timeout is not None and not timeout > 0:  # also NaN
+        fail(f"bad input: --timeout is a number of seconds above 0, not {timeout:g}", REFUSED)
     item_source = source_option(source, source_format, generator, param)
     fields = {
         "count": count,
