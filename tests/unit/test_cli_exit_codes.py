@@ -4,6 +4,7 @@ unavailable, 2 when the request or an option is refused (src/fanout/cli/exit_cod
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -94,3 +95,16 @@ def test_start_refuses_a_timeout_that_is_not_above_0(timeout: str, webhook_answe
     code, stderr = start("--wait", "--timeout", timeout)
     assert code == REFUSED and sent == []
     assert stderr.startswith("fanout: bad input: --timeout is a number of seconds above 0") and stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "port"), [("--prefect-port", "-1"), ("--prefect-port", "70000"), ("--webhook-port", "99999")]
+)
+def test_up_refuses_a_port_outside_0_to_65535(
+    option: str, port: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port no socket can bind is refused at the option: exit 2, the option named, the home not even made."""
+    monkeypatch.chdir(tmp_path)
+    ran = CliRunner().invoke(app, ["up", "--home", str(tmp_path / "home"), option, port], env=ENV)
+    assert ran.exit_code == REFUSED and f"Invalid value for '{option}'" in ran.stderr
+    assert "Traceback" not in ran.output and not (tmp_path / "home").exists()

@@ -37,6 +37,8 @@ from fanout.engine.processor import load_processor
 from fanout.inputs.admission import admit
 from fanout.inputs.request import FanoutRequest
 
+MAX_PORT = 65535
+
 app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=True, add_completion=False)
 
 
@@ -170,11 +172,18 @@ def _prefect_api_for_run(home: Path) -> str:
 def up(
     home: Annotated[Path, typer.Option(help="Project-local folder for the database, logs and token.")] = DEFAULT_HOME,
     prefect_port: Annotated[
-        int | None, typer.Option(help="Prefect server port; default: the one used last time, else 4200; 0: any free.")
+        int | None,
+        typer.Option(
+            min=0, max=MAX_PORT, help="Prefect server port; default: the one used last time, else 4200; 0: any free."
+        ),
     ] = None,
     webhook_port: Annotated[
         int | None,
-        typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT, else the one used last time, else 8000."),
+        typer.Option(
+            min=0,
+            max=MAX_PORT,
+            help="Webhook port; default FANOUT_WEBHOOK_PORT, else the one used last time, else 8000.",
+        ),
     ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
