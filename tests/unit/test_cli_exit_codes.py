@@ -108,3 +108,16 @@ def test_up_refuses_a_port_outside_0_to_65535(
     ran = CliRunner().invoke(app, ["up", "--home", str(tmp_path / "home"), option, port], env=ENV)
     assert ran.exit_code == REFUSED and f"Invalid value for '{option}'" in ran.stderr
     assert "Traceback" not in ran.output and not (tmp_path / "home").exists()
+
+
+def test_up_with_a_home_that_cannot_be_created_says_why_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --home under a regular file: exit 1 with one line naming the home and the OS error, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    home = tmp_path / "a-file" / "home"
+    ran = CliRunner().invoke(app, ["up", "--home", str(home), "--prefect-port", "0", "--webhook-port", "0"], env=ENV)
+    assert ran.exit_code == FAILED and isinstance(ran.exception, SystemExit)
+    assert ran.stderr.startswith(f"fanout: could not start the local stack: cannot create or use {home} as its home: ")
+    assert ran.stderr.count("\n") == 1 and "Not a directory" in ran.stderr

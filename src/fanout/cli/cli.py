@@ -206,7 +206,7 @@ def up(
     from fanout.localstack.processes import ChildFailed, PortTaken
     from fanout.localstack.production import DATABASES
     from fanout.localstack.stack import DeployFailed
-    from fanout.localstack.up import HomeBusy, UpOptions
+    from fanout.localstack.up import HomeBusy, HomeUnusable, UpOptions
     from fanout.localstack.up import up as run_stack
 
     settings = checked(FanoutSettings)  # every process it starts: a bad setting of any stops it before it starts
@@ -224,6 +224,8 @@ def up(
         fail(f"{error}", REFUSED)
     except (DeployFailed, PortTaken, ChildFailed, HomeBusy) as error:
         fail(f"{error}", FAILED)
+    except HomeUnusable as error:  # as `fanout run` says of the background server's home, and with its code
+        fail(f"could not start the local stack: {error}", FAILED)
     raise typer.Exit(code)
 
 
