@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from fanout.cli.cli import app
 from fanout.cli.exit_codes import FAILED, REFUSED
 from fanout.service import client as start_client
+from fanout.storage import checkpoints
 
 WEBHOOK = "http://webhook.test"
 STATUS_URL = f"{WEBHOOK}/api/instances/i1"
@@ -121,3 +122,28 @@ def test_up_with_a_home_that_cannot_be_created_says_why_in_one_line(
     assert ran.exit_code == FAILED and isinstance(ran.exception, SystemExit)
     assert ran.stderr.startswith(f"fanout: could not start the local stack: cannot create or use {home} as its home: ")
     assert ran.stderr.count("\n") == 1 and "Not a directory" in ran.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "terminate", "restart", "purge"])
+@pytest.mark.parametrize("instance_id", ["", "  "])
+def test_a_blank_instance_id_is_refused_before_any_request(
+    command: str, instance_id: str, webhook_answers: Callable[[Answer], None]
+) -> None:
+    """`fanout status ''` (or terminate, restart, purge; or only spaces): exit 2 in one line, nothing sent."""
+    sent: list[httpx.Request] = []
+
+    def redirected(request: httpx.Request) -> httpx.Response:  # what /api/instances/ answers
+        sent.append(request)
+        return httpx.Response(307, headers={"Location": f"{WEBHOOK}/api/instances"})
+
+    webhook_answers(redirected)
+    ran = CliRunner().invoke(app, [command, instance_id, "--url", WEBHOOK], env=ENV)
+    assert (ran.exit_code, sent) == (REFUSED, [])
+    assert ran.stderr == f"fanout: bad input: the instance id is empty or only spaces: {instance_id!r}\n"
+
+
+def test_results_refuses_a_blank_instance_id_before_reading_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fanout results ''` says the id is empty (not "no results recorded") and exits 2, reading nothing."""
+    monkeypatch.setattr(checkpoints, "result_storage", lambda settings: pytest.fail("result storage was read"))
+    ran = CliRunner().invoke(app, ["results", ""], env=ENV)
+    assert (ran.exit_code, ran.stderr) == (REFUSED, "fanout: bad input: the instance id is empty or only spaces: ''\n")
