@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import stat
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def test_the_generated_webhook_token_is_owner_only(tmp_path: Path) -> None:
     """The token `fanout up` generates is readable by its owner alone."""
     ensure_token(tmp_path / ".fanout", environ={})
     assert mode(tmp_path / ".fanout" / "webhook-token") == 0o600
+
+
+def test_the_command_that_shows_the_token_quotes_its_path(tmp_path: Path) -> None:
+    """A home with a space in its path: the `cat` command `fanout up` prints reads the token when pasted."""
+    home = tmp_path / "with space" / ".fanout"
+    token, where = ensure_token(home, environ={})
+    command, path = shlex.split(where)
+    assert (command, Path(path).read_text().strip()) == ("cat", token)
 
 
 class FakeStack:

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from fanout.service import client as start_client
-from fanout.service.client import Finished, StartFailed, wait
+from fanout.service.client import Finished, StartFailed, WebhookUnavailable, wait
 
 STATUS_URL = "http://webhook.test/runtime/webhooks/durabletask/instances/i1"
 RUNNING = {"runtimeStatus": "Running", "customStatus": {"total": 5, "completed": 2, "failed": 0}}
@@ -75,6 +75,14 @@ def test_the_timeout_names_the_last_status() -> None:
     client = scripted(accepted())
 
     with pytest.raises(StartFailed, match="still Running after 0"):
+        wait(client, STATUS_URL, quiet(), timeout=0)
+
+
+def test_a_timeout_reached_while_the_webhook_is_out_of_reach_is_the_webhook_unavailable() -> None:
+    """Past its timeout with no answer from the status URL, the wait raises `WebhookUnavailable`, not a refusal."""
+    client = scripted(httpx.ConnectError("refused"))
+
+    with pytest.raises(WebhookUnavailable, match="cannot reach the webhook: refused after 0"):
         wait(client, STATUS_URL, quiet(), timeout=0)
 
 

@@ -37,6 +37,8 @@ from fanout.engine.processor import load_processor
 from fanout.inputs.admission import admit
 from fanout.inputs.request import FanoutRequest
 
+MAX_PORT = 65535
+
 app = typer.Typer(help="Durable fan-out / fan-in on Prefect.", no_args_is_help=True, add_completion=False)
 
 
@@ -170,11 +172,18 @@ def _prefect_api_for_run(home: Path) -> str:
 def up(
     home: Annotated[Path, typer.Option(help="Project-local folder for the database, logs and token.")] = DEFAULT_HOME,
     prefect_port: Annotated[
-        int | None, typer.Option(help="Prefect server port; default: the one used last time, else 4200; 0: any free.")
+        int | None,
+        typer.Option(
+            min=0, max=MAX_PORT, help="Prefect server port; default: the one used last time, else 4200; 0: any free."
+        ),
     ] = None,
     webhook_port: Annotated[
         int | None,
-        typer.Option(help="Webhook port; default FANOUT_WEBHOOK_PORT, else the one used last time, else 8000."),
+        typer.Option(
+            min=0,
+            max=MAX_PORT,
+            help="Webhook port; default FANOUT_WEBHOOK_PORT, else the one used last time, else 8000.",
+        ),
     ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Prefect database URL (postgresql+asyncpg://...); SQLite in HOME if unset.")
@@ -197,7 +206,7 @@ def up(
     from fanout.localstack.processes import ChildFailed, PortTaken
     from fanout.localstack.production import DATABASES
     from fanout.localstack.stack import DeployFailed
-    from fanout.localstack.up import HomeBusy, UpOptions
+    from fanout.localstack.up import HomeBusy, HomeUnusable, UpOptions
     from fanout.localstack.up import up as run_stack
 
     settings = checked(FanoutSettings)  # every process it starts: a bad setting of any stops it before it starts
@@ -215,6 +224,8 @@ def up(
         fail(f"{error}", REFUSED)
     except (DeployFailed, PortTaken, ChildFailed, HomeBusy) as error:
         fail(f"{error}", FAILED)
+    except HomeUnusable as error:  # as `fanout run` says of the background server's home, and with its code
+        fail(f"could not start the local stack: {error}", FAILED)
     raise typer.Exit(code)
 
 
@@ -251,10 +262,12 @@ def start(
     import httpx
     from rich.console import Console
 
-    from fanout.service.client import StartFailed
+    from fanout.service.client import StartFailed, WebhookUnavailable
     from fanout.service.client import start as post_start
     from fanout.service.client import wait as follow
 
+    if timeout is not None and not timeout > 0:  # also NaN
+        fail(f"bad input: --timeout is a number of seconds above 0, not {timeout:g}", REFUSED)
     item_source = source_option(source, source_format, generator, param)
     fields = {
         "count": count,
@@ -282,7 +295,9 @@ def start(
                 typer.echo(json.dumps(started, indent=2))
                 return
             finished = follow(client, started["statusQueryGetUri"], console, timeout)
-    except StartFailed as error:
+    except WebhookUnavailable as error:  # no answer, a 5xx, or a status URL that stayed unavailable
+        fail(f"{error}", FAILED)
+    except StartFailed as error:  # a 4xx: the webhook refused
         fail(f"{error}", REFUSED)
     if not finished.completed:
         fail(f"run {finished.status['runtimeStatus']}: {finished.status.get('output')}", FAILED)

@@ -16,11 +16,14 @@ import httpx
 import typer
 
 from fanout.cli.exit_codes import FAILED, REFUSED, fail
-from fanout.cli.options import DEFAULT_HOME, HomeOption, UrlOption
+from fanout.cli.options import DEFAULT_HOME, HomeOption, UrlOption, named_instance
 
 HTTP_TIMEOUT = 30.0
 
-IdArgument = Annotated[str, typer.Argument(help="Instance id, or the flow-run id of a run started any other way.")]
+IdArgument = Annotated[
+    str,
+    typer.Argument(callback=named_instance, help="Instance id, or the flow-run id of a run started any other way."),
+]
 
 
 def call(method: str, path: str, url: str | None, home: Path, **options: Any) -> httpx.Response:

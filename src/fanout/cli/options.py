@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
+from fanout.cli.exit_codes import REFUSED, fail
+
 DEFAULT_HOME = Path(".fanout")
+
+
+def named_instance(instance_id: str) -> str:
+    """An instance id argument as given, or exit 2 before any request when it is empty or only spaces."""
+    if not instance_id.strip():
+        fail(f"bad input: the instance id is empty or only spaces: {instance_id!r}", REFUSED)
+    return instance_id
+
 
 CountOption = Annotated[int | None, typer.Option(help="Generate item-1 .. item-N.")]
 ItemOption = Annotated[list[str] | None, typer.Option("--item", help="An explicit item id; repeat for more.")]

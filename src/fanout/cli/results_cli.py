@@ -8,12 +8,13 @@ from typing import Annotated, Any
 import typer
 
 from fanout.cli.exit_codes import REFUSED, checked, fail
+from fanout.cli.options import named_instance
 from fanout.core.settings import ItemSettings
 from fanout.inputs.sources import ItemSource
 
 
 def results(
-    instance_id: Annotated[str, typer.Argument(help="The instance whose results to print.")],
+    instance_id: Annotated[str, typer.Argument(callback=named_instance, help="The instance whose results to print.")],
 ) -> None:
     """Print an instance's results in item order as JSON lines (also while it runs; exit 2 if unknown)."""
     from fanout.storage.checkpoints import result_storage

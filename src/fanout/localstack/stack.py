@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def ensure_secret(
     path = home / file_name
     if not path.exists():
         write_private(path, generate().encode())
-    return path.read_text().strip(), f"cat {path}"
+    return path.read_text().strip(), f"cat {shlex.quote(str(path))}"  # a command to paste, whatever the path
 
 
 DEPLOY_LOG = "prefect-deploy.log"

@@ -70,6 +70,10 @@ def home_lock(home: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
+class HomeUnusable(RuntimeError):
+    """The home cannot be created or made private; the message names it and says why."""
+
+
 class Interrupted(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C so every child is stopped."""
 
@@ -119,14 +123,18 @@ def record_ports(home: Path, stack: LocalStack) -> None:
 def up(options: UpOptions, say: Say = print) -> int:
     """Prepare the private home, start the database if asked, then the stack; the exit code.
 
-    Raises `PostgresNotAvailable` when `--database postgres` has no PostgreSQL to run.
+    Raises `PostgresNotAvailable` when `--database postgres` has no PostgreSQL to run, `HomeUnusable` when
+    the home cannot be created or written.
     """
     home = options.home.resolve()
     previous_umask = os.umask(PRIVATE_UMASK)
     try:
-        # As root a local PostgreSQL runs as the `postgres` user, who must reach <home>/postgres.
-        make_private(home, pass_through=options.database == "postgres" and os.geteuid() == 0)
-        auth = ensure_auth_string(home) if options.auth else None
+        try:
+            # As root a local PostgreSQL runs as the `postgres` user, who must reach <home>/postgres.
+            make_private(home, pass_through=options.database == "postgres" and os.geteuid() == 0)
+            auth = ensure_auth_string(home) if options.auth else None
+        except OSError as error:
+            raise HomeUnusable(f"cannot create or use {home} as its home: {error}") from None
         with (
             home_lock(home),
             stack_listeners(home, options) as (prefect_listener, webhook_listener),  # a port taken ends it here

@@ -34,7 +34,12 @@ URL_FILE = "webhook-url"
 
 
 class StartFailed(Exception):
-    """The webhook refused the request (or could not be reached); the message says why."""
+    """The webhook refused the request (a 4xx answer), or a wait gave up on a run; the message says why."""
+
+
+class WebhookUnavailable(StartFailed):
+    """The webhook could not be reached or answered 5xx, or its status URL stayed unavailable; the message says
+    why (`fanout start` exits 1 on it, 2 on any other `StartFailed`)."""
 
 
 @dataclass
@@ -58,9 +63,10 @@ def start(
     try:
         response = client.post(route, json=body, headers=headers)
     except httpx.HTTPError as error:
-        raise StartFailed(f"cannot reach the webhook at {client.base_url}: {error}") from None
+        raise WebhookUnavailable(f"cannot reach the webhook at {client.base_url}: {error}") from None
     if response.status_code != 202:
-        raise StartFailed(f"webhook answered {response.status_code}: {_detail(response)}")
+        failed = WebhookUnavailable if response.status_code >= 500 else StartFailed
+        raise failed(f"webhook answered {response.status_code}: {_detail(response)}")
     return dict(response.json())
 
 
@@ -102,12 +108,14 @@ def wait(client: httpx.Client, status_url: str, console: Console, timeout: float
                 if response is not None:
                     why = f"{response.status_code}: {_detail(response)}"
                     if response.status_code not in BUSY_STATUSES:
-                        raise StartFailed(f"status URL answered {why}")
+                        answered = WebhookUnavailable if response.status_code >= 500 else StartFailed
+                        raise answered(f"status URL answered {why}")
                 unavailable_since = unavailable_since or time.monotonic()
                 if time.monotonic() - unavailable_since > UNAVAILABLE_GIVE_UP_SECONDS:
-                    raise StartFailed(f"status URL unavailable for {UNAVAILABLE_GIVE_UP_SECONDS:.0f}s ({why})")
+                    raise WebhookUnavailable(f"status URL unavailable for {UNAVAILABLE_GIVE_UP_SECONDS:.0f}s ({why})")
             if deadline is not None and time.monotonic() > deadline:
-                raise StartFailed(f"{why} after {timeout}s: {status_url}")
+                gave_up = StartFailed if unavailable_since is None else WebhookUnavailable
+                raise gave_up(f"{why} after {timeout}s: {status_url}")
             time.sleep(max(0.0, _retry_after(response) - (time.monotonic() - asked)))  # a held answer waited already
 
 
