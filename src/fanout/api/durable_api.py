@@ -195,7 +195,10 @@ async def start_orchestration(
     src/fanout/service/orchestrators.py). The seed's input is its request (empty: the default); another
     flow's input is any JSON value, its parameters as an object or its one required parameter's value."""
     if instance_id is not None and not INSTANCE_ID.match(instance_id):
-        return problem(400, f"instance id {instance_id!r} must be 1..128 letters, digits, '.', '_' or '-'")
+        return problem(
+            400,
+            f"instance id {instance_id!r} must be 1..128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     try:
         key = checked_key(idempotency_key)
         orchestrator = await _orchestrator(instances, name, settings)
