@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -283,6 +284,32 @@ def test_send_queued_returns_once_a_queue_service_handled_its_items(monkeypatch:
         assert prefect_adapter.send_queued(timeout=10)
         assert handled == [0, 1, 2, 3, 4]
     finally:
+        sender.drain()
+
+
+def test_send_queued_stops_a_sender_only_once_its_queue_is_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender stopped with items still queued logs nothing: `send_queued` lets the queue empty first
+    (Prefect 3.4 warns "Still processing items" when stopped with a backlog)."""
+    from prefect._internal.concurrency.services import QueueService, _QueueServiceBase
+
+    monkeypatch.setattr(_QueueServiceBase, "_instances", {})
+
+    class SlowSender(QueueService[int]):
+        async def _handle(self, item: int) -> None:
+            await asyncio.sleep(0.02)
+
+    sender = SlowSender.instance()
+    warnings: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = warnings.append  # type: ignore[method-assign]
+    sender._logger.addHandler(handler)
+    try:
+        for item in range(10):
+            sender.send(item)
+        assert prefect_adapter.send_queued(timeout=10)
+        assert [record.getMessage() for record in warnings] == []
+    finally:
+        sender._logger.removeHandler(handler)
         sender.drain()
 
 

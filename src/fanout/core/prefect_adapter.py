@@ -22,6 +22,7 @@ import inspect
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -307,12 +308,22 @@ def immediate_transactions() -> None:
     AioSqliteConfiguration.begin_transaction = begin_transaction  # type: ignore[method-assign]
 
 
+QUEUE_CHECK_SECONDS = 0.01
+
+
+def backlog(service: Any) -> int:
+    """Items still waiting in a Prefect queue service's queue (taken items, batched or not, are not counted)."""
+    queue = getattr(service, "_queue", None)
+    return int(queue.qsize()) if queue is not None else 0
+
+
 def send_queued(timeout: float) -> bool:
     """Wait up to `timeout` seconds until Prefect's background senders in this process (events, API logs)
     have sent what they queued, and stop them; whether they did. Called before a command exits, so it exits
     quietly. Each is drained (stopped once its queue is sent) rather than waited on: a batched sender (API
-    logs) never marks its items done, so waiting for its queue to empty lasts the whole timeout. Anything
-    sent later starts a new sender."""
+    logs) never marks its items done, so waiting for its queue to empty lasts the whole timeout. They are
+    stopped only once their queues are empty (or half the timeout has passed): Prefect 3.4 warns "Still
+    processing items" when a sender is stopped with items queued. Anything sent later starts a new sender."""
     from prefect._internal.concurrency.services import _QueueServiceBase
 
     registered: dict[int, Any] = _QueueServiceBase._instances  # type: ignore[misc]
@@ -320,6 +331,9 @@ def send_queued(timeout: float) -> bool:
     done = threading.Event()
 
     def wait() -> None:
+        emptied_by = time.monotonic() + timeout / 2
+        while any(backlog(service) for service in services) and time.monotonic() < emptied_by:
+            time.sleep(QUEUE_CHECK_SECONDS)
         for service in services:
             service.drain()
         done.set()
