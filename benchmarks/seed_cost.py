@@ -43,11 +43,11 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.proc import TICKS, process_stats
 from benchmarks.startup import POLL_SECONDS, cold_import, percentile, stop_stacks_on_sigterm
 from fanout.localstack.stack import LocalStack, temporary_stack
 from fanout.service.runs import instance_tag
 
-TICKS = os.sysconf("SC_CLK_TCK")
 QUIET_SECONDS = 2.0
 """The server counts as quiet again when it spent no more than its idle rate over this long."""
 IDLE_SECONDS = 4.0
@@ -62,17 +62,8 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 def group_cpu_seconds(pgid: int) -> float:
     """User and system CPU seconds of every process in the process group `pgid`, with those of its
     children that ended (a worker's flow-run processes)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
-            total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return total / TICKS
+    ticks = sum(sum(int(value) for value in fields[11:15]) for fields in process_stats() if int(fields[2]) == pgid)
+    return ticks / TICKS
 
 
 def idle_rate(pgid: int, seconds: float = IDLE_SECONDS) -> float:

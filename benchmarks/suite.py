@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.proc import TICKS, process_stats
 from fanout.localstack.processes import running_prefect_server
 
 TIERS = ("unit", "integration", "e2e", "faults", "ui")
@@ -48,7 +49,6 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
 KERNEL_THREAD = 0x00200000
 """PF_KTHREAD in a process's flags (/proc/PID/stat): a kernel thread, such as the memory monitor some virtual
 machines run."""
@@ -74,17 +74,8 @@ class MachineCpu:
 
 def kernel_thread_seconds() -> float:
     """User and system CPU seconds of the kernel threads running now (they live as long as the machine)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[6]) & KERNEL_THREAD:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+    ticks = sum(int(fields[11]) + int(fields[12]) for fields in process_stats() if int(fields[6]) & KERNEL_THREAD)
+    return ticks / TICKS
 
 
 @dataclass(frozen=True)
