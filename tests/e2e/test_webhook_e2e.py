@@ -135,14 +135,21 @@ def test_bad_requests_start_nothing_and_the_app_stays_healthy(webhook: httpx.Cli
     assert webhook.get("/health").status_code == 200
 
 
+def slow_running_instance(webhook: httpx.Client, pooled_worker: Any) -> dict[str, Any]:
+    """The start answer of a 30-item instance on a worker whose items take half a second, once it is Running."""
+    pooled_worker(**SLOW_SCRIPTED)
+    started: dict[str, Any] = webhook.post("/api/start-fanout", json={"count": 30}).json()
+    status_url = started["statusQueryGetUri"]
+    wait_for(lambda: webhook.get(status_url).json()["runtimeStatus"] == "Running", what="Running")
+    return started
+
+
 def test_terminate_a_slow_run_reports_terminated(
     webhook: httpx.Client, pooled_worker: Any, execution_log: Path
 ) -> None:
     """Terminating a running instance cancels its flow run; the status then says Terminated."""
-    pooled_worker(**SLOW_SCRIPTED)
-    started = webhook.post("/api/start-fanout", json={"count": 30}).json()
+    started = slow_running_instance(webhook, pooled_worker)
     status_url = started["statusQueryGetUri"]
-    wait_for(lambda: webhook.get(status_url).json()["runtimeStatus"] == "Running", what="Running")
     assert webhook.post(started["terminatePostUri"]).status_code == 202
     done = poll_until_finished(webhook, status_url, timeout=120)
     assert done.status_code == 200 and done.json()["runtimeStatus"] == "Terminated"
@@ -167,14 +174,11 @@ def test_terminates_sent_together_end_the_run_terminated(
     webhook: httpx.Client, pooled_worker: Any, execution_log: Path
 ) -> None:
     """Three terminates of one running instance sent at once: 202 each, and the run ends Terminated."""
-    pooled_worker(**SLOW_SCRIPTED)
-    started = webhook.post("/api/start-fanout", json={"count": 30}).json()
-    status_url = started["statusQueryGetUri"]
-    wait_for(lambda: webhook.get(status_url).json()["runtimeStatus"] == "Running", what="Running")
+    started = slow_running_instance(webhook, pooled_worker)
     with ThreadPoolExecutor(max_workers=3) as pool:
         codes = list(pool.map(lambda _: webhook.post(started["terminatePostUri"]).status_code, range(3)))
     assert codes == [202] * 3
-    done = poll_until_finished(webhook, status_url, timeout=120)
+    done = poll_until_finished(webhook, started["statusQueryGetUri"], timeout=120)
     assert done.status_code == 200 and done.json()["runtimeStatus"] == "Terminated"
 
 
