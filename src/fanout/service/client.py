@@ -42,6 +42,11 @@ class WebhookUnavailable(StartFailed):
     why (`fanout start` exits 1 on it, 2 on any other `StartFailed`)."""
 
 
+def failure_for(status_code: int) -> type[StartFailed]:
+    """What an answer other than the one expected means: the webhook unavailable (5xx), else a refusal."""
+    return WebhookUnavailable if status_code >= 500 else StartFailed
+
+
 @dataclass
 class Finished:
     """The status document of a finished run."""
@@ -65,8 +70,7 @@ def start(
     except httpx.HTTPError as error:
         raise WebhookUnavailable(f"cannot reach the webhook at {client.base_url}: {error}") from None
     if response.status_code != 202:
-        failed = WebhookUnavailable if response.status_code >= 500 else StartFailed
-        raise failed(f"webhook answered {response.status_code}: {_detail(response)}")
+        raise failure_for(response.status_code)(f"webhook answered {response.status_code}: {_detail(response)}")
     return dict(response.json())
 
 
@@ -108,8 +112,7 @@ def wait(client: httpx.Client, status_url: str, console: Console, timeout: float
                 if response is not None:
                     why = f"{response.status_code}: {_detail(response)}"
                     if response.status_code not in BUSY_STATUSES:
-                        answered = WebhookUnavailable if response.status_code >= 500 else StartFailed
-                        raise answered(f"status URL answered {why}")
+                        raise failure_for(response.status_code)(f"status URL answered {why}")
                 unavailable_since = unavailable_since or time.monotonic()
                 if time.monotonic() - unavailable_since > UNAVAILABLE_GIVE_UP_SECONDS:
                     raise WebhookUnavailable(f"status URL unavailable for {UNAVAILABLE_GIVE_UP_SECONDS:.0f}s ({why})")

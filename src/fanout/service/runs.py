@@ -56,10 +56,11 @@ LABEL_REQUEST = "fanout.request"
 LABEL_START = "fanout.start"
 LABEL_DEPLOYMENT = "fanout.deployment"
 LABEL_FLOW = "fanout.flow"
-TERMINATED = "terminated through the webhook"
 """Set on the runs of a flow other than the seed's, started through an orchestrator name: the flow's name."""
 OTHER_FLOW_TAG = "fanout.flow"
 """Tags those runs too, so a list finds them without reading the seed's runs twice."""
+TERMINATED = "terminated through the webhook"
+"""The message of the states a terminate sets."""
 PURGE_PAGE = 200
 
 
